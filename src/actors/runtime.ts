@@ -1,0 +1,90 @@
+/**
+ * The small actor runtime: an Endpoint sends and receives msgpack-encoded messages over anything
+ * port-like (a worker MessagePort in production, an in-process MessageChannel in tests), and
+ * PendingReplies matches replies to requests by correlation id, with a deadline on each.
+ */
+import { decodeMessage, encodeMessage, ProtocolError } from '../protocol/codec.ts';
+import type { Message } from '../protocol/messages.ts';
+
+export interface PortLike {
+  postMessage(value: unknown): void;
+  on(event: 'message', listener: (value: unknown) => void): unknown;
+  close?(): void;
+}
+
+export class Endpoint<In extends Message, Out extends Message> {
+  readonly #port: PortLike;
+
+  /**
+   * @param accepts the message types this side takes; anything else is reported through onBad.
+   * @param onBad called for undecodable or unexpected messages; the endpoint keeps working.
+   */
+  constructor(
+    port: PortLike,
+    accepts: readonly In['type'][],
+    onMessage: (msg: In) => void,
+    onBad: (err: ProtocolError) => void,
+  ) {
+    this.#port = port;
+    const allowed = new Set<string>(accepts);
+    port.on('message', (raw) => {
+      let msg: Message;
+      try {
+        msg = decodeMessage(raw);
+      } catch (err) {
+        onBad(err instanceof ProtocolError ? err : new ProtocolError(String(err)));
+        return;
+      }
+      if (!allowed.has(msg.type)) {
+        onBad(new ProtocolError(`unexpected message ${msg.type} on this port`));
+        return;
+      }
+      onMessage(msg as In);
+    });
+  }
+
+  send(msg: Out): void {
+    this.#port.postMessage(encodeMessage(msg));
+  }
+
+  close(): void {
+    this.#port.close?.();
+  }
+}
+
+/** Replies awaited by correlation id; each request fails with a timeout error at its deadline. */
+export class PendingReplies<T> {
+  #next = 1;
+  readonly #waiting = new Map<number, { resolve: (v: T) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+
+  open(deadlineMs: number, what: string): { id: number; reply: Promise<T> } {
+    const id = this.#next++;
+    const reply = new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(id);
+        reject(new Error(`${what} got no reply within ${deadlineMs} ms`));
+      }, deadlineMs);
+      timer.unref();
+      this.#waiting.set(id, { resolve, reject, timer });
+    });
+    return { id, reply };
+  }
+
+  /** Settles request `id`; returns false when nobody waits for it any more (late or unknown reply). */
+  settle(id: number, value: T): boolean {
+    const entry = this.#waiting.get(id);
+    if (!entry) return false;
+    clearTimeout(entry.timer);
+    this.#waiting.delete(id);
+    entry.resolve(value);
+    return true;
+  }
+
+  rejectAll(err: Error): void {
+    for (const [id, entry] of this.#waiting) {
+      clearTimeout(entry.timer);
+      entry.reject(err);
+      this.#waiting.delete(id);
+    }
+  }
+}

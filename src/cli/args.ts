@@ -1,0 +1,100 @@
+/**
+ * argv -> a typed command, with commander. Pure: no process exit, no output; help and version come
+ * back as text for main.ts to print, errors as OllanaError(OLN_USAGE / OLN_BAD_FLAG).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { DEFAULTS, OPTION_SPECS, type ConfigKey } from '../config/defaults.ts';
+import { OllanaError } from '../errors.ts';
+
+export type CliCommand =
+  | { readonly command: 'serve'; readonly flags: Partial<Record<ConfigKey, unknown>> }
+  | { readonly command: 'stop'; readonly flags: Partial<Record<ConfigKey, unknown>>; readonly timeoutMs: string | null }
+  | { readonly command: 'status'; readonly flags: Partial<Record<ConfigKey, unknown>>; readonly url: string | null; readonly json: boolean }
+  | { readonly command: 'print'; readonly text: string };
+
+function defaultText(key: ConfigKey, override?: string): string {
+  if (override !== undefined) return override;
+  const value = DEFAULTS[key];
+  if (Array.isArray(value)) return value.length === 0 ? 'none' : value.join(',');
+  if (value === null) return 'none';
+  return String(value);
+}
+
+function optionFor(key: ConfigKey): Option {
+  const spec = OPTION_SPECS.find((s) => s.key === key)!;
+  const flags = `${spec.short ? `${spec.short}, ` : ''}${spec.flag}${spec.kind === 'bool' ? '' : ' <value>'}`;
+  const env = spec.env.length > 0 ? `; env ${spec.env.join(', ')}` : '';
+  return new Option(flags, `${spec.help} (default: ${defaultText(key, spec.defaultText)}${env})`);
+}
+
+function collectFlags(cmd: Command, keys: readonly ConfigKey[]): Partial<Record<ConfigKey, unknown>> {
+  const given = cmd.opts() as Record<string, unknown>;
+  const out: Partial<Record<ConfigKey, unknown>> = {};
+  for (const key of keys) {
+    const spec = OPTION_SPECS.find((s) => s.key === key)!;
+    const attr = new Option(spec.flag).attributeName();
+    if (given[attr] !== undefined) out[key] = given[attr];
+  }
+  return out;
+}
+
+export function parseCli(argv: readonly string[], version: string): CliCommand {
+  let result: CliCommand | null = null;
+  let printed = '';
+  const program = new Command('ollana')
+    .description('Ollama over LAN: share one Ollama with every machine on the network, with no configuration')
+    .version(version, '-v, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => { printed += s; }, writeErr: (s) => { printed += s; } })
+    .showHelpAfterError(false)
+    .addHelpText('after', '\nRun `ollana serve` on every machine: the one with Ollama shares it, the others use it.\n' +
+      'Each command has its own help: ollana serve --help');
+
+  const serveKeys = OPTION_SPECS.map((s) => s.key);
+  const serve = program.command('serve').description(
+    'run this machine\'s node: a server node if a local Ollama answers, else a client node');
+  for (const key of serveKeys) serve.addOption(optionFor(key));
+  serve.action(() => { result = { command: 'serve', flags: collectFlags(serve, serveKeys) }; });
+
+  const stopKeys: ConfigKey[] = ['pidFile', 'dataDir'];
+  const stop = program.command('stop').description('stop the ollana started with `ollana serve -d`: in-flight streams finish first');
+  for (const key of stopKeys) stop.addOption(optionFor(key));
+  stop.addOption(new Option('--timeout <value>', 'how long to wait for it to exit (default: its drain timeout + 10s)'));
+  stop.action(() => {
+    const t = stop.opts().timeout as string | undefined;
+    result = { command: 'stop', flags: collectFlags(stop, stopKeys), timeoutMs: t ?? null };
+  });
+
+  const statusKeys: ConfigKey[] = ['listen', 'dataDir'];
+  const status = program.command('status').description('show the local node: role, upstreams, workers and their stats');
+  for (const key of statusKeys) status.addOption(optionFor(key));
+  status.addOption(new Option('--url <url>', 'the node to ask (default: the local server node, else the local client node)'));
+  status.addOption(new Option('--json', 'print the raw JSON'));
+  status.action(() => {
+    const o = status.opts() as { url?: string; json?: boolean };
+    result = { command: 'status', flags: collectFlags(status, statusKeys), url: o.url ?? null, json: o.json === true };
+  });
+
+  for (const cmd of [program, serve, stop, status]) {
+    cmd.exitOverride().configureOutput({ writeOut: (s) => { printed += s; }, writeErr: (s) => { printed += s; } });
+  }
+
+  try {
+    program.parse([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+        return { command: 'print', text: printed };
+      }
+      const message = err.message.replace(/^error: /, '');
+      const code = err.code === 'commander.invalidArgument' || err.code === 'commander.optionMissingArgument' ? 'OLN_BAD_FLAG' : 'OLN_USAGE';
+      throw new OllanaError(code, `${message}; see \`ollana --help\``);
+    }
+    throw err;
+  }
+  if (result === null) {
+    // No command given: show the overview rather than guess.
+    return { command: 'print', text: program.helpInformation() };
+  }
+  return result;
+}

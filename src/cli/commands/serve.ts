@@ -1,0 +1,92 @@
+/** `ollana serve`: load the settings, take the pid file, start the supervisor, stop it on a signal. */
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Supervisor } from '../../actors/supervisor.ts';
+import type { ConfigKey } from '../../config/defaults.ts';
+import { loadConfig } from '../../config/load.ts';
+import { defaultLogFile, defaultPidFile } from '../../config/paths.ts';
+import { daemonize, isDaemonChild, reportToParent } from '../../daemon/daemonize.ts';
+import { takePidFile } from '../../daemon/pid-file.ts';
+import { OllanaError, errorMessage, isOllanaError, systemCode } from '../../errors.ts';
+import { createLogger, type LogSettings } from '../../log.ts';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const MAIN_SCRIPT = fileURLToPath(new URL('../../main.ts', import.meta.url));
+
+function ensureDataDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    const why = systemCode(err) === 'EACCES' || systemCode(err) === 'EPERM' ? 'permission denied'
+      : systemCode(err) === 'ENOSPC' ? 'the disk is full' : errorMessage(err);
+    throw new OllanaError('OLN_DIR_UNWRITABLE',
+      `cannot use the data directory ${dir}: ${why}; fix its permissions, or choose another with --data-dir or OLLANA_HOME`,
+      { cause: err, details: { dir } });
+  }
+}
+
+export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, argv: readonly string[], env: Env, version: string): Promise<number> {
+  const { config, dataDir } = loadConfig(flags, env);
+  ensureDataDir(dataDir);
+  const pidFile = config.pidFile ?? defaultPidFile(env, dataDir);
+  const child = isDaemonChild(env);
+
+  if (config.daemon && !child) {
+    const logFile = config.logFile ?? defaultLogFile(env, dataDir);
+    const ready = await daemonize(MAIN_SCRIPT, argv, logFile, pidFile);
+    process.stdout.write(
+      `ollana ${ready.role} node started in the background (pid ${ready.pid}), listening on ${ready.url}\n` +
+      `  log: ${logFile}\n  pid file: ${pidFile}\n  stop it with: ollana stop\n`);
+    return 0;
+  }
+
+  // A daemon child's stdout already is the log file; in the foreground, a terminal gets pretty lines.
+  const logSettings: LogSettings = {
+    level: config.logLevel,
+    file: child ? null : config.logFile,
+    pretty: !child && config.logFile === null && process.stdout.isTTY === true,
+  };
+  const log = createLogger(logSettings);
+  let pid: ReturnType<typeof takePidFile> | null = null;
+  const supervisor = new Supervisor({ config, log, logSettings, version, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
+
+  try {
+    pid = takePidFile(pidFile);
+    if (pid.replacedStale !== null) log.warn({ pidFile, stalePid: pid.replacedStale }, `replaced a stale pid file left by pid ${pid.replacedStale}`);
+    const started = await supervisor.start();
+    if (child) await reportToParent({ type: 'daemon.ready', pid: process.pid, role: started.role, url: started.url });
+  } catch (err) {
+    pid?.release();
+    if (child) {
+      const e = isOllanaError(err) ? err : new OllanaError('OLN_INTERNAL', errorMessage(err), { cause: err });
+      log.error({ err: e, code: e.code }, e.message);
+      await reportToParent({ type: 'daemon.failed', error: e.toData() });
+    }
+    throw err;
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (reason: string, status: number): void => {
+      if (stopping) {
+        if (reason === 'SIGINT') { log.warn('second interrupt: exiting at once'); pid?.release(); process.exit(130); }
+        return;
+      }
+      stopping = true;
+      void supervisor.stop(reason).finally(() => {
+        pid?.release();
+        resolve(status);
+      });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM', 0));
+    process.on('SIGINT', () => stop('SIGINT', 0));
+    // A daemon has no terminal; a hang-up must not kill it.
+    process.on('SIGHUP', () => { if (!child) stop('SIGHUP', 0); });
+    supervisor.on('fatal', (err: OllanaError) => {
+      log.error({ err, code: err.code }, `giving up: ${err.message}`);
+      stop('fatal error', err.exitCode);
+    });
+  });
+}

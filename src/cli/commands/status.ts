@@ -1,0 +1,57 @@
+/** `ollana status`: asks the local node's /ollana/v1/status and prints it for people (or as JSON). */
+import { request } from 'undici';
+import type { ConfigKey } from '../../config/defaults.ts';
+import { loadConfig } from '../../config/load.ts';
+import { parseListen } from '../../config/schema.ts';
+import { OllanaError, errorMessage } from '../../errors.ts';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function connectable(listen: string): string {
+  const l = parseListen(listen)!;
+  const host = l.host === '0.0.0.0' ? '127.0.0.1' : l.host === '::' ? '::1' : l.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${l.port}`;
+}
+
+async function fetchStatus(base: string): Promise<Record<string, unknown>> {
+  const res = await request(`${base}/ollana/v1/status`, { headersTimeout: 5_000, bodyTimeout: 5_000 });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+function human(s: Record<string, any>): string { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const lines = [
+    `ollana ${s.ollana?.version} (pid ${s.ollana?.pid}), up ${s.ollana?.uptimeS} s`,
+    `role: ${s.role} node (mode ${s.mode}), listening on ${s.listen?.host}:${s.listen?.port}`,
+  ];
+  if (s.ollama) lines.push(`local Ollama: ${s.ollama.url} ${s.ollama.healthy ? `healthy, version ${s.ollama.version}` : 'NOT ANSWERING'}`);
+  lines.push(`upstreams: ${(s.upstreams ?? []).length === 0 ? 'none yet' : ''}`);
+  for (const u of s.upstreams ?? []) lines.push(`  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}`);
+  const w = s.workers ?? {};
+  lines.push(`workers: ${w.live}/${w.configured} live, ${w.restarts} restarts; requests ${w.totals?.requests}, in flight ${w.totals?.inFlight}`);
+  for (const x of w.list ?? []) {
+    if (x.ready === false) lines.push(`  #${x.worker}  not ready`);
+    else lines.push(`  #${x.worker}  requests ${x.requests}  in flight ${x.inFlight}  p50 ${x.durationMs.p50} ms  p99 ${x.durationMs.p99} ms`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export async function statusCommand(flags: Partial<Record<ConfigKey, unknown>>, url: string | null, json: boolean, env: Env): Promise<number> {
+  const { config } = loadConfig(flags, env);
+  const candidates = url !== null ? [url.replace(/\/+$/, '')]
+    : config.listen !== null ? [connectable(config.listen)]
+    : [connectable('127.0.0.1:11435'), connectable('127.0.0.1:11434')];
+  const failures: string[] = [];
+  for (const base of candidates) {
+    try {
+      const status = await fetchStatus(base);
+      process.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : human(status));
+      return 0;
+    } catch (err) {
+      failures.push(`${base}: ${errorMessage(err)}`);
+    }
+  }
+  throw new OllanaError('OLN_STATUS_UNREACHABLE',
+    `no ollana node answers (${failures.join('; ')}); start one with \`ollana serve\`, or name it with --url`);
+}

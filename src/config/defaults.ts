@@ -1,0 +1,112 @@
+/**
+ * The one table of `ollana serve` settings: each key's default, flag, environment variables and help.
+ * The CLI help, the config-file keys and the README's flag table are all derived from it.
+ */
+import { availableParallelism } from 'node:os';
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const MODES = ['auto', 'server', 'client'] as const;
+export type Mode = (typeof MODES)[number];
+
+export interface ServeConfig {
+  readonly mode: Mode;
+  /** host:port to accept on; null = by role (server 0.0.0.0:11435, client 127.0.0.1:11434). */
+  readonly listen: string | null;
+  /** The local Ollama, as given (OLLAMA_HOST rules); parsed by parseOllamaHost. */
+  readonly ollamaUrl: string;
+  readonly workers: number;
+  readonly logLevel: LogLevel;
+  readonly logFile: string | null;
+  readonly pidFile: string | null;
+  readonly daemon: boolean;
+  readonly dataDir: string | null;
+  readonly drainTimeoutMs: number;
+  readonly probeTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+  readonly upstreamConnections: number;
+  readonly upstreamKeepAliveMs: number;
+  readonly origins: readonly string[];
+}
+
+export type ConfigKey = keyof ServeConfig;
+
+/** Default worker count: one per core, at most 8 (past that a proxy is bound by the network, not CPU). */
+export const DEFAULT_WORKERS = Math.max(1, Math.min(8, availableParallelism()));
+
+export const DEFAULTS: ServeConfig = Object.freeze({
+  mode: 'auto',
+  listen: null,
+  ollamaUrl: 'http://127.0.0.1:11434',
+  workers: DEFAULT_WORKERS,
+  logLevel: 'info',
+  logFile: null,
+  pidFile: null,
+  daemon: false,
+  dataDir: null,
+  drainTimeoutMs: 30_000,
+  probeTimeoutMs: 1_500,
+  connectTimeoutMs: 5_000,
+  // 0 = no timeout: a cold model load can take minutes before the first byte, and Ollama itself
+  // never times a request out. Users who want a bound set one.
+  headersTimeoutMs: 0,
+  bodyTimeoutMs: 0,
+  upstreamConnections: 512,
+  upstreamKeepAliveMs: 60_000,
+  origins: Object.freeze([]),
+});
+
+export const SERVER_LISTEN = '0.0.0.0:11435';
+export const CLIENT_LISTEN = '127.0.0.1:11434';
+
+export type ValueKind = 'mode' | 'listen' | 'url' | 'count' | 'level' | 'path' | 'bool' | 'duration' | 'list';
+
+export interface OptionSpec {
+  readonly key: ConfigKey;
+  readonly flag: string;
+  readonly short?: string;
+  readonly kind: ValueKind;
+  readonly env: readonly string[];
+  readonly help: string;
+  /** How the default reads in help, where the raw value would mislead. */
+  readonly defaultText?: string;
+}
+
+export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
+  { key: 'mode', flag: '--mode', kind: 'mode', env: ['OLLANA_MODE'],
+    help: 'auto: server node if a local Ollama answers, else client node; or force server / client' },
+  { key: 'listen', flag: '--listen', kind: 'listen', env: ['OLLANA_LISTEN'],
+    help: 'address to accept on, host:port', defaultText: `${SERVER_LISTEN} (server), ${CLIENT_LISTEN} (client)` },
+  { key: 'ollamaUrl', flag: '--ollama-url', kind: 'url', env: ['OLLANA_OLLAMA_URL', 'OLLAMA_HOST'],
+    help: 'the local Ollama (parsed like OLLAMA_HOST)' },
+  { key: 'workers', flag: '--workers', kind: 'count', env: ['OLLANA_WORKERS'],
+    help: 'proxy worker threads sharing the port', defaultText: `${DEFAULT_WORKERS} (cores, at most 8)` },
+  { key: 'logLevel', flag: '--log-level', kind: 'level', env: ['OLLANA_LOG', 'LOG_LEVEL'],
+    help: `log level: ${LOG_LEVELS.join(', ')}` },
+  { key: 'logFile', flag: '--log-file', kind: 'path', env: ['OLLANA_LOG_FILE'],
+    help: 'write logs to this file', defaultText: 'stdout; with -d: <state dir>/ollana.log' },
+  { key: 'pidFile', flag: '--pid-file', kind: 'path', env: ['OLLANA_PID_FILE'],
+    help: 'pid file', defaultText: '<runtime dir>/ollana.pid' },
+  { key: 'daemon', flag: '--daemon', short: '-d', kind: 'bool', env: [],
+    help: 'run in the background; returns once the node listens' },
+  { key: 'dataDir', flag: '--data-dir', kind: 'path', env: ['OLLANA_HOME'],
+    help: 'data directory (identity, config.json)', defaultText: '$XDG_CONFIG_HOME/ollana or ~/.config/ollana' },
+  { key: 'drainTimeoutMs', flag: '--drain-timeout', kind: 'duration', env: ['OLLANA_DRAIN_TIMEOUT'],
+    help: 'on stop, how long in-flight streams may finish (ms, or 30s, 2m)' },
+  { key: 'probeTimeoutMs', flag: '--probe-timeout', kind: 'duration', env: ['OLLANA_PROBE_TIMEOUT'],
+    help: 'how long auto mode waits for the local Ollama to answer' },
+  { key: 'connectTimeoutMs', flag: '--connect-timeout', kind: 'duration', env: ['OLLANA_CONNECT_TIMEOUT'],
+    help: 'upstream TCP connect timeout' },
+  { key: 'headersTimeoutMs', flag: '--headers-timeout', kind: 'duration', env: ['OLLANA_HEADERS_TIMEOUT'],
+    help: 'upstream time to first byte limit; 0 = none (cold model loads take minutes)' },
+  { key: 'bodyTimeoutMs', flag: '--body-timeout', kind: 'duration', env: ['OLLANA_BODY_TIMEOUT'],
+    help: 'upstream idle time between body chunks limit; 0 = none' },
+  { key: 'upstreamConnections', flag: '--upstream-connections', kind: 'count', env: ['OLLANA_UPSTREAM_CONNECTIONS'],
+    help: 'keep-alive connections per worker per upstream' },
+  { key: 'upstreamKeepAliveMs', flag: '--upstream-keep-alive', kind: 'duration', env: ['OLLANA_UPSTREAM_KEEP_ALIVE'],
+    help: 'how long an idle upstream connection is kept' },
+  { key: 'origins', flag: '--origins', kind: 'list', env: ['OLLANA_ORIGINS', 'OLLAMA_ORIGINS'],
+    help: 'extra browser origins allowed (comma-separated, * wildcard), added to Ollama\'s defaults' },
+] satisfies OptionSpec[]);

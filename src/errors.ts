@@ -1,0 +1,78 @@
+/**
+ * Every error ollana raises on purpose. Callers match on `code`, never on the message: the codes are
+ * stable and listed in the README, the messages may improve.
+ */
+
+/** Stable error codes, each with the process exit status `ollana` uses when it ends on that error. */
+export const EXIT_CODES = {
+  OLN_USAGE: 2,
+  OLN_BAD_FLAG: 2,
+  OLN_BAD_CONFIG: 3,
+  OLN_BAD_OLLAMA_URL: 3,
+  OLN_PORT_IN_USE: 4,
+  OLN_OLLAMA_ON_PORT: 4,
+  OLN_PORT_DENIED: 4,
+  OLN_DIR_UNWRITABLE: 5,
+  OLN_ALREADY_RUNNING: 6,
+  OLN_NOT_RUNNING: 7,
+  OLN_DAEMON_FAILED: 8,
+  OLN_STOP_TIMEOUT: 9,
+  OLN_WORKER_FAILED: 10,
+  OLN_STATUS_UNREACHABLE: 11,
+  OLN_INTERNAL: 70,
+} as const;
+
+export type OllanaErrorCode = keyof typeof EXIT_CODES;
+
+/** Plain-data form of an error, for crossing a thread or process boundary (msgpack keeps no classes). */
+export interface ErrorData {
+  readonly code: OllanaErrorCode;
+  readonly message: string;
+  readonly details?: Readonly<Record<string, string | number | boolean | null>>;
+}
+
+export class OllanaError extends Error {
+  override readonly name = 'OllanaError';
+  readonly code: OllanaErrorCode;
+  readonly details: Readonly<Record<string, string | number | boolean | null>>;
+
+  constructor(
+    code: OllanaErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, string | number | boolean | null> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.code];
+  }
+
+  toData(): ErrorData {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+
+  static fromData(data: ErrorData): OllanaError {
+    return new OllanaError(data.code in EXIT_CODES ? data.code : 'OLN_INTERNAL', data.message, {
+      details: { ...data.details },
+    });
+  }
+}
+
+export function isOllanaError(err: unknown): err is OllanaError {
+  return err instanceof OllanaError;
+}
+
+/** `code` of a Node system error (EADDRINUSE, EACCES, ...), or undefined. */
+export function systemCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string') {
+    return err.code;
+  }
+  return undefined;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

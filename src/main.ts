@@ -1,0 +1,46 @@
+/**
+ * Entry: parse argv, run the command, and turn errors into one message and an exit status. Library
+ * code throws; only this file prints errors and exits.
+ */
+import pkg from '../package.json' with { type: 'json' };
+import { parseCli } from './cli/args.ts';
+import { serveCommand } from './cli/commands/serve.ts';
+import { statusCommand } from './cli/commands/status.ts';
+import { stopCommand } from './cli/commands/stop.ts';
+import { EXIT_CODES, errorMessage, isOllanaError } from './errors.ts';
+
+export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number> {
+  const cmd = parseCli(argv, pkg.version);
+  switch (cmd.command) {
+    case 'print':
+      process.stdout.write(cmd.text.endsWith('\n') ? cmd.text : `${cmd.text}\n`);
+      return 0;
+    case 'serve':
+      return serveCommand(cmd.flags, argv, env, pkg.version);
+    case 'stop':
+      return stopCommand(cmd.flags, cmd.timeoutMs, env);
+    case 'status':
+      return statusCommand(cmd.flags, cmd.url, cmd.json, env);
+    default: {
+      const never: never = cmd;
+      throw new Error(`unknown command ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Runs the CLI and exits the process with the command's status, or with the error's. */
+export function runAndExit(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): void {
+  main(argv, env).then(
+    (status) => process.exit(status),
+    (err: unknown) => {
+      if (isOllanaError(err)) {
+        process.stderr.write(`ollana: ${err.message} [${err.code}]\n`);
+        process.exit(err.exitCode);
+      }
+      process.stderr.write(`ollana: unexpected error: ${errorMessage(err)}\n${err instanceof Error ? err.stack ?? '' : ''}\n`);
+      process.exit(EXIT_CODES.OLN_INTERNAL);
+    },
+  );
+}
+
+if (import.meta.main) runAndExit(process.argv.slice(2), process.env);

@@ -1,0 +1,67 @@
+/** Start-up checks against the network: does an Ollama answer, is our port free. */
+import { createServer } from 'node:net';
+import { request } from 'undici';
+import { OllanaError, systemCode } from '../errors.ts';
+import type { OllamaTarget } from '../config/ollama-host.ts';
+
+export type ProbeResult =
+  | { readonly ok: true; readonly version: string }
+  | { readonly ok: false; readonly reason: string };
+
+/** Asks GET /api/version, as the ollama CLI does; anything but a 200 with a version is "no Ollama". */
+export async function probeOllama(target: OllamaTarget, timeoutMs: number): Promise<ProbeResult> {
+  const url = `${target.origin}${target.basePath}/api/version`;
+  try {
+    const res = await request(url, {
+      method: 'GET',
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) return { ok: false, reason: `${url} answered HTTP ${res.statusCode}` };
+    const version = (JSON.parse(text) as { version?: unknown }).version;
+    if (typeof version !== 'string') return { ok: false, reason: `${url} answered without a version: not an Ollama` };
+    return { ok: true, version };
+  } catch (err) {
+    const code = systemCode(err) ?? systemCode((err as { cause?: unknown }).cause);
+    return { ok: false, reason: `${url}: ${code ?? (err as Error).message}` };
+  }
+}
+
+/**
+ * Binds host:port once without SO_REUSEPORT and lets it go. Our workers bind with SO_REUSEPORT, which
+ * Linux lets any process of the same user share silently; this exclusive bind is what notices that
+ * another program (or another ollana) already holds the port. Port 0 resolves to a free port.
+ */
+export async function claimPort(host: string, port: number, flag: string): Promise<number> {
+  const server = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port, exclusive: true }, resolve);
+    });
+  } catch (err) {
+    const code = systemCode(err);
+    if (code === 'EADDRINUSE') {
+      throw new OllanaError('OLN_PORT_IN_USE',
+        `port ${port} on ${host} is already in use by another program; stop it, or choose another address with ${flag}`,
+        { details: { host, port } });
+    }
+    if (code === 'EACCES') {
+      throw new OllanaError('OLN_PORT_DENIED',
+        `not allowed to listen on ${host}:${port} (ports below 1024 need privileges); choose another with ${flag}`,
+        { details: { host, port } });
+    }
+    if (code === 'EADDRNOTAVAIL') {
+      throw new OllanaError('OLN_BAD_FLAG',
+        `${host} is not an address of this machine; choose one of its addresses (or 0.0.0.0) with ${flag}`,
+        { details: { host, port } });
+    }
+    throw new OllanaError('OLN_INTERNAL', `cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+  }
+  const address = server.address();
+  const actual = typeof address === 'object' && address !== null ? address.port : port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return actual;
+}

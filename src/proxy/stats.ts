@@ -1,0 +1,69 @@
+/**
+ * Per-worker counters and latency histograms. Recording is a few integer additions and one HDR
+ * histogram insert (node:perf_hooks), cheap enough for every request; summaries are made only
+ * when the supervisor asks.
+ */
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { threadId } from 'node:worker_threads';
+import type { LatencySummary, WorkerStats } from '../protocol/messages.ts';
+
+function summary(h: RecordableHistogram): LatencySummary {
+  // Recorded in microseconds; reported in milliseconds.
+  if (h.count === 0) return { count: 0, min: 0, max: 0, mean: 0, p50: 0, p90: 0, p99: 0, p999: 0 };
+  const ms = (us: number): number => Math.round(us) / 1000;
+  return {
+    count: h.count, min: ms(h.min), max: ms(h.max), mean: ms(h.mean),
+    p50: ms(h.percentile(50)), p90: ms(h.percentile(90)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)),
+  };
+}
+
+export class StatsCollector {
+  readonly worker: number;
+  requests = 0;
+  inFlight = 0;
+  completed = 0;
+  clientAborts = 0;
+  upstreamErrors = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly #statuses = [0, 0, 0, 0, 0, 0];
+  readonly #ttfb = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
+  readonly #duration = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
+
+  constructor(worker: number) {
+    this.worker = worker;
+  }
+
+  status(code: number): void {
+    const cls = Math.floor(code / 100);
+    if (cls >= 1 && cls <= 5) this.#statuses[cls]! += 1;
+  }
+
+  /** @param ns nanoseconds since the request arrived */
+  firstByte(ns: bigint): void {
+    this.#ttfb.record(Math.max(1, Number(ns / 1000n)));
+  }
+
+  done(ns: bigint): void {
+    this.#duration.record(Math.max(1, Number(ns / 1000n)));
+  }
+
+  snapshot(): WorkerStats {
+    return {
+      worker: this.worker,
+      threadId,
+      requests: this.requests,
+      inFlight: this.inFlight,
+      completed: this.completed,
+      clientAborts: this.clientAborts,
+      upstreamErrors: this.upstreamErrors,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      statuses: { '1xx': this.#statuses[1]!, '2xx': this.#statuses[2]!, '3xx': this.#statuses[3]!,
+        '4xx': this.#statuses[4]!, '5xx': this.#statuses[5]! },
+      ttfbMs: summary(this.#ttfb),
+      durationMs: summary(this.#duration),
+      rssBytes: process.memoryUsage.rss(),
+    };
+  }
+}

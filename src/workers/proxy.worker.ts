@@ -1,0 +1,88 @@
+/**
+ * Thread entry of a proxy worker, run by piscina. Its one task lasts the worker's life: listen on the
+ * shared port, serve until the supervisor says proxy.drain, then resolve. A crash rejects the task,
+ * which is how the supervisor learns to replace the thread.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import { workerData } from 'piscina';
+import { Endpoint, PendingReplies } from '../actors/runtime.ts';
+import { OllanaError } from '../errors.ts';
+import { createLogger, type LogSettings } from '../log.ts';
+import { SUPERVISOR_TO_PROXY, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy } from '../protocol/messages.ts';
+import { ProxyServer, type ProxySettings } from '../proxy/proxy-server.ts';
+
+export interface ProxyWorkerData {
+  readonly log: LogSettings;
+  readonly proxy: Omit<ProxySettings, 'worker'>;
+}
+
+export interface ProxyTask {
+  readonly worker: number;
+  readonly port: MessagePort;
+  readonly routes: RouteTable;
+}
+
+export interface ProxyTaskResult {
+  readonly worker: number;
+  /** requests still in flight at the drain deadline, cut off */
+  readonly cut: number;
+}
+
+const STATUS_DEADLINE_MS = 3_000;
+
+export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResult> {
+  const data = workerData as ProxyWorkerData;
+  const log = createLogger(data.log, { actor: 'proxy', worker: task.worker });
+  const statusReplies = new PendingReplies<Record<string, unknown>>();
+  let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
+
+  const server = new ProxyServer({ ...data.proxy, worker: task.worker }, log, {
+    status: () => {
+      const { id, reply } = statusReplies.open(STATUS_DEADLINE_MS, 'status request to the supervisor');
+      endpoint?.send({ type: 'status.request', id });
+      return reply;
+    },
+    crash: () => {
+      setImmediate(() => { throw new Error(`proxy worker ${task.worker} crashed on purpose (debug hook)`); });
+    },
+  });
+  server.setRoutes(task.routes);
+
+  let drainRequested: (deadlineMs: number) => void = () => undefined;
+  const drainOrder = new Promise<number>((resolve) => { drainRequested = resolve; });
+
+  endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(task.port, SUPERVISOR_TO_PROXY, (msg) => {
+    switch (msg.type) {
+      case 'routes.update': server.setRoutes(msg.table); break;
+      case 'log.level': log.level = msg.level; break;
+      case 'stats.request': endpoint?.send({ type: 'stats.report', id: msg.id, stats: server.snapshot() }); break;
+      case 'proxy.drain': drainRequested(msg.deadlineMs); break;
+      case 'status.reply':
+        if (msg.status !== null) statusReplies.settle(msg.id, msg.status);
+        break;
+      default: {
+        const never: never = msg;
+        throw new Error(`unhandled message ${JSON.stringify(never)}`);
+      }
+    }
+  }, (err) => log.error({ err }, 'bad message from the supervisor dropped'));
+
+  try {
+    await server.listen();
+  } catch (err) {
+    task.port.close();
+    // Crosses the thread as data; the supervisor rebuilds the OllanaError from code and message.
+    const code = (err as { code?: string }).code;
+    throw new OllanaError(code === 'EADDRINUSE' ? 'OLN_PORT_IN_USE' : code === 'EACCES' ? 'OLN_PORT_DENIED' : 'OLN_WORKER_FAILED',
+      `proxy worker ${task.worker} cannot listen on ${data.proxy.host}:${data.proxy.port}: ${(err as Error).message}`).toData();
+  }
+  endpoint.send({ type: 'proxy.ready', worker: task.worker, threadId: server.stats.snapshot().threadId });
+  log.debug({ host: data.proxy.host, port: data.proxy.port }, 'proxy worker listening');
+
+  const deadlineMs = await drainOrder;
+  const cut = await server.drain(deadlineMs);
+  if (cut > 0) log.warn({ cut }, 'drain deadline reached; cut in-flight requests');
+  statusReplies.rejectAll(new Error('worker stopping'));
+  task.port.close();
+  return { worker: task.worker, cut };
+}
