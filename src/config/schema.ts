@@ -22,14 +22,22 @@ const duration = z.union([
 const count = z.union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)])
   .pipe(z.number().int().min(1).max(1024));
 
-/** host:port, [v6]:port, :port or a bare port. Port 0 asks the OS for a free port. */
+/** host:port, [v6]:port, :port or a bare port (every interface). Port 0 asks the OS for a free port. */
 export function parseListen(text: string): { host: string; port: number } | null {
-  const m = /^(?:\[([0-9a-fA-F:.%A-Za-z]+)\]|([A-Za-z0-9.\-_]*))?:?(\d{1,5})$/.exec(text.trim());
-  if (!m) return null;
-  const port = Number(m[3]);
-  if (port > 65535) return null;
-  const host = m[1] ?? (m[2] === undefined || m[2] === '' ? '0.0.0.0' : m[2]);
-  return { host, port };
+  const t = text.trim();
+  let host: string;
+  let portText: string;
+  if (/^\d+$/.test(t)) {
+    host = '0.0.0.0';
+    portText = t;
+  } else {
+    const m = /^(?:\[([0-9a-fA-F:.]+(?:%[A-Za-z0-9_.-]+)?)\]|([A-Za-z0-9.\-_]*)):(\d{1,5})$/.exec(t);
+    if (!m) return null;
+    host = m[1] ?? (m[2] === undefined || m[2] === '' ? '0.0.0.0' : m[2]);
+    portText = m[3]!;
+  }
+  const port = Number(portText);
+  return port > 65535 ? null : { host, port };
 }
 
 const SCHEMAS: Record<ValueKind, z.ZodType> = {
@@ -42,7 +50,8 @@ const SCHEMAS: Record<ValueKind, z.ZodType> = {
   path: z.string().trim().min(1),
   listen: z.string().refine((s) => parseListen(s) !== null),
   url: z.string().superRefine((s, ctx) => {
-    try { parseOllamaHost(s); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); }
+    // The value's source is named by parseValue; here only the reason is wanted.
+    try { parseOllamaHost(s, 'the address'); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); }
   }),
   list: z.union([
     z.array(z.string()),

@@ -65,7 +65,11 @@ export function takePidFile(file: string, pid = process.pid): { release: () => v
     writeFileSync(tmp, `${pid}\n`, { mode: 0o644 });
     renameSync(tmp, file);
   } catch (err) {
-    rmSync(`${file}.${pid}.tmp`, { force: true });
+    try {
+      rmSync(`${file}.${pid}.tmp`, { force: true });
+    } catch {
+      // The write's own error is the one worth reporting.
+    }
     throw unwritable(file, err, 'write');
   }
   return {

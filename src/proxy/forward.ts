@@ -72,6 +72,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.#clientGone) controller.abort(CLIENT_GONE);
   }
 
+  onBodySent(chunk: Buffer): void {
+    this.#opts.stats.bytesIn += chunk.length;
+  }
+
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx: Node answers the client's 100-continue itself
     if (this.#clientGone) return;

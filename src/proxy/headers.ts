@@ -73,7 +73,9 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[], dro
   const out: string[] = [];
   let extra: Set<string> | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toString().toLowerCase() === 'connection') extra = connectionListed(raw[i + 1]!.toString());
+    if (raw[i]!.toString().toLowerCase() !== 'connection') continue;
+    const listed = connectionListed(raw[i + 1]!.toString());
+    if (listed !== null) extra = extra === null ? listed : new Set([...extra, ...listed]);
   }
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString();

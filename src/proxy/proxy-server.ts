@@ -174,7 +174,6 @@ export class ProxyServer {
 
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0'
       : req.headers['transfer-encoding'] !== undefined;
-    if (hasBody) req.on('data', (chunk: Buffer) => { this.stats.bytesIn += chunk.length; });
     const handler = new Forward(req, res, {
       stats: this.stats,
       log: this.#log,

@@ -1,0 +1,127 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { encode } from '@msgpack/msgpack';
+import { decodeMessage, encodeMessage, ProtocolError } from '../../src/protocol/codec.ts';
+import type { LatencySummary, Message, MessageType, WorkerStats } from '../../src/protocol/messages.ts';
+
+const latency: LatencySummary = { count: 3, min: 1, max: 9.5, mean: 4.25, p50: 3, p90: 9, p99: 9.5, p999: 9.5 };
+const stats: WorkerStats = {
+  worker: 2, threadId: 7, requests: 10, inFlight: 1, completed: 9, clientAborts: 0, upstreamErrors: 1,
+  bytesIn: 1234, bytesOut: 2 ** 40, statuses: { '2xx': 8, '5xx': 1 }, ttfbMs: latency, durationMs: latency,
+  rssBytes: 50_000_000,
+};
+
+/** One sample of every message type; the record's type makes a new message type a compile error here. */
+const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: T }>[] } = {
+  'routes.update': [
+    { type: 'routes.update', table: { version: 3, role: 'client', upstreams: [] } },
+    { type: 'routes.update', table: { version: 4, role: 'server', upstreams: [
+      { id: 'local', url: 'http://127.0.0.1:11434', basePath: '', healthy: true, models: ['llama3:8b', 'qwen3'] },
+      { id: 'peer-1', url: 'https://[fd00::1]:443', basePath: '/ollama', healthy: false, models: [] },
+    ] } },
+  ],
+  'log.level': [{ type: 'log.level', level: 'trace' }, { type: 'log.level', level: 'error' }],
+  'stats.request': [{ type: 'stats.request', id: 1 }],
+  'proxy.drain': [{ type: 'proxy.drain', deadlineMs: 30_000 }],
+  'status.reply': [
+    { type: 'status.reply', id: 5, status: { role: 'server', workers: [1, 2], nested: { a: null, b: 'x' } }, error: null },
+    { type: 'status.reply', id: 6, status: null, error: { code: 'OLN_INTERNAL', message: 'boom', details: { n: 1, ok: false, z: null } } },
+    { type: 'status.reply', id: 7, status: null, error: { code: 'OLN_INTERNAL', message: 'no details' } },
+  ],
+  'proxy.ready': [{ type: 'proxy.ready', worker: 0, threadId: 12 }],
+  'stats.report': [{ type: 'stats.report', id: 9, stats }],
+  'status.request': [{ type: 'status.request', id: 2 }],
+};
+
+for (const [type, samples] of Object.entries(SAMPLES)) {
+  test(`${type} survives encode/decode unchanged`, () => {
+    for (const msg of samples) {
+      const bytes = encodeMessage(msg);
+      assert.ok(bytes instanceof Uint8Array);
+      assert.deepEqual(decodeMessage(bytes), msg);
+      assert.deepEqual(decodeMessage(Buffer.from(bytes)), msg); // a Buffer is a Uint8Array too
+    }
+  });
+}
+
+test('decode drops unknown keys rather than passing them on', () => {
+  const bytes = encode({ type: 'stats.request', id: 3, extra: { evil: true } });
+  assert.deepEqual(decodeMessage(bytes), { type: 'stats.request', id: 3 });
+});
+
+/** Asserts decodeMessage throws a ProtocolError (not any other exception) and returns its message. */
+function protocolError(input: unknown): string {
+  let caught: unknown;
+  try {
+    decodeMessage(input);
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught instanceof ProtocolError, `expected a ProtocolError, got ${String(caught)}`);
+  assert.equal(caught.name, 'ProtocolError');
+  return caught.message;
+}
+
+test('a non-Uint8Array is a ProtocolError naming what arrived', () => {
+  assert.equal(protocolError('hello'), 'expected a msgpack buffer, got string');
+  assert.equal(protocolError(undefined), 'expected a msgpack buffer, got undefined');
+  assert.equal(protocolError(null), 'expected a msgpack buffer, got object');
+  assert.equal(protocolError(42), 'expected a msgpack buffer, got number');
+  assert.equal(protocolError({ type: 'stats.request', id: 1 }), 'expected a msgpack buffer, got object');
+  assert.equal(protocolError(new ArrayBuffer(4)), 'expected a msgpack buffer, got object');
+  assert.equal(protocolError([0x80]), 'expected a msgpack buffer, got object');
+});
+
+test('undecodable bytes are a ProtocolError', () => {
+  assert.match(protocolError(new Uint8Array([])), /^undecodable msgpack \(/);
+  assert.match(protocolError(new Uint8Array([0xc1])), /^undecodable msgpack \(/); // 0xc1 is never used
+  const good = encodeMessage({ type: 'stats.report', id: 9, stats });
+  for (const cut of [1, 2, 10, good.length - 1]) {
+    assert.match(protocolError(good.subarray(0, cut)), /^undecodable msgpack \(/, `truncated to ${cut}`);
+  }
+  const extra = new Uint8Array([...encodeMessage({ type: 'stats.request', id: 1 }), 0x01]);
+  assert.match(protocolError(extra), /^undecodable msgpack \(/);
+});
+
+test('well-formed msgpack of the wrong shape is a ProtocolError naming the path', () => {
+  assert.match(protocolError(encode(42)), /^malformed message: /);
+  assert.match(protocolError(encode(null)), /^malformed message: /);
+  assert.match(protocolError(encode([1, 2])), /^malformed message: /);
+  assert.match(protocolError(encode({})), /^malformed message: type: /);
+  assert.match(protocolError(encode({ type: 'stats.request' })), /^malformed message: id: /);
+  assert.match(protocolError(encode({ type: 'stats.request', id: 1.5 })), /^malformed message: id: /);
+  assert.match(protocolError(encode({ type: 'stats.request', id: '1' })), /^malformed message: id: /);
+  assert.match(protocolError(encode({ type: 'log.level', level: 'loud' })), /^malformed message: level: /);
+  assert.match(protocolError(encode({ type: 'routes.update', table: { version: 1, role: 'client', upstreams: [{ id: 'x' }] } })),
+    /^malformed message: table\.upstreams\.0\.url: /);
+  assert.match(protocolError(encode({ type: 'status.reply', id: 1, status: null, error: { code: 1, message: 'm' } })),
+    /^malformed message: error\.code: /);
+  assert.match(protocolError(encode(new Date(0))), /^malformed message: /); // msgpack timestamp extension
+});
+
+test('an unknown message type is a ProtocolError', () => {
+  assert.match(protocolError(encode({ type: 'peer.joined', id: 1 })), /^malformed message: type: /);
+  assert.match(protocolError(encode({ type: '__proto__' })), /^malformed message: type: /);
+});
+
+test('random bytes only ever give a message or a ProtocolError', () => {
+  let protocolErrors = 0;
+  for (let i = 0; i < 2_000; i++) {
+    const bytes = randomBytes(1 + (i % 64));
+    try {
+      decodeMessage(bytes);
+    } catch (err) {
+      assert.ok(err instanceof ProtocolError, `bytes ${bytes.toString('hex')} threw ${String(err)}`);
+      protocolErrors++;
+    }
+  }
+  assert.ok(protocolErrors > 1_900, `only ${protocolErrors} of 2000 random inputs were refused`);
+});
+
+test('deeply nested msgpack is a ProtocolError, not a stack overflow', () => {
+  // 100k nested one-element arrays: 0x91 = fixarray(1).
+  const bytes = new Uint8Array(100_001).fill(0x91);
+  bytes[100_000] = 0xc0;
+  protocolError(bytes);
+});
