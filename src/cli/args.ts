@@ -86,7 +86,7 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
         return { command: 'print', text: printed };
       }
-      const message = err.message.replace(/^error: /, '');
+      const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
       const code = err.code === 'commander.invalidArgument' || err.code === 'commander.optionMissingArgument' ? 'OLN_BAD_FLAG' : 'OLN_USAGE';
       throw new OllanaError(code, `${message}; see \`ollana --help\``);
     }

@@ -80,7 +80,9 @@ function readConfigFile(file: string): Record<string, unknown> | null {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if (systemCode(err) === 'ENOENT') return null;
+    // No file, or no directory to hold one: nothing to read (an unusable data directory is reported
+    // by the command that needs to write there, with the fix).
+    if (systemCode(err) === 'ENOENT' || systemCode(err) === 'ENOTDIR') return null;
     throw new OllanaError('OLN_BAD_CONFIG', `cannot read the config file ${file}: ${(err as Error).message}`, { cause: err });
   }
   let parsed: unknown;
