@@ -1,31 +1,38 @@
 /**
- * The supervisor (main thread): decides the node's role, claims the port, runs the proxy workers in a
- * piscina pool, pushes them the route table, gathers their stats for /ollana/v1/status, replaces a
- * worker that dies (with backoff, and without looping on one that dies at start-up), and drains them
- * all on stop.
+ * The supervisor (main thread): decides the node's role, claims the port, and runs the actors — the
+ * proxy worker pool, discovery and election — wiring their messages together: discovery's peers go
+ * to the election and (on a client node) into the cluster view, whose route table goes to the proxy
+ * workers; the local Ollama's health decides whether a server node announces itself.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { MessageChannel } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
 import { CLIENT_LISTEN, SERVER_LISTEN, type ServeConfig } from '../config/defaults.ts';
 import { parseOllamaHost, type OllamaTarget } from '../config/ollama-host.ts';
 import { parseListen } from '../config/schema.ts';
-import { OllanaError, errorMessage, type ErrorData, type OllanaErrorCode } from '../errors.ts';
+import { OllanaError, errorMessage } from '../errors.ts';
+import { newBootId } from '../identity/node-id.ts';
 import type { Logger, LogSettings } from '../log.ts';
-import { claimPort, probeOllama } from '../net/probe.ts';
-import type { ProxyToSupervisor, RouteTable, SupervisorToProxy, WorkerStats } from '../protocol/messages.ts';
-import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
-import { Endpoint, PendingReplies } from './runtime.ts';
+import { claimPort, fetchModels, probeOllama } from '../net/probe.ts';
+import type { PeerInfo } from '../protocol/lan.ts';
+import { DISCOVERY_DEFAULTS } from './discovery.ts';
+import {
+  DISCOVERY_TO_SUPERVISOR, type DiscoveryStats, type DiscoveryToSupervisor, type ElectionToSupervisor,
+  type ElectionView, type RouteTable, type SelfInfo, type SupervisorToDiscovery, type SupervisorToElection,
+} from '../protocol/messages.ts';
+import type { DiscoveryWorkerData } from '../workers/discovery.worker.ts';
+import type { ElectionWorkerData } from '../workers/election.worker.ts';
+import type { ProxyWorkerData } from '../workers/proxy.worker.ts';
+import { ActorThread } from './actor-thread.ts';
+import { ClusterView, peerUrl } from './cluster.ts';
+import { ProxyPool, type WorkerReport } from './proxy-pool.ts';
+import { PendingReplies } from './runtime.ts';
 
-const WORKER_FILE = fileURLToPath(new URL('../workers/proxy.worker.ts', import.meta.url));
+const DISCOVERY_FILE = fileURLToPath(new URL('../workers/discovery.worker.ts', import.meta.url));
+const ELECTION_FILE = fileURLToPath(new URL('../workers/election.worker.ts', import.meta.url));
 const HEALTH_INTERVAL_MS = 2_000;
-const STATS_DEADLINE_MS = 1_000;
-const MAX_BACKOFF_MS = 5_000;
-/** A worker that stays up this long has recovered: its next crash starts the backoff afresh. */
-const STABLE_AFTER_MS = 10_000;
-/** Consecutive failures before the first 'ready' after which a slot gives up instead of looping. */
-const MAX_BOOT_FAILURES = 5;
+/** A node silent for this many heartbeats is gone. */
+const DEAD_AFTER_HEARTBEATS = 3.5;
 
 export type Role = 'server' | 'client';
 
@@ -34,6 +41,7 @@ export interface SupervisorOptions {
   readonly log: Logger;
   readonly logSettings: LogSettings;
   readonly version: string;
+  readonly nodeId: string;
   /** Enables the worker crash hook used by supervision tests (OLLANA_DEBUG_HOOKS=1). */
   readonly debugHooks: boolean;
 }
@@ -45,43 +53,39 @@ export interface Started {
   readonly url: string;
 }
 
-interface Slot {
-  readonly index: number;
-  endpoint: Endpoint<ProxyToSupervisor, SupervisorToProxy> | null;
-  ready: boolean;
-  everReady: boolean;
-  bootFailures: number;
-  restarts: number;
-  startedAt: number;
-  done: Promise<void>;
-  onReady: (() => void) | null;
-}
-
-function isErrorData(v: unknown): v is ErrorData {
-  return typeof v === 'object' && v !== null && 'code' in v && 'message' in v && !(v instanceof Error);
+function modelsDigest(models: readonly string[]): string {
+  return createHash('sha256').update([...models].sort().join('\n')).digest('hex').slice(0, 16);
 }
 
 export class Supervisor extends EventEmitter {
   readonly #opts: SupervisorOptions;
   readonly #log: Logger;
   readonly #target: OllamaTarget;
-  readonly #stats = new PendingReplies<WorkerStats>();
-  readonly #slots: Slot[] = [];
   readonly #startedAt = Date.now();
-  #pool: Piscina | null = null;
+  readonly #boot = newBootId();
+  #pool: ProxyPool | null = null;
+  #discovery: ActorThread<DiscoveryToSupervisor, SupervisorToDiscovery> | null = null;
+  #election: ActorThread<ElectionToSupervisor, SupervisorToElection> | null = null;
+  readonly #discoveryStats = new PendingReplies<DiscoveryStats>();
+  #discoveryInfo: { port: number; group: string; multicast: boolean; broadcast: boolean; interfaces: string[] } | null = null;
+  readonly #cluster: ClusterView;
+  readonly #clientPeers = new Map<string, PeerInfo>();
+  #view: ElectionView = { term: 0, leader: '', servers: [], conflicts: [] };
   #role: Role = 'client';
   #listen = { host: '', port: 0 };
   #table: RouteTable = { version: 0, role: 'client', upstreams: [] };
-  #ollama: { healthy: boolean; version: string | null; checkedAt: number } = { healthy: false, version: null, checkedAt: 0 };
-  #healthTimer: NodeJS.Timeout | null = null;
+  #ollama: { healthy: boolean; version: string | null; models: string[]; checkedAt: number } =
+    { healthy: false, version: null, models: [], checkedAt: 0 };
+  #load = 0;
+  #timers: NodeJS.Timeout[] = [];
   #stopping = false;
-  #totalRestarts = 0;
 
   constructor(opts: SupervisorOptions) {
     super();
     this.#opts = opts;
     this.#log = opts.log.child({ actor: 'supervisor' });
     this.#target = parseOllamaHost(opts.config.ollamaUrl, '--ollama-url / OLLAMA_HOST');
+    this.#cluster = new ClusterView(this.#log, () => this.#publishRoutes());
   }
 
   get role(): Role {
@@ -104,7 +108,8 @@ export class Supervisor extends EventEmitter {
           `server mode forced, but no Ollama answers at ${this.#target.origin} yet (${probe.reason}); requests get 502 until it does`);
       }
     }
-    this.#ollama = { healthy: probe.ok, version: probe.ok ? probe.version : null, checkedAt: Date.now() };
+    this.#ollama = { healthy: probe.ok, version: probe.ok ? probe.version : null, models: [], checkedAt: Date.now() };
+    if (this.#role === 'server' && probe.ok) this.#ollama.models = await fetchModels(this.#target, config.probeTimeoutMs) ?? [];
 
     const listenText = config.listen ?? (this.#role === 'server' ? SERVER_LISTEN : CLIENT_LISTEN);
     const listen = parseListen(listenText);
@@ -113,7 +118,8 @@ export class Supervisor extends EventEmitter {
       listen.port = await claimPort(listen.host, listen.port, '--listen');
     } catch (err) {
       if (this.#role === 'client' && err instanceof OllanaError && err.code === 'OLN_PORT_IN_USE') {
-        const there = await probeOllama({ origin: `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`, basePath: '' }, config.probeTimeoutMs);
+        const hostText = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+        const there = await probeOllama({ origin: `http://${hostText}:${listen.port}`, basePath: '' }, config.probeTimeoutMs);
         if (there.ok) {
           throw new OllanaError('OLN_OLLAMA_ON_PORT',
             `an Ollama already listens on ${listen.host}:${listen.port}, so this machine should share it, not borrow one: ` +
@@ -123,7 +129,7 @@ export class Supervisor extends EventEmitter {
       throw err;
     }
     this.#listen = listen;
-    this.#table = this.#initialTable();
+    this.#table = this.#buildTable();
 
     const workerData: ProxyWorkerData = {
       log: this.#opts.logSettings,
@@ -139,201 +145,250 @@ export class Supervisor extends EventEmitter {
         debugHooks: this.#opts.debugHooks,
       },
     };
-    this.#pool = new Piscina({
-      filename: WORKER_FILE,
-      name: 'default',
-      minThreads: config.workers,
-      maxThreads: config.workers,
-      concurrentTasksPerWorker: 1,
-      idleTimeout: Number.POSITIVE_INFINITY,
-      // Our tasks live as long as the worker; atomics would park idle threads, which an event-loop
-      // server must never be.
-      atomics: 'disabled',
-      workerData,
+    this.#pool = new ProxyPool(config.workers, workerData, this.#table, this.#log);
+    this.#pool.on('status-request', (reply: (s: Record<string, unknown> | null, e: string | null) => void) => {
+      this.status().then((s) => reply(s, null), (err: unknown) => reply(null, errorMessage(err)));
     });
-    this.#pool.on('error', (err: Error) => this.#log.error({ err }, 'worker pool error'));
+    this.#pool.on('fatal', (err: OllanaError) => this.emit('fatal', err));
+    await this.#pool.start();
 
-    const readies: Promise<void>[] = [];
-    for (let i = 0; i < config.workers; i++) readies.push(this.#spawn(i));
-    try {
-      await Promise.all(readies);
-    } catch (err) {
-      await this.stop('start-up failed');
-      throw err;
-    }
+    this.#startElection();
+    if (config.discovery === 'off') this.#log.info('discovery is off: this node sends nothing to the LAN and finds no peers');
+    else await this.#startDiscovery();
+    if (this.#role === 'server') this.#every(HEALTH_INTERVAL_MS, () => this.#checkOllama());
+    this.#every(config.heartbeatMs, () => this.#refreshLoad());
 
-    if (this.#role === 'server') this.#watchOllama();
     const hostText = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
     const url = `http://${hostText}:${listen.port}`;
-    this.#log.info({ role: this.#role, url, host: listen.host, port: listen.port, workers: config.workers },
+    this.#log.info({ role: this.#role, url, host: listen.host, port: listen.port, workers: config.workers, nodeId: this.#opts.nodeId },
       `ollana ${this.#role} node listening on ${url} with ${config.workers} proxy worker${config.workers === 1 ? '' : 's'}`);
     return { role: this.#role, host: listen.host, port: listen.port, url };
   }
 
-  #initialTable(): RouteTable {
-    if (this.#role === 'client') return { version: 1, role: 'client', upstreams: [] };
-    return {
-      version: 1,
-      role: 'server',
-      upstreams: [{ id: 'local', url: this.#target.origin, basePath: this.#target.basePath, healthy: this.#ollama.healthy, models: [] }],
-    };
-  }
-
-  /** Starts slot `index`'s task; resolves when its worker first reports ready, rejects if it cannot. */
-  #spawn(index: number, existing?: Slot): Promise<void> {
-    const slot: Slot = existing ?? {
-      index, endpoint: null, ready: false, everReady: false, bootFailures: 0, restarts: 0, startedAt: 0,
-      done: Promise.resolve(), onReady: null,
-    };
-    if (!existing) this.#slots[index] = slot;
-    slot.ready = false;
-    slot.startedAt = Date.now();
-
-    const { port1, port2 } = new MessageChannel();
-    slot.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, ['proxy.ready', 'stats.report', 'status.request'],
-      (msg) => this.#onWorkerMessage(slot, msg),
-      (err) => this.#log.error({ err, worker: index }, 'bad message from a proxy worker dropped'));
-
-    const ready = new Promise<void>((resolve, reject) => {
-      slot.onReady = resolve;
-      const task: ProxyTask = { worker: index, port: port2, routes: this.#table };
-      slot.done = (this.#pool!.run(task, { transferList: [port2] }) as Promise<ProxyTaskResult>).then(
-        () => { slot.ready = false; port1.close(); },
-        (err: unknown) => {
-          slot.ready = false;
-          port1.close();
-          const error = isErrorData(err)
-            ? OllanaError.fromData({ ...err, code: err.code as OllanaErrorCode })
-            : new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err });
-          if (slot.onReady !== null) {
-            // Died before this start reported ready: the caller decides (fail start-up, or back off).
-            slot.onReady = null;
-            reject(error);
-            return;
-          }
-          this.#onWorkerDied(slot, error);
-        });
-    });
-    return ready;
-  }
-
-  #onWorkerDied(slot: Slot, error: OllanaError): void {
-    if (this.#stopping) return;
-    const upFor = Date.now() - slot.startedAt;
-    if (upFor >= STABLE_AFTER_MS) slot.bootFailures = 0;
-    slot.bootFailures += 1;
-    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (slot.bootFailures - 1));
-    this.#log.error({ err: error, worker: slot.index, restartInMs: delay },
-      `proxy worker ${slot.index} died (${error.message}); its in-flight requests are lost, restarting it in ${delay} ms`);
-    const timer = setTimeout(() => {
-      if (this.#stopping) return;
-      slot.restarts += 1;
-      this.#totalRestarts += 1;
-      this.#spawn(slot.index, slot).then(
-        () => this.#log.info({ worker: slot.index }, `proxy worker ${slot.index} restarted`),
-        (err: unknown) => {
-          if (slot.bootFailures >= MAX_BOOT_FAILURES) {
-            this.#log.error({ err, worker: slot.index }, `proxy worker ${slot.index} keeps failing at start-up; giving up`);
-            this.emit('fatal', err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', errorMessage(err)));
-          } else {
-            this.#onWorkerDied(slot, err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', errorMessage(err)));
-          }
-        });
-    }, delay);
-    timer.unref();
-  }
-
-  #onWorkerMessage(slot: Slot, msg: ProxyToSupervisor): void {
-    switch (msg.type) {
-      case 'proxy.ready':
-        slot.ready = true;
-        slot.everReady = true;
-        // Routes may have changed while this worker started.
-        slot.endpoint?.send({ type: 'routes.update', table: this.#table });
-        slot.onReady?.();
-        slot.onReady = null;
-        this.emit('worker-ready', slot.index);
-        break;
-      case 'stats.report':
-        this.#stats.settle(msg.id, msg.stats);
-        break;
-      case 'status.request':
-        this.status().then(
-          (status) => slot.endpoint?.send({ type: 'status.reply', id: msg.id, status, error: null }),
-          (err: unknown) => slot.endpoint?.send({ type: 'status.reply', id: msg.id, status: null,
-            error: { code: 'OLN_INTERNAL', message: errorMessage(err) } }));
-        break;
-      default: {
-        const never: never = msg;
-        this.#log.error({ msg: never }, 'unhandled worker message');
-      }
-    }
-  }
-
-  #broadcast(msg: SupervisorToProxy): void {
-    for (const slot of this.#slots) if (slot.ready) slot.endpoint?.send(msg);
-  }
-
-  #setTable(table: RouteTable): void {
-    this.#table = table;
-    this.#broadcast({ type: 'routes.update', table });
-  }
-
-  #watchOllama(): void {
-    const check = async (): Promise<void> => {
-      const probe = await probeOllama(this.#target, this.#opts.config.probeTimeoutMs);
-      if (this.#stopping) return;
-      const was = this.#ollama.healthy;
-      this.#ollama = { healthy: probe.ok, version: probe.ok ? probe.version : this.#ollama.version, checkedAt: Date.now() };
-      if (was !== probe.ok) {
-        if (probe.ok) this.#log.info({ ollama: this.#target.origin }, `local Ollama at ${this.#target.origin} answers again`);
-        else this.#log.warn({ ollama: this.#target.origin, reason: probe.reason }, `local Ollama at ${this.#target.origin} stopped answering (${probe.reason})`);
-        this.#setTable({
-          ...this.#table,
-          version: this.#table.version + 1,
-          upstreams: this.#table.upstreams.map((u) => (u.id === 'local' ? { ...u, healthy: probe.ok } : u)),
-        });
-      }
-    };
+  #every(ms: number, fn: () => Promise<void> | void): void {
     const loop = (): void => {
-      this.#healthTimer = setTimeout(() => { void check().finally(() => { if (!this.#stopping) loop(); }); }, HEALTH_INTERVAL_MS);
-      this.#healthTimer.unref();
+      const t = setTimeout(() => {
+        void Promise.resolve(fn()).catch((err: unknown) => this.#log.error({ err }, 'periodic task failed'))
+          .finally(() => { if (!this.#stopping) loop(); });
+      }, ms);
+      t.unref();
+      this.#timers.push(t);
+      if (this.#timers.length > 16) this.#timers = this.#timers.slice(-8);
     };
     loop();
   }
 
-  /** Fresh stats from every live worker (a worker that does not answer in time is listed as such). */
-  async workerStats(): Promise<(WorkerStats | { worker: number; ready: false })[]> {
-    return Promise.all(this.#slots.map(async (slot) => {
-      if (!slot.ready || slot.endpoint === null) return { worker: slot.index, ready: false as const };
-      const { id, reply } = this.#stats.open(STATS_DEADLINE_MS, `stats of proxy worker ${slot.index}`);
-      slot.endpoint.send({ type: 'stats.request', id });
-      try {
-        return await reply;
-      } catch {
-        return { worker: slot.index, ready: false as const };
+  #startElection(): void {
+    const data: ElectionWorkerData = { log: this.#opts.logSettings, conflictTtlMs: 30_000 };
+    const election = new ActorThread<ElectionToSupervisor, SupervisorToElection>({
+      name: 'election', file: ELECTION_FILE, workerData: data, accepts: ['election.view'], log: this.#log,
+      onStart: () => {
+        this.#sendSelfToElection();
+        for (const peer of this.#clientPeers.values()) this.#election?.send({ type: 'election.peer', peer });
+        for (const peer of this.#cluster.peers()) this.#election?.send({ type: 'election.peer', peer });
+      },
+    });
+    election.on('message', (msg: ElectionToSupervisor) => {
+      this.#view = msg.view;
+      this.#cluster.setView(msg.view);
+      this.#configureDiscovery();
+    });
+    election.on('fatal', (err: Error) => this.emit('fatal', new OllanaError('OLN_WORKER_FAILED', err.message)));
+    this.#election = election;
+    election.start();
+  }
+
+  #sendSelfToElection(): void {
+    this.#election?.send({ type: 'election.self', id: this.#opts.nodeId, boot: this.#boot, role: this.#role,
+      healthy: this.#role === 'server' && this.#ollama.healthy });
+  }
+
+  async #startDiscovery(): Promise<void> {
+    const { config } = this.#opts;
+    const data: DiscoveryWorkerData = {
+      log: this.#opts.logSettings,
+      options: {
+        ...DISCOVERY_DEFAULTS,
+        port: config.discoveryPort,
+        multicast: config.discovery !== 'broadcast',
+        broadcast: config.discovery !== 'multicast',
+        heartbeatMs: config.heartbeatMs,
+        deadAfterMs: Math.round(config.heartbeatMs * DEAD_AFTER_HEARTBEATS),
+        queryIntervalMs: config.heartbeatMs,
+        answerJitterMs: Math.min(DISCOVERY_DEFAULTS.answerJitterMs, config.heartbeatMs / 4),
+      },
+    };
+    let ready: ((v: void) => void) | null = null;
+    const readyP = new Promise<void>((resolve) => { ready = resolve; });
+    const discovery = new ActorThread<DiscoveryToSupervisor, SupervisorToDiscovery>({
+      name: 'discovery', file: DISCOVERY_FILE, workerData: data, accepts: DISCOVERY_TO_SUPERVISOR, log: this.#log,
+      onStart: () => this.#configureDiscovery(),
+    });
+    discovery.on('message', (msg: DiscoveryToSupervisor) => {
+      switch (msg.type) {
+        case 'discovery.ready':
+          this.#discoveryInfo = { port: msg.port, group: msg.group, multicast: msg.multicast, broadcast: msg.broadcast, interfaces: msg.interfaces };
+          this.#log.info({ discovery: this.#discoveryInfo }, `discovery on UDP ${msg.port} (${[msg.multicast ? `multicast ${msg.group}` : '', msg.broadcast ? 'broadcast' : ''].filter(Boolean).join(' + ')})`);
+          ready?.();
+          break;
+        case 'peer.seen':
+          if (msg.peer.role === 'server' && this.#role === 'client') this.#cluster.seen(msg.peer);
+          else if (msg.peer.role === 'client') this.#clientPeers.set(msg.peer.id, msg.peer);
+          this.#election?.send({ type: 'election.peer', peer: msg.peer });
+          break;
+        case 'peer.gone':
+          this.#cluster.gone(msg.id, msg.reason);
+          this.#clientPeers.delete(msg.id);
+          this.#election?.send({ type: 'election.gone', id: msg.id, reason: msg.reason });
+          break;
+        case 'peer.clone':
+          this.#election?.send({ type: 'election.clone', addr: msg.addr, boot: msg.boot });
+          break;
+        case 'discovery.stats.report':
+          this.#discoveryStats.settle(msg.id, msg.stats);
+          break;
+        case 'discovery.stopped':
+          this.emit('discovery-stopped');
+          break;
+        default: {
+          const never: never = msg;
+          this.#log.error({ msg: never }, 'unhandled discovery message');
+        }
       }
-    }));
+    });
+    discovery.on('fatal', (err: Error) => this.emit('fatal', new OllanaError('OLN_WORKER_FAILED', err.message)));
+    this.#discovery = discovery;
+    discovery.start();
+    await Promise.race([readyP, new Promise((r) => setTimeout(r, 5_000).unref())]);
+    if (this.#discoveryInfo === null) this.#log.warn('discovery did not report ready within 5 s; the node serves, but may not find peers');
+  }
+
+  #self(): SelfInfo {
+    const members = this.#role === 'server'
+      ? this.#view.servers.map((id) => {
+          if (id === this.#opts.nodeId) return null;
+          const p = this.#cluster.peers().find((x) => x.id === id);
+          return p ? { id, addr: p.addr, port: p.port } : null;
+        }).filter((m): m is { id: string; addr: string; port: number } => m !== null)
+      : [];
+    return {
+      id: this.#opts.nodeId,
+      boot: this.#boot,
+      role: this.#role,
+      port: this.#role === 'server' ? this.#listen.port : 0,
+      fp: '',
+      load: { inFlight: this.#load, workers: this.#opts.config.workers },
+      models: this.#role === 'server' ? modelsDigest(this.#ollama.models) : '',
+      term: this.#view.term,
+      leader: this.#view.leader,
+      members,
+    };
+  }
+
+  #configureDiscovery(): void {
+    // A server node announces only while its Ollama answers; a client node always (it is cheap, and
+    // lets the cluster see clone conflicts among clients too).
+    const announce = this.#role === 'client' || this.#ollama.healthy;
+    this.#discovery?.send({ type: 'discovery.configure', self: this.#self(), announce });
+  }
+
+  async #checkOllama(): Promise<void> {
+    const probe = await probeOllama(this.#target, this.#opts.config.probeTimeoutMs);
+    if (this.#stopping) return;
+    const was = this.#ollama.healthy;
+    const models = probe.ok ? await fetchModels(this.#target, this.#opts.config.probeTimeoutMs) : null;
+    const modelsChanged = models !== null && modelsDigest(models) !== modelsDigest(this.#ollama.models);
+    this.#ollama = { healthy: probe.ok, version: probe.ok ? probe.version : this.#ollama.version,
+      models: models ?? this.#ollama.models, checkedAt: Date.now() };
+    if (was !== probe.ok) {
+      if (probe.ok) this.#log.info({ ollama: this.#target.origin }, `local Ollama at ${this.#target.origin} answers again: announcing this server node`);
+      else this.#log.warn({ ollama: this.#target.origin, reason: probe.reason },
+        `local Ollama at ${this.#target.origin} stopped answering (${probe.reason}): this node leaves the cluster until it is back`);
+      this.#publishRoutes();
+      this.#sendSelfToElection();
+    }
+    if (was !== probe.ok || modelsChanged) this.#configureDiscovery();
+  }
+
+  async #refreshLoad(): Promise<void> {
+    if (this.#pool === null || this.#role !== 'server') return;
+    const stats = await this.#pool.stats();
+    const load = stats.reduce((acc, w) => acc + ('inFlight' in w ? w.inFlight : 0), 0);
+    if (load !== this.#load) {
+      this.#load = load;
+      this.#configureDiscovery();
+    }
+  }
+
+  #buildTable(): RouteTable {
+    if (this.#role === 'client') {
+      return { version: this.#table.version + 1, role: 'client', upstreams: this.#cluster.upstreams() };
+    }
+    return {
+      version: this.#table.version + 1,
+      role: 'server',
+      upstreams: [{ id: 'local', url: this.#target.origin, basePath: this.#target.basePath, healthy: this.#ollama.healthy,
+        models: this.#ollama.models, leader: true, load: 0 }],
+    };
+  }
+
+  #publishRoutes(): void {
+    const next = this.#buildTable();
+    if (JSON.stringify(next.upstreams) === JSON.stringify(this.#table.upstreams)) return;
+    this.#table = next;
+    this.#pool?.setRoutes(next);
+  }
+
+  async #discoveryStatsNow(): Promise<DiscoveryStats | null> {
+    if (this.#discovery === null) return null;
+    const { id, reply } = this.#discoveryStats.open(1_000, 'discovery stats');
+    this.#discovery.send({ type: 'discovery.stats.request', id });
+    try {
+      return await reply;
+    } catch {
+      return null;
+    }
   }
 
   async status(): Promise<Record<string, unknown>> {
-    const workers = await this.workerStats();
-    const live = workers.filter((w): w is WorkerStats => 'requests' in w);
-    const sum = (f: (w: WorkerStats) => number): number => live.reduce((acc, w) => acc + f(w), 0);
+    const [workers, discoveryStats] = await Promise.all([
+      this.#pool?.stats() ?? Promise.resolve([] as WorkerReport[]),
+      this.#discoveryStatsNow(),
+    ]);
+    const live = workers.filter((w) => 'requests' in w);
+    const sum = (f: (w: (typeof live)[number]) => number): number => live.reduce((acc, w) => acc + f(w), 0);
+    const now = Date.now();
+    const servers = this.#role === 'client'
+      ? this.#cluster.peers().map((p) => ({
+          id: p.id, addr: p.addr, url: peerUrl(p), role: p.role, lastSeenMsAgo: now - p.lastSeen, healthy: true,
+          leader: p.id === this.#view.leader, load: p.load, models: this.#cluster.models(p.id),
+        }))
+      : [];
+    const clients = [...this.#clientPeers.values()].map((p) => ({ id: p.id, addr: p.addr, role: p.role, lastSeenMsAgo: now - p.lastSeen }));
     return {
-      ollana: { version: this.#opts.version, pid: process.pid, uptimeS: Math.round((Date.now() - this.#startedAt) / 1000) },
+      ollana: { version: this.#opts.version, pid: process.pid, uptimeS: Math.round((now - this.#startedAt) / 1000) },
+      node: { id: this.#opts.nodeId, boot: this.#boot },
       mode: this.#opts.config.mode,
       role: this.#role,
       listen: { host: this.#listen.host, port: this.#listen.port },
       ollama: this.#role === 'server'
-        ? { url: this.#target.origin, healthy: this.#ollama.healthy, version: this.#ollama.version,
+        ? { url: this.#target.origin, healthy: this.#ollama.healthy, version: this.#ollama.version, models: this.#ollama.models,
             checkedAt: new Date(this.#ollama.checkedAt).toISOString() }
         : null,
+      cluster: {
+        term: this.#view.term,
+        leader: this.#view.leader,
+        isLeader: this.#view.leader !== '' && this.#view.leader === this.#opts.nodeId,
+        servers: this.#view.servers,
+        conflicts: this.#view.conflicts,
+      },
+      peers: [...servers, ...clients],
+      discovery: this.#discoveryInfo === null ? null : { ...this.#discoveryInfo, stats: discoveryStats },
       upstreams: this.#table.upstreams,
       workers: {
         configured: this.#opts.config.workers,
         live: live.length,
-        restarts: this.#totalRestarts,
+        restarts: this.#pool?.restarts ?? 0,
         totals: {
           requests: sum((w) => w.requests), inFlight: sum((w) => w.inFlight), completed: sum((w) => w.completed),
           clientAborts: sum((w) => w.clientAborts), upstreamErrors: sum((w) => w.upstreamErrors),
@@ -345,19 +400,21 @@ export class Supervisor extends EventEmitter {
     };
   }
 
-  /** Drains every worker (in-flight requests get `drainTimeoutMs`), then ends the pool. */
+  /** Says bye on the LAN, drains the proxy workers, and ends every actor. */
   async stop(reason: string): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    if (this.#healthTimer !== null) clearTimeout(this.#healthTimer);
+    for (const t of this.#timers) clearTimeout(t);
     const deadline = this.#opts.config.drainTimeoutMs;
     this.#log.info({ reason, drainTimeoutMs: deadline }, `stopping (${reason}); in-flight requests have ${deadline} ms to finish`);
-    this.#broadcast({ type: 'proxy.drain', deadlineMs: deadline });
-    const all = Promise.allSettled(this.#slots.map((s) => s.done));
-    const grace = new Promise((resolve) => setTimeout(resolve, deadline + 3_000).unref());
-    await Promise.race([all, grace]);
-    this.#stats.rejectAll(new Error('stopping'));
-    await this.#pool?.destroy();
+    // Bye first, so clients stop sending new requests here while the in-flight ones drain.
+    await this.#discovery?.stop(500, () => new Promise<void>((resolve) => {
+      this.once('discovery-stopped', resolve);
+      this.#discovery?.send({ type: 'discovery.stop' });
+    }));
+    await this.#pool?.stop(deadline);
+    await this.#election?.stop();
+    this.#discoveryStats.rejectAll(new Error('stopping'));
     this.#log.info('stopped');
   }
 }

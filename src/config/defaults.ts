@@ -8,6 +8,8 @@ export const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const MODES = ['auto', 'server', 'client'] as const;
 export type Mode = (typeof MODES)[number];
+export const DISCOVERY_MODES = ['both', 'multicast', 'broadcast', 'off'] as const;
+export type DiscoveryMode = (typeof DISCOVERY_MODES)[number];
 
 export interface ServeConfig {
   readonly mode: Mode;
@@ -29,6 +31,9 @@ export interface ServeConfig {
   readonly upstreamConnections: number;
   readonly upstreamKeepAliveMs: number;
   readonly origins: readonly string[];
+  readonly discoveryPort: number;
+  readonly discovery: DiscoveryMode;
+  readonly heartbeatMs: number;
 }
 
 export type ConfigKey = keyof ServeConfig;
@@ -56,12 +61,15 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   upstreamConnections: 512,
   upstreamKeepAliveMs: 60_000,
   origins: Object.freeze([]),
+  discoveryPort: 11436,
+  discovery: 'both',
+  heartbeatMs: 1_000,
 });
 
 export const SERVER_LISTEN = '0.0.0.0:11435';
 export const CLIENT_LISTEN = '127.0.0.1:11434';
 
-export type ValueKind = 'mode' | 'listen' | 'url' | 'count' | 'level' | 'path' | 'bool' | 'duration' | 'list';
+export type ValueKind = 'discovery' | 'port' | 'mode' | 'listen' | 'url' | 'count' | 'level' | 'path' | 'bool' | 'duration' | 'list';
 
 export interface OptionSpec {
   readonly key: ConfigKey;
@@ -109,4 +117,10 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'how long an idle upstream connection is kept' },
   { key: 'origins', flag: '--origins', kind: 'list', env: ['OLLANA_ORIGINS', 'OLLAMA_ORIGINS'],
     help: 'extra browser origins allowed (comma-separated, * wildcard), added to Ollama\'s defaults' },
+  { key: 'discoveryPort', flag: '--discovery-port', kind: 'port', env: ['OLLANA_DISCOVERY_PORT'],
+    help: 'UDP port of LAN discovery (every node of a LAN must use the same)' },
+  { key: 'discovery', flag: '--discovery', kind: 'discovery', env: ['OLLANA_DISCOVERY'],
+    help: 'how to reach the LAN: multicast (group 239.255.11.36), broadcast, both, or off (no LAN traffic at all)' },
+  { key: 'heartbeatMs', flag: '--heartbeat', kind: 'duration', env: ['OLLANA_HEARTBEAT'],
+    help: 'server announce interval; a node silent for 3.5 heartbeats is gone' },
 ] satisfies OptionSpec[]);

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { OllanaError } from '../errors.ts';
-import { LOG_LEVELS, MODES, type OptionSpec, type ValueKind } from './defaults.ts';
+import { DISCOVERY_MODES, LOG_LEVELS, MODES, type OptionSpec, type ValueKind } from './defaults.ts';
 import { parseOllamaHost } from './ollama-host.ts';
 
 export type Origin = 'default' | 'config file' | 'environment' | 'flag';
@@ -42,6 +42,8 @@ export function parseListen(text: string): { host: string; port: number } | null
 
 const SCHEMAS: Record<ValueKind, z.ZodType> = {
   mode: z.enum(MODES),
+  discovery: z.enum(DISCOVERY_MODES),
+  port: z.union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1).max(65535)),
   level: z.string().trim().toLowerCase().pipe(z.enum(LOG_LEVELS)),
   count,
   duration,
@@ -61,6 +63,8 @@ const SCHEMAS: Record<ValueKind, z.ZodType> = {
 
 const EXPECTED: Record<ValueKind, string> = {
   mode: `one of ${MODES.join(', ')}`,
+  discovery: `one of ${DISCOVERY_MODES.join(', ')}`,
+  port: 'a port number from 1 to 65535',
   level: `one of ${LOG_LEVELS.join(', ')}`,
   count: 'a whole number from 1 to 1024',
   duration: 'a duration: milliseconds, or a number with ms, s, m or h (30s, 2m)',

@@ -29,6 +29,20 @@ export async function probeOllama(target: OllamaTarget, timeoutMs: number): Prom
   }
 }
 
+/** The model names the Ollama at `target` lists, or null when it does not answer. */
+export async function fetchModels(target: OllamaTarget, timeoutMs: number): Promise<string[] | null> {
+  try {
+    const res = await request(`${target.origin}${target.basePath}/api/tags`, {
+      headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs),
+    });
+    const body = await res.body.json() as { models?: { name?: unknown }[] };
+    if (res.statusCode !== 200) return null;
+    return (body.models ?? []).map((m) => m.name).filter((n): n is string => typeof n === 'string');
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Binds host:port once without SO_REUSEPORT and lets it go. Our workers bind with SO_REUSEPORT, which
  * Linux lets any process of the same user share silently; this exclusive bind is what notices that

@@ -23,6 +23,10 @@ export const upstreamSchema = z.object({
   healthy: z.boolean(),
   /** models this upstream has (from /api/tags); empty = unknown */
   models: z.array(z.string()),
+  /** the cluster's leader: server-affine requests (pull, create, blobs...) all go to one server */
+  leader: z.boolean(),
+  /** in-flight requests the server last reported, to balance before this worker has sent it any */
+  load: z.number(),
 });
 export type Upstream = z.infer<typeof upstreamSchema>;
 
@@ -65,7 +69,93 @@ export const workerStatsSchema = z.object({
 });
 export type WorkerStats = z.infer<typeof workerStatsSchema>;
 
+const loadSchema = z.object({ inFlight: z.number(), workers: z.number() });
+const memberSchema = z.object({ id: z.string(), addr: z.string(), port: z.number().int() });
+
+export const peerSchema = z.object({
+  id: z.string(),
+  boot: z.string(),
+  role: z.enum(['server', 'client']),
+  addr: z.string(),
+  port: z.number().int(),
+  fp: z.string(),
+  load: loadSchema,
+  models: z.string(),
+  term: z.number().int(),
+  leader: z.string(),
+  lastSeen: z.number(),
+});
+
+/** This node as discovery should announce it. */
+export const selfSchema = z.object({
+  id: z.string(),
+  boot: z.string(),
+  role: z.enum(['server', 'client']),
+  port: z.number().int(),
+  fp: z.string(),
+  load: loadSchema,
+  models: z.string(),
+  term: z.number().int(),
+  leader: z.string(),
+  /** the live server members, sent in answers to queries when this node is the leader */
+  members: z.array(memberSchema),
+});
+export type SelfInfo = z.infer<typeof selfSchema>;
+
+export const discoveryStatsSchema = z.object({
+  received: z.number(),
+  sent: z.number(),
+  sendErrors: z.number(),
+  peers: z.number(),
+  dropped: z.object({
+    magic: z.number(), version: z.number(), malformed: z.number(), oversize: z.number(),
+    rateLimited: z.number(), duplicate: z.number(),
+  }),
+});
+export type DiscoveryStats = z.infer<typeof discoveryStatsSchema>;
+
+export const conflictSchema = z.object({
+  kind: z.enum(['duplicate-id', 'two-leaders', 'port-clash', 'ollama-on-port']),
+  id: z.string(),
+  detail: z.string(),
+  addrs: z.array(z.string()),
+  since: z.number(),
+});
+export type Conflict = z.infer<typeof conflictSchema>;
+
 const messageSchema = z.discriminatedUnion('type', [
+  // supervisor -> discovery
+  z.object({ type: z.literal('discovery.configure'), self: selfSchema,
+    /** false: stay silent (a server whose Ollama stopped answering); a change to false sends bye once */
+    announce: z.boolean() }),
+  z.object({ type: z.literal('discovery.stop') }),
+  z.object({ type: z.literal('discovery.stats.request'), id: z.number().int() }),
+  // discovery -> supervisor
+  z.object({ type: z.literal('discovery.ready'), port: z.number().int(), group: z.string(),
+    multicast: z.boolean(), broadcast: z.boolean(), interfaces: z.array(z.string()) }),
+  /** a new peer, or a known one whose fields (other than lastSeen/load) changed */
+  z.object({ type: z.literal('peer.seen'), peer: peerSchema }),
+  z.object({ type: z.literal('peer.gone'), id: z.string(), reason: z.enum(['bye', 'timeout']) }),
+  /** a datagram carrying this node's own id from another process (another boot) */
+  z.object({ type: z.literal('peer.clone'), addr: z.string(), boot: z.string() }),
+  z.object({ type: z.literal('discovery.stats.report'), id: z.number().int(), stats: discoveryStatsSchema }),
+  z.object({ type: z.literal('discovery.stopped') }),
+  // supervisor -> election
+  z.object({ type: z.literal('election.self'), id: z.string(), boot: z.string(), role: z.enum(['server', 'client']),
+    /** a server node counts as a member only while its Ollama answers */
+    healthy: z.boolean() }),
+  z.object({ type: z.literal('election.peer'), peer: peerSchema }),
+  z.object({ type: z.literal('election.gone'), id: z.string(), reason: z.enum(['bye', 'timeout']) }),
+  z.object({ type: z.literal('election.clone'), addr: z.string(), boot: z.string() }),
+  // election -> supervisor
+  z.object({ type: z.literal('election.view'), view: z.object({
+    term: z.number().int(),
+    leader: z.string(),
+    /** ids of the live, healthy server members, leader first */
+    servers: z.array(z.string()),
+    conflicts: z.array(conflictSchema),
+  }) }),
+
   // supervisor -> proxy worker
   z.object({ type: z.literal('routes.update'), table: routeTableSchema }),
   z.object({ type: z.literal('log.level'), level: z.enum(LOG_LEVELS) }),
@@ -86,5 +176,16 @@ export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 export const SUPERVISOR_TO_PROXY = ['routes.update', 'log.level', 'stats.request', 'proxy.drain', 'status.reply'] as const;
 export type SupervisorToProxy = MessageOf<(typeof SUPERVISOR_TO_PROXY)[number]>;
 export type ProxyToSupervisor = MessageOf<'proxy.ready' | 'stats.report' | 'status.request'>;
+
+export const SUPERVISOR_TO_DISCOVERY = ['discovery.configure', 'discovery.stop', 'discovery.stats.request'] as const;
+export type SupervisorToDiscovery = MessageOf<(typeof SUPERVISOR_TO_DISCOVERY)[number]>;
+export const DISCOVERY_TO_SUPERVISOR = ['discovery.ready', 'peer.seen', 'peer.gone', 'peer.clone', 'discovery.stats.report',
+  'discovery.stopped'] as const;
+export type DiscoveryToSupervisor = MessageOf<(typeof DISCOVERY_TO_SUPERVISOR)[number]>;
+
+export const SUPERVISOR_TO_ELECTION = ['election.self', 'election.peer', 'election.gone', 'election.clone'] as const;
+export type SupervisorToElection = MessageOf<(typeof SUPERVISOR_TO_ELECTION)[number]>;
+export type ElectionToSupervisor = MessageOf<'election.view'>;
+export type ElectionView = ElectionToSupervisor['view'];
 
 export { messageSchema };

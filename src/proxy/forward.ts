@@ -4,10 +4,15 @@
  * socket per tick, so a chunk costs one write), and backpressure flows both ways through
  * controller.pause()/resume() and the client socket's 'drain'. When the client goes away the upstream
  * request is aborted at once, which is how Ollama learns to stop generating.
+ *
+ * With several candidate servers and a replayable body (buffered, or none), a failure before any
+ * byte went back to the client (connection refused, 503, a 404 for a missing model...) moves the
+ * request to the next candidate.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../log.ts';
+import type { Upstream } from '../protocol/messages.ts';
 import { downstreamResponseHeaders } from './headers.ts';
 import { sendError, streamErrorTail } from './errors-http.ts';
 import type { StatsCollector } from './stats.ts';
@@ -16,17 +21,25 @@ const CLIENT_GONE = new Error('client went away');
 
 /** Undici error codes that mean "the upstream never answered", as opposed to a broken answer. */
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE', 'ETIMEDOUT']);
+  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED']);
 
 export interface ForwardOptions {
   readonly stats: StatsCollector;
   readonly log: Logger;
-  /** Human name of the upstream for error messages, e.g. "Ollama at http://127.0.0.1:11434". */
-  readonly upstreamName: string;
+  /** Servers to try in order; one for a server node. */
+  readonly candidates: readonly Upstream[];
+  /** Human name of an upstream for error messages. */
+  readonly describe: (u: Upstream) => string;
+  /** Starts one attempt against `u` with this handler (picks the pool, builds the request). */
+  readonly dispatch: (u: Upstream, handler: Forward) => void;
+  /** Whether this response status, before any byte went out, may move to the next candidate. */
+  readonly retryable: ((status: number) => boolean) | null;
   /** Headers to add to the response (CORS), or null. */
   readonly extraHeaders: readonly string[] | null;
   /** Response headers to drop from the upstream's because ollana sets them (lowercase), or null. */
   readonly dropHeaders: ReadonlySet<string> | null;
+  /** Per-upstream in-flight accounting for least-busy routing. */
+  readonly attempt: (u: Upstream, delta: 1 | -1) => void;
   readonly onFinish: () => void;
 }
 
@@ -43,10 +56,13 @@ export class Forward implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
   readonly #opts: ForwardOptions;
   readonly #started = process.hrtime.bigint();
+  #index = 0;
   #controller: Dispatcher.DispatchController | null = null;
+  #abandoned: Error | null = null;
   #responded = false;
   #finished = false;
   #clientGone = false;
+  #attemptOpen = false;
   #contentType: string | undefined;
   #resume: (() => void) | null = null;
 
@@ -57,6 +73,42 @@ export class Forward implements Dispatcher.DispatchHandler {
     opts.stats.requests += 1;
     opts.stats.inFlight += 1;
     res.once('close', () => this.#onClientClose());
+  }
+
+  /** The upstream of the current attempt. */
+  get upstream(): Upstream {
+    return this.#opts.candidates[this.#index]!;
+  }
+
+  start(): void {
+    this.#openAttempt();
+    this.#opts.dispatch(this.upstream, this);
+  }
+
+  #openAttempt(): void {
+    this.#attemptOpen = true;
+    this.#opts.attempt(this.upstream, 1);
+  }
+
+  #closeAttempt(): void {
+    if (!this.#attemptOpen) return;
+    this.#attemptOpen = false;
+    this.#opts.attempt(this.upstream, -1);
+  }
+
+  /** Moves to the next candidate if there is one and nothing reached the client; true if it did. */
+  #tryNext(controller: Dispatcher.DispatchController | null, why: string): boolean {
+    if (this.#responded || this.#clientGone || this.#index + 1 >= this.#opts.candidates.length) return false;
+    this.#opts.log.info({ from: this.upstream.id, why }, `retrying on another server node: ${this.#opts.describe(this.upstream)} ${why}`);
+    if (controller !== null && !controller.aborted) {
+      this.#abandoned = new Error('moved to another server');
+      controller.abort(this.#abandoned);
+    }
+    this.#closeAttempt();
+    this.#index += 1;
+    this.#controller = null;
+    this.start();
+    return true;
   }
 
   #onClientClose(): void {
@@ -77,8 +129,9 @@ export class Forward implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (controller !== this.#controller || this.#clientGone) return;
     if (statusCode < 200) return; // 1xx: Node answers the client's 100-continue itself
-    if (this.#clientGone) return;
+    if (this.#opts.retryable !== null && this.#opts.retryable(statusCode) && this.#tryNext(controller, `answered ${statusCode}`)) return;
     const raw = (controller.rawHeaders ?? []) as (Buffer | string)[];
     const out = downstreamResponseHeaders(raw, this.#opts.dropHeaders);
     if (this.#opts.extraHeaders !== null) out.push(...this.#opts.extraHeaders);
@@ -97,7 +150,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#clientGone) return;
+    if (controller !== this.#controller || this.#clientGone) return;
     this.#opts.stats.bytesOut += chunk.length;
     if (!this.#res.write(chunk)) {
       controller.pause();
@@ -106,29 +159,33 @@ export class Forward implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
-    if (this.#clientGone) return;
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
+    if (controller !== this.#controller || this.#clientGone) return;
     this.#res.end();
     this.#opts.stats.completed += 1;
     this.#finish();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
+    if (err === this.#abandoned) return; // an attempt we moved away from
     if (this.#clientGone || err === CLIENT_GONE) {
       this.#finish();
       return;
     }
+    if (this.#controller !== null && controller !== this.#controller) return;
     const code = codeOf(err);
+    const upstream = this.#opts.describe(this.upstream);
+    if (!this.#responded && CONNECT_CODES.has(code) && this.#tryNext(null, `failed: ${err.message} (${code})`)) return;
     const path = this.#req.url ?? '/';
     this.#opts.stats.upstreamErrors += 1;
     if (!this.#responded) {
       const timeout = code === 'UND_ERR_HEADERS_TIMEOUT';
       const status = timeout ? 504 : 502;
       const what = timeout
-        ? `${this.#opts.upstreamName} sent no response headers within the headers timeout`
+        ? `${upstream} sent no response headers within the headers timeout`
         : CONNECT_CODES.has(code)
-          ? `cannot reach ${this.#opts.upstreamName}: ${err.message} (${code}); is Ollama running there?`
-          : `${this.#opts.upstreamName} failed: ${err.message} (${code})`;
+          ? `cannot reach ${upstream}: ${err.message} (${code}); is Ollama running there?`
+          : `${upstream} failed: ${err.message} (${code})`;
       this.#opts.log.warn({ code, path, err }, 'upstream failed before responding');
       this.#opts.stats.status(status);
       if (!this.#res.headersSent && !this.#res.destroyed) {
@@ -138,7 +195,7 @@ export class Forward implements Dispatcher.DispatchHandler {
       // Bytes already went out: the status cannot change. End the stream with an error line the
       // client's parser reports (ollama-js throws on it), or cut the connection so it sees truncation.
       this.#opts.log.warn({ code, path, err }, 'upstream broke off a response');
-      const tail = streamErrorTail(this.#contentType, `ollana: ${this.#opts.upstreamName} broke off the response: ${err.message}`);
+      const tail = streamErrorTail(this.#contentType, `ollana: ${upstream} broke off the response: ${err.message}`);
       if (tail !== null && !this.#res.writableEnded) this.#res.end(tail);
       else this.#res.destroy(err);
     }
@@ -148,6 +205,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
+    this.#closeAttempt();
     this.#opts.stats.inFlight -= 1;
     this.#opts.stats.done(process.hrtime.bigint() - this.#started);
     if (!this.#req.complete) this.#req.resume(); // let an unread request body drain instead of stalling the socket

@@ -10,7 +10,9 @@ import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream, WorkerStats } from '../protocol/messages.ts';
 import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy, hostAllowedOnLoopback } from './cors.ts';
 import { sendError, sendJson } from './errors-http.ts';
+import { aggregate } from './aggregate.ts';
 import { Forward } from './forward.ts';
+import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { StatsCollector } from './stats.ts';
 
@@ -33,6 +35,9 @@ export interface ProxyHost {
   status(): Promise<Record<string, unknown>>;
   crash(): void;
 }
+
+/** Largest JSON body a client node reads whole to route by its model (images in base64 can be large). */
+const MAX_ROUTED_BODY = 64 * 1024 * 1024;
 
 const DROP_UPSTREAM_CORS = new Set(['access-control-allow-origin', 'access-control-allow-credentials',
   'access-control-expose-headers', 'vary']);
@@ -58,6 +63,11 @@ export class ProxyServer {
   #draining = false;
   #drained: (() => void) | null = null;
   readonly #onFinish = (): void => this.#afterRequest();
+  /** This worker's in-flight requests per upstream id, for least-busy routing. */
+  readonly #upInFlight = new Map<string, number>();
+  readonly #onAttempt = (u: Upstream, delta: 1 | -1): void => {
+    this.#upInFlight.set(u.id, (this.#upInFlight.get(u.id) ?? 0) + delta);
+  };
 
   constructor(settings: ProxySettings, log: Logger, host: ProxyHost) {
     this.#settings = settings;
@@ -93,8 +103,12 @@ export class ProxyServer {
     const live = new Set(table.upstreams.map((u) => u.url));
     for (const [url, pool] of this.#pools) {
       if (!live.has(url)) {
+        // A server that left (dead, cut off, its Ollama stopped): fail what is in flight there now
+        // instead of waiting on a connection that may never answer. Requests still before their first
+        // byte move to another server; streams end with an error line.
         this.#pools.delete(url);
-        void pool.close().catch(() => undefined);
+        const gone = Object.assign(new Error(`${url} left the cluster`), { code: 'UND_ERR_DESTROYED' });
+        void pool.destroy(gone).catch(() => undefined);
       }
     }
   }
@@ -119,13 +133,6 @@ export class ProxyServer {
       this.#pools.set(upstream.url, pool);
     }
     return pool;
-  }
-
-  #pick(): Upstream | null {
-    const ups = this.#table.upstreams;
-    if (ups.length === 0) return null;
-    // One upstream on a server node; the LAN cluster chooses among several by load and model.
-    return ups.find((u) => u.healthy) ?? ups[0]!;
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
@@ -162,8 +169,8 @@ export class ProxyServer {
       return;
     }
 
-    const upstream = this.#pick();
-    if (upstream === null) {
+    const ups = this.#table.upstreams;
+    if (ups.length === 0) {
       const body = this.#table.role === 'client'
         ? 'ollana: no Ollama server found on the LAN yet; still looking (is `ollana serve` running on a machine with Ollama?)'
         : 'ollana: no upstream Ollama is configured';
@@ -171,26 +178,136 @@ export class ProxyServer {
       sendError(res, url, 503, body, ['retry-after', '1', ...(cors ?? [])]);
       return;
     }
-
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0'
       : req.headers['transfer-encoding'] !== undefined;
+    // A server node (one upstream): straight through, no buffering, nothing to decide.
+    if (ups.length === 1) {
+      this.#forward(req, res, [ups[0]!], hasBody ? req : null, null, cors);
+      return;
+    }
+    const method = req.method ?? 'GET';
+    const path = url.split('?', 1)[0]!;
+    const cls = classify(method, path);
+    switch (cls) {
+      case 'tags':
+      case 'ps':
+      case 'models':
+        this.#aggregate(cls, req, res, cors);
+        return;
+      case 'affine': {
+        const target = affineTarget(ups);
+        if (target === null) { this.#noServer(res, url, cors); return; }
+        this.#forward(req, res, [target], hasBody ? req : null, null, cors);
+        return;
+      }
+      case 'by-model':
+        this.#bufferThen(req, res, url, cors, (body) => {
+          const model = body === null ? null : modelOf(body);
+          const list = candidates(ups, model, this.#upInFlight);
+          if (list.length === 0) { this.#noServer(res, url, cors); return; }
+          this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
+        });
+        return;
+      case 'any': {
+        const list = candidates(ups, null, this.#upInFlight);
+        if (list.length === 0) { this.#noServer(res, url, cors); return; }
+        // Without a body a request can be replayed on the next server; with one, it goes to the first.
+        if (hasBody) this.#forward(req, res, [list[0]!], req, null, cors);
+        else this.#forward(req, res, list, null, (status) => retryableStatus(status, cls), cors);
+        return;
+      }
+      default: {
+        const never: never = cls;
+        throw new Error(`unhandled route class ${String(never)}`);
+      }
+    }
+  }
+
+  #noServer(res: ServerResponse, url: string, cors: string[] | null): void {
+    this.stats.status(503);
+    sendError(res, url, 503, 'ollana: no healthy Ollama server node right now; retry shortly', ['retry-after', '1', ...(cors ?? [])]);
+  }
+
+  #forward(req: IncomingMessage, res: ServerResponse, list: Upstream[], body: IncomingMessage | Buffer | null,
+    retryable: ((status: number) => boolean) | null, cors: string[] | null): void {
+    const headers = upstreamRequestHeaders(req, 'http');
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
     const handler = new Forward(req, res, {
       stats: this.stats,
       log: this.#log,
-      upstreamName: `Ollama at ${upstream.url}`,
+      candidates: list,
+      describe: (u) => (u.id === 'local' ? `Ollama at ${u.url}` : `server node ${u.id} at ${u.url}`),
+      dispatch: (u, h) => this.#pool(u).dispatch({
+        path: u.basePath === '' ? url : u.basePath + url,
+        method,
+        headers,
+        body,
+        // Never let undici retry or pipeline behind a generation: each request is its own exchange.
+        idempotent: false,
+        blocking: true,
+      }, h),
+      retryable,
       extraHeaders: cors,
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
+      attempt: this.#onAttempt,
       onFinish: this.#onFinish,
     });
-    this.#pool(upstream).dispatch({
-      path: upstream.basePath === '' ? url : upstream.basePath + url,
-      method: req.method ?? 'GET',
-      headers: upstreamRequestHeaders(req, 'http'),
-      body: hasBody ? req : null,
-      // Never let undici retry or pipeline behind a generation: each request is its own exchange.
-      idempotent: false,
-      blocking: true,
-    }, handler);
+    handler.start();
+  }
+
+  /** Reads a JSON request body whole (up to MAX_ROUTED_BODY) so its model can pick the server. */
+  #bufferThen(req: IncomingMessage, res: ServerResponse, url: string, cors: string[] | null, then: (body: Buffer | null) => void): void {
+    const declared = Number(req.headers['content-length'] ?? '-1');
+    if (declared > MAX_ROUTED_BODY) {
+      // Too big to hold: stream it to the first server that could take it, without a second chance.
+      const list = candidates(this.#table.upstreams, null, this.#upInFlight);
+      if (list.length === 0) { this.#noServer(res, url, cors); return; }
+      this.#forward(req, res, [list[0]!], req, null, cors);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_ROUTED_BODY) {
+        if (!failed) {
+          failed = true;
+          this.stats.status(413);
+          sendError(res, url, 413, `ollana: request body over ${MAX_ROUTED_BODY / 1024 / 1024} MiB`, ['connection', 'close', ...(cors ?? [])]);
+          req.destroy();
+        }
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('end', () => { if (!failed) then(size === 0 ? null : Buffer.concat(chunks, size)); });
+    req.once('error', () => { failed = true; });
+  }
+
+  #aggregate(cls: 'tags' | 'ps' | 'models', req: IncomingMessage, res: ServerResponse, cors: string[] | null): void {
+    const url = req.url ?? '/';
+    const ups = this.#table.upstreams.filter((u) => u.healthy);
+    this.stats.requests += 1;
+    aggregate(cls, ups, (u) => this.#pool(u)).then((result) => {
+      if (result.answered === 0) {
+        this.stats.status(502);
+        sendError(res, url, 502, `ollana: no server node answered ${url}: ${result.failures.join('; ')}`, cors ?? []);
+        return;
+      }
+      if (result.failures.length > 0) this.#log.debug({ failures: result.failures }, 'some server nodes did not answer');
+      this.stats.status(200);
+      this.stats.completed += 1;
+      if (req.method === 'HEAD') {
+        res.writeHead(200, ['content-type', 'application/json; charset=utf-8', ...(cors ?? [])]).end();
+        return;
+      }
+      sendJson(res, 200, result.body, cors ?? []);
+    }, (err: Error) => {
+      this.stats.status(502);
+      sendError(res, url, 502, `ollana: ${err.message}`, cors ?? []);
+    });
   }
 
   #own(req: IncomingMessage, res: ServerResponse, url: string, cors: string[]): void {

@@ -51,7 +51,9 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 export function runOllana(args: readonly string[], opts: { env?: Record<string, string>; home?: string } = {}): OllanaProcess {
   const home = opts.home ?? tempHome();
   const proc = spawn(process.execPath, [MAIN, ...args], {
-    env: { ...process.env, OLLANA_HOME: home, OLLANA_LOG: 'info', ...opts.env },
+    // Discovery off unless a test turns it on: outside a test's own network namespaces, a node must
+    // send nothing to the machine's real network.
+    env: { ...process.env, OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: 'off', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: LogLine[] = [];
@@ -115,7 +117,7 @@ export async function startOllana(args: readonly string[], opts: { env?: Record<
 export async function runCli(args: readonly string[], opts: { env?: Record<string, string>; home?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const home = opts.home ?? tempHome();
   const proc = spawn(process.execPath, [MAIN, ...args], {
-    env: { ...process.env, OLLANA_HOME: home, ...opts.env },
+    env: { ...process.env, OLLANA_HOME: home, OLLANA_DISCOVERY: 'off', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

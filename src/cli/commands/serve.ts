@@ -8,6 +8,7 @@ import { defaultLogFile, defaultPidFile } from '../../config/paths.ts';
 import { daemonize, isDaemonChild, reportToParent } from '../../daemon/daemonize.ts';
 import { takePidFile } from '../../daemon/pid-file.ts';
 import { OllanaError, errorMessage, isOllanaError, systemCode } from '../../errors.ts';
+import { loadNodeId } from '../../identity/node-id.ts';
 import { createLogger, type LogSettings } from '../../log.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -50,7 +51,8 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
   };
   const log = createLogger(logSettings);
   let pid: ReturnType<typeof takePidFile> | null = null;
-  const supervisor = new Supervisor({ config, log, logSettings, version, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
+  const nodeId = loadNodeId(dataDir);
+  const supervisor = new Supervisor({ config, log, logSettings, version, nodeId, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
 
   try {
     pid = takePidFile(pidFile);

@@ -1,0 +1,89 @@
+/**
+ * A singleton actor (discovery, election) on its own worker thread. Messages go through an Endpoint
+ * (msgpack, checked on arrival). A thread that dies is restarted with backoff; one that keeps dying
+ * at start-up is given up on, with an escalation the supervisor decides about.
+ */
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from '../log.ts';
+import type { Message } from '../protocol/messages.ts';
+import { Endpoint } from './runtime.ts';
+
+const MAX_BACKOFF_MS = 5_000;
+const STABLE_AFTER_MS = 10_000;
+const MAX_QUICK_FAILURES = 5;
+
+export interface ActorThreadOptions<In extends Message> {
+  readonly name: string;
+  readonly file: string;
+  readonly workerData: unknown;
+  readonly accepts: readonly In['type'][];
+  readonly log: Logger;
+  /** Sent to every new thread before anything else (its configuration, the current state). */
+  readonly onStart: () => void;
+}
+
+/** Emits 'message' (In), 'restarted', and 'fatal' (Error) when it gives up. */
+export class ActorThread<In extends Message, Out extends Message> extends EventEmitter {
+  readonly #opts: ActorThreadOptions<In>;
+  #worker: Worker | null = null;
+  #endpoint: Endpoint<In, Out> | null = null;
+  #failures = 0;
+  #startedAt = 0;
+  #stopping = false;
+  #restarts = 0;
+
+  constructor(opts: ActorThreadOptions<In>) {
+    super();
+    this.#opts = opts;
+  }
+
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  start(): void {
+    this.#startedAt = Date.now();
+    const worker = new Worker(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
+    this.#worker = worker;
+    this.#endpoint = new Endpoint<In, Out>(worker, this.#opts.accepts, (msg) => this.emit('message', msg),
+      (err) => this.#opts.log.error({ err, actor: this.#opts.name }, `bad message from the ${this.#opts.name} actor dropped`));
+    worker.on('error', (err) => this.#opts.log.error({ err, actor: this.#opts.name }, `${this.#opts.name} actor crashed`));
+    worker.once('exit', (code) => {
+      if (this.#worker !== worker) return;
+      this.#worker = null;
+      this.#endpoint = null;
+      if (this.#stopping) return;
+      if (Date.now() - this.#startedAt >= STABLE_AFTER_MS) this.#failures = 0;
+      this.#failures += 1;
+      if (this.#failures > MAX_QUICK_FAILURES) {
+        this.emit('fatal', new Error(`the ${this.#opts.name} actor keeps dying (exit ${code}); giving up`));
+        return;
+      }
+      const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#failures - 1));
+      this.#opts.log.error({ actor: this.#opts.name, code, restartInMs: delay }, `${this.#opts.name} actor exited (${code}); restarting in ${delay} ms`);
+      setTimeout(() => {
+        if (this.#stopping) return;
+        this.#restarts += 1;
+        this.start();
+        this.emit('restarted');
+      }, delay).unref();
+    });
+    this.#opts.onStart();
+  }
+
+  send(msg: Out): void {
+    this.#endpoint?.send(msg);
+  }
+
+  /** Ends the thread; `graceMs` lets it finish a goodbye (discovery's bye) before termination. */
+  async stop(graceMs = 0, farewell?: () => Promise<void>): Promise<void> {
+    this.#stopping = true;
+    const worker = this.#worker;
+    if (worker === null) return;
+    if (farewell !== undefined) {
+      await Promise.race([farewell(), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    }
+    await worker.terminate();
+  }
+}

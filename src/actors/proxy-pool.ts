@@ -1,0 +1,208 @@
+/**
+ * The proxy workers: a piscina pool whose every task is one worker's whole life (listen on the shared
+ * port, serve, drain). A task that rejects means its thread died: the slot is restarted with backoff,
+ * and given up on when it keeps failing before it is ready.
+ */
+import { EventEmitter } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { OllanaError, errorMessage, type ErrorData, type OllanaErrorCode } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { ProxyToSupervisor, RouteTable, SupervisorToProxy, WorkerStats } from '../protocol/messages.ts';
+import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
+import { Endpoint, PendingReplies } from './runtime.ts';
+
+const WORKER_FILE = fileURLToPath(new URL('../workers/proxy.worker.ts', import.meta.url));
+const STATS_DEADLINE_MS = 1_000;
+const MAX_BACKOFF_MS = 5_000;
+/** A worker that stays up this long has recovered: its next crash starts the backoff afresh. */
+const STABLE_AFTER_MS = 10_000;
+/** Consecutive failures before 'ready' after which a slot gives up instead of looping. */
+const MAX_BOOT_FAILURES = 5;
+
+interface Slot {
+  readonly index: number;
+  endpoint: Endpoint<ProxyToSupervisor, SupervisorToProxy> | null;
+  ready: boolean;
+  bootFailures: number;
+  startedAt: number;
+  done: Promise<void>;
+  onReady: (() => void) | null;
+}
+
+export type WorkerReport = WorkerStats | { readonly worker: number; readonly ready: false };
+
+function isErrorData(v: unknown): v is ErrorData {
+  return typeof v === 'object' && v !== null && 'code' in v && 'message' in v && !(v instanceof Error);
+}
+
+/**
+ * Emits 'status-request' (reply: (status) => void) when a worker needs /ollana/v1/status, 'fatal'
+ * (OllanaError) when a slot gives up, and 'worker-ready' (index).
+ */
+export class ProxyPool extends EventEmitter {
+  readonly #log: Logger;
+  readonly #size: number;
+  readonly #pool: Piscina;
+  readonly #slots: Slot[] = [];
+  readonly #stats = new PendingReplies<WorkerStats>();
+  #table: RouteTable;
+  #stopping = false;
+  #restarts = 0;
+
+  constructor(size: number, workerData: ProxyWorkerData, table: RouteTable, log: Logger) {
+    super();
+    this.#log = log;
+    this.#size = size;
+    this.#table = table;
+    this.#pool = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: size,
+      maxThreads: size,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      // Our tasks live as long as the worker; atomics would park idle threads, which an event-loop
+      // server must never be.
+      atomics: 'disabled',
+      workerData,
+    });
+    this.#pool.on('error', (err: Error) => this.#log.error({ err }, 'worker pool error'));
+  }
+
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Starts every worker; resolves when all listen, rejects (after stopping the rest) if one cannot. */
+  async start(): Promise<void> {
+    const readies: Promise<void>[] = [];
+    for (let i = 0; i < this.#size; i++) readies.push(this.#spawn(i));
+    try {
+      await Promise.all(readies);
+    } catch (err) {
+      await this.stop(0);
+      throw err;
+    }
+  }
+
+  setRoutes(table: RouteTable): void {
+    this.#table = table;
+    for (const slot of this.#slots) if (slot.ready) slot.endpoint?.send({ type: 'routes.update', table });
+  }
+
+  #spawn(index: number): Promise<void> {
+    let slot = this.#slots[index];
+    if (slot === undefined) {
+      slot = { index, endpoint: null, ready: false, bootFailures: 0, startedAt: 0, done: Promise.resolve(), onReady: null };
+      this.#slots[index] = slot;
+    }
+    const s = slot;
+    s.ready = false;
+    s.startedAt = Date.now();
+    const { port1, port2 } = new MessageChannel();
+    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, ['proxy.ready', 'stats.report', 'status.request'],
+      (msg) => this.#onMessage(s, msg),
+      (err) => this.#log.error({ err, worker: index }, 'bad message from a proxy worker dropped'));
+
+    return new Promise<void>((resolve, reject) => {
+      s.onReady = resolve;
+      const task: ProxyTask = { worker: index, port: port2, routes: this.#table };
+      s.done = (this.#pool.run(task, { transferList: [port2] }) as Promise<ProxyTaskResult>).then(
+        () => { s.ready = false; port1.close(); },
+        (err: unknown) => {
+          s.ready = false;
+          port1.close();
+          const error = isErrorData(err)
+            ? OllanaError.fromData({ ...err, code: err.code as OllanaErrorCode })
+            : new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err });
+          if (s.onReady !== null) {
+            // Died before this start reported ready: the caller decides (fail start-up, or back off).
+            s.onReady = null;
+            reject(error);
+            return;
+          }
+          this.#onDied(s, error);
+        });
+    });
+  }
+
+  #onDied(slot: Slot, error: OllanaError): void {
+    if (this.#stopping) return;
+    if (Date.now() - slot.startedAt >= STABLE_AFTER_MS) slot.bootFailures = 0;
+    slot.bootFailures += 1;
+    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (slot.bootFailures - 1));
+    this.#log.error({ err: error, worker: slot.index, restartInMs: delay },
+      `proxy worker ${slot.index} died (${error.message}); its in-flight requests are lost, restarting it in ${delay} ms`);
+    setTimeout(() => {
+      if (this.#stopping) return;
+      this.#restarts += 1;
+      this.#spawn(slot.index).then(
+        () => this.#log.info({ worker: slot.index }, `proxy worker ${slot.index} restarted`),
+        (err: unknown) => {
+          const e = err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', errorMessage(err));
+          if (slot.bootFailures >= MAX_BOOT_FAILURES) {
+            this.#log.error({ err: e, worker: slot.index }, `proxy worker ${slot.index} keeps failing at start-up; giving up`);
+            this.emit('fatal', e);
+          } else {
+            this.#onDied(slot, e);
+          }
+        });
+    }, delay).unref();
+  }
+
+  #onMessage(slot: Slot, msg: ProxyToSupervisor): void {
+    switch (msg.type) {
+      case 'proxy.ready':
+        slot.ready = true;
+        // Routes may have changed while this worker started.
+        slot.endpoint?.send({ type: 'routes.update', table: this.#table });
+        slot.onReady?.();
+        slot.onReady = null;
+        this.emit('worker-ready', slot.index);
+        break;
+      case 'stats.report':
+        this.#stats.settle(msg.id, msg.stats);
+        break;
+      case 'status.request':
+        this.emit('status-request', (status: Record<string, unknown> | null, error: string | null) => {
+          slot.endpoint?.send({ type: 'status.reply', id: msg.id, status,
+            error: error === null ? null : { code: 'OLN_INTERNAL', message: error } });
+        });
+        break;
+      default: {
+        const never: never = msg;
+        this.#log.error({ msg: never }, 'unhandled worker message');
+      }
+    }
+  }
+
+  /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */
+  async stats(): Promise<WorkerReport[]> {
+    return Promise.all(this.#slots.map(async (slot): Promise<WorkerReport> => {
+      if (!slot.ready || slot.endpoint === null) return { worker: slot.index, ready: false };
+      const { id, reply } = this.#stats.open(STATS_DEADLINE_MS, `stats of proxy worker ${slot.index}`);
+      slot.endpoint.send({ type: 'stats.request', id });
+      try {
+        return await reply;
+      } catch {
+        return { worker: slot.index, ready: false };
+      }
+    }));
+  }
+
+  /** Drains every worker (in-flight requests get `deadlineMs`), then ends the pool. */
+  async stop(deadlineMs: number): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    for (const slot of this.#slots) if (slot.ready) slot.endpoint?.send({ type: 'proxy.drain', deadlineMs });
+    const all = Promise.allSettled(this.#slots.map((s) => s.done));
+    await Promise.race([all, new Promise((resolve) => setTimeout(resolve, deadlineMs + 3_000).unref())]);
+    this.#stats.rejectAll(new Error('stopping'));
+    await this.#pool.destroy();
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Where a request may go when several server nodes are known (a client node): pure decisions, no I/O.
+ * Follows ollama-api.md section 9: generation and embedding may move to another server only before
+ * any byte went back; pull, push, create, blobs, copy and delete are tied to one server (the leader,
+ * so that a blob upload and the create that uses it meet on the same machine).
+ */
+import type { Upstream } from '../protocol/messages.ts';
+
+export type RouteClass =
+  | 'tags'        // GET/HEAD /api/tags: the union over all servers
+  | 'ps'          // GET /api/ps: the union
+  | 'models'      // GET /v1/models: the union, OpenAI shape
+  | 'by-model'    // JSON POST naming a model: a server that has it; retry elsewhere before the first byte
+  | 'affine'      // tied to one server: the leader
+  | 'any';        // anything else: the least busy server
+
+const BY_MODEL = new Set([
+  '/api/generate', '/api/chat', '/api/embed', '/api/embeddings', '/api/show',
+  '/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/messages',
+]);
+const AFFINE = new Set(['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete']);
+
+export function classify(method: string, path: string): RouteClass {
+  if (path === '/api/tags' && (method === 'GET' || method === 'HEAD')) return 'tags';
+  if (path === '/api/ps' && method === 'GET') return 'ps';
+  if (path === '/v1/models' && method === 'GET') return 'models';
+  if (method === 'POST' && BY_MODEL.has(path)) return 'by-model';
+  if (AFFINE.has(path) || path.startsWith('/api/blobs/')) return 'affine';
+  return 'any';
+}
+
+/** Ollama's model names: `name:tag`, the tag defaulting to `latest`. */
+export function normalizeModel(name: string): string {
+  const slash = name.lastIndexOf('/');
+  return name.indexOf(':', slash + 1) === -1 ? `${name}:latest` : name;
+}
+
+/** The model a JSON request body names (`model`, or `name` as pull/show accept), or null. */
+export function modelOf(body: Buffer): string | null {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { model?: unknown; name?: unknown };
+    const m = typeof parsed.model === 'string' && parsed.model !== '' ? parsed.model
+      : typeof parsed.name === 'string' && parsed.name !== '' ? parsed.name : null;
+    return m;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Candidates in the order to try: the servers that have the model (least busy first, by this
+ * worker's own in-flight count, then the server's reported load); if none is known to have it (or no
+ * model is named), every healthy server in the same order.
+ */
+export function candidates(ups: readonly Upstream[], model: string | null, inFlight: ReadonlyMap<string, number>): Upstream[] {
+  const healthy = ups.filter((u) => u.healthy);
+  const busy = (u: Upstream): number => (inFlight.get(u.id) ?? 0) * 1000 + u.load;
+  const order = (list: Upstream[]): Upstream[] => list.sort((a, b) => busy(a) - busy(b) || a.id.localeCompare(b.id));
+  if (model !== null) {
+    const want = normalizeModel(model);
+    const having = healthy.filter((u) => u.models.some((m) => normalizeModel(m) === want));
+    // Only servers that have it: another would answer "model not found, try pulling it first".
+    if (having.length > 0) return order(having);
+  }
+  return order([...healthy]);
+}
+
+export function affineTarget(ups: readonly Upstream[]): Upstream | null {
+  const healthy = ups.filter((u) => u.healthy);
+  return healthy.find((u) => u.leader) ?? healthy.sort((a, b) => a.id.localeCompare(b.id))[0] ?? null;
+}
+
+/** Statuses after which a by-model request may try the next server (nothing reached the client yet). */
+export function retryableStatus(status: number, cls: RouteClass): boolean {
+  if (status === 503 || status === 500 || status === 499 || status === 502) return true;
+  return status === 404 && cls === 'by-model';
+}
