@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { ElectionActor } from '../../src/actors/election.ts';
+import type { PeerInfo } from '../../src/protocol/lan.ts';
+import type { ElectionToSupervisor } from '../../src/protocol/messages.ts';
+
+function harness() {
+  let now = 1_000_000;
+  const views: ElectionToSupervisor['view'][] = [];
+  const actor = new ElectionActor({
+    send: (m) => views.push(m.view), now: () => now, log: pino({ level: 'silent' }), conflictTtlMs: 30_000,
+  });
+  return { actor, views, advance: (ms: number) => { now += ms; }, last: () => views.at(-1)! };
+}
+
+function peer(id: string, over: Partial<PeerInfo> = {}): PeerInfo {
+  return { id, boot: `boot-${id}`, role: 'server', addr: `10.0.0.${id.charCodeAt(0) % 200}`, port: 11435, fp: '',
+    load: { inFlight: 0, workers: 2 }, models: 'd', term: 0, leader: '', lastSeen: 0, ...over };
+}
+
+test('the lowest healthy server id leads, and a leader change starts a new term', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.self', id: 'm', boot: 'b', role: 'server', healthy: true });
+  assert.equal(h.last().leader, 'm');
+  const t1 = h.last().term;
+  h.actor.handle({ type: 'election.peer', peer: peer('c') });
+  assert.equal(h.last().leader, 'c');
+  assert.ok(h.last().term > t1);
+  assert.deepEqual(h.last().servers, ['c', 'm']);
+  h.actor.handle({ type: 'election.gone', id: 'c', reason: 'timeout' });
+  assert.equal(h.last().leader, 'm', 'the next in order takes over when the leader goes');
+});
+
+test('a server whose Ollama is down is not a member; client nodes never are', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.self', id: 'a', boot: 'b', role: 'server', healthy: false });
+  h.actor.handle({ type: 'election.peer', peer: peer('z', { role: 'client', port: 0 }) });
+  assert.equal(h.last().leader, '');
+  assert.deepEqual(h.last().servers, []);
+  h.actor.handle({ type: 'election.self', id: 'a', boot: 'b', role: 'server', healthy: true });
+  assert.equal(h.last().leader, 'a');
+});
+
+test('terms converge on the highest seen', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.self', id: 'x', boot: 'b', role: 'client', healthy: false });
+  h.actor.handle({ type: 'election.peer', peer: peer('a', { term: 41, leader: 'a' }) });
+  assert.equal(h.last().leader, 'a');
+  assert.ok(h.last().term >= 41);
+});
+
+test('one id heard from two processes alternately is a duplicate-id conflict; a restart is not', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.self', id: 'x', boot: 'b', role: 'client', healthy: false });
+  h.actor.handle({ type: 'election.peer', peer: peer('a', { boot: 'one', addr: '10.0.0.1' }) });
+  h.advance(1000);
+  h.actor.handle({ type: 'election.peer', peer: peer('a', { boot: 'two', addr: '10.0.0.1' }) });
+  assert.equal(h.last().conflicts.length, 0, 'a new boot alone is a restart');
+  h.advance(1000);
+  h.actor.handle({ type: 'election.peer', peer: peer('a', { boot: 'one', addr: '10.0.0.9' }) });
+  const c = h.last().conflicts;
+  assert.equal(c.length, 1);
+  assert.equal(c[0]!.kind, 'duplicate-id');
+  assert.equal(c[0]!.id, 'a');
+  assert.match(c[0]!.detail, /same id a/);
+  h.advance(31_000);
+  h.actor.tick();
+  assert.equal(h.last().conflicts.length, 0, 'a conflict not seen again expires');
+});
+
+test('a clone of this node is reported', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.self', id: 'me', boot: 'b', role: 'server', healthy: true });
+  h.actor.handle({ type: 'election.clone', addr: '10.0.0.7', boot: 'other' });
+  assert.equal(h.last().conflicts[0]?.kind, 'duplicate-id');
+  assert.deepEqual(h.last().conflicts[0]?.addrs, ['self', '10.0.0.7']);
+});
+
+test('two leaders after a partition heals: reported, and the lower id stays leader', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.self', id: 'b', boot: 'x', role: 'server', healthy: true });
+  assert.equal(h.last().leader, 'b');
+  h.actor.handle({ type: 'election.peer', peer: peer('a', { leader: 'a', term: 3 }) });
+  assert.equal(h.last().leader, 'a');
+  assert.equal(h.last().conflicts[0]?.kind, 'two-leaders');
+  assert.match(h.last().conflicts[0]!.detail, /a stays leader/);
+});

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Upstream } from '../../src/protocol/messages.ts';
+import { affineTarget, candidates, classify, modelOf, normalizeModel, retryableStatus } from '../../src/proxy/router.ts';
+
+function up(id: string, models: string[], over: Partial<Upstream> = {}): Upstream {
+  return { id, url: `http://10.0.0.${id.length}:11435`, basePath: '', healthy: true, models, leader: false, load: 0, ...over };
+}
+
+test('classify follows the API\'s retry-safety classes', () => {
+  assert.equal(classify('GET', '/api/tags'), 'tags');
+  assert.equal(classify('HEAD', '/api/tags'), 'tags');
+  assert.equal(classify('GET', '/api/ps'), 'ps');
+  assert.equal(classify('GET', '/v1/models'), 'models');
+  for (const p of ['/api/generate', '/api/chat', '/api/embed', '/api/embeddings', '/api/show', '/v1/chat/completions', '/v1/embeddings']) {
+    assert.equal(classify('POST', p), 'by-model', p);
+  }
+  for (const p of ['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete', '/api/blobs/sha256:ab']) {
+    assert.equal(classify(p === '/api/delete' ? 'DELETE' : 'POST', p), 'affine', p);
+  }
+  assert.equal(classify('GET', '/api/version'), 'any');
+  assert.equal(classify('GET', '/api/generate'), 'any', 'a GET to a POST route is not routed by model');
+});
+
+test('model names default their tag to latest', () => {
+  assert.equal(normalizeModel('llama3.2'), 'llama3.2:latest');
+  assert.equal(normalizeModel('llama3.2:1b'), 'llama3.2:1b');
+  assert.equal(normalizeModel('registry:5000/ns/m'), 'registry:5000/ns/m:latest');
+  assert.equal(modelOf(Buffer.from('{"model":"a"}')), 'a');
+  assert.equal(modelOf(Buffer.from('{"name":"b"}')), 'b');
+  assert.equal(modelOf(Buffer.from('not json')), null);
+});
+
+test('candidates: only servers with the model, least busy first; any server when none has it', () => {
+  const ups = [up('a', ['m:latest']), up('bb', ['m:latest', 'n:latest']), up('ccc', ['n:latest'])];
+  const busy = new Map([['a', 3]]);
+  assert.deepEqual(candidates(ups, 'm', busy).map((u) => u.id), ['bb', 'a']);
+  assert.deepEqual(candidates(ups, 'n:latest', new Map()).map((u) => u.id), ['bb', 'ccc']);
+  assert.deepEqual(candidates(ups, 'unknown', new Map()).map((u) => u.id), ['a', 'bb', 'ccc']);
+  assert.deepEqual(candidates([up('a', [], { healthy: false })], null, new Map()), []);
+  assert.deepEqual(candidates([up('a', [], { load: 9 }), up('b', [], { load: 1 })], null, new Map()).map((u) => u.id), ['b', 'a'],
+    'reported load breaks ties');
+});
+
+test('affine requests go to the leader', () => {
+  assert.equal(affineTarget([up('a', []), up('b', [], { leader: true })])?.id, 'b');
+  assert.equal(affineTarget([up('b', []), up('a', [])])?.id, 'a');
+  assert.equal(affineTarget([]), null);
+});
+
+test('retryable statuses', () => {
+  assert.equal(retryableStatus(503, 'by-model'), true);
+  assert.equal(retryableStatus(404, 'by-model'), true);
+  assert.equal(retryableStatus(404, 'any'), false);
+  assert.equal(retryableStatus(400, 'by-model'), false);
+  assert.equal(retryableStatus(200, 'any'), false);
+});
