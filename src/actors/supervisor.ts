@@ -31,6 +31,8 @@ import { PendingReplies } from './runtime.ts';
 const DISCOVERY_FILE = fileURLToPath(new URL('../workers/discovery.worker.ts', import.meta.url));
 const ELECTION_FILE = fileURLToPath(new URL('../workers/election.worker.ts', import.meta.url));
 const HEALTH_INTERVAL_MS = 2_000;
+/** In-flight requests of the old role get this long when the node changes role. */
+const SWITCH_DRAIN_MS = 5_000;
 /** A node silent for this many heartbeats is gone. */
 const DEAD_AFTER_HEARTBEATS = 3.5;
 
@@ -79,6 +81,9 @@ export class Supervisor extends EventEmitter {
   #load = 0;
   #timers: NodeJS.Timeout[] = [];
   #stopping = false;
+  #switching = false;
+  /** Since when the local Ollama has not answered (server role), or null. */
+  #ollamaDownSince: number | null = null;
 
   constructor(opts: SupervisorOptions) {
     super();
@@ -111,13 +116,37 @@ export class Supervisor extends EventEmitter {
     this.#ollama = { healthy: probe.ok, version: probe.ok ? probe.version : null, models: [], checkedAt: Date.now() };
     if (this.#role === 'server' && probe.ok) this.#ollama.models = await fetchModels(this.#target, config.probeTimeoutMs) ?? [];
 
-    const listenText = config.listen ?? (this.#role === 'server' ? SERVER_LISTEN : CLIENT_LISTEN);
+    this.#listen = await this.#claimListen(this.#role);
+    await this.#startPool();
+
+    this.#startElection();
+    if (config.discovery === 'off') this.#log.info('discovery is off: this node sends nothing to the LAN and finds no peers');
+    else await this.#startDiscovery();
+    // Server nodes watch their Ollama; in auto mode a client node watches for one appearing too.
+    if (this.#role === 'server' || config.mode === 'auto') this.#every(HEALTH_INTERVAL_MS, () => this.#checkOllama());
+    this.#every(config.heartbeatMs, () => this.#refreshLoad());
+    return this.#announceListening();
+  }
+
+  #announceListening(): Started {
+    const { host, port } = this.#listen;
+    const workers = this.#opts.config.workers;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.#log.info({ role: this.#role, url, host, port, workers, nodeId: this.#opts.nodeId },
+      `ollana ${this.#role} node listening on ${url} with ${workers} proxy worker${workers === 1 ? '' : 's'}`);
+    return { role: this.#role, host, port, url };
+  }
+
+  /** Claims the listen address of `role` exclusively (see claimPort), with the errors users meet. */
+  async #claimListen(role: Role): Promise<{ host: string; port: number }> {
+    const { config } = this.#opts;
+    const listenText = config.listen ?? (role === 'server' ? SERVER_LISTEN : CLIENT_LISTEN);
     const listen = parseListen(listenText);
     if (listen === null) throw new OllanaError('OLN_BAD_FLAG', `--listen "${listenText}" must be host:port`);
     try {
       listen.port = await claimPort(listen.host, listen.port, '--listen');
     } catch (err) {
-      if (this.#role === 'client' && err instanceof OllanaError && err.code === 'OLN_PORT_IN_USE') {
+      if (role === 'client' && err instanceof OllanaError && err.code === 'OLN_PORT_IN_USE') {
         const hostText = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
         const there = await probeOllama({ origin: `http://${hostText}:${listen.port}`, basePath: '' }, config.probeTimeoutMs);
         if (there.ok) {
@@ -128,14 +157,17 @@ export class Supervisor extends EventEmitter {
       }
       throw err;
     }
-    this.#listen = listen;
-    this.#table = this.#buildTable();
+    return listen;
+  }
 
+  async #startPool(): Promise<void> {
+    const { config } = this.#opts;
+    this.#table = this.#buildTable();
     const workerData: ProxyWorkerData = {
       log: this.#opts.logSettings,
       proxy: {
-        host: listen.host,
-        port: listen.port,
+        host: this.#listen.host,
+        port: this.#listen.port,
         origins: config.origins,
         connectTimeoutMs: config.connectTimeoutMs,
         headersTimeoutMs: config.headersTimeoutMs,
@@ -145,24 +177,50 @@ export class Supervisor extends EventEmitter {
         debugHooks: this.#opts.debugHooks,
       },
     };
-    this.#pool = new ProxyPool(config.workers, workerData, this.#table, this.#log);
-    this.#pool.on('status-request', (reply: (s: Record<string, unknown> | null, e: string | null) => void) => {
+    const pool = new ProxyPool(config.workers, workerData, this.#table, this.#log);
+    pool.on('status-request', (reply: (s: Record<string, unknown> | null, e: string | null) => void) => {
       this.status().then((s) => reply(s, null), (err: unknown) => reply(null, errorMessage(err)));
     });
-    this.#pool.on('fatal', (err: OllanaError) => this.emit('fatal', err));
-    await this.#pool.start();
+    pool.on('fatal', (err: OllanaError) => this.emit('fatal', err));
+    this.#pool = pool;
+    await pool.start();
+  }
 
-    this.#startElection();
-    if (config.discovery === 'off') this.#log.info('discovery is off: this node sends nothing to the LAN and finds no peers');
-    else await this.#startDiscovery();
-    if (this.#role === 'server') this.#every(HEALTH_INTERVAL_MS, () => this.#checkOllama());
-    this.#every(config.heartbeatMs, () => this.#refreshLoad());
-
-    const hostText = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
-    const url = `http://${hostText}:${listen.port}`;
-    this.#log.info({ role: this.#role, url, host: listen.host, port: listen.port, workers: config.workers, nodeId: this.#opts.nodeId },
-      `ollana ${this.#role} node listening on ${url} with ${config.workers} proxy worker${config.workers === 1 ? '' : 's'}`);
-    return { role: this.#role, host: listen.host, port: listen.port, url };
+  /**
+   * Auto mode: the local Ollama appeared (client -> server) or has been gone for --role-switch-after
+   * (server -> client). The new role's address is claimed before the old listener closes, so a failed
+   * claim leaves the node as it was; in-flight requests get a short drain.
+   */
+  async #switchRole(to: Role, why: string): Promise<void> {
+    if (this.#switching || this.#stopping || this.#role === to) return;
+    this.#switching = true;
+    const from = this.#role;
+    try {
+      const sameAddress = this.#opts.config.listen !== null;
+      let listen = this.#listen;
+      if (!sameAddress) {
+        try {
+          listen = await this.#claimListen(to);
+        } catch (err) {
+          this.#log.warn({ err, from, to }, `cannot become a ${to} node yet (${errorMessage(err)}); staying a ${from} node`);
+          return;
+        }
+      }
+      this.#log.info({ from, to, why }, `${why}: this node turns from ${from} into ${to}`);
+      const old = this.#pool;
+      this.#pool = null;
+      await old?.stop(SWITCH_DRAIN_MS);
+      this.#role = to;
+      this.#listen = listen;
+      this.#load = 0;
+      await this.#startPool();
+      this.#sendSelfToElection();
+      this.#configureDiscovery();
+      this.#announceListening();
+      this.emit('role-changed', to);
+    } finally {
+      this.#switching = false;
+    }
   }
 
   #every(ms: number, fn: () => Promise<void> | void): void {
@@ -293,13 +351,28 @@ export class Supervisor extends EventEmitter {
   }
 
   async #checkOllama(): Promise<void> {
-    const probe = await probeOllama(this.#target, this.#opts.config.probeTimeoutMs);
+    const { config } = this.#opts;
+    if (this.#role === 'client') {
+      // Auto mode: an Ollama that appears makes this a server node. Not at our own listener's address,
+      // where the answer would be this node itself.
+      if (config.mode !== 'auto' || this.#isOwnAddress(this.#target.origin)) return;
+      const probe = await probeOllama(this.#target, config.probeTimeoutMs);
+      if (!probe.ok || this.#stopping) return;
+      this.#ollama = { healthy: true, version: probe.version, models: await fetchModels(this.#target, config.probeTimeoutMs) ?? [],
+        checkedAt: Date.now() };
+      this.#ollamaDownSince = null;
+      await this.#switchRole('server', `Ollama ${probe.version} now answers at ${this.#target.origin}`);
+      return;
+    }
+    const probe = await probeOllama(this.#target, config.probeTimeoutMs);
     if (this.#stopping) return;
     const was = this.#ollama.healthy;
-    const models = probe.ok ? await fetchModels(this.#target, this.#opts.config.probeTimeoutMs) : null;
+    const models = probe.ok ? await fetchModels(this.#target, config.probeTimeoutMs) : null;
     const modelsChanged = models !== null && modelsDigest(models) !== modelsDigest(this.#ollama.models);
     this.#ollama = { healthy: probe.ok, version: probe.ok ? probe.version : this.#ollama.version,
       models: models ?? this.#ollama.models, checkedAt: Date.now() };
+    if (probe.ok) this.#ollamaDownSince = null;
+    else this.#ollamaDownSince ??= Date.now();
     if (was !== probe.ok) {
       if (probe.ok) this.#log.info({ ollama: this.#target.origin }, `local Ollama at ${this.#target.origin} answers again: announcing this server node`);
       else this.#log.warn({ ollama: this.#target.origin, reason: probe.reason },
@@ -308,6 +381,18 @@ export class Supervisor extends EventEmitter {
       this.#sendSelfToElection();
     }
     if (was !== probe.ok || modelsChanged) this.#configureDiscovery();
+    if (config.mode === 'auto' && this.#ollamaDownSince !== null && Date.now() - this.#ollamaDownSince >= config.roleSwitchAfterMs) {
+      await this.#switchRole('client', `the local Ollama has not answered for ${Math.round((Date.now() - this.#ollamaDownSince) / 1000)} s`);
+    }
+  }
+
+  /** Whether `origin` (http://host:port) is this node's own listener. */
+  #isOwnAddress(origin: string): boolean {
+    const u = new URL(origin);
+    if (Number(u.port || 80) !== this.#listen.port) return false;
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    const local = new Set(['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::']);
+    return host === this.#listen.host || (local.has(host) && local.has(this.#listen.host)) || this.#listen.host === '0.0.0.0';
   }
 
   async #refreshLoad(): Promise<void> {

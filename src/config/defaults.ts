@@ -34,6 +34,7 @@ export interface ServeConfig {
   readonly discoveryPort: number;
   readonly discovery: DiscoveryMode;
   readonly heartbeatMs: number;
+  readonly roleSwitchAfterMs: number;
 }
 
 export type ConfigKey = keyof ServeConfig;
@@ -64,6 +65,7 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   discoveryPort: 11436,
   discovery: 'both',
   heartbeatMs: 1_000,
+  roleSwitchAfterMs: 30_000,
 });
 
 export const SERVER_LISTEN = '0.0.0.0:11435';
@@ -123,4 +125,6 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'how to reach the LAN: multicast (group 239.255.11.36), broadcast, both, or off (no LAN traffic at all)' },
   { key: 'heartbeatMs', flag: '--heartbeat', kind: 'duration', env: ['OLLANA_HEARTBEAT'],
     help: 'server announce interval; a node silent for 3.5 heartbeats is gone' },
+  { key: 'roleSwitchAfterMs', flag: '--role-switch-after', kind: 'duration', env: ['OLLANA_ROLE_SWITCH_AFTER'],
+    help: 'auto mode: a server node whose Ollama stays away this long becomes a client node' },
 ] satisfies OptionSpec[]);

@@ -63,6 +63,7 @@ export class ProxyServer {
   #draining = false;
   #drained: (() => void) | null = null;
   readonly #onFinish = (): void => this.#afterRequest();
+  #turn = 0;
   /** This worker's in-flight requests per upstream id, for least-busy routing. */
   readonly #upInFlight = new Map<string, number>();
   readonly #onAttempt = (u: Upstream, delta: 1 | -1): void => {
@@ -203,13 +204,13 @@ export class ProxyServer {
       case 'by-model':
         this.#bufferThen(req, res, url, cors, (body) => {
           const model = body === null ? null : modelOf(body);
-          const list = candidates(ups, model, this.#upInFlight);
+          const list = candidates(ups, model, this.#upInFlight, this.#turn++);
           if (list.length === 0) { this.#noServer(res, url, cors); return; }
           this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
         });
         return;
       case 'any': {
-        const list = candidates(ups, null, this.#upInFlight);
+        const list = candidates(ups, null, this.#upInFlight, this.#turn++);
         if (list.length === 0) { this.#noServer(res, url, cors); return; }
         // Without a body a request can be replayed on the next server; with one, it goes to the first.
         if (hasBody) this.#forward(req, res, [list[0]!], req, null, cors);
@@ -261,7 +262,7 @@ export class ProxyServer {
     const declared = Number(req.headers['content-length'] ?? '-1');
     if (declared > MAX_ROUTED_BODY) {
       // Too big to hold: stream it to the first server that could take it, without a second chance.
-      const list = candidates(this.#table.upstreams, null, this.#upInFlight);
+      const list = candidates(this.#table.upstreams, null, this.#upInFlight, this.#turn++);
       if (list.length === 0) { this.#noServer(res, url, cors); return; }
       this.#forward(req, res, [list[0]!], req, null, cors);
       return;

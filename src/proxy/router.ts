@@ -50,12 +50,23 @@ export function modelOf(body: Buffer): string | null {
 /**
  * Candidates in the order to try: the servers that have the model (least busy first, by this
  * worker's own in-flight count, then the server's reported load); if none is known to have it (or no
- * model is named), every healthy server in the same order.
+ * model is named), every healthy server in the same order. `turn` rotates servers that are equally
+ * idle (the caller counts up per request).
  */
-export function candidates(ups: readonly Upstream[], model: string | null, inFlight: ReadonlyMap<string, number>): Upstream[] {
+export function candidates(ups: readonly Upstream[], model: string | null, inFlight: ReadonlyMap<string, number>, turn = 0): Upstream[] {
   const healthy = ups.filter((u) => u.healthy);
-  const busy = (u: Upstream): number => (inFlight.get(u.id) ?? 0) * 1000 + u.load;
-  const order = (list: Upstream[]): Upstream[] => list.sort((a, b) => busy(a) - busy(b) || a.id.localeCompare(b.id));
+  // This worker's own in-flight count is exact; the load a server announced is up to a few seconds
+  // old and includes our own recent requests, so it only counts in coarse steps (a server far busier
+  // with other clients' work is avoided; small differences do not stop servers from taking turns).
+  const busy = (u: Upstream): number => (inFlight.get(u.id) ?? 0) * 1000 + Math.floor(u.load / 4);
+  const order = (list: Upstream[]): Upstream[] => {
+    list.sort((a, b) => busy(a) - busy(b) || a.id.localeCompare(b.id));
+    // Equally idle servers take turns, so that requests one after another spread over all of them.
+    let tied = 1;
+    while (tied < list.length && busy(list[tied]!) === busy(list[0]!)) tied += 1;
+    const shift = turn % tied;
+    return shift === 0 ? list : [...list.slice(shift, tied), ...list.slice(0, shift), ...list.slice(tied)];
+  };
   if (model !== null) {
     const want = normalizeModel(model);
     const having = healthy.filter((u) => u.models.some((m) => normalizeModel(m) === want));

@@ -40,6 +40,9 @@ test('candidates: only servers with the model, least busy first; any server when
   assert.deepEqual(candidates([up('a', [], { healthy: false })], null, new Map()), []);
   assert.deepEqual(candidates([up('a', [], { load: 9 }), up('b', [], { load: 1 })], null, new Map()).map((u) => u.id), ['b', 'a'],
     'reported load breaks ties');
+  const idle = [up('a', []), up('b', []), up('c', [], { load: 5 })];
+  assert.deepEqual([0, 1, 2].map((turn) => candidates(idle, null, new Map(), turn).map((u) => u.id).join('')), ['abc', 'bac', 'abc'],
+    'equally idle servers take turns; a busier one stays last');
 });
 
 test('affine requests go to the leader', () => {

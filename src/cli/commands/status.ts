@@ -22,10 +22,19 @@ async function fetchStatus(base: string): Promise<Record<string, unknown>> {
 
 function human(s: Record<string, any>): string { // eslint-disable-line @typescript-eslint/no-explicit-any
   const lines = [
-    `ollana ${s.ollana?.version} (pid ${s.ollana?.pid}), up ${s.ollana?.uptimeS} s`,
+    `ollana ${s.ollana?.version} (pid ${s.ollana?.pid}), up ${s.ollana?.uptimeS} s, node id ${s.node?.id}`,
     `role: ${s.role} node (mode ${s.mode}), listening on ${s.listen?.host}:${s.listen?.port}`,
   ];
-  if (s.ollama) lines.push(`local Ollama: ${s.ollama.url} ${s.ollama.healthy ? `healthy, version ${s.ollama.version}` : 'NOT ANSWERING'}`);
+  if (s.ollama) lines.push(`local Ollama: ${s.ollama.url} ${s.ollama.healthy ? `healthy, version ${s.ollama.version}, ${s.ollama.models?.length ?? 0} models` : 'NOT ANSWERING'}`);
+  const c = s.cluster ?? {};
+  lines.push(`cluster: leader ${c.leader || 'none'}${c.isLeader ? ' (this node)' : ''}, term ${c.term}, ${c.servers?.length ?? 0} server node(s)`);
+  for (const k of c.conflicts ?? []) lines.push(`  CONFLICT ${k.kind}: ${k.detail}`);
+  const peers = s.peers ?? [];
+  lines.push(`peers: ${peers.length === 0 ? (s.discovery ? 'none seen yet' : 'discovery is off') : ''}`);
+  for (const p of peers) {
+    const models = Array.isArray(p.models) ? `  models: ${p.models.join(', ') || '?'}` : '';
+    lines.push(`  ${p.id}  ${p.role}  ${p.addr}${p.leader ? '  leader' : ''}  seen ${Math.round(p.lastSeenMsAgo / 100) / 10} s ago${models}`);
+  }
   lines.push(`upstreams: ${(s.upstreams ?? []).length === 0 ? 'none yet' : ''}`);
   for (const u of s.upstreams ?? []) lines.push(`  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}`);
   const w = s.workers ?? {};

@@ -1,0 +1,304 @@
+/**
+ * The LAN cluster for real: several ollana processes, each in its own network namespace on one virtual
+ * LAN, with an Ollama emulator on each server host's loopback. Requests are made from inside the
+ * client hosts with the official ollama-js client. Every packet stays inside this test's namespaces.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import {
+  createLan, cut, dropMulticast, dropRandomUdp, heal, netnsSkipReason, type Host, type HostProcess, type Lan,
+} from '../helpers/netns.ts';
+
+const skip = netnsSkipReason();
+const NODE = process.execPath;
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+const EMULATOR = fileURLToPath(new URL('../fixtures/ollama-emulator.ts', import.meta.url));
+const CLIENT = fileURLToPath(new URL('./fixtures/lan-client.ts', import.meta.url));
+/** Fast heartbeats keep the suite short: a node silent for 3.5 heartbeats (1050 ms) is gone. */
+const HEARTBEAT = '300ms';
+const DETECT_MS = 1_050;
+
+const homes: string[] = [];
+const lans: Lan[] = [];
+after(async () => {
+  for (const lan of lans) await lan.close();
+  for (const h of homes) rmSync(h, { recursive: true, force: true });
+});
+
+async function lan(hosts: number): Promise<Lan> {
+  const l = await createLan({ hosts });
+  lans.push(l);
+  return l;
+}
+
+interface Node { proc: HostProcess; home: string; host: Host }
+
+async function emulator(host: Host): Promise<HostProcess> {
+  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']);
+  await p.waitForLine((t) => t.includes('"url"'), 10_000);
+  return p;
+}
+
+async function node(host: Host, opts: { home?: string; extra?: string[] } = {}): Promise<Node> {
+  const home = opts.home ?? mkdtempSync(join(tmpdir(), 'ollana-lan-'));
+  homes.push(home);
+  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', '--heartbeat', HEARTBEAT, ...(opts.extra ?? [])],
+    { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
+  await proc.waitForLine((t) => t.includes('listening on'), 20_000);
+  return { proc, home, host };
+}
+
+async function client(host: Host, ...args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const r = await host.exec(NODE, [CLIENT, ...args], 20_000);
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new Error(`lan-client ${args.join(' ')} on ${host.hostname} printed ${JSON.stringify(r.stdout)} ${r.stderr}`);
+  }
+}
+
+/** Polls `probe` every 100 ms until `ok` holds, at most `timeoutMs`; fails saying what was missing. */
+async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 8_000): Promise<{ value: T; ms: number }> {
+  const start = performance.now();
+  let last: T | undefined;
+  while (performance.now() - start < timeoutMs) {
+    try {
+      last = await probe();
+      if (ok(last)) return { value: last, ms: performance.now() - start };
+    } catch (err) {
+      last = err as T;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)}`);
+}
+
+function logTime(p: HostProcess, pred: (msg: string) => boolean): number | null {
+  for (const l of p.lines) {
+    if (!l.text.startsWith('{')) continue;
+    const j = JSON.parse(l.text) as { msg?: string; time?: number };
+    if (typeof j.msg === 'string' && pred(j.msg)) return j.time ?? null;
+  }
+  return null;
+}
+
+const upstreamCount = (s: { upstreams?: unknown[] }): number => s.upstreams?.length ?? -1;
+
+describe('LAN cluster in network namespaces', { skip, concurrency: false }, () => {
+  test('1 server, 2 clients: both clients serve ollama-js through the server within 1 s', { timeout: 90_000 }, async () => {
+    const l = await lan(3);
+    const [h1, h2, h3] = l.hosts as [Host, Host, Host];
+    await emulator(h1);
+    const server = await node(h1);
+    assert.ok(server.proc.lines.some((x) => x.text.includes('this machine is a server node')));
+    const clients = await Promise.all([node(h2), node(h3)]);
+    for (const c of clients) {
+      assert.ok(c.proc.lines.some((x) => x.text.includes('this machine is a client node')));
+      const listening = logTime(c.proc, (m) => m.includes('listening on'))!;
+      const found = await until('the client to find the server', async () => logTime(c.proc, (m) => m.startsWith('server node')), (t) => t !== null);
+      assert.ok(found.value! - listening < 1_000, `found the server ${found.value! - listening} ms after listening`);
+      const tags = await client(c.host, 'list');
+      assert.deepEqual(tags.models?.sort(), ['llama3.2:latest', 'nomic-embed-text:latest']);
+      const gen = await client(c.host, 'generate', '3');
+      assert.deepEqual(gen, { ok: 3, failed: 0, errors: [] });
+    }
+    const st = await client(h2, 'status');
+    assert.equal(st.role, 'client');
+    assert.equal(st.peers.filter((p: { role: string }) => p.role === 'server').length, 1);
+    assert.equal(st.peers[0].addr, h1.addr);
+  });
+
+  test('3 servers elect one leader; the leader dies: a new one, and requests after detection all succeed', { timeout: 90_000 }, async () => {
+    const l = await lan(4);
+    const servers = l.hosts.slice(0, 3);
+    const ch = l.hosts[3]!;
+    await Promise.all(servers.map((h) => emulator(h)));
+    const nodes = await Promise.all(servers.map((h) => node(h)));
+    await node(ch);
+    const seen = await until('the client to see 3 servers and a leader', () => client(ch, 'status'),
+      (s) => upstreamCount(s) === 3 && s.cluster.leader !== '');
+    const leader: string = seen.value.cluster.leader;
+    const ids: string[] = [];
+    for (const n of nodes) {
+      const s = await until('server agreement on the leader', () => client(n.host, 'status', '11435'), (x) => x.cluster.leader === leader);
+      ids.push(s.value.node.id);
+    }
+    assert.equal(leader, [...ids].sort()[0], 'the lowest id leads');
+    assert.equal(ids.filter((id) => id === leader).length, 1);
+
+    const victim = nodes[ids.indexOf(leader)]!;
+    victim.proc.kill('SIGKILL'); // no bye: only missed heartbeats tell
+    const after = await until('a new leader', () => client(ch, 'status'),
+      (s) => s.cluster.leader !== leader && s.cluster.leader !== '' && upstreamCount(s) === 2, 8_000);
+    assert.equal(after.value.cluster.leader, ids.filter((id) => id !== leader).sort()[0]);
+    assert.ok(after.value.cluster.term > seen.value.cluster.term, 'a new term');
+    const gen = await client(ch, 'generate', '20');
+    assert.deepEqual(gen, { ok: 20, failed: 0, errors: [] }, 'no request after the detection window fails');
+  });
+
+  test('a cut link: clients stop routing to that server within the detection time; healed: it is used again', { timeout: 90_000 }, async () => {
+    const l = await lan(3);
+    const [h1, h2, h3] = l.hosts as [Host, Host, Host];
+    await Promise.all([emulator(h1), emulator(h2)]);
+    await Promise.all([node(h1), node(h2)]);
+    await node(h3);
+    await until('the client to see both servers', () => client(h3, 'status'), (s) => upstreamCount(s) === 2);
+    await cut(h1);
+    const gone = await until('the cut server to be dropped', () => client(h3, 'status'), (s) => upstreamCount(s) === 1, 8_000);
+    assert.ok(gone.ms < DETECT_MS + 2_000, `dropped after ${gone.ms.toFixed(0)} ms`);
+    assert.equal(gone.value.upstreams[0].url, `http://${h2.addr}:11435`);
+    assert.deepEqual(await client(h3, 'generate', '5'), { ok: 5, failed: 0, errors: [] });
+    await heal(h1);
+    await until('the healed server to be used again', () => client(h3, 'status'), (s) => upstreamCount(s) === 2, 8_000);
+    const before = (await client(h1, 'status', '11435')).workers.totals.requests as number;
+    assert.deepEqual(await client(h3, 'generate', '10'), { ok: 10, failed: 0, errors: [] });
+    const afterCount = (await client(h1, 'status', '11435')).workers.totals.requests as number;
+    assert.ok(afterCount > before, `the healed server took requests (${before} -> ${afterCount})`);
+  });
+
+  test('a server whose Ollama stops leaves the cluster; when it starts again, it returns', { timeout: 90_000 }, async () => {
+    const l = await lan(2);
+    const [h1, h2] = l.hosts as [Host, Host];
+    let emu = await emulator(h1);
+    const server = await node(h1);
+    await node(h2);
+    await until('the client to see the server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
+    await emu.stop();
+    await until('the server to leave', () => client(h2, 'status'), (s) => upstreamCount(s) === 0, 8_000);
+    const down = await client(h2, 'list');
+    assert.match(String(down.error), /503|still looking|no Ollama server/i);
+    await server.proc.waitForLine((t) => t.includes('stopped answering'), 5_000);
+    emu = await emulator(h1);
+    await until('the server to return', () => client(h2, 'status'), (s) => upstreamCount(s) === 1, 8_000);
+    assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
+  });
+
+  test('two nodes with the same identity: the conflict is reported', { timeout: 90_000 }, async () => {
+    const l = await lan(3);
+    const [h1, h2, h3] = l.hosts as [Host, Host, Host];
+    await Promise.all([emulator(h1), emulator(h2)]);
+    const a = await node(h1);
+    const cloneHome = mkdtempSync(join(tmpdir(), 'ollana-lan-'));
+    copyFileSync(join(a.home, 'node-id'), join(cloneHome, 'node-id')); // a cloned data directory
+    await node(h2, { home: cloneHome });
+    await node(h3);
+    const seen = await until('a duplicate-id conflict', () => client(h3, 'status'),
+      (s) => s.cluster.conflicts.some((c: { kind: string }) => c.kind === 'duplicate-id'));
+    const c = seen.value.cluster.conflicts.find((x: { kind: string }) => x.kind === 'duplicate-id');
+    assert.match(c.detail, /same id/);
+    const self = await until('the clone to be reported on the server too', () => client(h1, 'status', '11435'),
+      (s) => s.cluster.conflicts.some((x: { kind: string }) => x.kind === 'duplicate-id'));
+    assert.ok(self.value.cluster.conflicts.length >= 1);
+    assert.ok(a.proc.lines.some((x) => x.text.includes('uses this node')), 'the conflict is logged');
+  });
+
+  test('multicast dropped: broadcast still finds the server', { timeout: 90_000 }, async () => {
+    const l = await lan(2);
+    const [h1, h2] = l.hosts as [Host, Host];
+    await dropMulticast(h1);
+    await dropMulticast(h2);
+    await emulator(h1);
+    // Control: with only multicast on both sides, the dropped group means nobody is found.
+    const mcServer = await node(h1, { extra: ['--discovery', 'multicast'] });
+    await node(h2, { extra: ['--discovery', 'multicast'] });
+    for (let i = 0; i < 10; i++) {
+      assert.equal(upstreamCount(await client(h2, 'status')), 0, 'multicast is really dropped');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    // The same server with broadcast as well (the default): the client hears its broadcast announces.
+    await mcServer.proc.stop();
+    await node(h1);
+    const found = await until('discovery over broadcast', () => client(h2, 'status'), (s) => upstreamCount(s) === 1, 5_000);
+    assert.equal(found.value.upstreams[0].url, `http://${h1.addr}:11435`);
+    assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
+  });
+
+  test('30% random UDP loss: discovery still converges', { timeout: 90_000 }, async () => {
+    const l = await lan(3);
+    for (const h of l.hosts) await dropRandomUdp(h, 30, 11436);
+    const [h1, h2, h3] = l.hosts as [Host, Host, Host];
+    await Promise.all([emulator(h1), emulator(h2)]);
+    await Promise.all([node(h1), node(h2)]);
+    await node(h3);
+    await until('both servers despite loss', () => client(h3, 'status'), (s) => upstreamCount(s) === 2, 10_000);
+    assert.deepEqual(await client(h3, 'generate', '5'), { ok: 5, failed: 0, errors: [] });
+  });
+
+  test('a stream from a server whose link is cut ends with an error line, not a hang', { timeout: 90_000 }, async () => {
+    const l = await lan(2);
+    const [h1, h2] = l.hosts as [Host, Host];
+    await emulator(h1);
+    await node(h1);
+    await node(h2);
+    await until('the client to see the server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
+    const streamer = h2.spawn(NODE, [CLIENT, 'stream', '500', '20']); // 10 s of tokens
+    await streamer.waitForLine((t) => t === 'started', 10_000);
+    const cutAt = Date.now();
+    await cut(h1);
+    const line = await streamer.waitForLine((t) => t.startsWith('{'), 10_000);
+    const result = JSON.parse(line) as { parts: number; done: boolean; error: string | null };
+    const endedAfter = Date.now() - cutAt;
+    assert.equal(result.done, false);
+    assert.match(String(result.error), /left the cluster|broke off/);
+    assert.ok(endedAfter < DETECT_MS + 3_000, `the stream ended ${endedAfter} ms after the cut`);
+    assert.ok(result.parts > 0 && result.parts < 500);
+  });
+
+  test('hostile datagrams are dropped and counted; the node keeps serving; `ollana status` shows it', { timeout: 90_000 }, async () => {
+    const l = await lan(3);
+    const [h1, h2, h3] = l.hosts as [Host, Host, Host];
+    await emulator(h1);
+    await node(h1);
+    await node(h2);
+    await until('the client to see the server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
+    const flood = client(h3, 'garbage', h2.addr, '5000');
+    const during = await client(h2, 'generate', '5');
+    assert.equal((await flood).sent, 5000);
+    assert.deepEqual(during, { ok: 5, failed: 0, errors: [] });
+    const st = await client(h2, 'status');
+    const d = st.discovery.stats.dropped;
+    assert.ok(d.magic + d.version + d.malformed + d.oversize + d.rateLimited >= 1000, `dropped: ${JSON.stringify(d)}`);
+    assert.ok(d.version > 0 && d.oversize > 0, 'each kind of garbage is told apart');
+    assert.equal(upstreamCount(st), 1, 'the real server is still known');
+    const cli = await h2.exec(NODE, [MAIN, 'status', '--json'], 15_000);
+    assert.equal(cli.code, 0, cli.stderr);
+    const json = JSON.parse(cli.stdout) as { role: string; peers: { addr: string; role: string }[] };
+    assert.equal(json.role, 'client');
+    assert.ok(json.peers.some((p) => p.addr === h1.addr && p.role === 'server'));
+    const human = await h2.exec(NODE, [MAIN, 'status'], 15_000);
+    assert.match(human.stdout, /role: client node/);
+    assert.match(human.stdout, new RegExp(`${h1.addr.replace(/\./g, '\\.')}.*leader`));
+  });
+
+  test('auto mode: a server whose Ollama stays away becomes a client node and uses the LAN', { timeout: 90_000 }, async () => {
+    const l = await lan(2);
+    const [h1, h2] = l.hosts as [Host, Host];
+    const emu1 = await emulator(h1);
+    await emulator(h2);
+    const n1 = await node(h1, { extra: ['--role-switch-after', '1s'] });
+    await node(h2);
+    await emu1.stop();
+    await n1.proc.waitForLine((t) => t.includes('turns from server into client'), 15_000);
+    await n1.proc.waitForLine((t) => t.includes('client node listening on http://127.0.0.1:11434'), 15_000);
+    await until('the new client to find the other server', () => client(h1, 'status'), (s) => upstreamCount(s) === 1);
+    assert.deepEqual(await client(h1, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
+  });
+
+  test('auto mode: a client node whose Ollama appears becomes a server node', { timeout: 90_000 }, async () => {
+    const l = await lan(2);
+    const [h1, h2] = l.hosts as [Host, Host];
+    const n1 = await node(h1, { extra: ['--ollama-url', '127.0.0.1:11500'] });
+    assert.ok(n1.proc.lines.some((x) => x.text.includes('this machine is a client node')));
+    await node(h2);
+    const emu = h1.spawn(NODE, [EMULATOR, '--port', '11500', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']);
+    await emu.waitForLine((t) => t.includes('"url"'), 10_000);
+    await n1.proc.waitForLine((t) => t.includes('turns from client into server'), 15_000);
+    await until('the other client to find the new server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
+    assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
+  });
+});

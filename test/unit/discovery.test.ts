@@ -1,0 +1,576 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { DiscoveryActor, type Clock, type DatagramSocketLike, type DiscoveryOptions } from '../../src/actors/discovery.ts';
+import { decodeDatagram, encodeDatagram } from '../../src/net/datagram.ts';
+import { OllanaError } from '../../src/errors.ts';
+import type { LanDatagram } from '../../src/protocol/lan.ts';
+import type { DiscoveryToSupervisor, SelfInfo } from '../../src/protocol/messages.ts';
+
+/** Timers that run only when the test advances time, in due order. */
+class FakeClock implements Clock {
+  t = 1_000_000;
+  #next = 1;
+  readonly #timers = new Map<number, { at: number; fn: () => void }>();
+
+  now(): number {
+    return this.t;
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.t + ms, fn });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      let due: [number, { at: number; fn: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
+      }
+      if (due === undefined) break;
+      this.#timers.delete(due[0]);
+      this.t = due[1].at;
+      due[1].fn();
+    }
+    this.t = end;
+  }
+}
+
+interface Sent {
+  readonly datagram: LanDatagram;
+  readonly address: string;
+  readonly port: number;
+  /** the multicast interface in force when the datagram left */
+  readonly via: string | null;
+}
+
+class FakeSocket implements DatagramSocketLike {
+  readonly sent: Sent[] = [];
+  readonly memberships: (string | undefined)[][] = [];
+  readonly flags: Record<string, unknown> = {};
+  bindError: Error | null = null;
+  boundTo: string | null = null;
+  closed = false;
+  /** addresses whose sends fail, with the errno code */
+  readonly failing = new Map<string, string>();
+  #via: string | null = null;
+  #onMessage: ((msg: Buffer, rinfo: { address: string; port: number }) => void) | null = null;
+  #onError: ((err: Error) => void) | null = null;
+
+  bind(port: number, address: string, callback: () => void): void {
+    queueMicrotask(() => {
+      if (this.bindError) this.#onError?.(this.bindError);
+      else {
+        this.boundTo = `${address}:${port}`;
+        callback();
+      }
+    });
+  }
+
+  on(event: 'message' | 'error', listener: never): void {
+    if (event === 'message') this.#onMessage = listener;
+    else this.#onError = listener;
+  }
+
+  address(): { address: string; port: number } {
+    return { address: '0.0.0.0', port: Number(this.boundTo?.split(':')[1]) };
+  }
+
+  addMembership(group: string, iface?: string): void {
+    this.memberships.push(['add', group, iface]);
+  }
+
+  dropMembership(group: string, iface?: string): void {
+    this.memberships.push(['drop', group, iface]);
+  }
+
+  setBroadcast(flag: boolean): void {
+    this.flags.broadcast = flag;
+  }
+
+  setMulticastTTL(ttl: number): void {
+    this.flags.ttl = ttl;
+  }
+
+  setMulticastLoopback(flag: boolean): void {
+    this.flags.loopback = flag;
+  }
+
+  setMulticastInterface(iface: string): void {
+    if (this.failing.get(iface) === 'throw') throw Object.assign(new Error('setMulticastInterface EADDRNOTAVAIL'), { code: 'EADDRNOTAVAIL' });
+    this.#via = iface;
+  }
+
+  send(msg: Uint8Array, port: number, address: string, callback: (err: Error | null) => void): void {
+    const r = decodeDatagram(msg);
+    assert.ok(r.ok, 'the actor sent an undecodable datagram');
+    const code = this.failing.get(address);
+    queueMicrotask(() => {
+      if (code !== undefined) {
+        callback(Object.assign(new Error(`send ${code} ${address}:${port}`), { code }));
+        return;
+      }
+      this.sent.push({ datagram: r.datagram, address, port, via: address.startsWith('239.') ? this.#via : null });
+      callback(null);
+    });
+  }
+
+  close(callback?: () => void): void {
+    this.closed = true;
+    queueMicrotask(() => callback?.());
+  }
+
+  deliver(buf: Uint8Array, address: string, port = 11436): void {
+    this.#onMessage?.(Buffer.from(buf), { address, port });
+  }
+
+  take(): Sent[] {
+    return this.sent.splice(0);
+  }
+}
+
+const GROUP = '239.255.11.36';
+const IFACE = { address: '192.168.1.10', netmask: '255.255.255.0' };
+const LAN_COPIES = [`${GROUP} via 192.168.1.10`, '192.168.1.255', '255.255.255.255'];
+
+const SERVER_SELF: SelfInfo = {
+  id: 'self0000', boot: 'bootA', role: 'server', port: 11435, fp: '', load: { inFlight: 0, workers: 4 },
+  models: 'm1', term: 1, leader: 'other-leader', members: [],
+};
+const CLIENT_SELF: SelfInfo = { ...SERVER_SELF, role: 'client', port: 0, leader: '' };
+
+const PEER: LanDatagram = {
+  kind: 'announce', id: 'peer0001', boot: 'bootP', role: 'server', port: 11435, fp: 'fp', seq: 1,
+  load: { inFlight: 1, workers: 2 }, models: 'pm', term: 1, leader: '',
+};
+
+async function setup(options: Partial<DiscoveryOptions> = {}) {
+  const clock = new FakeClock();
+  const socket = new FakeSocket();
+  const out: DiscoveryToSupervisor[] = [];
+  const rand = { value: 0.5 };
+  const actor = new DiscoveryActor({
+    socket, clock, random: () => rand.value, log: pino({ level: 'silent' }), send: (m) => out.push(m),
+    options: { interfaces: [IFACE], ...options },
+  });
+  await actor.start();
+  const ready = out.splice(0);
+  let seq = 100;
+  return {
+    clock, socket, out, rand, actor, ready,
+    /** delivers a datagram from a peer (a fresh seq unless given) */
+    hear(d: Partial<LanDatagram>, from = '192.168.1.20', port = 11436): void {
+      socket.deliver(encodeDatagram({ ...PEER, seq: seq++, ...d }), from, port);
+    },
+    async advance(ms: number): Promise<void> {
+      clock.advance(ms);
+      await actor.flushed();
+    },
+    async configure(self: SelfInfo, announce: boolean): Promise<void> {
+      actor.handle({ type: 'discovery.configure', self, announce });
+      await actor.flushed();
+    },
+    /** messages sent to the supervisor since the last call, of one type */
+    events<T extends DiscoveryToSupervisor['type']>(type: T): Extract<DiscoveryToSupervisor, { type: T }>[] {
+      const found = out.filter((m): m is Extract<DiscoveryToSupervisor, { type: T }> => m.type === type);
+      for (const m of found) out.splice(out.indexOf(m), 1);
+      return found;
+    },
+  };
+}
+
+const where = (s: Sent): string => (s.via ? `${s.address} via ${s.via}` : s.address);
+
+test('start binds 0.0.0.0:port, joins the group per interface, sets the socket up and says ready', async () => {
+  const two = [IFACE, { address: '10.0.5.3', netmask: '255.255.0.0' }];
+  const { socket, ready } = await setup({ port: 11436, interfaces: two });
+  assert.equal(socket.boundTo, '0.0.0.0:11436');
+  assert.deepEqual(socket.memberships, [['add', GROUP, '192.168.1.10'], ['add', GROUP, '10.0.5.3']]);
+  assert.deepEqual(socket.flags, { broadcast: true, ttl: 1, loopback: true });
+  assert.deepEqual(ready, [{ type: 'discovery.ready', port: 11436, group: GROUP, multicast: true, broadcast: true,
+    interfaces: ['192.168.1.10', '10.0.5.3'] }]);
+});
+
+test('without any LAN interface the group is joined without an interface address', async () => {
+  const clock = new FakeClock();
+  const socket = new FakeSocket();
+  const out: DiscoveryToSupervisor[] = [];
+  const actor = new DiscoveryActor({ socket, clock, random: () => 0, log: pino({ level: 'silent' }), send: (m) => out.push(m),
+    options: { port: 11436 }, scanInterfaces: () => [] });
+  await actor.start();
+  assert.deepEqual(socket.memberships, [['add', GROUP, undefined]]);
+  assert.deepEqual(out[0], { type: 'discovery.ready', port: 11436, group: GROUP, multicast: true, broadcast: true, interfaces: [] });
+  actor.handle({ type: 'discovery.configure', self: SERVER_SELF, announce: true });
+  await actor.flushed();
+  assert.deepEqual(socket.take().map(where), [GROUP, '255.255.255.255']);
+  await actor.stop();
+});
+
+test('a bind failure rejects start() with an error naming the port and --discovery-port', async () => {
+  const socket = new FakeSocket();
+  socket.bindError = Object.assign(new Error('bind EADDRINUSE 0.0.0.0:11436'), { code: 'EADDRINUSE' });
+  const actor = new DiscoveryActor({ socket, clock: new FakeClock(), random: () => 0, log: pino({ level: 'silent' }),
+    send: () => assert.fail('nothing may be sent'), options: { port: 11436, interfaces: [] } });
+  await assert.rejects(actor.start(), (err: unknown) => {
+    assert.ok(err instanceof OllanaError);
+    assert.equal(err.code, 'OLN_PORT_IN_USE');
+    assert.match(err.message, /0\.0\.0\.0:11436/);
+    assert.match(err.message, /--discovery-port/);
+    return true;
+  });
+  socket.bindError = Object.assign(new Error('bind EACCES'), { code: 'EACCES' });
+  const denied = new DiscoveryActor({ socket, clock: new FakeClock(), random: () => 0, log: pino({ level: 'silent' }),
+    send: () => undefined, options: { port: 436, interfaces: [] } });
+  await assert.rejects(denied.start(), { code: 'OLN_PORT_DENIED', message: /436.*--discovery-port/ });
+});
+
+test('a server announces at once, then on every heartbeat, one seq per datagram shared by its copies', async () => {
+  const h = await setup();
+  assert.equal(h.socket.take().length, 0, 'silent before configure');
+  await h.configure(SERVER_SELF, true);
+  const first = h.socket.take();
+  assert.deepEqual(first.map(where), LAN_COPIES);
+  assert.ok(first.every((s) => s.datagram.kind === 'announce' && s.datagram.seq === first[0]!.datagram.seq && s.port === 11436));
+  assert.deepEqual({ ...first[0]!.datagram, seq: 0 }, { kind: 'announce', id: 'self0000', boot: 'bootA', role: 'server',
+    port: 11435, fp: '', seq: 0, load: { inFlight: 0, workers: 4 }, models: 'm1', term: 1, leader: 'other-leader' });
+  await h.advance(999);
+  assert.equal(h.socket.take().length, 0);
+  await h.advance(1);
+  assert.equal(h.socket.take().length, 3);
+  await h.advance(4000);
+  const later = h.socket.take();
+  assert.equal(later.length, 12);
+  const seqs = [first[0]!, ...later].filter((_, i) => i % 3 === 0).map((s) => s.datagram.seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+  assert.equal(new Set(seqs).size, 5 + 1 - 1, 'one seq per heartbeat (first counted once)');
+});
+
+test('multicast or broadcast can each be turned off', async () => {
+  const mc = await setup({ broadcast: false, interfaces: [IFACE, { address: '10.0.5.3', netmask: '255.255.0.0' }] });
+  await mc.configure(SERVER_SELF, true);
+  assert.deepEqual(mc.socket.take().map(where), [`${GROUP} via 192.168.1.10`, `${GROUP} via 10.0.5.3`]);
+  const bc = await setup({ multicast: false, interfaces: [IFACE, { address: '10.0.5.3', netmask: '255.255.0.0' }] });
+  await bc.configure(SERVER_SELF, true);
+  assert.deepEqual(bc.socket.take().map(where), ['192.168.1.255', '10.0.255.255', '255.255.255.255']);
+  const noLimited = await setup({ multicast: false, limitedBroadcast: false });
+  await noLimited.configure(SERVER_SELF, true);
+  assert.deepEqual(noLimited.socket.take().map(where), ['192.168.1.255']);
+});
+
+test('send errors are counted, never thrown, and the other copies still go', async () => {
+  const h = await setup();
+  h.socket.failing.set('255.255.255.255', 'ENETUNREACH');
+  h.socket.failing.set('192.168.1.255', 'EPERM');
+  await h.configure(SERVER_SELF, true);
+  assert.deepEqual(h.socket.take().map(where), [`${GROUP} via 192.168.1.10`]);
+  h.socket.failing.set('192.168.1.10', 'throw');
+  await h.advance(1000);
+  assert.deepEqual(h.socket.take(), []);
+  h.actor.handle({ type: 'discovery.stats.request', id: 3 });
+  const [report] = h.events('discovery.stats.report');
+  assert.equal(report?.stats.sent, 1);
+  assert.equal(report?.stats.sendErrors, 5);
+});
+
+test('a client announces too, queries at once and every interval until it knows a server', async () => {
+  const h = await setup();
+  await h.configure(CLIENT_SELF, true);
+  const first = h.socket.take();
+  assert.deepEqual(first.map((s) => s.datagram.kind), ['announce', 'announce', 'announce', 'query', 'query', 'query']);
+  assert.equal(first[0]!.datagram.port, 0);
+  assert.equal(first[0]!.datagram.role, 'client');
+  await h.advance(1000);
+  assert.deepEqual(h.socket.take().map((s) => s.datagram.kind).sort(), ['announce', 'announce', 'announce', 'query', 'query', 'query']);
+  h.hear({ role: 'client', id: 'otherclient' }); // a client does not count
+  await h.advance(1000);
+  assert.equal(h.socket.take().filter((s) => s.datagram.kind === 'query').length, 3);
+  h.hear({});
+  await h.advance(3000);
+  assert.deepEqual(new Set(h.socket.take().map((s) => s.datagram.kind)), new Set(['announce']), 'no query once a server is known');
+  // The server goes: querying resumes at once.
+  h.hear({ kind: 'bye' });
+  await h.advance(0);
+  assert.deepEqual(h.socket.take().map((s) => s.datagram.kind), ['query', 'query', 'query']);
+});
+
+test('a server answers a query by unicast after a jittered delay; the leader lists members', async () => {
+  const h = await setup({ answerJitterMs: 200 });
+  const leader: SelfInfo = { ...SERVER_SELF, leader: 'self0000',
+    members: [{ id: 'self0000', addr: '192.168.1.10', port: 11435 }, { id: 'srv2', addr: '192.168.1.30', port: 11435 }] };
+  await h.configure(leader, true);
+  h.socket.take();
+  h.rand.value = 0.5;
+  const query = encodeDatagram({ ...PEER, id: 'client1', kind: 'query', role: 'client', port: 0, seq: 7 });
+  h.socket.deliver(query, '192.168.1.20', 40001);
+  h.socket.deliver(query, '192.168.1.20', 40001); // the broadcast copy of the same query
+  await h.advance(99);
+  assert.deepEqual(h.socket.take(), []);
+  await h.advance(1);
+  const [answer, ...rest] = h.socket.take();
+  assert.deepEqual(rest, [], 'one answer, by unicast only');
+  assert.equal(answer?.address, '192.168.1.20');
+  assert.equal(answer?.port, 40001, 'to the port the query came from');
+  assert.equal(answer?.datagram.kind, 'announce');
+  assert.deepEqual(answer?.datagram.members, leader.members);
+
+  // Not the leader: no members. Jitter 0.999 -> 199 ms.
+  await h.configure({ ...leader, leader: 'srv2' }, true);
+  h.socket.take();
+  h.rand.value = 0.999;
+  h.socket.deliver(encodeDatagram({ ...PEER, id: 'client1', kind: 'query', role: 'client', port: 0, seq: 8 }), '192.168.1.21', 11436);
+  await h.advance(198);
+  assert.deepEqual(h.socket.take(), []);
+  await h.advance(1);
+  const [plain] = h.socket.take();
+  assert.equal(plain?.address, '192.168.1.21');
+  assert.equal(plain?.datagram.members, undefined);
+});
+
+test('only an announcing server answers queries', async () => {
+  const client = await setup();
+  await client.configure(CLIENT_SELF, true);
+  await client.advance(0);
+  const server = await setup();
+  await server.configure(SERVER_SELF, false);
+  for (const h of [client, server]) {
+    h.socket.take();
+    h.hear({ id: 'q1', kind: 'query', role: 'client', port: 0 });
+    await h.advance(300);
+    assert.deepEqual(h.socket.take().filter((s) => s.address === '192.168.1.20'), []);
+  }
+});
+
+test('announce turning false sends one bye, then silence; receiving goes on', async () => {
+  const h = await setup();
+  await h.configure(SERVER_SELF, true);
+  h.socket.take();
+  await h.configure(SERVER_SELF, false);
+  assert.deepEqual(h.socket.take().map((s) => `${s.datagram.kind} ${where(s)}`), LAN_COPIES.map((c) => `bye ${c}`));
+  await h.advance(10_000);
+  assert.deepEqual(h.socket.take(), []);
+  h.hear({});
+  assert.equal(h.events('peer.seen').length, 1);
+  await h.configure(SERVER_SELF, false);
+  assert.deepEqual(h.socket.take(), [], 'no second bye');
+  await h.configure(SERVER_SELF, true);
+  assert.equal(h.socket.take()[0]?.datagram.kind, 'announce', 'announcing again starts at once');
+});
+
+test('stop says bye when announcing, closes the socket, then discovery.stopped', async () => {
+  const h = await setup();
+  await h.configure(SERVER_SELF, true);
+  h.socket.take();
+  h.actor.handle({ type: 'discovery.stop' });
+  await h.actor.stop();
+  assert.deepEqual(h.socket.take().map((s) => s.datagram.kind), ['bye', 'bye', 'bye']);
+  assert.ok(h.socket.closed);
+  assert.deepEqual(h.out.at(-1), { type: 'discovery.stopped' });
+  assert.equal(h.out.filter((m) => m.type === 'discovery.stopped').length, 1);
+  await h.advance(5000);
+  assert.deepEqual(h.socket.take(), [], 'no timer survives stop');
+
+  const silent = await setup();
+  await silent.configure(SERVER_SELF, false);
+  await silent.actor.stop();
+  assert.deepEqual(silent.socket.take(), []);
+  assert.deepEqual(silent.out.at(-1), { type: 'discovery.stopped' });
+});
+
+test('a peer not heard for deadAfterMs is gone (timeout); a bye removes it at once', async () => {
+  const h = await setup({ deadAfterMs: 3500 });
+  h.hear({});
+  assert.equal(h.events('peer.seen').length, 1);
+  await h.advance(3500);
+  assert.deepEqual(h.events('peer.gone'), []);
+  await h.advance(400);
+  assert.deepEqual(h.events('peer.gone'), [{ type: 'peer.gone', id: 'peer0001', reason: 'timeout' }]);
+
+  h.hear({ id: 'p2' });
+  await h.advance(3000);
+  h.hear({ id: 'p2' }); // heard again: the clock restarts
+  await h.advance(3000);
+  assert.deepEqual(h.events('peer.gone'), []);
+  h.hear({ id: 'p2', kind: 'bye', boot: 'old-boot' }); // an earlier process's bye does not count
+  assert.deepEqual(h.events('peer.gone'), []);
+  h.hear({ id: 'p2', kind: 'bye' });
+  assert.deepEqual(h.events('peer.gone'), [{ type: 'peer.gone', id: 'p2', reason: 'bye' }]);
+  h.hear({ id: 'p2', kind: 'bye' });
+  assert.deepEqual(h.events('peer.gone'), [], 'gone once');
+});
+
+test('the multicast and broadcast copies of one datagram count once', async () => {
+  const h = await setup();
+  const d = encodeDatagram({ ...PEER, seq: 5 });
+  h.socket.deliver(d, '192.168.1.20');
+  h.socket.deliver(d, '192.168.1.20');
+  h.socket.deliver(encodeDatagram({ ...PEER, seq: 4 }), '192.168.1.20'); // older than one seen
+  assert.equal(h.events('peer.seen').length, 1);
+  h.actor.handle({ type: 'discovery.stats.request', id: 1 });
+  const [report] = h.events('discovery.stats.report');
+  assert.equal(report?.stats.dropped.duplicate, 2);
+  assert.equal(report?.stats.received, 3);
+  assert.equal(report?.stats.peers, 1);
+  // A restarted peer (another boot) starts its seq again: not a duplicate.
+  h.socket.deliver(encodeDatagram({ ...PEER, boot: 'bootQ', seq: 1 }), '192.168.1.20');
+  assert.deepEqual(h.events('peer.seen').map((m) => m.peer.boot), ['bootQ']);
+});
+
+test('its own datagrams are ignored; its id with another boot is a clone, reported at most every 10 s', async () => {
+  const h = await setup();
+  await h.configure(SERVER_SELF, true);
+  h.hear({ id: 'self0000', boot: 'bootA' });
+  assert.deepEqual(h.out, []);
+  h.hear({ id: 'self0000', boot: 'bootZ' }, '192.168.1.66');
+  h.hear({ id: 'self0000', boot: 'bootZ' }, '192.168.1.66');
+  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', addr: '192.168.1.66', boot: 'bootZ' }]);
+  h.hear({ id: 'self0000', boot: 'bootY' }, '192.168.1.67');
+  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', addr: '192.168.1.67', boot: 'bootY' }]);
+  await h.advance(9_999);
+  h.hear({ id: 'self0000', boot: 'bootZ' }, '192.168.1.66');
+  assert.deepEqual(h.events('peer.clone'), []);
+  await h.advance(1);
+  h.hear({ id: 'self0000', boot: 'bootZ' }, '192.168.1.66');
+  assert.equal(h.events('peer.clone').length, 1);
+  assert.equal(h.actor.peers().length, 0, 'neither itself nor its clone is a peer');
+});
+
+test('each source address has its own token bucket', async () => {
+  const h = await setup({ rateLimit: { perSecond: 10, burst: 5 } });
+  for (let i = 0; i < 20; i++) h.socket.deliver(Buffer.from('garbage'), '192.168.1.99');
+  h.hear({}, '192.168.1.20'); // another source is not affected
+  assert.equal(h.events('peer.seen').length, 1);
+  h.actor.handle({ type: 'discovery.stats.request', id: 1 });
+  let stats = h.events('discovery.stats.report')[0]!.stats;
+  assert.equal(stats.dropped.magic, 5);
+  assert.equal(stats.dropped.rateLimited, 15);
+  await h.advance(300); // 10/s: 3 tokens back
+  for (let i = 0; i < 20; i++) h.socket.deliver(Buffer.from('garbage'), '192.168.1.99');
+  h.actor.handle({ type: 'discovery.stats.request', id: 2 });
+  stats = h.events('discovery.stats.report')[0]!.stats;
+  assert.equal(stats.dropped.magic, 8);
+  assert.equal(stats.dropped.rateLimited, 32);
+  await h.advance(10_000); // never more than the burst
+  for (let i = 0; i < 20; i++) h.socket.deliver(Buffer.from('garbage'), '192.168.1.99');
+  h.actor.handle({ type: 'discovery.stats.request', id: 3 });
+  stats = h.events('discovery.stats.report')[0]!.stats;
+  assert.equal(stats.dropped.magic, 13);
+  assert.equal(stats.dropped.rateLimited, 47);
+  assert.equal(stats.received, 61);
+});
+
+test('every kind of garbage is dropped and counted by reason', async () => {
+  const h = await setup();
+  const good = encodeDatagram(PEER);
+  h.socket.deliver(Buffer.from('hello'), '192.168.1.5');
+  h.socket.deliver(Buffer.concat([good.subarray(0, 4), Buffer.of(9), good.subarray(5)]), '192.168.1.5');
+  h.socket.deliver(good.subarray(0, good.length - 3), '192.168.1.5');
+  h.socket.deliver(Buffer.alloc(1500), '192.168.1.5');
+  h.actor.handle({ type: 'discovery.stats.request', id: 1 });
+  const [report] = h.events('discovery.stats.report');
+  assert.deepEqual(report?.stats, { received: 4, sent: 0, sendErrors: 0, peers: 0,
+    dropped: { magic: 1, version: 1, malformed: 1, oversize: 1, rateLimited: 0, duplicate: 0 } });
+  assert.deepEqual(h.out, []);
+});
+
+test('peer.seen on news only, and at least every 5 s for a live peer', async () => {
+  const h = await setup({ refreshMs: 5000 });
+  h.hear({});
+  const [first] = h.events('peer.seen');
+  assert.deepEqual(first?.peer, { id: 'peer0001', boot: 'bootP', role: 'server', addr: '192.168.1.20', port: 11435, fp: 'fp',
+    load: { inFlight: 1, workers: 2 }, models: 'pm', term: 1, leader: '', lastSeen: 1_000_000 });
+  for (let i = 1; i <= 4; i++) {
+    await h.advance(1000);
+    h.hear({ load: { inFlight: i, workers: 2 } });
+  }
+  assert.deepEqual(h.events('peer.seen'), [], 'load alone is no news');
+  await h.advance(1000);
+  h.hear({ load: { inFlight: 9, workers: 2 } });
+  const refresh = h.events('peer.seen');
+  assert.equal(refresh.length, 1, 'refreshed after 5 s');
+  assert.deepEqual(refresh[0]?.peer.load, { inFlight: 9, workers: 2 });
+  assert.equal(refresh[0]?.peer.lastSeen, 1_005_000);
+  for (const news of [{ models: 'pm2' }, { term: 2 }, { leader: 'peer0001' }, { port: 8080 }, { role: 'client' as const }, { fp: 'fp2' }]) {
+    await h.advance(100);
+    h.hear(news);
+    const seen = h.events('peer.seen');
+    assert.equal(seen.length, 1, `news ${JSON.stringify(news)}`);
+  }
+});
+
+test('the address is the datagram\'s source, sticky while a multi-homed peer is still heard on it', async () => {
+  const h = await setup({ deadAfterMs: 3500 });
+  h.hear({ seq: 1 }, '192.168.1.20');
+  assert.equal(h.events('peer.seen')[0]?.peer.addr, '192.168.1.20');
+  // The same peer's next heartbeat reaches us first through its other interface.
+  await h.advance(1000);
+  h.socket.deliver(encodeDatagram({ ...PEER, seq: 2 }), '10.0.0.20');
+  h.socket.deliver(encodeDatagram({ ...PEER, seq: 2 }), '192.168.1.20'); // duplicate, keeps the old address alive
+  await h.advance(1000);
+  h.socket.deliver(encodeDatagram({ ...PEER, seq: 3 }), '10.0.0.20');
+  assert.deepEqual(h.events('peer.seen'), [], 'no flapping');
+  assert.equal(h.actor.peers()[0]?.addr, '192.168.1.20');
+  // The old address falls silent: after deadAfterMs/2 the new one is taken.
+  for (let seq = 4; seq < 8; seq++) {
+    await h.advance(1000);
+    h.socket.deliver(encodeDatagram({ ...PEER, seq }), '10.0.0.20');
+  }
+  assert.deepEqual(h.events('peer.seen').map((m) => m.peer.addr), ['10.0.0.20']);
+});
+
+test('a leader\'s members become peers when unknown, and expire unless heard themselves', async () => {
+  const h = await setup({ deadAfterMs: 3500 });
+  await h.configure(CLIENT_SELF, true);
+  h.hear({ id: 'known1' }, '192.168.1.31');
+  h.events('peer.seen');
+  h.hear({ id: 'lead', leader: 'lead', term: 4, members: [
+    { id: 'lead', addr: '192.168.1.30', port: 11435 },
+    { id: 'known1', addr: '6.6.6.6', port: 1 },
+    { id: 'self0000', addr: '192.168.1.10', port: 11435 },
+    { id: 'm3', addr: '192.168.1.33', port: 11435 },
+  ] }, '192.168.1.30');
+  const seen = h.events('peer.seen').map((m) => m.peer);
+  assert.deepEqual(seen.map((p) => `${p.id}@${p.addr}`), ['lead@192.168.1.30', 'm3@192.168.1.33']);
+  assert.deepEqual(seen[1], { id: 'm3', boot: '', role: 'server', addr: '192.168.1.33', port: 11435, fp: '',
+    load: { inFlight: 0, workers: 0 }, models: '', term: 4, leader: 'lead', lastSeen: 1_000_000 });
+  assert.equal(h.actor.peers().find((p) => p.id === 'known1')?.addr, '192.168.1.31', 'a known peer is not overwritten');
+
+  // Members from a non-leader are ignored.
+  h.hear({ id: 'notlead', leader: 'lead', members: [{ id: 'm4', addr: '192.168.1.34', port: 11435 }] }, '192.168.1.35');
+  assert.deepEqual(h.events('peer.seen').map((m) => m.peer.id), ['notlead']);
+
+  // The leader repeats itself; m3 stays silent and expires anyway.
+  for (let i = 0; i < 4; i++) {
+    await h.advance(1000);
+    h.hear({ id: 'lead', leader: 'lead', term: 4, members: [{ id: 'm3', addr: '192.168.1.33', port: 11435 }] }, '192.168.1.30');
+  }
+  assert.ok(h.events('peer.gone').some((g) => g.id === 'm3' && g.reason === 'timeout'));
+});
+
+test('a configure with a self that cannot go on the wire is ignored', async () => {
+  const h = await setup();
+  await h.configure({ ...SERVER_SELF, id: 'bad id with spaces' }, true);
+  assert.deepEqual(h.socket.take(), []);
+  await h.configure(SERVER_SELF, true);
+  assert.equal(h.socket.take().length, 3);
+});
+
+test('a change of self while announcing is announced at once', async () => {
+  const h = await setup();
+  await h.configure(SERVER_SELF, true);
+  h.socket.take();
+  await h.configure({ ...SERVER_SELF, load: { inFlight: 5, workers: 4 } }, true);
+  assert.deepEqual(h.socket.take(), [], 'load waits for the heartbeat');
+  await h.configure({ ...SERVER_SELF, models: 'm2' }, true);
+  assert.deepEqual(h.socket.take().map((s) => s.datagram.models), ['m2', 'm2', 'm2']);
+  await h.advance(999);
+  assert.deepEqual(h.socket.take(), [], 'the heartbeat restarted from the change');
+  await h.advance(1);
+  assert.equal(h.socket.take().length, 3);
+});
