@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
+import { EXIT_CODES, OllanaError, type ErrorData, type OllanaErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Message } from '../protocol/messages.ts';
 import { Endpoint } from './runtime.ts';
@@ -12,6 +13,11 @@ import { Endpoint } from './runtime.ts';
 const MAX_BACKOFF_MS = 5_000;
 const STABLE_AFTER_MS = 10_000;
 const MAX_QUICK_FAILURES = 5;
+
+function isErrorData(v: unknown): v is ErrorData {
+  return typeof v === 'object' && v !== null && !(v instanceof Error) && 'code' in v && 'message' in v &&
+    typeof v.code === 'string' && v.code in EXIT_CODES;
+}
 
 export interface ActorThreadOptions<In extends Message> {
   readonly name: string;
@@ -23,7 +29,7 @@ export interface ActorThreadOptions<In extends Message> {
   readonly onStart: () => void;
 }
 
-/** Emits 'message' (In), 'restarted', and 'fatal' (Error) when it gives up. */
+/** Emits 'message' (In), 'restarted', and 'fatal' (OllanaError) when it gives up or the thread reports a coded error. */
 export class ActorThread<In extends Message, Out extends Message> extends EventEmitter {
   readonly #opts: ActorThreadOptions<In>;
   #worker: Worker | null = null;
@@ -48,7 +54,16 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
     this.#worker = worker;
     this.#endpoint = new Endpoint<In, Out>(worker, this.#opts.accepts, (msg) => this.emit('message', msg),
       (err) => this.#opts.log.error({ err, actor: this.#opts.name }, `bad message from the ${this.#opts.name} actor dropped`));
-    worker.on('error', (err) => this.#opts.log.error({ err, actor: this.#opts.name }, `${this.#opts.name} actor crashed`));
+    worker.on('error', (err: unknown) => {
+      // A thread that failed on purpose with a coded error (discovery's port taken, say) will fail the
+      // same way again: escalate at once with its message instead of restarting into the same wall.
+      if (isErrorData(err)) {
+        this.#stopping = true;
+        this.emit('fatal', OllanaError.fromData({ ...err, code: err.code as OllanaErrorCode }));
+        return;
+      }
+      this.#opts.log.error({ err, actor: this.#opts.name }, `${this.#opts.name} actor crashed`);
+    });
     worker.once('exit', (code) => {
       if (this.#worker !== worker) return;
       this.#worker = null;
@@ -57,7 +72,7 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
       if (Date.now() - this.#startedAt >= STABLE_AFTER_MS) this.#failures = 0;
       this.#failures += 1;
       if (this.#failures > MAX_QUICK_FAILURES) {
-        this.emit('fatal', new Error(`the ${this.#opts.name} actor keeps dying (exit ${code}); giving up`));
+        this.emit('fatal', new OllanaError('OLN_WORKER_FAILED', `the ${this.#opts.name} actor keeps dying (exit ${code}); giving up`));
         return;
       }
       const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#failures - 1));

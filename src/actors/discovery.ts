@@ -140,6 +140,8 @@ export class DiscoveryActor {
   #stopPromise: Promise<void> | null = null;
   #port = 0;
   #interfaces: LanInterface[] = [];
+  /** joined the group without an interface address (there was no LAN interface) */
+  #joinedDefault = false;
   #self: SelfInfo | null = null;
   #announce = false;
   #seq = 0;
@@ -484,12 +486,13 @@ export class DiscoveryActor {
     const known = this.#interfaces;
     const added = next.filter((n) => !known.some((k) => k.address === n.address));
     const removed = known.filter((k) => !next.some((n) => n.address === k.address));
-    if (added.length === 0 && removed.length === 0 && known.length > 0) return;
-    for (const iface of removed) this.#try('dropMembership', () => this.#socket.dropMembership(this.#opts.group, iface.address));
-    if (next.length === 0 && known.length === 0) {
+    if (next.length === 0 && !this.#joinedDefault) {
       // No LAN interface (yet): let the kernel pick one by route; rescans join real ones later.
+      this.#joinedDefault = true;
       this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group));
     }
+    if (added.length === 0 && removed.length === 0) return;
+    for (const iface of removed) this.#try('dropMembership', () => this.#socket.dropMembership(this.#opts.group, iface.address));
     for (const iface of added) this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group, iface.address));
     if (this.#state === 'running') this.#log.info({ interfaces: next.map((i) => i.address) }, 'discovery interfaces changed');
     this.#interfaces = [...next];

@@ -251,7 +251,7 @@ export class Supervisor extends EventEmitter {
       this.#cluster.setView(msg.view);
       this.#configureDiscovery();
     });
-    election.on('fatal', (err: Error) => this.emit('fatal', new OllanaError('OLN_WORKER_FAILED', err.message)));
+    election.on('fatal', (err: Error) => this.emit('fatal', err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', err.message)));
     this.#election = election;
     election.start();
   }
@@ -314,10 +314,23 @@ export class Supervisor extends EventEmitter {
         }
       }
     });
-    discovery.on('fatal', (err: Error) => this.emit('fatal', new OllanaError('OLN_WORKER_FAILED', err.message)));
+    let failed: ((err: OllanaError) => void) | null = null;
+    const failedP = new Promise<never>((_resolve, reject) => { failed = reject; });
+    discovery.on('fatal', (err: Error) => {
+      const e = err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', err.message);
+      if (this.#discoveryInfo === null && failed !== null) failed(e); // still starting: start() fails with it
+      else this.emit('fatal', e);
+    });
     this.#discovery = discovery;
     discovery.start();
-    await Promise.race([readyP, new Promise((r) => setTimeout(r, 5_000).unref())]);
+    try {
+      await Promise.race([readyP, failedP, new Promise((r) => setTimeout(r, 5_000).unref())]);
+    } catch (err) {
+      await this.stop('discovery cannot start');
+      throw err;
+    } finally {
+      failed = null;
+    }
     if (this.#discoveryInfo === null) this.#log.warn('discovery did not report ready within 5 s; the node serves, but may not find peers');
   }
 

@@ -301,4 +301,16 @@ describe('LAN cluster in network namespaces', { skip, concurrency: false }, () =
     await until('the other client to find the new server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
     assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
   });
+
+  test('the discovery port held by another program: a clear error naming it and the flag', { timeout: 60_000 }, async () => {
+    const l = await lan(1);
+    const h1 = l.hosts[0]!;
+    const holder = h1.spawn(NODE, ['-e', "const s=require('node:dgram').createSocket('udp4');s.bind(11436,'0.0.0.0',()=>console.log('held'))"]);
+    await holder.waitForLine((t) => t === 'held', 10_000);
+    const home = mkdtempSync(join(tmpdir(), 'ollana-lan-'));
+    homes.push(home);
+    const r = await h1.exec(NODE, [MAIN, 'serve', '--workers', '1'], 30_000, { env: { OLLANA_HOME: home, OLLANA_DISCOVERY: undefined } });
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /discovery UDP port 0\.0\.0\.0:11436 is in use.*--discovery-port.*\[OLN_PORT_IN_USE\]/);
+  });
 });

@@ -574,3 +574,28 @@ test('a change of self while announcing is announced at once', async () => {
   await h.advance(1);
   assert.equal(h.socket.take().length, 3);
 });
+
+test('interfaces are rescanned: new ones joined and used, vanished ones dropped, no repeated default join', async () => {
+  const clock = new FakeClock();
+  const socket = new FakeSocket();
+  let scan: { address: string; netmask: string }[] = [];
+  const actor = new DiscoveryActor({ socket, clock, random: () => 0, log: pino({ level: 'silent' }), send: () => undefined,
+    options: { port: 11436, rescanMs: 30_000, limitedBroadcast: false }, scanInterfaces: () => scan });
+  await actor.start();
+  actor.handle({ type: 'discovery.configure', self: SERVER_SELF, announce: true });
+  clock.advance(60_000);
+  await actor.flushed();
+  assert.deepEqual(socket.memberships, [['add', GROUP, undefined]]);
+  socket.take();
+  scan = [IFACE];
+  clock.advance(30_000);
+  await actor.flushed();
+  assert.deepEqual(socket.memberships.slice(1), [['add', GROUP, '192.168.1.10']]);
+  clock.advance(1_000);
+  await actor.flushed();
+  assert.deepEqual(socket.take().slice(-2).map(where), [`${GROUP} via 192.168.1.10`, '192.168.1.255']);
+  scan = [];
+  clock.advance(30_000);
+  assert.deepEqual(socket.memberships.slice(2), [['drop', GROUP, '192.168.1.10']]);
+  await actor.stop();
+});
