@@ -37,8 +37,9 @@ async function lan(hosts: number): Promise<Lan> {
 
 interface Node { proc: HostProcess; home: string; host: Host }
 
-async function emulator(host: Host): Promise<HostProcess> {
-  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']);
+async function emulator(host: Host, models?: string): Promise<HostProcess> {
+  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0',
+    ...(models === undefined ? [] : ['--models', models])]);
   await p.waitForLine((t) => t.includes('"url"'), 10_000);
   return p;
 }
@@ -312,5 +313,31 @@ describe('LAN cluster in network namespaces', { skip, concurrency: false }, () =
     const r = await h1.exec(NODE, [MAIN, 'serve', '--workers', '1'], 30_000, { env: { OLLANA_HOME: home, OLLANA_DISCOVERY: undefined } });
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stderr, /discovery UDP port 0\.0\.0\.0:11436 is in use.*--discovery-port.*\[OLN_PORT_IN_USE\]/);
+  });
+
+  test('requests go to a server that has the model; /api/tags is the union; a failing server is retried elsewhere', { timeout: 90_000 }, async () => {
+    const l = await lan(3);
+    const [h1, h2, h3] = l.hosts as [Host, Host, Host];
+    const emu1 = await emulator(h1, 'llama3.2:latest,shared:latest');
+    await emulator(h2, 'qwen3:0.6b,shared:latest');
+    await Promise.all([node(h1), node(h2)]);
+    const c3 = await node(h3);
+    await until('both servers with their models', () => client(h3, 'status'),
+      (s) => upstreamCount(s) === 2 && s.upstreams.every((u: { models: string[] }) => u.models.length === 2));
+    const tags = await client(h3, 'list');
+    assert.deepEqual(tags.models.sort(), ['llama3.2:latest', 'qwen3:0.6b', 'shared:latest']);
+    const count = async (h: Host): Promise<number> => (await client(h, 'status', '11435')).workers.totals.requests as number;
+    const [a0, b0] = [await count(h1), await count(h2)];
+    assert.deepEqual(await client(h3, 'generate', '4', 'qwen3:0.6b'), { ok: 4, failed: 0, errors: [] });
+    assert.deepEqual(await client(h3, 'generate', '4', 'llama3.2'), { ok: 4, failed: 0, errors: [] });
+    const [a1, b1] = [await count(h1), await count(h2)];
+    assert.equal(a1 - a0, 4, 'the llama requests went to the server that has llama');
+    assert.equal(b1 - b0, 4, 'the qwen requests went to the server that has qwen');
+    // h1's Ollama dies; until h1's health check notices, h1 answers 502: those requests move to h2.
+    const load = client(h3, 'generate', '60', 'shared');
+    await until('the shared-model requests to reach h1', () => count(h1), (n) => n > a1, 10_000);
+    await emu1.stop();
+    assert.deepEqual(await load, { ok: 60, failed: 0, errors: [] });
+    assert.ok(c3.proc.lines.some((x) => x.text.includes('retrying on another server node')), 'a request was moved to the other server');
   });
 });
