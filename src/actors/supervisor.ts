@@ -13,7 +13,7 @@ import { parseListen } from '../config/schema.ts';
 import { OllanaError, errorMessage } from '../errors.ts';
 import { newBootId } from '../identity/node-id.ts';
 import type { Logger, LogSettings } from '../log.ts';
-import { claimPort, fetchModels, probeOllama } from '../net/probe.ts';
+import { claimPort, fetchModels, probeOllama, probeOllana } from '../net/probe.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import { DISCOVERY_DEFAULTS } from './discovery.ts';
 import {
@@ -146,9 +146,16 @@ export class Supervisor extends EventEmitter {
     try {
       listen.port = await claimPort(listen.host, listen.port, '--listen');
     } catch (err) {
-      if (role === 'client' && err instanceof OllanaError && err.code === 'OLN_PORT_IN_USE') {
-        const hostText = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
-        const there = await probeOllama({ origin: `http://${hostText}:${listen.port}`, basePath: '' }, config.probeTimeoutMs);
+      if (!(err instanceof OllanaError && err.code === 'OLN_PORT_IN_USE')) throw err;
+      const connectHost = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
+      const origin = `http://${connectHost.includes(':') ? `[${connectHost}]` : connectHost}:${listen.port}`;
+      if (await probeOllana(origin, config.probeTimeoutMs)) {
+        throw new OllanaError('OLN_PORT_IN_USE',
+          `another ollana already serves on ${listen.host}:${listen.port}; stop it (\`ollana stop\`, or Ctrl-C where it runs), ` +
+          'or give this one its own --listen and --pid-file', { details: { host: listen.host, port: listen.port } });
+      }
+      if (role === 'client') {
+        const there = await probeOllama({ origin, basePath: '' }, config.probeTimeoutMs);
         if (there.ok) {
           throw new OllanaError('OLN_OLLAMA_ON_PORT',
             `an Ollama already listens on ${listen.host}:${listen.port}, so this machine should share it, not borrow one: ` +

@@ -29,6 +29,18 @@ export async function probeOllama(target: OllamaTarget, timeoutMs: number): Prom
   }
 }
 
+/** Whether an ollana node answers at `origin` (its /ollana/v1/health). */
+export async function probeOllana(origin: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const res = await request(`${origin}/ollana/v1/health`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs) });
+    const body = await res.body.json() as { ok?: unknown };
+    return res.statusCode === 200 && body.ok === true;
+  } catch {
+    return false;
+  }
+}
+
 /** The model names the Ollama at `target` lists, or null when it does not answer. */
 export async function fetchModels(target: OllamaTarget, timeoutMs: number): Promise<string[] | null> {
   try {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { OPTION_SPECS } from '../../src/config/defaults.ts';
 import { startEmulator } from '../fixtures/ollama-emulator.ts';
-import { freePort, removeHome, runCli, tempHome } from '../helpers/ollana-process.ts';
+import { freePort, removeHome, runCli, startOllana, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
 after(() => { for (const h of homes) removeHome(h); });
@@ -44,6 +44,18 @@ test('port in use: exit 4, names the port and the flag', async () => {
     assert.match(r.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use.*--listen.*\\[OLN_PORT_IN_USE\\]`));
   } finally {
     blocker.close();
+  }
+});
+
+test('two ollana processes on one port: the second says another ollana holds it', async () => {
+  const first = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', 'http://127.0.0.1:1', '--workers', '1']);
+  try {
+    const r = await runCli(['serve', '--mode', 'server', '--listen', `127.0.0.1:${first.port}`, '--ollama-url', 'http://127.0.0.1:1'], { home: home() });
+    assert.equal(r.code, 4);
+    assert.match(r.stderr, new RegExp(`another ollana already serves on 127\\.0\\.0\\.1:${first.port}.*--listen and --pid-file \\[OLN_PORT_IN_USE\\]`));
+  } finally {
+    await first.stop();
+    removeHome(first.home);
   }
 });
 
