@@ -58,7 +58,7 @@ export const DISCOVERY_DEFAULTS: ResolvedOptions = Object.freeze({
   // path: multicast, directed and limited broadcast); several nodes may share one address.
   rateLimit: Object.freeze({ perSecond: 100, burst: 200 }),
   interfaces: null,
-  rescanMs: 30_000,
+  rescanMs: 5_000,
 });
 
 /** The subset of node:dgram's Socket that discovery uses; a dgram.Socket satisfies it. */
@@ -492,16 +492,21 @@ export class DiscoveryActor {
       this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group));
     }
     if (added.length === 0 && removed.length === 0) return;
-    for (const iface of removed) this.#try('dropMembership', () => this.#socket.dropMembership(this.#opts.group, iface.address));
-    for (const iface of added) this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group, iface.address));
+    // An interface whose link is down drops out of os.networkInterfaces() while keeping its address,
+    // and the kernel keeps its group membership: leaving the group here would deafen this node to
+    // multicast after the cable is back, until a later rescan. So vanished interfaces only stop being
+    // sent to; the kernel drops the membership itself when the address really goes. Re-joining one
+    // that returns then answers EADDRINUSE, which means "already a member".
+    for (const iface of added) this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group, iface.address), 'EADDRINUSE');
     if (this.#state === 'running') this.#log.info({ interfaces: next.map((i) => i.address) }, 'discovery interfaces changed');
     this.#interfaces = [...next];
   }
 
-  #try(what: string, fn: () => unknown): void {
+  #try(what: string, fn: () => unknown, harmless?: string): void {
     try {
       fn();
     } catch (err) {
+      if (harmless !== undefined && systemCode(err) === harmless) return;
       this.#log.warn({ err, code: systemCode(err) }, `discovery ${what} failed`);
     }
   }

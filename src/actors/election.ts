@@ -24,6 +24,8 @@ export interface ElectionDeps {
 
 interface BootRecord { boot: string; addr: string; at: number }
 
+const MAX_REMEMBERED = 1024;
+
 export class ElectionActor {
   readonly #deps: ElectionDeps;
   #self = { id: '', boot: '', role: 'client' as 'server' | 'client', healthy: false };
@@ -31,6 +33,8 @@ export class ElectionActor {
   /** Recent boots per id, newest last, for clone detection. */
   readonly #boots = new Map<string, BootRecord[]>();
   readonly #conflicts = new Map<string, Conflict & { lastSeen: number }>();
+  /** Boots ever heard per id (bounded), to tell a healed partition from a fresh start. */
+  readonly #everSeen = new Map<string, Set<string>>();
   #term = 0;
   #leader = '';
   #lastView = '';
@@ -87,6 +91,10 @@ export class ElectionActor {
 
   #onPeer(peer: PeerInfo): void {
     const now = this.#deps.now();
+    // A boot heard before, now back: a partition healed (or a link came back). A boot never heard
+    // before is a node that just started, and claims leadership only until it hears the others.
+    const returning = this.#everSeen.get(peer.id)?.has(peer.boot) === true && !this.#peers.has(peer.id);
+    this.#remember(peer);
     const boots = this.#boots.get(peer.id) ?? [];
     const prev = boots.at(-1);
     if (prev === undefined || prev.boot !== peer.boot) {
@@ -106,8 +114,9 @@ export class ElectionActor {
     }
     this.#peers.set(peer.id, peer);
 
-    // Two leaders: a server claims leadership while another (or this node) claims it too.
-    if (peer.role === 'server' && peer.leader === peer.id) {
+    // Two leaders: a server back from a partition claims leadership while another (or this node)
+    // claims it too.
+    if (returning && peer.role === 'server' && peer.leader === peer.id) {
       const rival = this.#leader !== '' && this.#leader !== peer.id && (this.#leader === this.#self.id
         || this.#peers.get(this.#leader)?.leader === this.#leader);
       if (rival) {
@@ -118,6 +127,17 @@ export class ElectionActor {
       }
     }
     if (peer.term > this.#term && peer.leader !== '' && peer.leader === this.#computeLeader()) this.#term = peer.term;
+  }
+
+  #remember(peer: PeerInfo): void {
+    let boots = this.#everSeen.get(peer.id);
+    if (boots === undefined) {
+      if (this.#everSeen.size >= MAX_REMEMBERED) this.#everSeen.delete(this.#everSeen.keys().next().value!);
+      boots = new Set();
+      this.#everSeen.set(peer.id, boots);
+    }
+    if (boots.size >= 8) boots.delete(boots.values().next().value!);
+    boots.add(peer.boot);
   }
 
   #conflict(kind: Conflict['kind'], id: string, detail: string, addrs: string[]): void {
@@ -135,9 +155,7 @@ export class ElectionActor {
   #servers(): string[] {
     const ids = [...this.#peers.values()].filter((p) => p.role === 'server').map((p) => p.id);
     if (this.#self.role === 'server' && this.#self.healthy && this.#self.id !== '') ids.push(this.#self.id);
-    const unique = [...new Set(ids)].sort();
-    const leader = unique[0];
-    return leader === undefined ? [] : unique;
+    return [...new Set(ids)].sort();
   }
 
   #computeLeader(): string {

@@ -72,6 +72,8 @@ export class Supervisor extends EventEmitter {
   #discoveryInfo: { port: number; group: string; multicast: boolean; broadcast: boolean; interfaces: string[] } | null = null;
   readonly #cluster: ClusterView;
   readonly #clientPeers = new Map<string, PeerInfo>();
+  /** Every live server node discovery reports, whatever this node's role (the leader lists them). */
+  readonly #serverPeers = new Map<string, PeerInfo>();
   #view: ElectionView = { term: 0, leader: '', servers: [], conflicts: [] };
   #role: Role = 'client';
   #listen = { host: '', port: 0 };
@@ -220,6 +222,8 @@ export class Supervisor extends EventEmitter {
       this.#role = to;
       this.#listen = listen;
       this.#load = 0;
+      // The servers heard while this node was one are the new client's upstreams at once.
+      if (to === 'client') for (const peer of this.#serverPeers.values()) this.#cluster.seen(peer);
       await this.#startPool();
       this.#sendSelfToElection();
       this.#configureDiscovery();
@@ -250,7 +254,7 @@ export class Supervisor extends EventEmitter {
       onStart: () => {
         this.#sendSelfToElection();
         for (const peer of this.#clientPeers.values()) this.#election?.send({ type: 'election.peer', peer });
-        for (const peer of this.#cluster.peers()) this.#election?.send({ type: 'election.peer', peer });
+        for (const peer of this.#serverPeers.values()) this.#election?.send({ type: 'election.peer', peer });
       },
     });
     election.on('message', (msg: ElectionToSupervisor) => {
@@ -297,11 +301,16 @@ export class Supervisor extends EventEmitter {
           ready?.();
           break;
         case 'peer.seen':
-          if (msg.peer.role === 'server' && this.#role === 'client') this.#cluster.seen(msg.peer);
-          else if (msg.peer.role === 'client') this.#clientPeers.set(msg.peer.id, msg.peer);
+          if (msg.peer.role === 'server') {
+            this.#serverPeers.set(msg.peer.id, msg.peer);
+            if (this.#role === 'client') this.#cluster.seen(msg.peer);
+          } else {
+            this.#clientPeers.set(msg.peer.id, msg.peer);
+          }
           this.#election?.send({ type: 'election.peer', peer: msg.peer });
           break;
         case 'peer.gone':
+          this.#serverPeers.delete(msg.id);
           this.#cluster.gone(msg.id, msg.reason);
           this.#clientPeers.delete(msg.id);
           this.#election?.send({ type: 'election.gone', id: msg.id, reason: msg.reason });
@@ -345,7 +354,7 @@ export class Supervisor extends EventEmitter {
     const members = this.#role === 'server'
       ? this.#view.servers.map((id) => {
           if (id === this.#opts.nodeId) return null;
-          const p = this.#cluster.peers().find((x) => x.id === id);
+          const p = this.#serverPeers.get(id);
           return p ? { id, addr: p.addr, port: p.port } : null;
         }).filter((m): m is { id: string; addr: string; port: number } => m !== null)
       : [];

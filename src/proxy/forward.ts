@@ -38,6 +38,8 @@ export interface ForwardOptions {
   readonly extraHeaders: readonly string[] | null;
   /** Response headers to drop from the upstream's because ollana sets them (lowercase), or null. */
   readonly dropHeaders: ReadonlySet<string> | null;
+  /** Told when an upstream could not be reached, so the next requests try it last for a while. */
+  readonly unreachable: (u: Upstream) => void;
   /** Per-upstream in-flight accounting for least-busy routing. */
   readonly attempt: (u: Upstream, delta: 1 | -1) => void;
   readonly onFinish: () => void;
@@ -175,7 +177,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.#controller !== null && controller !== this.#controller) return;
     const code = codeOf(err);
     const upstream = this.#opts.describe(this.upstream);
-    if (!this.#responded && CONNECT_CODES.has(code) && this.#tryNext(null, `failed: ${err.message} (${code})`)) return;
+    if (!this.#responded && CONNECT_CODES.has(code)) {
+      this.#opts.unreachable(this.upstream);
+      if (this.#tryNext(null, `failed: ${err.message} (${code})`)) return;
+    }
     const path = this.#req.url ?? '/';
     this.#opts.stats.upstreamErrors += 1;
     if (!this.#responded) {

@@ -36,6 +36,9 @@ export interface ProxyHost {
   crash(): void;
 }
 
+/** How long an upstream that refused a connection is tried last. */
+const UNREACHABLE_MS = 2_000;
+
 /** Largest JSON body a client node reads whole to route by its model (images in base64 can be large). */
 const MAX_ROUTED_BODY = 64 * 1024 * 1024;
 
@@ -64,6 +67,9 @@ export class ProxyServer {
   #drained: (() => void) | null = null;
   readonly #onFinish = (): void => this.#afterRequest();
   #turn = 0;
+  /** Upstreams that refused a connection lately, until when (ms): tried last, not skipped. */
+  readonly #unreachableUntil = new Map<string, number>();
+  readonly #onUnreachable = (u: Upstream): void => { this.#unreachableUntil.set(u.id, Date.now() + UNREACHABLE_MS); };
   /** This worker's in-flight requests per upstream id, for least-busy routing. */
   readonly #upInFlight = new Map<string, number>();
   readonly #onAttempt = (u: Upstream, delta: 1 | -1): void => {
@@ -102,6 +108,7 @@ export class ProxyServer {
   setRoutes(table: RouteTable): void {
     this.#table = table;
     const live = new Set(table.upstreams.map((u) => u.url));
+    for (const id of this.#unreachableUntil.keys()) if (!table.upstreams.some((u) => u.id === id)) this.#unreachableUntil.delete(id);
     for (const [url, pool] of this.#pools) {
       if (!live.has(url)) {
         // A server that left (dead, cut off, its Ollama stopped): fail what is in flight there now
@@ -237,7 +244,7 @@ export class ProxyServer {
     const handler = new Forward(req, res, {
       stats: this.stats,
       log: this.#log,
-      candidates: list,
+      candidates: this.#reachableFirst(list),
       describe: (u) => (u.id === 'local' ? `Ollama at ${u.url}` : `server node ${u.id} at ${u.url}`),
       dispatch: (u, h) => this.#pool(u).dispatch({
         path: u.basePath === '' ? url : u.basePath + url,
@@ -249,12 +256,31 @@ export class ProxyServer {
         blocking: true,
       }, h),
       retryable,
+      unreachable: this.#onUnreachable,
       extraHeaders: cors,
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       attempt: this.#onAttempt,
       onFinish: this.#onFinish,
     });
     handler.start();
+  }
+
+  /**
+   * Moves upstreams that refused a connection in the last UNREACHABLE_MS to the end: until discovery
+   * declares a dead server gone, the requests in between go where they will be answered instead of
+   * each paying a refused connection and a retry.
+   */
+  #reachableFirst(list: Upstream[]): Upstream[] {
+    if (this.#unreachableUntil.size === 0 || list.length < 2) return list;
+    const now = Date.now();
+    const bad = (u: Upstream): boolean => {
+      const until = this.#unreachableUntil.get(u.id);
+      if (until === undefined) return false;
+      if (until > now) return true;
+      this.#unreachableUntil.delete(u.id);
+      return false;
+    };
+    return [...list.filter((u) => !bad(u)), ...list.filter(bad)];
   }
 
   /** Reads a JSON request body whole (up to MAX_ROUTED_BODY) so its model can pick the server. */

@@ -80,9 +80,25 @@ test('a clone of this node is reported', () => {
 test('two leaders after a partition heals: reported, and the lower id stays leader', () => {
   const h = harness();
   h.actor.handle({ type: 'election.self', id: 'b', boot: 'x', role: 'server', healthy: true });
+  h.actor.handle({ type: 'election.peer', peer: peer('a', { leader: 'a', term: 3 }) });
+  assert.equal(h.last().leader, 'a');
+  // The partition: a is gone; b leads alone.
+  h.actor.handle({ type: 'election.gone', id: 'a', reason: 'timeout' });
   assert.equal(h.last().leader, 'b');
+  // It heals: the same a (same boot) is back, still claiming leadership.
   h.actor.handle({ type: 'election.peer', peer: peer('a', { leader: 'a', term: 3 }) });
   assert.equal(h.last().leader, 'a');
   assert.equal(h.last().conflicts[0]?.kind, 'two-leaders');
   assert.match(h.last().conflicts[0]!.detail, /a stays leader/);
+});
+
+test('a node that just started claims leadership until it hears the others: not a conflict', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.self', id: 'b', boot: 'x', role: 'server', healthy: true });
+  h.actor.handle({ type: 'election.peer', peer: peer('a', { leader: 'a', term: 1 }) });
+  assert.equal(h.last().leader, 'a');
+  assert.deepEqual(h.last().conflicts, []);
+  h.actor.handle({ type: 'election.gone', id: 'a', reason: 'timeout' });
+  h.actor.handle({ type: 'election.peer', peer: peer('a', { boot: 'restarted', leader: 'a', term: 1 }) });
+  assert.deepEqual(h.last().conflicts, [], 'a restart (new boot) is not a healed partition');
 });
