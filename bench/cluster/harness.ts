@@ -1,0 +1,168 @@
+/**
+ * Starting the pieces of a cluster benchmark inside the hosts of a virtual LAN (test/helpers/netns.ts):
+ * Ollama emulators, ollana nodes and the in-host probes of ./probes. Everything is started through
+ * Host.spawn, so it runs inside a namespace and Lan.close() ends it; the data directories made here
+ * are removed by {@link removeHomes} (run.ts calls it in a finally and from its signal handlers).
+ *
+ * Nothing here sends a packet from this process: LAN addresses are only used inside the hosts.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Host, HostProcess } from '../../test/helpers/netns.ts';
+
+export const NODE = process.execPath;
+/** This checkout's ollana entry point (the default of run.ts --ollana). */
+export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+let ollanaMain = MAIN;
+
+/** Benchmarks another ollana checkout's src/main.ts instead of this one's. */
+export function setOllanaMain(path: string): void {
+  ollanaMain = path;
+}
+export const EMULATOR = fileURLToPath(new URL('../../test/fixtures/ollama-emulator.ts', import.meta.url));
+export const PROBES = {
+  firstSuccess: fileURLToPath(new URL('./probes/first-success.ts', import.meta.url)),
+  statusWatch: fileURLToPath(new URL('./probes/status-watch.ts', import.meta.url)),
+  loadLoop: fileURLToPath(new URL('./probes/load-loop.ts', import.meta.url)),
+};
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const homes = new Set<string>();
+
+/** Removes every data directory made by {@link startNode}. Synchronous: usable from 'exit'. */
+export function removeHomes(): void {
+  for (const h of homes) rmSync(h, { recursive: true, force: true });
+  homes.clear();
+}
+
+/** An Ollama emulator on the host's 127.0.0.1:11434: 3 tokens 2 ms apart, no time to first token. */
+export async function startEmulator(host: Host): Promise<HostProcess> {
+  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']);
+  await p.waitForLine((t) => t.includes('"url"'), 20_000);
+  return p;
+}
+
+export interface OllanaNode {
+  readonly host: Host;
+  readonly proc: HostProcess;
+  readonly home: string;
+  /** Date.now() just before the spawn. */
+  readonly spawnedAt: number;
+}
+
+/**
+ * `ollana serve --workers 1 --heartbeat <hb>` with a fresh OLLANA_HOME (or `reuseHome`: the same node
+ * id again) and OLLANA_DISCOVERY unset (auto mode: a server node where an emulator answers, else a
+ * client node). Does not wait.
+ */
+export function spawnNode(host: Host, heartbeat: string, reuseHome?: string): OllanaNode {
+  const home = reuseHome ?? mkdtempSync(join(tmpdir(), 'ollana-bench-cluster-'));
+  homes.add(home);
+  const spawnedAt = Date.now();
+  const proc = host.spawn(NODE, [ollanaMain, 'serve', '--workers', '1', '--heartbeat', heartbeat],
+    { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
+  return { host, proc, home, spawnedAt };
+}
+
+/** {@link spawnNode}, then waits (bounded) for its "listening on" line. */
+export async function startNode(host: Host, heartbeat: string, reuseHome?: string): Promise<OllanaNode> {
+  const n = spawnNode(host, heartbeat, reuseHome);
+  await n.proc.waitForLine((t) => t.includes('listening on'), 30_000);
+  return n;
+}
+
+export interface LogLine {
+  readonly time: number;
+  readonly msg: string;
+  /** pino's level: a label ("info") or a number (30) */
+  readonly level?: string | number;
+  readonly [k: string]: unknown;
+}
+
+const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+/** A log line's level as pino's number (info = 30 when missing). */
+export function levelOf(l: LogLine): number {
+  return typeof l.level === 'number' ? l.level : LEVELS[l.level ?? 'info'] ?? 30;
+}
+
+/** The JSON log lines a process printed so far (anything else is skipped). */
+export function logLines(p: HostProcess): LogLine[] {
+  const out: LogLine[] = [];
+  for (const l of p.lines) {
+    if (!l.text.startsWith('{')) continue;
+    try {
+      const j = JSON.parse(l.text) as Partial<LogLine>;
+      if (typeof j.msg === 'string' && typeof j.time === 'number') out.push(j as LogLine);
+    } catch { /* not a log line */ }
+  }
+  return out;
+}
+
+/** `time` of the first log line whose msg matches, at or after `after` (ms epoch); null if none. */
+export function logTime(p: HostProcess, pred: (msg: string) => boolean, after = 0): number | null {
+  for (const l of logLines(p)) if (l.time >= after && pred(l.msg)) return l.time;
+  return null;
+}
+
+/** The node id a node logged with its "listening on" line. */
+export function nodeIdOf(n: OllanaNode): string | null {
+  const l = logLines(n.proc).find((x) => x.msg.includes('listening on'));
+  return typeof l?.nodeId === 'string' ? l.nodeId : null;
+}
+
+/** The JSON objects a probe printed on stdout so far. */
+export function jsonLines<T>(p: HostProcess, since = 0): T[] {
+  const out: T[] = [];
+  for (const l of p.lines.slice(since)) {
+    if (l.stream !== 'stdout' || !l.text.startsWith('{')) continue;
+    try { out.push(JSON.parse(l.text) as T); } catch { /* partial line */ }
+  }
+  return out;
+}
+
+export interface StatusSnap {
+  readonly t: number;
+  readonly upstreams?: readonly { id: string; url: string }[];
+  readonly leader?: string;
+  readonly term?: number;
+  readonly error?: string;
+  readonly ready?: boolean;
+}
+
+/** The status-watch probe on the client host (polls every `intervalMs`, prints changes). */
+export class StatusWatch {
+  readonly proc: HostProcess;
+
+  constructor(host: Host, intervalMs = 50, deadlineMs = 120_000) {
+    this.proc = host.spawn(NODE, [PROBES.statusWatch, '--interval-ms', String(intervalMs), '--deadline-ms', String(deadlineMs)]);
+  }
+
+  snaps(): StatusSnap[] {
+    return jsonLines<StatusSnap>(this.proc).filter((s) => s.ready !== true);
+  }
+
+  /** Resolves with the first snapshot (past or future) satisfying `ok`; rejects after `timeoutMs`. */
+  async until(what: string, ok: (s: StatusSnap) => boolean, timeoutMs: number): Promise<StatusSnap> {
+    const line = await this.proc.waitForLine((text, stream) => {
+      if (stream !== 'stdout' || !text.startsWith('{')) return false;
+      try {
+        const s = JSON.parse(text) as StatusSnap;
+        return s.ready !== true && s.error === undefined && ok(s);
+      } catch {
+        return false;
+      }
+    }, timeoutMs).catch((err: Error) => { throw new Error(`waiting for ${what}: ${err.message}`); });
+    return JSON.parse(line) as StatusSnap;
+  }
+}
+
+export const hasUpstream = (s: StatusSnap, id: string): boolean => (s.upstreams ?? []).some((u) => u.id === id);
+
+/** Last lines of a process's output, for error messages and the report's excerpts. */
+export function tail(p: HostProcess, n = 30): string {
+  return p.lines.slice(-n).map((l) => l.text).join('\n');
+}
