@@ -507,7 +507,7 @@ export class DiscoveryActor {
       fn();
     } catch (err) {
       if (harmless !== undefined && systemCode(err) === harmless) return;
-      this.#log.warn({ err, code: systemCode(err) }, `discovery ${what} failed`);
+      this.#log.warn({ err, code: systemCode(err) }, `discovery ${what} failed (${systemCode(err) ?? errorMessage(err)})`);
     }
   }
 
