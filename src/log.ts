@@ -2,8 +2,8 @@
  * Logging with pino. Loggers do not cross threads: every thread builds its own from the plain
  * LogSettings below (they travel in workerData). JSON by default; human-readable on a terminal.
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
 import type { LogLevel } from './config/defaults.ts';
 
 export interface LogSettings {
@@ -18,6 +18,9 @@ export type { Logger };
 export function createLogger(settings: LogSettings, bindings: Record<string, string | number> = {}): Logger {
   let dest: DestinationStream;
   if (settings.pretty && settings.file === null) {
+    // Loaded only for a terminal: every thread builds its own logger, and a daemon or a service never
+    // needs the pretty printer's memory.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     dest = pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true });
   } else {
     // Each thread appends to the file with its own descriptor; O_APPEND keeps lines whole.
