@@ -1,0 +1,277 @@
+/**
+ * `npm run bench` / `npm run bench:ci`: starts the Ollama emulator, the systems under test and
+ * the load (all on loopback), runs the scenarios with systems alternating round by round, stops
+ * everything it started, and writes report.md, report.json and charts. With --ci it also applies
+ * the load gate and exits 1 when one hop falls below a ratio of direct.
+ *
+ * Exit status: 0 done (gate passed), 1 gate failed or the run broke, 2 usage error.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus as cpuInfo, tmpdir, totalmem, release } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { canPin, pinProcess, stopAll, stopChild } from './lib/children.ts';
+import { summarizeProfiles, type ProfileSummary } from './lib/cpu-profile.ts';
+import { startEmulator, type RunningEmulator } from './lib/emulator.ts';
+import { busiest, evaluateGate } from './lib/gate.ts';
+import { BenchUsageError, HELP, SCENARIO_IDS, parseBenchArgs, type BenchOptions, type ScenarioId, type SystemId } from './lib/options.ts';
+import { evaluateTargets } from './lib/report/targets.ts';
+import type { GateCheck, RunReport, SystemStatus } from './lib/report/types.ts';
+import { writeReport } from './lib/report/write.ts';
+import type { ScenarioResult } from './lib/results.ts';
+import { bodiesScenario } from './lib/scenarios/bodies.ts';
+import { FOREIGN_LIMIT_PCT, type Scenario, type ScenarioContext } from './lib/scenarios/context.ts';
+import { heyScenario } from './lib/scenarios/hey.ts';
+import { rateScenario } from './lib/scenarios/rate.ts';
+import { scalingScenario } from './lib/scenarios/scaling.ts';
+import { streamsScenario } from './lib/scenarios/streams.ts';
+import { warmUp } from './lib/scenarios/warmup.ts';
+import { SYSTEMS, type SystemContext, type SystemUnderTest } from './lib/systems.ts';
+import { ensureTools, type ToolName } from './lib/tools.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
+
+const SCENARIOS: Readonly<Record<ScenarioId, Scenario>> = {
+  rate: rateScenario, streams: streamsScenario, bodies: bodiesScenario, hey: heyScenario, scaling: scalingScenario,
+};
+
+/** Hard bound on a whole run: past it the bench stops everything and fails. */
+const WATCHDOG_MS = { full: 45 * 60_000, ci: 4 * 60_000 };
+
+function log(msg: string): void {
+  process.stdout.write(`${msg}\n`);
+}
+
+function gitCommit(root: string): string | null {
+  try {
+    const head = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', root, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty === '' ? head : `${head} + uncommitted src changes`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU placement, as a client machine and a server machine: the load generator (this process, hey)
+ * on the first half of the CPUs; the emulator (standing in for Ollama) and the system under test
+ * on the other half, where a real ollana shares the machine with Ollama. Direct then gets the same
+ * server CPUs as a proxied path, so throughput and TTFB compare like for like, and a proxy's cost
+ * shows as the time it takes from the model server next to it.
+ */
+function placement(options: BenchOptions): { load: string | null; server: string | null; all: string; text: string } {
+  // Before the bench pins itself: availableParallelism() honours this process's affinity.
+  const n = availableParallelism();
+  const all = `0-${n - 1}`;
+  if (!options.pin) return { load: null, server: null, all, text: 'No CPU pinning (--no-pin)' };
+  if (n < 2 || !canPin()) return { load: null, server: null, all, text: `No CPU pinning (${n < 2 ? 'one CPU' : 'taskset missing'})` };
+  const half = Math.floor(n / 2);
+  const load = half === 1 ? '0' : `0-${half - 1}`;
+  const server = n - half === 1 ? String(half) : `${half}-${n - 1}`;
+  return {
+    load, server, all,
+    text: `Pinned with taskset as two machines: load generator (bench process, hey) on CPU ${load}; emulator and the system under test on CPU ${server}`,
+  };
+}
+
+async function main(): Promise<number> {
+  let options: BenchOptions;
+  try {
+    options = parseBenchArgs(process.argv.slice(2), process.env, REPO_ROOT);
+  } catch (err) {
+    if (err instanceof BenchUsageError) {
+      process.stderr.write(`bench: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (options.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+
+  const started = new Date();
+  const watchdog = setTimeout(() => {
+    log(`bench: still running after ${(options.ci ? WATCHDOG_MS.ci : WATCHDOG_MS.full) / 60_000} min; stopping everything`);
+    void stopAll().finally(() => process.exit(1));
+  }, options.ci ? WATCHDOG_MS.ci : WATCHDOG_MS.full);
+  watchdog.unref();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      log(`bench: ${sig}; stopping everything it started`);
+      void stopAll().finally(() => process.exit(130));
+    });
+  }
+
+  const place = placement(options);
+  if (place.load !== null) pinProcess(process.pid, place.load);
+  log(`bench: ${options.ci ? 'CI gate' : 'full run'}; scenarios ${options.scenarios.join(', ')}; systems ${options.systems.join(', ')}; ` +
+    `${options.rounds} rounds; ${place.text}`);
+
+  const needed: ToolName[] = [];
+  if (options.systems.includes('nginx')) needed.push('nginx');
+  if (options.scenarios.includes('hey')) needed.push('hey');
+  const tools = ensureTools(needed, options.install, log);
+
+  const workDir = mkdtempSync(join(tmpdir(), 'ollana-bench-'));
+  const profileDir = options.cpuProf ? join(workDir, 'profiles') : null;
+  const problems: string[] = [];
+  const statuses: SystemStatus[] = [];
+  const running: SystemUnderTest[] = [];
+  const scenarios: ScenarioResult[] = [];
+  let emulator: RunningEmulator | null = null;
+  let fatal: Error | null = null;
+
+  try {
+    emulator = await startEmulator(place.server);
+    const emu = emulator;
+    log(`bench: emulator at ${emu.url} (pid ${emu.child.pid})`);
+    const sctx: SystemContext = { options, emulator: emu, tools, sutCpus: place.server, workDir, profileDir };
+
+    for (const id of options.systems) {
+      const def = SYSTEMS.get(id)!;
+      const why = def.unavailable(sctx);
+      if (why !== null) {
+        statuses.push({ id, label: def.label, ran: false, reason: why });
+        log(`bench: ${id}: not measured: ${why}`);
+        continue;
+      }
+      try {
+        const sys = await def.start(sctx, options.workers);
+        running.push(sys);
+        statuses.push({ id, label: sys.label, ran: true, reason: null });
+        log(`bench: ${id}: ${sys.label} at ${sys.url}`);
+      } catch (err) {
+        const msg = `${id} failed to start: ${(err as Error).message}`;
+        statuses.push({ id, label: def.label, ran: false, reason: msg });
+        if (id === 'one-hop' || id === 'direct') throw new Error(msg);
+        problems.push(msg);
+        log(`bench: ${msg}`);
+      }
+    }
+
+    log(`bench: warming up every system (${options.warmup} s of load each)`);
+    await warmUp(running, options.warmup, log);
+
+    const ctx: ScenarioContext = {
+      options, emulator: emu, tools, systems: running, placement: place.text, loadCpus: place.load, log,
+      retryBudget: { remainingMs: options.ci ? 25_000 : 240_000 },
+      async withSystems(ids: readonly SystemId[], workers: number, pinned: boolean, fn) {
+        const started: SystemUnderTest[] = [];
+        const c2: SystemContext = { ...sctx, sutCpus: pinned ? place.server : null };
+        try {
+          for (const id of ids) {
+            const existing = running.find((s) => s.id === id);
+            if (id === 'direct' && existing) { started.push(existing); continue; }
+            const sys = await SYSTEMS.get(id)!.start(c2, workers);
+            started.push(sys);
+          }
+          await warmUp(started.filter((s) => s.id !== 'direct'), options.warmup, log);
+          return await fn(started);
+        } finally {
+          for (const s of started) {
+            if (s.id === 'direct') continue;
+            const p = await s.stop();
+            if (p !== null) problems.push(p);
+          }
+        }
+      },
+      setLoadPlacement(pinned: boolean) {
+        if (place.load === null || place.server === null) return;
+        pinProcess(process.pid, pinned ? place.load : place.all);
+        pinProcess(emu.child.pid, pinned ? place.server : place.all);
+      },
+    };
+
+    for (const id of SCENARIO_IDS) {
+      if (!options.scenarios.includes(id)) continue;
+      const sc = SCENARIOS[id];
+      const t0 = performance.now();
+      log(`bench: scenario ${id}: ${sc.title}`);
+      try {
+        scenarios.push(await sc.run(ctx));
+      } catch (err) {
+        const msg = `scenario ${id} broke off: ${(err as Error).stack ?? String(err)}`;
+        problems.push(msg);
+        log(`bench: ${msg}`);
+        scenarios.push({ id, title: sc.title, method: '', cases: [], notes: [], skipped: `broke off: ${(err as Error).message}` });
+      }
+      log(`bench: scenario ${id} took ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    }
+  } catch (err) {
+    fatal = err as Error;
+    problems.push(`run broke off: ${fatal.message}`);
+    log(`bench: ${fatal.message}`);
+  } finally {
+    for (const s of running) {
+      const p = await s.stop().catch((e: Error) => e.message);
+      if (p !== null) problems.push(p);
+    }
+    if (emulator !== null) await stopChild(emulator.child, 5_000);
+    await stopAll();
+  }
+
+  const profiles: ProfileSummary[] = [];
+  if (profileDir !== null) {
+    for (const id of ['one-hop', 'one-hop-b'] as const) {
+      for (const w of new Set([options.workers, ...options.scaling])) {
+        const p = summarizeProfiles(`${id} --workers ${w}`, join(profileDir, `${id}-w${w}`));
+        if (p !== null) profiles.push(p);
+      }
+    }
+  }
+  const gate: GateCheck[] | null = options.ci ? evaluateGate(scenarios, emulator?.settings.tokenIntervalMs ?? 20) : null;
+  const finished = new Date();
+  const report: RunReport = {
+    schema: 1,
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    wallSeconds: (finished.getTime() - started.getTime()) / 1000,
+    machine: { cpuModel: cpuInfo()[0]?.model ?? '?', cpus: cpuInfo().length, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version },
+    ollana: { root: options.ollanaRoot, commit: gitCommit(options.ollanaRoot), args: options.ollanaArgs },
+    tools: Object.fromEntries(tools),
+    options,
+    placement: place.text,
+    systems: statuses,
+    scenarios,
+    targets: evaluateTargets(scenarios, options.workers),
+    gate,
+    profiles,
+    problems,
+  };
+  const files = writeReport(options.out, report);
+  if (profileDir === null) rmSync(workDir, { recursive: true, force: true });
+  else log(`bench: CPU profiles kept in ${profileDir}`);
+
+  log('');
+  for (const t of report.targets) {
+    if (t.status === 'n/a') continue;
+    log(`target ${t.status === 'met' ? 'met   ' : 'MISSED'}  ${t.title}: ${t.measured?.toFixed(2)} ${t.unit} (goal ${t.target})`);
+  }
+  log(`bench: report written: ${files.join(', ')} (${report.wallSeconds.toFixed(0)} s)`);
+
+  if (gate !== null) {
+    log('');
+    for (const g of gate) {
+      log(`${g.pass ? 'pass' : 'FAIL'}  ${g.name}: measured ${g.measured === null ? 'nothing' : g.measured.toFixed(3)}, threshold ${g.op} ${g.threshold}`);
+    }
+    const failed = gate.filter((g) => !g.pass).length;
+    if (failed > 0) {
+      log(`bench:ci: one hop fell below its threshold against direct; see ${options.out}/report.md`);
+      const busy = busiest(scenarios.flatMap((s) => s.cases));
+      if (busy > FOREIGN_LIMIT_PCT) {
+        log(`bench:ci: note: other processes used up to ${busy.toFixed(0)}% of a CPU during the measurements; ` +
+          'on a machine this busy the failure may be noise: run npm run bench:ci again on a quiet machine');
+      }
+    }
+    log(`bench:ci: ${gate.length - failed} passed, ${failed} failed`);
+    return failed > 0 || fatal !== null ? 1 : 0;
+  }
+  return fatal !== null ? 1 : 0;
+}
+
+main().then((code) => process.exit(code), (err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  void stopAll().finally(() => process.exit(1));
+});
