@@ -72,31 +72,25 @@ export type WorkerStats = z.infer<typeof workerStatsSchema>;
 const loadSchema = z.object({ inFlight: z.number(), workers: z.number() });
 const memberSchema = z.object({ id: z.string(), addr: z.string(), port: z.number().int() });
 
-export const peerSchema = z.object({
+/** What every node says about itself on the LAN (the datagram's fields that describe a node). */
+const nodeFields = {
   id: z.string(),
   boot: z.string(),
   role: z.enum(['server', 'client']),
-  addr: z.string(),
   port: z.number().int(),
   fp: z.string(),
   load: loadSchema,
   models: z.string(),
   term: z.number().int(),
   leader: z.string(),
-  lastSeen: z.number(),
-});
+};
+
+/** A peer as discovery reports it: its own words plus where it was heard from, and when. */
+export const peerSchema = z.object({ ...nodeFields, addr: z.string(), lastSeen: z.number() });
 
 /** This node as discovery should announce it. */
 export const selfSchema = z.object({
-  id: z.string(),
-  boot: z.string(),
-  role: z.enum(['server', 'client']),
-  port: z.number().int(),
-  fp: z.string(),
-  load: loadSchema,
-  models: z.string(),
-  term: z.number().int(),
-  leader: z.string(),
+  ...nodeFields,
   /** the live server members, sent in answers to queries when this node is the leader */
   members: z.array(memberSchema),
 });
