@@ -74,7 +74,8 @@ test('a pid file holding a dead pid is replaced and reported', async (t) => {
 
 test('a pid file holding a live process that is not ollana is replaced (the pid was reused)', async (t) => {
   const file = join(tempDir(t), 'ollana.pid');
-  const child = await liveChild(t, 'some-other-program');
+  // Run from a folder named ollana, as a fresh clone may be: still not ollana.
+  const child = await liveChild(t, '/work/ollana-fresh/other/program.js');
   writeFileSync(file, `${child.pid}\n`);
   assert.equal(isOllanaProcess(child.pid), false);
   const taken = takePidFile(file, 778);
@@ -104,7 +105,8 @@ test('readPid: missing file is null; zero, negative and fractional pids are null
 
 test('a pid file holding a live ollana is OLN_ALREADY_RUNNING naming the pid', async (t) => {
   const file = join(tempDir(t), 'ollana.pid');
-  const child = await liveChild(t, 'ollana-test-marker');
+  // A process whose script argument is ollana's entry point (node -e ignores it, /proc shows it).
+  const child = await liveChild(t, '/opt/ollana/src/main.ts');
   writeFileSync(file, `${child.pid}\n`);
   assert.equal(isOllanaProcess(child.pid), true);
   assert.throws(() => takePidFile(file, 780), (err: unknown) => {
