@@ -4,7 +4,9 @@
  * emulator and proxy share all CPUs, which is where a small machine ends the curve.
  */
 import type { SystemId } from '../options.ts';
+import { cpus } from 'node:os';
 import type { MetricSpec, ScenarioResult } from '../results.ts';
+import { summarize } from '../results.ts';
 import { runRate } from '../load/rate.ts';
 import { alternate, settle, type Scenario } from './context.ts';
 import { RATE_CASES, rateSample } from './rate.ts';
@@ -48,6 +50,16 @@ export const scalingScenario: Scenario = {
       }
     } finally {
       ctx.setLoadPlacement(true);
+    }
+    // Where the curve ends: the --workers value past which a system's median rate stops growing.
+    const rate = SCALING_METRICS[0]!;
+    for (const id of ids.filter((x) => x !== 'direct')) {
+      const points = result.cases.map((c) => ({ w: c.workers, v: summarize(c, id, rate).value?.median ?? Number.NaN }))
+        .filter((p) => Number.isFinite(p.v));
+      if (points.length < 2) continue;
+      const best = points.reduce((a, b) => (b.v > a.v ? b : a));
+      result.notes.push(`${id}: highest rate at --workers ${best.w} (${Math.round(best.v)} req/s); ` +
+        `${points.map((p) => `${p.w}: ${Math.round(p.v)}`).join(', ')}. This machine has ${cpus().length} CPUs shared by load, emulator and proxy.`);
     }
     return result;
   },
