@@ -53,6 +53,8 @@ export class OriginPolicy {
 }
 
 const LOCAL_SUFFIXES = ['.localhost', '.local', '.internal'];
+/** Read once: os.hostname() is a uname(2) system call, and this check runs on every request. */
+const HOSTNAME = hostname().toLowerCase();
 
 function isPrivateOrLocalIp(ip: string): boolean {
   if (isIP(ip) === 4) {
@@ -76,7 +78,7 @@ export function hostAllowedOnLoopback(hostHeader: string | undefined): boolean {
   if (host.startsWith('[')) host = host.slice(1, host.indexOf(']') === -1 ? undefined : host.indexOf(']'));
   else if ((host.match(/:/g) ?? []).length === 1) host = host.slice(0, host.indexOf(':'));
   host = host.toLowerCase();
-  if (host === 'localhost' || host === hostname().toLowerCase()) return true;
+  if (host === 'localhost' || host === HOSTNAME) return true;
   if (LOCAL_SUFFIXES.some((s) => host.endsWith(s))) return true;
   return isIP(host) !== 0 && isPrivateOrLocalIp(host);
 }
