@@ -61,6 +61,16 @@ export class OllanaError extends Error {
   }
 }
 
+/**
+ * An error that crossed a thread as plain data (a worker threw `OllanaError#toData()`), rebuilt; null
+ * for anything else (a real Error, a crash), which the caller reports in its own words.
+ */
+export function errorFromData(v: unknown): OllanaError | null {
+  if (typeof v !== 'object' || v === null || v instanceof Error || !('code' in v) || !('message' in v)) return null;
+  if (typeof v.code !== 'string' || !(v.code in EXIT_CODES) || typeof v.message !== 'string') return null;
+  return OllanaError.fromData(v as ErrorData);
+}
+
 export function isOllanaError(err: unknown): err is OllanaError {
   return err instanceof OllanaError;
 }

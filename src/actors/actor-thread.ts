@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { EXIT_CODES, OllanaError, type ErrorData, type OllanaErrorCode } from '../errors.ts';
+import { OllanaError, errorFromData } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Message } from '../protocol/messages.ts';
 import { Endpoint } from './runtime.ts';
@@ -13,11 +13,6 @@ import { Endpoint } from './runtime.ts';
 const MAX_BACKOFF_MS = 5_000;
 const STABLE_AFTER_MS = 10_000;
 const MAX_QUICK_FAILURES = 5;
-
-function isErrorData(v: unknown): v is ErrorData {
-  return typeof v === 'object' && v !== null && !(v instanceof Error) && 'code' in v && 'message' in v &&
-    typeof v.code === 'string' && v.code in EXIT_CODES;
-}
 
 export interface ActorThreadOptions<In extends Message> {
   readonly name: string;
@@ -57,9 +52,10 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
     worker.on('error', (err: unknown) => {
       // A thread that failed on purpose with a coded error (discovery's port taken, say) will fail the
       // same way again: escalate at once with its message instead of restarting into the same wall.
-      if (isErrorData(err)) {
+      const coded = errorFromData(err);
+      if (coded !== null) {
         this.#stopping = true;
-        this.emit('fatal', OllanaError.fromData({ ...err, code: err.code as OllanaErrorCode }));
+        this.emit('fatal', coded);
         return;
       }
       this.#opts.log.error({ err, actor: this.#opts.name }, `${this.#opts.name} actor crashed`);

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { OllanaError, errorMessage, type ErrorData, type OllanaErrorCode } from '../errors.ts';
+import { OllanaError, errorFromData, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ProxyToSupervisor, RouteTable, SupervisorToProxy, WorkerStats } from '../protocol/messages.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
@@ -32,10 +32,6 @@ interface Slot {
 }
 
 export type WorkerReport = WorkerStats | { readonly worker: number; readonly ready: false };
-
-function isErrorData(v: unknown): v is ErrorData {
-  return typeof v === 'object' && v !== null && 'code' in v && 'message' in v && !(v instanceof Error);
-}
 
 /**
  * Emits 'status-request' (reply: (status) => void) when a worker needs /ollana/v1/status, 'fatal'
@@ -117,9 +113,8 @@ export class ProxyPool extends EventEmitter {
         (err: unknown) => {
           s.ready = false;
           port1.close();
-          const error = isErrorData(err)
-            ? OllanaError.fromData({ ...err, code: err.code as OllanaErrorCode })
-            : new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err });
+          const error = errorFromData(err)
+            ?? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err });
           if (s.onReady !== null) {
             // Died before this start reported ready: the caller decides (fail start-up, or back off).
             s.onReady = null;
