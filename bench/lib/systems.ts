@@ -130,7 +130,11 @@ function noLanFlags(root: string): readonly string[] {
   let flags = discoveryFlag.get(root);
   if (flags === undefined) {
     const help = spawnSync(process.execPath, [join(root, 'src/main.ts'), 'serve', '--help'], { encoding: 'utf8', timeout: 20_000 });
-    flags = /--discovery <value>/.test(help.stdout ?? '') ? ['--discovery', 'off'] : [];
+    flags = [
+      ...(/--discovery <value>/.test(help.stdout ?? '') ? ['--discovery', 'off'] : []),
+      // One hop is measured in plain HTTP against plain-HTTP nginx; TLS costs are the two-hop bench's.
+      ...(/--insecure-http/.test(help.stdout ?? '') ? ['--insecure-http'] : []),
+    ];
     discoveryFlag.set(root, flags);
   }
   return flags;

@@ -3,8 +3,9 @@
  * its /api/tags lists (fetched when the server appears and whenever its models digest changes), and
  * the leader from the election. It turns into the route table the proxy workers use.
  */
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import type { Logger } from '../log.ts';
+import { pinnedConnector, type TlsIdentity } from '../net/tls.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import type { ElectionView, Upstream } from '../protocol/messages.ts';
 
@@ -18,8 +19,9 @@ interface ServerEntry {
   fetching: boolean;
 }
 
+/** Server nodes speak TLS on their LAN port. */
 export function peerUrl(peer: { addr: string; port: number }): string {
-  return `http://${peer.addr.includes(':') ? `[${peer.addr}]` : peer.addr}:${peer.port}`;
+  return `https://${peer.addr.includes(':') ? `[${peer.addr}]` : peer.addr}:${peer.port}`;
 }
 
 /** Emits nothing itself: `onChange` is called whenever the route table would differ. */
@@ -27,10 +29,12 @@ export class ClusterView {
   readonly #servers = new Map<string, ServerEntry>();
   readonly #log: Logger;
   readonly #onChange: () => void;
+  readonly #self: TlsIdentity;
   #view: ElectionView = { term: 0, leader: '', servers: [], conflicts: [] };
 
-  constructor(log: Logger, onChange: () => void) {
+  constructor(log: Logger, self: TlsIdentity, onChange: () => void) {
     this.#log = log;
+    this.#self = self;
     this.#onChange = onChange;
   }
 
@@ -74,6 +78,7 @@ export class ClusterView {
     return [...this.#servers.values()].map((s) => ({
       id: s.peer.id,
       url: peerUrl(s.peer),
+      device: s.peer.id,
       basePath: '',
       healthy: true,
       models: s.models,
@@ -92,10 +97,14 @@ export class ClusterView {
     if (entry === undefined || entry.fetching || entry.modelsFor === entry.peer.models) return;
     entry.fetching = true;
     const digest = entry.peer.models;
-    const url = `${peerUrl(entry.peer)}/api/tags`;
+    const origin = peerUrl(entry.peer);
+    const url = `${origin}/api/tags`;
     void (async () => {
+      const client = new Client(origin, {
+        connect: pinnedConnector({ self: this.#self, expectedId: id, timeoutMs: TAGS_TIMEOUT_MS }),
+      });
       try {
-        const res = await request(url, { headersTimeout: TAGS_TIMEOUT_MS, bodyTimeout: TAGS_TIMEOUT_MS });
+        const res = await request(url, { dispatcher: client, headersTimeout: TAGS_TIMEOUT_MS, bodyTimeout: TAGS_TIMEOUT_MS });
         const body = await res.body.json() as { models?: { name?: unknown }[] };
         if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
         const models = (body.models ?? []).map((m) => m.name).filter((n): n is string => typeof n === 'string');
@@ -108,6 +117,7 @@ export class ClusterView {
       } catch (err) {
         this.#log.warn({ peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`);
       } finally {
+        void client.close().catch(() => undefined);
         const now = this.#servers.get(id);
         if (now !== undefined) {
           now.fetching = false;

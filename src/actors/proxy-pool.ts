@@ -9,7 +9,8 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { OllanaError, errorFromData, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { ProxyToSupervisor, RouteTable, SupervisorToProxy, WorkerStats } from '../protocol/messages.ts';
+import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
+  type WorkerStats } from '../protocol/messages.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
@@ -35,7 +36,8 @@ export type WorkerReport = WorkerStats | { readonly worker: number; readonly rea
 
 /**
  * Emits 'status-request' (reply: (status) => void) when a worker needs /ollana/v1/status, 'fatal'
- * (OllanaError) when a slot gives up, and 'worker-ready' (index).
+ * (OllanaError) when a slot gives up, 'worker-ready' (index), 'refused' (a trust.refused message: this
+ * server node turned a device away) and 'refused-by' (server id: a server node turned this one away).
  */
 export class ProxyPool extends EventEmitter {
   readonly #log: Logger;
@@ -44,6 +46,8 @@ export class ProxyPool extends EventEmitter {
   readonly #slots: Slot[] = [];
   readonly #stats = new PendingReplies<WorkerStats>();
   #table: RouteTable;
+  /** the newest allow list, when it changed since the workers' start data */
+  #trust: TrustSettings | null = null;
   #stopping = false;
   #restarts = 0;
 
@@ -86,6 +90,11 @@ export class ProxyPool extends EventEmitter {
     }
   }
 
+  setTrust(trust: TrustSettings): void {
+    this.#trust = trust;
+    for (const slot of this.#slots) if (slot.ready) slot.endpoint?.send({ type: 'trust.update', trust });
+  }
+
   setRoutes(table: RouteTable): void {
     this.#table = table;
     for (const slot of this.#slots) if (slot.ready) slot.endpoint?.send({ type: 'routes.update', table });
@@ -101,7 +110,7 @@ export class ProxyPool extends EventEmitter {
     s.ready = false;
     s.startedAt = Date.now();
     const { port1, port2 } = new MessageChannel();
-    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, ['proxy.ready', 'stats.report', 'status.request'],
+    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, PROXY_TO_SUPERVISOR,
       (msg) => this.#onMessage(s, msg),
       (err) => this.#log.error({ err, worker: index }, 'bad message from a proxy worker dropped'));
 
@@ -156,6 +165,7 @@ export class ProxyPool extends EventEmitter {
         slot.ready = true;
         // Routes may have changed while this worker started.
         slot.endpoint?.send({ type: 'routes.update', table: this.#table });
+        if (this.#trust !== null) slot.endpoint?.send({ type: 'trust.update', trust: this.#trust });
         slot.onReady?.();
         slot.onReady = null;
         this.emit('worker-ready', slot.index);
@@ -168,6 +178,12 @@ export class ProxyPool extends EventEmitter {
           slot.endpoint?.send({ type: 'status.reply', id: msg.id, status,
             error: error === null ? null : { code: 'OLN_INTERNAL', message: error } });
         });
+        break;
+      case 'trust.refused':
+        this.emit('refused', msg);
+        break;
+      case 'trust.refused-by':
+        this.emit('refused-by', msg.server);
         break;
       default: {
         const never: never = msg;

@@ -4,16 +4,17 @@
  * to the election and (on a client node) into the cluster view, whose route table goes to the proxy
  * workers; the local Ollama's health decides whether a server node announces itself.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { CLIENT_LISTEN, SERVER_LISTEN, type ServeConfig } from '../config/defaults.ts';
 import { parseOllamaHost, type OllamaTarget } from '../config/ollama-host.ts';
 import { parseListen } from '../config/schema.ts';
 import { OllanaError, errorMessage } from '../errors.ts';
+import type { Identity } from '../identity/identity.ts';
 import { newBootId } from '../identity/node-id.ts';
 import type { Logger, LogSettings } from '../log.ts';
-import { claimPort, fetchModels, probeOllama, probeOllana } from '../net/probe.ts';
+import { claimPort, fetchModels, probeOllama, probeOllana, probeOllanaTls } from '../net/probe.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import { DISCOVERY_DEFAULTS } from './discovery.ts';
 import {
@@ -27,6 +28,7 @@ import { ActorThread } from './actor-thread.ts';
 import { ClusterView, peerUrl } from './cluster.ts';
 import { ProxyPool, type WorkerReport } from './proxy-pool.ts';
 import { PendingReplies } from './runtime.ts';
+import { TrustStore } from './trust-store.ts';
 
 const DISCOVERY_FILE = fileURLToPath(new URL('../workers/discovery.worker.ts', import.meta.url));
 const ELECTION_FILE = fileURLToPath(new URL('../workers/election.worker.ts', import.meta.url));
@@ -38,12 +40,18 @@ const DEAD_AFTER_HEARTBEATS = 3.5;
 
 export type Role = 'server' | 'client';
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
 export interface SupervisorOptions {
   readonly config: ServeConfig;
   readonly log: Logger;
   readonly logSettings: LogSettings;
   readonly version: string;
-  readonly nodeId: string;
+  /** This node's certificate and key; its id is the node's id on the LAN. */
+  readonly identity: Identity;
+  readonly dataDir: string;
   /** Enables the worker crash hook used by supervision tests (OLLANA_DEBUG_HOOKS=1). */
   readonly debugHooks: boolean;
 }
@@ -65,6 +73,12 @@ export class Supervisor extends EventEmitter {
   readonly #target: OllamaTarget;
   readonly #startedAt = Date.now();
   readonly #boot = newBootId();
+  readonly #id: string;
+  /** TLS session ticket keys shared by every proxy worker of this process. */
+  readonly #ticketKeys = randomBytes(48).toString('base64');
+  readonly #trust: TrustStore;
+  /** Server nodes already told about (not allowed yet / refusing this device): one log line each. */
+  readonly #told = new Set<string>();
   #pool: ProxyPool | null = null;
   #discovery: ActorThread<DiscoveryToSupervisor, SupervisorToDiscovery> | null = null;
   #election: ActorThread<ElectionToSupervisor, SupervisorToElection> | null = null;
@@ -92,7 +106,10 @@ export class Supervisor extends EventEmitter {
     this.#opts = opts;
     this.#log = opts.log.child({ actor: 'supervisor' });
     this.#target = parseOllamaHost(opts.config.ollamaUrl, '--ollama-url / OLLAMA_HOST');
-    this.#cluster = new ClusterView(this.#log, () => this.#publishRoutes());
+    this.#id = opts.identity.id;
+    this.#cluster = new ClusterView(this.#log, opts.identity, () => this.#publishRoutes());
+    this.#trust = new TrustStore(opts.dataDir, opts.config.trustLan, this.#log);
+    this.#trust.on('change', () => this.#onTrustChange());
   }
 
   get role(): Role {
@@ -120,6 +137,7 @@ export class Supervisor extends EventEmitter {
 
     this.#listen = await this.#claimListen(this.#role);
     await this.#startPool();
+    this.#trust.start();
 
     this.#startElection();
     if (config.discovery === 'off') this.#log.info('discovery is off: this node sends nothing to the LAN and finds no peers');
@@ -133,8 +151,9 @@ export class Supervisor extends EventEmitter {
   #announceListening(): Started {
     const { host, port } = this.#listen;
     const workers = this.#opts.config.workers;
-    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-    this.#log.info({ role: this.#role, url, host, port, workers, nodeId: this.#opts.nodeId },
+    const scheme = this.#role === 'server' && !this.#opts.config.insecureHttp ? 'https' : 'http';
+    const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.#log.info({ role: this.#role, url, host, port, workers, deviceId: this.#id },
       `ollana ${this.#role} node listening on ${url} with ${workers} proxy worker${workers === 1 ? '' : 's'}`);
     return { role: this.#role, host, port, url };
   }
@@ -145,13 +164,18 @@ export class Supervisor extends EventEmitter {
     const listenText = config.listen ?? (role === 'server' ? SERVER_LISTEN : CLIENT_LISTEN);
     const listen = parseListen(listenText);
     if (listen === null) throw new OllanaError('OLN_BAD_FLAG', `--listen "${listenText}" must be host:port`);
+    if (role === 'server' && config.insecureHttp && !isLoopback(listen.host)) {
+      throw new OllanaError('OLN_BAD_FLAG', `--insecure-http would serve plain HTTP on ${listen.host}:${listen.port}, ` +
+        'where the LAN could read every prompt; it is allowed only with a loopback --listen (e.g. 127.0.0.1:11435). ' +
+        'Leave it out to serve the LAN over TLS');
+    }
     try {
       listen.port = await claimPort(listen.host, listen.port, '--listen');
     } catch (err) {
       if (!(err instanceof OllanaError && err.code === 'OLN_PORT_IN_USE')) throw err;
       const connectHost = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
       const origin = `http://${connectHost.includes(':') ? `[${connectHost}]` : connectHost}:${listen.port}`;
-      if (await probeOllana(origin, config.probeTimeoutMs)) {
+      if (await probeOllana(origin, config.probeTimeoutMs) || await probeOllanaTls(connectHost, listen.port, config.probeTimeoutMs)) {
         throw new OllanaError('OLN_PORT_IN_USE',
           `another ollana already serves on ${listen.host}:${listen.port}; stop it (\`ollana stop\`, or Ctrl-C where it runs), ` +
           'or give this one its own --listen and --pid-file', { details: { host: listen.host, port: listen.port } });
@@ -184,9 +208,14 @@ export class Supervisor extends EventEmitter {
         upstreamConnections: config.upstreamConnections,
         upstreamKeepAliveMs: config.upstreamKeepAliveMs,
         debugHooks: this.#opts.debugHooks,
+        tls: { id: this.#id, certPem: this.#opts.identity.certPem, keyPem: this.#opts.identity.keyPem, ticketKeys: this.#ticketKeys },
+        listenTls: this.#role === 'server' && !config.insecureHttp,
+        trust: this.#trust.settings,
       },
     };
     const pool = new ProxyPool(config.workers, workerData, this.#table, this.#log);
+    pool.on('refused', (m: { id: string; name: string; addr: string; verdict: string }) => this.#onRefused(m));
+    pool.on('refused-by', (server: string) => this.#onRefusedBy(server));
     pool.on('status-request', (reply: (s: Record<string, unknown> | null, e: string | null) => void) => {
       this.status().then((s) => reply(s, null), (err: unknown) => reply(null, errorMessage(err)));
     });
@@ -223,7 +252,7 @@ export class Supervisor extends EventEmitter {
       this.#listen = listen;
       this.#load = 0;
       // The servers heard while this node was one are the new client's upstreams at once.
-      if (to === 'client') for (const peer of this.#serverPeers.values()) this.#cluster.seen(peer);
+      if (to === 'client') for (const peer of this.#serverPeers.values()) this.#useServer(peer);
       await this.#startPool();
       this.#sendSelfToElection();
       this.#configureDiscovery();
@@ -268,7 +297,7 @@ export class Supervisor extends EventEmitter {
   }
 
   #sendSelfToElection(): void {
-    this.#election?.send({ type: 'election.self', id: this.#opts.nodeId, boot: this.#boot, role: this.#role,
+    this.#election?.send({ type: 'election.self', id: this.#id, boot: this.#boot, role: this.#role,
       healthy: this.#role === 'server' && this.#ollama.healthy });
   }
 
@@ -303,7 +332,7 @@ export class Supervisor extends EventEmitter {
         case 'peer.seen':
           if (msg.peer.role === 'server') {
             this.#serverPeers.set(msg.peer.id, msg.peer);
-            if (this.#role === 'client') this.#cluster.seen(msg.peer);
+            if (this.#role === 'client') this.#useServer(msg.peer);
           } else {
             this.#clientPeers.set(msg.peer.id, msg.peer);
           }
@@ -353,23 +382,77 @@ export class Supervisor extends EventEmitter {
   #self(): SelfInfo {
     const members = this.#role === 'server'
       ? this.#view.servers.map((id) => {
-          if (id === this.#opts.nodeId) return null;
+          if (id === this.#id) return null;
           const p = this.#serverPeers.get(id);
           return p ? { id, addr: p.addr, port: p.port } : null;
         }).filter((m): m is { id: string; addr: string; port: number } => m !== null)
       : [];
     return {
-      id: this.#opts.nodeId,
+      id: this.#id,
       boot: this.#boot,
       role: this.#role,
       port: this.#role === 'server' ? this.#listen.port : 0,
-      fp: '',
+      fp: this.#opts.identity.fingerprint,
       load: { inFlight: this.#load, workers: this.#opts.config.workers },
       models: this.#role === 'server' ? modelsDigest(this.#ollama.models) : '',
       term: this.#view.term,
       leader: this.#view.leader,
       members,
     };
+  }
+
+  /**
+   * A client node uses a server node only if it trusts its device id; otherwise it logs, once, the
+   * command that allows it, and lists it under `ollana device pending`.
+   */
+  #useServer(peer: PeerInfo): void {
+    if (this.#trust.trusts(peer.id)) {
+      this.#cluster.seen(peer);
+      return;
+    }
+    const first = this.#trust.notePending(peer.id, '', peer.addr, 'server-seen');
+    if (first || !this.#told.has(peer.id)) {
+      this.#told.add(peer.id);
+      const why = this.#trust.isDisabled(peer.id) ? 'it is disabled here' : 'it is not allowed yet';
+      this.#log.info({ peer: { id: peer.id, addr: peer.addr, port: peer.port } },
+        `server node ${peer.id} found at ${peer.addr}:${peer.port}, not used: ${why}; to use it run: ollana device allow ${peer.id}`);
+    }
+  }
+
+  #onTrustChange(): void {
+    this.#pool?.setTrust(this.#trust.settings);
+    if (this.#role !== 'client') return;
+    for (const peer of this.#serverPeers.values()) {
+      if (this.#trust.trusts(peer.id)) this.#cluster.seen(peer);
+      else this.#cluster.gone(peer.id, 'no longer allowed');
+    }
+  }
+
+  /** A server node's worker turned a device away after the handshake. */
+  #onRefused(m: { id: string; name: string; addr: string; verdict: string }): void {
+    if (m.verdict === 'bad-handshake') {
+      this.#log.info({ addr: m.addr, reason: m.name },
+        `refused a connection from ${m.addr}: TLS handshake failed (${m.name}); plain HTTP to the TLS port, or not an ollana node`);
+      return;
+    }
+    if (m.verdict === 'no-certificate') {
+      this.#log.info({ addr: m.addr }, `refused a connection from ${m.addr} without a device certificate (not an ollana node)`);
+      return;
+    }
+    const first = this.#trust.notePending(m.id, m.name, m.addr, 'client-refused');
+    this.#log.info({ device: m.id, name: m.name, addr: m.addr, verdict: m.verdict, first },
+      m.verdict === 'disabled'
+        ? `refused disabled device ${m.id} (${m.name || 'no name'}) from ${m.addr}`
+        : `refused device ${m.id} (${m.name || 'no name'}) from ${m.addr}: not allowed; to allow it run: ollana device allow ${m.id}`);
+  }
+
+  /** A server node answered that it does not allow this device. */
+  #onRefusedBy(server: string): void {
+    const key = `by ${server}`;
+    if (this.#told.has(key)) return;
+    this.#told.add(key);
+    this.#log.warn({ peer: { id: server } },
+      `server node ${server} does not allow this device yet; on that server run: ollana device allow ${this.#id}`);
   }
 
   #configureDiscovery(): void {
@@ -441,7 +524,7 @@ export class Supervisor extends EventEmitter {
     return {
       version: this.#table.version + 1,
       role: 'server',
-      upstreams: [{ id: 'local', url: this.#target.origin, basePath: this.#target.basePath, healthy: this.#ollama.healthy,
+      upstreams: [{ id: 'local', url: this.#target.origin, device: '', basePath: this.#target.basePath, healthy: this.#ollama.healthy,
         models: this.#ollama.models, leader: true, load: 0 }],
     };
   }
@@ -481,7 +564,10 @@ export class Supervisor extends EventEmitter {
     const clients = [...this.#clientPeers.values()].map((p) => ({ id: p.id, addr: p.addr, role: p.role, lastSeenMsAgo: now - p.lastSeen }));
     return {
       ollana: { version: this.#opts.version, pid: process.pid, uptimeS: Math.round((now - this.#startedAt) / 1000) },
-      node: { id: this.#opts.nodeId, boot: this.#boot },
+      node: { id: this.#id, boot: this.#boot, name: this.#opts.identity.name, fingerprint: this.#opts.identity.fingerprint },
+      trust: { trustLan: this.#opts.config.trustLan, allowed: this.#trust.settings.allowed.length,
+        disabled: this.#trust.settings.disabled.length, pending: this.#trust.pendingCount,
+        tls: this.#role === 'server' ? !this.#opts.config.insecureHttp : null },
       mode: this.#opts.config.mode,
       role: this.#role,
       listen: { host: this.#listen.host, port: this.#listen.port },
@@ -492,7 +578,7 @@ export class Supervisor extends EventEmitter {
       cluster: {
         term: this.#view.term,
         leader: this.#view.leader,
-        isLeader: this.#view.leader !== '' && this.#view.leader === this.#opts.nodeId,
+        isLeader: this.#view.leader !== '' && this.#view.leader === this.#id,
         servers: this.#view.servers,
         conflicts: this.#view.conflicts,
       },
@@ -519,6 +605,7 @@ export class Supervisor extends EventEmitter {
     if (this.#stopping) return;
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
+    this.#trust.stop();
     const deadline = this.#opts.config.drainTimeoutMs;
     this.#log.info({ reason, drainTimeoutMs: deadline }, `stopping (${reason}); in-flight requests have ${deadline} ms to finish`);
     // Bye first, so clients stop sending new requests here while the in-flight ones drain.

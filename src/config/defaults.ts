@@ -35,6 +35,10 @@ export interface ServeConfig {
   readonly discovery: DiscoveryMode;
   readonly heartbeatMs: number;
   readonly roleSwitchAfterMs: number;
+  /** Accept any device (still TLS, still pinned to announced ids): demos, not shared networks. */
+  readonly trustLan: boolean;
+  /** Plain HTTP instead of TLS on a server node's port; only with a loopback --listen (benchmarks). */
+  readonly insecureHttp: boolean;
 }
 
 export type ConfigKey = keyof ServeConfig;
@@ -66,6 +70,8 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   discovery: 'both',
   heartbeatMs: 1_000,
   roleSwitchAfterMs: 30_000,
+  trustLan: false,
+  insecureHttp: false,
 });
 
 export const SERVER_LISTEN = '0.0.0.0:11435';
@@ -127,4 +133,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'server announce interval; a node silent for 3.5 heartbeats is gone' },
   { key: 'roleSwitchAfterMs', flag: '--role-switch-after', kind: 'duration', env: ['OLLANA_ROLE_SWITCH_AFTER'],
     help: 'auto mode: a server node whose Ollama stays away this long becomes a client node' },
+  { key: 'trustLan', flag: '--trust-lan', kind: 'bool', env: ['OLLANA_TRUST_LAN'],
+    help: 'accept every device on the LAN without pairing (still TLS): for demos; anyone on the LAN can then use a server node, and a client node uses any server that announces itself' },
+  { key: 'insecureHttp', flag: '--insecure-http', kind: 'bool', env: ['OLLANA_INSECURE_HTTP'],
+    help: 'server node: plain HTTP instead of TLS, allowed only with a loopback --listen (benchmarks, local tests); never reachable from the LAN' },
 ] satisfies OptionSpec[]);

@@ -1,5 +1,6 @@
 /** Start-up checks against the network: does an Ollama answer, is our port free. */
 import { createServer } from 'node:net';
+import { connect } from 'node:tls';
 import { request } from 'undici';
 import { OllanaError, systemCode } from '../errors.ts';
 import type { OllamaTarget } from '../config/ollama-host.ts';
@@ -39,6 +40,23 @@ export async function probeOllana(origin: string, timeoutMs: number): Promise<bo
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether an ollana server node's TLS port is at host:port: its handshake presents an ollana
+ * certificate (it may then refuse this process, which has no allowed identity; the handshake is enough).
+ */
+export function probeOllanaTls(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+    const done = (ok: boolean): void => { socket.destroy(); resolve(ok); };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('secureConnect', () => {
+      const cn = socket.getPeerCertificate()?.subject?.CN;
+      done(typeof cn === 'string' && cn.startsWith('ollana'));
+    });
+  });
 }
 
 /** The model names the Ollama at `target` lists, or null when it does not answer. */

@@ -16,8 +16,10 @@ const errorData = z.object({
 
 export const upstreamSchema = z.object({
   id: z.string(),
-  /** origin, e.g. http://127.0.0.1:11434 */
+  /** origin, e.g. http://127.0.0.1:11434, or https://10.0.0.2:11435 for a server node */
   url: z.string(),
+  /** device id the server node must present in the TLS handshake ('' for the local Ollama) */
+  device: z.string(),
   /** path prefix joined before the request path ('' when none) */
   basePath: z.string(),
   healthy: z.boolean(),
@@ -68,6 +70,14 @@ export const workerStatsSchema = z.object({
   rssBytes: z.number(),
 });
 export type WorkerStats = z.infer<typeof workerStatsSchema>;
+
+export const trustSchema = z.object({
+  trustLan: z.boolean(),
+  allowed: z.array(z.string()),
+  disabled: z.array(z.string()),
+});
+
+export type TrustSettings = z.infer<typeof trustSchema>;
 
 const loadSchema = z.object({ inFlight: z.number(), workers: z.number() });
 const memberSchema = z.object({ id: z.string(), addr: z.string(), port: z.number().int() });
@@ -155,21 +165,28 @@ const messageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('log.level'), level: z.enum(LOG_LEVELS) }),
   z.object({ type: z.literal('stats.request'), id: z.number().int() }),
   z.object({ type: z.literal('proxy.drain'), deadlineMs: z.number() }),
+  z.object({ type: z.literal('trust.update'), trust: trustSchema }),
   z.object({ type: z.literal('status.reply'), id: z.number().int(), status: z.record(z.string(), z.unknown()).nullable(),
     error: errorData.nullable() }),
   // proxy worker -> supervisor
   z.object({ type: z.literal('proxy.ready'), worker: z.number().int(), threadId: z.number().int() }),
   z.object({ type: z.literal('stats.report'), id: z.number().int(), stats: workerStatsSchema }),
   z.object({ type: z.literal('status.request'), id: z.number().int() }),
+  /** a server node's worker refused a device after the handshake */
+  z.object({ type: z.literal('trust.refused'), id: z.string(), name: z.string(), addr: z.string(),
+    verdict: z.enum(['no-certificate', 'unknown', 'disabled', 'bad-handshake']) }),
+  /** a client node's worker was refused by a server node (it does not allow this device yet) */
+  z.object({ type: z.literal('trust.refused-by'), server: z.string() }),
 ]);
 
 export type Message = z.infer<typeof messageSchema>;
 export type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 
-export const SUPERVISOR_TO_PROXY = ['routes.update', 'log.level', 'stats.request', 'proxy.drain', 'status.reply'] as const;
+export const SUPERVISOR_TO_PROXY = ['routes.update', 'log.level', 'stats.request', 'proxy.drain', 'status.reply', 'trust.update'] as const;
 export type SupervisorToProxy = MessageOf<(typeof SUPERVISOR_TO_PROXY)[number]>;
-export type ProxyToSupervisor = MessageOf<'proxy.ready' | 'stats.report' | 'status.request'>;
+export const PROXY_TO_SUPERVISOR = ['proxy.ready', 'stats.report', 'status.request', 'trust.refused', 'trust.refused-by'] as const;
+export type ProxyToSupervisor = MessageOf<(typeof PROXY_TO_SUPERVISOR)[number]>;
 
 export const SUPERVISOR_TO_DISCOVERY = ['discovery.configure', 'discovery.stop', 'discovery.stats.request'] as const;
 export type SupervisorToDiscovery = MessageOf<(typeof SUPERVISOR_TO_DISCOVERY)[number]>;

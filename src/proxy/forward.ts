@@ -14,6 +14,7 @@ import type { Dispatcher } from 'undici';
 import type { Logger } from '../log.ts';
 import type { Upstream } from '../protocol/messages.ts';
 import { downstreamResponseHeaders } from './headers.ts';
+import { REFUSED_HEADER } from './refusal.ts';
 import { sendError, streamErrorTail } from './errors-http.ts';
 import type { StatsCollector } from './stats.ts';
 
@@ -21,7 +22,9 @@ const CLIENT_GONE = new Error('client went away');
 
 /** Undici error codes that mean "the upstream never answered", as opposed to a broken answer. */
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED']);
+  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED',
+  // the server at that address is not the device discovery announced: nothing was sent to it
+  'OLN_PIN_MISMATCH']);
 
 export interface ForwardOptions {
   readonly stats: StatsCollector;
@@ -40,6 +43,8 @@ export interface ForwardOptions {
   readonly dropHeaders: ReadonlySet<string> | null;
   /** Told when an upstream could not be reached, so the next requests try it last for a while. */
   readonly unreachable: (u: Upstream) => void;
+  /** Told when a server node answered that it does not allow this device (then the next is tried). */
+  readonly refusedBy: (u: Upstream) => void;
   /** Per-upstream in-flight accounting for least-busy routing. */
   readonly attempt: (u: Upstream, delta: 1 | -1) => void;
   readonly onFinish: () => void;
@@ -133,7 +138,12 @@ export class Forward implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (controller !== this.#controller || this.#clientGone) return;
     if (statusCode < 200) return; // 1xx: Node answers the client's 100-continue itself
-    if (this.#opts.retryable !== null && this.#opts.retryable(statusCode) && this.#tryNext(controller, `answered ${statusCode}`)) return;
+    if (statusCode === 403 && headers[REFUSED_HEADER] !== undefined) {
+      this.#opts.refusedBy(this.upstream);
+      if (this.#tryNext(controller, 'does not allow this device')) return;
+    } else if (this.#opts.retryable !== null && this.#opts.retryable(statusCode) && this.#tryNext(controller, `answered ${statusCode}`)) {
+      return;
+    }
     const raw = (controller.rawHeaders ?? []) as (Buffer | string)[];
     const out = downstreamResponseHeaders(raw, this.#opts.dropHeaders);
     if (this.#opts.extraHeaders !== null) out.push(...this.#opts.extraHeaders);

@@ -4,7 +4,9 @@
  * applies the browser rules, and forwards everything else to an upstream through its own undici pool.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { once } from 'node:events';
+import type { TLSSocket } from 'node:tls';
 import { Pool } from 'undici';
 import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream, WorkerStats } from '../protocol/messages.ts';
@@ -15,6 +17,10 @@ import { Forward } from './forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { StatsCollector } from './stats.ts';
+import { pinnedConnector, tlsServerOptions, type TlsServerSettings } from '../net/tls.ts';
+import { TrustGate, type Admission } from './trust-gate.ts';
+import type { TrustSettings } from '../protocol/messages.ts';
+import { refusalReply } from './refusal.ts';
 
 export interface ProxySettings {
   readonly worker: number;
@@ -28,12 +34,25 @@ export interface ProxySettings {
   readonly upstreamKeepAliveMs: number;
   /** Enables POST /ollana/v1/debug/crash, which kills this worker thread (tests of supervision). */
   readonly debugHooks: boolean;
+  /**
+   * This node's certificate: the listener speaks TLS and admits only allowed devices (a server node),
+   * and server nodes are reached over pinned TLS (a client node). null: plain HTTP listener
+   * (a client node's loopback port, or --insecure-http on a loopback address).
+   */
+  readonly tls: TlsServerSettings | null;
+  /** Whether the listener itself speaks TLS (the server node's LAN port). */
+  readonly listenTls: boolean;
+  readonly trust: TrustSettings;
 }
 
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
 export interface ProxyHost {
   status(): Promise<Record<string, unknown>>;
   crash(): void;
+  /** A device was refused after the handshake (the supervisor logs it and lists it as pending). */
+  refused(a: Admission, addr: string): void;
+  /** A server node answered that it does not allow this device. */
+  refusedBy(server: string): void;
 }
 
 /** How long an upstream that refused a connection is tried last. */
@@ -49,6 +68,11 @@ const MALFORMED_BODY = '{"error":"ollana: malformed HTTP request"}';
 const MALFORMED_REPLY = 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: application/json\r\n' +
   `content-length: ${MALFORMED_BODY.length}\r\n\r\n${MALFORMED_BODY}`;
 
+/** One pool per server and identity: another device at the same address gets fresh connections. */
+function poolKey(u: Upstream): string {
+  return u.device === '' ? u.url : `${u.url}#${u.device}`;
+}
+
 function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
@@ -59,6 +83,7 @@ export class ProxyServer {
   readonly #log: Logger;
   readonly #host: ProxyHost;
   readonly #server: Server;
+  readonly #gate: TrustGate | null;
   readonly #origins: OriginPolicy;
   readonly #hostCheck: boolean;
   #table: RouteTable = { version: 0, role: 'server', upstreams: [] };
@@ -70,6 +95,10 @@ export class ProxyServer {
   /** Upstreams that refused a connection lately, until when (ms): tried last, not skipped. */
   readonly #unreachableUntil = new Map<string, number>();
   readonly #onUnreachable = (u: Upstream): void => { this.#unreachableUntil.set(u.id, Date.now() + UNREACHABLE_MS); };
+  readonly #onRefusedBy = (u: Upstream): void => {
+    this.#unreachableUntil.set(u.id, Date.now() + UNREACHABLE_MS);
+    this.#host.refusedBy(u.id);
+  };
   /** This worker's in-flight requests per upstream id, for least-busy routing. */
   readonly #upInFlight = new Map<string, number>();
   readonly #onAttempt = (u: Upstream, delta: 1 | -1): void => {
@@ -83,7 +112,7 @@ export class ProxyServer {
     this.stats = new StatsCollector(settings.worker);
     this.#origins = new OriginPolicy(settings.origins);
     this.#hostCheck = isLoopbackHost(settings.host);
-    this.#server = createServer({
+    const httpOptions = {
       noDelay: true,
       keepAliveTimeout: 65_000,
       // No requestTimeout: a streamed generation may run for many minutes. Header read time stays
@@ -91,13 +120,55 @@ export class ProxyServer {
       requestTimeout: 0,
       headersTimeout: 60_000,
       maxHeaderSize: 64 * 1024,
-    }, (req, res) => this.#handle(req, res));
+    };
+    const handler = (req: IncomingMessage, res: ServerResponse): void => this.#handle(req, res);
+    if (settings.listenTls && settings.tls !== null) {
+      this.#gate = new TrustGate(settings.tls.id, settings.trust);
+      this.#server = createTlsServer({ ...httpOptions, ...tlsServerOptions(settings.tls) }, handler);
+      this.#guardHandshakes(this.#server as Server & { on: Server['on'] });
+    } else {
+      this.#gate = null;
+      this.#server = createServer(httpOptions, handler);
+    }
     this.#server.on('clientError', (err: Error & { code?: string }, socket) => {
       // Malformed request bytes: answer 400 when the socket still can, and never crash the worker.
       if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
       this.#log.debug({ code: err.code }, 'malformed request refused');
       socket.end(MALFORMED_REPLY);
     });
+  }
+
+  /**
+   * The https server hands every finished handshake to its HTTP parser through one 'secureConnection'
+   * listener. It is taken out and called only for allowed devices: a refused one gets a fixed 403 and
+   * is closed, and not one byte it sent is parsed.
+   */
+  #guardHandshakes(server: Server): void {
+    const parse = server.listeners('secureConnection')[0] as ((socket: TLSSocket) => void) | undefined;
+    if (parse === undefined) throw new Error('https server without a secureConnection listener');
+    server.removeAllListeners('secureConnection');
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const admission = this.#gate!.admit(socket);
+      if (admission.verdict === 'allowed') {
+        parse.call(server, socket);
+        return;
+      }
+      this.stats.status(403);
+      this.#host.refused(admission, socket.remoteAddress ?? '?');
+      socket.setTimeout(2_000, () => socket.destroy());
+      socket.end(refusalReply(admission, this.#settings.tls!.id));
+    });
+    server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
+      // Plain HTTP on the TLS port, a port scanner, a handshake that stalled: nothing was served.
+      this.#host.refused({ verdict: 'bad-handshake', id: null, name: err.code ?? err.message }, socket.remoteAddress ?? '?');
+      socket.destroy();
+    });
+  }
+
+  /** Applies a new allow list at once: connections of devices no longer allowed are cut. */
+  setTrust(trust: TrustSettings): void {
+    const cut = this.#gate?.update(trust) ?? [];
+    if (cut.length > 0) this.#log.info({ devices: cut }, `cut the connections of ${cut.length} device(s) no longer allowed`);
   }
 
   async listen(): Promise<void> {
@@ -107,7 +178,7 @@ export class ProxyServer {
 
   setRoutes(table: RouteTable): void {
     this.#table = table;
-    const live = new Set(table.upstreams.map((u) => u.url));
+    const live = new Set(table.upstreams.map(poolKey));
     for (const id of this.#unreachableUntil.keys()) if (!table.upstreams.some((u) => u.id === id)) this.#unreachableUntil.delete(id);
     for (const [url, pool] of this.#pools) {
       if (!live.has(url)) {
@@ -115,7 +186,7 @@ export class ProxyServer {
         // instead of waiting on a connection that may never answer. Requests still before their first
         // byte move to another server; streams end with an error line.
         this.#pools.delete(url);
-        const gone = Object.assign(new Error(`${url} left the cluster`), { code: 'UND_ERR_DESTROYED' });
+        const gone = Object.assign(new Error(`${url.split("#", 1)[0]} left the cluster`), { code: 'UND_ERR_DESTROYED' });
         void pool.destroy(gone).catch(() => undefined);
       }
     }
@@ -126,9 +197,14 @@ export class ProxyServer {
   }
 
   #pool(upstream: Upstream): Pool {
-    let pool = this.#pools.get(upstream.url);
+    const key = poolKey(upstream);
+    let pool = this.#pools.get(key);
     if (pool === undefined) {
       const s = this.#settings;
+      // A server node: TLS with this node's certificate, pinned to the device id discovery announced.
+      const pinned = upstream.device !== '' && s.tls !== null
+        ? pinnedConnector({ self: s.tls, expectedId: upstream.device, timeoutMs: s.connectTimeoutMs })
+        : null;
       pool = new Pool(upstream.url, {
         connections: s.upstreamConnections,
         pipelining: 1,
@@ -136,9 +212,9 @@ export class ProxyServer {
         keepAliveMaxTimeout: Math.max(s.upstreamKeepAliveMs, 600_000),
         headersTimeout: s.headersTimeoutMs,
         bodyTimeout: s.bodyTimeoutMs,
-        connect: { timeout: s.connectTimeoutMs, noDelay: true, keepAlive: true },
+        connect: pinned ?? { timeout: s.connectTimeoutMs, noDelay: true, keepAlive: true },
       });
-      this.#pools.set(upstream.url, pool);
+      this.#pools.set(key, pool);
     }
     return pool;
   }
@@ -257,6 +333,7 @@ export class ProxyServer {
       }, h),
       retryable,
       unreachable: this.#onUnreachable,
+      refusedBy: this.#onRefusedBy,
       extraHeaders: cors,
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       attempt: this.#onAttempt,

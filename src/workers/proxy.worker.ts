@@ -29,12 +29,25 @@ export interface ProxyTaskResult {
 }
 
 const STATUS_DEADLINE_MS = 3_000;
+/** A device refused again within this time is not reported again (a flood must not become one). */
+const REPORT_EVERY_MS = 5_000;
+
+/** Whether `key` was not reported in the last REPORT_EVERY_MS; remembers it if so. */
+function dueFor(sent: Map<string, number>, key: string): boolean {
+  const now = Date.now();
+  const last = sent.get(key);
+  if (last !== undefined && now - last < REPORT_EVERY_MS) return false;
+  if (sent.size > 1_000) sent.clear(); // many distinct forged identities: forget, never grow
+  sent.set(key, now);
+  return true;
+}
 
 export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResult> {
   const data = workerData as ProxyWorkerData;
   const log = createLogger(data.log, { actor: 'proxy', worker: task.worker });
   const statusReplies = new PendingReplies<Record<string, unknown>>();
   let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
+  const reported = new Map<string, number>();
 
   const server = new ProxyServer({ ...data.proxy, worker: task.worker }, log, {
     status: () => {
@@ -44,6 +57,13 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
     },
     crash: () => {
       setImmediate(() => { throw new Error(`proxy worker ${task.worker} crashed on purpose (debug hook)`); });
+    },
+    refused: (a, addr) => {
+      if (a.verdict === 'allowed' || !dueFor(reported, `${a.id ?? addr}`)) return;
+      endpoint?.send({ type: 'trust.refused', id: a.id ?? '', name: a.name, addr, verdict: a.verdict });
+    },
+    refusedBy: (server) => {
+      if (dueFor(reported, `by ${server}`)) endpoint?.send({ type: 'trust.refused-by', server });
     },
   });
   server.setRoutes(task.routes);
@@ -57,6 +77,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
       case 'log.level': log.level = msg.level; break;
       case 'stats.request': endpoint?.send({ type: 'stats.report', id: msg.id, stats: server.snapshot() }); break;
       case 'proxy.drain': drainRequested(msg.deadlineMs); break;
+      case 'trust.update': server.setTrust(msg.trust); break;
       case 'status.reply':
         if (msg.status !== null) statusReplies.settle(msg.id, msg.status);
         break;

@@ -39,7 +39,7 @@ test('port in use: exit 4, names the port and the flag', async () => {
   await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve));
   const port = (blocker.address() as { port: number }).port;
   try {
-    const r = await runCli(['serve', '--mode', 'server', '--listen', `127.0.0.1:${port}`, '--ollama-url', 'http://127.0.0.1:1'], { home: home() });
+    const r = await runCli(['serve', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--ollama-url', 'http://127.0.0.1:1'], { home: home() });
     assert.equal(r.code, 4);
     assert.match(r.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use.*--listen.*\\[OLN_PORT_IN_USE\\]`));
   } finally {
@@ -48,9 +48,9 @@ test('port in use: exit 4, names the port and the flag', async () => {
 });
 
 test('two ollana processes on one port: the second says another ollana holds it', async () => {
-  const first = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', 'http://127.0.0.1:1', '--workers', '1']);
+  const first = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', 'http://127.0.0.1:1', '--workers', '1']);
   try {
-    const r = await runCli(['serve', '--mode', 'server', '--listen', `127.0.0.1:${first.port}`, '--ollama-url', 'http://127.0.0.1:1'], { home: home() });
+    const r = await runCli(['serve', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${first.port}`, '--ollama-url', 'http://127.0.0.1:1'], { home: home() });
     assert.equal(r.code, 4);
     assert.match(r.stderr, new RegExp(`another ollana already serves on 127\\.0\\.0\\.1:${first.port}.*--listen and --pid-file \\[OLN_PORT_IN_USE\\]`));
   } finally {
@@ -112,7 +112,7 @@ test('a full disk for the pid file: exit 5, nothing left half-written', { timeou
   } catch {
     // dd stops with ENOSPC once the file system is full: that is the point.
   }
-  const r = await runCli(['serve', '--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', 'http://127.0.0.1:1',
+  const r = await runCli(['serve', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', 'http://127.0.0.1:1',
     '--pid-file', join(mnt, 'ollana.pid')], { home: h });
   assert.equal(r.code, 5);
   assert.match(r.stderr, /cannot write the pid file .*full\/ollana\.pid: the disk is full; .*--pid-file \[OLN_DIR_UNWRITABLE\]/);

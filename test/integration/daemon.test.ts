@@ -41,7 +41,7 @@ function home(): string {
 }
 
 async function serveDaemon(h: string, port: number, extra: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string; pid: number | null }> {
-  const r = await runCli(['serve', '-d', '--mode', 'server', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url,
+  const r = await runCli(['serve', '-d', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url,
     '--workers', '1', '--drain-timeout', '10s', ...extra], { home: h });
   const m = /\(pid (\d+)\)/.exec(r.stdout);
   const pid = m ? Number(m[1]) : null;

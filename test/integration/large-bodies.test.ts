@@ -41,7 +41,7 @@ function gibStream(): Readable {
 
 before(async () => {
   emu = await startEmulator();
-  node = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '1']);
+  node = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '1']);
   // Warm up the path so start-up allocations are not counted as growth.
   await (await request(`${node.url}/api/tags`)).body.text();
 });

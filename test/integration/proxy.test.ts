@@ -16,7 +16,7 @@ let node: Started;
 
 before(async () => {
   emu = await startEmulator({ tokens: 5, tokenIntervalMs: 5 });
-  node = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`,
+  node = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`,
     '--ollama-url', emu.url, '--workers', '2']);
 });
 
@@ -278,7 +278,7 @@ describe('raw HTTP semantics', () => {
 describe('upstream trouble', () => {
   test('Ollama down: 502 with a JSON error naming it', async () => {
     const deadPort = await freePort();
-    const n = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`,
+    const n = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`,
       '--ollama-url', `http://127.0.0.1:${deadPort}`, '--workers', '1']);
     try {
       const r = await raw(`${n.url}/api/tags`);
@@ -306,7 +306,7 @@ describe('upstream trouble', () => {
   });
 
   test('--headers-timeout bounds the wait for the first byte: 504', async () => {
-    const n = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`,
+    const n = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`,
       '--ollama-url', emu.url, '--workers', '1', '--headers-timeout', '300ms']);
     try {
       const r = await raw(`${n.url}/api/generate`, { method: 'POST',

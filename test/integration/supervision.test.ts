@@ -13,7 +13,7 @@ let node: Started;
 
 before(async () => {
   emu = await startEmulator({ tokens: 1, tokenIntervalMs: 0, ttftMs: 0 });
-  node = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '2'],
+  node = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '2'],
     { env: { OLLANA_DEBUG_HOOKS: '1' } });
 });
 

@@ -47,7 +47,7 @@ test('Endpoint delivers accepted messages in order', async (t) => {
     { type: 'log.level', level: 'debug' },
     { type: 'stats.request', id: 4 },
     { type: 'routes.update', table: { version: 1, role: 'client', upstreams: [
-      { id: 'a', url: 'http://10.0.0.2:11435', basePath: '', healthy: true, models: ['m'], leader: true, load: 0 }] } },
+      { id: 'a', url: 'https://10.0.0.2:11435', device: 'a', basePath: '', healthy: true, models: ['m'], leader: true, load: 0 }] } },
     { type: 'proxy.drain', deadlineMs: 1000 },
   ];
   for (const m of sent) peer.postMessage(encodeMessage(m));

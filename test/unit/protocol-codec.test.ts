@@ -30,8 +30,8 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   'routes.update': [
     { type: 'routes.update', table: { version: 3, role: 'client', upstreams: [] } },
     { type: 'routes.update', table: { version: 4, role: 'server', upstreams: [
-      { id: 'local', url: 'http://127.0.0.1:11434', basePath: '', healthy: true, models: ['llama3:8b', 'qwen3'], leader: true, load: 0 },
-      { id: 'peer-1', url: 'https://[fd00::1]:443', basePath: '/ollama', healthy: false, models: [], leader: true, load: 0 },
+      { id: 'local', url: 'http://127.0.0.1:11434', device: '', basePath: '', healthy: true, models: ['llama3:8b', 'qwen3'], leader: true, load: 0 },
+      { id: 'peer-1', url: 'https://[fd00::1]:443', device: 'peer-1', basePath: '/ollama', healthy: false, models: [], leader: true, load: 0 },
     ] } },
   ],
   'log.level': [{ type: 'log.level', level: 'trace' }, { type: 'log.level', level: 'error' }],
@@ -45,6 +45,10 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   'proxy.ready': [{ type: 'proxy.ready', worker: 0, threadId: 12 }],
   'stats.report': [{ type: 'stats.report', id: 9, stats }],
   'status.request': [{ type: 'status.request', id: 2 }],
+  'trust.update': [{ type: 'trust.update', trust: { trustLan: false, allowed: ['AAAAAAA-BBBBBBB'], disabled: [] } }],
+  'trust.refused': [{ type: 'trust.refused', id: 'AAAAAAA-BBBBBBB', name: 'lab-h2', addr: '10.0.0.2', verdict: 'unknown' },
+    { type: 'trust.refused', id: '', name: '', addr: '::1', verdict: 'no-certificate' }],
+  'trust.refused-by': [{ type: 'trust.refused-by', server: 'CCCCCCC-DDDDDDD' }],
   'discovery.configure': [
     { type: 'discovery.configure', self, announce: true },
     { type: 'discovery.configure', self: { ...self, role: 'client', port: 0, leader: '', members: [] }, announce: false },

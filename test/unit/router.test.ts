@@ -4,7 +4,7 @@ import type { Upstream } from '../../src/protocol/messages.ts';
 import { affineTarget, candidates, classify, modelOf, normalizeModel, retryableStatus } from '../../src/proxy/router.ts';
 
 function up(id: string, models: string[], over: Partial<Upstream> = {}): Upstream {
-  return { id, url: `http://10.0.0.${id.length}:11435`, basePath: '', healthy: true, models, leader: false, load: 0, ...over };
+  return { id, url: `https://10.0.0.${id.length}:11435`, device: id, basePath: '', healthy: true, models, leader: false, load: 0, ...over };
 }
 
 test('classify follows the API\'s retry-safety classes', () => {

@@ -8,7 +8,7 @@ import { defaultLogFile, defaultPidFile } from '../../config/paths.ts';
 import { daemonize, isDaemonChild, reportToParent } from '../../daemon/daemonize.ts';
 import { takePidFile } from '../../daemon/pid-file.ts';
 import { OllanaError, errorMessage, isOllanaError, systemCode } from '../../errors.ts';
-import { loadNodeId } from '../../identity/node-id.ts';
+import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { createLogger, type LogSettings } from '../../log.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -51,10 +51,12 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
   };
   const log = createLogger(logSettings);
   let pid: ReturnType<typeof takePidFile> | null = null;
-  const nodeId = loadNodeId(dataDir);
-  const supervisor = new Supervisor({ config, log, logSettings, version, nodeId, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
+  let supervisor: Supervisor;
 
   try {
+    const { identity, created } = await loadOrCreateIdentity(dataDir);
+    if (created) log.info({ deviceId: identity.id, cert: identity.certFile }, `created this node's identity: device id ${identity.id}`);
+    supervisor = new Supervisor({ config, log, logSettings, version, identity, dataDir, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
     pid = takePidFile(pidFile);
     if (pid.replacedStale !== null) log.warn({ pidFile, stalePid: pid.replacedStale }, `replaced a stale pid file left by pid ${pid.replacedStale}`);
     const started = await supervisor.start();

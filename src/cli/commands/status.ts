@@ -1,23 +1,48 @@
 /** `ollana status`: asks the local node's /ollana/v1/status and prints it for people (or as JSON). */
-import { request } from 'undici';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client, request } from 'undici';
 import type { ConfigKey } from '../../config/defaults.ts';
 import { loadConfig } from '../../config/load.ts';
 import { parseListen } from '../../config/schema.ts';
 import { OllanaError, errorMessage } from '../../errors.ts';
+import { loadOrCreateIdentity } from '../../identity/identity.ts';
+import { pinnedConnector, type TlsIdentity } from '../../net/tls.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-function connectable(listen: string): string {
+function connectable(listen: string, scheme: 'http' | 'https'): string {
   const l = parseListen(listen)!;
   const host = l.host === '0.0.0.0' ? '127.0.0.1' : l.host === '::' ? '::1' : l.host;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${l.port}`;
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${l.port}`;
 }
 
-async function fetchStatus(base: string): Promise<Record<string, unknown>> {
-  const res = await request(`${base}/ollana/v1/status`, { headersTimeout: 5_000, bodyTimeout: 5_000 });
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
-  return JSON.parse(text) as Record<string, unknown>;
+/**
+ * A server node's port speaks TLS and admits its own device: the node's certificate in the data
+ * directory is the key to it (pinned to the same id).
+ */
+async function fetchStatus(base: string, self: TlsIdentity | null): Promise<Record<string, unknown>> {
+  const tls = base.startsWith('https:');
+  if (tls && self === null) throw new Error('no identity in the data directory to connect with (is --data-dir the node\'s?)');
+  const dispatcher = tls ? new Client(base, { connect: pinnedConnector({ self: self!, expectedId: self!.id, timeoutMs: 5_000 }) }) : undefined;
+  try {
+    const res = await request(`${base}/ollana/v1/status`, { headersTimeout: 5_000, bodyTimeout: 5_000, dispatcher });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  } finally {
+    await dispatcher?.close().catch(() => undefined);
+  }
+}
+
+/** This node's identity if it has one (status never creates one). */
+async function ownIdentity(dataDir: string): Promise<TlsIdentity | null> {
+  if (!existsSync(join(dataDir, 'cert.pem')) || !existsSync(join(dataDir, 'key.pem'))) return null;
+  try {
+    return (await loadOrCreateIdentity(dataDir)).identity;
+  } catch {
+    return null;
+  }
 }
 
 function human(s: Record<string, any>): string { // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -47,14 +72,15 @@ function human(s: Record<string, any>): string { // eslint-disable-line @typescr
 }
 
 export async function statusCommand(flags: Partial<Record<ConfigKey, unknown>>, url: string | null, json: boolean, env: Env): Promise<number> {
-  const { config } = loadConfig(flags, env);
+  const { config, dataDir } = loadConfig(flags, env);
   const candidates = url !== null ? [url.replace(/\/+$/, '')]
-    : config.listen !== null ? [connectable(config.listen)]
-    : [connectable('127.0.0.1:11435'), connectable('127.0.0.1:11434')];
+    : config.listen !== null ? [connectable(config.listen, 'https'), connectable(config.listen, 'http')]
+    : [connectable('127.0.0.1:11435', 'https'), connectable('127.0.0.1:11435', 'http'), connectable('127.0.0.1:11434', 'http')];
+  const self = await ownIdentity(dataDir);
   const failures: string[] = [];
   for (const base of candidates) {
     try {
-      const status = await fetchStatus(base);
+      const status = await fetchStatus(base, self);
       process.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : human(status));
       return 0;
     } catch (err) {

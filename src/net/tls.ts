@@ -1,0 +1,131 @@
+/**
+ * TLS between nodes, pinned to device ids (the SHA-256 of a node's self-signed certificate, as
+ * Syncthing does it). No certificate authority is involved: each side completes the handshake without
+ * chain checks and then compares the peer's certificate with the id it expects, before any HTTP byte
+ * is read or written. The server port asks every client for a certificate; the client side pins the
+ * id that discovery announced for that address.
+ */
+import { connect, type TLSSocket, type TlsOptions } from 'node:tls';
+import type { buildConnector } from 'undici';
+import { deviceIdFromDer } from '../identity/device-id.ts';
+
+/** What a node needs to speak TLS as itself. */
+export interface TlsIdentity {
+  readonly id: string;
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/** The server side: one per process, shared by every proxy worker (same ticket keys, so a session
+ * resumes whichever worker the kernel hands the next connection to). */
+export interface TlsServerSettings extends TlsIdentity {
+  /** 48 random bytes, base64, made once per process start */
+  readonly ticketKeys: string;
+}
+
+/** Slow or stalled handshakes are cut after this long (a handshake takes milliseconds on a LAN). */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export function tlsServerOptions(s: TlsServerSettings): TlsOptions {
+  return {
+    cert: s.certPem,
+    key: s.keyPem,
+    // Ask for the client's certificate, but let the handshake finish without a CA: the fingerprint
+    // check against the allow list comes right after it (ProxyServer), before any HTTP is read.
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.3',
+    ALPNProtocols: ['http/1.1'],
+    ticketKeys: Buffer.from(s.ticketKeys, 'base64'),
+    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+  };
+}
+
+/** The device id of the peer's certificate, or null when it sent none. */
+export function peerDeviceId(socket: TLSSocket): string | null {
+  const cert = socket.getPeerCertificate();
+  // An empty object when the peer sent no certificate.
+  if (cert === null || typeof cert !== 'object' || !('raw' in cert) || cert.raw === undefined) return null;
+  return deviceIdFromDer(cert.raw);
+}
+
+/** The peer's certificate common name (e.g. "ollana lab-h1"), for log lines and the pending list. */
+export function peerName(socket: TLSSocket): string {
+  const cn = socket.getPeerCertificate()?.subject?.CN;
+  const name = Array.isArray(cn) ? cn[0] : cn;
+  return typeof name === 'string' ? name.replace(/^ollana /, '').slice(0, 64) : '';
+}
+
+/** The server we reached is not the device we meant to reach. */
+export class PinMismatchError extends Error {
+  readonly code = 'OLN_PIN_MISMATCH';
+  readonly expected: string;
+  readonly actual: string | null;
+
+  constructor(address: string, expected: string, actual: string | null) {
+    super(`${address} presented ${actual === null ? 'no certificate' : `device ${actual}`}, not ${expected} as announced; ` +
+      'nothing was sent to it (a forged announcement, or that server was given a new identity)');
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+export interface PinnedConnectorOptions {
+  readonly self: TlsIdentity;
+  /** the device id the server at this origin must present */
+  readonly expectedId: string;
+  readonly timeoutMs: number;
+}
+
+/**
+ * An undici connector that speaks TLS with this node's certificate and hands undici the socket only
+ * when the server presents `expectedId`. Keeps the last TLS session ticket (strongly, unlike undici's
+ * own cache, which holds sessions weakly) so that new connections resume instead of paying a full
+ * handshake.
+ */
+export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.connector {
+  let session: Buffer | undefined;
+  return (opts, callback) => {
+    const host = opts.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(opts.port) || 443;
+    const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    let settled = false;
+    const socket = connect({
+      host, port, cert: o.self.certPem, key: o.self.keyPem, session,
+      rejectUnauthorized: false, minVersion: 'TLSv1.3', ALPNProtocols: ['http/1.1'],
+    });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 60_000);
+    const settle = (err: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      if (err === null) {
+        callback(null, socket);
+        return;
+      }
+      socket.destroy();
+      callback(err, null);
+    };
+    const onError = (err: Error): void => settle(err);
+    const timer = setTimeout(() => settle(Object.assign(new Error(`connect timeout: ${address} did not complete a TLS handshake in ${o.timeoutMs} ms`),
+      { code: 'UND_ERR_CONNECT_TIMEOUT' })), o.timeoutMs);
+    timer.unref();
+    // A ticket may arrive before or after the pin check; only a pinned server's is kept.
+    let pinned = false;
+    let ticket: Buffer | undefined;
+    socket.on('session', (s: Buffer) => { if (pinned) session = s; else ticket = s; });
+    socket.once('error', onError);
+    socket.once('secureConnect', () => {
+      const actual = peerDeviceId(socket);
+      if (actual !== o.expectedId) {
+        settle(new PinMismatchError(address, o.expectedId, actual));
+        return;
+      }
+      pinned = true;
+      if (ticket !== undefined) session = ticket;
+      settle(null);
+    });
+  };
+}

@@ -1,0 +1,230 @@
+/**
+ * Trust on one host (issue #5): a server node's port speaks TLS, asks every client for its device
+ * certificate and admits only allowed devices, before reading a byte of HTTP. Driven through the real
+ * CLI (`ollana serve`, `ollana device ...`, `ollana status`) and real TLS sockets; the emulator's request
+ * log shows what reached "Ollama". Multi-host pairing and pinning are in test/netns/trust.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { after, before, test } from 'node:test';
+import { Client, request } from 'undici';
+import { pinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
+import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { freePort, removeHome, runCli, startOllana, tempHome, type Started } from '../helpers/ollana-process.ts';
+
+let emu: Emulator;
+let server: Started;
+let serverHome: string;
+let clientHome: string;
+let serverId: string;
+let client: TlsIdentity;
+const homes: string[] = [];
+
+/** `ollana device show --json` in a data dir: creates the identity on first use. */
+async function deviceShow(home: string): Promise<TlsIdentity> {
+  const r = await runCli(['device', 'show', '--json'], { home });
+  assert.equal(r.code, 0, r.stderr);
+  const id = (JSON.parse(r.stdout) as { id: string }).id;
+  return { id, certPem: readFileSync(join(home, 'cert.pem'), 'utf8'), keyPem: readFileSync(join(home, 'key.pem'), 'utf8') };
+}
+
+async function device(home: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runCli(['device', ...args], { home });
+}
+
+/** Requests that reached the emulator on `path` (ollana's own health checks use other paths). */
+function reached(path: string): number {
+  return emu.requests.filter((r) => r.url === path).length;
+}
+
+/** One request over a fresh pinned TLS connection as device `self`. */
+async function asDevice(self: TlsIdentity, path = '/api/ps', expectedId = serverId): Promise<{ status: number; refused: string | null; body: string }> {
+  const dispatcher = new Client(server.url, { connect: pinnedConnector({ self, expectedId, timeoutMs: 5_000 }) });
+  try {
+    const res = await request(`${server.url}${path}`, { dispatcher });
+    const body = await res.body.text();
+    const refused = res.headers['ollana-refused'];
+    return { status: res.statusCode, refused: typeof refused === 'string' ? refused : null, body };
+  } finally {
+    await dispatcher.close().catch(() => undefined);
+  }
+}
+
+/** Raw TLS connection as `self` (null: no certificate). */
+function tlsSocket(self: TlsIdentity | null, session?: Buffer): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false, session,
+      ...(self === null ? {} : { cert: self.certPem, key: self.keyPem }) });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Sends one keep-alive GET on an open socket and reads the whole response text. */
+function exchange(s: TLSSocket, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (d: Buffer): void => {
+      text += d.toString();
+      const head = text.indexOf('\r\n\r\n');
+      const len = /content-length: (\d+)/i.exec(text);
+      if (head >= 0 && len !== null && text.length >= head + 4 + Number(len[1])) { cleanup(); resolve(text); }
+    };
+    const onEnd = (): void => { cleanup(); resolve(text); };
+    const cleanup = (): void => { s.off('data', onData); s.off('end', onEnd); s.off('error', reject); };
+    s.on('data', onData);
+    s.once('end', onEnd);
+    s.once('error', reject);
+    s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  });
+}
+
+/** Polls `check` every 100 ms until it holds; resolves with the time it took, rejects after `limitMs`. */
+async function until(check: () => Promise<boolean>, limitMs: number, what: string): Promise<number> {
+  const t0 = Date.now();
+  for (let i = 0; i < limitMs / 100; i++) {
+    if (await check()) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`not within ${limitMs} ms: ${what}`);
+}
+
+before(async () => {
+  emu = await startEmulator({ port: 0, tokenIntervalMs: 0 });
+  serverHome = tempHome('ollana-trust-s-');
+  clientHome = tempHome('ollana-trust-c-');
+  homes.push(serverHome, clientHome);
+  serverId = (await deviceShow(serverHome)).id;
+  client = await deviceShow(clientHome);
+  server = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '2'],
+    { home: serverHome });
+});
+
+after(async () => {
+  await server?.stop();
+  await emu?.close();
+  for (const h of homes) removeHome(h);
+});
+
+test('the server node listens with TLS under its device id', () => {
+  assert.match(server.url, /^https:\/\//);
+  const line = server.lines.find((l) => l.msg.includes('listening on'));
+  assert.equal(line?.deviceId, serverId);
+});
+
+test('plain HTTP to the TLS port is refused and reaches nothing', async () => {
+  const before = reached('/api/ps');
+  const answer = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    const s = netConnect({ host: '127.0.0.1', port: server.port }, () => s.write('GET /api/ps HTTP/1.1\r\nHost: x\r\n\r\n'));
+    s.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+    s.once('close', () => resolve(text));
+    s.once('error', reject);
+    setTimeout(() => { s.destroy(); reject(new Error('plain HTTP connection was left open')); }, 15_000).unref();
+  });
+  assert.doesNotMatch(answer, /^HTTP\//, 'no HTTP answer on the TLS port');
+  assert.equal(reached('/api/ps'), before);
+  await server.waitFor((l) => /TLS handshake failed/.test(l.msg), 5_000, 'the refusal logged');
+});
+
+test('a TLS client without a device certificate gets a 403 that says what to use instead', async () => {
+  const before = reached('/api/ps');
+  const s = await tlsSocket(null);
+  const text = await exchange(s, '/api/ps');
+  s.destroy();
+  assert.match(text, /^HTTP\/1\.1 403/);
+  assert.match(text, /ollana-refused: no-certificate/i);
+  assert.match(text, /node-to-node port/);
+  assert.equal(reached('/api/ps'), before);
+});
+
+test('an unknown device is refused after the handshake; the server lists it as pending', async () => {
+  const before = reached('/api/ps');
+  const r = await asDevice(client);
+  assert.equal(r.status, 403);
+  assert.equal(r.refused, 'unknown');
+  assert.ok(r.body.includes(`ollana device allow ${client.id}`), r.body);
+  assert.equal(reached('/api/ps'), before, 'nothing reached Ollama');
+  await server.waitFor((l) => l.msg.includes(`refused device ${client.id}`) && l.msg.includes(`ollana device allow ${client.id}`), 5_000,
+    'one clear line with the command');
+  const pending = await until(async () => {
+    const p = await device(serverHome, 'pending', '--json');
+    return p.code === 0 && p.stdout.includes(client.id);
+  }, 5_000, 'the device listed by `ollana device pending`');
+  assert.ok(pending >= 0);
+});
+
+test('pairing: `ollana device allow <prefix>` admits the device within a second, without a restart', async (t) => {
+  const r = await device(serverHome, 'allow', client.id.slice(0, 9));
+  assert.equal(r.code, 0, r.stderr);
+  const took = await until(async () => (await asDevice(client)).status === 200, 5_000, 'the allowed device served');
+  t.diagnostic(`allowed after ${took} ms`);
+  assert.ok(took < 2_000, `allow took ${took} ms to apply`);
+  const before = reached('/api/ps');
+  const ok = await asDevice(client);
+  assert.equal(ok.status, 200);
+  assert.ok(Array.isArray((JSON.parse(ok.body) as { models: unknown }).models));
+  assert.equal(reached('/api/ps'), before + 1);
+});
+
+test('TLS sessions resume: the handshake is paid once per client, whichever worker answers', async () => {
+  const first = await tlsSocket(client);
+  assert.match(await exchange(first, '/api/ps'), /^HTTP\/1\.1 200/);
+  // TLS 1.3 tickets arrive after the handshake, with the first answer.
+  const session = first.getSession();
+  first.destroy();
+  assert.ok(session !== undefined, 'a session ticket');
+  let resumed = 0;
+  for (let i = 0; i < 8; i++) {
+    const s = await tlsSocket(client, session);
+    if (s.isSessionReused()) resumed += 1;
+    assert.match(await exchange(s, '/api/ps'), /^HTTP\/1\.1 200/, 'a resumed session is still admitted by its certificate');
+    s.destroy();
+  }
+  assert.equal(resumed, 8, 'every later connection resumed (the two workers share ticket keys)');
+});
+
+test('a server that is not the device expected gets nothing: the pin fails before any request', async () => {
+  const before = reached('/api/ps');
+  await assert.rejects(asDevice(client, '/api/ps', client.id), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'OLN_PIN_MISMATCH');
+    assert.match(err.message, /nothing was sent/);
+    return true;
+  });
+  assert.equal(reached('/api/ps'), before);
+});
+
+test('`ollana device disable` cuts the live connections of that device and refuses new ones', async (t) => {
+  const live = await tlsSocket(client);
+  assert.match(await exchange(live, '/api/ps'), /^HTTP\/1\.1 200/);
+  const closed = new Promise<void>((resolve) => live.once('close', () => resolve()));
+  const r = await device(serverHome, 'disable', client.id);
+  assert.equal(r.code, 0, r.stderr);
+  const t0 = Date.now();
+  await Promise.race([closed, new Promise((_r, reject) => setTimeout(() => reject(new Error('live connection not cut')), 5_000).unref())]);
+  t.diagnostic(`live connection cut after ${Date.now() - t0} ms`);
+  const again = await asDevice(client);
+  assert.equal(again.status, 403);
+  assert.equal(again.refused, 'disabled');
+});
+
+test('`ollana status` reaches the TLS port with the node\'s own certificate', async () => {
+  const r = await runCli(['status', '--json', '--listen', `127.0.0.1:${server.port}`], { home: serverHome });
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as { node: { id: string }; trust: { tls: boolean; disabled: number } };
+  assert.equal(s.node.id, serverId);
+  assert.equal(s.trust.tls, true);
+  assert.equal(s.trust.disabled, 1);
+});
+
+test('--insecure-http on a LAN address is refused with the reason', async () => {
+  const home = tempHome('ollana-trust-x-');
+  homes.push(home);
+  const r = await runCli(['serve', '--mode', 'server', '--insecure-http', '--listen', `0.0.0.0:${await freePort()}`, '--ollama-url', emu.url],
+    { home });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr + r.stdout, /--insecure-http would serve plain HTTP on 0\.0\.0\.0:\d+.*loopback --listen/);
+});
