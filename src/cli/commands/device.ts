@@ -66,10 +66,12 @@ function pending(dataDir: string, json: boolean): number {
 function setState(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
   const devices = readDevices(dataDir);
   const waiting = readPending(dataDir);
-  const id = resolveDeviceId(input, [...devices.map((d) => d.id), ...waiting.map((p) => p.id)]);
+  // This machine's own id is among the known ones so that its prefix, typed by mistake, gets that error.
+  const own = loadIdentity(dataDir)?.id;
+  const id = resolveDeviceId(input, [...devices.map((d) => d.id), ...waiting.map((p) => p.id), ...(own ? [own] : [])]);
   const prev = devices.find((d) => d.id === id);
   const seen = waiting.find((p) => p.id === id);
-  if (id === loadIdentity(dataDir)?.id) {
+  if (id === own) {
     throw new OllanaError('OLN_BAD_DEVICE_ID', `${id} is this machine's own device id; run \`ollana device show\` ` +
       `on the other machine and ${state === 'allowed' ? 'allow' : 'disable'} the id it prints`);
   }
