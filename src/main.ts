@@ -4,6 +4,7 @@
  */
 import pkg from '../package.json' with { type: 'json' };
 import { parseCli } from './cli/args.ts';
+import { deviceCommand } from './cli/commands/device.ts';
 import { serveCommand } from './cli/commands/serve.ts';
 import { statusCommand } from './cli/commands/status.ts';
 import { stopCommand } from './cli/commands/stop.ts';
@@ -21,6 +22,8 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
       return stopCommand(cmd.flags, cmd.timeoutMs, env);
     case 'status':
       return statusCommand(cmd.flags, cmd.url, cmd.json, env);
+    case 'device':
+      return deviceCommand(cmd, env);
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${JSON.stringify(never)}`);

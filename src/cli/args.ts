@@ -10,7 +10,38 @@ export type CliCommand =
   | { readonly command: 'serve'; readonly flags: Partial<Record<ConfigKey, unknown>> }
   | { readonly command: 'stop'; readonly flags: Partial<Record<ConfigKey, unknown>>; readonly timeoutMs: string | null }
   | { readonly command: 'status'; readonly flags: Partial<Record<ConfigKey, unknown>>; readonly url: string | null; readonly json: boolean }
+  | DeviceCommand
   | { readonly command: 'print'; readonly text: string };
+
+export type DeviceVerb = 'show' | 'list' | 'pending' | 'allow' | 'disable';
+
+/** `ollana device <verb>`; `id` is what the user typed (allow, disable), `name` the --name of allow. */
+export interface DeviceCommand {
+  readonly command: 'device';
+  readonly verb: DeviceVerb;
+  readonly flags: Partial<Record<ConfigKey, unknown>>;
+  readonly id: string | null;
+  readonly name: string | null;
+  readonly json: boolean;
+}
+
+const DEVICE_VERBS: readonly { verb: DeviceVerb; args: string; help: string }[] = [
+  { verb: 'show', args: '', help: 'print this machine\'s device id (made on first use), to allow it on the others' },
+  { verb: 'list', args: '', help: 'the devices this machine allows or has disabled' },
+  { verb: 'pending', args: '', help: 'devices seen on the LAN or refused that are not allowed yet, with the command to allow each' },
+  { verb: 'allow', args: '<id>', help: 'allow a device: its full id, or a unique prefix of an id in `pending` or `list`' },
+  { verb: 'disable', args: '<id>', help: 'refuse a device from now on (its full id or a unique prefix)' },
+];
+
+/** --name: shown in lists and logs, so one printable line of reasonable length. */
+function deviceName(raw: string | undefined): string | null {
+  if (raw === undefined) return null;
+  const name = raw.trim();
+  if (name.length === 0 || name.length > 64 || /[\p{Cc}]/u.test(name)) {
+    throw new OllanaError('OLN_BAD_FLAG', `--name (flag) must be 1 to 64 printable characters; got ${JSON.stringify(raw)}`);
+  }
+  return name;
+}
 
 function defaultText(key: ConfigKey, override?: string): string {
   if (override !== undefined) return override;
@@ -75,7 +106,25 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
     result = { command: 'status', flags: collectFlags(status, statusKeys), url: o.url ?? null, json: o.json === true };
   });
 
-  for (const cmd of [program, serve, stop, status]) {
+  const device = program.command('device').description('this machine\'s device id, and which devices it trusts');
+  const deviceCmds = DEVICE_VERBS.map(({ verb, args, help }) => {
+    const sub = device.command(`${verb}${args ? ` ${args}` : ''}`).description(help);
+    sub.addOption(optionFor('dataDir'));
+    if (verb === 'allow') sub.addOption(new Option('--name <name>', 'what to call it in lists and logs (default: the name it announces)'));
+    sub.addOption(new Option('--json', 'print JSON'));
+    sub.action((id?: string) => {
+      const o = sub.opts() as { name?: string; json?: boolean };
+      result = {
+        command: 'device', verb, flags: collectFlags(sub, ['dataDir']),
+        id: typeof id === 'string' ? id : null, name: deviceName(o.name), json: o.json === true,
+      };
+    });
+    return sub;
+  });
+  device.addHelpText('after', '\nPairing: run `ollana device show` on one machine, then `ollana device allow <ID>` on the other, and the\n' +
+    'same the other way round. `ollana device pending` lists the devices this machine met but does not allow.');
+
+  for (const cmd of [program, serve, stop, status, device, ...deviceCmds]) {
     cmd.exitOverride().configureOutput({ writeOut: (s) => { printed += s; }, writeErr: (s) => { printed += s; } });
   }
 

@@ -153,3 +153,35 @@ test('parseCli has no side effects on its input', () => {
   parseCli(argv, VERSION);
   assert.deepEqual(argv, ['serve', '--workers', '2']);
 });
+
+test('device subcommands: verb, id, --name, --json and --data-dir', () => {
+  assert.deepEqual(parseCli(['device', 'show'], VERSION),
+    { command: 'device', verb: 'show', flags: {}, id: null, name: null, json: false });
+  assert.deepEqual(parseCli(['device', 'list', '--json', '--data-dir', '/tmp/d'], VERSION),
+    { command: 'device', verb: 'list', flags: { dataDir: '/tmp/d' }, id: null, name: null, json: true });
+  assert.deepEqual(parseCli(['device', 'allow', 'abcd-efg', '--name', ' gpu box '], VERSION),
+    { command: 'device', verb: 'allow', flags: {}, id: 'abcd-efg', name: 'gpu box', json: false });
+  assert.deepEqual(parseCli(['device', 'disable', 'ABCD', '--json'], VERSION),
+    { command: 'device', verb: 'disable', flags: {}, id: 'ABCD', name: null, json: true });
+  assert.equal((parseCli(['device', 'pending'], VERSION) as { verb: string }).verb, 'pending');
+});
+
+test('device --help lists every subcommand; a bare `device` prints the same', () => {
+  const help = flat(printed(['device', '--help']));
+  for (const verb of ['show', 'list', 'pending', 'allow [options] <id>', 'disable [options] <id>']) assert.ok(help.includes(verb), verb);
+  assert.match(help, /Pairing: run `ollana device show` on one machine, then `ollana device allow <ID>` on the other/);
+  assert.equal(printed(['device']), printed(['device', '--help']));
+  assert.match(flat(printed(['device', 'allow', '--help'])), /--data-dir <value>.*--name <name>.*--json/);
+  assert.match(flat(printed(['--help'])), /device this machine's device id/);
+});
+
+test('device usage errors: missing id, extra argument, unknown verb, bad --name', () => {
+  assert.match(usageError(['device', 'allow'], 'OLN_USAGE').message, /missing required argument 'id'/);
+  assert.match(usageError(['device', 'disable', 'ABCD', 'EFGH'], 'OLN_USAGE').message, /too many arguments/);
+  assert.match(usageError(['device', 'forget', 'ABCD'], 'OLN_USAGE').message, /unknown command 'forget'/);
+  assert.match(usageError(['device', 'show', 'ABCD'], 'OLN_USAGE').message, /too many arguments/);
+  assert.throws(() => parseCli(['device', 'allow', 'ABCD', '--name', 'a\u001b[31m'], VERSION),
+    (err: unknown) => err instanceof OllanaError && err.code === 'OLN_BAD_FLAG' && /--name \(flag\) must be 1 to 64 printable/.test(err.message));
+  assert.throws(() => parseCli(['device', 'allow', 'ABCD', '--name', '  '], VERSION),
+    (err: unknown) => err instanceof OllanaError && err.code === 'OLN_BAD_FLAG');
+});

@@ -1,0 +1,186 @@
+/**
+ * `ollana device ...` through the real CLI: the identity it shows, pairing by a prefix of an id in
+ * pending.json, disabling, listing, and the errors (typos, unknown or ambiguous ids, broken files)
+ * with their messages and exit statuses.
+ */
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { deviceIdFromDer } from '../../src/identity/device-id.ts';
+import { readDevices, writePending, type PendingEntry } from '../../src/identity/devices.ts';
+import { removeHome, runCli, tempHome } from '../helpers/ollana-process.ts';
+
+const homes: string[] = [];
+after(() => { for (const h of homes) removeHome(h); });
+function home(): string {
+  const h = tempHome('ollana-device-');
+  homes.push(h);
+  return h;
+}
+
+async function ok(args: string[], h: string): Promise<string> {
+  const r = await runCli(args, { home: h });
+  assert.equal(r.code, 0, `ollana ${args.join(' ')} failed: ${r.stderr}`);
+  assert.equal(r.stderr, '');
+  return r.stdout;
+}
+
+async function json<T>(args: string[], h: string): Promise<T> {
+  return JSON.parse(await ok([...args, '--json'], h)) as T;
+}
+
+async function fails(args: string[], h: string, exit: number, pattern: RegExp): Promise<void> {
+  const r = await runCli(args, { home: h });
+  assert.equal(r.code, exit, `ollana ${args.join(' ')}: stdout ${r.stdout} stderr ${r.stderr}`);
+  assert.match(r.stderr, pattern);
+  assert.equal(r.stdout, '');
+}
+
+interface Shown { id: string; name: string; fingerprint: string; certFile: string; keyFile: string; created: boolean }
+interface Changed { device: { id: string; name: string; state: string; since: string }; previous: string | null; changed: boolean }
+
+test('device show: makes the identity once (0700 dir, 0600 key), prints the id node:crypto derives, and the pairing hint', async () => {
+  const h = home();
+  const first = await json<Shown>(['device', 'show'], h);
+  assert.equal(first.created, true);
+  assert.equal(first.certFile, join(h, 'cert.pem'));
+  assert.equal(deviceIdFromDer(new X509Certificate(readFileSync(first.certFile)).raw), first.id);
+  assert.match(first.fingerprint, /^[0-9a-f]{64}$/);
+  assert.equal(statSync(h).mode & 0o777, 0o700);
+  assert.equal(statSync(first.keyFile).mode & 0o777, 0o600);
+
+  const text = await ok(['device', 'show'], h);
+  assert.doesNotMatch(text, /made a new identity/);
+  assert.match(text, new RegExp(`^device id: +${first.id}$`, 'm'));
+  assert.match(text, new RegExp(`^fingerprint: sha256 ${first.fingerprint}$`, 'm'));
+  assert.match(text, new RegExp(`^certificate: ${first.certFile}$`, 'm'));
+  assert.match(text, new RegExp(`on the other machine run: ollana device allow ${first.id}\\n$`));
+  const again = await json<Shown>(['device', 'show'], h);
+  assert.deepEqual(again, { ...first, created: false });
+
+  const other = home();
+  const viaFlag = await json<Shown>(['device', 'show', '--data-dir', join(other, 'elsewhere')], h);
+  assert.equal(viaFlag.certFile, join(other, 'elsewhere', 'cert.pem'));
+  assert.notEqual(viaFlag.id, first.id);
+});
+
+test('three `device show` at once on a fresh data dir agree on one identity', async () => {
+  const h = home();
+  const all = await Promise.all([1, 2, 3].map(() => json<Shown>(['device', 'show'], h)));
+  assert.equal(new Set(all.map((s) => s.id)).size, 1);
+  assert.equal(all.filter((s) => s.created).length, 1);
+});
+
+const T0 = '2026-03-01T10:00:00.000Z';
+const T1 = '2026-03-01T10:05:00.000Z';
+function pendingEntry(id: string, name: string, kind: PendingEntry['kind'], addr: string): PendingEntry {
+  return { id, name, addr, kind, firstSeen: T0, lastSeen: T1, count: 4 };
+}
+
+test('pairing flow: pending explains each device, allow by a lowercase prefix, then disable, list and allow again', async () => {
+  const h = home();
+  const server = deviceIdFromDer(Buffer.from('server cert'));
+  const client = deviceIdFromDer(Buffer.from('client cert'));
+  writePending(h, [
+    pendingEntry(server, 'gpu-box', 'server-seen', '192.168.1.20:11435'),
+    pendingEntry(client, 'laptop\u001b[2J', 'client-refused', '192.168.1.31:50112'),
+  ]);
+  assert.match(await ok(['device', 'list'], h), /no devices allowed yet: run `ollana device show` on the other machine/);
+  const waiting = await ok(['device', 'pending'], h);
+  assert.match(waiting, new RegExp(`${server}  gpu-box  192\\.168\\.1\\.20:11435\\n  a server node this machine saw on the LAN; ` +
+    `it is not allowed here.*\\n  seen 4 time\\(s\\), first ${T0}, last ${T1}\\n  allow it: ollana device allow ${server}\\n`));
+  assert.match(waiting, new RegExp(`${client}  laptop\\?\\[2J .*\\n  a client node this server refused; it is not allowed here\\n`));
+  assert.doesNotMatch(waiting, /\u001b/, 'no terminal escapes from names other machines chose');
+
+  const prefix = server.slice(0, 5).toLowerCase();
+  const allowed = await json<Changed>(['device', 'allow', prefix], h);
+  assert.deepEqual({ ...allowed.device, since: '' }, { id: server, name: 'gpu-box', state: 'allowed', since: '' });
+  assert.equal(allowed.previous, null);
+  assert.equal(allowed.changed, true);
+  assert.ok(Math.abs(Date.parse(allowed.device.since) - Date.now()) < 120_000);
+  assert.deepEqual(readDevices(h), [allowed.device]);
+  assert.equal(statSync(join(h, 'devices.json')).mode & 0o777, 0o600);
+
+  assert.match(await ok(['device', 'allow', server.slice(0, 9)], h), /is already allowed; nothing changed/);
+  const pendingNow = await json<{ pending: PendingEntry[] }>(['device', 'pending'], h);
+  assert.deepEqual(pendingNow.pending.map((p) => p.id), [client], 'an allowed device is no longer pending');
+
+  const disabled = await ok(['device', 'disable', server.slice(0, 8).replace('-', '')], h);
+  assert.equal(disabled, `disabled ${server} (gpu-box): it is refused from now on\n` +
+    'a running ollana node applies this within a second, without a restart\n');
+  assert.match(await ok(['device', 'disable', server], h), /is already disabled; nothing changed/);
+  const listed = await json<{ devices: Changed['device'][] }>(['device', 'list'], h);
+  assert.deepEqual(listed.devices.map((d) => [d.id, d.state, d.name]), [[server, 'disabled', 'gpu-box']]);
+
+  const human = await ok(['device', 'allow', server.toLowerCase().replace(/-/g, ' '), '--name', 'big GPU'], h);
+  assert.equal(human, `allowed ${server} (big GPU), which was disabled\n` +
+    'a running ollana node applies this within a second, without a restart\n');
+  assert.match(await ok(['device', 'list'], h), new RegExp(`^allowed   ${server}  big GPU  since \\S+$`, 'm'));
+});
+
+test('a full id typed from another machine is allowed without being pending; disable needs a known device', async () => {
+  const h = home();
+  const elsewhere = home();
+  const other = await json<Shown>(['device', 'show'], elsewhere);
+  const r = await json<Changed>(['device', 'allow', other.id], h);
+  assert.deepEqual([r.device.id, r.device.name, r.device.state, r.changed], [other.id, '', 'allowed', true]);
+  assert.match(await ok(['device', 'list'], h), new RegExp(`allowed   ${other.id}  -  since`));
+  const stranger = deviceIdFromDer(Buffer.from('never seen'));
+  await fails(['device', 'disable', stranger], h, 2, new RegExp(`${stranger} is not a device this machine knows.*\\[OLN_BAD_DEVICE_ID\\]`));
+  assert.equal(readDevices(h).length, 1);
+});
+
+/** Two valid ids whose first 4 characters agree: found by counting up, so always the same pair. */
+function twoSharingAPrefix(): [string, string] {
+  const seen = new Map<string, string>();
+  for (let i = 0; ; i++) {
+    const id = deviceIdFromDer(Buffer.from(`device ${i}`));
+    const twin = seen.get(id.slice(0, 4));
+    if (twin !== undefined) return [twin, id];
+    seen.set(id.slice(0, 4), id);
+  }
+}
+
+test('bad ids: typos, too short, unknown, ambiguous, this machine\'s own; exit 2 with what to do', async () => {
+  const h = home();
+  const me = await json<Shown>(['device', 'show'], h);
+  const [a, b] = twoSharingAPrefix();
+  writePending(h, [pendingEntry(a, 'a', 'server-seen', '10.0.0.1:11435'), pendingEntry(b, 'b', 'client-refused', '10.0.0.2:5000')]);
+  const typo = a.slice(0, 20) + (a[20] === 'A' ? 'B' : 'A') + a.slice(21);
+  await fails(['device', 'allow', typo], h, 2, /check characters do not match in characters 15-28 \(a typo\?\).*\[OLN_BAD_DEVICE_ID\]/);
+  await fails(['device', 'allow', 'ab'], h, 2, /"ab" is too short/);
+  await fails(['device', 'allow', 'P56I0'], h, 2, /contains "0": ids use only the letters A-Z and the digits 2-7/);
+  const unknown = a.startsWith('ZZZZ') ? 'YYYY' : 'ZZZZ';
+  await fails(['device', 'disable', unknown], h, 2,
+    new RegExp(`no known device has an id starting with "${unknown}"; type the full id: \`ollana device show\` on that machine prints its id`));
+  await fails(['device', 'allow', a.slice(0, 4)], h, 2, new RegExp(`matches 2 devices: (${a}, ${b}|${b}, ${a}); type more of the id`));
+  await fails(['device', 'allow', me.id.slice(0, 6)], h, 2, /is this machine's own device id; run `ollana device show` on the other machine/);
+  assert.deepEqual(readDevices(h), [], 'nothing was written');
+});
+
+test('broken files and an unusable data dir: exit 3 / 5 naming the file', async () => {
+  const h = home();
+  writeFileSync(join(h, 'devices.json'), '{"version":1,"devices":[{"id":"nope"}]}');
+  await fails(['device', 'list'], h, 3,
+    new RegExp(`${join(h, 'devices.json')} is not valid at devices\\.0\\.id: .*; repair it, or move it away .*\\[OLN_BAD_DEVICES_FILE\\]`));
+  await fails(['device', 'allow', deviceIdFromDer(Buffer.from('x'))], h, 3, /devices\.json is not valid/);
+  writeFileSync(join(h, 'devices.json'), '{"version":1,"devices":[]}');
+  writeFileSync(join(h, 'pending.json'), 'garbage');
+  await fails(['device', 'pending'], h, 3, /pending\.json is not valid JSON .*; delete it: the running node writes it again/);
+
+  const k = home();
+  const shown = await json<Shown>(['device', 'show'], k);
+  writeFileSync(shown.keyFile, 'not a key\n');
+  await fails(['device', 'show'], k, 12, /key\.pem is not a PEM private key.*move both away to make a new identity.*\[OLN_IDENTITY_BAD\]/);
+
+  writeFileSync(join(h, 'a-file'), '');
+  await fails(['device', 'show', '--data-dir', join(h, 'a-file', 'data')], h, 5,
+    /cannot use the data directory .*a-file\/data: .*--data-dir or OLLANA_HOME \[OLN_DIR_UNWRITABLE\]/);
+});
+
+test('`ollana device --help` lists the subcommands', async () => {
+  const help = await ok(['device', '--help'], home());
+  for (const verb of ['show', 'list', 'pending', 'allow', 'disable']) assert.match(help, new RegExp(`^  ${verb} `, 'm'));
+});

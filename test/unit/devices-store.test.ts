@@ -1,0 +1,98 @@
+/**
+ * devices.json and pending.json on real files: round trips, private modes, atomic replacement, and
+ * each kind of bad file refused whole with a message naming the file, the place and the fix.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { OllanaError } from '../../src/errors.ts';
+import { deviceIdFromDer } from '../../src/identity/device-id.ts';
+import {
+  allowedIds, readDevices, readPending, writeDevices, writePending, type DeviceEntry, type PendingEntry,
+} from '../../src/identity/devices.ts';
+import { removeHome, tempHome } from '../helpers/ollana-process.ts';
+
+const homes: string[] = [];
+after(() => { for (const h of homes) removeHome(h); });
+function dir(): string {
+  const h = tempHome('ollana-devices-');
+  homes.push(h);
+  return h;
+}
+
+const A = deviceIdFromDer(Uint8Array.of(1));
+const B = deviceIdFromDer(Uint8Array.of(2));
+const SINCE = '2026-01-02T03:04:05.000Z';
+const devices: DeviceEntry[] = [
+  { id: A, name: 'laptop', state: 'allowed', since: SINCE },
+  { id: B, name: '', state: 'disabled', since: SINCE },
+];
+const pending: PendingEntry[] = [
+  { id: B, name: 'gpu-box', addr: '192.168.1.20:11435', kind: 'server-seen', firstSeen: SINCE, lastSeen: SINCE, count: 3 },
+];
+
+function badFile(fn: () => unknown, pattern: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof OllanaError, String(err));
+    assert.equal(err.code, 'OLN_BAD_DEVICES_FILE');
+    assert.equal(err.exitCode, 3);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+test('missing files read as empty lists; written ones read back, 0600, in the documented form', () => {
+  const d = dir();
+  assert.deepEqual(readDevices(d), []);
+  assert.deepEqual(readPending(d), []);
+  writeDevices(d, devices);
+  writePending(d, pending);
+  assert.deepEqual(readDevices(d), devices);
+  assert.deepEqual(readPending(d), pending);
+  assert.equal(statSync(join(d, 'devices.json')).mode & 0o777, 0o600);
+  assert.equal(statSync(join(d, 'pending.json')).mode & 0o777, 0o600);
+  assert.deepEqual(JSON.parse(readFileSync(join(d, 'devices.json'), 'utf8')), { version: 1, devices });
+  assert.deepEqual(JSON.parse(readFileSync(join(d, 'pending.json'), 'utf8')), { version: 1, pending });
+  assert.deepEqual(allowedIds(devices), [A]);
+  writeDevices(d, devices.slice(0, 1));
+  assert.deepEqual(readDevices(d), devices.slice(0, 1));
+  assert.deepEqual(readdirSync(d).sort(), ['devices.json', 'pending.json'], 'no temporary files left behind');
+});
+
+test('writing into a data directory that does not exist yet makes it, 0700', () => {
+  const d = join(dir(), 'new', 'data');
+  writeDevices(d, devices);
+  assert.equal(statSync(d).mode & 0o777, 0o700);
+  assert.deepEqual(readDevices(d), devices);
+});
+
+test('a malformed devices.json is refused whole, naming the file, the place and the fix', () => {
+  const d = dir();
+  const file = join(d, 'devices.json');
+  const fix = /; repair it, or move it away and allow the devices again with `ollana device allow`$/;
+  const cases: [string, RegExp][] = [
+    ['{"version":1,', /is not valid JSON/],
+    ['[]', /is not valid: .*expected object/],
+    ['{"version":2,"devices":[]}', /is not valid at version/],
+    ['{"version":1,"devices":[],"extra":1}', /is not valid: .*extra/],
+    [JSON.stringify({ version: 1, devices: [{ ...devices[0], id: A.toLowerCase() }] }), /at devices\.0\.id: not a device id as `ollana device show` prints it/],
+    [JSON.stringify({ version: 1, devices: [{ ...devices[0], state: 'on' }] }), /at devices\.0\.state/],
+    [JSON.stringify({ version: 1, devices: [{ ...devices[0], since: 'yesterday' }] }), /at devices\.0\.since/],
+    [JSON.stringify({ version: 1, devices: [devices[0], devices[0]] }), /at devices: lists a device twice/],
+  ];
+  for (const [text, pattern] of cases) {
+    writeFileSync(file, text);
+    badFile(() => readDevices(d), new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} `));
+    badFile(() => readDevices(d), pattern);
+    badFile(() => readDevices(d), fix);
+  }
+});
+
+test('a malformed pending.json says the running node writes it again', () => {
+  const d = dir();
+  writeFileSync(join(d, 'pending.json'), JSON.stringify({ version: 1, pending: [{ ...pending[0], kind: 'friend' }] }));
+  badFile(() => readPending(d), /pending\.json is not valid at pending\.0\.kind: .*; delete it: the running node writes it again/);
+  writeFileSync(join(d, 'pending.json'), JSON.stringify({ version: 1, pending: [{ ...pending[0], count: 0 }] }));
+  badFile(() => readPending(d), /at pending\.0\.count/);
+});
