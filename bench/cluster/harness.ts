@@ -6,6 +6,7 @@
  *
  * Nothing here sends a packet from this process: LAN addresses are only used inside the hosts.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,19 @@ export interface OllanaNode {
   readonly spawnedAt: number;
 }
 
+const trustLanCache = new Map<string, readonly string[]>();
+
+/** ['--trust-lan'] when the ollana under test knows the flag (roots from before trust do not). */
+function trustLanFlag(): readonly string[] {
+  let flags = trustLanCache.get(ollanaMain);
+  if (flags === undefined) {
+    const help = spawnSync(NODE, [ollanaMain, 'serve', '--help'], { encoding: 'utf8', timeout: 20_000 });
+    flags = /--trust-lan/.test(help.stdout ?? '') ? ['--trust-lan'] : [];
+    trustLanCache.set(ollanaMain, flags);
+  }
+  return flags;
+}
+
 /**
  * `ollana serve --workers 1 --heartbeat <hb>` with a fresh OLLANA_HOME (or `reuseHome`: the same node
  * id again) and OLLANA_DISCOVERY unset (auto mode: a server node where an emulator answers, else a
@@ -62,7 +76,8 @@ export function spawnNode(host: Host, heartbeat: string, reuseHome?: string): Ol
   const home = reuseHome ?? mkdtempSync(join(tmpdir(), 'ollana-bench-cluster-'));
   homes.add(home);
   const spawnedAt = Date.now();
-  const proc = host.spawn(NODE, [ollanaMain, 'serve', '--workers', '1', '--heartbeat', heartbeat],
+  // --trust-lan: timing of discovery and failover, not of pairing (an old root without it would refuse it).
+  const proc = host.spawn(NODE, [ollanaMain, 'serve', '--workers', '1', '--heartbeat', heartbeat, ...trustLanFlag()],
     { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
   return { host, proc, home, spawnedAt };
 }
@@ -108,10 +123,11 @@ export function logTime(p: HostProcess, pred: (msg: string) => boolean, after = 
   return null;
 }
 
-/** The node id a node logged with its "listening on" line. */
+/** The node (device) id a node logged with its "listening on" line. */
 export function nodeIdOf(n: OllanaNode): string | null {
   const l = logLines(n.proc).find((x) => x.msg.includes('listening on'));
-  return typeof l?.nodeId === 'string' ? l.nodeId : null;
+  const id = l?.deviceId ?? l?.nodeId;
+  return typeof id === 'string' ? id : null;
 }
 
 /** The JSON objects a probe printed on stdout so far. */

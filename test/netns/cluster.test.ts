@@ -47,7 +47,8 @@ async function emulator(host: Host, models?: string): Promise<HostProcess> {
 async function node(host: Host, opts: { home?: string; extra?: string[] } = {}): Promise<Node> {
   const home = opts.home ?? mkdtempSync(join(tmpdir(), 'ollana-lan-'));
   homes.push(home);
-  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', '--heartbeat', HEARTBEAT, ...(opts.extra ?? [])],
+  // --trust-lan: these scenarios are about discovery and failover; pairing has its own (trust.test.ts).
+  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', '--heartbeat', HEARTBEAT, '--trust-lan', ...(opts.extra ?? [])],
     { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
   await proc.waitForLine((t) => t.includes('listening on'), 20_000);
   return { proc, home, host };
@@ -185,7 +186,7 @@ describe('LAN cluster in network namespaces', { skip, concurrency: false }, () =
     await Promise.all([emulator(h1), emulator(h2)]);
     const a = await node(h1);
     const cloneHome = mkdtempSync(join(tmpdir(), 'ollana-lan-'));
-    copyFileSync(join(a.home, 'node-id'), join(cloneHome, 'node-id')); // a cloned data directory
+    for (const f of ['cert.pem', 'key.pem']) copyFileSync(join(a.home, f), join(cloneHome, f)); // a cloned data directory
     await node(h2, { home: cloneHome });
     await node(h3);
     const seen = await until('a duplicate-id conflict', () => client(h3, 'status'),

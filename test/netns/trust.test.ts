@@ -1,0 +1,142 @@
+/**
+ * Trust across hosts (issue #5), for real: ollana processes in their own network namespaces on one
+ * virtual LAN, paired with the real `ollana device` CLI run inside each host, requests made with
+ * ollama-js inside the client host. Every packet stays inside this test's namespaces.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createLan, cut, netnsSkipReason, type Host, type HostProcess, type Lan } from '../helpers/netns.ts';
+
+const skip = netnsSkipReason();
+const NODE = process.execPath;
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+const EMULATOR = fileURLToPath(new URL('../fixtures/ollama-emulator.ts', import.meta.url));
+const CLIENT = fileURLToPath(new URL('./fixtures/lan-client.ts', import.meta.url));
+const HEARTBEAT = '300ms';
+
+const homes: string[] = [];
+const lans: Lan[] = [];
+after(async () => {
+  for (const lan of lans) await lan.close();
+  for (const h of homes) rmSync(h, { recursive: true, force: true });
+});
+
+interface Node { proc: HostProcess; home: string; host: Host; id: string }
+
+async function emulator(host: Host): Promise<HostProcess> {
+  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']);
+  await p.waitForLine((t) => t.includes('"url"'), 10_000);
+  return p;
+}
+
+async function node(host: Host, extra: string[] = []): Promise<Node> {
+  const home = mkdtempSync(join(tmpdir(), 'ollana-lan-trust-'));
+  homes.push(home);
+  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', '--heartbeat', HEARTBEAT, ...extra],
+    { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
+  const line = await proc.waitForLine((t) => t.includes('listening on'), 20_000);
+  const id = (JSON.parse(line) as { deviceId: string }).deviceId;
+  return { proc, home, host, id };
+}
+
+/** `ollana device ...` inside the node's host, on its data directory. */
+async function device(n: Node, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return n.host.exec(NODE, [MAIN, 'device', ...args], 20_000, { env: { OLLANA_HOME: n.home } });
+}
+
+async function client(host: Host, ...args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const r = await host.exec(NODE, [CLIENT, ...args], 20_000);
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new Error(`lan-client ${args.join(' ')} on ${host.hostname} printed ${JSON.stringify(r.stdout)} ${r.stderr}`);
+  }
+}
+
+async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 8_000): Promise<{ value: T; ms: number }> {
+  const start = performance.now();
+  let last: T | undefined;
+  while (performance.now() - start < timeoutMs) {
+    try {
+      last = await probe();
+      if (ok(last)) return { value: last, ms: performance.now() - start };
+    } catch (err) {
+      last = err as T;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)}`);
+}
+
+const logged = (n: Node, text: string): boolean => n.proc.lines.some((l) => l.text.includes(text));
+
+describe('trust between hosts', { skip }, () => {
+  test('pairing is one command on each side; each side says which command is missing', { timeout: 120_000 }, async (t) => {
+    const l = await createLan({ hosts: 2 });
+    lans.push(l);
+    const [h1, h2] = l.hosts as [Host, Host];
+    await emulator(h1);
+    const server = await node(h1);
+    const cl = await node(h2);
+
+    // The client sees the server but does not use it, and says exactly how to.
+    await until('the client to log the allow command', async () => logged(cl, `to use it run: ollana device allow ${server.id}`), (x) => x);
+    const none = await client(h2, 'list');
+    assert.match(String(none.error), /no Ollama server found|still looking/i);
+    const pendingC = await device(cl, 'pending', '--json');
+    assert.equal(pendingC.code, 0, pendingC.stderr);
+    assert.ok(pendingC.stdout.includes(server.id), 'the server is pending on the client');
+
+    // Step 1, on the client: allow the server (by a prefix, as a person types it).
+    const a1 = await device(cl, 'allow', server.id.slice(0, 10));
+    assert.equal(a1.code, 0, a1.stderr);
+    // The server does not know the client yet: refused in the handshake, with the command to run there.
+    const refused = await until('the server to refuse the client', () => client(h2, 'list'), (r) => typeof r.error === 'string' && /not allowed/.test(r.error));
+    assert.ok(String(refused.value.error).includes(`ollana device allow ${cl.id}`), refused.value.error);
+    await until('the server to log the refusal', async () => logged(server, `refused device ${cl.id}`), (x) => x);
+    await until('the client to log who refuses it', async () => logged(cl, `does not allow this device yet; on that server run: ollana device allow ${cl.id}`), (x) => x);
+    const pendingS = await until('the client pending on the server', () => device(server, 'pending', '--json'), (r) => r.stdout.includes(cl.id));
+    assert.equal(pendingS.value.code, 0);
+    const st = await client(h1, 'status', '11435', server.home);
+    assert.equal(st.workers.totals.requests, 0, 'not one refused request was served');
+
+    // Step 2, on the server: allow the client. Within a second, requests go through.
+    const a2 = await device(server, 'allow', cl.id.slice(0, 10));
+    assert.equal(a2.code, 0, a2.stderr);
+    const ok = await until('the paired client to be served', () => client(h2, 'list'), (r) => Array.isArray(r.models), 5_000);
+    t.diagnostic(`served ${Math.round(ok.ms)} ms after \`device allow\` returned`);
+    assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
+  });
+
+  test('a host announcing a known server\'s id gets a failed pin and not one request', { timeout: 120_000 }, async () => {
+    const l = await createLan({ hosts: 3 });
+    lans.push(l);
+    const [h1, h2, h3] = l.hosts as [Host, Host, Host];
+    await Promise.all([emulator(h1), emulator(h3)]);
+    const real = await node(h1);
+    const cl = await node(h2);
+    // The impostor: a genuine ollana server node with a certificate of its own, trusting anyone.
+    const impostor = await node(h3, ['--trust-lan']);
+    assert.equal((await device(cl, 'allow', real.id)).code, 0);
+    assert.equal((await device(real, 'allow', cl.id)).code, 0);
+    await until('the client to be served by the real server', () => client(h2, 'list'), (r) => Array.isArray(r.models));
+
+    // The real server drops off the LAN; the impostor replays its id (and fingerprint) from h3.
+    const fp = (JSON.parse((await device(real, 'show', '--json')).stdout) as { fingerprint: string }).fingerprint;
+    await cut(h1);
+    const forging = client(h3, 'forge', h2.addr, real.id, fp, '40');
+    // The client believes the announcement, goes to h3, and finds another certificate there.
+    await until('the client to report the failed pin', async () => cl.proc.lines.some((x) => /presented device \S+, not \S+ as announced/.test(x.text)),
+      (x) => x, 10_000);
+    const r = await client(h2, 'list');
+    assert.ok(!Array.isArray(r.models), `nothing served by the impostor: ${JSON.stringify(r)}`);
+    await forging;
+    const st = await client(h3, 'status', '11435', impostor.home);
+    assert.equal(st.workers.totals.requests, 0, 'the impostor received not one request');
+  });
+});
