@@ -118,6 +118,14 @@ export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.conne
     socket.on('session', (s: Buffer) => { if (pinned) session = s; else ticket = s; });
     socket.once('error', onError);
     socket.once('secureConnect', () => {
+      // A resumed session carries no certificate on the client side, but only the server that issued
+      // the ticket can resume it, and tickets are kept only from servers that passed the pin.
+      if (socket.isSessionReused()) {
+        pinned = true;
+        if (ticket !== undefined) session = ticket;
+        settle(null);
+        return;
+      }
       const actual = peerDeviceId(socket);
       if (actual !== o.expectedId) {
         settle(new PinMismatchError(address, o.expectedId, actual));

@@ -187,6 +187,20 @@ test('TLS sessions resume: the handshake is paid once per client, whichever work
   assert.equal(resumed, 8, 'every later connection resumed (the two workers share ticket keys)');
 });
 
+test('a pinned client resumes its TLS session on new connections and is still served', async () => {
+  const dispatcher = new Client(server.url, { connect: pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 5_000 }) });
+  try {
+    for (let i = 0; i < 4; i++) {
+      // connection: close makes every request open a new connection, resumed from the previous ticket.
+      const res = await request(`${server.url}/api/ps`, { dispatcher, headers: { connection: 'close' } });
+      await res.body.text();
+      assert.equal(res.statusCode, 200, `request ${i + 1} on a resumed session`);
+    }
+  } finally {
+    await dispatcher.close();
+  }
+});
+
 test('a server that is not the device expected gets nothing: the pin fails before any request', async () => {
   const before = reached('/api/ps');
   await assert.rejects(asDevice(client, '/api/ps', client.id), (err: Error & { code?: string }) => {
