@@ -96,6 +96,7 @@ export function readDevices(dataDir: string): DeviceEntry[] {
   return readJson(file, devicesSchema, fix)?.devices ?? [];
 }
 
+/** Replaces the allow list in one step (tmp + rename, 0600); a watching node never reads half of it. */
 export function writeDevices(dataDir: string, list: readonly DeviceEntry[]): void {
   writeJson(dataDir, DEVICES_FILE, { version: 1, devices: list });
 }
@@ -106,6 +107,7 @@ export function readPending(dataDir: string): PendingEntry[] {
   return readJson(file, pendingSchema, 'delete it: the running node writes it again as it meets devices')?.pending ?? [];
 }
 
+/** Replaces pending.json in one step (tmp + rename, 0600). */
 export function writePending(dataDir: string, list: readonly PendingEntry[]): void {
   writeJson(dataDir, PENDING_FILE, { version: 1, pending: list });
 }
