@@ -183,6 +183,8 @@ export class Supervisor extends EventEmitter {
         bodyTimeoutMs: config.bodyTimeoutMs,
         upstreamConnections: config.upstreamConnections,
         upstreamKeepAliveMs: config.upstreamKeepAliveMs,
+        requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
+        maxConnections: Math.ceil(config.maxConnections / config.workers),
         debugHooks: this.#opts.debugHooks,
       },
     };

@@ -11,6 +11,7 @@ import type { RouteTable, Upstream, WorkerStats } from '../protocol/messages.ts'
 import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy, hostAllowedOnLoopback } from './cors.ts';
 import { sendError, sendJson } from './errors-http.ts';
 import { aggregate } from './aggregate.ts';
+import { ConnectionGuard, afterBody, guardedServerOptions } from './connection-guard.ts';
 import { Forward } from './forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
 import { upstreamRequestHeaders } from './headers.ts';
@@ -26,6 +27,9 @@ export interface ProxySettings {
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
   readonly upstreamKeepAliveMs: number;
+  /** Client side: time to send request headers; open connections per worker (connection-guard.ts). */
+  readonly requestHeadersTimeoutMs: number;
+  readonly maxConnections: number;
   /** Enables POST /ollana/v1/debug/crash, which kills this worker thread (tests of supervision). */
   readonly debugHooks: boolean;
 }
@@ -45,10 +49,6 @@ const MAX_ROUTED_BODY = 64 * 1024 * 1024;
 const DROP_UPSTREAM_CORS = new Set(['access-control-allow-origin', 'access-control-allow-credentials',
   'access-control-expose-headers', 'vary']);
 
-const MALFORMED_BODY = '{"error":"ollana: malformed HTTP request"}';
-const MALFORMED_REPLY = 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: application/json\r\n' +
-  `content-length: ${MALFORMED_BODY.length}\r\n\r\n${MALFORMED_BODY}`;
-
 function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
@@ -59,6 +59,7 @@ export class ProxyServer {
   readonly #log: Logger;
   readonly #host: ProxyHost;
   readonly #server: Server;
+  readonly #guard: ConnectionGuard;
   readonly #origins: OriginPolicy;
   readonly #hostCheck: boolean;
   #table: RouteTable = { version: 0, role: 'server', upstreams: [] };
@@ -83,21 +84,16 @@ export class ProxyServer {
     this.stats = new StatsCollector(settings.worker);
     this.#origins = new OriginPolicy(settings.origins);
     this.#hostCheck = isLoopbackHost(settings.host);
+    this.#guard = new ConnectionGuard(settings, log, settings.worker);
     this.#server = createServer({
       noDelay: true,
       keepAliveTimeout: 65_000,
-      // No requestTimeout: a streamed generation may run for many minutes. Header read time stays
-      // bounded so a slow-header client cannot hold a socket forever.
+      // No requestTimeout: a streamed generation may run for many minutes. Header size and header
+      // time stay bounded (connection-guard.ts) so a slow-header client cannot hold a socket.
       requestTimeout: 0,
-      headersTimeout: 60_000,
-      maxHeaderSize: 64 * 1024,
+      ...guardedServerOptions(settings),
     }, (req, res) => this.#handle(req, res));
-    this.#server.on('clientError', (err: Error & { code?: string }, socket) => {
-      // Malformed request bytes: answer 400 when the socket still can, and never crash the worker.
-      if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
-      this.#log.debug({ code: err.code }, 'malformed request refused');
-      socket.end(MALFORMED_REPLY);
-    });
+    this.#guard.attach(this.#server);
   }
 
   async listen(): Promise<void> {
@@ -146,11 +142,14 @@ export class ProxyServer {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (this.#draining) res.shouldKeepAlive = false;
+    if (this.#guard.refusesTarget(req, res)) return;
 
+    // ollana's own answers wait for the request body (afterBody): a body the parser then rejects is
+    // answered 400 alone, not 400 behind a 403 or 503 on the same request.
     if (this.#hostCheck && !hostAllowedOnLoopback(req.headers.host)) {
       // As Ollama does: a foreign Host on a loopback listener is DNS rebinding; 403 with no body.
       this.stats.status(403);
-      res.writeHead(403, ['content-length', '0']).end();
+      afterBody(req, () => res.writeHead(403, ['content-length', '0']).end());
       return;
     }
 
@@ -160,20 +159,22 @@ export class ProxyServer {
       if (!this.#origins.allows(origin, req.headers.host)) {
         this.#log.debug({ origin }, 'browser origin refused');
         this.stats.status(403);
-        res.writeHead(403, ['content-length', '0']).end();
+        afterBody(req, () => res.writeHead(403, ['content-length', '0']).end());
         return;
       }
-      cors = ['access-control-allow-origin', origin, 'vary', 'Origin'];
+      const allow = ['access-control-allow-origin', origin, 'vary', 'Origin'];
+      cors = allow;
       if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
         this.stats.status(204);
-        res.writeHead(204, [...cors, 'access-control-allow-methods', CORS_ALLOW_METHODS,
-          'access-control-allow-headers', CORS_ALLOW_HEADERS, 'access-control-max-age', CORS_MAX_AGE]).end();
+        afterBody(req, () => res.writeHead(204, [...allow, 'access-control-allow-methods', CORS_ALLOW_METHODS,
+          'access-control-allow-headers', CORS_ALLOW_HEADERS, 'access-control-max-age', CORS_MAX_AGE]).end());
         return;
       }
     }
 
     if (url.startsWith('/ollana/')) {
-      this.#own(req, res, url, cors ?? []);
+      const own = cors ?? [];
+      afterBody(req, () => this.#own(req, res, url, own));
       return;
     }
 
@@ -183,7 +184,8 @@ export class ProxyServer {
         ? 'ollana: no Ollama server found on the LAN yet; still looking (is `ollana serve` running on a machine with Ollama?)'
         : 'ollana: no upstream Ollama is configured';
       this.stats.status(503);
-      sendError(res, url, 503, body, ['retry-after', '1', ...(cors ?? [])]);
+      const extra = ['retry-after', '1', ...(cors ?? [])];
+      afterBody(req, () => sendError(res, url, 503, body, extra));
       return;
     }
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0'
@@ -200,7 +202,7 @@ export class ProxyServer {
       case 'tags':
       case 'ps':
       case 'models':
-        this.#aggregate(cls, req, res, cors);
+        afterBody(req, () => this.#aggregate(cls, req, res, cors));
         return;
       case 'affine': {
         const target = affineTarget(ups);
@@ -233,7 +235,7 @@ export class ProxyServer {
 
   #noServer(res: ServerResponse, url: string, cors: string[] | null): void {
     this.stats.status(503);
-    sendError(res, url, 503, 'ollana: no healthy Ollama server node right now; retry shortly', ['retry-after', '1', ...(cors ?? [])]);
+    afterBody(res.req, () => sendError(res, url, 503, 'ollana: no healthy Ollama server node right now; retry shortly', ['retry-after', '1', ...(cors ?? [])]));
   }
 
   #forward(req: IncomingMessage, res: ServerResponse, list: Upstream[], body: IncomingMessage | Buffer | null,
@@ -261,6 +263,7 @@ export class ProxyServer {
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       attempt: this.#onAttempt,
       onFinish: this.#onFinish,
+      clientBroken: this.#guard.broken,
     });
     handler.start();
   }
