@@ -18,6 +18,8 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 export const MAX_URL_BYTES = 8 * 1024;
 /** How long a refused connection may stay half-open to read its answer before it is cut. */
 const LINGER_MS = 2_000;
+/** At the connection limit, idle connections are closed at most this often. */
+const EVICT_EVERY_MS = 1_000;
 
 export interface GuardSettings {
   /** From connect, or from a request's first byte, until its headers are complete; 0 = no limit. */
@@ -81,6 +83,8 @@ export class ConnectionGuard {
   readonly #worker: number;
   /** Sockets whose bytes the parser refused: nothing read from them may still go upstream. */
   readonly #broken = new WeakSet<Duplex>();
+  #http: Server | null = null;
+  #evictedAt = 0;
 
   constructor(settings: GuardSettings, log: Logger, worker: number) {
     this.#settings = settings;
@@ -90,6 +94,7 @@ export class ConnectionGuard {
 
   /** Installs the handlers on the worker's HTTP server (before listen). */
   attach(server: Server): void {
+    this.#http = server;
     server.on('clientError', (err: Error & { code?: string; reason?: string }, socket: Duplex) => this.#clientError(err, socket));
     server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
       this.#broken.add(socket);
@@ -109,8 +114,10 @@ export class ConnectionGuard {
     if (this.#settings.maxConnections > 0) server.maxConnections = this.#settings.maxConnections;
     server.on('drop', (data?: { remoteAddress?: string }) => {
       this.#refusals.note('connection-limit', { remote: data?.remoteAddress, limit: this.#settings.maxConnections },
-        `connection limit reached: proxy worker ${this.#worker} already holds ${this.#settings.maxConnections} connections; ` +
-        'refusing new ones until some close (raise --max-connections if this is legitimate load)');
+        `connection limit reached: proxy worker ${this.#worker} holds ${this.#settings.maxConnections} connections; ` +
+        `refused one from ${data?.remoteAddress ?? 'unknown'} and closed the idle ones to make room ` +
+        '(raise --max-connections if this is legitimate load)');
+      this.#evictIdle();
     });
     server.on('error', (err: Error & { code?: string }) => {
       // Errors before 'listening' are listen() failures, reported by listen(). After it, they are
@@ -120,6 +127,18 @@ export class ConnectionGuard {
         `proxy worker ${this.#worker} failed to accept a connection: ${err.message}` +
         (err.code === 'EMFILE' || err.code === 'ENFILE' ? '; raise the open-file limit (ulimit -n) or lower --max-connections' : ''));
     });
+  }
+
+  /**
+   * Makes room at the limit: closes the connections that carry no request in progress (idle
+   * keep-alive ones, and ones still sending or not yet sending headers). A flood can then only hold
+   * the limit with requests in progress; a client whose idle connection closes reconnects.
+   */
+  #evictIdle(): void {
+    const now = Date.now();
+    if (this.#http === null || now - this.#evictedAt < EVICT_EVERY_MS) return;
+    this.#evictedAt = now;
+    this.#http.closeIdleConnections();
   }
 
   /** Whether the client's connection was refused after this request's head: then nothing goes upstream. */

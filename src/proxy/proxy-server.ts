@@ -381,6 +381,7 @@ export class ProxyServer {
     }
     const cut = this.stats.inFlight;
     this.#server.closeAllConnections();
+    this.#guard.flush();
     await Promise.all([...this.#pools.values()].map((p) => p.destroy().catch(() => undefined)));
     return cut;
   }
