@@ -319,7 +319,7 @@ describe('slow clients (slowloris)', () => {
     server = await node(['--mode', 'server', '--ollama-url', emu.url, '--request-headers-timeout', `${TIMEOUT_MS}ms`]);
   });
 
-  test('300 connections trickling headers: others are served meanwhile, each slow one is closed after the timeout, memory stays bounded', async () => {
+  test('300 connections trickling headers: others are served meanwhile, each slow one is closed after the timeout, memory stays bounded', async (t) => {
     const COUNT = 300;
     const SILENT = 50;
     const pid = server.proc.pid!;
@@ -349,7 +349,7 @@ describe('slow clients (slowloris)', () => {
     const longest = Math.max(...lifetimes);
     const report = `served ${served} (slowest ${slowest.toFixed(0)} ms); slow connections lived ${shortest.toFixed(0)}-${longest.toFixed(0)} ms; ` +
       `RSS ${before.toFixed(0)} -> peak ${peak.toFixed(0)} MiB`;
-    console.log(`# slowloris: ${report}`);
+    t.diagnostic(`slowloris: ${report}`);
     assert.ok(served >= 3, `others were served meanwhile: ${report}`);
     assert.ok(slowest < 5_000, `sanity bound on their latency: ${report}`);
     assert.ok(shortest >= TIMEOUT_MS - 100, `none closed before the timeout: ${report}`);
@@ -400,7 +400,7 @@ describe('connection flood', () => {
     server = await node(['--mode', 'server', '--ollama-url', emu.url, '--request-headers-timeout', '2s', '--max-connections', String(LIMIT)]);
   });
 
-  test('thousands of connections, idle or asking: the node keeps serving, memory stays bounded, a few log lines', async () => {
+  test('thousands of connections, idle or asking: the node keeps serving, memory stays bounded, a few log lines', async (t) => {
     const pid = server.proc.pid!;
     assert.equal((await raw(`${server.url}/api/tags`)).status, 200);
     const before = rssMiB(pid);
@@ -427,7 +427,7 @@ describe('connection flood', () => {
       const report = `${COUNT} connections opened in ${openedIn.toFixed(0)} ms with --max-connections ${LIMIT}: ` +
         `${answered.length} requests answered, ${timedOut.length} silent ones timed out (408), ${refused.length} closed without a byte; ` +
         `RSS ${before.toFixed(0)} -> peak ${peak.toFixed(0)} MiB`;
-      console.log(`# flood: ${report}`);
+      t.diagnostic(`flood: ${report}`);
       assert.ok(answered.length > 0, `some flood requests were answered: ${report}`);
       assert.deepEqual([...new Set(answered.map((c) => c.status))], [200], `every answer a 200: ${report}`);
       assert.ok(timedOut.every((c) => c.status === 408), `silent ones get a 408 or nothing: ${report}`);
