@@ -207,6 +207,8 @@ export class Supervisor extends EventEmitter {
         bodyTimeoutMs: config.bodyTimeoutMs,
         upstreamConnections: config.upstreamConnections,
         upstreamKeepAliveMs: config.upstreamKeepAliveMs,
+        requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
+        maxConnections: Math.ceil(config.maxConnections / config.workers),
         debugHooks: this.#opts.debugHooks,
         tls: { id: this.#id, certPem: this.#opts.identity.certPem, keyPem: this.#opts.identity.keyPem, ticketKeys: this.#ticketKeys },
         listenTls: this.#role === 'server' && !config.insecureHttp,

@@ -30,6 +30,8 @@ export interface ServeConfig {
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
   readonly upstreamKeepAliveMs: number;
+  readonly requestHeadersTimeoutMs: number;
+  readonly maxConnections: number;
   readonly origins: readonly string[];
   readonly discoveryPort: number;
   readonly discovery: DiscoveryMode;
@@ -65,6 +67,13 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   bodyTimeoutMs: 0,
   upstreamConnections: 512,
   upstreamKeepAliveMs: 60_000,
+  // Clients send their headers in one write; a connection that has not finished them in 10 s (from
+  // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
+  requestHeadersTimeoutMs: 10_000,
+  // Ollama queues at most 512 requests (OLLAMA_MAX_QUEUE) and answers 503 past that; four times that
+  // covers a client node in front of several servers, and bounds what a connection flood can hold
+  // (about 17 KiB per idle connection, up to ~90 KiB with maximal headers).
+  maxConnections: 2048,
   origins: Object.freeze([]),
   discoveryPort: 11436,
   discovery: 'both',
@@ -77,7 +86,7 @@ export const DEFAULTS: ServeConfig = Object.freeze({
 export const SERVER_LISTEN = '0.0.0.0:11435';
 export const CLIENT_LISTEN = '127.0.0.1:11434';
 
-export type ValueKind = 'discovery' | 'port' | 'mode' | 'listen' | 'url' | 'count' | 'level' | 'path' | 'bool' | 'duration' | 'list';
+export type ValueKind = 'discovery' | 'port' | 'mode' | 'listen' | 'url' | 'count' | 'limit' | 'level' | 'path' | 'bool' | 'duration' | 'list';
 
 export interface OptionSpec {
   readonly key: ConfigKey;
@@ -123,6 +132,10 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'keep-alive connections per worker per upstream' },
   { key: 'upstreamKeepAliveMs', flag: '--upstream-keep-alive', kind: 'duration', env: ['OLLANA_UPSTREAM_KEEP_ALIVE'],
     help: 'how long an idle upstream connection is kept' },
+  { key: 'requestHeadersTimeoutMs', flag: '--request-headers-timeout', kind: 'duration', env: ['OLLANA_REQUEST_HEADERS_TIMEOUT'],
+    help: 'clients must finish sending request headers within this (from connect or the request\'s first byte); slower connections get 408 and are closed; 0 = no limit' },
+  { key: 'maxConnections', flag: '--max-connections', kind: 'limit', env: ['OLLANA_MAX_CONNECTIONS'],
+    help: 'open client connections per node (shared evenly by the workers); new ones past it are closed at once; 0 = no limit' },
   { key: 'origins', flag: '--origins', kind: 'list', env: ['OLLANA_ORIGINS', 'OLLAMA_ORIGINS'],
     help: 'extra browser origins allowed (comma-separated, * wildcard), added to Ollama\'s defaults' },
   { key: 'discoveryPort', flag: '--discovery-port', kind: 'port', env: ['OLLANA_DISCOVERY_PORT'],

@@ -46,6 +46,7 @@ const SCHEMAS: Record<ValueKind, z.ZodType> = {
   port: z.union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1).max(65535)),
   level: z.string().trim().toLowerCase().pipe(z.enum(LOG_LEVELS)),
   count,
+  limit: z.union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(0).max(1_000_000)),
   duration,
   bool: z.union([z.boolean(), z.enum(['1', 'true', 'yes', 'on', '0', 'false', 'no', 'off'])
     .transform((v) => ['1', 'true', 'yes', 'on'].includes(v))]),
@@ -67,6 +68,7 @@ const EXPECTED: Record<ValueKind, string> = {
   port: 'a port number from 1 to 65535',
   level: `one of ${LOG_LEVELS.join(', ')}`,
   count: 'a whole number from 1 to 1024',
+  limit: 'a whole number from 0 (no limit) to 1000000',
   duration: 'a duration: milliseconds, or a number with ms, s, m or h (30s, 2m)',
   bool: 'true or false',
   path: 'a file or directory path',

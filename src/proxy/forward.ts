@@ -10,6 +10,7 @@
  * request to the next candidate.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../log.ts';
 import type { Upstream } from '../protocol/messages.ts';
@@ -48,6 +49,8 @@ export interface ForwardOptions {
   /** Per-upstream in-flight accounting for least-busy routing. */
   readonly attempt: (u: Upstream, delta: 1 | -1) => void;
   readonly onFinish: () => void;
+  /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
+  readonly clientBroken: (socket: Duplex) => boolean;
 }
 
 function codeOf(err: Error): string {
@@ -128,6 +131,10 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
+    // Bytes the parser refused after this request's head (bad chunked framing in its body, a
+    // smuggled request behind it): undici calls this before it writes the first byte upstream, so
+    // such a request never reaches Ollama when its bad bytes came in the same read as its head.
+    if (!this.#clientGone && this.#opts.clientBroken(this.#req.socket)) { this.#onClientClose(); return; }
     if (this.#clientGone) controller.abort(CLIENT_GONE);
   }
 

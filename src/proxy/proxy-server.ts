@@ -13,6 +13,7 @@ import type { RouteTable, Upstream, WorkerStats } from '../protocol/messages.ts'
 import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy, hostAllowedOnLoopback } from './cors.ts';
 import { sendError, sendJson } from './errors-http.ts';
 import { aggregate } from './aggregate.ts';
+import { ConnectionGuard, afterBody, guardedServerOptions } from './connection-guard.ts';
 import { Forward } from './forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
 import { upstreamRequestHeaders } from './headers.ts';
@@ -32,6 +33,9 @@ export interface ProxySettings {
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
   readonly upstreamKeepAliveMs: number;
+  /** Client side: time to send request headers; open connections per worker (connection-guard.ts). */
+  readonly requestHeadersTimeoutMs: number;
+  readonly maxConnections: number;
   /** Enables POST /ollana/v1/debug/crash, which kills this worker thread (tests of supervision). */
   readonly debugHooks: boolean;
   /**
@@ -64,10 +68,6 @@ const MAX_ROUTED_BODY = 64 * 1024 * 1024;
 const DROP_UPSTREAM_CORS = new Set(['access-control-allow-origin', 'access-control-allow-credentials',
   'access-control-expose-headers', 'vary']);
 
-const MALFORMED_BODY = '{"error":"ollana: malformed HTTP request"}';
-const MALFORMED_REPLY = 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: application/json\r\n' +
-  `content-length: ${MALFORMED_BODY.length}\r\n\r\n${MALFORMED_BODY}`;
-
 /** One pool per server and identity: another device at the same address gets fresh connections. */
 function poolKey(u: Upstream): string {
   return u.device === '' ? u.url : `${u.url}#${u.device}`;
@@ -84,6 +84,7 @@ export class ProxyServer {
   readonly #host: ProxyHost;
   readonly #server: Server;
   readonly #gate: TrustGate | null;
+  readonly #guard: ConnectionGuard;
   readonly #origins: OriginPolicy;
   readonly #hostCheck: boolean;
   #table: RouteTable = { version: 0, role: 'server', upstreams: [] };
@@ -112,14 +113,14 @@ export class ProxyServer {
     this.stats = new StatsCollector(settings.worker);
     this.#origins = new OriginPolicy(settings.origins);
     this.#hostCheck = isLoopbackHost(settings.host);
+    this.#guard = new ConnectionGuard(settings, log, settings.worker);
     const httpOptions = {
       noDelay: true,
       keepAliveTimeout: 65_000,
-      // No requestTimeout: a streamed generation may run for many minutes. Header read time stays
-      // bounded so a slow-header client cannot hold a socket forever.
+      // No requestTimeout: a streamed generation may run for many minutes. Header size and header
+      // time stay bounded (connection-guard.ts) so a slow-header client cannot hold a socket.
       requestTimeout: 0,
-      headersTimeout: 60_000,
-      maxHeaderSize: 64 * 1024,
+      ...guardedServerOptions(settings),
     };
     const handler = (req: IncomingMessage, res: ServerResponse): void => this.#handle(req, res);
     if (settings.listenTls && settings.tls !== null) {
@@ -130,12 +131,8 @@ export class ProxyServer {
       this.#gate = null;
       this.#server = createServer(httpOptions, handler);
     }
-    this.#server.on('clientError', (err: Error & { code?: string }, socket) => {
-      // Malformed request bytes: answer 400 when the socket still can, and never crash the worker.
-      if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
-      this.#log.debug({ code: err.code }, 'malformed request refused');
-      socket.end(MALFORMED_REPLY);
-    });
+    // The https server is the HTTP server too: one connection cap, one clientError handler.
+    this.#guard.attach(this.#server);
   }
 
   /**
@@ -222,11 +219,14 @@ export class ProxyServer {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (this.#draining) res.shouldKeepAlive = false;
+    if (this.#guard.refusesTarget(req, res)) return;
 
+    // ollana's own answers wait for the request body (afterBody): a body the parser then rejects is
+    // answered 400 alone, not 400 behind a 403 or 503 on the same request.
     if (this.#hostCheck && !hostAllowedOnLoopback(req.headers.host)) {
       // As Ollama does: a foreign Host on a loopback listener is DNS rebinding; 403 with no body.
       this.stats.status(403);
-      res.writeHead(403, ['content-length', '0']).end();
+      afterBody(req, () => res.writeHead(403, ['content-length', '0']).end());
       return;
     }
 
@@ -236,20 +236,22 @@ export class ProxyServer {
       if (!this.#origins.allows(origin, req.headers.host)) {
         this.#log.debug({ origin }, 'browser origin refused');
         this.stats.status(403);
-        res.writeHead(403, ['content-length', '0']).end();
+        afterBody(req, () => res.writeHead(403, ['content-length', '0']).end());
         return;
       }
-      cors = ['access-control-allow-origin', origin, 'vary', 'Origin'];
+      const allow = ['access-control-allow-origin', origin, 'vary', 'Origin'];
+      cors = allow;
       if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
         this.stats.status(204);
-        res.writeHead(204, [...cors, 'access-control-allow-methods', CORS_ALLOW_METHODS,
-          'access-control-allow-headers', CORS_ALLOW_HEADERS, 'access-control-max-age', CORS_MAX_AGE]).end();
+        afterBody(req, () => res.writeHead(204, [...allow, 'access-control-allow-methods', CORS_ALLOW_METHODS,
+          'access-control-allow-headers', CORS_ALLOW_HEADERS, 'access-control-max-age', CORS_MAX_AGE]).end());
         return;
       }
     }
 
     if (url.startsWith('/ollana/')) {
-      this.#own(req, res, url, cors ?? []);
+      const own = cors ?? [];
+      afterBody(req, () => this.#own(req, res, url, own));
       return;
     }
 
@@ -259,7 +261,8 @@ export class ProxyServer {
         ? 'ollana: no Ollama server found on the LAN yet; still looking (is `ollana serve` running on a machine with Ollama?)'
         : 'ollana: no upstream Ollama is configured';
       this.stats.status(503);
-      sendError(res, url, 503, body, ['retry-after', '1', ...(cors ?? [])]);
+      const extra = ['retry-after', '1', ...(cors ?? [])];
+      afterBody(req, () => sendError(res, url, 503, body, extra));
       return;
     }
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0'
@@ -276,7 +279,7 @@ export class ProxyServer {
       case 'tags':
       case 'ps':
       case 'models':
-        this.#aggregate(cls, req, res, cors);
+        afterBody(req, () => this.#aggregate(cls, req, res, cors));
         return;
       case 'affine': {
         const target = affineTarget(ups);
@@ -309,7 +312,7 @@ export class ProxyServer {
 
   #noServer(res: ServerResponse, url: string, cors: string[] | null): void {
     this.stats.status(503);
-    sendError(res, url, 503, 'ollana: no healthy Ollama server node right now; retry shortly', ['retry-after', '1', ...(cors ?? [])]);
+    afterBody(res.req, () => sendError(res, url, 503, 'ollana: no healthy Ollama server node right now; retry shortly', ['retry-after', '1', ...(cors ?? [])]));
   }
 
   #forward(req: IncomingMessage, res: ServerResponse, list: Upstream[], body: IncomingMessage | Buffer | null,
@@ -338,6 +341,7 @@ export class ProxyServer {
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       attempt: this.#onAttempt,
       onFinish: this.#onFinish,
+      clientBroken: this.#guard.broken,
     });
     handler.start();
   }
@@ -455,6 +459,7 @@ export class ProxyServer {
     }
     const cut = this.stats.inFlight;
     this.#server.closeAllConnections();
+    this.#guard.flush();
     await Promise.all([...this.#pools.values()].map((p) => p.destroy().catch(() => undefined)));
     return cut;
   }

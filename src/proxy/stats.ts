@@ -17,6 +17,15 @@ function summary(h: RecordableHistogram): LatencySummary {
   };
 }
 
+/** RSS, or 0 when unreadable: with the file descriptors used up, process.memoryUsage.rss() throws EMFILE. */
+function rss(): number {
+  try {
+    return process.memoryUsage.rss();
+  } catch {
+    return 0;
+  }
+}
+
 export class StatsCollector {
   readonly worker: number;
   requests = 0;
@@ -63,7 +72,7 @@ export class StatsCollector {
         '4xx': this.#statuses[4]!, '5xx': this.#statuses[5]! },
       ttfbMs: summary(this.#ttfb),
       durationMs: summary(this.#duration),
-      rssBytes: process.memoryUsage.rss(),
+      rssBytes: rss(),
     };
   }
 }

@@ -245,6 +245,19 @@ test('--workers accepts the bounds 1 and 1024', (t) => {
   assert.equal(loadConfig({ workers: '1024' }, { OLLANA_HOME: dir }).config.workers, 1024);
 });
 
+test('--max-connections takes 0 (no limit) to 1000000; --request-headers-timeout a duration', (t) => {
+  const dir = dataDir(t);
+  assert.equal(loadConfig({ maxConnections: '0' }, { OLLANA_HOME: dir }).config.maxConnections, 0);
+  assert.equal(loadConfig({}, { OLLANA_HOME: dir, OLLANA_MAX_CONNECTIONS: '1000000' }).config.maxConnections, 1_000_000);
+  for (const bad of ['1000001', '-1', '2.5', 'lots']) {
+    const err = catchOllana(() => loadConfig({ maxConnections: bad }, { OLLANA_HOME: dir }), 'OLN_BAD_FLAG');
+    assert.equal(err.message, `--max-connections (flag) must be a whole number from 0 (no limit) to 1000000; got ${JSON.stringify(bad)}`);
+  }
+  assert.equal(loadConfig({ requestHeadersTimeoutMs: '3s' }, { OLLANA_HOME: dir }).config.requestHeadersTimeoutMs, 3_000);
+  const env = catchOllana(() => loadConfig({}, { OLLANA_HOME: dir, OLLANA_REQUEST_HEADERS_TIMEOUT: 'soon' }), 'OLN_BAD_CONFIG');
+  assert.match(env.message, /^OLLANA_REQUEST_HEADERS_TIMEOUT \(environment\) must be a duration/);
+});
+
 test('bad environment value is OLN_BAD_CONFIG naming the variable that was read', (t) => {
   const dir = dataDir(t);
   const workers = catchOllana(() => loadConfig({}, { OLLANA_HOME: dir, OLLANA_WORKERS: 'many' }), 'OLN_BAD_CONFIG');
@@ -274,7 +287,7 @@ test('an unknown key in the config file is OLN_BAD_CONFIG listing the settings',
   const err = catchOllana(() => loadConfig({}, { OLLANA_HOME: dir }), 'OLN_BAD_CONFIG');
   assert.equal(err.message, `${file}: unknown setting "colour"; the settings are mode, listen, ollamaUrl, workers, ` +
     'logLevel, logFile, pidFile, drainTimeoutMs, probeTimeoutMs, connectTimeoutMs, headersTimeoutMs, bodyTimeoutMs, ' +
-    'upstreamConnections, upstreamKeepAliveMs, origins, discoveryPort, discovery, heartbeatMs, roleSwitchAfterMs, trustLan, insecureHttp');
+    'upstreamConnections, upstreamKeepAliveMs, requestHeadersTimeoutMs, maxConnections, origins, discoveryPort, discovery, heartbeatMs, roleSwitchAfterMs, trustLan, insecureHttp');
 });
 
 for (const key of ['dataDir', 'daemon'] as const satisfies readonly ConfigKey[]) {

@@ -1,0 +1,214 @@
+/**
+ * The defences of a proxy worker's listener against broken or hostile clients, kept apart from the
+ * proxying: limits on header size and header time, the answer to bytes Node's strict HTTP parser
+ * (llhttp) refuses (request smuggling, bad framing, oversized or slow headers), a cap on open
+ * connections, accept errors, and the request-target check. Every refusal goes through one
+ * RefusalLog, so a flood costs a few log lines.
+ */
+import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
+import type { Server as NetServer, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../log.ts';
+import { sendError } from './errors-http.ts';
+import { RefusalLog } from './refusal-log.ts';
+
+/** Request line plus header block, as Node's parser counts them (its default is 16 KiB). */
+export const MAX_HEADER_BYTES = 64 * 1024;
+/** An Ollama or OpenAI API path is well under 1 KiB; the limit only stops abuse. */
+export const MAX_URL_BYTES = 8 * 1024;
+/** How long a refused connection may stay half-open to read its answer before it is cut. */
+const LINGER_MS = 2_000;
+/** At the connection limit, idle connections are closed at most this often. */
+const EVICT_EVERY_MS = 1_000;
+
+export interface GuardSettings {
+  /** From connect, or from a request's first byte, until its headers are complete; 0 = no limit. */
+  readonly requestHeadersTimeoutMs: number;
+  /** Open connections per worker; 0 = no limit. */
+  readonly maxConnections: number;
+}
+
+const KINDS = {
+  malformed: { level: 'info', what: 'malformed requests refused with 400' },
+  'headers-too-large': { level: 'info', what: 'requests with oversized headers refused with 431' },
+  'headers-timeout': { level: 'info', what: 'connections closed for slow request headers (408)' },
+  'bad-target': { level: 'info', what: 'requests with a bad request target refused' },
+  'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
+  'connection-limit': { level: 'warn', what: 'connections refused over the connection limit' },
+  'accept-failed': { level: 'warn', what: 'failed accepts' },
+} as const;
+type Kind = keyof typeof KINDS;
+
+/** The createServer options the guard's limits live in. */
+export function guardedServerOptions(s: GuardSettings): Pick<ServerOptions, 'headersTimeout' | 'connectionsCheckingInterval' | 'maxHeaderSize'> {
+  return {
+    headersTimeout: s.requestHeadersTimeoutMs,
+    // Node checks header deadlines on this interval (default 30 s): a slow connection lives at most
+    // the timeout plus one interval. A quarter of the timeout, at most 1 s, keeps that close.
+    connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(s.requestHeadersTimeoutMs / 4) || 1_000)),
+    maxHeaderSize: MAX_HEADER_BYTES,
+  };
+}
+
+function jsonReply(status: number, reason: string, message: string): string {
+  const body = JSON.stringify({ error: message });
+  return `HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
+function remote(socket: Duplex): string {
+  return (socket as Partial<Socket>).remoteAddress ?? 'unknown';
+}
+
+/** Whether the request announced a body (Content-Length other than 0, or Transfer-Encoding). */
+function declaresBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+}
+
+/**
+ * Runs `answer` once the request's body has been read (and dropped). ollana's own answers (503 with
+ * no server, 403, its endpoints) wait for it, so that a body the parser rejects is answered 400 by
+ * the clientError handler instead of both a 503 and a 400 on one request.
+ */
+export function afterBody(req: IncomingMessage, answer: () => void): void {
+  if (req.complete || !declaresBody(req)) { answer(); return; }
+  req.once('end', answer);
+  req.resume();
+}
+
+export class ConnectionGuard {
+  readonly #settings: GuardSettings;
+  readonly #refusals: RefusalLog<Kind>;
+  readonly #worker: number;
+  /** Sockets whose bytes the parser refused: nothing read from them may still go upstream. */
+  readonly #broken = new WeakSet<Duplex>();
+  #http: Server | null = null;
+  #evictedAt = 0;
+
+  constructor(settings: GuardSettings, log: Logger, worker: number) {
+    this.#settings = settings;
+    this.#refusals = new RefusalLog(log, KINDS);
+    this.#worker = worker;
+  }
+
+  /** Installs the handlers on the worker's HTTP server (before listen). */
+  attach(server: Server): void {
+    this.#http = server;
+    server.on('clientError', (err: Error & { code?: string; reason?: string }, socket: Duplex) => this.#clientError(err, socket));
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      this.#broken.add(socket);
+      this.#refusals.note('connect-method', { remote: remote(socket) },
+        `refused a CONNECT request from ${remote(socket)}: ollana is not a forward proxy; answered 405`);
+      this.#answerAndClose(socket, jsonReply(405, 'Method Not Allowed',
+        'ollana: CONNECT is not supported; ollana forwards Ollama API requests, it is not a forward proxy'));
+    });
+    this.limit(server);
+  }
+
+  /**
+   * Caps open connections on a listening server and logs what it refuses and accept errors; for the
+   * HTTP server itself and for any server that hands it sockets (a TLS listener counts its own).
+   */
+  limit(server: NetServer): void {
+    if (this.#settings.maxConnections > 0) server.maxConnections = this.#settings.maxConnections;
+    server.on('drop', (data?: { remoteAddress?: string }) => {
+      this.#refusals.note('connection-limit', { remote: data?.remoteAddress, limit: this.#settings.maxConnections },
+        `connection limit reached: proxy worker ${this.#worker} holds ${this.#settings.maxConnections} connections; ` +
+        `refused one from ${data?.remoteAddress ?? 'unknown'} and closed the idle ones to make room ` +
+        '(raise --max-connections if this is legitimate load)');
+      this.#evictIdle();
+    });
+    server.on('error', (err: Error & { code?: string }) => {
+      // Errors before 'listening' are listen() failures, reported by listen(). After it, they are
+      // failed accepts (EMFILE: out of file descriptors), which must not kill the worker.
+      if (!server.listening) return;
+      this.#refusals.note('accept-failed', { code: err.code, err },
+        `proxy worker ${this.#worker} failed to accept a connection: ${err.message}` +
+        (err.code === 'EMFILE' || err.code === 'ENFILE' ? '; raise the open-file limit (ulimit -n) or lower --max-connections' : ''));
+    });
+  }
+
+  /**
+   * Makes room at the limit: closes the connections that carry no request in progress (idle
+   * keep-alive ones, and ones still sending or not yet sending headers). A flood can then only hold
+   * the limit with requests in progress; a client whose idle connection closes reconnects.
+   */
+  #evictIdle(): void {
+    const now = Date.now();
+    if (this.#http === null || now - this.#evictedAt < EVICT_EVERY_MS) return;
+    this.#evictedAt = now;
+    this.#http.closeIdleConnections();
+  }
+
+  /** Whether the client's connection was refused after this request's head: then nothing goes upstream. */
+  readonly broken = (socket: Duplex): boolean => this.#broken.has(socket);
+
+  /** Answers 414 or 400 for a request target ollana will not forward; true if it did. */
+  refusesTarget(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = req.url ?? '/';
+    if (url.length > MAX_URL_BYTES) {
+      this.#refusals.note('bad-target', { remote: remote(req.socket), urlBytes: url.length },
+        `refused a request from ${remote(req.socket)} with a ${url.length}-byte URL (limit ${MAX_URL_BYTES}); answered 414`);
+      sendError(res, url, 414, `ollana: request URL of ${url.length} bytes is over the ${MAX_URL_BYTES}-byte limit; ` +
+        'Ollama API paths are short: check how the client builds its URL');
+      return true;
+    }
+    // Origin-form (/api/chat) or absolute-form (http://host/api/chat, which Ollama accepts too).
+    // Anything else, such as OPTIONS *, has no upstream path.
+    if (url.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(url)) {
+      this.#refusals.note('bad-target', { remote: remote(req.socket), target: url.slice(0, 64) },
+        `refused a request from ${remote(req.socket)} whose target is not a path; answered 400`);
+      sendError(res, '/', 400, 'ollana: the request target must be a path such as /api/chat');
+      return true;
+    }
+    return false;
+  }
+
+  #clientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {
+    this.#broken.add(socket);
+    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
+    const from = remote(socket);
+    let reply: string;
+    switch (err.code) {
+      case 'HPE_HEADER_OVERFLOW':
+        this.#refusals.note('headers-too-large', { remote: from, code: err.code },
+          `refused a request from ${from} whose request line and headers exceed ${MAX_HEADER_BYTES / 1024} KiB; answered 431`);
+        reply = jsonReply(431, 'Request Header Fields Too Large',
+          `ollana: request line and headers over ${MAX_HEADER_BYTES / 1024} KiB (or too many header fields); send fewer or smaller headers`);
+        break;
+      case 'ERR_HTTP_REQUEST_TIMEOUT': {
+        const seconds = this.#settings.requestHeadersTimeoutMs / 1000;
+        this.#refusals.note('headers-timeout', { remote: from, code: err.code },
+          `closed a connection from ${from} that sent no complete request headers within ${seconds} s; answered 408`);
+        reply = jsonReply(408, 'Request Timeout', `ollana: no complete request headers within ${seconds} s (--request-headers-timeout)`);
+        break;
+      }
+      default: {
+        // llhttp's reason is a fixed phrase such as "Transfer-Encoding can't be present with Content-Length".
+        const reason = err.reason ?? err.message;
+        this.#refusals.note('malformed', { remote: from, code: err.code, reason },
+          `refused a malformed HTTP request from ${from}: ${reason} (${err.code ?? 'unknown'}); answered 400 and closed the connection`);
+        reply = jsonReply(400, 'Bad Request', `ollana: malformed HTTP request: ${reason}`);
+      }
+    }
+    // A response already under way on this connection (an earlier pipelined request) cannot be
+    // followed by a 400 without corrupting it: cut the connection instead. Node's own clientError
+    // default checks the same private field.
+    const current = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (current?.headersSent === true) { socket.destroy(); return; }
+    this.#answerAndClose(socket, reply);
+  }
+
+  #answerAndClose(socket: Duplex, reply: string): void {
+    socket.end(reply);
+    // The server allows half-open connections: a client that never closes its side would keep this
+    // one forever. Cut it after a grace period long enough to read the answer.
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  }
+
+  /** Logs the pending refusal summaries (on drain). */
+  flush(): void {
+    this.#refusals.flush();
+  }
+}
