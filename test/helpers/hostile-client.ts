@@ -5,6 +5,7 @@
  */
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -15,6 +16,15 @@ export function tcp(port: number, host = '127.0.0.1'): Connect {
   return async () => {
     const socket = netConnect({ port, host });
     await once(socket, 'connect');
+    return socket;
+  };
+}
+
+/** TLS as a device (its certificate and key), for attacks on a server node's TLS port. */
+export function tlsAs(port: number, device: { certPem: string; keyPem: string } | null, host = '127.0.0.1'): Connect {
+  return async () => {
+    const socket = tlsConnect({ port, host, rejectUnauthorized: false, ...(device === null ? {} : { cert: device.certPem, key: device.keyPem }) });
+    await once(socket, 'secureConnect');
     return socket;
   };
 }

@@ -143,7 +143,7 @@ describe('request smuggling and broken framing', () => {
   const count = (n: Started): void => { sent.set(n, (sent.get(n) ?? 0) + 1); };
 
   before(async () => {
-    server = await node(['--mode', 'server', '--ollama-url', emu.url]);
+    server = await node(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url]);
     client = await node(['--mode', 'client']);
   });
 
@@ -246,7 +246,7 @@ describe('request smuggling and broken framing', () => {
 describe('header and URL size limits', () => {
   let server: Started;
   before(async () => {
-    server = await node(['--mode', 'server', '--ollama-url', emu.url]);
+    server = await node(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url]);
   });
 
   test('a 100 KiB header block gets 431, and the node serves on', async () => {
@@ -316,7 +316,7 @@ describe('slow clients (slowloris)', () => {
   const TIMEOUT_MS = 2_000;
   let server: Started;
   before(async () => {
-    server = await node(['--mode', 'server', '--ollama-url', emu.url, '--request-headers-timeout', `${TIMEOUT_MS}ms`]);
+    server = await node(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url, '--request-headers-timeout', `${TIMEOUT_MS}ms`]);
   });
 
   test('300 connections trickling headers: others are served meanwhile, each slow one is closed after the timeout, memory stays bounded', async (t) => {
@@ -397,7 +397,7 @@ describe('connection flood', () => {
   let server: Started;
   before(async () => {
     assert.ok(COUNT >= 600, `the flood needs an open-file limit of at least 1600 (ulimit -n), have ${openFileLimit()}`);
-    server = await node(['--mode', 'server', '--ollama-url', emu.url, '--request-headers-timeout', '2s', '--max-connections', String(LIMIT)]);
+    server = await node(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url, '--request-headers-timeout', '2s', '--max-connections', String(LIMIT)]);
   });
 
   test('thousands of connections, idle or asking: the node keeps serving, memory stays bounded, a few log lines', async (t) => {

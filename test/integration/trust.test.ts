@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { Client, request } from 'undici';
 import { pinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
 import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { exchange as hostileExchange, rssMiB, slowloris, tcp, tlsAs } from '../helpers/hostile-client.ts';
 import { freePort, removeHome, runCli, startOllana, tempHome, type Started } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;
@@ -209,6 +210,43 @@ test('a server that is not the device expected gets nothing: the pin fails befor
     return true;
   });
   assert.equal(reached('/api/ps'), before);
+});
+
+test('smuggling over TLS, as an allowed device: 400, the connection closes, nothing reaches Ollama', async () => {
+  const ex = await hostileExchange(tlsAs(server.port, client), [
+    'POST /api/generate?smuggled=tls HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n' +
+    '0\r\n\r\nGET /api/ps?smuggled=inner HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n']);
+  assert.equal(ex.responses[0]?.status, 400);
+  assert.equal(ex.responses.length, 1, 'nothing answered after the refusal');
+  assert.ok(ex.closed, 'the connection is closed');
+  assert.ok(!emu.requests.some((r) => r.url.includes('smuggled')), 'neither request reached Ollama');
+});
+
+test('stalled handshakes and slow headers on the TLS port are cut; the node serves others meanwhile', async (t) => {
+  const pid = server.proc.pid!;
+  const before = rssMiB(pid);
+  // 100 TCP connections that never start TLS (cut by the 10 s handshake timeout), and 50 allowed
+  // devices that trickle their headers after the handshake (cut by the 10 s header timeout).
+  const stalled = await slowloris(tcp(server.port), 100, { everyMs: 60_000, silent: 100 });
+  const slow = await slowloris(tlsAs(server.port, client), 50, { everyMs: 500, maxPieces: 200 });
+  try {
+    let served = 0;
+    while ((stalled.open() > 0 || slow.open() > 0) && served < 200) {
+      assert.equal((await asDevice(client)).status, 200);
+      served += 1;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await Promise.all([stalled.allClosed(20_000), slow.allClosed(20_000)]);
+    const lived = slow.clients.map((c) => (c.closedAt ?? 0) - c.openedAt);
+    t.diagnostic(`served ${served} requests meanwhile; slow TLS clients lived ${Math.round(Math.min(...lived))}-${Math.round(Math.max(...lived))} ms; ` +
+      `RSS ${before} -> ${rssMiB(pid)} MiB`);
+    assert.ok(served > 0, 'others were served while the slow ones were open');
+    assert.ok(slow.clients.every((c) => c.received.startsWith('HTTP/1.1 408')), 'slow headers get 408');
+    assert.ok(rssMiB(pid) - before < 150, 'memory stays bounded');
+  } finally {
+    stalled.stop();
+    slow.stop();
+  }
 });
 
 test('`ollana device disable` cuts the live connections of that device and refuses new ones', async (t) => {
