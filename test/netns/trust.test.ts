@@ -23,6 +23,7 @@ const lans: Lan[] = [];
 after(async () => {
   for (const lan of lans) await lan.close();
   for (const h of homes) rmSync(h, { recursive: true, force: true });
+  rmSync(join(tmpdir(), 'ollana-lan-client-device'), { recursive: true, force: true }); // lan-client's device
 });
 
 interface Node { proc: HostProcess; home: string; host: Host; id: string }
