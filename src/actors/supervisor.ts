@@ -12,7 +12,7 @@ import { parseOllamaHost, type OllamaTarget } from '../config/ollama-host.ts';
 import { parseListen } from '../config/schema.ts';
 import { OllanaError, errorMessage } from '../errors.ts';
 import type { Identity } from '../identity/identity.ts';
-import { newBootId } from '../identity/node-id.ts';
+import { newBootId } from '../identity/boot-id.ts';
 import type { Logger, LogSettings } from '../log.ts';
 import { claimPort, fetchModels, probeOllama, probeOllana, probeOllanaTls } from '../net/probe.ts';
 import type { PeerInfo } from '../protocol/lan.ts';

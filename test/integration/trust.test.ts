@@ -270,6 +270,11 @@ test('`ollana status` reaches the TLS port with the node\'s own certificate', as
   assert.equal(s.node.id, serverId);
   assert.equal(s.trust.tls, true);
   assert.equal(s.trust.disabled, 1);
+  const human = await runCli(['status', '--listen', `127.0.0.1:${server.port}`], { home: serverHome });
+  assert.equal(human.code, 0, human.stderr);
+  assert.ok(human.stdout.includes(`device id ${serverId}`), human.stdout);
+  assert.match(human.stdout, /listening on 127\.0\.0\.1:\d+ \(TLS\)/);
+  assert.match(human.stdout, /trust: 0 allowed device\(s\), 1 disabled, 0 pending/);
 });
 
 test('--insecure-http on a LAN address is refused with the reason', async () => {

@@ -47,9 +47,15 @@ async function ownIdentity(dataDir: string): Promise<TlsIdentity | null> {
 
 function human(s: Record<string, any>): string { // eslint-disable-line @typescript-eslint/no-explicit-any
   const lines = [
-    `ollana ${s.ollana?.version} (pid ${s.ollana?.pid}), up ${s.ollana?.uptimeS} s, node id ${s.node?.id}`,
-    `role: ${s.role} node (mode ${s.mode}), listening on ${s.listen?.host}:${s.listen?.port}`,
+    `ollana ${s.ollana?.version} (pid ${s.ollana?.pid}), up ${s.ollana?.uptimeS} s, device id ${s.node?.id}`,
+    `role: ${s.role} node (mode ${s.mode}), listening on ${s.listen?.host}:${s.listen?.port}` +
+      (s.trust?.tls === true ? ' (TLS)' : s.trust?.tls === false ? ' (plain HTTP, --insecure-http)' : ''),
   ];
+  const t = s.trust;
+  if (t) {
+    lines.push(`trust: ${t.trustLan ? 'every device (--trust-lan)' : `${t.allowed} allowed device(s)`}, ${t.disabled} disabled, ` +
+      `${t.pending} pending${t.pending > 0 ? ' (see `ollana device pending`)' : ''}`);
+  }
   if (s.ollama) lines.push(`local Ollama: ${s.ollama.url} ${s.ollama.healthy ? `healthy, version ${s.ollama.version}, ${s.ollama.models?.length ?? 0} models` : 'NOT ANSWERING'}`);
   const c = s.cluster ?? {};
   lines.push(`cluster: leader ${c.leader || 'none'}${c.isLeader ? ' (this node)' : ''}, term ${c.term}, ${c.servers?.length ?? 0} server node(s)`);
