@@ -9,6 +9,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { OllanaError, errorFromData, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { decoderFor } from '../protocol/codec.ts';
 import type { ProxyToSupervisor, RouteTable, SupervisorToProxy, WorkerStats } from '../protocol/messages.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
@@ -101,7 +102,7 @@ export class ProxyPool extends EventEmitter {
     s.ready = false;
     s.startedAt = Date.now();
     const { port1, port2 } = new MessageChannel();
-    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, ['proxy.ready', 'stats.report', 'status.request'],
+    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, decoderFor(['proxy.ready', 'stats.report', 'status.request']),
       (msg) => this.#onMessage(s, msg),
       (err) => this.#log.error({ err, worker: index }, 'bad message from a proxy worker dropped'));
 

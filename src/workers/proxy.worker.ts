@@ -8,7 +8,8 @@ import { workerData } from 'piscina';
 import { Endpoint, PendingReplies } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
 import { createLogger, type LogSettings } from '../log.ts';
-import { SUPERVISOR_TO_PROXY, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy } from '../protocol/messages.ts';
+import type { ProxyToSupervisor, RouteTable, SupervisorToProxy } from '../protocol/messages.ts';
+import { decodeForProxy } from '../protocol/proxy-inbox.ts';
 import { ProxyServer, type ProxySettings } from '../proxy/proxy-server.ts';
 
 export interface ProxyWorkerData {
@@ -51,7 +52,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   let drainRequested: (deadlineMs: number) => void = () => undefined;
   const drainOrder = new Promise<number>((resolve) => { drainRequested = resolve; });
 
-  endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(task.port, SUPERVISOR_TO_PROXY, (msg) => {
+  endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(task.port, decodeForProxy, (msg) => {
     switch (msg.type) {
       case 'routes.update': server.setRoutes(msg.table); break;
       case 'log.level': log.level = msg.level; break;
