@@ -44,6 +44,8 @@ export class ProxyPool extends EventEmitter {
   readonly #pool: Piscina;
   readonly #slots: Slot[] = [];
   readonly #stats = new PendingReplies<WorkerStats>();
+  /** Each worker's in-flight requests, written by the workers (StatsCollector), read by inFlight(). */
+  readonly #loadBoard: Int32Array;
   #table: RouteTable;
   #stopping = false;
   #restarts = 0;
@@ -53,6 +55,7 @@ export class ProxyPool extends EventEmitter {
     this.#log = log;
     this.#size = size;
     this.#table = table;
+    this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
     this.#pool = new Piscina({
       filename: WORKER_FILE,
       minThreads: size,
@@ -108,12 +111,14 @@ export class ProxyPool extends EventEmitter {
 
     return new Promise<void>((resolve, reject) => {
       s.onReady = resolve;
-      const task: ProxyTask = { worker: index, port: port2, routes: this.#table };
+      const task: ProxyTask = { worker: index, port: port2, routes: this.#table, loadBoard: this.#loadBoard };
       s.done = (this.#pool.run(task, { transferList: [port2] }) as Promise<ProxyTaskResult>).then(
-        () => { s.ready = false; port1.close(); },
+        () => { s.ready = false; port1.close(); Atomics.store(this.#loadBoard, index, 0); },
         (err: unknown) => {
           s.ready = false;
           port1.close();
+          // A dead thread's requests are lost, not in flight.
+          Atomics.store(this.#loadBoard, index, 0);
           const error = errorFromData(err)
             ?? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err });
           if (s.onReady !== null) {
@@ -175,6 +180,13 @@ export class ProxyPool extends EventEmitter {
         this.#log.error({ msg: never }, 'unhandled worker message');
       }
     }
+  }
+
+  /** Requests in flight across the workers now, read from shared memory: no message, no wait. */
+  inFlight(): number {
+    let n = 0;
+    for (let i = 0; i < this.#size; i++) n += Atomics.load(this.#loadBoard, i);
+    return n;
   }
 
   /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */

@@ -28,6 +28,8 @@ export interface ProxySettings {
   readonly upstreamKeepAliveMs: number;
   /** Enables POST /ollana/v1/debug/crash, which kills this worker thread (tests of supervision). */
   readonly debugHooks: boolean;
+  /** Shared with the supervisor: slot `worker` holds this worker's in-flight requests (see StatsCollector). */
+  readonly loadBoard?: Int32Array;
 }
 
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
@@ -102,7 +104,7 @@ export class ProxyServer {
     this.#settings = settings;
     this.#log = log;
     this.#host = host;
-    this.stats = new StatsCollector(settings.worker);
+    this.stats = new StatsCollector(settings.worker, settings.loadBoard ?? null);
     this.#origins = new OriginPolicy(settings.origins);
     this.#hostCheck = isLoopbackHost(settings.host);
     this.#server = createServer({

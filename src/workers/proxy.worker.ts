@@ -21,6 +21,8 @@ export interface ProxyTask {
   readonly worker: number;
   readonly port: MessagePort;
   readonly routes: RouteTable;
+  /** In-flight requests per worker, in memory shared with the supervisor. */
+  readonly loadBoard: Int32Array;
 }
 
 export interface ProxyTaskResult {
@@ -37,7 +39,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   const statusReplies = new PendingReplies<Record<string, unknown>>();
   let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
 
-  const server = new ProxyServer({ ...data.proxy, worker: task.worker }, log, {
+  const server = new ProxyServer({ ...data.proxy, worker: task.worker, loadBoard: task.loadBoard }, log, {
     status: () => {
       const { id, reply } = statusReplies.open(STATUS_DEADLINE_MS, 'status request to the supervisor');
       endpoint?.send({ type: 'status.request', id });
