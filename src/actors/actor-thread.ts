@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { OllanaError, errorFromData } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Message } from '../protocol/messages.ts';
+import { decoderFor } from '../protocol/codec.ts';
 import { Endpoint } from './runtime.ts';
 
 const MAX_BACKOFF_MS = 5_000;
@@ -47,7 +48,7 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
     this.#startedAt = Date.now();
     const worker = new Worker(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
     this.#worker = worker;
-    this.#endpoint = new Endpoint<In, Out>(worker, this.#opts.accepts, (msg) => this.emit('message', msg),
+    this.#endpoint = new Endpoint<In, Out>(worker, decoderFor(this.#opts.accepts), (msg) => this.emit('message', msg),
       (err) => this.#opts.log.error({ err, actor: this.#opts.name }, `bad message from the ${this.#opts.name} actor dropped`));
     worker.on('error', (err: unknown) => {
       // A thread that failed on purpose with a coded error (discovery's port taken, say) will fail the

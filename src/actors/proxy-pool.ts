@@ -9,6 +9,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { OllanaError, errorFromData, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { decoderFor } from '../protocol/codec.ts';
 import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
   type WorkerStats } from '../protocol/messages.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
@@ -45,6 +46,8 @@ export class ProxyPool extends EventEmitter {
   readonly #pool: Piscina;
   readonly #slots: Slot[] = [];
   readonly #stats = new PendingReplies<WorkerStats>();
+  /** Each worker's in-flight requests, written by the workers (StatsCollector), read by inFlight(). */
+  readonly #loadBoard: Int32Array;
   #table: RouteTable;
   /** the newest allow list, when it changed since the workers' start data */
   #trust: TrustSettings | null = null;
@@ -56,6 +59,7 @@ export class ProxyPool extends EventEmitter {
     this.#log = log;
     this.#size = size;
     this.#table = table;
+    this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
     this.#pool = new Piscina({
       filename: WORKER_FILE,
       minThreads: size,
@@ -110,18 +114,20 @@ export class ProxyPool extends EventEmitter {
     s.ready = false;
     s.startedAt = Date.now();
     const { port1, port2 } = new MessageChannel();
-    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, PROXY_TO_SUPERVISOR,
+    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, decoderFor(PROXY_TO_SUPERVISOR),
       (msg) => this.#onMessage(s, msg),
       (err) => this.#log.error({ err, worker: index }, 'bad message from a proxy worker dropped'));
 
     return new Promise<void>((resolve, reject) => {
       s.onReady = resolve;
-      const task: ProxyTask = { worker: index, port: port2, routes: this.#table };
+      const task: ProxyTask = { worker: index, port: port2, routes: this.#table, loadBoard: this.#loadBoard };
       s.done = (this.#pool.run(task, { transferList: [port2] }) as Promise<ProxyTaskResult>).then(
-        () => { s.ready = false; port1.close(); },
+        () => { s.ready = false; port1.close(); Atomics.store(this.#loadBoard, index, 0); },
         (err: unknown) => {
           s.ready = false;
           port1.close();
+          // A dead thread's requests are lost, not in flight.
+          Atomics.store(this.#loadBoard, index, 0);
           const error = errorFromData(err)
             ?? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err });
           if (s.onReady !== null) {
@@ -190,6 +196,13 @@ export class ProxyPool extends EventEmitter {
         this.#log.error({ msg: never }, 'unhandled worker message');
       }
     }
+  }
+
+  /** Requests in flight across the workers now, read from shared memory: no message, no wait. */
+  inFlight(): number {
+    let n = 0;
+    for (let i = 0; i < this.#size; i++) n += Atomics.load(this.#loadBoard, i);
+    return n;
   }
 
   /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */

@@ -3,8 +3,8 @@
  * port-like (a worker MessagePort in production, an in-process MessageChannel in tests), and
  * PendingReplies matches replies to requests by correlation id, with a deadline on each.
  */
-import { decodeMessage, encodeMessage, ProtocolError } from '../protocol/codec.ts';
 import type { Message } from '../protocol/messages.ts';
+import { type Decoder, ProtocolError, encodeMessage } from '../protocol/wire.ts';
 
 export interface PortLike {
   postMessage(value: unknown): void;
@@ -16,30 +16,26 @@ export class Endpoint<In extends Message, Out extends Message> {
   readonly #port: PortLike;
 
   /**
-   * @param accepts the message types this side takes; anything else is reported through onBad.
+   * @param decode checks what arrives and takes only this side's message types (codec.ts decoderFor,
+   *   or proxy-inbox.ts in a proxy worker); it throws a ProtocolError for anything else.
    * @param onBad called for undecodable or unexpected messages; the endpoint keeps working.
    */
   constructor(
     port: PortLike,
-    accepts: readonly In['type'][],
+    decode: Decoder<In>,
     onMessage: (msg: In) => void,
     onBad: (err: ProtocolError) => void,
   ) {
     this.#port = port;
-    const allowed = new Set<string>(accepts);
     port.on('message', (raw) => {
-      let msg: Message;
+      let msg: In;
       try {
-        msg = decodeMessage(raw);
+        msg = decode(raw);
       } catch (err) {
         onBad(err instanceof ProtocolError ? err : new ProtocolError(String(err)));
         return;
       }
-      if (!allowed.has(msg.type)) {
-        onBad(new ProtocolError(`unexpected message ${msg.type} on this port`));
-        return;
-      }
-      onMessage(msg as In);
+      onMessage(msg);
     });
   }
 

@@ -509,10 +509,9 @@ export class Supervisor extends EventEmitter {
     return host === this.#listen.host || (local.has(host) && local.has(this.#listen.host)) || this.#listen.host === '0.0.0.0';
   }
 
-  async #refreshLoad(): Promise<void> {
+  #refreshLoad(): void {
     if (this.#pool === null || this.#role !== 'server') return;
-    const stats = await this.#pool.stats();
-    const load = stats.reduce((acc, w) => acc + ('inFlight' in w ? w.inFlight : 0), 0);
+    const load = this.#pool.inFlight();
     if (load !== this.#load) {
       this.#load = load;
       this.#configureDiscovery();

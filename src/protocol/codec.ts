@@ -1,32 +1,30 @@
 /**
- * msgpack encoding of actor messages. Decoding is a trust boundary: whatever arrives is checked
- * against the message schema, and garbage becomes a ProtocolError instead of a crash.
+ * Schema-checked decoding of actor messages (zod). Decoding is a trust boundary: whatever arrives is
+ * checked against the message schema, and garbage becomes a ProtocolError instead of a crash.
+ * The proxy workers use proxy-inbox.ts instead, to keep zod out of their threads.
  */
-import { decode, encode } from '@msgpack/msgpack';
 import { messageSchema, type Message } from './messages.ts';
+import { type Decoder, ProtocolError, encodeMessage, unexpectedType, unpack } from './wire.ts';
 
-export class ProtocolError extends Error {
-  override readonly name = 'ProtocolError';
-}
-
-export function encodeMessage(msg: Message): Uint8Array {
-  return encode(msg, { ignoreUndefined: true });
-}
+export { ProtocolError, encodeMessage };
+export type { Decoder };
 
 export function decodeMessage(bytes: unknown): Message {
-  if (!(bytes instanceof Uint8Array)) {
-    throw new ProtocolError(`expected a msgpack buffer, got ${typeof bytes}`);
-  }
-  let value: unknown;
-  try {
-    value = decode(bytes);
-  } catch (err) {
-    throw new ProtocolError(`undecodable msgpack (${(err as Error).message})`);
-  }
+  const value = unpack(bytes);
   const result = messageSchema.safeParse(value);
   if (!result.success) {
     const first = result.error.issues[0];
     throw new ProtocolError(`malformed message: ${first ? `${first.path.join('.') || 'message'}: ${first.message}` : 'invalid'}`);
   }
   return result.data;
+}
+
+/** A decoder that takes only the given message types; any other valid message is reported as unexpected. */
+export function decoderFor<T extends Message>(accepts: readonly T['type'][]): Decoder<T> {
+  const allowed = new Set<string>(accepts);
+  return (raw) => {
+    const msg = decodeMessage(raw);
+    if (!allowed.has(msg.type)) throw unexpectedType(msg.type);
+    return msg as T;
+  };
 }

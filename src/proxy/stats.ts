@@ -29,7 +29,6 @@ function rss(): number {
 export class StatsCollector {
   readonly worker: number;
   requests = 0;
-  inFlight = 0;
   completed = 0;
   clientAborts = 0;
   upstreamErrors = 0;
@@ -38,9 +37,27 @@ export class StatsCollector {
   readonly #statuses = [0, 0, 0, 0, 0, 0];
   readonly #ttfb = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
   readonly #duration = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
+  #inFlight = 0;
+  readonly #board: Int32Array | null;
 
-  constructor(worker: number) {
+  /**
+   * @param board memory shared with the supervisor, one slot per worker, where this worker keeps its
+   *   in-flight count: the supervisor reads the node's load there every heartbeat instead of asking
+   *   each worker for its stats (that round trip was half of an idle node's CPU).
+   */
+  constructor(worker: number, board: Int32Array | null = null) {
     this.worker = worker;
+    this.#board = board;
+    if (board !== null) Atomics.store(board, worker, 0);
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  set inFlight(n: number) {
+    this.#inFlight = n;
+    if (this.#board !== null) Atomics.store(this.#board, this.worker, n);
   }
 
   status(code: number): void {

@@ -9,6 +9,7 @@ import { createSocket } from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DiscoveryActor, systemClock, type DiscoveryOptions } from '../actors/discovery.ts';
 import { Endpoint } from '../actors/runtime.ts';
+import { decoderFor } from '../protocol/codec.ts';
 import { OllanaError } from '../errors.ts';
 import { createLogger, type LogSettings } from '../log.ts';
 import { SUPERVISOR_TO_DISCOVERY, type DiscoveryToSupervisor, type SupervisorToDiscovery } from '../protocol/messages.ts';
@@ -38,7 +39,7 @@ const actor = new DiscoveryActor({
 });
 
 // Listening before the bind completes: a configure or stop sent meanwhile is kept, not lost.
-endpoint = new Endpoint<SupervisorToDiscovery, DiscoveryToSupervisor>(port, SUPERVISOR_TO_DISCOVERY,
+endpoint = new Endpoint<SupervisorToDiscovery, DiscoveryToSupervisor>(port, decoderFor(SUPERVISOR_TO_DISCOVERY),
   (msg) => actor.handle(msg), (err) => log.error({ err }, 'bad message from the supervisor dropped'));
 
 try {

@@ -8,7 +8,8 @@ import { workerData } from 'piscina';
 import { Endpoint, PendingReplies } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
 import { createLogger, type LogSettings } from '../log.ts';
-import { SUPERVISOR_TO_PROXY, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy } from '../protocol/messages.ts';
+import type { ProxyToSupervisor, RouteTable, SupervisorToProxy } from '../protocol/messages.ts';
+import { decodeForProxy } from '../protocol/proxy-inbox.ts';
 import { ProxyServer, type ProxySettings } from '../proxy/proxy-server.ts';
 
 export interface ProxyWorkerData {
@@ -20,6 +21,8 @@ export interface ProxyTask {
   readonly worker: number;
   readonly port: MessagePort;
   readonly routes: RouteTable;
+  /** In-flight requests per worker, in memory shared with the supervisor. */
+  readonly loadBoard: Int32Array;
 }
 
 export interface ProxyTaskResult {
@@ -49,7 +52,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
   const reported = new Map<string, number>();
 
-  const server = new ProxyServer({ ...data.proxy, worker: task.worker }, log, {
+  const server = new ProxyServer({ ...data.proxy, worker: task.worker, loadBoard: task.loadBoard }, log, {
     status: () => {
       const { id, reply } = statusReplies.open(STATUS_DEADLINE_MS, 'status request to the supervisor');
       endpoint?.send({ type: 'status.request', id });
@@ -71,7 +74,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   let drainRequested: (deadlineMs: number) => void = () => undefined;
   const drainOrder = new Promise<number>((resolve) => { drainRequested = resolve; });
 
-  endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(task.port, SUPERVISOR_TO_PROXY, (msg) => {
+  endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(task.port, decodeForProxy, (msg) => {
     switch (msg.type) {
       case 'routes.update': server.setRoutes(msg.table); break;
       case 'log.level': log.level = msg.level; break;

@@ -19,6 +19,7 @@ import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import { DiscoveryActor, systemClock, type DiscoveryOptions } from '../../src/actors/discovery.ts';
 import { Endpoint } from '../../src/actors/runtime.ts';
+import { decoderFor } from '../../src/protocol/codec.ts';
 import { encodeDatagram } from '../../src/net/datagram.ts';
 import { DEFAULT_GROUP, type LanDatagram } from '../../src/protocol/lan.ts';
 import { DISCOVERY_TO_SUPERVISOR, type DiscoveryStats, type DiscoveryToSupervisor, type SelfInfo,
@@ -217,7 +218,7 @@ test('the worker entry: ready, stats, stop, and a bind failure as error data', {
   const worker = new Worker(file, { workerData: data });
   t.after(() => worker.terminate());
   const inbox = new Inbox();
-  const endpoint = new Endpoint<DiscoveryToSupervisor, SupervisorToDiscovery>(worker, DISCOVERY_TO_SUPERVISOR, inbox.push,
+  const endpoint = new Endpoint<DiscoveryToSupervisor, SupervisorToDiscovery>(worker, decoderFor(DISCOVERY_TO_SUPERVISOR), inbox.push,
     (err) => assert.fail(err));
   endpoint.send({ type: 'discovery.configure', self: SERVER, announce: true });
   const ready = await inbox.next('discovery.ready', 5000, 'the worker bound');

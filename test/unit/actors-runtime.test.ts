@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { encode } from '@msgpack/msgpack';
 import { Endpoint, PendingReplies } from '../../src/actors/runtime.ts';
-import { encodeMessage, ProtocolError } from '../../src/protocol/codec.ts';
+import { decoderFor, encodeMessage, ProtocolError } from '../../src/protocol/codec.ts';
+import { decodeForProxy } from '../../src/protocol/proxy-inbox.ts';
 import type { Message, ProxyToSupervisor, SupervisorToProxy } from '../../src/protocol/messages.ts';
 
 interface Recorder {
@@ -31,12 +32,15 @@ function recorder(): Recorder & { onMessage: (m: Message) => void; onBad: (e: Pr
   };
 }
 
-/** A proxy-side endpoint on one end of a real MessageChannel; the other end is returned raw. */
+/**
+ * A proxy-side endpoint, decoding as a proxy worker does (the hand-written guards of proxy-inbox.ts),
+ * on one end of a real MessageChannel; the other end is returned raw.
+ */
 function proxySide(t: TestContext): { rec: ReturnType<typeof recorder>; endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor>; peer: MessagePort } {
   const { port1, port2 } = new MessageChannel();
   const rec = recorder();
   const endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(
-    port1, ['routes.update', 'log.level', 'stats.request', 'proxy.drain', 'status.reply'], rec.onMessage, rec.onBad);
+    port1, decodeForProxy, rec.onMessage, rec.onBad);
   t.after(() => { endpoint.close(); port2.close(); });
   return { rec, endpoint, peer: port2 };
 }
@@ -79,9 +83,9 @@ test('Endpoint.send encodes for the peer, and two endpoints talk to each other',
   const { port1, port2 } = new MessageChannel();
   const proxyRec = recorder();
   const supRec = recorder();
-  const proxy = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(port1, ['stats.request'], proxyRec.onMessage, proxyRec.onBad);
+  const proxy = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(port1, decoderFor(['stats.request']), proxyRec.onMessage, proxyRec.onBad);
   const supervisor = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(
-    port2, ['proxy.ready', 'stats.report', 'status.request'], supRec.onMessage, supRec.onBad);
+    port2, decoderFor(['proxy.ready', 'stats.report', 'status.request']), supRec.onMessage, supRec.onBad);
   t.after(() => { proxy.close(); supervisor.close(); });
 
   proxy.send({ type: 'proxy.ready', worker: 3, threadId: 9 });
@@ -97,7 +101,7 @@ test('Endpoint.send encodes for the peer, and two endpoints talk to each other',
 
 test('Endpoint.send posts msgpack bytes, not the object', async (t) => {
   const { port1, port2 } = new MessageChannel();
-  const endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(port1, [], () => {}, () => {});
+  const endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(port1, decoderFor([]), () => {}, () => {});
   t.after(() => { endpoint.close(); port2.close(); });
   const got = new Promise<unknown>((resolve) => port2.once('message', resolve));
   endpoint.send({ type: 'status.request', id: 8 });

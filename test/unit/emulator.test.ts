@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import {
-  startEmulator, type AbortedEvent, type Emulator, type EmulatorOptions, type RequestRecord, type TokenEvent,
+  REQUEST_LOG_SIZE, startEmulator, type AbortedEvent, type Emulator, type EmulatorOptions, type RequestRecord, type TokenEvent,
 } from '../fixtures/ollama-emulator.ts';
 
 const TIMEOUT = { timeout: 15_000 };
@@ -115,6 +115,24 @@ test('requests are recorded and announced', TIMEOUT, async (t) => {
   assert.equal(rec.headers['content-type'], 'application/json');
   assert.equal(rec.bodyBytes, JSON.stringify({ model: MODEL }).length);
   assert.ok(rec.time > 0 && rec.time <= performance.now());
+});
+
+test('the request log keeps the latest requests and stays bounded under load', { timeout: 60_000 }, async (t) => {
+  const emu = await start(t);
+  const total = 2 * REQUEST_LOG_SIZE + 500;
+  // 8 keep-alive connections in parallel, each sending its share in order.
+  await Promise.all(Array.from({ length: 8 }, async (_, lane) => {
+    for (let i = lane; i < total; i += 8) await (await fetch(`${emu.url}/api/version?n=${i}`)).arrayBuffer();
+  }));
+  assert.ok(emu.requests.length >= REQUEST_LOG_SIZE && emu.requests.length < 2 * REQUEST_LOG_SIZE,
+    `${emu.requests.length} requests kept after ${total}`);
+  const kept = new Set(emu.requests.map((r) => Number(new URL(r.url, 'http://x').searchParams.get('n'))));
+  for (let i = total - 8 * 4; i < total; i++) assert.ok(kept.has(i), `the recent request ${i} was dropped`);
+  const times = emu.requests.map((r) => r.time);
+  assert.deepEqual(times, [...times].sort((a, b) => a - b), 'oldest first');
+  emu.requests = [];
+  await (await fetch(`${emu.url}/api/version`)).arrayBuffer();
+  assert.equal(emu.requests.length, 1, 'a reset log starts again');
 });
 
 test('ollama client: list, show, ps', TIMEOUT, async (t) => {

@@ -76,3 +76,15 @@ test('hostAllowedOnLoopback lets local names and private addresses through', () 
 test('hostAllowedOnLoopback refuses names of other machines (DNS rebinding)', () => {
   for (const host of HOSTS_REFUSED) assert.equal(hostAllowedOnLoopback(host), false, host);
 });
+
+test('hostAllowedOnLoopback gives the same verdicts when allowed and refused values alternate', () => {
+  // The last allowed value is remembered; a refused one in between must never ride on it.
+  for (let i = 0; i < 3; i++) {
+    for (const [a, r] of HOSTS_ALLOWED.map((h, j) => [h, HOSTS_REFUSED[j % HOSTS_REFUSED.length]!] as const)) {
+      assert.equal(hostAllowedOnLoopback(a), true, String(a));
+      assert.equal(hostAllowedOnLoopback(r), false, r);
+      assert.equal(hostAllowedOnLoopback(r), false, `${r}, asked twice`);
+      assert.equal(hostAllowedOnLoopback(a), true, String(a));
+    }
+  }
+});

@@ -1,0 +1,128 @@
+/**
+ * The proxy worker's decoder for what the supervisor sends it: the same checks as the zod schemas in
+ * messages.ts, written by hand for these six message types. Every proxy worker is a V8 isolate of
+ * its own, and loading zod there cost each one ~12 MB of memory for a handful of small messages.
+ * Like the schema, it builds a fresh object with the known keys only. test/unit/proxy-inbox.test.ts
+ * holds it to the schema's verdicts.
+ */
+import { LOG_LEVELS, type LogLevel } from '../config/defaults.ts';
+import type { RouteTable, SupervisorToProxy, TrustSettings, Upstream } from './messages.ts';
+import { ProtocolError, unexpectedType, unpack } from './wire.ts';
+
+type Path = readonly (string | number)[];
+
+function bad(path: Path, what: string): never {
+  throw new ProtocolError(`malformed message: ${path.length === 0 ? 'message' : path.join('.')}: ${what}`);
+}
+
+/** A plain object, as zod's object and record take: not an array, a Date or another class. */
+function record(v: unknown, path: Path): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return bad(path, 'expected an object');
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) return bad(path, 'expected a plain object');
+  return v as Record<string, unknown>;
+}
+
+function str(v: unknown, path: Path): string {
+  return typeof v === 'string' ? v : bad(path, 'expected a string');
+}
+
+function num(v: unknown, path: Path): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : bad(path, 'expected a finite number');
+}
+
+function int(v: unknown, path: Path): number {
+  return typeof v === 'number' && Number.isSafeInteger(v) ? v : bad(path, 'expected an integer');
+}
+
+function bool(v: unknown, path: Path): boolean {
+  return typeof v === 'boolean' ? v : bad(path, 'expected a boolean');
+}
+
+function array<T>(v: unknown, path: Path, item: (x: unknown, p: Path) => T): T[] {
+  if (!Array.isArray(v)) return bad(path, 'expected an array');
+  return v.map((x, i) => item(x, [...path, i]));
+}
+
+function upstream(v: unknown, path: Path): Upstream {
+  const o = record(v, path);
+  return {
+    id: str(o.id, [...path, 'id']),
+    url: str(o.url, [...path, 'url']),
+    device: str(o.device, [...path, 'device']),
+    basePath: str(o.basePath, [...path, 'basePath']),
+    healthy: bool(o.healthy, [...path, 'healthy']),
+    models: array(o.models, [...path, 'models'], str),
+    leader: bool(o.leader, [...path, 'leader']),
+    load: num(o.load, [...path, 'load']),
+  };
+}
+
+function routeTable(v: unknown, path: Path): RouteTable {
+  const o = record(v, path);
+  // Fields in the schema's order, so a message wrong in two places is refused naming the same one.
+  const version = int(o.version, [...path, 'version']);
+  const role = o.role;
+  if (role !== 'server' && role !== 'client') return bad([...path, 'role'], 'expected "server" or "client"');
+  return { version, role, upstreams: array(o.upstreams, [...path, 'upstreams'], upstream) };
+}
+
+function trust(v: unknown, path: Path): TrustSettings {
+  const o = record(v, path);
+  return {
+    trustLan: bool(o.trustLan, [...path, 'trustLan']),
+    allowed: array(o.allowed, [...path, 'allowed'], str),
+    disabled: array(o.disabled, [...path, 'disabled'], str),
+  };
+}
+
+function logLevel(v: unknown, path: Path): LogLevel {
+  const level = LOG_LEVELS.find((l) => l === v);
+  return level ?? bad(path, `expected one of ${LOG_LEVELS.join(', ')}`);
+}
+
+type Details = Record<string, string | number | boolean | null>;
+
+function details(v: unknown, path: Path): Details {
+  const o = record(v, path);
+  const out: Details = {};
+  for (const [k, x] of Object.entries(o)) {
+    if (x !== null && typeof x !== 'string' && typeof x !== 'boolean' && !(typeof x === 'number' && Number.isFinite(x))) {
+      bad([...path, k], 'expected a string, number, boolean or null');
+    }
+    out[k] = x;
+  }
+  return out;
+}
+
+function errorData(v: unknown, path: Path): { code: string; message: string; details?: Details } {
+  const o = record(v, path);
+  const out: { code: string; message: string; details?: Details } = {
+    code: str(o.code, [...path, 'code']),
+    message: str(o.message, [...path, 'message']),
+  };
+  if (o.details !== undefined) out.details = details(o.details, [...path, 'details']);
+  return out;
+}
+
+/** Decodes one message from the supervisor to a proxy worker, or throws a ProtocolError. */
+export function decodeForProxy(raw: unknown): SupervisorToProxy {
+  const m = record(unpack(raw), []);
+  const type = m.type;
+  switch (type) {
+    case 'routes.update': return { type, table: routeTable(m.table, ['table']) };
+    case 'log.level': return { type, level: logLevel(m.level, ['level']) };
+    case 'stats.request': return { type, id: int(m.id, ['id']) };
+    case 'proxy.drain': return { type, deadlineMs: num(m.deadlineMs, ['deadlineMs']) };
+    case 'trust.update': return { type, trust: trust(m.trust, ['trust']) };
+    case 'status.reply': return {
+      type,
+      id: int(m.id, ['id']),
+      status: m.status === null ? null : record(m.status, ['status']),
+      error: m.error === null ? null : errorData(m.error, ['error']),
+    };
+    default:
+      if (typeof type === 'string') throw unexpectedType(type);
+      return bad(['type'], 'expected a string');
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The msgpack layer of actor messages, without any schema: what both ends of a port need, and all a
+ * proxy worker loads. Checking a message's shape is the decoder's job: codec.ts checks with the zod
+ * schemas (supervisor, discovery, election), proxy-inbox.ts with small hand-written guards (the proxy
+ * workers, where zod would cost every thread's isolate ~12 MB).
+ */
+import { decode, encode } from '@msgpack/msgpack';
+import type { Message } from './messages.ts';
+
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+}
+
+/** Turns what arrived on a port into a message this side takes, or throws a ProtocolError. */
+export type Decoder<T extends Message> = (raw: unknown) => T;
+
+export function encodeMessage(msg: Message): Uint8Array {
+  return encode(msg, { ignoreUndefined: true });
+}
+
+/** msgpack bytes to a value of unknown shape; anything else, or bad bytes, is a ProtocolError. */
+export function unpack(bytes: unknown): unknown {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new ProtocolError(`expected a msgpack buffer, got ${typeof bytes}`);
+  }
+  try {
+    return decode(bytes);
+  } catch (err) {
+    throw new ProtocolError(`undecodable msgpack (${(err as Error).message})`);
+  }
+}
+
+/** The error for a well-formed message whose type this port does not take. */
+export function unexpectedType(type: string): ProtocolError {
+  return new ProtocolError(`unexpected message ${type.length > 64 ? `${type.slice(0, 64)}…` : type} on this port`);
+}
