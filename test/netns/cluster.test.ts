@@ -339,7 +339,11 @@ describe('LAN cluster in network namespaces', { skip, concurrency: false }, () =
     const load = client(h3, 'generate', '150', 'shared');
     await until('the shared-model requests to reach h1', () => count(h1), (n) => n > a1, 10_000);
     await emu1.stop();
-    assert.deepEqual(await load, { ok: 150, failed: 0, errors: [] });
+    // The one request streaming from h1 at the instant its Ollama dies cannot move (bytes went out):
+    // it ends with an error line. Every other request is answered, by h2 when h1 cannot.
+    const result = await load as { ok: number; failed: number; errors: string[] };
+    assert.ok(result.failed <= 1 && result.ok + result.failed === 150, JSON.stringify(result));
+    for (const e of result.errors) assert.match(e, /broke off the response/);
     assert.ok(c3.proc.lines.some((x) => x.text.includes('retrying on another server node')), 'a request was moved to the other server');
   });
 });
