@@ -8,16 +8,12 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import {
   createLan, cut, dropMulticast, dropRandomUdp, heal, netnsSkipReason, type Host, type HostProcess, type Lan,
 } from '../helpers/netns.ts';
+import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, serve, until } from './lan-nodes.ts';
 
 const skip = netnsSkipReason();
-const NODE = process.execPath;
-const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
-const EMULATOR = fileURLToPath(new URL('../fixtures/ollama-emulator.ts', import.meta.url));
-const CLIENT = fileURLToPath(new URL('./fixtures/lan-client.ts', import.meta.url));
 /** Fast heartbeats keep the suite short: a node silent for 3.5 heartbeats (1050 ms) is gone. */
 const HEARTBEAT = '300ms';
 const DETECT_MS = 1_050;
@@ -38,47 +34,12 @@ async function lan(hosts: number): Promise<Lan> {
 
 interface Node { proc: HostProcess; home: string; host: Host }
 
-async function emulator(host: Host, models?: string): Promise<HostProcess> {
-  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0',
-    ...(models === undefined ? [] : ['--models', models])]);
-  await p.waitForLine((t) => t.includes('"url"'), 10_000);
-  return p;
-}
-
 async function node(host: Host, opts: { home?: string; extra?: string[] } = {}): Promise<Node> {
   const home = opts.home ?? mkdtempSync(join(tmpdir(), 'ollana-lan-'));
   homes.push(home);
   // --trust-lan: these scenarios are about discovery and failover; pairing has its own (trust.test.ts).
-  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', '--heartbeat', HEARTBEAT, '--trust-lan', ...(opts.extra ?? [])],
-    { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
-  await proc.waitForLine((t) => t.includes('listening on'), 20_000);
+  const { proc } = await serve(host, home, ['--heartbeat', HEARTBEAT, '--trust-lan', ...(opts.extra ?? [])]);
   return { proc, home, host };
-}
-
-async function client(host: Host, ...args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const r = await host.exec(NODE, [CLIENT, ...args], 20_000);
-  const line = r.stdout.trim().split('\n').at(-1) ?? '';
-  try {
-    return JSON.parse(line);
-  } catch {
-    throw new Error(`lan-client ${args.join(' ')} on ${host.hostname} printed ${JSON.stringify(r.stdout)} ${r.stderr}`);
-  }
-}
-
-/** Polls `probe` every 100 ms until `ok` holds, at most `timeoutMs`; fails saying what was missing. */
-async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 8_000): Promise<{ value: T; ms: number }> {
-  const start = performance.now();
-  let last: T | undefined;
-  while (performance.now() - start < timeoutMs) {
-    try {
-      last = await probe();
-      if (ok(last)) return { value: last, ms: performance.now() - start };
-    } catch (err) {
-      last = err as T;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)}`);
 }
 
 function logTime(p: HostProcess, pred: (msg: string) => boolean): number | null {

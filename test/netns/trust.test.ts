@@ -8,14 +8,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { createLan, cut, netnsSkipReason, type Host, type HostProcess, type Lan } from '../helpers/netns.ts';
+import { MAIN, NODE, client, emulator, serve, until } from './lan-nodes.ts';
 
 const skip = netnsSkipReason();
-const NODE = process.execPath;
-const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
-const EMULATOR = fileURLToPath(new URL('../fixtures/ollama-emulator.ts', import.meta.url));
-const CLIENT = fileURLToPath(new URL('./fixtures/lan-client.ts', import.meta.url));
 const HEARTBEAT = '300ms';
 
 const homes: string[] = [];
@@ -28,18 +24,10 @@ after(async () => {
 
 interface Node { proc: HostProcess; home: string; host: Host; id: string }
 
-async function emulator(host: Host): Promise<HostProcess> {
-  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']);
-  await p.waitForLine((t) => t.includes('"url"'), 10_000);
-  return p;
-}
-
 async function node(host: Host, extra: string[] = []): Promise<Node> {
   const home = mkdtempSync(join(tmpdir(), 'ollana-lan-trust-'));
   homes.push(home);
-  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', '--heartbeat', HEARTBEAT, ...extra],
-    { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
-  const line = await proc.waitForLine((t) => t.includes('listening on'), 20_000);
+  const { proc, line } = await serve(host, home, ['--heartbeat', HEARTBEAT, ...extra]);
   const id = (JSON.parse(line) as { deviceId: string }).deviceId;
   return { proc, home, host, id };
 }
@@ -47,31 +35,6 @@ async function node(host: Host, extra: string[] = []): Promise<Node> {
 /** `ollana device ...` inside the node's host, on its data directory. */
 async function device(n: Node, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return n.host.exec(NODE, [MAIN, 'device', ...args], 20_000, { env: { OLLANA_HOME: n.home } });
-}
-
-async function client(host: Host, ...args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const r = await host.exec(NODE, [CLIENT, ...args], 20_000);
-  const line = r.stdout.trim().split('\n').at(-1) ?? '';
-  try {
-    return JSON.parse(line);
-  } catch {
-    throw new Error(`lan-client ${args.join(' ')} on ${host.hostname} printed ${JSON.stringify(r.stdout)} ${r.stderr}`);
-  }
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 8_000): Promise<{ value: T; ms: number }> {
-  const start = performance.now();
-  let last: T | undefined;
-  while (performance.now() - start < timeoutMs) {
-    try {
-      last = await probe();
-      if (ok(last)) return { value: last, ms: performance.now() - start };
-    } catch (err) {
-      last = err as T;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)?.slice(0, 2000)}`);
 }
 
 const logged = (n: Node, text: string): boolean => n.proc.lines.some((l) => l.text.includes(text));
