@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { scenarioTable } from '../lib/report/markdown.ts';
 import { summarize, type CaseResult, type ScenarioResult } from '../lib/results.ts';
 import type { ClientCounters } from './agent.ts';
+import type { HandshakeCost, HandshakeCosts } from './handshakes.ts';
 import type { ServerSockets } from './lan.ts';
 
 export interface TlsTotals {
@@ -29,6 +30,7 @@ export interface TwoHopReport {
   readonly options: Record<string, unknown>;
   readonly placement: string;
   readonly topology: string;
+  readonly handshakes: HandshakeCosts | null;
   readonly cases: readonly CaseResult[];
   readonly tls: TlsTotals | null;
   readonly problems: readonly string[];
@@ -101,6 +103,19 @@ export function renderMarkdown(r: TwoHopReport): string {
       `(${t.client.tlsHandshakes === 0 ? '–' : ((100 * t.client.tlsResumed) / t.client.tlsHandshakes).toFixed(0)} %); ` +
       `the server's port saw ${t.server.syns ?? '?'} connection attempts (SYNs) and has ${t.server.established} connections open at the end.`, '',
       ...tlsRows(r.cases), '');
+  }
+  if (r.handshakes !== null) {
+    const h = r.handshakes;
+    const row = (name: string, c: HandshakeCost): string =>
+      `| ${name} | ${c.reused}/${c.connections} | ${c.wallMsPer.toFixed(2)} | ${c.clientCpuUsPer.toFixed(0)} | ${c.serverCpuUsPer.toFixed(0)} |`;
+    out.push('## One TLS handshake (loopback, one connection after another)', '',
+      'bench/two-hop/handshakes.ts: ollana\'s TLS settings (TLS 1.3, ECDSA P-256 device certificates both ways, the server ' +
+      'asks for the client\'s, session tickets); each connection is opened, handshaken, answered with one byte and closed. ' +
+      'The client side connects as the pinned connector does (PEM certificate and key passed on every connect); the last ' +
+      'two rows use one tls.createSecureContext for all connections instead. CPU from /proc and process.cpuUsage.', '',
+      '| handshake | resumed | wall ms per connection | client CPU µs | server CPU µs |', '|---|---:|---:|---:|---:|',
+      row('full (as ollana connects)', h.full), row('resumed (as ollana connects)', h.resumed),
+      row('full, shared SecureContext', h.sharedContext.full), row('resumed, shared SecureContext', h.sharedContext.resumed), '');
   }
   for (const kind of ['cold', 'rate', 'streams', 'reconnect'] as const) {
     const cases = r.cases.filter((c) => caseKind(c) === kind);

@@ -14,7 +14,7 @@
  * every way out (namespaces included), and after a hard limit of 8 minutes.
  * Exit status: 0 done, 1 a measurement failed or the run broke, 2 usage error or cannot run here.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { availableParallelism, cpus as cpuInfo, loadavg, release } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,13 +26,14 @@ import { STREAM_SETTINGS } from '../lib/emulator.ts';
 import { RATE_CASE_IDS, type RateCaseId } from '../lib/options.ts';
 import type { CaseResult } from '../lib/results.ts';
 import type { SystemUnderTest } from '../lib/systems.ts';
+import type { HandshakeCosts } from './handshakes.ts';
 import { TwoHopLan, removeSocketDirs } from './lan.ts';
 import { consoleTable, writeReport, type TlsTotals, type TwoHopReport } from './report.ts';
 import { coldCase, rateCase, reconnectCase, streamsCase, warmUp, type Env, type StreamShape } from './scenarios.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 const WATCHDOG_MS = 8 * 60_000;
-const SCENARIOS = ['cold', 'rate', 'streams', 'reconnect'] as const;
+const SCENARIOS = ['handshakes', 'cold', 'rate', 'streams', 'reconnect'] as const;
 type ScenarioId = (typeof SCENARIOS)[number];
 
 const HELP = `Usage: node bench/two-hop/run.ts [options]        (npm run bench:two-hop)
@@ -47,7 +48,7 @@ Two hops (application -> client node -> TLS -> server node -> Ollama emulator) a
   --concurrency a,b   request-rate connections (default 1,32)
   --rate-cases a,b    ${RATE_CASE_IDS.join(', ')} (default generate,tags)
   --streams N         concurrent streams in the cold, streams and reconnect scenarios (default 200)
-  --scenarios a,b     ${SCENARIOS.join(', ')} (default all)
+  --scenarios a,b     ${SCENARIOS.join(', ')} (default all; handshakes runs on loopback)
   --no-pin            do not pin the hosts to CPUs (default: laptop on the first half, lab server on the rest)
   --out DIR           report directory (default bench/results/two-hop-<timestamp>)
   --ollana FILE       the ollana entry point (default: this checkout's src/main.ts)
@@ -134,6 +135,17 @@ function gitCommit(): string | null {
 }
 
 const log = (msg: string): void => { process.stdout.write(`${msg}\n`); };
+const HANDSHAKES = fileURLToPath(new URL('./handshakes.ts', import.meta.url));
+
+/** ./handshakes.ts as a child (loopback only): what one handshake costs, full and resumed. */
+function handshakeCosts(): Promise<HandshakeCosts> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [HANDSHAKES, '--n', '200'], { timeout: 60_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err !== null) { reject(new Error(`handshakes.ts: ${err.message} ${stderr.slice(-500)}`)); return; }
+      resolve(JSON.parse(stdout.trim().split('\n').pop()!) as HandshakeCosts);
+    });
+  });
+}
 let current: TwoHopLan | null = null;
 
 async function measureAll(o: Options, two: TwoHopLan, problems: string[]): Promise<CaseResult[]> {
@@ -155,7 +167,7 @@ async function measureAll(o: Options, two: TwoHopLan, problems: string[]): Promi
     }
   };
   if (o.scenarios.includes('cold')) await attempt('cold', () => coldCase(env, shape, o.workers));
-  await warmUp(env, o.warmup);
+  if (o.scenarios.some((x) => x === 'rate' || x === 'streams' || x === 'reconnect')) await warmUp(env, o.warmup);
   if (o.scenarios.includes('rate')) {
     for (const rc of o.rateCases) for (const c of o.concurrency) await attempt(`rate ${rc} c=${c}`, () => rateCase(env, rc, c, o.workers));
   }
@@ -194,25 +206,37 @@ async function main(): Promise<number> {
   let cases: CaseResult[] = [];
   let tls: TlsTotals | null = null;
   let topology = '';
-  try {
-    const two = await TwoHopLan.start({ workers: o.workers, clientCpus: place.client, serverCpus: place.server, tokens: STREAM_SETTINGS, log });
-    current = two;
-    topology = `Virtual LAN ${two.lan.subnet} (network namespaces joined by a bridge, veth links). Host lab-server ` +
-      `(${two.h1.addr}): Ollama emulator on 0.0.0.0:11434 (first token at once, ${STREAM_SETTINGS.tokens} tokens ` +
-      `${STREAM_SETTINGS.tokenIntervalMs} ms apart, write-stamped), ollana server node (TLS on :11435, --trust-lan). Host laptop ` +
-      `(${two.h2.addr}): ollana client node on 127.0.0.1:11434 (found the server by UDP discovery, --trust-lan) and the load agent.`;
-    log(`two-hop: LAN ${two.lan.subnet} up; client node found the server node`);
-    cases = await measureAll(o, two, problems);
-    const [client, server] = await Promise.all([two.agent.client(), two.serverSockets()]);
-    tls = { client, server };
-  } catch (err) {
-    problems.push(`run broke off: ${(err as Error).stack ?? String(err)}`);
-    log(`two-hop: run broke off: ${(err as Error).message}`);
-  } finally {
-    await current?.close();
-    current = null;
-    removeHomes();
-    removeSocketDirs();
+  let handshakes: HandshakeCosts | null = null;
+  if (o.scenarios.includes('handshakes')) {
+    log('handshakes: 200 sequential TLS connections on loopback, full and resumed');
+    try {
+      handshakes = await handshakeCosts();
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  // Only the loopback handshake measurement asked for: no LAN at all.
+  if (o.scenarios.some((x) => x !== 'handshakes')) {
+    try {
+      const two = await TwoHopLan.start({ workers: o.workers, clientCpus: place.client, serverCpus: place.server, tokens: STREAM_SETTINGS, log });
+      current = two;
+      topology = `Virtual LAN ${two.lan.subnet} (network namespaces joined by a bridge, veth links). Host lab-server ` +
+        `(${two.h1.addr}): Ollama emulator on 0.0.0.0:11434 (first token at once, ${STREAM_SETTINGS.tokens} tokens ` +
+        `${STREAM_SETTINGS.tokenIntervalMs} ms apart, write-stamped), ollana server node (TLS on :11435, --trust-lan). Host laptop ` +
+        `(${two.h2.addr}): ollana client node on 127.0.0.1:11434 (found the server by UDP discovery, --trust-lan) and the load agent.`;
+      log(`two-hop: LAN ${two.lan.subnet} up; client node found the server node`);
+      cases = await measureAll(o, two, problems);
+      const [client, server] = await Promise.all([two.agent.client(), two.serverSockets()]);
+      tls = { client, server };
+    } catch (err) {
+      problems.push(`run broke off: ${(err as Error).stack ?? String(err)}`);
+      log(`two-hop: run broke off: ${(err as Error).message}`);
+    } finally {
+      await current?.close();
+      current = null;
+      removeHomes();
+      removeSocketDirs();
+    }
   }
 
   const finished = new Date();
@@ -225,7 +249,7 @@ async function main(): Promise<number> {
     ollana: { main: o.ollana, commit: o.ollana === MAIN ? gitCommit() : null },
     options: { rounds: o.rounds, duration: o.duration, warmup: o.warmup, workers: o.workers, concurrency: o.concurrency,
       rateCases: o.rateCases, streams: o.streams, scenarios: o.scenarios, pin: o.pin },
-    placement: place.text, topology, cases, tls, problems,
+    placement: place.text, topology, handshakes, cases, tls, problems,
   };
   const files = writeReport(o.out, report);
   log('');
@@ -233,6 +257,12 @@ async function main(): Promise<number> {
   if (tls !== null) {
     log(`TLS, whole run: ${tls.client.requests} requests through the client node, ${tls.client.tlsHandshakes} handshakes ` +
       `(${tls.client.tlsResumed} resumed); server port: ${tls.server.syns ?? '?'} SYNs, ${tls.server.established} connections open`);
+  }
+  if (handshakes !== null) {
+    const h = handshakes;
+    const cpu = (c: HandshakeCosts['full']): string => `${c.clientCpuUsPer.toFixed(0)} + ${c.serverCpuUsPer.toFixed(0)} µs`;
+    log(`one TLS handshake, client + server CPU: full ${cpu(h.full)}, resumed ${cpu(h.resumed)}; ` +
+      `with one shared SecureContext: full ${cpu(h.sharedContext.full)}, resumed ${cpu(h.sharedContext.resumed)}`);
   }
   log(`two-hop: report written: ${files.join(', ')} (${report.wallSeconds.toFixed(0)} s)`);
   const failed = cases.flatMap((c) => c.samples).filter((s) => !s.ok).length;
