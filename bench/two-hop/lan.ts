@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLan, type Host, type HostProcess, type Lan } from '../../test/helpers/netns.ts';
-import { NODE, sleep, spawnPinned, startEmulator, startNode, tail, type OllanaNode } from '../cluster/harness.ts';
+import { NODE, levelOf, logLines, sleep, spawnPinned, startEmulator, startNode, tail, type OllanaNode } from '../cluster/harness.ts';
 import type { EmulatorSettings as TokenSettings } from '../lib/emulator.ts';
 import type { RateResult } from '../lib/load/rate.ts';
 import type { ClientCounters, RateCommand, StreamsCommand, StreamsSummary } from './agent.ts';
@@ -141,6 +141,21 @@ export class TwoHopLan {
       syns = j.nftables?.find((x) => x.counter !== undefined)?.counter?.packets ?? null;
     }
     return { established, syns };
+  }
+
+  /**
+   * The nodes' log lines worth a reader's eye: warnings and errors, and the client's view of its
+   * server coming and going (a server dropped for missed heartbeats cuts every stream through it).
+   */
+  notableLogs(): string[] {
+    const out: string[] = [];
+    for (const [who, node] of [['server', this.server], ['client', this.client]] as const) {
+      for (const l of logLines(node.proc)) {
+        if (levelOf(l) < 40 && !/ gone|found|left|refus|retry/i.test(l.msg)) continue;
+        out.push(`${new Date(l.time).toISOString()} ${who} node: ${l.msg}`);
+      }
+    }
+    return out.sort();
   }
 
   /**

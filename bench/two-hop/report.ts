@@ -33,6 +33,8 @@ export interface TwoHopReport {
   readonly handshakes: HandshakeCosts | null;
   readonly cases: readonly CaseResult[];
   readonly tls: TlsTotals | null;
+  /** the nodes' warnings, errors and server found/gone lines (TwoHopLan.notableLogs) */
+  readonly logs: readonly string[];
   readonly problems: readonly string[];
 }
 
@@ -121,6 +123,10 @@ export function renderMarkdown(r: TwoHopReport): string {
     const cases = r.cases.filter((c) => caseKind(c) === kind);
     if (cases.length === 0) continue;
     out.push(`## ${TITLES[kind]}`, '', METHOD[kind], '', scenarioTable(asScenario(kind, cases)), '');
+  }
+  if (r.logs.length > 0) {
+    out.push('## Node log lines (warnings, errors, servers found and gone)', '', '```', ...r.logs.slice(0, 40),
+      ...(r.logs.length > 40 ? [`… ${r.logs.length - 40} more in report.json`] : []), '```', '');
   }
   if (r.problems.length > 0) out.push('## Problems', '', ...r.problems.map((p) => `- ${p.replace(/\n/g, ' ')}`), '');
   out.push('Every sample: report.json. Method and what limits two hops: bench/README.md, "Two hops (TLS)".', '');

@@ -5,7 +5,7 @@
  * direct is the same application talking to the emulator across the LAN. Systems alternate round by
  * round; the load runs inside the laptop host (agent.ts). Needs root, iproute2 and util-linux.
  *
- *   node bench/two-hop/run.ts [--rounds 3] [--duration 2] [--warmup 6] [--workers 2] [--streams 200]
+ *   node bench/two-hop/run.ts [--rounds 3] [--duration 1.5] [--warmup 6] [--workers 2] [--streams 200]
  *                             [--concurrency 1,32] [--rate-cases generate,tags] [--scenarios cold,rate,streams]
  *                             [--no-pin] [--out DIR] [--ollana FILE]
  *
@@ -42,7 +42,7 @@ Two hops (application -> client node -> TLS -> server node -> Ollama emulator) a
 (application -> emulator across the LAN), on a virtual LAN of network namespaces. Needs root.
 
   --rounds N          rounds, systems alternating (default 3)
-  --duration S        seconds per request-rate measurement (default 2)
+  --duration S        seconds per request-rate measurement (default 1.5)
   --warmup S          seconds of load through two hops before measuring (default 6)
   --workers N         --workers of both ollana nodes (default 2)
   --concurrency a,b   request-rate connections (default 1,32)
@@ -99,7 +99,7 @@ function parse(argv: string[]): Options | null {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
   return {
     rounds: positive('rounds', values.rounds ?? '3', 50),
-    duration: positive('duration', values.duration ?? '2', 60, false),
+    duration: positive('duration', values.duration ?? '1.5', 60, false),
     warmup: positive('warmup', values.warmup ?? '6', 120, false),
     workers: positive('workers', values.workers ?? '2', 16),
     concurrency: (values.concurrency ?? '1,32').split(',').map((c) => positive('concurrency', c, 1024)),
@@ -159,8 +159,10 @@ async function measureAll(o: Options, two: TwoHopLan, problems: string[]): Promi
   const shape: StreamShape = { n: o.streams, tokens: STREAM_SETTINGS.tokens, intervalMs: STREAM_SETTINGS.tokenIntervalMs, ttftMs: STREAM_SETTINGS.ttftMs };
   const cases: CaseResult[] = [];
   const attempt = async (what: string, fn: () => Promise<CaseResult>): Promise<void> => {
+    const t0 = performance.now();
     try {
       cases.push(await fn());
+      log(`  (${what}: ${((performance.now() - t0) / 1000).toFixed(0)} s)`);
     } catch (err) {
       problems.push(`${what} broke off: ${(err as Error).message}`);
       log(`two-hop: ${what} broke off: ${(err as Error).message}`);
@@ -207,6 +209,7 @@ async function main(): Promise<number> {
   let tls: TlsTotals | null = null;
   let topology = '';
   let handshakes: HandshakeCosts | null = null;
+  let logs: string[] = [];
   if (o.scenarios.includes('handshakes')) {
     log('handshakes: 200 sequential TLS connections on loopback, full and resumed');
     try {
@@ -228,9 +231,11 @@ async function main(): Promise<number> {
       cases = await measureAll(o, two, problems);
       const [client, server] = await Promise.all([two.agent.client(), two.serverSockets()]);
       tls = { client, server };
+      logs = two.notableLogs();
     } catch (err) {
       problems.push(`run broke off: ${(err as Error).stack ?? String(err)}`);
       log(`two-hop: run broke off: ${(err as Error).message}`);
+      logs = current?.notableLogs() ?? [];
     } finally {
       await current?.close();
       current = null;
@@ -249,7 +254,7 @@ async function main(): Promise<number> {
     ollana: { main: o.ollana, commit: o.ollana === MAIN ? gitCommit() : null },
     options: { rounds: o.rounds, duration: o.duration, warmup: o.warmup, workers: o.workers, concurrency: o.concurrency,
       rateCases: o.rateCases, streams: o.streams, scenarios: o.scenarios, pin: o.pin },
-    placement: place.text, topology, handshakes, cases, tls, problems,
+    placement: place.text, topology, handshakes, cases, tls, logs, problems,
   };
   const files = writeReport(o.out, report);
   log('');
