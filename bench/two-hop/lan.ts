@@ -94,6 +94,7 @@ export interface ServerSockets {
   readonly syns: number | null;
 }
 
+/** A running two-hop topology: {@link TwoHopLan.start} builds it, {@link TwoHopLan.close} removes every process and namespace. */
 export class TwoHopLan {
   readonly lan: Lan;
   readonly h1: Host;
