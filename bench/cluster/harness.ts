@@ -39,9 +39,30 @@ export function removeHomes(): void {
   homes.clear();
 }
 
-/** An Ollama emulator on the host's 127.0.0.1:11434: 3 tokens 2 ms apart, no time to first token. */
-export async function startEmulator(host: Host): Promise<HostProcess> {
-  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']);
+/** How a process is started beyond its command: pinned to CPUs (taskset execs it: same pid). */
+export interface Placement {
+  /** taskset CPU list ("0", "1-3"); null or missing = not pinned */
+  readonly cpus?: string | null;
+}
+
+/** `host.spawn` of `cmd args`, under `taskset -c cpus` when given. */
+export function spawnPinned(host: Host, cmd: string, args: readonly string[], place: Placement = {},
+  env?: Record<string, string | undefined>): HostProcess {
+  const opts = env === undefined ? undefined : { env };
+  return place.cpus == null ? host.spawn(cmd, args, opts) : host.spawn('taskset', ['-c', place.cpus, cmd, ...args], opts);
+}
+
+export interface EmulatorSettings extends Placement {
+  /** the emulator's entry point (default: the test fixture; bench/lib/emulator-main.ts for long load) */
+  readonly entry?: string;
+  /** emulator flags after `--port 11434` (default: 3 tokens 2 ms apart, no time to first token) */
+  readonly args?: readonly string[];
+}
+
+/** An Ollama emulator on the host's port 11434 (127.0.0.1 unless `args` say `--host`). */
+export async function startEmulator(host: Host, settings: EmulatorSettings = {}): Promise<HostProcess> {
+  const p = spawnPinned(host, NODE, [settings.entry ?? EMULATOR, '--port', '11434',
+    ...(settings.args ?? ['--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0'])], settings);
   await p.waitForLine((t) => t.includes('"url"'), 20_000);
   return p;
 }
@@ -67,24 +88,31 @@ function trustLanFlag(): readonly string[] {
   return flags;
 }
 
+export interface NodeSettings extends Placement {
+  /** --workers (default 1) */
+  readonly workers?: number;
+  /** more `ollana serve` flags, e.g. ['--mode', 'client'] */
+  readonly args?: readonly string[];
+}
+
 /**
  * `ollana serve --workers 1 --heartbeat <hb>` with a fresh OLLANA_HOME (or `reuseHome`: the same node
  * id again) and OLLANA_DISCOVERY unset (auto mode: a server node where an emulator answers, else a
  * client node). Does not wait.
  */
-export function spawnNode(host: Host, heartbeat: string, reuseHome?: string): OllanaNode {
+export function spawnNode(host: Host, heartbeat: string, reuseHome?: string, settings: NodeSettings = {}): OllanaNode {
   const home = reuseHome ?? mkdtempSync(join(tmpdir(), 'ollana-bench-cluster-'));
   homes.add(home);
   const spawnedAt = Date.now();
   // --trust-lan: timing of discovery and failover, not of pairing (an old root without it would refuse it).
-  const proc = host.spawn(NODE, [ollanaMain, 'serve', '--workers', '1', '--heartbeat', heartbeat, ...trustLanFlag()],
-    { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
+  const proc = spawnPinned(host, NODE, [ollanaMain, 'serve', '--workers', String(settings.workers ?? 1), '--heartbeat', heartbeat,
+    ...trustLanFlag(), ...(settings.args ?? [])], settings, { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined });
   return { host, proc, home, spawnedAt };
 }
 
 /** {@link spawnNode}, then waits (bounded) for its "listening on" line. */
-export async function startNode(host: Host, heartbeat: string, reuseHome?: string): Promise<OllanaNode> {
-  const n = spawnNode(host, heartbeat, reuseHome);
+export async function startNode(host: Host, heartbeat: string, reuseHome?: string, settings: NodeSettings = {}): Promise<OllanaNode> {
+  const n = spawnNode(host, heartbeat, reuseHome, settings);
   await n.proc.waitForLine((t) => t.includes('listening on'), 30_000);
   return n;
 }

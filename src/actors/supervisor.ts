@@ -594,6 +594,7 @@ export class Supervisor extends EventEmitter {
           requests: sum((w) => w.requests), inFlight: sum((w) => w.inFlight), completed: sum((w) => w.completed),
           clientAborts: sum((w) => w.clientAborts), upstreamErrors: sum((w) => w.upstreamErrors),
           bytesIn: sum((w) => w.bytesIn), bytesOut: sum((w) => w.bytesOut),
+          tlsHandshakes: sum((w) => w.tlsHandshakes), tlsResumed: sum((w) => w.tlsResumed),
         },
         list: workers,
       },

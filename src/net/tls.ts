@@ -23,6 +23,19 @@ export interface TlsServerSettings extends TlsIdentity {
   readonly ticketKeys: string;
 }
 
+/**
+ * TLS handshakes this thread completed (as server or as client) and how many of them resumed a
+ * session: shown per worker in /ollana/v1/status, so the bench can show that the handshake is paid
+ * per connection, not per request, and that new connections resume.
+ */
+export const tlsCounts = { handshakes: 0, resumed: 0 };
+
+/** Called once per completed handshake, on either side. */
+export function countHandshake(socket: TLSSocket): void {
+  tlsCounts.handshakes++;
+  if (socket.isSessionReused()) tlsCounts.resumed++;
+}
+
 /** Slow or stalled handshakes are cut after this long (a handshake takes milliseconds on a LAN). */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -118,6 +131,7 @@ export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.conne
     socket.on('session', (s: Buffer) => { if (pinned) session = s; else ticket = s; });
     socket.once('error', onError);
     socket.once('secureConnect', () => {
+      countHandshake(socket);
       // A resumed session carries no certificate on the client side, but only the server that issued
       // the ticket can resume it, and tickets are kept only from servers that passed the pin.
       if (socket.isSessionReused()) {

@@ -68,6 +68,9 @@ export const workerStatsSchema = z.object({
   /** whole request, ms */
   durationMs: latencySchema,
   rssBytes: z.number(),
+  /** TLS handshakes completed by this worker (server or client side), and how many resumed a session */
+  tlsHandshakes: z.number(),
+  tlsResumed: z.number(),
 });
 export type WorkerStats = z.infer<typeof workerStatsSchema>;
 

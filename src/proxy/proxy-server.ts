@@ -18,7 +18,7 @@ import { Forward } from './forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { StatsCollector } from './stats.ts';
-import { pinnedConnector, tlsServerOptions, type TlsServerSettings } from '../net/tls.ts';
+import { countHandshake, pinnedConnector, tlsServerOptions, type TlsServerSettings } from '../net/tls.ts';
 import { TrustGate, type Admission } from './trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
 import { refusalReply } from './refusal.ts';
@@ -169,6 +169,7 @@ export class ProxyServer {
     if (parse === undefined) throw new Error('https server without a secureConnection listener');
     server.removeAllListeners('secureConnection');
     server.on('secureConnection', (socket: TLSSocket) => {
+      countHandshake(socket);
       const admission = this.#gate!.admit(socket);
       if (admission.verdict === 'allowed') {
         parse.call(server, socket);

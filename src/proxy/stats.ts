@@ -5,6 +5,7 @@
  */
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
+import { tlsCounts } from '../net/tls.ts';
 import type { LatencySummary, WorkerStats } from '../protocol/messages.ts';
 
 function summary(h: RecordableHistogram): LatencySummary {
@@ -90,6 +91,8 @@ export class StatsCollector {
       ttfbMs: summary(this.#ttfb),
       durationMs: summary(this.#duration),
       rssBytes: rss(),
+      tlsHandshakes: tlsCounts.handshakes,
+      tlsResumed: tlsCounts.resumed,
     };
   }
 }

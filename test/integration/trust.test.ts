@@ -171,7 +171,16 @@ test('pairing: `ollana device allow <prefix>` admits the device within a second,
   assert.equal(reached('/api/ps'), before + 1);
 });
 
+/** The server node's TLS handshake counters (status totals), read as the allowed client device. */
+async function handshakes(): Promise<{ done: number; resumed: number }> {
+  const r = await asDevice(client, '/ollana/v1/status');
+  assert.equal(r.status, 200, r.body);
+  const t = (JSON.parse(r.body) as { workers: { totals: { tlsHandshakes: number; tlsResumed: number } } }).workers.totals;
+  return { done: t.tlsHandshakes, resumed: t.tlsResumed };
+}
+
 test('TLS sessions resume: the handshake is paid once per client, whichever worker answers', async () => {
+  const before = await handshakes();
   const first = await tlsSocket(client);
   assert.match(await exchange(first, '/api/ps'), /^HTTP\/1\.1 200/);
   // TLS 1.3 tickets arrive after the handshake, with the first answer.
@@ -186,6 +195,10 @@ test('TLS sessions resume: the handshake is paid once per client, whichever work
     s.destroy();
   }
   assert.equal(resumed, 8, 'every later connection resumed (the two workers share ticket keys)');
+  // The status counts what the server saw: these 9 connections, plus the full handshake of the status
+  // request that reads it (each asDevice connects afresh, without a ticket).
+  const now = await handshakes();
+  assert.deepEqual({ done: now.done - before.done, resumed: now.resumed - before.resumed }, { done: 10, resumed: 8 });
 });
 
 test('a pinned client resumes its TLS session on new connections and is still served', async () => {

@@ -10,7 +10,7 @@ const latency: LatencySummary = { count: 3, min: 1, max: 9.5, mean: 4.25, p50: 3
 const stats: WorkerStats = {
   worker: 2, threadId: 7, requests: 10, inFlight: 1, completed: 9, clientAborts: 0, upstreamErrors: 1,
   bytesIn: 1234, bytesOut: 2 ** 40, statuses: { '2xx': 8, '5xx': 1 }, ttfbMs: latency, durationMs: latency,
-  rssBytes: 50_000_000,
+  rssBytes: 50_000_000, tlsHandshakes: 12, tlsResumed: 11,
 };
 const self: SelfInfo = {
   id: 'a'.repeat(64), boot: 'b00t', role: 'server', port: 11435, fp: '', load: { inFlight: 2, workers: 4 },

@@ -74,7 +74,7 @@ const QUIET_WAIT_MS = 10_000;
  * `one` returns the sample values for a system and round.
  */
 export async function alternate(
-  ctx: ScenarioContext,
+  ctx: Pick<ScenarioContext, 'log' | 'retryBudget'>,
   systems: readonly SystemUnderTest[],
   rounds: number,
   what: string,

@@ -20,7 +20,7 @@ export const STREAM_METRICS: readonly MetricSpec[] = [
 ];
 
 /** How many values of an ascending array are <= limit (binary search). */
-function countAtMost(sorted: Float64Array, limit: number): number {
+export function countAtMost(sorted: Float64Array, limit: number): number {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {
@@ -30,7 +30,7 @@ function countAtMost(sorted: Float64Array, limit: number): number {
   return lo;
 }
 
-const STREAM_BODY = JSON.stringify({ model: 'llama3.2', prompt: 'Why is the sky blue?' });
+export const STREAM_BODY = JSON.stringify({ model: 'llama3.2', prompt: 'Why is the sky blue?' });
 
 export async function streamSample(ctx: ScenarioContext, sys: SystemUnderTest, n: number) {
   const { settings } = ctx.emulator;

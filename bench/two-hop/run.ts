@@ -1,0 +1,304 @@
+/**
+ * `npm run bench:two-hop`: what two hops cost against talking to Ollama directly, on a virtual LAN of
+ * two hosts (lan.ts): an application on the "laptop" talks to its client node, which reaches the "lab
+ * server"'s server node over mutual TLS (pooled, resumed sessions), which reaches the Ollama emulator;
+ * direct is the same application talking to the emulator across the LAN. Systems alternate round by
+ * round; the load runs inside the laptop host (agent.ts). Needs root, iproute2 and util-linux.
+ *
+ *   node bench/two-hop/run.ts [--rounds 3] [--duration 1.5] [--warmup 6] [--workers 2] [--streams 200]
+ *                             [--concurrency 1,32] [--rate-cases generate,tags] [--scenarios cold,rate,streams]
+ *                             [--no-pin] [--out DIR] [--ollana FILE]
+ *
+ * Writes report.md and report.json to DIR (default bench/results/two-hop-<timestamp>/) and prints a
+ * short table; about 2-3 minutes with the defaults on a 2-CPU machine. Stops everything it started on
+ * every way out (namespaces included), and after a hard limit of 8 minutes.
+ * Exit status: 0 done, 1 a measurement failed or the run broke, 2 usage error or cannot run here.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { availableParallelism, cpus as cpuInfo, loadavg, release } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { netnsSkipReason } from '../../test/helpers/netns.ts';
+import { MAIN, removeHomes, setOllanaMain } from '../cluster/harness.ts';
+import { canPin, pinProcess } from '../lib/children.ts';
+import { STREAM_SETTINGS } from '../lib/emulator.ts';
+import { RATE_CASE_IDS, type RateCaseId } from '../lib/options.ts';
+import type { CaseResult } from '../lib/results.ts';
+import type { SystemUnderTest } from '../lib/systems.ts';
+import type { HandshakeCosts } from './handshakes.ts';
+import { TwoHopLan, removeSocketDirs } from './lan.ts';
+import { consoleTable, writeReport, type TlsTotals, type TwoHopReport } from './report.ts';
+import { coldCase, rateCase, reconnectCase, streamsCase, warmUp, type Env, type StreamShape } from './scenarios.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+const WATCHDOG_MS = 8 * 60_000;
+const SCENARIOS = ['handshakes', 'cold', 'rate', 'streams', 'reconnect'] as const;
+type ScenarioId = (typeof SCENARIOS)[number];
+
+const HELP = `Usage: node bench/two-hop/run.ts [options]        (npm run bench:two-hop)
+
+Two hops (application -> client node -> TLS -> server node -> Ollama emulator) against direct
+(application -> emulator across the LAN), on a virtual LAN of network namespaces. Needs root.
+
+  --rounds N          rounds, systems alternating (default 3)
+  --duration S        seconds per request-rate measurement (default 1.5)
+  --warmup S          seconds of load through two hops before measuring (default 6)
+  --workers N         --workers of both ollana nodes (default 2)
+  --concurrency a,b   request-rate connections (default 1,32)
+  --rate-cases a,b    ${RATE_CASE_IDS.join(', ')} (default generate,tags)
+  --streams N         concurrent streams in the cold, streams and reconnect scenarios (default 200)
+  --scenarios a,b     ${SCENARIOS.join(', ')} (default all; handshakes runs on loopback)
+  --no-pin            do not pin the hosts to CPUs (default: laptop on the first half, lab server on the rest)
+  --out DIR           report directory (default bench/results/two-hop-<timestamp>)
+  --ollana FILE       the ollana entry point (default: this checkout's src/main.ts)
+  -h, --help          this help
+`;
+
+class UsageError extends Error {}
+
+interface Options {
+  readonly rounds: number;
+  readonly duration: number;
+  readonly warmup: number;
+  readonly workers: number;
+  readonly concurrency: readonly number[];
+  readonly rateCases: readonly RateCaseId[];
+  readonly streams: number;
+  readonly scenarios: readonly ScenarioId[];
+  readonly pin: boolean;
+  readonly out: string;
+  readonly ollana: string;
+}
+
+function positive(name: string, raw: string, max: number, integer = true): number {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || n <= 0 || n > max || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${name} must be a positive ${integer ? 'integer' : 'number'} up to ${max}, got "${raw}"`);
+  }
+  return n;
+}
+
+function list<T extends string>(name: string, raw: string, known: readonly T[]): T[] {
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const i of items) if (!known.includes(i as T)) throw new UsageError(`--${name}: unknown "${i}"; known: ${known.join(', ')}`);
+  if (items.length === 0) throw new UsageError(`--${name} needs at least one value`);
+  return items as T[];
+}
+
+function parse(argv: string[]): Options | null {
+  const { values } = parseArgs({
+    args: argv, strict: true,
+    options: {
+      rounds: { type: 'string' }, duration: { type: 'string' }, warmup: { type: 'string' }, workers: { type: 'string' },
+      concurrency: { type: 'string' }, 'rate-cases': { type: 'string' }, streams: { type: 'string' }, scenarios: { type: 'string' },
+      'no-pin': { type: 'boolean' }, out: { type: 'string' }, ollana: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return null;
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
+  return {
+    rounds: positive('rounds', values.rounds ?? '3', 50),
+    duration: positive('duration', values.duration ?? '1.5', 60, false),
+    warmup: positive('warmup', values.warmup ?? '6', 120, false),
+    workers: positive('workers', values.workers ?? '2', 16),
+    concurrency: (values.concurrency ?? '1,32').split(',').map((c) => positive('concurrency', c, 1024)),
+    rateCases: list('rate-cases', values['rate-cases'] ?? 'generate,tags', RATE_CASE_IDS),
+    streams: positive('streams', values.streams ?? '200', 1000),
+    scenarios: list('scenarios', values.scenarios ?? SCENARIOS.join(','), SCENARIOS),
+    pin: !(values['no-pin'] ?? false),
+    out: resolve(values.out ?? `${REPO_ROOT}/bench/results/two-hop-${stamp}`),
+    ollana: resolve(values.ollana ?? MAIN),
+  };
+}
+
+/** Two machines on one box: the laptop host on the first half of the CPUs, the lab server on the rest. */
+function placement(pin: boolean): { client: string | null; server: string | null; text: string } {
+  const n = availableParallelism();
+  if (!pin) return { client: null, server: null, text: 'No CPU pinning (--no-pin)' };
+  if (n < 2 || !canPin()) return { client: null, server: null, text: `No CPU pinning (${n < 2 ? 'one CPU' : 'taskset missing'})` };
+  const half = Math.floor(n / 2);
+  const client = half === 1 ? '0' : `0-${half - 1}`;
+  const server = n - half === 1 ? String(half) : `${half}-${n - 1}`;
+  return { client, server, text: `Pinned with taskset as two machines: laptop host (client node, load agent, this bench) on CPU ${client}; ` +
+    `lab-server host (server node, emulator) on CPU ${server}. Direct runs on the same placement, so the emulator has the same CPU either way` };
+}
+
+function gitCommit(): string | null {
+  try {
+    const head = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty === '' ? head : `${head} + uncommitted src changes`;
+  } catch {
+    return null;
+  }
+}
+
+const log = (msg: string): void => { process.stdout.write(`${msg}\n`); };
+const HANDSHAKES = fileURLToPath(new URL('./handshakes.ts', import.meta.url));
+
+/** ./handshakes.ts as a child (loopback only): what one handshake costs, full and resumed. */
+function handshakeCosts(): Promise<HandshakeCosts> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [HANDSHAKES, '--n', '200'], { timeout: 60_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err !== null) { reject(new Error(`handshakes.ts: ${err.message} ${stderr.slice(-500)}`)); return; }
+      resolve(JSON.parse(stdout.trim().split('\n').pop()!) as HandshakeCosts);
+    });
+  });
+}
+let current: TwoHopLan | null = null;
+
+async function measureAll(o: Options, two: TwoHopLan, problems: string[]): Promise<CaseResult[]> {
+  const systems: SystemUnderTest[] = [
+    { id: 'direct', label: `direct: emulator at ${two.directUrl} across the LAN, plain HTTP`, url: two.directUrl, pids: () => [], stop: async () => null },
+    { id: 'two-hop', label: `two hops: client node ${two.twoHopUrl} -> TLS -> server node ${two.h1.addr}:11435 -> emulator, ` +
+      `--workers ${o.workers} each`, url: two.twoHopUrl, pids: () => [two.client.proc.pid!, two.server.proc.pid!], stop: async () => null },
+  ];
+  // Re-measuring rounds that other processes disturbed is bounded, so a busy machine cannot stretch the run.
+  const env: Env = { two, systems, rounds: o.rounds, duration: o.duration, log, retryBudget: { remainingMs: 20_000 } };
+  const shape: StreamShape = { n: o.streams, tokens: STREAM_SETTINGS.tokens, intervalMs: STREAM_SETTINGS.tokenIntervalMs, ttftMs: STREAM_SETTINGS.ttftMs };
+  const cases: CaseResult[] = [];
+  const attempt = async (what: string, fn: () => Promise<CaseResult>): Promise<void> => {
+    const t0 = performance.now();
+    try {
+      cases.push(await fn());
+      log(`  (${what}: ${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    } catch (err) {
+      problems.push(`${what} broke off: ${(err as Error).message}`);
+      log(`two-hop: ${what} broke off: ${(err as Error).message}`);
+    }
+  };
+  if (o.scenarios.includes('cold')) await attempt('cold', () => coldCase(env, shape, o.workers));
+  if (o.scenarios.some((x) => x === 'rate' || x === 'streams' || x === 'reconnect')) await warmUp(env, o.warmup);
+  if (o.scenarios.includes('rate')) {
+    for (const rc of o.rateCases) for (const c of o.concurrency) await attempt(`rate ${rc} c=${c}`, () => rateCase(env, rc, c, o.workers));
+  }
+  if (o.scenarios.includes('streams')) await attempt('streams', () => streamsCase(env, shape, o.workers));
+  if (o.scenarios.includes('reconnect')) await attempt('reconnect', () => reconnectCase(env, shape, o.workers));
+  return cases;
+}
+
+async function main(): Promise<number> {
+  let o: Options | null;
+  try {
+    o = parse(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench/two-hop: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (o === null) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const skip = netnsSkipReason({ nft: false });
+  if (skip !== undefined) {
+    process.stderr.write(`bench/two-hop: cannot run here: ${skip} (two hops need a client node that finds its server by ` +
+      'UDP discovery, which only runs inside network namespaces)\n');
+    return 2;
+  }
+  setOllanaMain(o.ollana);
+  const started = new Date();
+  const loadBefore = loadavg();
+  const place = placement(o.pin);
+  if (place.client !== null) pinProcess(process.pid, place.client);
+  log(`two-hop bench: ${o.scenarios.join(', ')}; ${o.rounds} rounds; --workers ${o.workers}; ${place.text}`);
+  log(`report: ${o.out}`);
+
+  const problems: string[] = [];
+  let cases: CaseResult[] = [];
+  let tls: TlsTotals | null = null;
+  let topology = '';
+  let handshakes: HandshakeCosts | null = null;
+  let logs: string[] = [];
+  if (o.scenarios.includes('handshakes')) {
+    log('handshakes: 200 sequential TLS connections on loopback, full and resumed');
+    try {
+      handshakes = await handshakeCosts();
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  // Only the loopback handshake measurement asked for: no LAN at all.
+  if (o.scenarios.some((x) => x !== 'handshakes')) {
+    try {
+      const two = await TwoHopLan.start({ workers: o.workers, clientCpus: place.client, serverCpus: place.server, tokens: STREAM_SETTINGS, log });
+      current = two;
+      topology = `Virtual LAN ${two.lan.subnet} (network namespaces joined by a bridge, veth links). Host lab-server ` +
+        `(${two.h1.addr}): Ollama emulator on 0.0.0.0:11434 (first token at once, ${STREAM_SETTINGS.tokens} tokens ` +
+        `${STREAM_SETTINGS.tokenIntervalMs} ms apart, write-stamped), ollana server node (TLS on :11435, --trust-lan). Host laptop ` +
+        `(${two.h2.addr}): ollana client node on 127.0.0.1:11434 (found the server by UDP discovery, --trust-lan) and the load agent.`;
+      log(`two-hop: LAN ${two.lan.subnet} up; client node found the server node`);
+      cases = await measureAll(o, two, problems);
+      const [client, server] = await Promise.all([two.agent.client(), two.serverSockets()]);
+      tls = { client, server };
+      logs = two.notableLogs();
+    } catch (err) {
+      problems.push(`run broke off: ${(err as Error).stack ?? String(err)}`);
+      log(`two-hop: run broke off: ${(err as Error).message}`);
+      logs = current?.notableLogs() ?? [];
+    } finally {
+      await current?.close();
+      current = null;
+      removeHomes();
+      removeSocketDirs();
+    }
+  }
+
+  const finished = new Date();
+  const report: TwoHopReport = {
+    schema: 1, kind: 'two-hop',
+    command: `node bench/two-hop/run.ts ${process.argv.slice(2).join(' ')}`.trim(),
+    startedAt: started.toISOString(), finishedAt: finished.toISOString(),
+    wallSeconds: (finished.getTime() - started.getTime()) / 1000,
+    machine: { cpuModel: cpuInfo()[0]?.model ?? '?', cpus: cpuInfo().length, kernel: release(), node: process.version, loadBefore, loadAfter: loadavg() },
+    ollana: { main: o.ollana, commit: o.ollana === MAIN ? gitCommit() : null },
+    options: { rounds: o.rounds, duration: o.duration, warmup: o.warmup, workers: o.workers, concurrency: o.concurrency,
+      rateCases: o.rateCases, streams: o.streams, scenarios: o.scenarios, pin: o.pin },
+    placement: place.text, topology, handshakes, cases, tls, logs, problems,
+  };
+  const files = writeReport(o.out, report);
+  log('');
+  log(consoleTable(cases));
+  if (tls !== null) {
+    log(`TLS, whole run: ${tls.client.requests} requests through the client node, ${tls.client.tlsHandshakes} handshakes ` +
+      `(${tls.client.tlsResumed} resumed); server port: ${tls.server.syns ?? '?'} SYNs, ${tls.server.established} connections open`);
+  }
+  if (handshakes !== null) {
+    const h = handshakes;
+    const cpu = (c: HandshakeCosts['full']): string => `${c.clientCpuUsPer.toFixed(0)} + ${c.serverCpuUsPer.toFixed(0)} µs`;
+    log(`one TLS handshake, client + server CPU: full ${cpu(h.full)}, resumed ${cpu(h.resumed)}; ` +
+      `with one shared SecureContext: full ${cpu(h.sharedContext.full)}, resumed ${cpu(h.sharedContext.resumed)}`);
+  }
+  log(`two-hop: report written: ${files.join(', ')} (${report.wallSeconds.toFixed(0)} s)`);
+  const failed = cases.flatMap((c) => c.samples).filter((s) => !s.ok).length;
+  if (failed > 0) log(`two-hop: ${failed} measurement(s) had failures: see the report`);
+  return problems.length > 0 || failed > 0 ? 1 : 0;
+}
+
+const watchdog = setTimeout(() => {
+  log(`two-hop: still running after ${WATCHDOG_MS / 60_000} min; stopping everything`);
+  void (current?.close() ?? Promise.resolve()).finally(() => { cleanUp(); process.exit(1); });
+}, WATCHDOG_MS);
+watchdog.unref();
+// The namespaces (and every process in them) go with netns.ts's own exit and signal hooks; the data
+// and socket directories go here.
+function cleanUp(): void {
+  removeHomes();
+  removeSocketDirs();
+}
+process.on('exit', cleanUp);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    log(`two-hop: ${sig}; stopping everything it started`);
+    cleanUp();
+    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench/two-hop: ${(err as Error).stack ?? String(err)}\n`);
+    void (current?.close() ?? Promise.resolve()).finally(() => process.exit(1));
+  },
+);
