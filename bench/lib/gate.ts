@@ -9,16 +9,19 @@ import type { GateCheck } from './report/types.ts';
 
 export const GATE_THRESHOLDS = {
   /**
-   * one-hop req/s ÷ direct req/s, POST /api/generate one-token answers, 32 connections. Measured
-   * 0.21-0.30 over 9 CI runs (2-core machine, emulator and proxy sharing the server CPU), busy runs
-   * included: the ratio is ~ emulator cost ÷ (emulator + proxy cost) per request. 0.17 is 20 % under
-   * the lowest; it fails when ollana's CPU per request grows by about half.
+   * one-hop req/s ÷ direct req/s, POST /api/generate one-token answers, 32 connections: the ratio is
+   * ~ emulator cost ÷ (emulator + proxy cost) per request, since both share the server CPU. Measured
+   * 0.21-0.30 over 9 CI runs before small request bodies were buffered; since then 0.29-0.43 (median
+   * of the rounds) in 5 measurements on a quiet 2-core machine, 0.64-0.73 in 2 busy CI runs (other
+   * jobs slow direct more than one hop). 0.2 is ~30 % under the lowest; it fails when ollana's CPU per request grows
+   * by about 1.6-2x, and leaves room for the TLS the server port is getting.
    */
-  rateRatio: 0.17,
+  rateRatio: 0.2,
   /**
    * Streamed-token delivery at 200 streams: the share of tokens that reach the client within one
    * token interval of being written (before the next token exists), one-hop ÷ direct. Measured
-   * 0.989-0.999 on a quiet machine (0.36-0.67 while other jobs took 1-1.7 CPUs). Buffering, Nagle
+   * 0.989-0.999 on a quiet machine (0.36-0.67 while other jobs took 1-1.7 CPUs); 0.987-1.0 again
+   * after the small-body buffering. Buffering, Nagle
    * or a saturated proxy take it towards 0. 0.8 leaves a margin for a CI machine that is not quite
    * idle, where a false failure would hold back everything else.
    */

@@ -71,18 +71,25 @@ export function upstreamRequestHeaders(req: IncomingMessage, proto: 'http' | 'ht
  */
 export function downstreamResponseHeaders(raw: readonly (Buffer | string)[], drop: ReadonlySet<string> | null): string[] {
   const out: string[] = [];
+  // One pass that decodes each name once; headers a Connection line names (rare: Ollama sends none)
+  // are taken out afterwards, since that line may come after them.
   let extra: Set<string> | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toString().toLowerCase() !== 'connection') continue;
-    const listed = connectionListed(raw[i + 1]!.toString());
-    if (listed !== null) extra = extra === null ? listed : new Set([...extra, ...listed]);
-  }
+  const lowers: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString();
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower)) || (drop !== null && drop.has(lower))) continue;
+    if (lower === 'connection') {
+      const listed = connectionListed(raw[i + 1]!.toString());
+      if (listed !== null) extra = extra === null ? listed : new Set([...extra, ...listed]);
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || (drop !== null && drop.has(lower))) continue;
     const value = raw[i + 1]!;
     out.push(name, typeof value === 'string' ? value : value.toString('latin1'));
+    lowers.push(lower);
   }
-  return out;
+  if (extra === null) return out;
+  const kept: string[] = [];
+  for (let j = 0; j < lowers.length; j++) if (!extra.has(lowers[j]!)) kept.push(out[2 * j]!, out[2 * j + 1]!);
+  return kept;
 }

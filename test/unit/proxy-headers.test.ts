@@ -166,3 +166,9 @@ test('downstreamResponseHeaders honours every Connection line, not just the last
     const raw = ['Connection', 'X-A', 'Connection', 'X-B', 'X-A', 'a', 'X-B', 'b', 'X-C', 'c'];
     assert.deepEqual(pairs(downstreamResponseHeaders(raw, null)), [['X-C', 'c']]);
   });
+
+test('downstreamResponseHeaders drops a header named by a Connection line that comes after it', () => {
+  const raw = [Buffer.from('X-A'), Buffer.from('a'), Buffer.from('X-Keep'), Buffer.from('k'), Buffer.from('X-B'), Buffer.from('b'),
+    Buffer.from('connection'), Buffer.from('x-b, X-A')];
+  assert.deepEqual(pairs(downstreamResponseHeaders(raw, null)), [['X-Keep', 'k']]);
+});
