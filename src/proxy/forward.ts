@@ -205,9 +205,11 @@ export class Forward implements Dispatcher.DispatchHandler {
       const status = timeout ? 504 : 502;
       const what = timeout
         ? `${upstream} sent no response headers within the headers timeout`
-        : CONNECT_CODES.has(code)
-          ? `cannot reach ${upstream}: ${err.message} (${code}); is Ollama running there?`
-          : `${upstream} failed: ${err.message} (${code})`;
+        : code === 'OLN_PIN_MISMATCH'
+          ? `refused to talk to ${upstream}: ${err.message}`
+          : CONNECT_CODES.has(code)
+            ? `cannot reach ${upstream}: ${err.message} (${code}); is Ollama running there?`
+            : `${upstream} failed: ${err.message} (${code})`;
       this.#opts.log.warn({ code, path, err }, 'upstream failed before responding');
       this.#opts.stats.status(status);
       if (!this.#res.headersSent && !this.#res.destroyed) {
