@@ -153,7 +153,9 @@ export class TwoHopLan {
     for (const [who, node] of [['server', this.server], ['client', this.client]] as const) {
       for (const l of logLines(node.proc)) {
         if (levelOf(l) < 40 && !/ gone|found|left|refus|retry/i.test(l.msg)) continue;
-        out.push(`${new Date(l.time).toISOString()} ${who} node: ${l.msg}`);
+        const err = l.err as { code?: string; message?: string } | undefined;
+        const why = err === undefined ? '' : ` (${[err.code, err.message].filter(Boolean).join(': ').slice(0, 160)})`;
+        out.push(`${new Date(l.time).toISOString()} ${who} node: ${l.msg}${why}`);
       }
     }
     return out.sort();

@@ -10,7 +10,7 @@
  *                             [--no-pin] [--out DIR] [--ollana FILE]
  *
  * Writes report.md and report.json to DIR (default bench/results/two-hop-<timestamp>/) and prints a
- * short table; about 2-3 minutes with the defaults on a 2-CPU machine. Stops everything it started on
+ * short table; about 3 minutes with the defaults on a 2-CPU machine (4 when other jobs load it). Stops everything it started on
  * every way out (namespaces included), and after a hard limit of 8 minutes.
  * Exit status: 0 done, 1 a measurement failed or the run broke, 2 usage error or cannot run here.
  */
