@@ -30,7 +30,8 @@ test('killing a worker under load fails only its in-flight requests', async (t) 
   let running = true;
   const perClient = clients.map(() => ({ ok: 0, failed: 0, okAfterRestart: 0 }));
   let restarted = false;
-  const fresh = { ok: 0, failed: 0 };
+  const fresh = { ok: 0, failed: 0, okSinceCrash: 0 };
+  let crashed = false;
 
   const loops = clients.map(async (client, i) => {
     while (running) {
@@ -53,6 +54,7 @@ test('killing a worker under load fails only its in-flight requests', async (t) 
         const res = await request(`${node.url}/api/version`, { reset: true });
         await res.body.text();
         fresh.ok += 1;
+        if (crashed) fresh.okSinceCrash += 1;
       } catch {
         fresh.failed += 1;
       }
@@ -66,11 +68,14 @@ test('killing a worker under load fails only its in-flight requests', async (t) 
     assert.ok(perClient.every((c) => c.ok >= 3), 'load is running on every connection before the crash');
 
     // The crash request lands on one of the two workers; that worker dies with whatever it holds.
+    crashed = true;
     await assert.rejects(request(`${node.url}/ollana/v1/debug/crash`, { method: 'POST', reset: true }).then((r) => r.body.text()));
     await node.waitFor((l) => /proxy worker \d+ died/.test(l.msg), 10_000, 'the worker death');
     await node.waitFor((l) => /proxy worker \d+ restarted/.test(l.msg), 10_000, 'the worker restart');
     restarted = true;
-    for (let i = 0; i < 200 && !perClient.every((c) => c.okAfterRestart >= 3); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && !(perClient.every((c) => c.okAfterRestart >= 3) && fresh.okSinceCrash >= 10); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
   } finally {
     running = false;
     clearTimeout(deadline);
@@ -84,7 +89,8 @@ test('killing a worker under load fails only its in-flight requests', async (t) 
   assert.ok(maxPerClient <= 1, `a connection lost at most its one in-flight request (worst: ${maxPerClient})`);
   assert.ok(failed < CONNECTIONS, `only the dead worker's connections lost a request (${failed} of ${CONNECTIONS})`);
   assert.ok(perClient.every((c) => c.okAfterRestart > 0), 'every connection works again after the restart');
-  assert.ok(fresh.ok > 20, `new connections kept being served (${fresh.ok})`);
+  // A count, not a rate: how many fit in the window depends on the machine, not on ollana.
+  assert.ok(fresh.okSinceCrash >= 10, `new connections kept being served after the crash (${fresh.okSinceCrash})`);
   assert.ok(fresh.failed <= 1, `new connections during the crash: ${fresh.failed} failed`);
 
   const status = await (await request(`${node.url}/ollana/v1/status`)).body.json() as { workers: { live: number; restarts: number } };
