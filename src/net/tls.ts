@@ -118,6 +118,7 @@ export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.conne
         callback(null, socket);
         return;
       }
+      socket.on('error', () => undefined); // a late error of a socket given up on must not crash the worker
       socket.destroy();
       callback(err, null);
     };
