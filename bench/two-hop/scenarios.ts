@@ -14,7 +14,7 @@
  * the connections established there afterwards (ss).
  */
 import { RATE_CASES } from '../lib/scenarios/rate.ts';
-import { STREAM_BODY } from '../lib/scenarios/streams.ts';
+import { STREAM_BODY, STREAM_TIMING_METRICS } from '../lib/scenarios/streams.ts';
 import { alternate, settle, MB } from '../lib/scenarios/context.ts';
 import { ForeignLoad, UsageWindow, type Usage } from '../lib/proc-stats.ts';
 import type { CaseResult, MetricSpec, Sample } from '../lib/results.ts';
@@ -52,11 +52,7 @@ export const RATE_METRICS: readonly MetricSpec[] = [
 ];
 
 export const STREAM_METRICS: readonly MetricSpec[] = [
-  { key: 'ttfbP50Ms', label: 'TTFB p50', unit: 'ms', digits: 2, better: 'lower', compare: 'delta' },
-  { key: 'ttfbP99Ms', label: 'TTFB p99', unit: 'ms', digits: 2, better: 'lower', compare: 'delta' },
-  { key: 'delayP50Ms', label: 'token delay p50', unit: 'ms', digits: 3, better: 'lower', compare: 'delta' },
-  { key: 'delayP99Ms', label: 'token delay p99', unit: 'ms', digits: 3, better: 'lower', compare: 'delta' },
-  { key: 'onTimePct', label: 'on time', unit: '%', digits: 2, better: 'higher', compare: 'ratio' },
+  ...STREAM_TIMING_METRICS,
   { key: 'cpuUsPerToken', label: 'CPU/token client+server', unit: 'µs', digits: 1, better: 'lower', compare: 'none' },
   { key: 'clientCpuUsPerToken', label: 'client', unit: 'µs', digits: 1, better: 'lower', compare: 'none' },
   { key: 'serverCpuUsPerToken', label: 'server', unit: 'µs', digits: 1, better: 'lower', compare: 'none' },

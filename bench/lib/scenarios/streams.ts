@@ -9,12 +9,17 @@ import { percentileSorted } from '../stats.ts';
 import type { SystemUnderTest } from '../systems.ts';
 import { MB, alternate, measure, settle, type Scenario, type ScenarioContext } from './context.ts';
 
-export const STREAM_METRICS: readonly MetricSpec[] = [
+/** Delivery timing of streamed tokens, shared by the one-hop and the two-hop benchmark. */
+export const STREAM_TIMING_METRICS: readonly MetricSpec[] = [
   { key: 'ttfbP50Ms', label: 'TTFB p50', unit: 'ms', digits: 2, better: 'lower', compare: 'delta' },
   { key: 'ttfbP99Ms', label: 'TTFB p99', unit: 'ms', digits: 2, better: 'lower', compare: 'delta' },
   { key: 'delayP50Ms', label: 'token delay p50', unit: 'ms', digits: 3, better: 'lower', compare: 'delta' },
   { key: 'delayP99Ms', label: 'token delay p99', unit: 'ms', digits: 3, better: 'lower', compare: 'delta' },
   { key: 'onTimePct', label: 'on time', unit: '%', digits: 2, better: 'higher', compare: 'ratio' },
+];
+
+export const STREAM_METRICS: readonly MetricSpec[] = [
+  ...STREAM_TIMING_METRICS,
   { key: 'cpuUsPerToken', label: 'CPU/token', unit: 'µs', digits: 2, better: 'lower', compare: 'ratio' },
   { key: 'peakRssMB', label: 'peak RSS', unit: 'MB', digits: 1, better: 'lower', compare: 'none', agg: 'max' },
 ];
