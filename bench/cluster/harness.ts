@@ -15,10 +15,10 @@ import type { Host, HostProcess } from '../../test/helpers/netns.ts';
 
 export const NODE = process.execPath;
 /** This checkout's ollana entry point (the default of run.ts --ollana). */
-export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../../bin/ollana.mjs', import.meta.url));
 let ollanaMain = MAIN;
 
-/** Benchmarks another ollana checkout's src/main.ts instead of this one's. */
+/** Benchmarks another ollana checkout's bin/ollana.mjs instead of this one's. */
 export function setOllanaMain(path: string): void {
   ollanaMain = path;
 }

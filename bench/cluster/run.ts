@@ -35,8 +35,8 @@ const HELP = `Usage: node bench/cluster/run.ts [options]
                       repeat it or give a comma list to compare settings (runs interleave)
   --scenarios a,b     subset of: ${SCENARIO_IDS.join(', ')} (default: all)
   --out DIR           report directory (default bench/results/cluster-<timestamp>)
-  --ollana FILE       the ollana entry point to run (default: this checkout's src/main.ts),
-                      e.g. another worktree's src/main.ts to compare versions
+  --ollana FILE       the ollana entry point to run (default: this checkout's bin/ollana.mjs),
+                      e.g. another worktree's bin/ollana.mjs to compare versions
   --lanes N           concurrent request loops in the failover scenarios (default 1: one
                       client doing back-to-back requests)
   -v, --verbose       print the phases of each scenario

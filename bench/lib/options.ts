@@ -48,7 +48,7 @@ export interface BenchOptions {
   readonly install: boolean;
   /** Run ollana under `node --cpu-prof` and summarise the profiles in the report. */
   readonly cpuProf: boolean;
-  /** Checkout whose src/main.ts is "one-hop" (default: this repository). */
+  /** Checkout whose bin/ollana.mjs is "one-hop" (default: this repository). */
   readonly ollanaRoot: string;
   /** Extra `ollana serve` flags for one-hop, e.g. "--upstream-connections 64". */
   readonly ollanaArgs: readonly string[];
@@ -88,7 +88,7 @@ writes report.md, report.json and chart.svg. Every option also has an environmen
   --no-install         never apt-get install nginx or hey (BENCH_INSTALL=0)
   --cpu-prof           run ollana under node --cpu-prof; the report lists top self-time functions
                        (BENCH_CPU_PROF=1)
-  --ollana-root DIR    checkout whose src/main.ts is one-hop (BENCH_OLLANA_ROOT; default this repo)
+  --ollana-root DIR    checkout whose bin/ollana.mjs is one-hop (BENCH_OLLANA_ROOT; default this repo)
   --ollana-args "..."  extra ollana serve flags for one-hop (BENCH_OLLANA_ARGS)
   --ollana-node-args "..."  node flags for one-hop, e.g. --max-semi-space-size=2 (BENCH_OLLANA_NODE_ARGS)
   --ollana-b-root DIR  checkout of the one-hop-b system (BENCH_OLLANA_B_ROOT)

@@ -94,7 +94,7 @@ function ollanaDef(id: 'one-hop' | 'one-hop-b', label: string, variant: (o: Benc
       const home = mkdtempSync(join(ctx.workDir, `${id}-home-`));
       const prof = ctx.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(ctx.profileDir, `${id}-w${workers}`)];
       const v = variant(ctx.options);
-      const child = startChild(id, process.execPath, [...v.nodeArgs, ...prof, join(v.root, 'src/main.ts'), 'serve',
+      const child = startChild(id, process.execPath, [...v.nodeArgs, ...prof, join(v.root, 'bin/ollana.mjs'), 'serve',
         '--mode', 'server', '--listen', `127.0.0.1:${port}`, '--ollama-url', ctx.emulator.url,
         '--workers', String(workers), '--log-level', ctx.options.ollanaLogLevel, ...noLanFlags(v.root), ...v.args],
         // OLLANA_HOME: pid file and identity in a scratch dir, so runs never collide with a real node.
@@ -129,7 +129,7 @@ const discoveryFlag = new Map<string, readonly string[]>();
 function noLanFlags(root: string): readonly string[] {
   let flags = discoveryFlag.get(root);
   if (flags === undefined) {
-    const help = spawnSync(process.execPath, [join(root, 'src/main.ts'), 'serve', '--help'], { encoding: 'utf8', timeout: 20_000 });
+    const help = spawnSync(process.execPath, [join(root, 'bin/ollana.mjs'), 'serve', '--help'], { encoding: 'utf8', timeout: 20_000 });
     flags = [
       ...(/--discovery <value>/.test(help.stdout ?? '') ? ['--discovery', 'off'] : []),
       // One hop is measured in plain HTTP against plain-HTTP nginx; TLS costs are the two-hop bench's.

@@ -51,7 +51,7 @@ Two hops (application -> client node -> TLS -> server node -> Ollama emulator) a
   --scenarios a,b     ${SCENARIOS.join(', ')} (default all; handshakes runs on loopback)
   --no-pin            do not pin the hosts to CPUs (default: laptop on the first half, lab server on the rest)
   --out DIR           report directory (default bench/results/two-hop-<timestamp>)
-  --ollana FILE       the ollana entry point (default: this checkout's src/main.ts)
+  --ollana FILE       the ollana entry point (default: this checkout's bin/ollana.mjs)
   -h, --help          this help
 `;
 

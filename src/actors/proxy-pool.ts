@@ -4,18 +4,18 @@
  * and given up on when it keeps failing before it is ready.
  */
 import { EventEmitter } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { OllanaError, errorFromData, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { ownModule } from '../module-file.ts';
 import { decoderFor } from '../protocol/codec.ts';
 import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
   type WorkerStats } from '../protocol/messages.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
-const WORKER_FILE = fileURLToPath(new URL('../workers/proxy.worker.ts', import.meta.url));
+const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
 const STATS_DEADLINE_MS = 1_000;
 const MAX_BACKOFF_MS = 5_000;
 /** A worker that stays up this long has recovered: its next crash starts the backoff afresh. */

@@ -6,7 +6,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { CLIENT_LISTEN, SERVER_LISTEN, type ServeConfig } from '../config/defaults.ts';
 import { parseOllamaHost, type OllamaTarget } from '../config/ollama-host.ts';
 import { parseListen } from '../config/schema.ts';
@@ -24,14 +23,15 @@ import {
 import type { DiscoveryWorkerData } from '../workers/discovery.worker.ts';
 import type { ElectionWorkerData } from '../workers/election.worker.ts';
 import type { ProxyWorkerData } from '../workers/proxy.worker.ts';
+import { ownModule } from '../module-file.ts';
 import { ActorThread } from './actor-thread.ts';
 import { ClusterView, peerUrl } from './cluster.ts';
 import { ProxyPool, type WorkerReport } from './proxy-pool.ts';
 import { PendingReplies } from './runtime.ts';
 import { TrustStore } from './trust-store.ts';
 
-const DISCOVERY_FILE = fileURLToPath(new URL('../workers/discovery.worker.ts', import.meta.url));
-const ELECTION_FILE = fileURLToPath(new URL('../workers/election.worker.ts', import.meta.url));
+const DISCOVERY_FILE = ownModule('../workers/discovery.worker.ts', import.meta.url);
+const ELECTION_FILE = ownModule('../workers/election.worker.ts', import.meta.url);
 const HEALTH_INTERVAL_MS = 2_000;
 /** In-flight requests of the old role get this long when the node changes role. */
 const SWITCH_DRAIN_MS = 5_000;

@@ -26,10 +26,10 @@ export function isOllanaProcess(pid: number): boolean {
     return systemCode(err) === 'EPERM'; // alive but not ours to signal: assume it is a real ollana
   }
   try {
-    // The script node runs must be ollana's: src/main.ts, bin/ollana.mjs, or an `ollana` link on the
+    // The script node runs must be ollana's: src/main.ts, dist/main.js, bin/ollana.mjs, or an `ollana` link on the
     // PATH. Not "ollana" anywhere in the command line: a folder named ollana holds other programs too.
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(1);
-    return args.some((a) => /(^|\/)src\/main\.ts$|(^|\/)bin\/ollana\.mjs$|(^|\/)ollana$/.test(a));
+    return args.some((a) => /(^|\/)src\/main\.ts$|(^|\/)dist\/main\.js$|(^|\/)bin\/ollana\.mjs$|(^|\/)ollana$/.test(a));
   } catch {
     return true; // no /proc (not Linux): a live pid is the best evidence there is
   }

@@ -1,5 +1,5 @@
 /**
- * Runs the real `ollana` CLI as a child process (process.execPath + src/main.ts), reads its JSON log
+ * Runs the real `ollana` CLI as a child process (process.execPath + bin/ollana.mjs, which runs the build in dist/), reads its JSON log
  * lines, and waits for milestones in them. Every process started here is killed in teardown.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../../bin/ollana.mjs', import.meta.url));
 
 export interface LogLine {
   readonly level: string;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Host, HostProcess } from '../helpers/netns.ts';
 
 export const NODE = process.execPath;
-export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../../bin/ollana.mjs', import.meta.url));
 export const EMULATOR = fileURLToPath(new URL('../fixtures/ollama-emulator.ts', import.meta.url));
 export const CLIENT = fileURLToPath(new URL('./fixtures/lan-client.ts', import.meta.url));
 

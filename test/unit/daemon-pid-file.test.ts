@@ -121,6 +121,16 @@ test('a pid file holding a live ollana is OLN_ALREADY_RUNNING naming the pid', a
   assert.equal(readPid(file), child.pid, 'the running ollana keeps its pid file');
 });
 
+test('each of ollana\'s entry points counts as a live ollana: the build, the sources, the launcher', async (t) => {
+  for (const script of ['/opt/ollana/dist/main.js', '/opt/ollana/src/main.ts', '/opt/ollana/bin/ollana.mjs']) {
+    const child = await liveChild(t, script);
+    assert.equal(isOllanaProcess(child.pid), true, script);
+  }
+  // Not any main.js: another program's build folder is not ollana.
+  const other = await liveChild(t, '/opt/ollana/other/main.js');
+  assert.equal(isOllanaProcess(other.pid), false);
+});
+
 test('a pid file under a regular file is OLN_DIR_UNWRITABLE naming the file and what to do', (t) => {
   const dir = tempDir(t);
   const blocker = join(dir, 'not-a-dir');

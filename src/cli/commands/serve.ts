@@ -1,6 +1,5 @@
 /** `ollana serve`: load the settings, take the pid file, start the supervisor, stop it on a signal. */
 import { accessSync, constants, mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Supervisor } from '../../actors/supervisor.ts';
 import type { ConfigKey } from '../../config/defaults.ts';
 import { loadConfig } from '../../config/load.ts';
@@ -10,10 +9,11 @@ import { takePidFile } from '../../daemon/pid-file.ts';
 import { OllanaError, errorMessage, isOllanaError, systemCode } from '../../errors.ts';
 import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { createLogger, type LogSettings } from '../../log.ts';
+import { ownModule } from '../../module-file.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-const MAIN_SCRIPT = fileURLToPath(new URL('../../main.ts', import.meta.url));
+const MAIN_SCRIPT = ownModule('../../main.ts', import.meta.url);
 
 function ensureDataDir(dir: string): void {
   try {
