@@ -2,7 +2,7 @@
  * The defences of a proxy worker's listener against broken or hostile clients, kept apart from the
  * proxying: limits on header size and header time, the answer to bytes Node's strict HTTP parser
  * (llhttp) refuses (request smuggling, bad framing, oversized or slow headers), a cap on open
- * connections, accept errors, and the request-target check. Every refusal goes through one
+ * connections, accept errors, and the request-target and Host checks. Every refusal goes through one
  * RefusalLog, so a flood costs a few log lines.
  */
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.ts';
 import { sendError } from './errors-http.ts';
 import { RefusalLog } from './refusal-log.ts';
+import { hostLines, parseTarget, validHostValue } from './request-target.ts';
 
 /** Request line plus header block, as Node's parser counts them (its default is 16 KiB). */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -33,6 +34,7 @@ const KINDS = {
   'headers-too-large': { level: 'info', what: 'requests with oversized headers refused with 431' },
   'headers-timeout': { level: 'info', what: 'connections closed for slow request headers (408)' },
   'bad-target': { level: 'info', what: 'requests with a bad request target refused' },
+  'bad-host': { level: 'info', what: 'requests without exactly one valid Host refused with 400' },
   'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
   'connection-limit': { level: 'warn', what: 'connections refused over the connection limit' },
   'accept-failed': { level: 'warn', what: 'failed accepts' },
@@ -85,6 +87,7 @@ export class ConnectionGuard {
   readonly #broken = new WeakSet<Duplex>();
   #http: Server | null = null;
   #evictedAt = 0;
+  #lastValidHost: string | null = null;
 
   constructor(settings: GuardSettings, log: Logger, worker: number) {
     this.#settings = settings;
@@ -144,8 +147,12 @@ export class ConnectionGuard {
   /** Whether the client's connection was refused after this request's head: then nothing goes upstream. */
   readonly broken = (socket: Duplex): boolean => this.#broken.has(socket);
 
-  /** Answers 414 or 400 for a request target ollana will not forward; true if it did. */
-  refusesTarget(req: IncomingMessage, res: ServerResponse): boolean {
+  /**
+   * Answers 414 or 400 for a request ollana will not forward (an overlong URL, a target that is not a
+   * path, not exactly one valid Host) and returns true; otherwise turns an absolute-form target into
+   * the origin form with its authority as the Host (request-target.ts) and returns false.
+   */
+  refuses(req: IncomingMessage, res: ServerResponse): boolean {
     const url = req.url ?? '/';
     if (url.length > MAX_URL_BYTES) {
       this.#refusals.note('bad-target', { remote: remote(req.socket), urlBytes: url.length },
@@ -154,15 +161,44 @@ export class ConnectionGuard {
         'Ollama API paths are short: check how the client builds its URL');
       return true;
     }
-    // Origin-form (/api/chat) or absolute-form (http://host/api/chat, which Ollama accepts too).
-    // Anything else, such as OPTIONS *, has no upstream path.
-    if (url.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(url)) {
-      this.#refusals.note('bad-target', { remote: remote(req.socket), target: url.slice(0, 64) },
-        `refused a request from ${remote(req.socket)} whose target is not a path; answered 400`);
-      sendError(res, '/', 400, 'ollana: the request target must be a path such as /api/chat');
+    if (this.#refusesHost(req, res)) return true;
+    const target = parseTarget(url);
+    if (target.form === 'origin') return false;
+    if (target.form === 'bad') {
+      const shown = url.slice(0, 64);
+      this.#refusals.note('bad-target', { remote: remote(req.socket), target: shown },
+        `refused a request from ${remote(req.socket)} whose target ${target.why}; answered 400`);
+      sendError(res, '/', 400, `ollana: the request target ${JSON.stringify(shown)} ${target.why}; ` +
+        'send a path such as /api/chat (or http://<host>:<port>/api/chat)');
       return true;
     }
+    req.url = target.path;
+    req.headers.host = target.authority;
     return false;
+  }
+
+  /** RFC 9112 §3.2: exactly one Host line, with a valid value; 400 and close otherwise. */
+  #refusesHost(req: IncomingMessage, res: ServerResponse): boolean {
+    const host = req.headers.host;
+    const lines = hostLines(req.rawHeaders);
+    // A client sends the same Host on every request: the value check runs once per distinct value.
+    if (lines <= 1 && (host === undefined || host === this.#lastValidHost)) return false;
+    if (lines <= 1 && validHostValue(host!)) {
+      this.#lastValidHost = host!;
+      return false;
+    }
+    const from = remote(req.socket);
+    const what = lines > 1 ? `${lines} Host headers` : 'an invalid Host header';
+    this.#refusals.note('bad-host', { remote: from, hostLines: lines, host: host?.slice(0, 100) },
+      `refused a request from ${from} with ${what}; answered 400`);
+    const message = lines > 1
+      ? `ollana: the request has ${lines} Host headers; an HTTP request names exactly one host (RFC 9112 section 3.2): ` +
+        'check the client, or the proxy in front of ollana that adds one'
+      : `ollana: the Host header ${JSON.stringify(host!.slice(0, 100))} is not a host name or address with an optional :port; ` +
+        'send Host: <host>:<port>';
+    // Nothing more is read from a connection whose client cannot say which host it wants.
+    sendError(res, req.url ?? '/', 400, message, ['connection', 'close']);
+    return true;
   }
 
   #clientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {

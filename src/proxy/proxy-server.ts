@@ -242,9 +242,10 @@ export class ProxyServer {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url ?? '/';
     if (this.#draining) res.shouldKeepAlive = false;
-    if (this.#guard.refusesTarget(req, res)) return;
+    // Before anything reads req.url or Host: an absolute-form target becomes a path here.
+    if (this.#guard.refuses(req, res)) return;
+    const url = req.url ?? '/';
 
     // ollana's own answers wait for the request body (afterBody): a body the parser then rejects is
     // answered 400 alone, not 400 behind a 403 or 503 on the same request.
