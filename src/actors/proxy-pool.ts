@@ -13,6 +13,7 @@ import { decoderFor } from '../protocol/codec.ts';
 import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
   type WorkerStats } from '../protocol/messages.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
+import { clearSlot, connectionBoard, openConnections } from '../proxy/connection-cap.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
 const WORKER_FILE = fileURLToPath(new URL('../workers/proxy.worker.ts', import.meta.url));
@@ -48,6 +49,8 @@ export class ProxyPool extends EventEmitter {
   readonly #stats = new PendingReplies<WorkerStats>();
   /** Each worker's in-flight requests, written by the workers (StatsCollector), read by inFlight(). */
   readonly #loadBoard: Int32Array;
+  /** Each worker's open connections, counted against the node-wide --max-connections by the workers. */
+  readonly #connectionBoard: Int32Array;
   #table: RouteTable;
   /** the newest allow list, when it changed since the workers' start data */
   #trust: TrustSettings | null = null;
@@ -60,6 +63,7 @@ export class ProxyPool extends EventEmitter {
     this.#size = size;
     this.#table = table;
     this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
+    this.#connectionBoard = connectionBoard(size);
     this.#pool = new Piscina({
       filename: WORKER_FILE,
       minThreads: size,
@@ -120,14 +124,16 @@ export class ProxyPool extends EventEmitter {
 
     return new Promise<void>((resolve, reject) => {
       s.onReady = resolve;
-      const task: ProxyTask = { worker: index, port: port2, routes: this.#table, loadBoard: this.#loadBoard };
+      const task: ProxyTask = { worker: index, port: port2, routes: this.#table, loadBoard: this.#loadBoard,
+        connectionBoard: this.#connectionBoard };
       s.done = (this.#pool.run(task, { transferList: [port2] }) as Promise<ProxyTaskResult>).then(
-        () => { s.ready = false; port1.close(); Atomics.store(this.#loadBoard, index, 0); },
+        () => { s.ready = false; port1.close(); Atomics.store(this.#loadBoard, index, 0); clearSlot(this.#connectionBoard, index); },
         (err: unknown) => {
           s.ready = false;
           port1.close();
-          // A dead thread's requests are lost, not in flight.
+          // A dead thread's requests are lost, not in flight, and its connections closed with it.
           Atomics.store(this.#loadBoard, index, 0);
+          clearSlot(this.#connectionBoard, index);
           const error = errorFromData(err)
             ?? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err });
           if (s.onReady !== null) {
@@ -203,6 +209,11 @@ export class ProxyPool extends EventEmitter {
     let n = 0;
     for (let i = 0; i < this.#size; i++) n += Atomics.load(this.#loadBoard, i);
     return n;
+  }
+
+  /** Client connections open across the workers now (shared memory, like inFlight). */
+  openConnections(): number {
+    return openConnections(this.#connectionBoard);
   }
 
   /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */

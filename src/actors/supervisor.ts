@@ -208,7 +208,7 @@ export class Supervisor extends EventEmitter {
         upstreamConnections: config.upstreamConnections,
         upstreamKeepAliveMs: config.upstreamKeepAliveMs,
         requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
-        maxConnections: Math.ceil(config.maxConnections / config.workers),
+        maxConnections: config.maxConnections,
         debugHooks: this.#opts.debugHooks,
         tls: { id: this.#id, certPem: this.#opts.identity.certPem, keyPem: this.#opts.identity.keyPem, ticketKeys: this.#ticketKeys },
         listenTls: this.#role === 'server' && !config.insecureHttp,
@@ -586,6 +586,7 @@ export class Supervisor extends EventEmitter {
       peers: [...servers, ...clients],
       discovery: this.#discoveryInfo === null ? null : { ...this.#discoveryInfo, stats: discoveryStats },
       upstreams: this.#table.upstreams,
+      connections: { open: this.#pool?.openConnections() ?? 0, max: this.#opts.config.maxConnections },
       workers: {
         configured: this.#opts.config.workers,
         live: live.length,

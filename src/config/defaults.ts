@@ -135,7 +135,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'requestHeadersTimeoutMs', flag: '--request-headers-timeout', kind: 'duration', env: ['OLLANA_REQUEST_HEADERS_TIMEOUT'],
     help: 'clients must finish sending request headers within this (from connect or the request\'s first byte); slower connections get 408 and are closed; 0 = no limit' },
   { key: 'maxConnections', flag: '--max-connections', kind: 'limit', env: ['OLLANA_MAX_CONNECTIONS'],
-    help: 'open client connections per node (shared evenly by the workers); new ones past it are closed at once; 0 = no limit' },
+    help: 'open client connections per node, whichever worker holds them; new ones past it are closed at once, and idle ones closed to make room; 0 = no limit' },
   { key: 'origins', flag: '--origins', kind: 'list', env: ['OLLANA_ORIGINS', 'OLLAMA_ORIGINS'],
     help: 'extra browser origins allowed (comma-separated, * wildcard), added to Ollama\'s defaults' },
   { key: 'discoveryPort', flag: '--discovery-port', kind: 'port', env: ['OLLANA_DISCOVERY_PORT'],

@@ -10,6 +10,7 @@ import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.ts';
 import { sendError } from './errors-http.ts';
+import { ConnectionCap } from './connection-cap.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { hostLines, parseTarget, validHostValue } from './request-target.ts';
 
@@ -25,8 +26,10 @@ const EVICT_EVERY_MS = 1_000;
 export interface GuardSettings {
   /** From connect, or from a request's first byte, until its headers are complete; 0 = no limit. */
   readonly requestHeadersTimeoutMs: number;
-  /** Open connections per worker; 0 = no limit. */
+  /** Open connections of the whole node; 0 = no limit. */
   readonly maxConnections: number;
+  /** Where the workers count their connections (connection-cap.ts); absent: this worker alone. */
+  readonly connectionBoard?: Int32Array;
 }
 
 const KINDS = {
@@ -85,14 +88,17 @@ export class ConnectionGuard {
   readonly #worker: number;
   /** Sockets whose bytes the parser refused: nothing read from them may still go upstream. */
   readonly #broken = new WeakSet<Duplex>();
+  readonly #cap: ConnectionCap;
   #http: Server | null = null;
   #evictedAt = 0;
+  #askedAt = 0;
   #lastValidHost: string | null = null;
 
   constructor(settings: GuardSettings, log: Logger, worker: number) {
     this.#settings = settings;
     this.#refusals = new RefusalLog(log, KINDS);
     this.#worker = worker;
+    this.#cap = new ConnectionCap(settings.connectionBoard ?? null, worker, settings.maxConnections);
   }
 
   /** Installs the handlers on the worker's HTTP server (before listen). */
@@ -106,22 +112,26 @@ export class ConnectionGuard {
       this.#answerAndClose(socket, jsonReply(405, 'Method Not Allowed',
         'ollana: CONNECT is not supported; ollana forwards Ollama API requests, it is not a forward proxy'));
     });
-    this.limit(server);
+    this.#limit(server);
   }
 
   /**
-   * Caps open connections on a listening server and logs what it refuses and accept errors; for the
-   * HTTP server itself and for any server that hands it sockets (a TLS listener counts its own).
+   * Counts every connection the server accepts against the node-wide cap, before the server sees it:
+   * its one 'connection' listener (HTTP parser, or TLS handshake) runs only for admitted ones, as
+   * #guardHandshakes in proxy-server.ts does for handshakes. Failed accepts are logged.
    */
-  limit(server: NetServer): void {
-    if (this.#settings.maxConnections > 0) server.maxConnections = this.#settings.maxConnections;
-    server.on('drop', (data?: { remoteAddress?: string }) => {
-      this.#refusals.note('connection-limit', { remote: data?.remoteAddress, limit: this.#settings.maxConnections },
-        `connection limit reached: proxy worker ${this.#worker} holds ${this.#settings.maxConnections} connections; ` +
-        `refused one from ${data?.remoteAddress ?? 'unknown'} and closed the idle ones to make room ` +
-        '(raise --max-connections if this is legitimate load)');
-      this.#evictIdle();
+  #limit(server: NetServer): void {
+    const serve = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => {
+      if (!this.#cap.admit()) {
+        this.#refuseConnection(socket);
+        return;
+      }
+      socket.once('close', this.#cap.release);
+      for (const listener of serve) listener.call(server, socket);
     });
+    this.#cap.onRoomWanted(() => this.#evictIdle());
     server.on('error', (err: Error & { code?: string }) => {
       // Errors before 'listening' are listen() failures, reported by listen(). After it, they are
       // failed accepts (EMFILE: out of file descriptors), which must not kill the worker.
@@ -130,6 +140,19 @@ export class ConnectionGuard {
         `proxy worker ${this.#worker} failed to accept a connection: ${err.message}` +
         (err.code === 'EMFILE' || err.code === 'ENFILE' ? '; raise the open-file limit (ulimit -n) or lower --max-connections' : ''));
     });
+  }
+
+  #refuseConnection(socket: Socket): void {
+    const from = socket.remoteAddress ?? 'unknown';
+    const max = this.#cap.max;
+    socket.destroy();
+    this.#refusals.note('connection-limit', { remote: from, limit: max },
+      `connection limit reached: the node holds ${max} connections (--max-connections ${max}); refused one from ${from} ` +
+      'and closed the idle ones to make room (raise --max-connections if this is legitimate load)');
+    const now = Date.now();
+    if (now - this.#askedAt < EVICT_EVERY_MS) return;
+    this.#askedAt = now;
+    this.#cap.askForRoom();
   }
 
   /**
@@ -243,8 +266,9 @@ export class ConnectionGuard {
     setTimeout(() => socket.destroy(), LINGER_MS).unref();
   }
 
-  /** Logs the pending refusal summaries (on drain). */
-  flush(): void {
+  /** Stops making room for other workers and logs the pending refusal summaries (on drain). */
+  close(): void {
+    this.#cap.stop();
     this.#refusals.flush();
   }
 }

@@ -33,9 +33,11 @@ export interface ProxySettings {
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
   readonly upstreamKeepAliveMs: number;
-  /** Client side: time to send request headers; open connections per worker (connection-guard.ts). */
+  /** Client side: time to send request headers; open connections per node (connection-guard.ts). */
   readonly requestHeadersTimeoutMs: number;
   readonly maxConnections: number;
+  /** Shared by the workers: their open connections, against maxConnections (connection-cap.ts). */
+  readonly connectionBoard?: Int32Array;
   /** Enables POST /ollana/v1/debug/crash, which kills this worker thread (tests of supervision). */
   readonly debugHooks: boolean;
   /**
@@ -491,7 +493,7 @@ export class ProxyServer {
     }
     const cut = this.stats.inFlight;
     this.#server.closeAllConnections();
-    this.#guard.flush();
+    this.#guard.close();
     await Promise.all([...this.#pools.values()].map((p) => p.destroy().catch(() => undefined)));
     return cut;
   }

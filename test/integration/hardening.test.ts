@@ -435,7 +435,8 @@ describe('connection flood', () => {
       assert.ok(peak - before < 300, `RSS bounded: ${report}`);
       const line = await server.waitFor(refusalLine('connection-limit'), 5_000, 'the connection-limit warning');
       assert.equal(line.level, 'warn');
-      assert.match(line.msg, /^connection limit reached: proxy worker \d holds \d+ connections; refused one from 127\.0\.0\.1 and closed the idle ones/);
+      assert.match(line.msg, new RegExp(`^connection limit reached: the node holds ${LIMIT} connections \\(--max-connections ${LIMIT}\\); ` +
+        'refused one from 127\\.0\\.0\\.1 and closed the idle ones'));
       assert.ok(accounted(server, 'connection-limit').lines <= 8, `a few lines for ${refused.length} refusals`);
     } finally {
       f.stop();

@@ -1,0 +1,126 @@
+/**
+ * How long and how many client connections a node keeps: --max-connections counts every connection
+ * of the node, whichever proxy worker the kernel gave it to, and at the limit the idle ones are closed
+ * in every worker to make room.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { keptAlive, tcp, type KeptAlive } from '../helpers/hostile-client.ts';
+import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+
+let emu: Emulator;
+const started: Started[] = [];
+
+async function node(args: readonly string[], env: Record<string, string> = {}): Promise<Started> {
+  const n = await startOllana(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url,
+    '--listen', `127.0.0.1:${await freePort()}`, ...args], { env });
+  started.push(n);
+  return n;
+}
+
+before(async () => {
+  emu = await startEmulator({ tokens: 2, tokenIntervalMs: 1, ttftMs: 1 });
+});
+
+after(async () => {
+  for (const n of started) {
+    await n.stop();
+    removeHome(n.home);
+  }
+  await emu?.close();
+});
+
+/** Resolves once every connection is closed, or rejects after `ms` saying how many are still open. */
+async function allClosed(conns: readonly KeptAlive[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${conns.filter((c) => c.closedAt === null).length} of ${conns.length} connections still open after ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([Promise.all(conns.map((c) => c.closed)), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('--max-connections is per node', () => {
+  const LIMIT = 40;
+  let n: Started;
+  before(async () => {
+    // Four workers: with a per-worker share of 10, forty connections spread by the kernel would
+    // almost surely put an eleventh on one of them.
+    n = await node(['--workers', '4', '--max-connections', String(LIMIT)]);
+  });
+
+  test('the limit holds connections wherever the kernel puts them; past it, one is refused and the idle ones of every worker close', async () => {
+    const conns: KeptAlive[] = [];
+    try {
+      for (let i = 0; i < LIMIT; i++) {
+        const status = await keptAlive(tcp(n.port)).then((c) => { conns.push(c); return c.ask(`/api/tags?conn=${i}`); })
+          .catch((err: Error) => `refused or closed: ${err.message}`);
+        assert.equal(status, 200, `connection ${i + 1} of ${LIMIT} answered`);
+      }
+      // Each one still open and usable: none was refused or closed to make room below the limit.
+      const again = await Promise.all(conns.map((c, i) => c.ask(`/api/tags?again=${i}`).catch((err: Error) => `connection ${i}: ${err.message}`)));
+      assert.deepEqual(again.filter((s) => s !== 200), [], `all ${LIMIT} connections served twice`);
+
+      const over = await keptAlive(tcp(n.port));
+      await over.closed;
+      assert.equal(over.unasked, '', 'the connection past the limit was closed without a byte');
+      // The node makes room: every idle connection closes, in every worker, not only in the one that refused.
+      await allClosed(conns, 10_000);
+      const line = await n.waitFor((l) => l.refusal === 'connection-limit', 5_000, 'the connection-limit warning');
+      assert.equal(line.level, 'warn');
+      assert.match(line.msg, new RegExp(`^connection limit reached: the node holds ${LIMIT} connections \\(--max-connections ${LIMIT}\\); ` +
+        'refused one from 127\\.0\\.0\\.1 and closed the idle ones to make room'));
+
+      const next = await keptAlive(tcp(n.port));
+      conns.push(next);
+      assert.equal(await next.ask('/api/tags?after=1'), 200, 'served once room was made');
+    } finally {
+      for (const c of conns) c.destroy();
+    }
+  });
+});
+
+describe('a dead worker\'s connections', () => {
+  const LIMIT = 12;
+  let n: Started;
+  before(async () => {
+    n = await node(['--workers', '2', '--max-connections', String(LIMIT)], { OLLANA_DEBUG_HOOKS: '1' });
+  });
+
+  test('closed with its thread, they no longer count against the limit', async () => {
+    const conns: KeptAlive[] = [];
+    try {
+      for (let i = 0; i < LIMIT - 1; i++) {
+        const c = await keptAlive(tcp(n.port));
+        conns.push(c);
+        assert.equal(await c.ask(`/api/tags?held=${i}`), 200);
+      }
+      // The last place: a crash request, which kills whichever worker it lands on with its connections.
+      const crash = await keptAlive(tcp(n.port));
+      conns.push(crash);
+      crash.write('POST /ollana/v1/debug/crash HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n');
+      await crash.closed;
+      await n.waitFor((l) => /proxy worker \d+ restarted/.test(l.msg), 15_000, 'the worker restart');
+      const survivors = conns.filter((c) => c.closedAt === null).length;
+      // Room again for as many as died with the worker: all accepted and served, none refused.
+      for (let i = survivors; i < LIMIT - 1; i++) {
+        const c = await keptAlive(tcp(n.port));
+        conns.push(c);
+        assert.equal(await c.ask(`/api/tags?fresh=${i}`), 200, `fresh connection ${i} served`);
+      }
+      // The last place: the status request, which sees the node full and nothing of the dead worker.
+      const status = await keptAlive(tcp(n.port));
+      conns.push(status);
+      status.write('GET /ollana/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+      await status.closed;
+      const report = JSON.parse(status.unasked.slice(status.unasked.indexOf('{'))) as { connections: { open: number; max: number } };
+      assert.deepEqual(report.connections, { open: LIMIT, max: LIMIT });
+    } finally {
+      for (const c of conns) c.destroy();
+    }
+  });
+});
