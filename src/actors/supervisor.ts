@@ -208,6 +208,7 @@ export class Supervisor extends EventEmitter {
         upstreamConnections: config.upstreamConnections,
         upstreamKeepAliveMs: config.upstreamKeepAliveMs,
         requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
+        keepAliveTimeoutMs: config.keepAliveTimeoutMs,
         maxConnections: config.maxConnections,
         debugHooks: this.#opts.debugHooks,
         tls: { id: this.#id, certPem: this.#opts.identity.certPem, keyPem: this.#opts.identity.keyPem, ticketKeys: this.#ticketKeys },

@@ -33,8 +33,9 @@ export interface ProxySettings {
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
   readonly upstreamKeepAliveMs: number;
-  /** Client side: time to send request headers; open connections per node (connection-guard.ts). */
+  /** Client side: time to send request headers, idle time between requests, open connections per node (connection-guard.ts). */
   readonly requestHeadersTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
   readonly maxConnections: number;
   /** Shared by the workers: their open connections, against maxConnections (connection-cap.ts). */
   readonly connectionBoard?: Int32Array;
@@ -142,7 +143,7 @@ export class ProxyServer {
     this.#guard = new ConnectionGuard(settings, log, settings.worker);
     const httpOptions = {
       noDelay: true,
-      keepAliveTimeout: 65_000,
+      keepAliveTimeout: settings.keepAliveTimeoutMs,
       // No requestTimeout: a streamed generation may run for many minutes. Header size and header
       // time stay bounded (connection-guard.ts) so a slow-header client cannot hold a socket.
       requestTimeout: 0,

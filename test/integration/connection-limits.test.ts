@@ -1,7 +1,7 @@
 /**
  * How long and how many client connections a node keeps: --max-connections counts every connection
  * of the node, whichever proxy worker the kernel gave it to, and at the limit the idle ones are closed
- * in every worker to make room.
+ * in every worker to make room; --keep-alive-timeout bounds how long one stays idle between requests.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -121,6 +121,66 @@ describe('a dead worker\'s connections', () => {
       assert.deepEqual(report.connections, { open: LIMIT, max: LIMIT });
     } finally {
       for (const c of conns) c.destroy();
+    }
+  });
+});
+
+describe('idle keep-alive connections', () => {
+  const KEEP_ALIVE_MS = 1_000;
+  const HEADERS_MS = 1_000;
+  let n: Started;
+  before(async () => {
+    n = await node(['--workers', '2', '--keep-alive-timeout', `${KEEP_ALIVE_MS}ms`, '--request-headers-timeout', `${HEADERS_MS}ms`]);
+  });
+
+  test('one that sends nothing after its answer is closed once --keep-alive-timeout has passed, not before', async () => {
+    const c = await keptAlive(tcp(n.port));
+    try {
+      assert.equal(await c.ask('/api/tags?idle=1'), 200);
+      const answeredAt = performance.now();
+      await Promise.race([c.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('still open after 15 s')), 15_000))]);
+      assert.ok(c.closedAt! - answeredAt >= KEEP_ALIVE_MS - 100, `closed ${(c.closedAt! - answeredAt).toFixed(0)} ms after the answer`);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a client that sends one stray CRLF and then a request, within the timeout, is served on the same connection', async () => {
+    const c = await keptAlive(tcp(n.port));
+    try {
+      assert.equal(await c.ask('/api/tags?stray=1'), 200);
+      await new Promise((resolve) => setTimeout(resolve, KEEP_ALIVE_MS / 4));
+      c.write('\r\n');
+      await new Promise((resolve) => setTimeout(resolve, KEEP_ALIVE_MS / 4));
+      assert.equal(await c.ask('/api/tags?stray=2'), 200);
+      assert.equal(c.closedAt, null);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a response that takes longer than both timeouts is not cut, and the connection is reused after it', async () => {
+    const c = await keptAlive(tcp(n.port));
+    emu.set({ ttftMs: KEEP_ALIVE_MS + HEADERS_MS + 2_000 });
+    try {
+      assert.equal(await c.ask('/api/tags?first=1'), 200);
+      const t0 = performance.now();
+      const slow = await new Promise<number>((resolve, reject) => {
+        // /api/generate waits ttftMs before answering; sent raw on the same connection.
+        const body = '{"model":"llama3.2","prompt":"hi","stream":false}';
+        c.write(`POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        const poll = setInterval(() => {
+          const m = /^(\d{3}) /.exec(c.unasked);
+          if (m !== null) { clearInterval(poll); resolve(Number(m[1])); }
+          if (c.closedAt !== null) { clearInterval(poll); reject(new Error(`closed during the slow answer after ${(performance.now() - t0).toFixed(0)} ms`)); }
+        }, 50);
+      });
+      assert.equal(slow, 200);
+      assert.ok(performance.now() - t0 >= KEEP_ALIVE_MS + HEADERS_MS + 2_000 - 100, 'the answer really was slow');
+      assert.equal(await c.ask('/api/tags?after=1'), 200, 'the same connection serves the next request');
+    } finally {
+      emu.set({ ttftMs: 1 });
+      c.destroy();
     }
   });
 });
