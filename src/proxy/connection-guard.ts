@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.ts';
 import { sendError } from './errors-http.ts';
 import { ConnectionCap } from './connection-cap.ts';
+import { IdleWatch } from './idle-watch.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { hostLines, parseTarget, validHostValue } from './request-target.ts';
 
@@ -26,6 +27,8 @@ const EVICT_EVERY_MS = 1_000;
 export interface GuardSettings {
   /** From connect, or from a request's first byte, until its headers are complete; 0 = no limit. */
   readonly requestHeadersTimeoutMs: number;
+  /** Idle time allowed between requests, stray empty lines or not (idle-watch.ts); 0 = no limit. */
+  readonly keepAliveTimeoutMs: number;
   /** Open connections of the whole node; 0 = no limit. */
   readonly maxConnections: number;
   /** Where the workers count their connections (connection-cap.ts); absent: this worker alone. */
@@ -36,6 +39,7 @@ const KINDS = {
   malformed: { level: 'info', what: 'malformed requests refused with 400' },
   'headers-too-large': { level: 'info', what: 'requests with oversized headers refused with 431' },
   'headers-timeout': { level: 'info', what: 'connections closed for slow request headers (408)' },
+  'idle-trickle': { level: 'info', what: 'idle connections closed for sending empty lines instead of a request (408)' },
   'bad-target': { level: 'info', what: 'requests with a bad request target refused' },
   'bad-host': { level: 'info', what: 'requests without exactly one valid Host refused with 400' },
   'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
@@ -89,6 +93,7 @@ export class ConnectionGuard {
   /** Sockets whose bytes the parser refused: nothing read from them may still go upstream. */
   readonly #broken = new WeakSet<Duplex>();
   readonly #cap: ConnectionCap;
+  readonly #idle: IdleWatch | null;
   #http: Server | null = null;
   #evictedAt = 0;
   #askedAt = 0;
@@ -99,6 +104,9 @@ export class ConnectionGuard {
     this.#refusals = new RefusalLog(log, KINDS);
     this.#worker = worker;
     this.#cap = new ConnectionCap(settings.connectionBoard ?? null, worker, settings.maxConnections);
+    this.#idle = settings.keepAliveTimeoutMs > 0
+      ? new IdleWatch(settings.keepAliveTimeoutMs, settings.requestHeadersTimeoutMs, (socket, idleMs) => this.#closeTrickle(socket, idleMs))
+      : null;
   }
 
   /** Installs the handlers on the worker's HTTP server (before listen). */
@@ -113,6 +121,20 @@ export class ConnectionGuard {
         'ollana: CONNECT is not supported; ollana forwards Ollama API requests, it is not a forward proxy'));
     });
     this.#limit(server);
+    this.#idle?.attach(server);
+  }
+
+  #closeTrickle(socket: Socket, idleMs: number): void {
+    this.#broken.add(socket);
+    const from = remote(socket);
+    const seconds = Math.round(idleMs / 100) / 10;
+    const keepAlive = this.#settings.keepAliveTimeoutMs / 1000;
+    this.#refusals.note('idle-trickle', { remote: from, idleMs },
+      `closed a connection from ${from} that sent only empty lines after its last request for ${seconds} s ` +
+      `(--keep-alive-timeout ${keepAlive} s); answered 408`);
+    this.#answerAndClose(socket, jsonReply(408, 'Request Timeout',
+      `ollana: no request within ${seconds} s on an idle connection that sent only empty lines; ` +
+      `send a request within --keep-alive-timeout (${keepAlive} s) or close the connection`));
   }
 
   /**
@@ -269,6 +291,7 @@ export class ConnectionGuard {
   /** Stops making room for other workers and logs the pending refusal summaries (on drain). */
   close(): void {
     this.#cap.stop();
+    this.#idle?.stop();
     this.#refusals.flush();
   }
 }

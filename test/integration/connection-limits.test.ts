@@ -145,6 +145,28 @@ describe('idle keep-alive connections', () => {
     }
   });
 
+  test('one that sends only empty lines (CRLF) between requests is closed too, with a 408 and one log line', async () => {
+    const c = await keptAlive(tcp(n.port));
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      assert.equal(await c.ask('/api/tags?trickle=1'), 200);
+      const answeredAt = performance.now();
+      // Node's parser skips empty lines between requests, but each one is traffic that resets the
+      // socket's idle timer. Bounded: 15 s of them at most.
+      let sent = 0;
+      timer = setInterval(() => { if (sent++ < 75) c.write('\r\n'); }, 200);
+      await Promise.race([c.closed, new Promise((_, reject) => setTimeout(() => reject(new Error(`still open after ${sent} empty lines (15 s)`)), 15_000))]);
+      assert.ok(c.closedAt! - answeredAt >= KEEP_ALIVE_MS - 100, 'not closed before the keep-alive timeout');
+      assert.match(c.unasked, /^408 \{"error":"ollana: no request within \d+(\.\d+)? s on an idle connection that sent only empty lines/);
+      const line = await n.waitFor((l) => l.refusal === 'idle-trickle', 5_000, 'the idle-trickle refusal');
+      assert.equal(line.level, 'info');
+      assert.match(line.msg, /^closed a connection from 127\.0\.0\.1 that sent only empty lines after its last request for \d+(\.\d+)? s \(--keep-alive-timeout 1 s\); answered 408$/);
+    } finally {
+      clearInterval(timer);
+      c.destroy();
+    }
+  });
+
   test('a client that sends one stray CRLF and then a request, within the timeout, is served on the same connection', async () => {
     const c = await keptAlive(tcp(n.port));
     try {
