@@ -15,6 +15,7 @@ import type { Identity } from '../identity/identity.ts';
 import { newBootId } from '../identity/boot-id.ts';
 import type { Logger, LogSettings } from '../log.ts';
 import { claimPort, fetchModels, probeOllama, probeOllana, probeOllanaTls } from '../net/probe.ts';
+import { outOfFilesAdvice, rssBytes } from '../net/open-files.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import { DISCOVERY_DEFAULTS } from './discovery.ts';
 import {
@@ -100,6 +101,8 @@ export class Supervisor extends EventEmitter {
   #switching = false;
   /** Since when the local Ollama has not answered (server role), or null. */
   #ollamaDownSince: number | null = null;
+  /** The last health check could not be made for lack of file descriptors (logged once). */
+  #probeStarved = false;
 
   constructor(opts: SupervisorOptions) {
     super();
@@ -481,6 +484,14 @@ export class Supervisor extends EventEmitter {
     }
     const probe = await probeOllama(this.#target, config.probeTimeoutMs);
     if (this.#stopping) return;
+    if (!probe.ok && probe.outOfFiles === true) {
+      // This node could not open a connection to ask, which says nothing about Ollama: leaving the
+      // cluster (or, in auto mode, becoming a client) would be wrong. Asked again next round.
+      if (!this.#probeStarved) this.#log.error({ ollama: this.#target.origin }, `cannot check the local Ollama at ${this.#target.origin}: ${outOfFilesAdvice()}`);
+      this.#probeStarved = true;
+      return;
+    }
+    this.#probeStarved = false;
     const was = this.#ollama.healthy;
     const models = probe.ok ? await fetchModels(this.#target, config.probeTimeoutMs) : null;
     const modelsChanged = models !== null && modelsDigest(models) !== modelsDigest(this.#ollama.models);
@@ -600,7 +611,7 @@ export class Supervisor extends EventEmitter {
         },
         list: workers,
       },
-      memory: { rssBytes: process.memoryUsage.rss() },
+      memory: { rssBytes: rssBytes() },
     };
   }
 

@@ -12,6 +12,7 @@ import type { Logger } from '../log.ts';
 import { sendError } from './errors-http.ts';
 import { ConnectionCap } from './connection-cap.ts';
 import { IdleWatch } from './idle-watch.ts';
+import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { hostLines, parseTarget, validHostValue } from './request-target.ts';
 
@@ -45,6 +46,7 @@ const KINDS = {
   'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
   'connection-limit': { level: 'warn', what: 'connections refused over the connection limit' },
   'accept-failed': { level: 'warn', what: 'failed accepts' },
+  'out-of-files': { level: 'error', what: 'requests answered 503 for lack of file descriptors' },
 } as const;
 type Kind = keyof typeof KINDS;
 
@@ -159,8 +161,7 @@ export class ConnectionGuard {
       // failed accepts (EMFILE: out of file descriptors), which must not kill the worker.
       if (!server.listening) return;
       this.#refusals.note('accept-failed', { code: err.code, err },
-        `proxy worker ${this.#worker} failed to accept a connection: ${err.message}` +
-        (err.code === 'EMFILE' || err.code === 'ENFILE' ? '; raise the open-file limit (ulimit -n) or lower --max-connections' : ''));
+        `proxy worker ${this.#worker} failed to accept a connection: ${outOfFiles(err) ? outOfFilesAdvice() : err.message}`);
     });
   }
 
@@ -188,6 +189,12 @@ export class ConnectionGuard {
     this.#evictedAt = now;
     this.#http.closeIdleConnections();
   }
+
+  /** A request found no file descriptor for its upstream connection (forward.ts answered it 503). */
+  readonly outOfFiles = (upstream: string, err: Error): void => {
+    this.#refusals.note('out-of-files', { code: (err as { code?: string }).code, upstream },
+      `proxy worker ${this.#worker} could not open a connection to ${upstream}: ${outOfFilesAdvice()}; answered 503`);
+  };
 
   /** Whether the client's connection was refused after this request's head: then nothing goes upstream. */
   readonly broken = (socket: Duplex): boolean => this.#broken.has(socket);

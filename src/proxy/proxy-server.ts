@@ -377,6 +377,7 @@ export class ProxyServer {
       attempt: this.#onAttempt,
       onFinish: this.#onFinish,
       clientBroken: this.#guard.broken,
+      outOfFiles: this.#guard.outOfFiles,
     });
     handler.start();
   }
