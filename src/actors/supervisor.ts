@@ -15,7 +15,7 @@ import type { Identity } from '../identity/identity.ts';
 import { newBootId } from '../identity/boot-id.ts';
 import type { Logger, LogSettings } from '../log.ts';
 import { claimPort, fetchModels, probeOllama, probeOllana, probeOllanaTls } from '../net/probe.ts';
-import { outOfFilesAdvice, rssBytes } from '../net/open-files.ts';
+import { FdWatch, outOfFilesAdvice, rssBytes } from '../net/open-files.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import { DISCOVERY_DEFAULTS } from './discovery.ts';
 import {
@@ -34,6 +34,8 @@ import { TrustStore } from './trust-store.ts';
 const DISCOVERY_FILE = fileURLToPath(new URL('../workers/discovery.worker.ts', import.meta.url));
 const ELECTION_FILE = fileURLToPath(new URL('../workers/election.worker.ts', import.meta.url));
 const HEALTH_INTERVAL_MS = 2_000;
+/** How often the node checks that it can still open a file descriptor (FdWatch). */
+const FD_CHECK_MS = 2_000;
 /** In-flight requests of the old role get this long when the node changes role. */
 const SWITCH_DRAIN_MS = 5_000;
 /** A node silent for this many heartbeats is gone. */
@@ -148,6 +150,8 @@ export class Supervisor extends EventEmitter {
     // Server nodes watch their Ollama; in auto mode a client node watches for one appearing too.
     if (this.#role === 'server' || config.mode === 'auto') this.#every(HEALTH_INTERVAL_MS, () => this.#checkOllama());
     this.#every(config.heartbeatMs, () => this.#refreshLoad());
+    const fds = new FdWatch(this.#log);
+    this.#every(FD_CHECK_MS, () => fds.check());
     return this.#announceListening();
   }
 

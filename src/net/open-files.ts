@@ -5,7 +5,8 @@
  * or give up on: the node refuses what it cannot serve, says once what happened and what to do, and
  * carries on when descriptors are free again.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import type { Logger } from '../log.ts';
 
 /** The soft open-file limit, read when this module loads (a thread's start), while a descriptor is free. */
 const LIMIT = softLimit();
@@ -34,10 +35,44 @@ export function outOfFiles(err: unknown): boolean {
   return false;
 }
 
+const WHAT = (): string => `this process is out of file descriptors${LIMIT === null ? '' : ` (the limit is ${LIMIT})`}`;
+const TO_DO = 'raise the open-file limit (ulimit -n, or LimitNOFILE= for a systemd service) or lower --max-connections';
+
 /** What happened and what to do, for log lines and error messages. */
 export function outOfFilesAdvice(): string {
-  return `this process is out of file descriptors${LIMIT === null ? '' : ` (the limit is ${LIMIT})`}; ` +
-    'raise the open-file limit (ulimit -n, or LimitNOFILE= for a systemd service) or lower --max-connections';
+  return `${WHAT()}; ${TO_DO}`;
+}
+
+/**
+ * Notices running out of descriptors where nothing fails loudly: a connection the kernel queued but
+ * the process cannot accept is closed by libuv unanswered, without an error reaching JavaScript.
+ * check() opens /dev/null, the cheapest descriptor there is: one line when that first fails, one when
+ * it works again.
+ */
+export class FdWatch {
+  readonly #log: Logger;
+  #out = false;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  check(): void {
+    let fd: number;
+    try {
+      fd = openSync('/dev/null', 'r');
+    } catch (err) {
+      if (this.#out || !outOfFiles(err)) return;
+      this.#out = true;
+      this.#log.error({ code: (err as { code?: string }).code },
+        `${WHAT()}: new client connections are closed unanswered, and requests that need a new upstream connection get 503; ${TO_DO}`);
+      return;
+    }
+    closeSync(fd);
+    if (!this.#out) return;
+    this.#out = false;
+    this.#log.info('file descriptors are available again: new client connections are accepted');
+  }
 }
 
 /** Resident set size in bytes, or 0 when unreadable: out of descriptors, process.memoryUsage.rss() throws. */

@@ -166,6 +166,10 @@ test('a node out of descriptors answers 503 saying so, keeps its status, and get
 
   const flood = floodUntilStopped(n.port, 20_000);
   try {
+    // The headline, whatever fails first: connections the node cannot accept are closed unanswered.
+    const headline = await n.waitFor((l) => /^this process is out of file descriptors/.test(String(l.msg)), 30_000, 'the out-of-descriptors line');
+    assert.equal(headline.level, 'error');
+    assert.match(String(headline.msg), /^this process is out of file descriptors \(the limit is 64\): new client connections are closed unanswered, .*; raise the open-file limit \(ulimit -n/);
     const line = await n.waitFor((l) => l.refusal === 'out-of-files', 30_000, 'that it is out of file descriptors');
     assert.equal(line.level, 'error');
     assert.match(String(line.msg), /could not open a connection to Ollama at \S+: this process is out of file descriptors \(the limit is 64\); raise the open-file limit \(ulimit -n/);
@@ -194,14 +198,16 @@ test('a node out of descriptors answers 503 saying so, keeps its status, and get
 
   // Descriptors free again: the worker comes back, and the node serves as before.
   await n.waitFor((l) => /proxy worker \d+ restarted/.test(String(l.msg)), 30_000, 'the worker restart');
+  await n.waitFor((l) => l.level === 'info' && /^file descriptors are available again/.test(String(l.msg)), 15_000, 'that descriptors are free again');
   const after = await keptAlive(tcp(n.port));
   t.after(() => after.destroy());
   assert.equal(await after.ask('/api/tags?after=1'), 200);
   assert.ok(!n.exited(), `the node is still running: ${show()}`);
   assert.ok(!n.lines.some((l) => /giving up|keeps failing|stopped answering/.test(String(l.msg))), `no thread given up on, Ollama not declared gone: ${show()}`);
-  // A few lines, not one per refused request.
+  // A few lines, not one per refused request or per attempt: the headline, each worker's first 503
+  // and its summaries, each thread that could not start, and the lines saying it is over.
   const fdLines = n.lines.filter((l) => /file descriptors/.test(String(l.msg)));
   t.diagnostic(`lines about descriptors: ${fdLines.map((l) => `${l.level}: ${String(l.msg).slice(0, 90)}`).join(' | ')}`);
-  assert.ok(fdLines.length <= 8, `a few lines about descriptors: ${show()}`);
+  assert.ok(fdLines.filter((l) => l.level === 'error').length <= 10, `a few error lines about descriptors: ${show()}`);
   assert.ok(!n.lines.some((l) => l.msg === 'upstream failed before responding' && l.code === 'EMFILE'), `no line per request: ${show()}`);
 });
