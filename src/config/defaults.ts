@@ -71,8 +71,8 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   // Clients send their headers in one write; a connection that has not finished them in 10 s (from
   // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
   requestHeadersTimeoutMs: 10_000,
-  // Longer than the idle time of common HTTP clients' pools, so the client, not ollana, closes an
-  // idle connection: a request sent just as the server closes would fail.
+  // The value ollana used before this was a setting. Empty lines a client sends meanwhile do not
+  // extend it (proxy/idle-watch.ts).
   keepAliveTimeoutMs: 65_000,
   // Ollama queues at most 512 requests (OLLAMA_MAX_QUEUE) and answers 503 past that; four times that
   // covers a client node in front of several servers, and bounds what a connection flood can hold
