@@ -9,6 +9,7 @@ import { OllanaError, errorFromData } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Message } from '../protocol/messages.ts';
 import { decoderFor } from '../protocol/codec.ts';
+import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { Endpoint } from './runtime.ts';
 
 const MAX_BACKOFF_MS = 5_000;
@@ -34,6 +35,11 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
   #startedAt = 0;
   #stopping = false;
   #restarts = 0;
+  /**
+   * The thread could not run for lack of file descriptors (logged once), and has not run since. That
+   * is the machine's state, not the thread's fault: it is retried at the slowest pace, never given up on.
+   */
+  #starved = false;
 
   constructor(opts: ActorThreadOptions<In>) {
     super();
@@ -46,11 +52,31 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
 
   start(): void {
     this.#startedAt = Date.now();
-    const worker = new Worker(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
+    let worker: Worker;
+    try {
+      worker = new Worker(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
+    } catch (err) {
+      if (!outOfFiles(err)) throw err;
+      this.#noteStarved(err);
+      this.#restartIn(MAX_BACKOFF_MS);
+      return;
+    }
     this.#worker = worker;
-    this.#endpoint = new Endpoint<In, Out>(worker, decoderFor(this.#opts.accepts), (msg) => this.emit('message', msg),
-      (err) => this.#opts.log.error({ err, actor: this.#opts.name }, `bad message from the ${this.#opts.name} actor dropped`));
+    /** Whether this run failed for lack of file descriptors. */
+    let starved = false;
+    this.#endpoint = new Endpoint<In, Out>(worker, decoderFor(this.#opts.accepts), (msg) => {
+      if (this.#starved) {
+        this.#starved = false;
+        this.#opts.log.info({ actor: this.#opts.name }, `the ${this.#opts.name} actor runs again: file descriptors are available again`);
+      }
+      this.emit('message', msg);
+    }, (err) => this.#opts.log.error({ err, actor: this.#opts.name }, `bad message from the ${this.#opts.name} actor dropped`));
     worker.on('error', (err: unknown) => {
+      if (outOfFiles(err)) {
+        starved = true;
+        this.#noteStarved(err);
+        return;
+      }
       // A thread that failed on purpose with a coded error (discovery's port taken, say) will fail the
       // same way again: escalate at once with its message instead of restarting into the same wall.
       const coded = errorFromData(err);
@@ -66,6 +92,10 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
       this.#worker = null;
       this.#endpoint = null;
       if (this.#stopping) return;
+      if (starved) {
+        this.#restartIn(MAX_BACKOFF_MS);
+        return;
+      }
       if (Date.now() - this.#startedAt >= STABLE_AFTER_MS) this.#failures = 0;
       this.#failures += 1;
       if (this.#failures > MAX_QUICK_FAILURES) {
@@ -74,14 +104,25 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
       }
       const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#failures - 1));
       this.#opts.log.error({ actor: this.#opts.name, code, restartInMs: delay }, `${this.#opts.name} actor exited (${code}); restarting in ${delay} ms`);
-      setTimeout(() => {
-        if (this.#stopping) return;
-        this.#restarts += 1;
-        this.start();
-        this.emit('restarted');
-      }, delay).unref();
+      this.#restartIn(delay);
     });
     this.#opts.onStart();
+  }
+
+  #noteStarved(err: unknown): void {
+    if (this.#starved) return;
+    this.#starved = true;
+    this.#opts.log.error({ err, actor: this.#opts.name, code: 'EMFILE' },
+      `the ${this.#opts.name} actor cannot start: ${outOfFilesAdvice()}; trying again every ${MAX_BACKOFF_MS / 1000} s`);
+  }
+
+  #restartIn(delay: number): void {
+    setTimeout(() => {
+      if (this.#stopping) return;
+      this.#restarts += 1;
+      this.start();
+      this.emit('restarted');
+    }, delay).unref();
   }
 
   send(msg: Out): void {

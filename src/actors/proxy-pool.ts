@@ -13,6 +13,8 @@ import { decoderFor } from '../protocol/codec.ts';
 import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
   type WorkerStats } from '../protocol/messages.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
+import { clearSlot, connectionBoard, openConnections } from '../proxy/connection-cap.ts';
+import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
 const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
@@ -31,6 +33,10 @@ interface Slot {
   startedAt: number;
   done: Promise<void>;
   onReady: (() => void) | null;
+  /** Takes the task back while its thread starts (piscina run's signal). */
+  abort: AbortController | null;
+  /** Its thread could not start for lack of file descriptors (logged once); retried, never given up on. */
+  starved: boolean;
 }
 
 export type WorkerReport = WorkerStats | { readonly worker: number; readonly ready: false };
@@ -48,6 +54,8 @@ export class ProxyPool extends EventEmitter {
   readonly #stats = new PendingReplies<WorkerStats>();
   /** Each worker's in-flight requests, written by the workers (StatsCollector), read by inFlight(). */
   readonly #loadBoard: Int32Array;
+  /** Each worker's open connections, counted against the node-wide --max-connections by the workers. */
+  readonly #connectionBoard: Int32Array;
   #table: RouteTable;
   /** the newest allow list, when it changed since the workers' start data */
   #trust: TrustSettings | null = null;
@@ -60,6 +68,7 @@ export class ProxyPool extends EventEmitter {
     this.#size = size;
     this.#table = table;
     this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
+    this.#connectionBoard = connectionBoard(size);
     this.#pool = new Piscina({
       filename: WORKER_FILE,
       minThreads: size,
@@ -71,7 +80,10 @@ export class ProxyPool extends EventEmitter {
       atomics: 'disabled',
       workerData,
     });
-    this.#pool.on('error', (err: Error) => this.#log.error({ err }, 'worker pool error'));
+    this.#pool.on('error', (err: Error) => {
+      if (outOfFiles(err)) this.#takeBackStarts(err);
+      else this.#log.error({ err }, 'worker pool error');
+    });
   }
 
   get restarts(): number {
@@ -107,7 +119,8 @@ export class ProxyPool extends EventEmitter {
   #spawn(index: number): Promise<void> {
     let slot = this.#slots[index];
     if (slot === undefined) {
-      slot = { index, endpoint: null, ready: false, bootFailures: 0, startedAt: 0, done: Promise.resolve(), onReady: null };
+      slot = { index, endpoint: null, ready: false, bootFailures: 0, startedAt: 0, done: Promise.resolve(), onReady: null,
+        abort: null, starved: false };
       this.#slots[index] = slot;
     }
     const s = slot;
@@ -120,16 +133,21 @@ export class ProxyPool extends EventEmitter {
 
     return new Promise<void>((resolve, reject) => {
       s.onReady = resolve;
-      const task: ProxyTask = { worker: index, port: port2, routes: this.#table, loadBoard: this.#loadBoard };
-      s.done = (this.#pool.run(task, { transferList: [port2] }) as Promise<ProxyTaskResult>).then(
-        () => { s.ready = false; port1.close(); Atomics.store(this.#loadBoard, index, 0); },
+      const task: ProxyTask = { worker: index, port: port2, routes: this.#table, loadBoard: this.#loadBoard,
+        connectionBoard: this.#connectionBoard };
+      const abort = new AbortController();
+      s.abort = abort;
+      s.done = (this.#pool.run(task, { transferList: [port2], signal: abort.signal }) as Promise<ProxyTaskResult>).then(
+        () => { s.ready = false; port1.close(); Atomics.store(this.#loadBoard, index, 0); clearSlot(this.#connectionBoard, index); },
         (err: unknown) => {
           s.ready = false;
           port1.close();
-          // A dead thread's requests are lost, not in flight.
+          // A dead thread's requests are lost, not in flight, and its connections closed with it.
           Atomics.store(this.#loadBoard, index, 0);
-          const error = errorFromData(err)
-            ?? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err });
+          clearSlot(this.#connectionBoard, index);
+          const error = errorFromData(err) ?? (outOfFiles(err)
+            ? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} cannot start: ${outOfFilesAdvice()}`, { cause: err })
+            : new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err }));
           if (s.onReady !== null) {
             // Died before this start reported ready: the caller decides (fail start-up, or back off).
             s.onReady = null;
@@ -148,14 +166,23 @@ export class ProxyPool extends EventEmitter {
     const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (slot.bootFailures - 1));
     this.#log.error({ err: error, worker: slot.index, restartInMs: delay },
       `proxy worker ${slot.index} died (${error.message}); its in-flight requests are lost, restarting it in ${delay} ms`);
+    this.#respawnIn(slot, delay);
+  }
+
+  #respawnIn(slot: Slot, delay: number): void {
     setTimeout(() => {
       if (this.#stopping) return;
       this.#restarts += 1;
       this.#spawn(slot.index).then(
-        () => this.#log.info({ worker: slot.index }, `proxy worker ${slot.index} restarted`),
+        () => {
+          this.#log.info({ worker: slot.index }, `proxy worker ${slot.index} restarted${slot.starved ? ': file descriptors are available again' : ''}`);
+          slot.starved = false;
+        },
         (err: unknown) => {
-          const e = err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', errorMessage(err));
-          if (slot.bootFailures >= MAX_BOOT_FAILURES) {
+          const e = err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', errorMessage(err), { cause: err });
+          if (outOfFiles(e)) {
+            this.#starved(slot, e);
+          } else if (slot.bootFailures >= MAX_BOOT_FAILURES) {
             this.#log.error({ err: e, worker: slot.index }, `proxy worker ${slot.index} keeps failing at start-up; giving up`);
             this.emit('fatal', e);
           } else {
@@ -163,6 +190,25 @@ export class ProxyPool extends EventEmitter {
           }
         });
     }, delay).unref();
+  }
+
+  /** The machine's state, not a fault of the thread: tried again at the slowest pace until it starts. */
+  #starved(slot: Slot, error: OllanaError): void {
+    if (!slot.starved) {
+      slot.starved = true;
+      this.#log.error({ err: error, worker: slot.index, code: 'EMFILE' },
+        `proxy worker ${slot.index} cannot restart: ${outOfFilesAdvice()}; trying again every ${MAX_BACKOFF_MS / 1000} s`);
+    }
+    this.#respawnIn(slot, MAX_BACKOFF_MS);
+  }
+
+  /**
+   * A thread piscina started for a slot could not start for lack of file descriptors. piscina then
+   * keeps the slot's task queued and, as it does for threads failing at start-up, starts no other
+   * thread for it: take the task back, so that the slot is tried again later (#starved).
+   */
+  #takeBackStarts(err: Error): void {
+    for (const slot of this.#slots) if (slot.onReady !== null) slot.abort?.abort(err);
   }
 
   #onMessage(slot: Slot, msg: ProxyToSupervisor): void {
@@ -203,6 +249,11 @@ export class ProxyPool extends EventEmitter {
     let n = 0;
     for (let i = 0; i < this.#size; i++) n += Atomics.load(this.#loadBoard, i);
     return n;
+  }
+
+  /** Client connections open across the workers now (shared memory, like inFlight). */
+  openConnections(): number {
+    return openConnections(this.#connectionBoard);
   }
 
   /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */

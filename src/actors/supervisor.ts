@@ -14,6 +14,7 @@ import type { Identity } from '../identity/identity.ts';
 import { newBootId } from '../identity/boot-id.ts';
 import type { Logger, LogSettings } from '../log.ts';
 import { claimPort, fetchModels, probeOllama, probeOllana, probeOllanaTls } from '../net/probe.ts';
+import { FdWatch, outOfFilesAdvice, rssBytes } from '../net/open-files.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import { DISCOVERY_DEFAULTS } from './discovery.ts';
 import {
@@ -33,6 +34,8 @@ import { TrustStore } from './trust-store.ts';
 const DISCOVERY_FILE = ownModule('../workers/discovery.worker.ts', import.meta.url);
 const ELECTION_FILE = ownModule('../workers/election.worker.ts', import.meta.url);
 const HEALTH_INTERVAL_MS = 2_000;
+/** How often the node checks that it can still open a file descriptor (FdWatch). */
+const FD_CHECK_MS = 2_000;
 /** In-flight requests of the old role get this long when the node changes role. */
 const SWITCH_DRAIN_MS = 5_000;
 /** A node silent for this many heartbeats is gone. */
@@ -100,6 +103,8 @@ export class Supervisor extends EventEmitter {
   #switching = false;
   /** Since when the local Ollama has not answered (server role), or null. */
   #ollamaDownSince: number | null = null;
+  /** The last health check could not be made for lack of file descriptors (logged once). */
+  #probeStarved = false;
 
   constructor(opts: SupervisorOptions) {
     super();
@@ -145,6 +150,8 @@ export class Supervisor extends EventEmitter {
     // Server nodes watch their Ollama; in auto mode a client node watches for one appearing too.
     if (this.#role === 'server' || config.mode === 'auto') this.#every(HEALTH_INTERVAL_MS, () => this.#checkOllama());
     this.#every(config.heartbeatMs, () => this.#refreshLoad());
+    const fds = new FdWatch(this.#log);
+    this.#every(FD_CHECK_MS, () => fds.check());
     return this.#announceListening();
   }
 
@@ -208,7 +215,8 @@ export class Supervisor extends EventEmitter {
         upstreamConnections: config.upstreamConnections,
         upstreamKeepAliveMs: config.upstreamKeepAliveMs,
         requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
-        maxConnections: Math.ceil(config.maxConnections / config.workers),
+        keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+        maxConnections: config.maxConnections,
         debugHooks: this.#opts.debugHooks,
         tls: { id: this.#id, certPem: this.#opts.identity.certPem, keyPem: this.#opts.identity.keyPem, ticketKeys: this.#ticketKeys },
         listenTls: this.#role === 'server' && !config.insecureHttp,
@@ -480,6 +488,14 @@ export class Supervisor extends EventEmitter {
     }
     const probe = await probeOllama(this.#target, config.probeTimeoutMs);
     if (this.#stopping) return;
+    if (!probe.ok && probe.outOfFiles === true) {
+      // This node could not open a connection to ask, which says nothing about Ollama: leaving the
+      // cluster (or, in auto mode, becoming a client) would be wrong. Asked again next round.
+      if (!this.#probeStarved) this.#log.error({ ollama: this.#target.origin }, `cannot check the local Ollama at ${this.#target.origin}: ${outOfFilesAdvice()}`);
+      this.#probeStarved = true;
+      return;
+    }
+    this.#probeStarved = false;
     const was = this.#ollama.healthy;
     const models = probe.ok ? await fetchModels(this.#target, config.probeTimeoutMs) : null;
     const modelsChanged = models !== null && modelsDigest(models) !== modelsDigest(this.#ollama.models);
@@ -586,6 +602,7 @@ export class Supervisor extends EventEmitter {
       peers: [...servers, ...clients],
       discovery: this.#discoveryInfo === null ? null : { ...this.#discoveryInfo, stats: discoveryStats },
       upstreams: this.#table.upstreams,
+      connections: { open: this.#pool?.openConnections() ?? 0, max: this.#opts.config.maxConnections },
       workers: {
         configured: this.#opts.config.workers,
         live: live.length,
@@ -598,7 +615,7 @@ export class Supervisor extends EventEmitter {
         },
         list: workers,
       },
-      memory: { rssBytes: process.memoryUsage.rss() },
+      memory: { rssBytes: rssBytes() },
     };
   }
 

@@ -31,6 +31,7 @@ export interface ServeConfig {
   readonly upstreamConnections: number;
   readonly upstreamKeepAliveMs: number;
   readonly requestHeadersTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
   readonly maxConnections: number;
   readonly origins: readonly string[];
   readonly discoveryPort: number;
@@ -70,6 +71,9 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   // Clients send their headers in one write; a connection that has not finished them in 10 s (from
   // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
   requestHeadersTimeoutMs: 10_000,
+  // The value ollana used before this was a setting. Empty lines a client sends meanwhile do not
+  // extend it (proxy/idle-watch.ts).
+  keepAliveTimeoutMs: 65_000,
   // Ollama queues at most 512 requests (OLLAMA_MAX_QUEUE) and answers 503 past that; four times that
   // covers a client node in front of several servers, and bounds what a connection flood can hold
   // (about 17 KiB per idle connection, up to ~90 KiB with maximal headers).
@@ -134,8 +138,10 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'how long an idle upstream connection is kept' },
   { key: 'requestHeadersTimeoutMs', flag: '--request-headers-timeout', kind: 'duration', env: ['OLLANA_REQUEST_HEADERS_TIMEOUT'],
     help: 'clients must finish sending request headers within this (from connect or the request\'s first byte); slower connections get 408 and are closed; 0 = no limit' },
+  { key: 'keepAliveTimeoutMs', flag: '--keep-alive-timeout', kind: 'duration', env: ['OLLANA_KEEP_ALIVE_TIMEOUT'],
+    help: 'how long a client connection may stay idle between requests; empty lines sent meanwhile do not count as a request; 0 = until the client closes it' },
   { key: 'maxConnections', flag: '--max-connections', kind: 'limit', env: ['OLLANA_MAX_CONNECTIONS'],
-    help: 'open client connections per node (shared evenly by the workers); new ones past it are closed at once; 0 = no limit' },
+    help: 'open client connections per node, whichever worker holds them; new ones past it are closed at once, and idle ones closed to make room; 0 = no limit' },
   { key: 'origins', flag: '--origins', kind: 'list', env: ['OLLANA_ORIGINS', 'OLLAMA_ORIGINS'],
     help: 'extra browser origins allowed (comma-separated, * wildcard), added to Ollama\'s defaults' },
   { key: 'discoveryPort', flag: '--discovery-port', kind: 'port', env: ['OLLANA_DISCOVERY_PORT'],

@@ -3,11 +3,13 @@ import { createServer } from 'node:net';
 import { connect } from 'node:tls';
 import { request } from 'undici';
 import { OllanaError, systemCode } from '../errors.ts';
+import { outOfFiles } from './open-files.ts';
 import type { OllamaTarget } from '../config/ollama-host.ts';
 
 export type ProbeResult =
   | { readonly ok: true; readonly version: string }
-  | { readonly ok: false; readonly reason: string };
+  /** outOfFiles: this process could not open a connection to ask (open-files.ts), which says nothing about Ollama. */
+  | { readonly ok: false; readonly reason: string; readonly outOfFiles?: true };
 
 /** Asks GET /api/version, as the ollama CLI does; anything but a 200 with a version is "no Ollama". */
 export async function probeOllama(target: OllamaTarget, timeoutMs: number): Promise<ProbeResult> {
@@ -26,7 +28,8 @@ export async function probeOllama(target: OllamaTarget, timeoutMs: number): Prom
     return { ok: true, version };
   } catch (err) {
     const code = systemCode(err) ?? systemCode((err as { cause?: unknown }).cause);
-    return { ok: false, reason: `${url}: ${code ?? (err as Error).message}` };
+    const reason = `${url}: ${code ?? (err as Error).message}`;
+    return outOfFiles(err) ? { ok: false, reason, outOfFiles: true } : { ok: false, reason };
   }
 }
 

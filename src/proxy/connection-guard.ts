@@ -2,7 +2,7 @@
  * The defences of a proxy worker's listener against broken or hostile clients, kept apart from the
  * proxying: limits on header size and header time, the answer to bytes Node's strict HTTP parser
  * (llhttp) refuses (request smuggling, bad framing, oversized or slow headers), a cap on open
- * connections, accept errors, and the request-target check. Every refusal goes through one
+ * connections, accept errors, and the request-target and Host checks. Every refusal goes through one
  * RefusalLog, so a flood costs a few log lines.
  */
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
@@ -10,7 +10,11 @@ import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.ts';
 import { sendError } from './errors-http.ts';
+import { ConnectionCap } from './connection-cap.ts';
+import { IdleWatch } from './idle-watch.ts';
+import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RefusalLog } from './refusal-log.ts';
+import { hostLines, parseTarget, validHostValue } from './request-target.ts';
 
 /** Request line plus header block, as Node's parser counts them (its default is 16 KiB). */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -24,18 +28,25 @@ const EVICT_EVERY_MS = 1_000;
 export interface GuardSettings {
   /** From connect, or from a request's first byte, until its headers are complete; 0 = no limit. */
   readonly requestHeadersTimeoutMs: number;
-  /** Open connections per worker; 0 = no limit. */
+  /** Idle time allowed between requests, stray empty lines or not (idle-watch.ts); 0 = no limit. */
+  readonly keepAliveTimeoutMs: number;
+  /** Open connections of the whole node; 0 = no limit. */
   readonly maxConnections: number;
+  /** Where the workers count their connections (connection-cap.ts); absent: this worker alone. */
+  readonly connectionBoard?: Int32Array;
 }
 
 const KINDS = {
   malformed: { level: 'info', what: 'malformed requests refused with 400' },
   'headers-too-large': { level: 'info', what: 'requests with oversized headers refused with 431' },
   'headers-timeout': { level: 'info', what: 'connections closed for slow request headers (408)' },
+  'idle-trickle': { level: 'info', what: 'idle connections closed for sending empty lines instead of a request (408)' },
   'bad-target': { level: 'info', what: 'requests with a bad request target refused' },
+  'bad-host': { level: 'info', what: 'requests without exactly one valid Host refused with 400' },
   'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
   'connection-limit': { level: 'warn', what: 'connections refused over the connection limit' },
   'accept-failed': { level: 'warn', what: 'failed accepts' },
+  'out-of-files': { level: 'error', what: 'requests answered 503 for lack of file descriptors' },
 } as const;
 type Kind = keyof typeof KINDS;
 
@@ -83,13 +94,21 @@ export class ConnectionGuard {
   readonly #worker: number;
   /** Sockets whose bytes the parser refused: nothing read from them may still go upstream. */
   readonly #broken = new WeakSet<Duplex>();
+  readonly #cap: ConnectionCap;
+  readonly #idle: IdleWatch | null;
   #http: Server | null = null;
   #evictedAt = 0;
+  #askedAt = 0;
+  #lastValidHost: string | null = null;
 
   constructor(settings: GuardSettings, log: Logger, worker: number) {
     this.#settings = settings;
     this.#refusals = new RefusalLog(log, KINDS);
     this.#worker = worker;
+    this.#cap = new ConnectionCap(settings.connectionBoard ?? null, worker, settings.maxConnections);
+    this.#idle = settings.keepAliveTimeoutMs > 0
+      ? new IdleWatch(settings.keepAliveTimeoutMs, settings.requestHeadersTimeoutMs, (socket, idleMs) => this.#closeTrickle(socket, idleMs))
+      : null;
   }
 
   /** Installs the handlers on the worker's HTTP server (before listen). */
@@ -103,30 +122,60 @@ export class ConnectionGuard {
       this.#answerAndClose(socket, jsonReply(405, 'Method Not Allowed',
         'ollana: CONNECT is not supported; ollana forwards Ollama API requests, it is not a forward proxy'));
     });
-    this.limit(server);
+    this.#limit(server);
+    this.#idle?.attach(server);
+  }
+
+  #closeTrickle(socket: Socket, idleMs: number): void {
+    this.#broken.add(socket);
+    const from = remote(socket);
+    const seconds = Math.round(idleMs / 100) / 10;
+    const keepAlive = this.#settings.keepAliveTimeoutMs / 1000;
+    this.#refusals.note('idle-trickle', { remote: from, idleMs },
+      `closed a connection from ${from} that sent only empty lines after its last request for ${seconds} s ` +
+      `(--keep-alive-timeout ${keepAlive} s); answered 408`);
+    this.#answerAndClose(socket, jsonReply(408, 'Request Timeout',
+      `ollana: no request within ${seconds} s on an idle connection that sent only empty lines; ` +
+      `send a request within --keep-alive-timeout (${keepAlive} s) or close the connection`));
   }
 
   /**
-   * Caps open connections on a listening server and logs what it refuses and accept errors; for the
-   * HTTP server itself and for any server that hands it sockets (a TLS listener counts its own).
+   * Counts every connection the server accepts against the node-wide cap, before the server sees it:
+   * its one 'connection' listener (HTTP parser, or TLS handshake) runs only for admitted ones, as
+   * #guardHandshakes in proxy-server.ts does for handshakes. Failed accepts are logged.
    */
-  limit(server: NetServer): void {
-    if (this.#settings.maxConnections > 0) server.maxConnections = this.#settings.maxConnections;
-    server.on('drop', (data?: { remoteAddress?: string }) => {
-      this.#refusals.note('connection-limit', { remote: data?.remoteAddress, limit: this.#settings.maxConnections },
-        `connection limit reached: proxy worker ${this.#worker} holds ${this.#settings.maxConnections} connections; ` +
-        `refused one from ${data?.remoteAddress ?? 'unknown'} and closed the idle ones to make room ` +
-        '(raise --max-connections if this is legitimate load)');
-      this.#evictIdle();
+  #limit(server: NetServer): void {
+    const serve = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => {
+      if (!this.#cap.admit()) {
+        this.#refuseConnection(socket);
+        return;
+      }
+      socket.once('close', this.#cap.release);
+      for (const listener of serve) listener.call(server, socket);
     });
+    this.#cap.onRoomWanted(() => this.#evictIdle());
     server.on('error', (err: Error & { code?: string }) => {
       // Errors before 'listening' are listen() failures, reported by listen(). After it, they are
       // failed accepts (EMFILE: out of file descriptors), which must not kill the worker.
       if (!server.listening) return;
       this.#refusals.note('accept-failed', { code: err.code, err },
-        `proxy worker ${this.#worker} failed to accept a connection: ${err.message}` +
-        (err.code === 'EMFILE' || err.code === 'ENFILE' ? '; raise the open-file limit (ulimit -n) or lower --max-connections' : ''));
+        `proxy worker ${this.#worker} failed to accept a connection: ${outOfFiles(err) ? outOfFilesAdvice() : err.message}`);
     });
+  }
+
+  #refuseConnection(socket: Socket): void {
+    const from = socket.remoteAddress ?? 'unknown';
+    const max = this.#cap.max;
+    socket.destroy();
+    this.#refusals.note('connection-limit', { remote: from, limit: max },
+      `connection limit reached: the node holds ${max} connections (--max-connections ${max}); refused one from ${from} ` +
+      'and closed the idle ones to make room (raise --max-connections if this is legitimate load)');
+    const now = Date.now();
+    if (now - this.#askedAt < EVICT_EVERY_MS) return;
+    this.#askedAt = now;
+    this.#cap.askForRoom();
   }
 
   /**
@@ -141,11 +190,21 @@ export class ConnectionGuard {
     this.#http.closeIdleConnections();
   }
 
+  /** A request found no file descriptor for its upstream connection (forward.ts answered it 503). */
+  readonly outOfFiles = (upstream: string, err: Error): void => {
+    this.#refusals.note('out-of-files', { code: (err as { code?: string }).code, upstream },
+      `proxy worker ${this.#worker} could not open a connection to ${upstream}: ${outOfFilesAdvice()}; answered 503`);
+  };
+
   /** Whether the client's connection was refused after this request's head: then nothing goes upstream. */
   readonly broken = (socket: Duplex): boolean => this.#broken.has(socket);
 
-  /** Answers 414 or 400 for a request target ollana will not forward; true if it did. */
-  refusesTarget(req: IncomingMessage, res: ServerResponse): boolean {
+  /**
+   * Answers 414 or 400 for a request ollana will not forward (an overlong URL, a target that is not a
+   * path, not exactly one valid Host) and returns true; otherwise turns an absolute-form target into
+   * the origin form with its authority as the Host (request-target.ts) and returns false.
+   */
+  refuses(req: IncomingMessage, res: ServerResponse): boolean {
     const url = req.url ?? '/';
     if (url.length > MAX_URL_BYTES) {
       this.#refusals.note('bad-target', { remote: remote(req.socket), urlBytes: url.length },
@@ -154,15 +213,44 @@ export class ConnectionGuard {
         'Ollama API paths are short: check how the client builds its URL');
       return true;
     }
-    // Origin-form (/api/chat) or absolute-form (http://host/api/chat, which Ollama accepts too).
-    // Anything else, such as OPTIONS *, has no upstream path.
-    if (url.charCodeAt(0) !== 47 /* / */ && !/^https?:\/\//i.test(url)) {
-      this.#refusals.note('bad-target', { remote: remote(req.socket), target: url.slice(0, 64) },
-        `refused a request from ${remote(req.socket)} whose target is not a path; answered 400`);
-      sendError(res, '/', 400, 'ollana: the request target must be a path such as /api/chat');
+    if (this.#refusesHost(req, res)) return true;
+    const target = parseTarget(url);
+    if (target.form === 'origin') return false;
+    if (target.form === 'bad') {
+      const shown = url.slice(0, 64);
+      this.#refusals.note('bad-target', { remote: remote(req.socket), target: shown },
+        `refused a request from ${remote(req.socket)} whose target ${target.why}; answered 400`);
+      sendError(res, '/', 400, `ollana: the request target ${JSON.stringify(shown)} ${target.why}; ` +
+        'send a path such as /api/chat (or http://<host>:<port>/api/chat)');
       return true;
     }
+    req.url = target.path;
+    req.headers.host = target.authority;
     return false;
+  }
+
+  /** RFC 9112 §3.2: exactly one Host line, with a valid value; 400 and close otherwise. */
+  #refusesHost(req: IncomingMessage, res: ServerResponse): boolean {
+    const host = req.headers.host;
+    const lines = hostLines(req.rawHeaders);
+    // A client sends the same Host on every request: the value check runs once per distinct value.
+    if (lines <= 1 && (host === undefined || host === this.#lastValidHost)) return false;
+    if (lines <= 1 && validHostValue(host!)) {
+      this.#lastValidHost = host!;
+      return false;
+    }
+    const from = remote(req.socket);
+    const what = lines > 1 ? `${lines} Host headers` : 'an invalid Host header';
+    this.#refusals.note('bad-host', { remote: from, hostLines: lines, host: host?.slice(0, 100) },
+      `refused a request from ${from} with ${what}; answered 400`);
+    const message = lines > 1
+      ? `ollana: the request has ${lines} Host headers; an HTTP request names exactly one host (RFC 9112 section 3.2): ` +
+        'check the client, or the proxy in front of ollana that adds one'
+      : `ollana: the Host header ${JSON.stringify(host!.slice(0, 100))} is not a host name or address with an optional :port; ` +
+        'send Host: <host>:<port>';
+    // Nothing more is read from a connection whose client cannot say which host it wants.
+    sendError(res, req.url ?? '/', 400, message, ['connection', 'close']);
+    return true;
   }
 
   #clientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {
@@ -207,8 +295,10 @@ export class ConnectionGuard {
     setTimeout(() => socket.destroy(), LINGER_MS).unref();
   }
 
-  /** Logs the pending refusal summaries (on drain). */
-  flush(): void {
+  /** Stops making room for other workers and logs the pending refusal summaries (on drain). */
+  close(): void {
+    this.#cap.stop();
+    this.#idle?.stop();
     this.#refusals.flush();
   }
 }

@@ -18,6 +18,7 @@ import { downstreamResponseHeaders } from './headers.ts';
 import { REFUSED_HEADER } from './refusal.ts';
 import { sendError, streamErrorTail } from './errors-http.ts';
 import type { StatsCollector } from './stats.ts';
+import { outOfFiles } from '../net/open-files.ts';
 
 const CLIENT_GONE = new Error('client went away');
 
@@ -51,6 +52,8 @@ export interface ForwardOptions {
   readonly onFinish: () => void;
   /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
   readonly clientBroken: (socket: Duplex) => boolean;
+  /** Told when no connection to the upstream could be opened for lack of file descriptors (logged there, summarised). */
+  readonly outOfFiles: (upstream: string, err: Error) => void;
 }
 
 function codeOf(err: Error): string {
@@ -194,6 +197,19 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.#controller !== null && controller !== this.#controller) return;
     const code = codeOf(err);
     const upstream = this.#opts.describe(this.upstream);
+    if (!this.#responded && outOfFiles(err)) {
+      // This node's trouble, not the upstream's: every other server would fail the same way, and the
+      // client may retry in a moment, when connections have closed.
+      this.#opts.outOfFiles(upstream, err);
+      this.#opts.stats.upstreamErrors += 1;
+      this.#opts.stats.status(503);
+      if (!this.#res.headersSent && !this.#res.destroyed) {
+        sendError(this.#res, this.#req.url ?? '/', 503, `ollana: this node is out of file descriptors and cannot reach ${upstream} now; ` +
+          'retry shortly (its operator should raise the open-file limit, ulimit -n)', ['retry-after', '1', ...(this.#opts.extraHeaders ?? [])]);
+      }
+      this.#finish();
+      return;
+    }
     if (!this.#responded && CONNECT_CODES.has(code)) {
       this.#opts.unreachable(this.upstream);
       if (this.#tryNext(null, `failed: ${err.message} (${code})`)) return;

@@ -33,9 +33,12 @@ export interface ProxySettings {
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
   readonly upstreamKeepAliveMs: number;
-  /** Client side: time to send request headers; open connections per worker (connection-guard.ts). */
+  /** Client side: time to send request headers, idle time between requests, open connections per node (connection-guard.ts). */
   readonly requestHeadersTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
   readonly maxConnections: number;
+  /** Shared by the workers: their open connections, against maxConnections (connection-cap.ts). */
+  readonly connectionBoard?: Int32Array;
   /** Enables POST /ollana/v1/debug/crash, which kills this worker thread (tests of supervision). */
   readonly debugHooks: boolean;
   /**
@@ -140,7 +143,7 @@ export class ProxyServer {
     this.#guard = new ConnectionGuard(settings, log, settings.worker);
     const httpOptions = {
       noDelay: true,
-      keepAliveTimeout: 65_000,
+      keepAliveTimeout: settings.keepAliveTimeoutMs,
       // No requestTimeout: a streamed generation may run for many minutes. Header size and header
       // time stay bounded (connection-guard.ts) so a slow-header client cannot hold a socket.
       requestTimeout: 0,
@@ -242,9 +245,10 @@ export class ProxyServer {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url ?? '/';
     if (this.#draining) res.shouldKeepAlive = false;
-    if (this.#guard.refusesTarget(req, res)) return;
+    // Before anything reads req.url or Host: an absolute-form target becomes a path here.
+    if (this.#guard.refuses(req, res)) return;
+    const url = req.url ?? '/';
 
     // ollana's own answers wait for the request body (afterBody): a body the parser then rejects is
     // answered 400 alone, not 400 behind a 403 or 503 on the same request.
@@ -373,6 +377,7 @@ export class ProxyServer {
       attempt: this.#onAttempt,
       onFinish: this.#onFinish,
       clientBroken: this.#guard.broken,
+      outOfFiles: this.#guard.outOfFiles,
     });
     handler.start();
   }
@@ -490,7 +495,7 @@ export class ProxyServer {
     }
     const cut = this.stats.inFlight;
     this.#server.closeAllConnections();
-    this.#guard.flush();
+    this.#guard.close();
     await Promise.all([...this.#pools.values()].map((p) => p.destroy().catch(() => undefined)));
     return cut;
   }

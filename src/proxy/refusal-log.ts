@@ -7,7 +7,7 @@
 import type { Logger } from '../log.ts';
 
 export interface RefusalKind {
-  readonly level: 'info' | 'warn';
+  readonly level: 'info' | 'warn' | 'error';
   /** Plural noun phrase for the summary line: "malformed requests refused with 400". */
   readonly what: string;
 }

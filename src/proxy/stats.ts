@@ -5,6 +5,7 @@
  */
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
+import { rssBytes } from '../net/open-files.ts';
 import { tlsCounts } from '../net/tls.ts';
 import type { LatencySummary, WorkerStats } from '../protocol/messages.ts';
 
@@ -16,15 +17,6 @@ function summary(h: RecordableHistogram): LatencySummary {
     count: h.count, min: ms(h.min), max: ms(h.max), mean: ms(h.mean),
     p50: ms(h.percentile(50)), p90: ms(h.percentile(90)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)),
   };
-}
-
-/** RSS, or 0 when unreadable: with the file descriptors used up, process.memoryUsage.rss() throws EMFILE. */
-function rss(): number {
-  try {
-    return process.memoryUsage.rss();
-  } catch {
-    return 0;
-  }
 }
 
 export class StatsCollector {
@@ -90,7 +82,7 @@ export class StatsCollector {
         '4xx': this.#statuses[4]!, '5xx': this.#statuses[5]! },
       ttfbMs: summary(this.#ttfb),
       durationMs: summary(this.#duration),
-      rssBytes: rss(),
+      rssBytes: rssBytes(),
       tlsHandshakes: tlsCounts.handshakes,
       tlsResumed: tlsCounts.resumed,
     };

@@ -23,6 +23,8 @@ export interface ProxyTask {
   readonly routes: RouteTable;
   /** In-flight requests per worker, in memory shared with the supervisor. */
   readonly loadBoard: Int32Array;
+  /** Open connections per worker, shared by all of them (connection-cap.ts). */
+  readonly connectionBoard: Int32Array;
 }
 
 export interface ProxyTaskResult {
@@ -52,7 +54,8 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
   const reported = new Map<string, number>();
 
-  const server = new ProxyServer({ ...data.proxy, worker: task.worker, loadBoard: task.loadBoard }, log, {
+  const server = new ProxyServer({ ...data.proxy, worker: task.worker, loadBoard: task.loadBoard,
+    connectionBoard: task.connectionBoard }, log, {
     status: () => {
       const { id, reply } = statusReplies.open(STATUS_DEADLINE_MS, 'status request to the supervisor');
       endpoint?.send({ type: 'status.request', id });

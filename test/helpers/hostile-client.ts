@@ -15,6 +15,9 @@ export type Connect = () => Promise<Duplex>;
 export function tcp(port: number, host = '127.0.0.1'): Connect {
   return async () => {
     const socket = netConnect({ port, host });
+    // A server that refuses a connection resets it, maybe before the caller listens for errors; the
+    // reset shows as 'close' (and once() below still rejects on an error before the connect).
+    socket.on('error', () => undefined);
     await once(socket, 'connect');
     return socket;
   };
@@ -267,4 +270,67 @@ export function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (m === null) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(m[1]) / 1024;
+}
+
+export interface KeptAlive {
+  /** Sends a GET for `path` and resolves with the status of its complete answer (rejects if the connection closes first). */
+  ask(path: string): Promise<number>;
+  /** Writes raw bytes (stray CRLFs, say) without waiting for anything. */
+  write(text: string): void;
+  /** Whether the server closed (or reset) the connection, and when (performance.now()). */
+  readonly closedAt: number | null;
+  /** Bytes received that are not part of an answer to ask(): a refusal's 408, say. */
+  readonly unasked: string;
+  readonly closed: Promise<void>;
+  destroy(): void;
+}
+
+/** One keep-alive connection that sends requests one after another and reads each whole answer. */
+export async function keptAlive(connect: Connect, host = '127.0.0.1'): Promise<KeptAlive> {
+  const socket = await connect();
+  let received = Buffer.alloc(0);
+  let answered = 0;
+  let closedAt: number | null = null;
+  let waiting: { resolve: (status: number) => void; reject: (err: Error) => void } | null = null;
+  // Not once(socket, 'close'): that rejects on a reset, which is just another way to close here.
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', () => undefined);
+  socket.on('data', (c: Buffer) => {
+    received = Buffer.concat([received, c]);
+    const { responses } = parseResponses(received);
+    if (waiting !== null && responses.length > answered) {
+      const w = waiting;
+      waiting = null;
+      answered = responses.length;
+      w.resolve(responses[responses.length - 1]!.status);
+    }
+  });
+  socket.once('close', () => {
+    closedAt = performance.now();
+    waiting?.reject(new Error('the server closed the connection before answering'));
+    waiting = null;
+  });
+  return {
+    ask(path) {
+      if (waiting !== null) return Promise.reject(new Error('one request at a time'));
+      if (closedAt !== null) return Promise.reject(new Error('the connection is closed'));
+      return new Promise<number>((resolve, reject) => {
+        waiting = { resolve, reject };
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      });
+    },
+    write(text) {
+      if (!socket.destroyed) socket.write(text);
+    },
+    get closedAt() {
+      return closedAt;
+    },
+    get unasked() {
+      return parseResponses(received).responses.slice(answered).map((r) => `${r.status} ${r.body}`).join('\n') + parseResponses(received).rest;
+    },
+    closed,
+    destroy() {
+      socket.destroy();
+    },
+  };
 }

@@ -304,7 +304,7 @@ describe('header and URL size limits', () => {
   test('targets that are not paths: OPTIONS * gets 400, CONNECT gets 405', async () => {
     const star = await exchange(tcp(server.port), [`OPTIONS * HTTP/1.1\r\n${HOST}\r\nConnection: close\r\n\r\n`]);
     assert.equal(star.responses[0]?.status, 400, describeExchange(star));
-    assert.match((JSON.parse(star.responses[0]!.body) as { error: string }).error, /^ollana: the request target must be a path/);
+    assert.match((JSON.parse(star.responses[0]!.body) as { error: string }).error, /^ollana: the request target "\*" is not a path; send a path such as \/api\/chat/);
     const connect = await exchange(tcp(server.port), [`CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`]);
     assertRefused(connect, 405, /^ollana: CONNECT is not supported/);
     await server.waitFor(refusalLine('connect-method'), 5_000, 'the CONNECT refusal');
@@ -435,7 +435,8 @@ describe('connection flood', () => {
       assert.ok(peak - before < 300, `RSS bounded: ${report}`);
       const line = await server.waitFor(refusalLine('connection-limit'), 5_000, 'the connection-limit warning');
       assert.equal(line.level, 'warn');
-      assert.match(line.msg, /^connection limit reached: proxy worker \d holds \d+ connections; refused one from 127\.0\.0\.1 and closed the idle ones/);
+      assert.match(line.msg, new RegExp(`^connection limit reached: the node holds ${LIMIT} connections \\(--max-connections ${LIMIT}\\); ` +
+        'refused one from 127\\.0\\.0\\.1 and closed the idle ones'));
       assert.ok(accounted(server, 'connection-limit').lines <= 8, `a few lines for ${refused.length} refusals`);
     } finally {
       f.stop();
