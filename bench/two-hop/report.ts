@@ -113,11 +113,12 @@ export function renderMarkdown(r: TwoHopReport): string {
     out.push('## One TLS handshake (loopback, one connection after another)', '',
       'bench/two-hop/handshakes.ts: ollana\'s TLS settings (TLS 1.3, ECDSA P-256 device certificates both ways, the server ' +
       'asks for the client\'s, session tickets); each connection is opened, handshaken, answered with one byte and closed. ' +
-      'The client side connects as the pinned connector does (PEM certificate and key passed on every connect); the last ' +
-      'two rows use one tls.createSecureContext for all connections instead. CPU from /proc and process.cpuUsage.', '',
+      'The first two rows connect through src/net/tls.ts\'s pinnedConnector, pin check included (one SecureContext per ' +
+      'identity); the last two pass the PEM certificate and key on every connect, as the connector did before. ' +
+      'CPU from /proc and process.cpuUsage.', '',
       '| handshake | resumed | wall ms per connection | client CPU µs | server CPU µs |', '|---|---:|---:|---:|---:|',
-      row('full (as ollana connects)', h.full), row('resumed (as ollana connects)', h.resumed),
-      row('full, shared SecureContext', h.sharedContext.full), row('resumed, shared SecureContext', h.sharedContext.resumed), '');
+      row('full, pinned connector (as ollana connects)', h.connector.full), row('resumed, pinned connector', h.connector.resumed),
+      row('full, PEM per connect', h.pemPerConnect.full), row('resumed, PEM per connect', h.pemPerConnect.resumed), '');
   }
   for (const kind of ['cold', 'rate', 'streams', 'reconnect'] as const) {
     const cases = r.cases.filter((c) => caseKind(c) === kind);

@@ -26,7 +26,7 @@ import { STREAM_SETTINGS } from '../lib/emulator.ts';
 import { RATE_CASE_IDS, type RateCaseId } from '../lib/options.ts';
 import type { CaseResult } from '../lib/results.ts';
 import type { SystemUnderTest } from '../lib/systems.ts';
-import type { HandshakeCosts } from './handshakes.ts';
+import type { HandshakeCost, HandshakeCosts } from './handshakes.ts';
 import { TwoHopLan, removeSocketDirs } from './lan.ts';
 import { consoleTable, writeReport, type TlsTotals, type TwoHopReport } from './report.ts';
 import { coldCase, rateCase, reconnectCase, streamsCase, warmUp, type Env, type StreamShape } from './scenarios.ts';
@@ -265,9 +265,9 @@ async function main(): Promise<number> {
   }
   if (handshakes !== null) {
     const h = handshakes;
-    const cpu = (c: HandshakeCosts['full']): string => `${c.clientCpuUsPer.toFixed(0)} + ${c.serverCpuUsPer.toFixed(0)} µs`;
-    log(`one TLS handshake, client + server CPU: full ${cpu(h.full)}, resumed ${cpu(h.resumed)}; ` +
-      `with one shared SecureContext: full ${cpu(h.sharedContext.full)}, resumed ${cpu(h.sharedContext.resumed)}`);
+    const cpu = (c: HandshakeCost): string => `${c.clientCpuUsPer.toFixed(0)} + ${c.serverCpuUsPer.toFixed(0)} µs`;
+    log(`one TLS handshake, client + server CPU: pinned connector full ${cpu(h.connector.full)}, resumed ${cpu(h.connector.resumed)}; ` +
+      `PEM per connect full ${cpu(h.pemPerConnect.full)}, resumed ${cpu(h.pemPerConnect.resumed)}`);
   }
   log(`two-hop: report written: ${files.join(', ')} (${report.wallSeconds.toFixed(0)} s)`);
   const failed = cases.flatMap((c) => c.samples).filter((s) => !s.ok).length;

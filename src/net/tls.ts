@@ -5,7 +5,7 @@
  * is read or written. The server port asks every client for a certificate; the client side pins the
  * id that discovery announced for that address.
  */
-import { connect, type TLSSocket, type TlsOptions } from 'node:tls';
+import { connect, createSecureContext, type SecureContext, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { buildConnector } from 'undici';
 import { deviceIdFromDer } from '../identity/device-id.ts';
 
@@ -90,23 +90,43 @@ export interface PinnedConnectorOptions {
   readonly timeoutMs: number;
 }
 
+/** Client contexts of this thread, by certificate and key (a node has one identity; tests have a few). */
+const clientContexts = new Map<string, SecureContext>();
+const MAX_CLIENT_CONTEXTS = 8;
+
+/**
+ * The client side's SecureContext for `self`, made once per thread. Passing the PEM certificate and
+ * key to every tls.connect makes OpenSSL parse both and build a new context per connection: with one
+ * context reused, a handshake cost the client 1.4 instead of 2.5-3.0 ms of CPU full, 1.1 instead of
+ * 1.6-1.8 ms resumed (bench/two-hop/handshakes.ts; bench/README.md, "Two hops (TLS)"). Per-connection
+ * settings (session, ALPN, no chain check) stay on tls.connect; the TLS version floor lives here.
+ */
+export function clientSecureContext(self: TlsIdentity): SecureContext {
+  const key = `${self.certPem}\n${self.keyPem}`;
+  let context = clientContexts.get(key);
+  if (context === undefined) {
+    context = createSecureContext({ cert: self.certPem, key: self.keyPem, minVersion: 'TLSv1.3' });
+    if (clientContexts.size >= MAX_CLIENT_CONTEXTS) clientContexts.delete(clientContexts.keys().next().value!);
+    clientContexts.set(key, context);
+  }
+  return context;
+}
+
 /**
  * An undici connector that speaks TLS with this node's certificate and hands undici the socket only
  * when the server presents `expectedId`. Keeps the last TLS session ticket (strongly, unlike undici's
  * own cache, which holds sessions weakly) so that new connections resume instead of paying a full
- * handshake.
+ * handshake. Every connection of every connector of this thread shares one SecureContext per identity.
  */
 export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.connector {
+  const context = clientSecureContext(o.self);
   let session: Buffer | undefined;
   return (opts, callback) => {
     const host = opts.hostname.replace(/^\[|\]$/g, '');
     const port = Number(opts.port) || 443;
     const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     let settled = false;
-    const socket = connect({
-      host, port, cert: o.self.certPem, key: o.self.keyPem, session,
-      rejectUnauthorized: false, minVersion: 'TLSv1.3', ALPNProtocols: ['http/1.1'],
-    });
+    const socket = connect({ host, port, secureContext: context, session, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     const settle = (err: Error | null): void => {
