@@ -114,18 +114,33 @@ export function clientSecureContext(self: TlsIdentity): SecureContext {
   return context;
 }
 
+/** An undici connector (see {@link pinnedConnector}) that can also fetch a session ticket ahead of use. */
+export interface PinnedConnector extends buildConnector.connector {
+  /**
+   * Opens one pinned connection to `origin` before any request needs one, keeps the session ticket
+   * the server sends after the handshake, and closes the connection without writing a byte of HTTP:
+   * the connections undici opens later resume instead of paying full handshakes, also when a burst
+   * opens many at once. (undici cannot adopt a socket opened ahead, and a server node closes a
+   * connection that sends no request within --request-headers-timeout, answering 408: keeping this
+   * one open for the pool would race that answer.) Resolves with whether a ticket is held; rejects
+   * when the connection or the pin fails, or `signal` aborts it (the socket is destroyed then).
+   */
+  warm(origin: string, signal?: AbortSignal): Promise<boolean>;
+}
+
 /**
  * An undici connector that speaks TLS with this node's certificate and hands undici the socket only
  * when the server presents `expectedId`. Keeps the last TLS session ticket (strongly, unlike undici's
  * own cache, which holds sessions weakly) so that new connections resume instead of paying a full
  * handshake. Every connection of every connector of this thread shares one SecureContext per identity.
  */
-export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.connector {
+export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
   const context = clientSecureContext(o.self);
   let session: Buffer | undefined;
-  return (opts, callback) => {
-    const host = opts.hostname.replace(/^\[|\]$/g, '');
-    const port = Number(opts.port) || 443;
+  /** Connects and pins; `callback` gets the socket once the server proved to be `expectedId`. */
+  const dial = (hostname: string, portText: string, callback: buildConnector.Callback): TLSSocket => {
+    const host = hostname.replace(/^\[|\]$/g, '');
+    const port = Number(portText) || 443;
     const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     let settled = false;
     const socket = connect({ host, port, secureContext: context, session, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
@@ -172,5 +187,47 @@ export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.conne
       if (ticket !== undefined) session = ticket;
       settle(null);
     });
+    return socket;
   };
+
+  const connector = ((opts, callback) => { dial(opts.hostname, opts.port, callback); }) as PinnedConnector;
+  connector.warm = (origin, signal) => new Promise<boolean>((resolve, reject) => {
+    const aborted = (): Error => Object.assign(new Error(`connection ahead to ${origin} cancelled`), { code: 'ABORT_ERR' });
+    if (signal?.aborted === true) { reject(aborted()); return; }
+    const before = session;
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    let open: TLSSocket | null = null;
+    const finish = (err: Error | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (open !== null) {
+        // close_notify and FIN; the server's http layer sees a connection that ends before a request.
+        open.on('error', () => undefined);
+        open.destroySoon();
+      }
+      if (err !== null) reject(err);
+      else resolve(session !== undefined);
+    };
+    const onAbort = (): void => {
+      if (open !== null) finish(aborted());
+      else socket.destroy(aborted()); // still connecting: dial's callback reports it
+    };
+    const { hostname, port } = new URL(origin);
+    const socket = dial(hostname, port, (err, s) => {
+      if (err !== null) { finish(err); return; }
+      open = s as TLSSocket;
+      // TLS 1.3 tickets follow the handshake; the connector's own 'session' listener (added first)
+      // has stored it by the time this one runs.
+      if (session !== before) { finish(null); return; }
+      open.once('session', () => finish(null));
+      open.once('close', () => finish(null));
+      timer = setTimeout(() => finish(null), o.timeoutMs);
+      timer.unref();
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  return connector;
 }
