@@ -10,6 +10,9 @@
 import type { GateCheck } from '../lib/report/types.ts';
 import type { CaseResult } from '../lib/results.ts';
 
+/** The request-rate case the gate reads (--ci runs only this one). */
+export const RATE_CONCURRENCY = 32;
+
 export const TWO_HOP_GATE_THRESHOLDS = {
   /**
    * Handshakes the client node's workers made before the first request, per worker: each connects
@@ -30,9 +33,11 @@ export const TWO_HOP_GATE_THRESHOLDS = {
   reconnectResumed: 0.9,
   /**
    * Client-node TLS handshakes ÷ requests, POST /api/generate at c=32 after warm-up: the pool keeps
-   * its connections, so a handshake is paid per connection, not per request. Measured 0-0.002 on
-   * the CI settings (0.009 in a full run, where the 60 s keep-alive had let the pool shrink first);
-   * 1.0 if every request paid one. 0.05 fails at one handshake every 20 requests.
+   * its connections, so a handshake is paid per connection, not per request; 1.0 if every request
+   * paid one. The handshakes left are pool growth: autocannon's 32 connections land on the workers
+   * differently each round (reusePort), so a worker's pool may grow to up to 32 connections; that
+   * many (per worker) always pass, whatever the request rate of a slow machine. See bench/README.md
+   * for the measured values.
    */
   handshakesPerRequest: 0.05,
 } as const;
@@ -59,7 +64,7 @@ export function evaluateTwoHopGate(cases: readonly CaseResult[], ahead: Ahead | 
   const T = TWO_HOP_GATE_THRESHOLDS;
   const find = (prefix: string): CaseResult | undefined => cases.find((c) => c.id.startsWith(prefix));
   const cold = find('cold-');
-  const rate = find('generate-c');
+  const rate = cases.find((c) => c.id === `generate-c${RATE_CONCURRENCY}`);
   const reconnect = find('reconnect-');
   const checks: GateCheck[] = [];
   const perWorker = ahead === null ? null : ahead.handshakes / workers;
@@ -76,11 +81,15 @@ export function evaluateTwoHopGate(cases: readonly CaseResult[], ahead: Ahead | 
     detail: cold === undefined ? 'not measured' : `${twoHop(cold, 'tlsResumed')} of ${twoHop(cold, 'tlsHandshakes')}`,
   });
   const requests = twoHop(rate, 'requests');
-  const perRequest = rate === undefined || requests === 0 ? null : twoHop(rate, 'tlsHandshakes') / requests;
+  const rateHandshakes = twoHop(rate, 'tlsHandshakes');
+  const perRequest = rate === undefined || requests === 0 ? null : rateHandshakes / requests;
+  const growth = RATE_CONCURRENCY * workers;
   checks.push({
-    name: 'TLS handshakes ÷ requests, POST /api/generate c=32 after warm-up',
-    measured: perRequest, threshold: T.handshakesPerRequest, op: '<=', pass: perRequest !== null && perRequest <= T.handshakesPerRequest,
-    detail: rate === undefined ? 'not measured' : `${twoHop(rate, 'tlsHandshakes')} handshakes over ${requests} requests`,
+    name: `TLS handshakes ÷ requests, POST /api/generate c=${RATE_CONCURRENCY} after warm-up`,
+    measured: perRequest, threshold: T.handshakesPerRequest, op: '<=',
+    pass: perRequest !== null && (perRequest <= T.handshakesPerRequest || rateHandshakes <= growth),
+    detail: rate === undefined ? 'not measured' : `${rateHandshakes} handshakes over ${requests} requests ` +
+      `(up to ${growth}, pool growth of one connection per application connection and worker, always pass)`,
   });
   const reShare = share(reconnect);
   checks.push({

@@ -29,7 +29,7 @@ import { RATE_CASE_IDS, type RateCaseId } from '../lib/options.ts';
 import type { GateCheck } from '../lib/report/types.ts';
 import type { CaseResult } from '../lib/results.ts';
 import type { SystemUnderTest } from '../lib/systems.ts';
-import { evaluateTwoHopGate, type Ahead } from './gate.ts';
+import { RATE_CONCURRENCY, evaluateTwoHopGate, type Ahead } from './gate.ts';
 import type { HandshakeCost, HandshakeCosts } from './handshakes.ts';
 import { TwoHopLan, removeSocketDirs } from './lan.ts';
 import { consoleTable, writeReport, type TlsTotals, type TwoHopReport } from './report.ts';
@@ -121,7 +121,7 @@ function parse(argv: string[]): Options | null {
     duration: positive('duration', values.duration ?? '1.5', 60, false),
     warmup: positive('warmup', values.warmup ?? (ci ? '3' : '6'), 120, false),
     workers: positive('workers', values.workers ?? '2', 16),
-    concurrency: (values.concurrency ?? (ci ? '32' : '1,32')).split(',').map((c) => positive('concurrency', c, 1024)),
+    concurrency: (values.concurrency ?? (ci ? String(RATE_CONCURRENCY) : '1,32')).split(',').map((c) => positive('concurrency', c, 1024)),
     rateCases: list('rate-cases', values['rate-cases'] ?? (ci ? 'generate' : 'generate,tags'), RATE_CASE_IDS),
     streams: positive('streams', values.streams ?? '200', 1000),
     scenarios: list('scenarios', values.scenarios ?? (ci ? 'cold,rate,reconnect' : SCENARIOS.join(',')), SCENARIOS),
