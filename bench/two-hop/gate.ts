@@ -16,28 +16,32 @@ export const RATE_CONCURRENCY = 32;
 export const TWO_HOP_GATE_THRESHOLDS = {
   /**
    * Handshakes the client node's workers made before the first request, per worker: each connects
-   * ahead once to the server it found (ProxyServer #warm). Measured: exactly 1 in every run since
-   * pre-warm (2 with --workers 2); 0 before it.
+   * ahead once to the server it found (ProxyServer #warm). Measured: exactly 1 (2 with --workers 2,
+   * seen 17-28 ms after the client found the server) in all 11 runs since; 0 before.
    */
   aheadPerWorker: 1,
   /**
    * Share of the cold burst's handshakes (200 streams on an empty pool) that resumed. Measured: 1.0
-   * (200 of 200) in every run since pre-warm, 0.0 before it (no worker held a ticket). 0.9 leaves room
-   * for a connection or twenty opened before a worker's ticket arrived on a saturated machine.
+   * (200 of 200; 185 of 185 in a run where 15 connects timed out) in all 11 runs since connections
+   * ahead, 0.0 (0 of 200) in all 6 before (no worker held a ticket). 0.9 leaves room for connections
+   * opened before a worker's ticket arrived on a saturated machine.
    */
   coldResumed: 0.9,
   /**
    * Share of resumed handshakes when every connection at the server port was reset on warm nodes
-   * (the reconnect case). Measured: 1.0 in every run, before and after pre-warm.
+   * (the reconnect case). Measured: 1.0 (400 of 400, 600 of 600 in a full run) in every run, before
+   * and after connections ahead.
    */
   reconnectResumed: 0.9,
   /**
    * Client-node TLS handshakes ÷ requests, POST /api/generate at c=32 after warm-up: the pool keeps
    * its connections, so a handshake is paid per connection, not per request; 1.0 if every request
-   * paid one. The handshakes left are pool growth: autocannon's 32 connections land on the workers
-   * differently each round (reusePort), so a worker's pool may grow to up to 32 connections; that
-   * many (per worker) always pass, whatever the request rate of a slow machine. See bench/README.md
-   * for the measured values.
+   * paid one (1.09 measured with undici's `reset: true` on every upstream request). Measured 0.0002-
+   * 0.011 in 5 gate runs (1-51 handshakes over 4500-7600 requests). The handshakes left are pool
+   * growth: autocannon's 32 connections land on the workers differently each round (reusePort), and
+   * a pool opens a connection when a request arrives before the one that just answered is free again.
+   * Up to twice one connection per application connection and worker always passes, so the low
+   * request count of a slow machine cannot fail the ratio.
    */
   handshakesPerRequest: 0.05,
 } as const;
@@ -83,13 +87,13 @@ export function evaluateTwoHopGate(cases: readonly CaseResult[], ahead: Ahead | 
   const requests = twoHop(rate, 'requests');
   const rateHandshakes = twoHop(rate, 'tlsHandshakes');
   const perRequest = rate === undefined || requests === 0 ? null : rateHandshakes / requests;
-  const growth = RATE_CONCURRENCY * workers;
+  const growth = 2 * RATE_CONCURRENCY * workers;
   checks.push({
     name: `TLS handshakes ÷ requests, POST /api/generate c=${RATE_CONCURRENCY} after warm-up`,
     measured: perRequest, threshold: T.handshakesPerRequest, op: '<=',
     pass: perRequest !== null && (perRequest <= T.handshakesPerRequest || rateHandshakes <= growth),
     detail: rate === undefined ? 'not measured' : `${rateHandshakes} handshakes over ${requests} requests ` +
-      `(up to ${growth}, pool growth of one connection per application connection and worker, always pass)`,
+      `(up to ${growth}, pool growth, always pass)`,
   });
   const reShare = share(reconnect);
   checks.push({
