@@ -17,12 +17,12 @@ export const TWO_HOP_GATE_THRESHOLDS = {
   /**
    * Handshakes the client node's workers made before the first request, per worker: each connects
    * ahead once to the server it found (ProxyServer #warm). Measured: exactly 1 (2 with --workers 2,
-   * seen 17-28 ms after the client found the server) in all 11 runs since; 0 before.
+   * seen 17-28 ms after the client found the server) in all 12 runs since; 0 in all 6 before.
    */
   aheadPerWorker: 1,
   /**
    * Share of the cold burst's handshakes (200 streams on an empty pool) that resumed. Measured: 1.0
-   * (200 of 200; 185 of 185 in a run where 15 connects timed out) in all 11 runs since connections
+   * (200 of 200; 185 of 185 in a run where 15 connects timed out) in all 12 runs since connections
    * ahead, 0.0 (0 of 200) in all 6 before (no worker held a ticket). 0.9 leaves room for connections
    * opened before a worker's ticket arrived on a saturated machine.
    */
