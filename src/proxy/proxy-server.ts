@@ -228,7 +228,7 @@ export class ProxyServer {
    * once). No HTTP request is sent. Failing is harmless: the requests connect as they would have.
    */
   #warm(u: Upstream): void {
-    if (u.device === '' || this.#settings.tls === null) return;
+    if (u.device === '' || this.#settings.tls === null || this.#draining) return;
     const key = poolKey(u);
     this.#pool(u);
     const connector = this.#connectors.get(key);
