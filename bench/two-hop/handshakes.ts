@@ -6,18 +6,24 @@
  *
  *   node bench/two-hop/handshakes.ts [--n 300]
  *
- * Prints one JSON line: { full, resumed, sharedContext: { full, resumed } } with wall ms and client and
- * server CPU µs per connection (TCP connect and close included, as a pool pays them). `full` and
- * `resumed` connect as src/net/tls.ts's pinnedConnector does, with the PEM certificate and key on every
- * connect (so OpenSSL parses them each time); `sharedContext` uses one tls.createSecureContext instead.
+ * Prints one JSON line: { pemPerConnect, connector } with { full, resumed } each: wall ms and client
+ * and server CPU µs per connection (TCP connect and close included, as a pool pays them).
+ * `connector` connects through src/net/tls.ts's pinnedConnector itself, pin check included (a new
+ * connector per connection for full handshakes, so none holds a ticket; one connector for resumed
+ * ones), so running this file against an older checkout's src measures that checkout's connector.
+ * `pemPerConnect` is the reference: plain tls.connect with the PEM certificate and key on every
+ * connect, so OpenSSL parses both each time (how the connector connected before it shared one
+ * SecureContext per identity).
  */
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect, createSecureContext, createServer, type SecureContext, type TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { connect, createServer, type TLSSocket } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { createSelfSigned } from '../../src/identity/self-signed.ts';
-import { peerDeviceId, tlsServerOptions } from '../../src/net/tls.ts';
+import { deviceIdFromDer } from '../../src/identity/device-id.ts';
+import { peerDeviceId, pinnedConnector, tlsServerOptions, type TlsIdentity } from '../../src/net/tls.ts';
 import { cpuMs } from '../lib/proc-stats.ts';
 
 interface Side { readonly certPem: string; readonly keyPem: string }
@@ -31,9 +37,10 @@ export interface HandshakeCost {
 }
 
 export interface HandshakeCosts {
-  readonly full: HandshakeCost;
-  readonly resumed: HandshakeCost;
-  readonly sharedContext: { readonly full: HandshakeCost; readonly resumed: HandshakeCost };
+  /** plain tls.connect with the PEM certificate and key on every connect (the connector before the shared context) */
+  readonly pemPerConnect: { readonly full: HandshakeCost; readonly resumed: HandshakeCost };
+  /** src/net/tls.ts's pinnedConnector, as a client node's proxy worker connects */
+  readonly connector: { readonly full: HandshakeCost; readonly resumed: HandshakeCost };
 }
 
 async function serve(s: Side): Promise<void> {
@@ -48,11 +55,13 @@ async function serve(s: Side): Promise<void> {
   process.on('disconnect', () => process.exit(0));
 }
 
-/** `context`: one SecureContext for every connection, instead of the PEM cert and key (parsed per connection). */
-function handshake(port: number, self: Side, session: Buffer | undefined, context: SecureContext | null): Promise<{ reused: boolean; ticket: Buffer | undefined }> {
-  return new Promise((resolve, reject) => {
+type Handshake = (session: Buffer | undefined) => Promise<{ reused: boolean; ticket: Buffer | undefined }>;
+
+/** Plain tls.connect with the PEM certificate and key, the session given (or none). */
+function pemHandshake(port: number, self: Side): Handshake {
+  return (session) => new Promise((resolve, reject) => {
     let ticket: Buffer | undefined;
-    const s = connect({ host: '127.0.0.1', port, ...(context === null ? { cert: self.certPem, key: self.keyPem } : { secureContext: context }), session,
+    const s = connect({ host: '127.0.0.1', port, cert: self.certPem, key: self.keyPem, session,
       rejectUnauthorized: false, minVersion: 'TLSv1.3', ALPNProtocols: ['http/1.1'] });
     s.on('session', (t: Buffer) => { ticket = t; });
     s.once('secureConnect', () => { if (!s.isSessionReused()) peerDeviceId(s); });
@@ -63,6 +72,24 @@ function handshake(port: number, self: Side, session: Buffer | undefined, contex
   });
 }
 
+/**
+ * Through pinnedConnector: `resume` reuses one connector (it keeps the last ticket itself), otherwise
+ * every connection gets a new connector, which holds none.
+ */
+function connectorHandshake(port: number, self: TlsIdentity, expectedId: string, resume: boolean): Handshake {
+  const make = () => pinnedConnector({ self, expectedId, timeoutMs: 10_000 });
+  const shared = make();
+  return () => new Promise((resolve, reject) => {
+    (resume ? shared : make())({ hostname: '127.0.0.1', port: String(port), protocol: 'https:' }, (err, socket) => {
+      if (err !== null) { reject(err); return; }
+      const s = socket as TLSSocket;
+      s.once('end', () => { const reused = s.isSessionReused(); s.destroy(); resolve({ reused, ticket: undefined }); });
+      s.once('error', reject);
+      s.resume();
+    });
+  });
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { n: { type: 'string' }, server: { type: 'string' } } });
   if (values.server !== undefined) { await serve(JSON.parse(values.server) as Side); return; }
@@ -70,16 +97,17 @@ async function main(): Promise<void> {
   const [serverId, clientId] = await Promise.all([createSelfSigned('ollana server', 1), createSelfSigned('ollana client', 1)]);
   const child = fork(new URL(import.meta.url).pathname, ['--server', JSON.stringify(serverId)]);
   const [{ port }] = await once(child, 'message') as [{ port: number }];
-  const shared = createSecureContext({ cert: clientId.certPem, key: clientId.keyPem, minVersion: 'TLSv1.3' });
-  const run = async (resume: boolean, context: SecureContext | null = null): Promise<HandshakeCost> => {
-    const first = await handshake(port, clientId, undefined, context);
+  const serverDeviceId = deviceIdFromDer(new X509Certificate(serverId.certPem).raw);
+  const client: TlsIdentity = { id: '', ...clientId };
+  const run = async (handshake: Handshake, resume: boolean): Promise<HandshakeCost> => {
+    const first = await handshake(undefined);
     let session = first.ticket;
     const c0 = process.cpuUsage();
     const s0 = cpuMs(child.pid!)!;
     const t0 = performance.now();
     let reused = 0;
     for (let i = 0; i < n; i++) {
-      const r = await handshake(port, clientId, resume ? session : undefined, context);
+      const r = await handshake(resume ? session : undefined);
       if (r.reused) reused++;
       if (r.ticket !== undefined) session = r.ticket;
     }
@@ -87,11 +115,17 @@ async function main(): Promise<void> {
     const c = process.cpuUsage(c0);
     return { connections: n, reused, wallMsPer: wall / n, clientCpuUsPer: (c.user + c.system) / n, serverCpuUsPer: ((cpuMs(child.pid!)! - s0) * 1000) / n };
   };
-  await run(false); // warm-up: JIT, OpenSSL tables
-  const full = await run(false);
-  const resumed = await run(true);
-  const sharedContext = { full: await run(false, shared), resumed: await run(true, shared) };
-  const costs: HandshakeCosts = { full, resumed, sharedContext };
+  const pem = pemHandshake(port, clientId);
+  await run(pem, false); // warm-up: JIT, OpenSSL tables
+  await run(connectorHandshake(port, client, serverDeviceId, false), false);
+  // Interleaved, so that a busy stretch of a shared machine is less likely to land on one side only.
+  const pemFull = await run(pem, false);
+  const connectorFull = await run(connectorHandshake(port, client, serverDeviceId, false), false);
+  const pemResumed = await run(pem, true);
+  const connectorResumed = await run(connectorHandshake(port, client, serverDeviceId, true), true);
+  const pemPerConnect = { full: pemFull, resumed: pemResumed };
+  const connector = { full: connectorFull, resumed: connectorResumed };
+  const costs: HandshakeCosts = { pemPerConnect, connector };
   process.stdout.write(`${JSON.stringify(costs)}\n`);
   child.disconnect();
 }

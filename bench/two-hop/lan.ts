@@ -83,6 +83,8 @@ export interface TwoHopSettings {
   readonly clientCpus: string | null;
   readonly serverCpus: string | null;
   readonly tokens: TokenSettings;
+  /** extra `ollana serve` flags for both nodes */
+  readonly nodeArgs?: readonly string[];
   readonly log: (msg: string) => void;
 }
 
@@ -182,8 +184,8 @@ export class TwoHopLan {
         '--ttft-ms', String(t.ttftMs), '--token-interval-ms', String(t.tokenIntervalMs), '--tokens', String(t.tokens), '--stamp-tokens'] });
       const nft = await countSyns(h1);
       const [server, client] = await Promise.all([
-        startNode(h1, '1000ms', undefined, { workers: s.workers, cpus: s.serverCpus, args: ['--mode', 'server'] }),
-        startNode(h2, '1000ms', undefined, { workers: s.workers, cpus: s.clientCpus, args: ['--mode', 'client'] }),
+        startNode(h1, '1000ms', undefined, { workers: s.workers, cpus: s.serverCpus, args: ['--mode', 'server', ...(s.nodeArgs ?? [])] }),
+        startNode(h2, '1000ms', undefined, { workers: s.workers, cpus: s.clientCpus, args: ['--mode', 'client', ...(s.nodeArgs ?? [])] }),
       ]);
       const agentProc = spawnPinned(h2, NODE, [AGENT, '--socket', join(socketDir, 'agent.sock')], { cpus: s.clientCpus });
       await agentProc.waitForLine((l) => l.startsWith('{"ready":true'), 20_000);

@@ -7,7 +7,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scenarioTable } from '../lib/report/markdown.ts';
 import { summarize, type CaseResult, type ScenarioResult } from '../lib/results.ts';
+import type { GateCheck } from '../lib/report/types.ts';
 import type { ClientCounters } from './agent.ts';
+import type { Ahead } from './gate.ts';
 import type { HandshakeCost, HandshakeCosts } from './handshakes.ts';
 import type { ServerSockets } from './lan.ts';
 
@@ -31,8 +33,12 @@ export interface TwoHopReport {
   readonly placement: string;
   readonly topology: string;
   readonly handshakes: HandshakeCosts | null;
+  /** the client node's workers before the first request: their connections ahead */
+  readonly ahead: Ahead | null;
   readonly cases: readonly CaseResult[];
   readonly tls: TlsTotals | null;
+  /** --ci: the checks of ./gate.ts */
+  readonly gate: readonly GateCheck[] | null;
   /** the nodes' warnings, errors and server found/gone lines (TwoHopLan.notableLogs) */
   readonly logs: readonly string[];
   readonly problems: readonly string[];
@@ -97,13 +103,22 @@ export function renderMarkdown(r: TwoHopReport): string {
     `Node ${r.machine.node} · ollana ${r.ollana.commit ?? r.ollana.main} · load average before ${r.machine.loadBefore.map((x) => x.toFixed(1)).join(' ')}`, '');
   out.push(`\`${r.command}\` · ${Object.entries(r.options).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`).join(', ')}`, '');
   out.push('## Setup', '', r.topology, '', `${r.placement}.`, '');
+  if (r.gate !== null) {
+    out.push('## CI gate (TLS counts)', '', '| check | measured | threshold | result | detail |', '|---|---:|---:|---|---|');
+    for (const g of r.gate) {
+      out.push(`| ${g.name} | ${g.measured === null ? '–' : Number(g.measured.toFixed(4))} | ${g.op} ${g.threshold} | ${g.pass ? 'pass' : '**FAIL**'} | ${g.detail} |`);
+    }
+    out.push('');
+  }
   if (r.tls !== null) {
     const t = r.tls;
     out.push('## TLS: paid per connection, not per request', '',
       `Whole run: the client node served ${t.client.requests} requests (load, warm-ups and the bench's status polls) over ` +
       `${t.client.tlsHandshakes} TLS handshakes to the server node, ${t.client.tlsResumed} of them resumed ` +
       `(${t.client.tlsHandshakes === 0 ? '–' : ((100 * t.client.tlsResumed) / t.client.tlsHandshakes).toFixed(0)} %); ` +
-      `the server's port saw ${t.server.syns ?? '?'} connection attempts (SYNs) and has ${t.server.established} connections open at the end.`, '',
+      `the server's port saw ${t.server.syns ?? '?'} connection attempts (SYNs) and has ${t.server.established} connections open at the end.` +
+      (r.ahead === null ? '' : ` Before the first request the client node's workers had made ${r.ahead.handshakes} handshake(s) ` +
+        `(${r.ahead.resumed} resumed): their connections ahead, seen ${r.ahead.waitedMs} ms after the client found the server.`), '',
       ...tlsRows(r.cases), '');
   }
   if (r.handshakes !== null) {
@@ -113,11 +128,12 @@ export function renderMarkdown(r: TwoHopReport): string {
     out.push('## One TLS handshake (loopback, one connection after another)', '',
       'bench/two-hop/handshakes.ts: ollana\'s TLS settings (TLS 1.3, ECDSA P-256 device certificates both ways, the server ' +
       'asks for the client\'s, session tickets); each connection is opened, handshaken, answered with one byte and closed. ' +
-      'The client side connects as the pinned connector does (PEM certificate and key passed on every connect); the last ' +
-      'two rows use one tls.createSecureContext for all connections instead. CPU from /proc and process.cpuUsage.', '',
+      'The first two rows connect through src/net/tls.ts\'s pinnedConnector, pin check included (one SecureContext per ' +
+      'identity); the last two pass the PEM certificate and key on every connect, as the connector did before. ' +
+      'CPU from /proc and process.cpuUsage.', '',
       '| handshake | resumed | wall ms per connection | client CPU µs | server CPU µs |', '|---|---:|---:|---:|---:|',
-      row('full (as ollana connects)', h.full), row('resumed (as ollana connects)', h.resumed),
-      row('full, shared SecureContext', h.sharedContext.full), row('resumed, shared SecureContext', h.sharedContext.resumed), '');
+      row('full, pinned connector (as ollana connects)', h.connector.full), row('resumed, pinned connector', h.connector.resumed),
+      row('full, PEM per connect', h.pemPerConnect.full), row('resumed, PEM per connect', h.pemPerConnect.resumed), '');
   }
   for (const kind of ['cold', 'rate', 'streams', 'reconnect'] as const) {
     const cases = r.cases.filter((c) => caseKind(c) === kind);

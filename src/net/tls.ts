@@ -5,7 +5,7 @@
  * is read or written. The server port asks every client for a certificate; the client side pins the
  * id that discovery announced for that address.
  */
-import { connect, type TLSSocket, type TlsOptions } from 'node:tls';
+import { connect, createSecureContext, type SecureContext, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { buildConnector } from 'undici';
 import { deviceIdFromDer } from '../identity/device-id.ts';
 
@@ -54,12 +54,14 @@ export function tlsServerOptions(s: TlsServerSettings): TlsOptions {
   };
 }
 
-/** The device id of the peer's certificate, or null when it sent none. */
+/**
+ * The device id of the peer's certificate, or null when it sent none. Runs once per handshake on the
+ * server (and per full handshake on the client): getPeerX509Certificate hands over the DER as it is,
+ * where getPeerCertificate builds an object of every field first, 30-70 µs instead of 5-15.
+ */
 export function peerDeviceId(socket: TLSSocket): string | null {
-  const cert = socket.getPeerCertificate();
-  // An empty object when the peer sent no certificate.
-  if (cert === null || typeof cert !== 'object' || !('raw' in cert) || cert.raw === undefined) return null;
-  return deviceIdFromDer(cert.raw);
+  const cert = socket.getPeerX509Certificate();
+  return cert === undefined ? null : deviceIdFromDer(cert.raw);
 }
 
 /** The peer's certificate common name (e.g. "ollana lab-h1"), for log lines and the pending list. */
@@ -90,23 +92,58 @@ export interface PinnedConnectorOptions {
   readonly timeoutMs: number;
 }
 
+/** Client contexts of this thread, by certificate and key (a node has one identity; tests have a few). */
+const clientContexts = new Map<string, SecureContext>();
+const MAX_CLIENT_CONTEXTS = 8;
+
+/**
+ * The client side's SecureContext for `self`, made once per thread. Passing the PEM certificate and
+ * key to every tls.connect makes OpenSSL parse both and build a new context per connection: with one
+ * context reused, a handshake cost the client 1.4 instead of 2.5-3.0 ms of CPU full, 1.1 instead of
+ * 1.6-1.8 ms resumed (bench/two-hop/handshakes.ts; bench/README.md, "Two hops (TLS)"). Per-connection
+ * settings (session, ALPN, no chain check) stay on tls.connect; the TLS version floor lives here.
+ */
+export function clientSecureContext(self: TlsIdentity): SecureContext {
+  const key = `${self.certPem}\n${self.keyPem}`;
+  let context = clientContexts.get(key);
+  if (context === undefined) {
+    context = createSecureContext({ cert: self.certPem, key: self.keyPem, minVersion: 'TLSv1.3' });
+    if (clientContexts.size >= MAX_CLIENT_CONTEXTS) clientContexts.delete(clientContexts.keys().next().value!);
+    clientContexts.set(key, context);
+  }
+  return context;
+}
+
+/** An undici connector (see {@link pinnedConnector}) that can also fetch a session ticket ahead of use. */
+export interface PinnedConnector extends buildConnector.connector {
+  /**
+   * Opens one pinned connection to `origin` before any request needs one, keeps the session ticket
+   * the server sends after the handshake, and closes the connection without writing a byte of HTTP:
+   * the connections undici opens later resume instead of paying full handshakes, also when a burst
+   * opens many at once. (undici cannot adopt a socket opened ahead, and a server node closes a
+   * connection that sends no request within --request-headers-timeout, answering 408: keeping this
+   * one open for the pool would race that answer.) Resolves with whether a ticket is held; rejects
+   * when the connection or the pin fails, or `signal` aborts it (the socket is destroyed then).
+   */
+  warm(origin: string, signal?: AbortSignal): Promise<boolean>;
+}
+
 /**
  * An undici connector that speaks TLS with this node's certificate and hands undici the socket only
  * when the server presents `expectedId`. Keeps the last TLS session ticket (strongly, unlike undici's
  * own cache, which holds sessions weakly) so that new connections resume instead of paying a full
- * handshake.
+ * handshake. Every connection of every connector of this thread shares one SecureContext per identity.
  */
-export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.connector {
+export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
+  const context = clientSecureContext(o.self);
   let session: Buffer | undefined;
-  return (opts, callback) => {
-    const host = opts.hostname.replace(/^\[|\]$/g, '');
-    const port = Number(opts.port) || 443;
+  /** Connects and pins; `callback` gets the socket once the server proved to be `expectedId`. */
+  const dial = (hostname: string, portText: string, callback: buildConnector.Callback): TLSSocket => {
+    const host = hostname.replace(/^\[|\]$/g, '');
+    const port = Number(portText) || 443;
     const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     let settled = false;
-    const socket = connect({
-      host, port, cert: o.self.certPem, key: o.self.keyPem, session,
-      rejectUnauthorized: false, minVersion: 'TLSv1.3', ALPNProtocols: ['http/1.1'],
-    });
+    const socket = connect({ host, port, secureContext: context, session, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     const settle = (err: Error | null): void => {
@@ -150,5 +187,47 @@ export function pinnedConnector(o: PinnedConnectorOptions): buildConnector.conne
       if (ticket !== undefined) session = ticket;
       settle(null);
     });
+    return socket;
   };
+
+  const connector = ((opts, callback) => { dial(opts.hostname, opts.port, callback); }) as PinnedConnector;
+  connector.warm = (origin, signal) => new Promise<boolean>((resolve, reject) => {
+    const aborted = (): Error => Object.assign(new Error(`connection ahead to ${origin} cancelled`), { code: 'ABORT_ERR' });
+    if (signal?.aborted === true) { reject(aborted()); return; }
+    const before = session;
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    let open: TLSSocket | null = null;
+    const finish = (err: Error | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if (open !== null) {
+        // close_notify and FIN; the server's http layer sees a connection that ends before a request.
+        open.on('error', () => undefined);
+        open.destroySoon();
+      }
+      if (err !== null) reject(err);
+      else resolve(session !== undefined);
+    };
+    const onAbort = (): void => {
+      if (open !== null) finish(aborted());
+      else socket.destroy(aborted()); // still connecting: dial's callback reports it
+    };
+    const { hostname, port } = new URL(origin);
+    const socket = dial(hostname, port, (err, s) => {
+      if (err !== null) { finish(err); return; }
+      open = s as TLSSocket;
+      // TLS 1.3 tickets follow the handshake; the connector's own 'session' listener (added first)
+      // has stored it by the time this one runs.
+      if (session !== before) { finish(null); return; }
+      open.once('session', () => finish(null));
+      open.once('close', () => finish(null));
+      timer = setTimeout(() => finish(null), o.timeoutMs);
+      timer.unref();
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  return connector;
 }

@@ -18,7 +18,7 @@ import { Forward } from './forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { StatsCollector } from './stats.ts';
-import { countHandshake, pinnedConnector, tlsServerOptions, type TlsServerSettings } from '../net/tls.ts';
+import { countHandshake, pinnedConnector, tlsServerOptions, type PinnedConnector, type TlsServerSettings } from '../net/tls.ts';
 import { TrustGate, type Admission } from './trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
 import { refusalReply } from './refusal.ts';
@@ -116,6 +116,10 @@ export class ProxyServer {
   readonly #hostCheck: boolean;
   #table: RouteTable = { version: 0, role: 'server', upstreams: [] };
   readonly #pools = new Map<string, Pool>();
+  /** The pinned connectors of #pools (server nodes reached over TLS), by pool key: #warm uses them. */
+  readonly #connectors = new Map<string, PinnedConnector>();
+  /** Connection-ahead attempts still running, by pool key (see #warm). */
+  readonly #warming = new Map<string, AbortController>();
   #draining = false;
   #drained: (() => void) | null = null;
   readonly #onFinish = (): void => this.#afterRequest();
@@ -205,16 +209,40 @@ export class ProxyServer {
     this.#table = table;
     const live = new Set(table.upstreams.map(poolKey));
     for (const id of this.#unreachableUntil.keys()) if (!table.upstreams.some((u) => u.id === id)) this.#unreachableUntil.delete(id);
+    for (const [key, warming] of this.#warming) if (!live.has(key)) warming.abort();
     for (const [url, pool] of this.#pools) {
       if (!live.has(url)) {
         // A server that left (dead, cut off, its Ollama stopped): fail what is in flight there now
         // instead of waiting on a connection that may never answer. Requests still before their first
         // byte move to another server; streams end with an error line.
         this.#pools.delete(url);
+        this.#connectors.delete(url);
         const gone = Object.assign(new Error(`${url.split("#", 1)[0]} left the cluster`), { code: 'UND_ERR_DESTROYED' });
         void pool.destroy(gone).catch(() => undefined);
       }
     }
+    for (const u of table.upstreams) if (u.healthy && !this.#pools.has(poolKey(u))) this.#warm(u);
+  }
+
+  /**
+   * A server node just entered the route table (client nodes only): one pinned connection ahead of
+   * the first request, so this worker holds a session ticket and the connections the first requests
+   * open resume instead of each paying a full handshake (a cold burst of 200 streams opened 200 at
+   * once). No HTTP request is sent. Failing is harmless: the requests connect as they would have.
+   */
+  #warm(u: Upstream): void {
+    if (u.device === '' || this.#settings.tls === null || this.#draining) return;
+    const key = poolKey(u);
+    this.#pool(u);
+    const connector = this.#connectors.get(key);
+    if (connector === undefined) return;
+    const ac = new AbortController();
+    this.#warming.set(key, ac);
+    const t0 = performance.now();
+    connector.warm(u.url, ac.signal).then(
+      (ticket) => this.#log.debug({ server: u.id, ticket, ms: Math.round(performance.now() - t0) }, `connected ahead to server node ${u.id}`),
+      (err: Error & { code?: string }) => this.#log.debug({ server: u.id, err, code: err.code }, `no connection ahead to server node ${u.id}: ${err.message}`),
+    ).finally(() => { if (this.#warming.get(key) === ac) this.#warming.delete(key); });
   }
 
   snapshot(): WorkerStats {
@@ -230,6 +258,7 @@ export class ProxyServer {
       const pinned = upstream.device !== '' && s.tls !== null
         ? pinnedConnector({ self: s.tls, expectedId: upstream.device, timeoutMs: s.connectTimeoutMs })
         : null;
+      if (pinned !== null) this.#connectors.set(key, pinned);
       pool = new Pool(upstream.url, {
         connections: s.upstreamConnections,
         pipelining: 1,
@@ -496,6 +525,7 @@ export class ProxyServer {
     const cut = this.stats.inFlight;
     this.#server.closeAllConnections();
     this.#guard.close();
+    for (const warming of this.#warming.values()) warming.abort();
     await Promise.all([...this.#pools.values()].map((p) => p.destroy().catch(() => undefined)));
     return cut;
   }

@@ -14,6 +14,7 @@ export type Verdict = 'allowed' | 'no-certificate' | 'unknown' | 'disabled' | 'b
 export interface Admission {
   readonly verdict: Verdict;
   readonly id: string | null;
+  /** the certificate's common name, read for refusals only ('' when allowed) */
   readonly name: string;
 }
 
@@ -43,7 +44,8 @@ export class TrustGate {
   admit(socket: TLSSocket): Admission {
     const id = peerDeviceId(socket);
     const verdict = this.verdictFor(id);
-    const name = id === null ? '' : peerName(socket);
+    // The name is for the refusal's log line and the pending list; an admitted peer's is not read.
+    const name = id === null || verdict === 'allowed' ? '' : peerName(socket);
     if (verdict === 'allowed' && id !== null) {
       this.#live.set(socket, id);
       socket.once('close', () => this.#live.delete(socket));

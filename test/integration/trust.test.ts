@@ -5,8 +5,9 @@
  * log shows what reached "Ollama". Multi-host pairing and pinning are in test/netns/trust.test.ts.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
@@ -171,13 +172,20 @@ test('pairing: `ollana device allow <prefix>` admits the device within a second,
   assert.equal(reached('/api/ps'), before + 1);
 });
 
-/** The server node's TLS handshake counters (status totals), read as the allowed client device. */
-async function handshakes(): Promise<{ done: number; resumed: number }> {
+interface Counts { done: number; resumed: number; requests: number }
+
+/**
+ * The server node's TLS handshake counters and forwarded requests (status totals), read as the allowed
+ * client device: the read itself adds one full handshake and no forwarded request.
+ */
+async function handshakes(): Promise<Counts> {
   const r = await asDevice(client, '/ollana/v1/status');
   assert.equal(r.status, 200, r.body);
-  const t = (JSON.parse(r.body) as { workers: { totals: { tlsHandshakes: number; tlsResumed: number } } }).workers.totals;
-  return { done: t.tlsHandshakes, resumed: t.tlsResumed };
+  const t = (JSON.parse(r.body) as { workers: { totals: { tlsHandshakes: number; tlsResumed: number; requests: number } } }).workers.totals;
+  return { done: t.tlsHandshakes, resumed: t.tlsResumed, requests: t.requests };
 }
+
+const delta = (a: Counts, b: Counts): Counts => ({ done: b.done - a.done, resumed: b.resumed - a.resumed, requests: b.requests - a.requests });
 
 test('TLS sessions resume: the handshake is paid once per client, whichever worker answers', async () => {
   const before = await handshakes();
@@ -198,10 +206,11 @@ test('TLS sessions resume: the handshake is paid once per client, whichever work
   // The status counts what the server saw: these 9 connections, plus the full handshake of the status
   // request that reads it (each asDevice connects afresh, without a ticket).
   const now = await handshakes();
-  assert.deepEqual({ done: now.done - before.done, resumed: now.resumed - before.resumed }, { done: 10, resumed: 8 });
+  assert.deepEqual(delta(before, now), { done: 10, resumed: 8, requests: 9 });
 });
 
 test('a pinned client resumes its TLS session on new connections and is still served', async () => {
+  const before = await handshakes();
   const dispatcher = new Client(server.url, { connect: pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 5_000 }) });
   try {
     for (let i = 0; i < 4; i++) {
@@ -213,15 +222,68 @@ test('a pinned client resumes its TLS session on new connections and is still se
   } finally {
     await dispatcher.close();
   }
+  // The connector's 4 connections (the first full, the others resumed from the ticket it keeps, with
+  // the SecureContext every connector of this identity shares) and the full one of the status read.
+  assert.deepEqual(delta(before, await handshakes()), { done: 5, resumed: 3, requests: 4 });
+});
+
+test('a connection ahead (warm) takes a session ticket and forwards nothing; the first request resumes from it', async () => {
+  const before = await handshakes();
+  const reachedBefore = reached('/api/ps');
+  const connector = pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 5_000 });
+  assert.equal(await connector.warm(server.url), true, 'the connector holds a ticket');
+  const warmed = await handshakes();
+  assert.deepEqual(delta(before, warmed), { done: 2, resumed: 0, requests: 0 }, 'one full handshake ahead (and the status read), no request');
+  const dispatcher = new Client(server.url, { connect: connector });
+  try {
+    const res = await request(`${server.url}/api/ps`, { dispatcher });
+    await res.body.text();
+    assert.equal(res.statusCode, 200);
+  } finally {
+    await dispatcher.close();
+  }
+  assert.deepEqual(delta(warmed, await handshakes()), { done: 2, resumed: 1, requests: 1 }, 'the first request\'s connection resumed');
+  assert.equal(reached('/api/ps'), reachedBefore + 1);
+});
+
+test('a connection ahead that stalls or is cancelled is given up and leaves no socket open', async () => {
+  // A TCP listener that accepts and never speaks TLS: the handshake cannot finish.
+  const accepted: Socket[] = [];
+  const silent = createNetServer((s) => { accepted.push(s); s.on('error', () => undefined); s.resume(); });
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  const origin = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  try {
+    const closed = (s: Socket): Promise<void> => (s.destroyed ? Promise.resolve() : once(s, 'close').then(() => undefined));
+    const ac = new AbortController();
+    const cancelled = pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 30_000 }).warm(origin, ac.signal);
+    await until(async () => accepted.length === 1, 5_000, 'the connection accepted');
+    ac.abort();
+    await assert.rejects(cancelled, (err: Error & { code?: string }) => err.code === 'ABORT_ERR');
+    await closed(accepted[0]!);
+    await assert.rejects(pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 300 }).warm(origin),
+      (err: Error & { code?: string }) => err.code === 'UND_ERR_CONNECT_TIMEOUT');
+    assert.equal(accepted.length, 2);
+    await closed(accepted[1]!);
+  } finally {
+    silent.close();
+    for (const s of accepted) s.destroy();
+  }
 });
 
 test('a server that is not the device expected gets nothing: the pin fails before any request', async () => {
   const before = reached('/api/ps');
-  await assert.rejects(asDevice(client, '/api/ps', client.id), (err: Error & { code?: string }) => {
+  const isPinMismatch = (err: Error & { code?: string }): boolean => {
     assert.equal(err.code, 'OLN_PIN_MISMATCH');
     assert.match(err.message, /nothing was sent/);
     return true;
-  });
+  };
+  await assert.rejects(asDevice(client, '/api/ps', client.id), isPinMismatch);
+  // Every connector of an identity shares one SecureContext: one holding this server's session ticket
+  // does not let another connector, pinned to another id, resume past its pin check.
+  assert.equal(await pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 5_000 }).warm(server.url), true);
+  await assert.rejects(pinnedConnector({ self: client, expectedId: client.id, timeoutMs: 5_000 }).warm(server.url), isPinMismatch);
+  await assert.rejects(asDevice(client, '/api/ps', client.id), isPinMismatch);
   assert.equal(reached('/api/ps'), before);
 });
 

@@ -103,4 +103,24 @@ describe('trust between hosts', { skip }, () => {
     const st = await client(h3, 'status', '11435', impostor.home);
     assert.equal(st.workers.totals.requests, 0, 'the impostor received not one request');
   });
+
+  test('a client node connects ahead to a server it finds: a session ticket before the first request, which resumes', { timeout: 120_000 }, async () => {
+    const l = await createLan({ hosts: 2 });
+    lans.push(l);
+    const [h1, h2] = l.hosts as [Host, Host];
+    await emulator(h1);
+    await node(h1, ['--trust-lan']);
+    await node(h2, ['--trust-lan']);
+    // One proxy worker (serve()'s --workers 1): its handshake with the server, before anyone asked for anything.
+    const ready = await until('the client\'s worker to connect ahead', () => client(h2, 'status'),
+      (s) => s.upstreams?.length === 1 && s.workers.totals.tlsHandshakes >= 1);
+    const ahead = ready.value.workers.totals;
+    assert.equal(ahead.requests, 0, 'no request made yet');
+    assert.equal(ahead.tlsResumed, 0, 'a full handshake: the worker held no ticket before');
+    assert.deepEqual(await client(h2, 'generate', '1'), { ok: 1, failed: 0, errors: [] });
+    const first = (await client(h2, 'status')).workers.totals;
+    assert.equal(first.requests, 1);
+    assert.deepEqual({ handshakes: first.tlsHandshakes - ahead.tlsHandshakes, resumed: first.tlsResumed - ahead.tlsResumed },
+      { handshakes: 1, resumed: 1 }, 'the first request\'s connection resumed the session taken ahead');
+  });
 });
