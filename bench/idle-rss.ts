@@ -39,7 +39,7 @@ try {
       const port = await freePort();
       const url = `http://127.0.0.1:${port}`;
       const child = startChild('ollana', process.execPath, [join(root, 'src/main.ts'), 'serve', '--mode', 'server',
-        '--listen', `127.0.0.1:${port}`, '--ollama-url', emulator.url, '--workers', String(workers), '--discovery', 'off'],
+        '--listen', `127.0.0.1:${port}`, '--ollama-url', emulator.url, '--workers', String(workers), '--discovery', 'off', '--insecure-http'],
       { cpus: null, env: { OLLANA_HOME: mkdtempSync(join(work, 'home-')), OLLANA_DISCOVERY: 'off' } });
       await waitUntil(child, async () => {
         const res = await fetch(`${url}/ollana/v1/status`, { signal: AbortSignal.timeout(2_000) });
