@@ -3,7 +3,8 @@
  * checkout in turn (A B A B ...), waits until every proxy worker listens and a few requests went
  * through, lets it settle, and reads VmRSS (now) and VmHWM (the peak since start) from /proc. What a
  * change to the threads' start-up costs (a module loaded in every worker, a heap limit) shows here
- * without load noise.
+ * without load noise. Each checkout's nodes share one data directory whose identity exists already,
+ * as on every start but a node's first.
  *
  *   node bench/idle-rss.ts [--workers N] [--rounds N] [--settle-ms N] [--lan] ROOT [ROOT...]
  *
@@ -15,6 +16,7 @@
  *
  * Every checkout runs with the same node and flags; the emulator stands in for Ollama on loopback.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -65,6 +67,16 @@ const work = mkdtempSync(join(tmpdir(), 'ollana-idle-rss-'));
 const samples = new Map<string, Memory[]>(roots.map((r) => [r, []]));
 /** A built checkout runs its JavaScript (src/main.js), any other its TypeScript. */
 const entry = (root: string): string => (existsSync(join(root, 'src/main.js')) ? join(root, 'src/main.js') : join(root, 'src/main.ts'));
+/**
+ * One data directory per checkout, its identity made beforehand (`ollana device show`): only a node's
+ * first start ever creates its certificate, and loads the X.509 library (~13 MB) to do it.
+ */
+const homes = new Map(roots.map((root) => {
+  const home = mkdtempSync(join(work, 'home-'));
+  const made = spawnSync(process.execPath, [entry(root), 'device', 'show'], { env: { ...process.env, OLLANA_HOME: home }, encoding: 'utf8' });
+  if (made.status !== 0) process.stderr.write(`${root}: \`device show\` failed, so its nodes make their identity at start: ${made.stderr}\n`);
+  return [root, home];
+}));
 const serveArgs = (root: string, listen: string, ollamaUrl: string): string[] => [entry(root), 'serve', '--mode', 'server',
   '--listen', listen, '--ollama-url', ollamaUrl, '--workers', String(workers), '--insecure-http'];
 
@@ -73,7 +85,7 @@ async function sampleHere(root: string, emulatorUrl: string): Promise<Memory> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = startChild('ollana', process.execPath, [...serveArgs(root, `127.0.0.1:${port}`, emulatorUrl), '--discovery', 'off'],
-    { cpus: null, env: { OLLANA_HOME: mkdtempSync(join(work, 'home-')), OLLANA_DISCOVERY: 'off' } });
+    { cpus: null, env: { OLLANA_HOME: homes.get(root)!, OLLANA_DISCOVERY: 'off' } });
   try {
     await waitUntil(child, async () => {
       const res = await fetch(`${url}/ollana/v1/status`, { signal: AbortSignal.timeout(2_000) });
@@ -93,7 +105,7 @@ async function sampleHere(root: string, emulatorUrl: string): Promise<Memory> {
 async function sampleInLan(root: string, lan: Lan): Promise<Memory> {
   const host = lan.hosts[0]!;
   const proc = host.spawn(process.execPath, serveArgs(root, '127.0.0.1:11435', 'http://127.0.0.1:11434'),
-    { env: { OLLANA_HOME: mkdtempSync(join(work, 'home-')), OLLANA_DISCOVERY: undefined, OLLANA_LOG: 'info' } });
+    { env: { OLLANA_HOME: homes.get(root)!, OLLANA_DISCOVERY: undefined, OLLANA_LOG: 'info' } });
   try {
     await proc.waitForLine((t) => t.includes('discovery on UDP'), 30_000);
     const warm = await host.exec(process.execPath, ['--input-type=module', '-e', WARM, 'http://127.0.0.1:11435', String(workers)], 60_000);
