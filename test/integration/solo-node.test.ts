@@ -2,15 +2,15 @@
  * A node with --discovery off hears no peer: it runs neither a discovery nor an election thread (each
  * would be a V8 isolate of its own), and still reports what the election would: a server node whose
  * Ollama answers is its own leader, a new term when that changes, no leader on a client node. Threads
- * are read from /proc/PID/task/N/comm, where Node names a worker thread after its `name` option
- * (the supervisor names them "discovery" and "election"; piscina's proxy workers are "WorkerThread").
+ * are told by their names in /proc (test/helpers/threads.ts); test/netns/cluster.test.ts sees the
+ * "discovery" and "election" threads of a node with discovery on.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
 import { freePort, removeHome, runCli, startOllana, type Started } from '../helpers/ollana-process.ts';
 import { json, raw } from '../helpers/http.ts';
+import { threadNames } from '../helpers/threads.ts';
 
 const nodes: Started[] = [];
 const emulators: Emulator[] = [];
@@ -46,17 +46,6 @@ async function statusUntil(node: Started, what: string, ok: (s: Status) => boole
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`the node's status never showed ${what}; last: ${JSON.stringify(last?.cluster)}`);
-}
-
-/** The names of the process's threads, sorted. */
-function threadNames(pid: number): string[] {
-  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
-    try {
-      return [readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()];
-    } catch {
-      return []; // a thread that ended between the listing and the read
-    }
-  }).sort();
 }
 
 test('a server node with --discovery off runs no election thread and is its own leader', { timeout: 90_000 }, async () => {
