@@ -57,8 +57,17 @@ test('a proxy worker loads undici\'s Pool and pino, not zod, pino-pretty or the 
   assert.ok(importedBy('./src/net/probe.ts').files.has('undici/index.js'));
 });
 
-test('the Pool the proxy workers use is undici\'s own class', () => {
+test('the Pool the proxy workers use is undici\'s own class, with the API undici\'s entry gives it', { timeout: 90_000 }, () => {
   assert.equal(Pool, UndiciPool);
+  // Where the entry is not loaded (a proxy worker), the API methods must be there all the same.
+  const api = ['request', 'stream', 'pipeline', 'upgrade', 'connect', 'dispatch', 'close', 'destroy'];
+  const main = loadedByThread(['--input-type=module', '-e', `
+    const { Pool } = await import('./src/proxy/undici-pool.ts');
+    const pool = new Pool('http://127.0.0.1:9');
+    const missing = ${JSON.stringify(api)}.filter((m) => typeof pool[m] !== 'function');
+    await pool.close();
+    console.log(missing.length === 0 ? 'complete' : 'missing ' + missing.join(', '));`], 'complete').get(0);
+  assert.ok(main?.files.has('undici/lib/dispatcher/pool.js') && !main.files.has('undici/index.js'), 'the check ran with undici\'s entry loaded, so it proves nothing');
 });
 
 for (const actor of ['discovery', 'election']) {
