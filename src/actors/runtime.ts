@@ -17,7 +17,7 @@ export class Endpoint<In extends Message, Out extends Message> {
 
   /**
    * @param decode checks what arrives and takes only this side's message types (codec.ts decoderFor,
-   *   or proxy-inbox.ts in a proxy worker); it throws a ProtocolError for anything else.
+   *   or proxy-inbox.ts / actor-inbox.ts in a worker thread); it throws a ProtocolError for anything else.
    * @param onBad called for undecodable or unexpected messages; the endpoint keeps working.
    */
   constructor(

@@ -27,6 +27,7 @@ import type { ProxyWorkerData } from '../workers/proxy.worker.ts';
 import { ownModule } from '../module-file.ts';
 import { ActorThread } from './actor-thread.ts';
 import { ClusterView, peerUrl } from './cluster.ts';
+import { ElectionActor } from './election.ts';
 import { ProxyPool, type WorkerReport } from './proxy-pool.ts';
 import { PendingReplies } from './runtime.ts';
 import { TrustStore } from './trust-store.ts';
@@ -84,7 +85,8 @@ export class Supervisor extends EventEmitter {
   readonly #told = new Set<string>();
   #pool: ProxyPool | null = null;
   #discovery: ActorThread<DiscoveryToSupervisor, SupervisorToDiscovery> | null = null;
-  #election: ActorThread<ElectionToSupervisor, SupervisorToElection> | null = null;
+  /** The election thread, or with discovery off the election's rule run here (#startSoloElection). */
+  #election: Pick<ActorThread<ElectionToSupervisor, SupervisorToElection>, 'send' | 'stop'> | null = null;
   readonly #discoveryStats = new PendingReplies<DiscoveryStats>();
   #discoveryInfo: { port: number; group: string; multicast: boolean; broadcast: boolean; interfaces: string[] } | null = null;
   readonly #cluster: ClusterView;
@@ -287,6 +289,10 @@ export class Supervisor extends EventEmitter {
   }
 
   #startElection(): void {
+    if (this.#opts.config.discovery === 'off') {
+      this.#startSoloElection();
+      return;
+    }
     const data: ElectionWorkerData = { log: this.#opts.logSettings, conflictTtlMs: 30_000 };
     const election = new ActorThread<ElectionToSupervisor, SupervisorToElection>({
       name: 'election', file: ELECTION_FILE, workerData: data, accepts: ['election.view'], log: this.#log,
@@ -296,14 +302,29 @@ export class Supervisor extends EventEmitter {
         for (const peer of this.#serverPeers.values()) this.#election?.send({ type: 'election.peer', peer });
       },
     });
-    election.on('message', (msg: ElectionToSupervisor) => {
-      this.#view = msg.view;
-      this.#cluster.setView(msg.view);
-      this.#configureDiscovery();
-    });
+    election.on('message', (msg: ElectionToSupervisor) => this.#onView(msg.view));
     election.on('fatal', (err: Error) => this.emit('fatal', err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', err.message)));
     this.#election = election;
     election.start();
+  }
+
+  /**
+   * Discovery off: this node hears no peer, so there is nothing to elect and no thread is started
+   * for it (a thread's isolate costs 18-35 MB). The election actor runs here instead, fed only this
+   * node's own state: a server node whose Ollama answers is its own leader, as the thread would say.
+   * Conflicts come from peers only, so there is no tick to expire them.
+   */
+  #startSoloElection(): void {
+    const actor = new ElectionActor({ send: (msg) => this.#onView(msg.view), now: Date.now,
+      log: this.#opts.log.child({ actor: 'election' }), conflictTtlMs: 30_000 });
+    this.#election = { send: (msg) => actor.handle(msg), stop: () => Promise.resolve() };
+    this.#sendSelfToElection();
+  }
+
+  #onView(view: ElectionView): void {
+    this.#view = view;
+    this.#cluster.setView(view);
+    this.#configureDiscovery();
   }
 
   #sendSelfToElection(): void {

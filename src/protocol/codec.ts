@@ -1,7 +1,8 @@
 /**
  * Schema-checked decoding of actor messages (zod). Decoding is a trust boundary: whatever arrives is
  * checked against the message schema, and garbage becomes a ProtocolError instead of a crash.
- * The proxy workers use proxy-inbox.ts instead, to keep zod out of their threads.
+ * It runs on the main thread only: the worker threads use proxy-inbox.ts and actor-inbox.ts, to keep
+ * zod out of their isolates.
  */
 import { messageSchema, type Message } from './messages.ts';
 import { type Decoder, ProtocolError, encodeMessage, unexpectedType, unpack } from './wire.ts';

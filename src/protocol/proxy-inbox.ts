@@ -1,51 +1,17 @@
 /**
  * The proxy worker's decoder for what the supervisor sends it: the same checks as the zod schemas in
- * messages.ts, written by hand for these six message types. Every proxy worker is a V8 isolate of
- * its own, and loading zod there cost each one ~12 MB of memory for a handful of small messages.
- * Like the schema, it builds a fresh object with the known keys only. test/unit/proxy-inbox.test.ts
- * holds it to the schema's verdicts.
+ * messages.ts, written by hand (guards.ts) for these six message types. Every proxy worker is a V8
+ * isolate of its own, and loading zod there cost each one ~12 MB of memory for a handful of small
+ * messages. Like the schema, it builds a fresh object with the known keys only.
+ * test/unit/proxy-inbox.test.ts holds it to the schema's verdicts.
  */
 import { LOG_LEVELS, type LogLevel } from '../config/defaults.ts';
+import { array, bad, bool, int, num, object, oneOf, plainRecord, str, type Path } from './guards.ts';
 import type { RouteTable, SupervisorToProxy, TrustSettings, Upstream } from './messages.ts';
-import { ProtocolError, unexpectedType, unpack } from './wire.ts';
-
-type Path = readonly (string | number)[];
-
-function bad(path: Path, what: string): never {
-  throw new ProtocolError(`malformed message: ${path.length === 0 ? 'message' : path.join('.')}: ${what}`);
-}
-
-/** A plain object, as zod's object and record take: not an array, a Date or another class. */
-function record(v: unknown, path: Path): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return bad(path, 'expected an object');
-  const proto = Object.getPrototypeOf(v) as unknown;
-  if (proto !== Object.prototype && proto !== null) return bad(path, 'expected a plain object');
-  return v as Record<string, unknown>;
-}
-
-function str(v: unknown, path: Path): string {
-  return typeof v === 'string' ? v : bad(path, 'expected a string');
-}
-
-function num(v: unknown, path: Path): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : bad(path, 'expected a finite number');
-}
-
-function int(v: unknown, path: Path): number {
-  return typeof v === 'number' && Number.isSafeInteger(v) ? v : bad(path, 'expected an integer');
-}
-
-function bool(v: unknown, path: Path): boolean {
-  return typeof v === 'boolean' ? v : bad(path, 'expected a boolean');
-}
-
-function array<T>(v: unknown, path: Path, item: (x: unknown, p: Path) => T): T[] {
-  if (!Array.isArray(v)) return bad(path, 'expected an array');
-  return v.map((x, i) => item(x, [...path, i]));
-}
+import { unexpectedType, unpack } from './wire.ts';
 
 function upstream(v: unknown, path: Path): Upstream {
-  const o = record(v, path);
+  const o = object(v, path);
   return {
     id: str(o.id, [...path, 'id']),
     url: str(o.url, [...path, 'url']),
@@ -59,16 +25,15 @@ function upstream(v: unknown, path: Path): Upstream {
 }
 
 function routeTable(v: unknown, path: Path): RouteTable {
-  const o = record(v, path);
+  const o = object(v, path);
   // Fields in the schema's order, so a message wrong in two places is refused naming the same one.
   const version = int(o.version, [...path, 'version']);
-  const role = o.role;
-  if (role !== 'server' && role !== 'client') return bad([...path, 'role'], 'expected "server" or "client"');
+  const role = oneOf(o.role, [...path, 'role'], ['server', 'client']);
   return { version, role, upstreams: array(o.upstreams, [...path, 'upstreams'], upstream) };
 }
 
 function trust(v: unknown, path: Path): TrustSettings {
-  const o = record(v, path);
+  const o = object(v, path);
   return {
     trustLan: bool(o.trustLan, [...path, 'trustLan']),
     allowed: array(o.allowed, [...path, 'allowed'], str),
@@ -76,15 +41,10 @@ function trust(v: unknown, path: Path): TrustSettings {
   };
 }
 
-function logLevel(v: unknown, path: Path): LogLevel {
-  const level = LOG_LEVELS.find((l) => l === v);
-  return level ?? bad(path, `expected one of ${LOG_LEVELS.join(', ')}`);
-}
-
 type Details = Record<string, string | number | boolean | null>;
 
 function details(v: unknown, path: Path): Details {
-  const o = record(v, path);
+  const o = plainRecord(v, path);
   const out: Details = {};
   for (const [k, x] of Object.entries(o)) {
     if (x !== null && typeof x !== 'string' && typeof x !== 'boolean' && !(typeof x === 'number' && Number.isFinite(x))) {
@@ -96,7 +56,7 @@ function details(v: unknown, path: Path): Details {
 }
 
 function errorData(v: unknown, path: Path): { code: string; message: string; details?: Details } {
-  const o = record(v, path);
+  const o = object(v, path);
   const out: { code: string; message: string; details?: Details } = {
     code: str(o.code, [...path, 'code']),
     message: str(o.message, [...path, 'message']),
@@ -107,18 +67,18 @@ function errorData(v: unknown, path: Path): { code: string; message: string; det
 
 /** Decodes one message from the supervisor to a proxy worker, or throws a ProtocolError. */
 export function decodeForProxy(raw: unknown): SupervisorToProxy {
-  const m = record(unpack(raw), []);
+  const m = object(unpack(raw), []);
   const type = m.type;
   switch (type) {
     case 'routes.update': return { type, table: routeTable(m.table, ['table']) };
-    case 'log.level': return { type, level: logLevel(m.level, ['level']) };
+    case 'log.level': return { type, level: oneOf<LogLevel>(m.level, ['level'], LOG_LEVELS) };
     case 'stats.request': return { type, id: int(m.id, ['id']) };
     case 'proxy.drain': return { type, deadlineMs: num(m.deadlineMs, ['deadlineMs']) };
     case 'trust.update': return { type, trust: trust(m.trust, ['trust']) };
     case 'status.reply': return {
       type,
       id: int(m.id, ['id']),
-      status: m.status === null ? null : record(m.status, ['status']),
+      status: m.status === null ? null : plainRecord(m.status, ['status']),
       error: m.error === null ? null : errorData(m.error, ['error']),
     };
     default:

@@ -1,8 +1,9 @@
 /**
  * The msgpack layer of actor messages, without any schema: what both ends of a port need, and all a
- * proxy worker loads. Checking a message's shape is the decoder's job: codec.ts checks with the zod
- * schemas (supervisor, discovery, election), proxy-inbox.ts with small hand-written guards (the proxy
- * workers, where zod would cost every thread's isolate ~12 MB).
+ * worker thread loads. Checking a message's shape is the decoder's job: codec.ts checks with the zod
+ * schemas (the supervisor, on the main thread), proxy-inbox.ts and actor-inbox.ts with small
+ * hand-written guards (the proxy, discovery and election threads, where zod would cost every
+ * thread's isolate ~12 MB).
  */
 import { decode, encode } from '@msgpack/msgpack';
 import type { Message } from './messages.ts';

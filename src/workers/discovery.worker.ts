@@ -9,10 +9,10 @@ import { createSocket } from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DiscoveryActor, systemClock, type DiscoveryOptions } from '../actors/discovery.ts';
 import { Endpoint } from '../actors/runtime.ts';
-import { decoderFor } from '../protocol/codec.ts';
 import { OllanaError } from '../errors.ts';
 import { createLogger, type LogSettings } from '../log.ts';
-import { SUPERVISOR_TO_DISCOVERY, type DiscoveryToSupervisor, type SupervisorToDiscovery } from '../protocol/messages.ts';
+import { decodeForDiscovery } from '../protocol/actor-inbox.ts';
+import type { DiscoveryToSupervisor, SupervisorToDiscovery } from '../protocol/messages.ts';
 
 export interface DiscoveryWorkerData {
   readonly log: LogSettings;
@@ -39,7 +39,7 @@ const actor = new DiscoveryActor({
 });
 
 // Listening before the bind completes: a configure or stop sent meanwhile is kept, not lost.
-endpoint = new Endpoint<SupervisorToDiscovery, DiscoveryToSupervisor>(port, decoderFor(SUPERVISOR_TO_DISCOVERY),
+endpoint = new Endpoint<SupervisorToDiscovery, DiscoveryToSupervisor>(port, decodeForDiscovery,
   (msg) => actor.handle(msg), (err) => log.error({ err }, 'bad message from the supervisor dropped'));
 
 try {

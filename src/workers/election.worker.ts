@@ -2,9 +2,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ElectionActor } from '../actors/election.ts';
 import { Endpoint } from '../actors/runtime.ts';
-import { decoderFor } from '../protocol/codec.ts';
 import { createLogger, type LogSettings } from '../log.ts';
-import { SUPERVISOR_TO_ELECTION, type ElectionToSupervisor, type SupervisorToElection } from '../protocol/messages.ts';
+import { decodeForElection } from '../protocol/actor-inbox.ts';
+import type { ElectionToSupervisor, SupervisorToElection } from '../protocol/messages.ts';
 
 export interface ElectionWorkerData {
   readonly log: LogSettings;
@@ -21,6 +21,6 @@ const actor = new ElectionActor({
   log,
   conflictTtlMs: data.conflictTtlMs,
 });
-endpoint = new Endpoint<SupervisorToElection, ElectionToSupervisor>(port, decoderFor(SUPERVISOR_TO_ELECTION), (msg) => actor.handle(msg),
+endpoint = new Endpoint<SupervisorToElection, ElectionToSupervisor>(port, decodeForElection, (msg) => actor.handle(msg),
   (err) => log.error({ err }, 'bad message from the supervisor dropped'));
 setInterval(() => actor.tick(), 1_000);

@@ -11,6 +11,7 @@ import { after, describe, test } from 'node:test';
 import {
   createLan, cut, dropMulticast, dropRandomUdp, heal, netnsSkipReason, type Host, type HostProcess, type Lan,
 } from '../helpers/netns.ts';
+import { threadNames } from '../helpers/threads.ts';
 import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, serve, until } from './lan-nodes.ts';
 
 const skip = netnsSkipReason();
@@ -60,6 +61,9 @@ describe('LAN cluster in network namespaces', { skip, concurrency: false }, () =
     await emulator(h1);
     const server = await node(h1);
     assert.ok(server.proc.lines.some((x) => x.text.includes('this machine is a server node')));
+    // With discovery on, both actors run on threads of their own (with it off, neither: solo-node.test.ts).
+    const threads = threadNames(server.proc.pid!);
+    assert.ok(threads.includes('discovery') && threads.includes('election'), `threads: ${threads.join(', ')}`);
     const clients = await Promise.all([node(h2), node(h3)]);
     for (const c of clients) {
       assert.ok(c.proc.lines.some((x) => x.text.includes('this machine is a client node')));

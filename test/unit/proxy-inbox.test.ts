@@ -4,6 +4,7 @@ import { encode } from '@msgpack/msgpack';
 import { decoderFor, encodeMessage, ProtocolError } from '../../src/protocol/codec.ts';
 import { SUPERVISOR_TO_PROXY, type SupervisorToProxy } from '../../src/protocol/messages.ts';
 import { decodeForProxy } from '../../src/protocol/proxy-inbox.ts';
+import { assertMutationsAlike, assertRefusedAlike } from '../helpers/schema-parity.ts';
 
 /** The supervisor side's verdict: the zod schema, limited to the proxy's message types. */
 const bySchema = decoderFor<SupervisorToProxy>(SUPERVISOR_TO_PROXY);
@@ -25,17 +26,6 @@ const VALID: SupervisorToProxy[] = [
   { type: 'status.reply', id: 6, status: null, error: { code: 'OLN_INTERNAL', message: 'boom', details: { n: 1, ok: false, z: null, s: 'x' } } },
   { type: 'status.reply', id: 7, status: null, error: { code: 'OLN_INTERNAL', message: 'no details' } },
 ];
-
-/** What each decoder made of the bytes: the message, or the path its ProtocolError names. */
-function verdict(decode: (raw: unknown) => SupervisorToProxy, bytes: unknown): { ok: SupervisorToProxy } | { path: string } {
-  try {
-    return { ok: decode(bytes) };
-  } catch (err) {
-    assert.ok(err instanceof ProtocolError, `not a ProtocolError: ${String(err)}`);
-    const path = /^malformed message: ([^:]*):/.exec(err.message)?.[1];
-    return { path: path ?? err.message };
-  }
-}
 
 test('every valid supervisor-to-proxy message decodes as the schema decodes it', () => {
   for (const msg of VALID) {
@@ -87,12 +77,7 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'status.reply', id: 1, error: null },
     { type: 'status.reply', id: 1, status: null },
   ];
-  for (const value of cases) {
-    const bytes = encode(value);
-    const mine = verdict(decodeForProxy, bytes);
-    assert.ok('path' in mine, `accepted ${JSON.stringify(value)}`);
-    assert.deepEqual(mine, verdict(bySchema, bytes), `verdicts differ on ${JSON.stringify(value)}`);
-  }
+  assertRefusedAlike(decodeForProxy, bySchema, cases);
 });
 
 test('a message of another direction or an unknown type is refused as unexpected, garbage as undecodable', () => {
@@ -106,27 +91,5 @@ test('a message of another direction or an unknown type is refused as unexpected
 });
 
 test('mutated valid messages get the same verdict from both decoders', () => {
-  // A small deterministic generator: replace one field somewhere in a valid message with a value of
-  // another kind, and compare verdicts. 2000 mutations cover every field several times.
-  let seed = 0x2545f491;
-  const rand = (n: number): number => {
-    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
-  const replacements: unknown[] = [null, 0, -1, 1.5, 2 ** 60, '', 'x', true, false, [], [1], {}, { a: 1 }, 'server', 'debug'];
-  const paths = (v: unknown, prefix: (string | number)[] = []): (string | number)[][] => {
-    if (typeof v !== 'object' || v === null) return [prefix];
-    const keys: (string | number)[] = Array.isArray(v) ? v.map((_, i) => i) : Object.keys(v);
-    return [prefix, ...keys.flatMap((k) => paths((v as Record<string | number, unknown>)[k], [...prefix, k]))];
-  };
-  for (let i = 0; i < 2_000; i++) {
-    const msg = structuredClone(VALID[rand(VALID.length)]!) as unknown as Record<string, unknown>;
-    const all = paths(msg).filter((p) => p.length > 0 && p[0] !== 'type');
-    const path = all[rand(all.length)]!;
-    let parent: Record<string | number, unknown> = msg;
-    for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
-    parent[path.at(-1)!] = replacements[rand(replacements.length)];
-    const bytes = encode(msg);
-    assert.deepEqual(verdict(decodeForProxy, bytes), verdict(bySchema, bytes), `verdicts differ on ${JSON.stringify(msg)}`);
-  }
+  assertMutationsAlike(decodeForProxy, bySchema, VALID, 2_000);
 });
