@@ -3,7 +3,7 @@
  * its /api/tags lists (fetched when the server appears and whenever its models digest changes), and
  * the leader from the election. It turns into the route table the proxy workers use.
  */
-import { Client, request } from 'undici';
+import { Client, request } from '../net/undici.ts';
 import type { Logger } from '../log.ts';
 import { pinnedConnector, type TlsIdentity } from '../net/tls.ts';
 import type { PeerInfo } from '../protocol/lan.ts';

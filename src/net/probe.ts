@@ -1,7 +1,7 @@
 /** Start-up checks against the network: does an Ollama answer, is our port free. */
 import { createServer } from 'node:net';
 import { connect } from 'node:tls';
-import { request } from 'undici';
+import { request } from './undici.ts';
 import { OllanaError, systemCode } from '../errors.ts';
 import { outOfFiles } from './open-files.ts';
 import type { OllamaTarget } from '../config/ollama-host.ts';

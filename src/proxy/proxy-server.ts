@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import { once } from 'node:events';
 import type { TLSSocket } from 'node:tls';
-import { Pool } from './undici-pool.ts';
+import { Pool } from '../net/undici.ts';
 import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream, WorkerStats } from '../protocol/messages.ts';
 import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy, hostAllowedOnLoopback } from './cors.ts';

@@ -9,8 +9,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Pool as UndiciPool } from 'undici';
-import { Pool } from '../../src/proxy/undici-pool.ts';
+import { Agent as UndiciAgent, Client as UndiciClient, Pool as UndiciPool } from 'undici';
+import { Agent, Client, Pool } from '../../src/net/undici.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -51,21 +51,31 @@ test('a proxy worker loads undici\'s Pool and pino, not zod, pino-pretty or the 
   assert.ok(!proxy.has('pino-pretty'), 'pino-pretty is loaded in every proxy worker');
   assert.ok(files.has('undici/lib/dispatcher/pool.js'), `undici files: ${[...files].filter((f) => f.startsWith('undici/')).join(', ')}`);
   const entryOnly = [...files].filter((f) => f === 'undici/index.js' || f.startsWith('undici/lib/web/') || f.startsWith('undici/lib/mock/'));
-  assert.deepEqual(entryOnly, [], 'undici\'s entry is loaded in every proxy worker; take the Pool from src/proxy/undici-pool.ts');
+  assert.deepEqual(entryOnly, [], 'undici\'s entry is loaded in every proxy worker; take the Pool from src/net/undici.ts');
   // The same preload does see zod and undici's entry where they belong, so the checks above can fail.
   assert.ok(importedBy('./src/protocol/codec.ts').packages.has('zod'));
-  assert.ok(importedBy('./src/net/probe.ts').files.has('undici/index.js'));
+  assert.ok(importedBy('undici').files.has('undici/index.js'));
 });
 
-test('the Pool the proxy workers use is undici\'s own class, with the API undici\'s entry gives it', { timeout: 90_000 }, () => {
+test('the main thread (the CLI, the supervisor, the health checks, the cluster view) does not load undici\'s entry either', { timeout: 90_000 }, () => {
+  const { files } = importedBy('./src/main.ts');
+  assert.ok(files.has('undici/lib/dispatcher/agent.js'), `undici files: ${[...files].filter((f) => f.startsWith('undici/')).join(', ')}`);
+  assert.ok(!files.has('undici/index.js'), 'undici\'s entry is loaded in the main thread; take what it needs from src/net/undici.ts');
+});
+
+test('the Pool, Client and Agent ollana uses are undici\'s own classes, with the API undici\'s entry gives them', { timeout: 90_000 }, () => {
   assert.equal(Pool, UndiciPool);
+  assert.equal(Client, UndiciClient);
+  assert.equal(Agent, UndiciAgent);
   // Where the entry is not loaded (a proxy worker), the API methods must be there all the same.
   const api = ['request', 'stream', 'pipeline', 'upgrade', 'connect', 'dispatch', 'close', 'destroy'];
   const main = loadedByThread(['--input-type=module', '-e', `
-    const { Pool } = await import('./src/proxy/undici-pool.ts');
-    const pool = new Pool('http://127.0.0.1:9');
-    const missing = ${JSON.stringify(api)}.filter((m) => typeof pool[m] !== 'function');
-    await pool.close();
+    const { Agent, Client, Pool } = await import('./src/net/undici.ts');
+    const missing = [];
+    for (const d of [new Pool('http://127.0.0.1:9'), new Client('http://127.0.0.1:9'), new Agent()]) {
+      missing.push(...${JSON.stringify(api)}.filter((m) => typeof d[m] !== 'function'));
+      await d.close();
+    }
     console.log(missing.length === 0 ? 'complete' : 'missing ' + missing.join(', '));`], 'complete').get(0);
   assert.ok(main?.files.has('undici/lib/dispatcher/pool.js') && !main.files.has('undici/index.js'), 'the check ran with undici\'s entry loaded, so it proves nothing');
 });

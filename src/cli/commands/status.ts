@@ -1,7 +1,7 @@
 /** `ollana status`: asks the local node's /ollana/v1/status and prints it for people (or as JSON). */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, request } from 'undici';
+import { Client, request } from '../../net/undici.ts';
 import type { ConfigKey } from '../../config/defaults.ts';
 import { loadConfig } from '../../config/load.ts';
 import { parseListen } from '../../config/schema.ts';
