@@ -172,16 +172,12 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
       countHandshake(socket);
       // A resumed session carries no certificate on the client side, but only the server that issued
       // the ticket can resume it, and tickets are kept only from servers that passed the pin.
-      if (socket.isSessionReused()) {
-        pinned = true;
-        if (ticket !== undefined) session = ticket;
-        settle(null);
-        return;
-      }
-      const actual = peerDeviceId(socket);
-      if (actual !== o.expectedId) {
-        settle(new PinMismatchError(address, o.expectedId, actual));
-        return;
+      if (!socket.isSessionReused()) {
+        const actual = peerDeviceId(socket);
+        if (actual !== o.expectedId) {
+          settle(new PinMismatchError(address, o.expectedId, actual));
+          return;
+        }
       }
       pinned = true;
       if (ticket !== undefined) session = ticket;
