@@ -4,7 +4,7 @@
  * and given up on when it keeps failing before it is ready.
  */
 import { EventEmitter } from 'node:events';
-import { MessageChannel } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { OllanaError, errorFromData, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -138,13 +138,9 @@ export class ProxyPool extends EventEmitter {
       const abort = new AbortController();
       s.abort = abort;
       s.done = (this.#pool.run(task, { transferList: [port2], signal: abort.signal }) as Promise<ProxyTaskResult>).then(
-        () => { s.ready = false; port1.close(); Atomics.store(this.#loadBoard, index, 0); clearSlot(this.#connectionBoard, index); },
+        () => this.#ended(s, port1),
         (err: unknown) => {
-          s.ready = false;
-          port1.close();
-          // A dead thread's requests are lost, not in flight, and its connections closed with it.
-          Atomics.store(this.#loadBoard, index, 0);
-          clearSlot(this.#connectionBoard, index);
+          this.#ended(s, port1);
           const error = errorFromData(err) ?? (outOfFiles(err)
             ? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} cannot start: ${outOfFilesAdvice()}`, { cause: err })
             : new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err }));
@@ -157,6 +153,14 @@ export class ProxyPool extends EventEmitter {
           this.#onDied(s, error);
         });
     });
+  }
+
+  /** A worker's thread ended (its task returned or failed): its requests and connections went with it. */
+  #ended(slot: Slot, port: MessagePort): void {
+    slot.ready = false;
+    port.close();
+    Atomics.store(this.#loadBoard, slot.index, 0);
+    clearSlot(this.#connectionBoard, slot.index);
   }
 
   #onDied(slot: Slot, error: OllanaError): void {
