@@ -4,28 +4,22 @@
  * client hosts with the official ollama-js client. Every packet stays inside this test's namespaces.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   createLan, cut, dropMulticast, dropRandomUdp, heal, netnsSkipReason, type Host, type HostProcess, type Lan,
 } from '../helpers/netns.ts';
 import { threadNames } from '../helpers/threads.ts';
-import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, serve, until } from './lan-nodes.ts';
+import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
 const skip = netnsSkipReason();
 /** Fast heartbeats keep the suite short: a node silent for 3.5 heartbeats (1050 ms) is gone. */
 const HEARTBEAT = '300ms';
 const DETECT_MS = 1_050;
 
-const homes: string[] = [];
-const lans: Lan[] = [];
-after(async () => {
-  for (const lan of lans) await lan.close();
-  for (const h of homes) rmSync(h, { recursive: true, force: true });
-  rmSync(join(tmpdir(), 'ollana-lan-client-device'), { recursive: true, force: true }); // lan-client's device
-});
+const { lans, homes } = madeByThisFile();
 
 async function lan(hosts: number): Promise<Lan> {
   const l = await createLan({ hosts });

@@ -2,13 +2,31 @@
  * What the multi-host test files share: the programs they run inside a host (ollana, the Ollama
  * emulator, lan-client), starting them, asking lan-client, and bounded polling.
  */
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { Host, HostProcess } from '../helpers/netns.ts';
+import type { Host, HostProcess, Lan } from '../helpers/netns.ts';
 
 export const NODE = process.execPath;
 export const MAIN = fileURLToPath(new URL('../../bin/ollana.mjs', import.meta.url));
 export const EMULATOR = fileURLToPath(new URL('../fixtures/ollama-emulator.ts', import.meta.url));
 export const CLIENT = fileURLToPath(new URL('./fixtures/lan-client.ts', import.meta.url));
+
+/**
+ * The virtual LANs and data directories a test file makes, pushed here as it makes them: all are
+ * removed after the file's last test, failed or not, with lan-client's device directory.
+ */
+export function madeByThisFile(): { readonly lans: Lan[]; readonly homes: string[] } {
+  const made = { lans: [] as Lan[], homes: [] as string[] };
+  after(async () => {
+    for (const lan of made.lans) await lan.close();
+    for (const h of made.homes) rmSync(h, { recursive: true, force: true });
+    rmSync(join(tmpdir(), 'ollana-lan-client-device'), { recursive: true, force: true }); // lan-client.ts's SHARED_CLIENT_HOME
+  });
+  return made;
+}
 
 /** The Ollama emulator on the host's loopback, where a server node probes for Ollama. */
 export async function emulator(host: Host, models?: string): Promise<HostProcess> {

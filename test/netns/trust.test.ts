@@ -4,23 +4,17 @@
  * ollama-js inside the client host. Every packet stays inside this test's namespaces.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
-import { createLan, cut, netnsSkipReason, type Host, type HostProcess, type Lan } from '../helpers/netns.ts';
-import { MAIN, NODE, client, emulator, serve, until } from './lan-nodes.ts';
+import { describe, test } from 'node:test';
+import { createLan, cut, netnsSkipReason, type Host, type HostProcess } from '../helpers/netns.ts';
+import { MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
 const skip = netnsSkipReason();
 const HEARTBEAT = '300ms';
 
-const homes: string[] = [];
-const lans: Lan[] = [];
-after(async () => {
-  for (const lan of lans) await lan.close();
-  for (const h of homes) rmSync(h, { recursive: true, force: true });
-  rmSync(join(tmpdir(), 'ollana-lan-client-device'), { recursive: true, force: true }); // lan-client's device
-});
+const { lans, homes } = madeByThisFile();
 
 interface Node { proc: HostProcess; home: string; host: Host; id: string }
 
