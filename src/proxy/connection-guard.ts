@@ -43,6 +43,7 @@ const KINDS = {
   'idle-trickle': { level: 'info', what: 'idle connections closed for sending empty lines instead of a request (408)' },
   'bad-target': { level: 'info', what: 'requests with a bad request target refused' },
   'bad-host': { level: 'info', what: 'requests without exactly one valid Host refused with 400' },
+  'missing-host': { level: 'info', what: 'HTTP/1.1 requests without a Host header refused with 400' },
   'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
   'connection-limit': { level: 'warn', what: 'connections refused over the connection limit' },
   'accept-failed': { level: 'warn', what: 'failed accepts' },
@@ -51,13 +52,17 @@ const KINDS = {
 type Kind = keyof typeof KINDS;
 
 /** The createServer options the guard's limits live in. */
-export function guardedServerOptions(s: GuardSettings): Pick<ServerOptions, 'headersTimeout' | 'connectionsCheckingInterval' | 'maxHeaderSize'> {
+export function guardedServerOptions(s: GuardSettings):
+  Pick<ServerOptions, 'headersTimeout' | 'connectionsCheckingInterval' | 'maxHeaderSize' | 'requireHostHeader'> {
   return {
     headersTimeout: s.requestHeadersTimeoutMs,
     // Node checks header deadlines on this interval (default 30 s): a slow connection lives at most
     // the timeout plus one interval. A quarter of the timeout, at most 1 s, keeps that close.
     connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(s.requestHeadersTimeoutMs / 4) || 1_000)),
     maxHeaderSize: MAX_HEADER_BYTES,
+    // Node would answer an HTTP/1.1 request without Host itself: 400, no body, nothing logged. The
+    // guard refuses it instead (#refusesHost), with an error body saying what to send.
+    requireHostHeader: false,
   };
 }
 
@@ -229,27 +234,44 @@ export class ConnectionGuard {
     return false;
   }
 
-  /** RFC 9112 §3.2: exactly one Host line, with a valid value; 400 and close otherwise. */
+  /**
+   * RFC 9112 §3.2: exactly one Host line, with a valid value; 400 and close otherwise. HTTP/1.0 had
+   * no Host header, so only a request of HTTP/1.1 or later must carry one.
+   */
   #refusesHost(req: IncomingMessage, res: ServerResponse): boolean {
     const host = req.headers.host;
     const lines = hostLines(req.rawHeaders);
     // A client sends the same Host on every request: the value check runs once per distinct value.
-    if (lines <= 1 && (host === undefined || host === this.#lastValidHost)) return false;
-    if (lines <= 1 && validHostValue(host!)) {
-      this.#lastValidHost = host!;
+    if (lines === 1 && host === this.#lastValidHost) return false;
+    if (host === undefined) {
+      if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) return false;
+      return this.#refuseMissingHost(req, res);
+    }
+    if (lines <= 1 && validHostValue(host)) {
+      this.#lastValidHost = host;
       return false;
     }
     const from = remote(req.socket);
     const what = lines > 1 ? `${lines} Host headers` : 'an invalid Host header';
-    this.#refusals.note('bad-host', { remote: from, hostLines: lines, host: host?.slice(0, 100) },
+    this.#refusals.note('bad-host', { remote: from, hostLines: lines, host: host.slice(0, 100) },
       `refused a request from ${from} with ${what}; answered 400`);
     const message = lines > 1
       ? `ollana: the request has ${lines} Host headers; an HTTP request names exactly one host (RFC 9112 section 3.2): ` +
         'check the client, or the proxy in front of ollana that adds one'
-      : `ollana: the Host header ${JSON.stringify(host!.slice(0, 100))} is not a host name or address with an optional :port; ` +
+      : `ollana: the Host header ${JSON.stringify(host.slice(0, 100))} is not a host name or address with an optional :port; ` +
         'send Host: <host>:<port>';
     // Nothing more is read from a connection whose client cannot say which host it wants.
     sendError(res, req.url ?? '/', 400, message, ['connection', 'close']);
+    return true;
+  }
+
+  #refuseMissingHost(req: IncomingMessage, res: ServerResponse): true {
+    const from = remote(req.socket);
+    const version = `HTTP/${req.httpVersion}`;
+    this.#refusals.note('missing-host', { remote: from, httpVersion: req.httpVersion },
+      `refused an ${version} request from ${from} without a Host header; answered 400`);
+    sendError(res, req.url ?? '/', 400, `ollana: the ${version} request has no Host header; every HTTP/1.1 request names ` +
+      'its host (RFC 9112 section 3.2): send Host: <host>:<port>, as HTTP clients do by themselves', ['connection', 'close']);
     return true;
   }
 

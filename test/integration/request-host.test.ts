@@ -1,6 +1,7 @@
 /**
- * Which host a request is for (RFC 9112 §3.2): more than one Host header is a bad request, answered
- * 400 before anything reaches Ollama; an absolute-form target (`GET http://host/api/tags`) is
+ * Which host a request is for (RFC 9112 §3.2): more than one Host header, or none on HTTP/1.1, is a
+ * bad request, answered 400 with ollana's JSON error before anything reaches Ollama (Node's own
+ * answer to a missing Host had no body and logged nothing); an absolute-form target (`GET http://host/api/tags`) is
  * accepted, and then its authority, not the Host header, is the host the request is for: the
  * loopback Host check (DNS rebinding) applies to it, and Ollama gets an ordinary path.
  */
@@ -77,6 +78,48 @@ describe('duplicate Host headers', () => {
     const line = await server.waitFor((l) => l.refusal === 'bad-host', 5_000, 'a bad-host refusal');
     assert.equal(line.level, 'info');
     assert.match(line.msg, /^refused a request from 127\.0\.0\.1 with (2 Host headers|an invalid Host header); answered 400$/);
+  });
+});
+
+describe('no Host header', () => {
+  test('HTTP/1.1 without Host: 400 with a JSON error saying what to send, the connection closes, nothing reaches Ollama', async () => {
+    const m = mark();
+    const ex = await exchange(tcp(server.port), [`GET /api/tags?attack=${m} HTTP/1.1\r\nAccept: */*\r\n\r\n`]);
+    assert.equal(ex.responses.length, 1, show(ex));
+    assert.equal(ex.responses[0]!.status, 400, show(ex));
+    assert.equal(ex.responses[0]!.headers.connection, 'close');
+    assert.match(ex.responses[0]!.headers['content-type'] ?? '', /^application\/json/);
+    assert.match(errorOf(ex), /^ollana: the HTTP\/1\.1 request has no Host header; .*send Host: <host>:<port>/);
+    assert.ok(ex.closed, 'the server closed the connection');
+    assert.deepEqual(reached(m), []);
+  });
+
+  test('under /v1/ the error comes in the OpenAI shape', async () => {
+    const m = mark();
+    const ex = await exchange(tcp(server.port), [`GET /v1/models?attack=${m} HTTP/1.1\r\n\r\n`]);
+    assert.equal(ex.responses[0]?.status, 400, show(ex));
+    const body = JSON.parse(ex.responses[0]!.body) as { error: { message: string; type: string } };
+    assert.equal(body.error.type, 'invalid_request_error');
+    assert.match(body.error.message, /no Host header/);
+    assert.deepEqual(reached(m), []);
+  });
+
+  test('HTTP/1.0 without Host is still served (Host is optional before HTTP/1.1)', async () => {
+    const m = mark();
+    const ex = await exchange(tcp(server.port), [`GET /api/tags?attack=${m} HTTP/1.0\r\n\r\n`]);
+    assert.equal(ex.responses[0]?.status, 200, show(ex));
+    assert.ok(Array.isArray((JSON.parse(ex.responses[0]!.body) as { models?: unknown }).models));
+    assert.deepEqual(reached(m), [`GET /api/tags?attack=${m}`]);
+  });
+
+  test('the refusals are logged, one line per worker and window, saying what was missing', async () => {
+    for (let i = 0; i < 3; i++) await exchange(tcp(server.port), [`GET /api/tags HTTP/1.1\r\n\r\n`]);
+    const line = await server.waitFor((l) => l.refusal === 'missing-host', 5_000, 'a missing-host refusal');
+    assert.equal(line.level, 'info');
+    assert.match(line.msg, /^refused an HTTP\/1\.1 request from 127\.0\.0\.1 without a Host header; answered 400$/);
+    // 2 workers, each logs its first refusal of a kind and then counts for 10 s.
+    const lines = server.lines.filter((l) => l.refusal === 'missing-host' && l.count === undefined);
+    assert.ok(lines.length >= 1 && lines.length <= 2, `${lines.length} lines for 4 or more refusals`);
   });
 });
 
