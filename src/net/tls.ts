@@ -92,6 +92,19 @@ export interface PinnedConnectorOptions {
   readonly timeoutMs: number;
 }
 
+/**
+ * TLS handshakes one connector (one server node, in one thread) runs at once; more connections wait
+ * their turn. A cold burst of streams used to start all its handshakes together: they shared the CPU,
+ * each took about as long as the whole burst, and on a busy machine some passed the connect timeout.
+ * A handshake is ~1-3 ms of client CPU plus two round trips (TCP, then TLS 1.3): a few in flight keep
+ * the thread busy across a LAN's round trips, more only make each one longer. Measured on loopback,
+ * 2 cores with 3 busy processes, 800 resumed connects through one connector: with 4 the longest
+ * handshake took 31-68 ms and the burst 1.6-2.0 s; with no cap 1.3-2.0 s and 1.4-2.4 s; 1 or 2 made
+ * the burst slower (up to 3.9 and 2.7 s), 8 no faster. Each proxy worker has its own connector per
+ * server node, so a client node with W workers runs at most 4 W handshakes per server.
+ */
+export const HANDSHAKES_IN_FLIGHT = 4;
+
 /** Client contexts of this thread, by certificate and key (a node has one identity; tests have a few). */
 const clientContexts = new Map<string, SecureContext>();
 const MAX_CLIENT_CONTEXTS = 8;
@@ -114,6 +127,19 @@ export function clientSecureContext(self: TlsIdentity): SecureContext {
   return context;
 }
 
+/** Where undici asks to connect, and how messages name it ("[fe80::1]:11435"). */
+function target(hostname: string, portText: string): { host: string; port: number; address: string } {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  const port = Number(portText) || 443;
+  return { host, port, address: `${host.includes(':') ? `[${host}]` : host}:${port}` };
+}
+
+/** A connection waiting for its turn to handshake (see {@link HANDSHAKES_IN_FLIGHT}). */
+interface Waiting {
+  start(): void;
+  fail(err: Error): void;
+}
+
 /** An undici connector (see {@link pinnedConnector}) that can also fetch a session ticket ahead of use. */
 export interface PinnedConnector extends buildConnector.connector {
   /**
@@ -133,15 +159,19 @@ export interface PinnedConnector extends buildConnector.connector {
  * when the server presents `expectedId`. Keeps the last TLS session ticket (strongly, unlike undici's
  * own cache, which holds sessions weakly) so that new connections resume instead of paying a full
  * handshake. Every connection of every connector of this thread shares one SecureContext per identity.
+ * At most {@link HANDSHAKES_IN_FLIGHT} handshakes run at once; `timeoutMs` counts from a connection's
+ * own start, not from when it began to wait.
  */
 export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
   const context = clientSecureContext(o.self);
   let session: Buffer | undefined;
+  let inFlight = 0;
+  const waiting: Waiting[] = [];
+  /** performance.now() of the last handshake that completed */
+  let completedAt = -Infinity;
   /** Connects and pins; `callback` gets the socket once the server proved to be `expectedId`. */
   const dial = (hostname: string, portText: string, callback: buildConnector.Callback): TLSSocket => {
-    const host = hostname.replace(/^\[|\]$/g, '');
-    const port = Number(portText) || 443;
-    const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const { host, port, address } = target(hostname, portText);
     let settled = false;
     const socket = connect({ host, port, secureContext: context, session, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
     socket.setNoDelay(true);
@@ -186,7 +216,48 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
     return socket;
   };
 
-  const connector = ((opts, callback) => { dial(opts.hostname, opts.port, callback); }) as PinnedConnector;
+  /**
+   * A handshake ended and frees its turn. One that timed out while no other completed since it began
+   * says the server is not answering: the connections still waiting would only time out one turn after
+   * another, so they fail now, and a burst fails in about the timeout instead of a multiple of it.
+   */
+  const finished = (err: Error | null, startedAt: number, address: string): void => {
+    inFlight--;
+    if (err === null) completedAt = performance.now();
+    else if ((err as { code?: string }).code === 'UND_ERR_CONNECT_TIMEOUT' && completedAt < startedAt) {
+      const given = waiting.splice(0);
+      const cause = `connect timeout: ${address} completed no TLS handshake in ${o.timeoutMs} ms; ` +
+        'this connection was waiting its turn behind those and is given up too';
+      for (const w of given) w.fail(Object.assign(new Error(cause), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
+    }
+    while (inFlight < HANDSHAKES_IN_FLIGHT && waiting.length > 0) waiting.shift()!.start();
+  };
+  /** Dials now if fewer than HANDSHAKES_IN_FLIGHT handshakes run, else when a turn frees; `cancel` ends either. */
+  const take = (hostname: string, port: string, callback: buildConnector.Callback): { cancel(err: Error): void } => {
+    let socket: TLSSocket | null = null;
+    const entry: Waiting = {
+      start: () => {
+        inFlight++;
+        const startedAt = performance.now();
+        socket = dial(hostname, port, (...result) => {
+          finished(result[0], startedAt, target(hostname, port).address);
+          callback(...result);
+        });
+      },
+      fail: (err) => callback(err, null),
+    };
+    if (inFlight < HANDSHAKES_IN_FLIGHT) entry.start();
+    else waiting.push(entry);
+    return {
+      cancel: (err) => {
+        if (socket !== null) { socket.destroy(err); return; } // dial's callback reports it
+        const at = waiting.indexOf(entry);
+        if (at >= 0) { waiting.splice(at, 1); entry.fail(err); }
+      },
+    };
+  };
+
+  const connector = ((opts, callback) => { take(opts.hostname, opts.port, callback); }) as PinnedConnector;
   connector.warm = (origin, signal) => new Promise<boolean>((resolve, reject) => {
     const aborted = (): Error => Object.assign(new Error(`connection ahead to ${origin} cancelled`), { code: 'ABORT_ERR' });
     if (signal?.aborted === true) { reject(aborted()); return; }
@@ -209,10 +280,10 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
     };
     const onAbort = (): void => {
       if (open !== null) finish(aborted());
-      else socket.destroy(aborted()); // still connecting: dial's callback reports it
+      else turn.cancel(aborted()); // waiting or still connecting: the callback reports it
     };
     const { hostname, port } = new URL(origin);
-    const socket = dial(hostname, port, (err, s) => {
+    const turn = take(hostname, port, (err, s) => {
       if (err !== null) { finish(err); return; }
       open = s as TLSSocket;
       // TLS 1.3 tickets follow the handshake; the connector's own 'session' listener (added first)
