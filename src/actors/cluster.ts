@@ -17,6 +17,19 @@ interface ServerEntry {
   /** digest the models were fetched for; differs from peer.models while a fetch is due */
   modelsFor: string | null;
   fetching: boolean;
+  /**
+   * Where the model lists are fetched: one keep-alive connection, pinned to this server's device id,
+   * made at the first fetch and kept until the server leaves or moves. Its connector keeps the session
+   * ticket, so a later fetch reuses the connection or, once it has closed, resumes the session instead
+   * of paying a full handshake.
+   */
+  client: Client | null;
+}
+
+/** Drops the entry's connection; a fetch still running on it ends first (within TAGS_TIMEOUT_MS). */
+function closeClient(entry: ServerEntry): void {
+  void entry.client?.close().catch(() => undefined);
+  entry.client = null;
 }
 
 /** Server nodes speak TLS on their LAN port. */
@@ -50,12 +63,15 @@ export class ClusterView {
     if (peer.role !== 'server') return;
     const known = this.#servers.get(peer.id);
     if (known === undefined) {
-      this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false });
+      this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false, client: null });
       this.#log.info({ peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`);
     } else {
       const moved = known.peer.addr !== peer.addr || known.peer.port !== peer.port;
       known.peer = peer;
-      if (moved) known.modelsFor = null;
+      if (moved) {
+        known.modelsFor = null;
+        closeClient(known);
+      }
     }
     this.#fetchModels(peer.id);
     this.#onChange();
@@ -65,6 +81,7 @@ export class ClusterView {
     const known = this.#servers.get(id);
     if (known === undefined) return;
     this.#servers.delete(id);
+    closeClient(known);
     this.#log.warn({ peer: { id, addr: known.peer.addr }, reason }, `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`);
     this.#onChange();
   }
@@ -92,6 +109,11 @@ export class ClusterView {
     return this.#servers.get(id)?.models ?? [];
   }
 
+  /** Closes the connections the model lists were fetched on (the node stops). */
+  close(): void {
+    for (const entry of this.#servers.values()) closeClient(entry);
+  }
+
   #fetchModels(id: string): void {
     const entry = this.#servers.get(id);
     if (entry === undefined || entry.fetching || entry.modelsFor === entry.peer.models) return;
@@ -99,10 +121,10 @@ export class ClusterView {
     const digest = entry.peer.models;
     const origin = peerUrl(entry.peer);
     const url = `${origin}/api/tags`;
+    const client = entry.client ??= new Client(origin, {
+      connect: pinnedConnector({ self: this.#self, expectedId: id, timeoutMs: TAGS_TIMEOUT_MS }),
+    });
     void (async () => {
-      const client = new Client(origin, {
-        connect: pinnedConnector({ self: this.#self, expectedId: id, timeoutMs: TAGS_TIMEOUT_MS }),
-      });
       try {
         const res = await request(url, { dispatcher: client, headersTimeout: TAGS_TIMEOUT_MS, bodyTimeout: TAGS_TIMEOUT_MS });
         const body = await res.body.json() as { models?: { name?: unknown }[] };
@@ -117,7 +139,6 @@ export class ClusterView {
       } catch (err) {
         this.#log.warn({ peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`);
       } finally {
-        void client.close().catch(() => undefined);
         const now = this.#servers.get(id);
         if (now !== undefined) {
           now.fetching = false;

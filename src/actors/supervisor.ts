@@ -646,6 +646,7 @@ export class Supervisor extends EventEmitter {
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
     this.#trust.stop();
+    this.#cluster.close();
     const deadline = this.#opts.config.drainTimeoutMs;
     this.#log.info({ reason, drainTimeoutMs: deadline }, `stopping (${reason}); in-flight requests have ${deadline} ms to finish`);
     // Bye first, so clients stop sending new requests here while the in-flight ones drain.

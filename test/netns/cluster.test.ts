@@ -264,6 +264,34 @@ describe('LAN cluster in network namespaces', { skip, concurrency: false }, () =
     assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
   });
 
+  test('a client node fetches a server\'s changed model list over the connection it keeps: no full TLS handshake per refresh', { timeout: 90_000 }, async () => {
+    const l = await lan(2);
+    const [h1, h2] = l.hosts as [Host, Host];
+    await emulator(h1, 'm0:latest');
+    await node(h1);
+    await node(h2);
+    const listed = (s: { upstreams?: { models: string[] }[] }): string => [...(s.upstreams?.[0]?.models ?? [])].sort().join(',');
+    await until('the client to list the server\'s model', () => client(h2, 'status'), (s) => listed(s) === 'm0:latest');
+    const tls = async (): Promise<{ requests: number; full: number; resumed: number }> => {
+      const t = (await client(h1, 'status', '11435')).workers.totals as { requests: number; tlsHandshakes: number; tlsResumed: number };
+      return { requests: t.requests, full: t.tlsHandshakes - t.tlsResumed, resumed: t.tlsResumed };
+    };
+    const before = await tls();
+    const models = ['m0:latest'];
+    for (let i = 1; i <= 3; i++) {
+      // The server node sees the new model at its next Ollama check and announces a new models digest;
+      // the client fetches the list again.
+      assert.deepEqual(await client(h1, 'copy', 'm0', `m${i}`), { ok: true });
+      models.push(`m${i}:latest`);
+      await until(`the client to list m${i}`, () => client(h2, 'status'), (s) => listed(s) === models.join(','), 10_000);
+    }
+    const after = await tls();
+    assert.ok(after.requests - before.requests >= 3, `the 3 list fetches reached the server (${before.requests} -> ${after.requests} requests)`);
+    // Each status read connects afresh (a full handshake of its own, counted in its answer); the list
+    // fetches reuse the client node's connection, or resume its session when the connection has closed.
+    assert.equal(after.full - before.full, 1, `full handshakes on the server during 3 refreshes: ${JSON.stringify({ before, after })}`);
+  });
+
   test('the discovery port held by another program: a clear error naming it and the flag', { timeout: 60_000 }, async () => {
     const l = await lan(1);
     const h1 = l.hosts[0]!;
