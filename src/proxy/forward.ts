@@ -16,17 +16,10 @@ import type { Logger } from '../log.ts';
 import type { Upstream } from '../protocol/messages.ts';
 import { downstreamResponseHeaders } from './headers.ts';
 import { REFUSED_HEADER } from './refusal.ts';
-import { sendError, streamErrorTail } from './errors-http.ts';
 import type { StatsCollector } from './stats.ts';
-import { outOfFiles } from '../net/open-files.ts';
+import { CONNECT_CODES, answerFailure, answerOutOfFiles, codeOf, type FailedExchange } from './upstream-failure.ts';
 
 const CLIENT_GONE = new Error('client went away');
-
-/** Undici error codes that mean "the upstream never answered", as opposed to a broken answer. */
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED',
-  // the server at that address is not the device discovery announced: nothing was sent to it
-  'OLN_PIN_MISMATCH']);
 
 export interface ForwardOptions {
   readonly stats: StatsCollector;
@@ -54,14 +47,6 @@ export interface ForwardOptions {
   readonly clientBroken: (socket: Duplex) => boolean;
   /** Told when no connection to the upstream could be opened for lack of file descriptors (logged there, summarised). */
   readonly outOfFiles: (upstream: string, err: Error) => void;
-}
-
-function codeOf(err: Error): string {
-  const code = (err as { code?: unknown }).code;
-  const cause = (err as { cause?: { code?: unknown } }).cause;
-  if (typeof code === 'string' && code !== 'UND_ERR_SOCKET') return code;
-  if (cause && typeof cause.code === 'string') return cause.code;
-  return typeof code === 'string' ? code : 'UNKNOWN';
 }
 
 export class Forward implements Dispatcher.DispatchHandler {
@@ -195,50 +180,23 @@ export class Forward implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.#controller !== null && controller !== this.#controller) return;
-    const code = codeOf(err);
-    const upstream = this.#opts.describe(this.upstream);
-    if (!this.#responded && outOfFiles(err)) {
-      // This node's trouble, not the upstream's: every other server would fail the same way, and the
-      // client may retry in a moment, when connections have closed.
-      this.#opts.outOfFiles(upstream, err);
-      this.#opts.stats.upstreamErrors += 1;
-      this.#opts.stats.status(503);
-      if (!this.#res.headersSent && !this.#res.destroyed) {
-        sendError(this.#res, this.#req.url ?? '/', 503, `ollana: this node is out of file descriptors and cannot reach ${upstream} now; ` +
-          'retry shortly (its operator should raise the open-file limit, ulimit -n)', ['retry-after', '1', ...(this.#opts.extraHeaders ?? [])]);
-      }
+    const failed: FailedExchange = {
+      req: this.#req, res: this.#res, stats: this.#opts.stats, log: this.#opts.log,
+      upstream: this.#opts.describe(this.upstream), extraHeaders: this.#opts.extraHeaders, outOfFiles: this.#opts.outOfFiles,
+    };
+    if (!this.#responded && answerOutOfFiles(failed, err)) {
       this.#finish();
       return;
     }
+    const code = codeOf(err);
     if (!this.#responded && CONNECT_CODES.has(code)) {
       this.#opts.unreachable(this.upstream);
       if (this.#tryNext(null, `failed: ${err.message} (${code})`)) return;
     }
-    const path = this.#req.url ?? '/';
-    this.#opts.stats.upstreamErrors += 1;
-    if (!this.#responded) {
-      const timeout = code === 'UND_ERR_HEADERS_TIMEOUT';
-      const status = timeout ? 504 : 502;
-      const what = timeout
-        ? `${upstream} sent no response headers within the headers timeout`
-        : code === 'OLN_PIN_MISMATCH'
-          ? `refused to talk to ${upstream}: ${err.message}`
-          : CONNECT_CODES.has(code)
-            ? `cannot reach ${upstream}: ${err.message} (${code}); is Ollama running there?`
-            : `${upstream} failed: ${err.message} (${code})`;
-      this.#opts.log.warn({ code, path, err }, 'upstream failed before responding');
-      this.#opts.stats.status(status);
-      if (!this.#res.headersSent && !this.#res.destroyed) {
-        sendError(this.#res, path, status, `ollana: ${what}`, this.#opts.extraHeaders === null ? [] : [...this.#opts.extraHeaders]);
-      }
-    } else {
-      // Bytes already went out: the status cannot change. End the stream with an error line the
-      // client's parser reports (ollama-js throws on it), or cut the connection so it sees truncation.
-      this.#opts.log.warn({ code, path, err }, 'upstream broke off a response');
-      const tail = streamErrorTail(this.#contentType, `ollana: ${upstream} broke off the response: ${err.message}`);
+    answerFailure(failed, err, this.#responded, this.#contentType, (tail) => {
       if (tail !== null && !this.#res.writableEnded) this.#res.end(tail);
       else this.#res.destroy(err);
-    }
+    });
     this.#finish();
   }
 

@@ -1,0 +1,87 @@
+/**
+ * What the client is told when the upstream of a forwarded request fails: before the response began,
+ * a 502 / 503 / 504 whose message names the upstream and what to check; after, the stream ends with
+ * an error line its client library reports, or the connection is cut so the client sees truncation.
+ * Shared by both ways of forwarding (forward.ts through undici, relay/relay.ts on raw sockets).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../log.ts';
+import { sendError, streamErrorTail } from './errors-http.ts';
+import type { StatsCollector } from './stats.ts';
+import { outOfFiles } from '../net/open-files.ts';
+
+/** Error codes that mean "the upstream never answered", as opposed to a broken answer. */
+export const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED',
+  // the server at that address is not the device discovery announced: nothing was sent to it
+  'OLN_PIN_MISMATCH']);
+
+export function codeOf(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  const cause = (err as { cause?: { code?: unknown } }).cause;
+  if (typeof code === 'string' && code !== 'UND_ERR_SOCKET') return code;
+  if (cause && typeof cause.code === 'string') return cause.code;
+  return typeof code === 'string' ? code : 'UNKNOWN';
+}
+
+export interface FailedExchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly stats: StatsCollector;
+  readonly log: Logger;
+  /** Human name of the upstream, e.g. "Ollama at http://127.0.0.1:11434". */
+  readonly upstream: string;
+  /** Headers every answer of this request carries (CORS), or null. */
+  readonly extraHeaders: readonly string[] | null;
+  /** Told when no connection could be opened for lack of file descriptors (logged there, summarised). */
+  readonly outOfFiles: (upstream: string, err: Error) => void;
+}
+
+/**
+ * Out of file descriptors before the response began: this node's trouble, not the upstream's (every
+ * other server would fail the same way). 503, and the client may retry in a moment. False if `err`
+ * is something else.
+ */
+export function answerOutOfFiles(x: FailedExchange, err: Error): boolean {
+  if (!outOfFiles(err)) return false;
+  x.outOfFiles(x.upstream, err);
+  x.stats.upstreamErrors += 1;
+  x.stats.status(503);
+  if (!x.res.headersSent && !x.res.destroyed) {
+    sendError(x.res, x.req.url ?? '/', 503, `ollana: this node is out of file descriptors and cannot reach ${x.upstream} now; ` +
+      'retry shortly (its operator should raise the open-file limit, ulimit -n)', ['retry-after', '1', ...(x.extraHeaders ?? [])]);
+  }
+  return true;
+}
+
+/**
+ * Any other failure. Before the response began: 504 for a headers timeout, else 502, with a message
+ * naming the upstream. After: `endWith(tail)` ends the stream with an error line in the response's
+ * own format (null when it has none), and should cut the connection when it cannot.
+ */
+export function answerFailure(x: FailedExchange, err: Error, responded: boolean, contentType: string | undefined,
+  endWith: (tail: string | null) => void): void {
+  const code = codeOf(err);
+  const path = x.req.url ?? '/';
+  x.stats.upstreamErrors += 1;
+  if (!responded) {
+    const timeout = code === 'UND_ERR_HEADERS_TIMEOUT';
+    const status = timeout ? 504 : 502;
+    const what = timeout
+      ? `${x.upstream} sent no response headers within the headers timeout`
+      : code === 'OLN_PIN_MISMATCH'
+        ? `refused to talk to ${x.upstream}: ${err.message}`
+        : CONNECT_CODES.has(code)
+          ? `cannot reach ${x.upstream}: ${err.message} (${code}); is Ollama running there?`
+          : `${x.upstream} failed: ${err.message} (${code})`;
+    x.log.warn({ code, path, err }, 'upstream failed before responding');
+    x.stats.status(status);
+    if (!x.res.headersSent && !x.res.destroyed) {
+      sendError(x.res, path, status, `ollana: ${what}`, x.extraHeaders === null ? [] : [...x.extraHeaders]);
+    }
+    return;
+  }
+  // Bytes already went out: the status cannot change.
+  x.log.warn({ code, path, err }, 'upstream broke off a response');
+  endWith(streamErrorTail(contentType, `ollana: ${x.upstream} broke off the response: ${err.message}`));
+}
