@@ -22,6 +22,8 @@ import { countHandshake, pinnedConnector, tlsServerOptions, type PinnedConnector
 import { TrustGate, type Admission } from './trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
 import { refusalReply } from './refusal.ts';
+import { Relay, relayable } from './relay/relay.ts';
+import { UpstreamSockets } from './relay/upstream-sockets.ts';
 
 export interface ProxySettings {
   readonly worker: number;
@@ -116,6 +118,8 @@ export class ProxyServer {
   readonly #hostCheck: boolean;
   #table: RouteTable = { version: 0, role: 'server', upstreams: [] };
   readonly #pools = new Map<string, Pool>();
+  /** A server node's connections to its local Ollama for the relay (relay/), by upstream URL. */
+  readonly #sockets = new Map<string, UpstreamSockets>();
   /** The pinned connectors of #pools (server nodes reached over TLS), by pool key: #warm uses them. */
   readonly #connectors = new Map<string, PinnedConnector>();
   /** Connection-ahead attempts still running, by pool key (see #warm). */
@@ -219,6 +223,12 @@ export class ProxyServer {
         this.#connectors.delete(url);
         const gone = Object.assign(new Error(`${url.split("#", 1)[0]} left the cluster`), { code: 'UND_ERR_DESTROYED' });
         void pool.destroy(gone).catch(() => undefined);
+      }
+    }
+    for (const [url, sockets] of this.#sockets) {
+      if (!live.has(url)) {
+        this.#sockets.delete(url);
+        sockets.destroy(Object.assign(new Error(`${url} is no longer this node's upstream`), { code: 'UND_ERR_DESTROYED' }));
       }
     }
     for (const u of table.upstreams) if (u.healthy && !this.#pools.has(poolKey(u))) this.#warm(u);
@@ -329,11 +339,14 @@ export class ProxyServer {
     // chunked ones stream with backpressure so a 1 GiB upload never sits in memory.
     if (ups.length === 1) {
       const up = ups[0]!;
-      if (hasBody && Number(req.headers['content-length'] ?? SMALL_BODY + 1) <= SMALL_BODY) {
-        readWhole(req, (body) => this.#forward(req, res, [up], body, null, cors));
-      } else {
-        this.#forward(req, res, [up], hasBody ? req : null, null, cors);
-      }
+      // The server node's own Ollama, over plain HTTP: relayed on raw connections (relay/relay.ts).
+      const relay = this.#table.role === 'server' && up.device === '' && up.url.startsWith('http://') && relayable(req);
+      const send = (body: Buffer | IncomingMessage | null): void => {
+        if (relay) this.#relay(req, res, up, body, cors);
+        else this.#forward(req, res, [up], body, null, cors);
+      };
+      if (hasBody && Number(req.headers['content-length'] ?? SMALL_BODY + 1) <= SMALL_BODY) readWhole(req, send);
+      else send(hasBody ? req : null);
       return;
     }
     const method = req.method ?? 'GET';
@@ -409,6 +422,37 @@ export class ProxyServer {
       outOfFiles: this.#guard.outOfFiles,
     });
     handler.start();
+  }
+
+  #relay(req: IncomingMessage, res: ServerResponse, up: Upstream, body: Buffer | IncomingMessage | null, cors: string[] | null): void {
+    const s = this.#settings;
+    let sockets = this.#sockets.get(up.url);
+    if (sockets === undefined) {
+      const target = new URL(up.url);
+      sockets = new UpstreamSockets({
+        host: target.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(target.port || 80),
+        hostHeader: target.host,
+        max: s.upstreamConnections,
+        keepAliveMs: s.upstreamKeepAliveMs,
+        connectTimeoutMs: s.connectTimeoutMs,
+      });
+      this.#sockets.set(up.url, sockets);
+    }
+    new Relay(req, res, body, {
+      stats: this.stats,
+      log: this.#log,
+      sockets,
+      basePath: up.basePath,
+      upstream: `Ollama at ${up.url}`,
+      headersTimeoutMs: s.headersTimeoutMs,
+      bodyTimeoutMs: s.bodyTimeoutMs,
+      extraHeaders: cors,
+      dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
+      onFinish: this.#onFinish,
+      clientBroken: this.#guard.broken,
+      outOfFiles: this.#guard.outOfFiles,
+    }).start();
   }
 
   /**
@@ -526,6 +570,8 @@ export class ProxyServer {
     this.#server.closeAllConnections();
     this.#guard.close();
     for (const warming of this.#warming.values()) warming.abort();
+    const closing = Object.assign(new Error('this node is shutting down'), { code: 'UND_ERR_DESTROYED' });
+    for (const sockets of this.#sockets.values()) sockets.destroy(closing);
     await Promise.all([...this.#pools.values()].map((p) => p.destroy().catch(() => undefined)));
     return cut;
   }

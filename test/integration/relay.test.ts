@@ -1,0 +1,237 @@
+/**
+ * The server node's relay to its local Ollama (src/proxy/relay/), against a scripted upstream on a
+ * raw TCP socket, so each test decides byte by byte what "Ollama" sends: kept connections, a kept
+ * connection closed under a request, malformed framing, bytes after a response, bodies that end
+ * with the connection. The well-behaved paths are covered through the emulator in proxy.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { after, before, beforeEach, test } from 'node:test';
+import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { raw } from '../helpers/http.ts';
+
+interface Seen {
+  readonly conn: number;
+  readonly head: string;
+  readonly body: Buffer;
+}
+
+/** What the scripted upstream does with the n-th request of the current test. */
+type Script = (seen: Seen, socket: Socket, n: number) => void;
+
+let upstream: Server;
+let upstreamPort: number;
+let script: Script;
+let seen: Seen[] = [];
+let connections = 0;
+const open = new Set<Socket>();
+let node: Started;
+
+/** Reads requests off one upstream connection (Content-Length or chunked bodies) and runs the script. */
+function serveConnection(socket: Socket): void {
+  const conn = ++connections;
+  open.add(socket);
+  socket.once('close', () => open.delete(socket));
+  let buf = Buffer.alloc(0);
+  socket.on('error', () => socket.destroy());
+  socket.on('data', (chunk: Buffer) => {
+    buf = Buffer.concat([buf, chunk]);
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = buf.toString('latin1', 0, end);
+      const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+      let body: Buffer;
+      let rest: number;
+      if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
+        const parts: Buffer[] = [];
+        let at = end + 4;
+        for (;;) {
+          const line = buf.indexOf('\r\n', at);
+          if (line < 0) return;
+          const size = parseInt(buf.toString('latin1', at, line), 16);
+          if (buf.length < line + 2 + size + 2) return;
+          if (size === 0) { at = line + 4; break; }
+          parts.push(buf.subarray(line + 2, line + 2 + size));
+          at = line + 2 + size + 2;
+        }
+        body = Buffer.concat(parts);
+        rest = at;
+      } else {
+        const len = length === null ? 0 : Number(length[1]);
+        if (buf.length < end + 4 + len) return;
+        body = buf.subarray(end + 4, end + 4 + len);
+        rest = end + 4 + len;
+      }
+      buf = buf.subarray(rest);
+      // The node's own health checks are answered here and kept out of the tests' counts.
+      if (head.startsWith('GET /api/version ')) { socket.write(ok('{"version":"0.12.0"}')); continue; }
+      const s: Seen = { conn, head, body: Buffer.from(body) };
+      seen.push(s);
+      script(s, socket, seen.length);
+    }
+  });
+}
+
+const ok = (body: string): string => `HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+
+before(async () => {
+  upstream = createServer(serveConnection);
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  upstreamPort = (upstream.address() as { port: number }).port;
+  script = (_s, socket) => socket.write(ok('{}'));
+  // One proxy worker, so "the same connection" means the same worker's pool.
+  node = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`,
+    '--ollama-url', `http://127.0.0.1:${upstreamPort}`, '--workers', '1']);
+});
+
+after(async () => {
+  await node?.stop();
+  if (node) removeHome(node.home);
+  upstream?.close();
+  for (const socket of open) socket.destroy();
+});
+
+beforeEach(() => {
+  seen = [];
+});
+
+const mine = (): Seen[] => seen;
+
+test('kept connections: requests one after another share one upstream connection', async () => {
+  script = (_s, socket) => socket.write(ok('{"models":[]}'));
+  for (let i = 0; i < 5; i++) {
+    const r = await raw(`${node.url}/api/tags`);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), '{"models":[]}');
+  }
+  const conns = new Set(mine().map((s) => s.conn));
+  assert.equal(mine().length, 5);
+  assert.equal(conns.size, 1, `5 requests used ${conns.size} upstream connections`);
+});
+
+test('the request head: Host is the upstream\'s, hop-by-hop headers stop, the body is framed by the relay', async () => {
+  script = (_s, socket) => socket.write(ok('{}'));
+  await raw(`${node.url}/api/generate?x=1`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', connection: 'keep-alive, x-hop', 'x-hop': '1', 'keep-alive': 'timeout=5', authorization: 'Bearer t' },
+    body: '{"model":"m"}',
+  });
+  const s = mine().at(-1)!;
+  const lines = s.head.split('\r\n');
+  assert.equal(lines[0], 'POST /api/generate?x=1 HTTP/1.1');
+  const names = lines.slice(1).map((l) => l.slice(0, l.indexOf(':')).toLowerCase());
+  assert.equal(names.filter((n) => n === 'host').length, 1);
+  assert.ok(lines.includes(`host: 127.0.0.1:${upstreamPort}`), s.head);
+  assert.ok(lines.includes('content-length: 13'), s.head);
+  assert.ok(lines.includes('authorization: Bearer t'), s.head);
+  for (const gone of ['connection', 'x-hop', 'keep-alive']) assert.ok(!names.includes(gone), `${gone} reached the upstream`);
+  assert.equal(s.body.toString(), '{"model":"m"}');
+});
+
+test('a chunked request body reaches the upstream whole, chunk-framed', async () => {
+  script = (s, socket) => socket.write(ok(JSON.stringify({ got: s.body.length })));
+  const client = connect(Number(new URL(node.url).port), '127.0.0.1');
+  const big = 'x'.repeat(100_000);
+  client.write(`POST /api/create HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n`);
+  client.write(`${(100_000).toString(16)}\r\n${big}\r\n5\r\nhello\r\n0\r\n\r\n`);
+  const reply = await new Promise<string>((resolve) => {
+    let text = '';
+    client.on('data', (c: Buffer) => { text += c.toString('latin1'); });
+    client.on('close', () => resolve(text));
+  });
+  assert.match(reply, /^HTTP\/1\.1 200 /);
+  assert.match(reply, /\{"got":100005\}/);
+  const s = mine().at(-1)!;
+  assert.match(s.head, /\r\ntransfer-encoding: chunked/i);
+  assert.equal(s.body.toString(), big + 'hello');
+});
+
+test('a kept connection the upstream closed under a request: the request goes again on a new one', async () => {
+  script = (_s, socket, n) => {
+    if (n === 2) socket.destroy(); // the upstream dropped the kept connection just as the next request came
+    else socket.write(ok('{"first":true}'));
+  };
+  const a = await raw(`${node.url}/api/tags`);
+  assert.equal(a.status, 200);
+  const b = await raw(`${node.url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m"}' });
+  assert.equal(b.status, 200, b.body.toString());
+  assert.equal(b.body.toString(), '{"first":true}');
+  const posts = mine().filter((s) => s.head.startsWith('POST'));
+  assert.equal(posts.length, 2, 'sent once on the dead connection, once on a new one');
+  assert.notEqual(posts[0]!.conn, posts[1]!.conn);
+});
+
+test('a malformed response head: 502 naming the upstream, and the connection is not reused', async () => {
+  script = (_s, socket, n) => socket.write(n === 1 ? 'HTTP/1.1 200 OK\r\n folded: header\r\ncontent-length: 2\r\n\r\n{}' : ok('{}'));
+  const before = connections;
+  const r = await raw(`${node.url}/api/tags`);
+  assert.equal(r.status, 502);
+  const err = JSON.parse(r.body.toString()) as { error: string };
+  assert.match(err.error, new RegExp(`Ollama at http://127\\.0\\.0\\.1:${upstreamPort}`));
+  assert.match(err.error, /bad header line/);
+  const next = await raw(`${node.url}/api/tags`);
+  assert.equal(next.status, 200);
+  assert.ok(connections > before, 'the next request opened a new connection');
+});
+
+test('both Content-Length and Transfer-Encoding from the upstream: refused, never relayed', async () => {
+  script = (_s, socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n');
+  const r = await raw(`${node.url}/api/tags`);
+  assert.equal(r.status, 502);
+  assert.match(r.body.toString(), /both Transfer-Encoding and Content-Length/);
+});
+
+test('a stream whose chunk framing breaks mid-way ends with an error line between chunks', async () => {
+  const line = '{"response":"a","done":false}\n';
+  script = (_s, socket) => {
+    socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n${line.length.toString(16)}\r\n${line}\r\n`);
+    setTimeout(() => socket.write('zz\r\n'), 20);
+  };
+  const r = await raw(`${node.url}/api/generate`, { method: 'POST', body: '{"model":"m"}' });
+  assert.equal(r.status, 200);
+  const lines = r.body.toString().trim().split('\n').map((l) => JSON.parse(l) as { error?: string });
+  assert.equal(lines.length, 2);
+  assert.match(lines[1]!.error ?? '', /broke off the response: chunk size missing/);
+});
+
+test('a stream the upstream cuts mid-chunk: the client sees the response truncated, not complete', async () => {
+  script = (_s, socket) => {
+    socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n40\r\n{"response":"half');
+    setTimeout(() => socket.destroy(), 20);
+  };
+  await assert.rejects(raw(`${node.url}/api/generate`, { method: 'POST', body: '{"model":"m"}' }), /aborted|ECONNRESET|socket hang up|terminated/);
+});
+
+test('bytes after a response: relayed response intact, that connection is not reused', async () => {
+  script = (_s, socket, n) => socket.write(n === 1 ? `${ok('{"a":1}')}HTTP/1.1 200 OK\r\n` : ok('{"b":2}'));
+  const first = await raw(`${node.url}/api/tags`);
+  assert.equal(first.body.toString(), '{"a":1}');
+  const second = await raw(`${node.url}/api/tags`);
+  assert.equal(second.body.toString(), '{"b":2}');
+  const conns = mine().map((s) => s.conn);
+  assert.notEqual(conns[0], conns[1]);
+});
+
+test('a body that ends with the connection reaches the client whole, framed by Node', async () => {
+  script = (_s, socket) => socket.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end');
+  const r = await raw(`${node.url}/api/tags`);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.toString(), 'until the end');
+  assert.equal(r.headers['transfer-encoding'], 'chunked');
+});
+
+test('an HTTP/1.0 client gets an unchunked stream it can read', async () => {
+  script = (_s, socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n3\r\nab\n\r\n3\r\ncd\n\r\n0\r\n\r\n');
+  const client = connect(Number(new URL(node.url).port), '127.0.0.1');
+  client.write('GET /api/tags HTTP/1.0\r\n\r\n');
+  const reply = await new Promise<string>((resolve) => {
+    let text = '';
+    client.on('data', (c: Buffer) => { text += c.toString('latin1'); });
+    client.on('close', () => resolve(text));
+  });
+  const [headText, body] = reply.split('\r\n\r\n');
+  assert.match(headText!, /^HTTP\/1\.1 200 /);
+  assert.doesNotMatch(headText!, /transfer-encoding/i);
+  assert.equal(body, 'ab\ncd\n');
+});
