@@ -130,6 +130,8 @@ export class Relay {
     socket.on('error', this.#onError);
     socket.on('timeout', this.#onTimeout);
     socket.setTimeout(this.#o.headersTimeoutMs);
+    // A connection handed over straight from an exchange that had paused it for a slow client.
+    socket.resume();
     this.#writeRequest(socket);
   }
 
@@ -227,9 +229,6 @@ export class Relay {
   }
 
   #respond(head: ResponseHead): void {
-    this.#head = head;
-    this.#bodyEnd = new BodyEnd(head.framing, head.length);
-    this.#socket?.setTimeout(this.#o.bodyTimeoutMs);
     const out = downstreamResponseHeaders(head.raw, this.#o.dropHeaders);
     if (this.#o.extraHeaders !== null) out.push(...this.#o.extraHeaders);
     for (let i = 0; i < head.raw.length; i += 2) {
@@ -244,6 +243,10 @@ export class Relay {
     } else {
       res.writeHead(head.status, out);
     }
+    // From here on the status is out: a failure can only end or cut the stream.
+    this.#head = head;
+    this.#bodyEnd = new BodyEnd(head.framing, head.length);
+    this.#socket?.setTimeout(this.#o.bodyTimeoutMs);
     this.#o.stats.status(head.status);
     this.#o.stats.firstByte(process.hrtime.bigint() - this.#started);
     // Ollama sends the head with the first token, so it usually leaves with that token's write. If no
