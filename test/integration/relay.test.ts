@@ -110,6 +110,17 @@ test('kept connections: requests one after another share one upstream connection
   assert.equal(conns.size, 1, `5 requests used ${conns.size} upstream connections`);
 });
 
+test('kept connections end a second before the upstream\'s announced idle time', async () => {
+  script = (_s, socket) => socket.write('HTTP/1.1 200 OK\r\nkeep-alive: timeout=2\r\ncontent-length: 2\r\n\r\n{}');
+  await raw(`${node.url}/api/tags`);
+  await raw(`${node.url}/api/tags`);
+  await new Promise((resolve) => setTimeout(resolve, 1_400));
+  await raw(`${node.url}/api/tags`);
+  const [a, b, c] = mine().map((s) => s.conn);
+  assert.equal(a, b, 'reused within the idle time');
+  assert.notEqual(b, c, 'let go after 1 s (2 s announced, minus a second)');
+});
+
 test('the request head: Host is the upstream\'s, hop-by-hop headers stop, the body is framed by the relay', async () => {
   script = (_s, socket) => socket.write(ok('{}'));
   await raw(`${node.url}/api/generate?x=1`, {

@@ -40,6 +40,10 @@ test('a response head gives status, headers as sent, framing and keep-alive', ()
   assert.deepEqual([close?.framing, close?.keepAlive], ['close', false]);
   assert.equal(head('HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n')?.keepAlive, false);
   assert.equal(head('HTTP/1.0 200 OK\r\ncontent-length: 1\r\nConnection: Keep-Alive\r\n\r\n')?.keepAlive, true);
+  // The upstream's idle time for kept connections, as Node servers announce it.
+  assert.equal(head('HTTP/1.1 200 OK\r\ncontent-length: 0\r\nKeep-Alive: timeout=5\r\n\r\n')?.idleMs, 5000);
+  assert.equal(head('HTTP/1.1 200 OK\r\ncontent-length: 0\r\nkeep-alive: max=100, timeout=30\r\n\r\n')?.idleMs, 30000);
+  assert.equal(cl?.idleMs, null);
   // Equal repeated lengths are one length (RFC 9110 §8.6).
   assert.equal(head('HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\ncontent-length: 3\r\n\r\n')?.length, 3);
 });

@@ -30,6 +30,8 @@ export interface ResponseHead {
   readonly length: number;
   /** Whether the connection may carry another request after this response. */
   readonly keepAlive: boolean;
+  /** How long the upstream says it keeps the connection idle (`Keep-Alive: timeout=N`), or null. */
+  readonly idleMs: number | null;
   /** Index in the buffer just past the head's blank line. */
   readonly end: number;
 }
@@ -60,6 +62,7 @@ export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseH
   let contentLength: string | null = null;
   let te: string | null = null;
   let connection = '';
+  let idleMs: number | null = null;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(':');
@@ -84,6 +87,11 @@ export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseH
       case 'connection':
         connection = connection === '' ? value : `${connection}, ${value}`;
         break;
+      case 'keep-alive': {
+        const m = /(?:^|[,;\s])timeout=(\d{1,6})/i.exec(value);
+        if (m !== null) idleMs = Number(m[1]) * 1000;
+        break;
+      }
     }
   }
   let keepAlive = http10 ? listHas(connection, 'keep-alive') : !listHas(connection, 'close');
@@ -111,7 +119,7 @@ export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseH
     framing = 'close';
     keepAlive = false;
   }
-  return { status: code, raw, framing, length, keepAlive, end: at + 4 };
+  return { status: code, raw, framing, length, keepAlive, idleMs, end: at + 4 };
 }
 
 /** Chunk scanner states. */

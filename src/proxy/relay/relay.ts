@@ -268,7 +268,8 @@ export class Relay {
     const socket = this.#detach();
     this.#res.end();
     this.#o.stats.completed += 1;
-    if (socket !== null) this.#o.sockets.release(socket, clean && this.#requestSent && this.#head!.keepAlive);
+    const head = this.#head!;
+    if (socket !== null) this.#o.sockets.release(socket, clean && this.#requestSent && head.keepAlive, head.idleMs);
     this.#finish();
   }
 

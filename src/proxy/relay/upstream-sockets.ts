@@ -78,8 +78,12 @@ export class UpstreamSockets {
     };
   }
 
-  /** Takes back a connection after its exchange; `reusable` only if the exchange ended cleanly. */
-  release(socket: Socket, reusable: boolean): void {
+  /**
+   * Takes back a connection after its exchange; `reusable` only if the exchange ended cleanly.
+   * `upstreamIdleMs`: how long the upstream said it keeps an idle connection; this side lets it go a
+   * second earlier, so a request never goes out on a connection the upstream is closing.
+   */
+  release(socket: Socket, reusable: boolean, upstreamIdleMs: number | null = null): void {
     if (!reusable || socket.destroyed || this.#destroyed !== null) {
       socket.destroy();
       return;
@@ -98,7 +102,12 @@ export class UpstreamSockets {
     socket.on('data', drop); // an idle connection has nothing to say
     socket.on('end', drop);
     socket.on('timeout', drop);
-    socket.setTimeout(this.#o.keepAliveMs);
+    const idleMs = upstreamIdleMs === null ? this.#o.keepAliveMs : Math.min(this.#o.keepAliveMs, upstreamIdleMs - 1_000);
+    if (idleMs <= 0) {
+      drop();
+      return;
+    }
+    socket.setTimeout(idleMs);
     socket.resume();
     this.#idle.push(socket);
   }
