@@ -5,8 +5,15 @@
  * since the epoch); on arrival we subtract that from our clock, computed the same way, so the
  * delay is write-to-delivery as the client sees it, not when our timers happened to run. A clock
  * offset between the two processes is the same for every system, so differences to direct hold.
+ *
+ * The client must cost next to nothing per token, or it measures itself: 200 streams write their
+ * tokens in the same millisecond, and a client that spends 20 µs on each (node:http's response
+ * stream: chunk parsing, a 'data' event through a Readable) delays the 200th by 4 ms whatever sits
+ * in between. So each stream is a plain TCP socket that writes its request by hand and only notes
+ * when each read arrived; the HTTP framing and the NDJSON lines are parsed after the run, each line
+ * dated by the read that completed it.
  */
-import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { Samples } from '../stats.ts';
 
 export interface StreamRunResult {
@@ -24,107 +31,163 @@ export interface StreamRunResult {
 }
 
 const KEY = Buffer.from('"response":"');
+const DONE = Buffer.from('"done":true');
+const CRLF = Buffer.from('\r\n');
+const HEAD_END = Buffer.from('\r\n\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 const NL = 0x0a;
 const SPACE = 0x20;
 
-/** Parses NDJSON chunks of one stream; keeps a partial line between chunks. */
-class StreamParser {
-  #pending: Buffer | null = null;
-  done = false;
+/** What one stream received: its reads and when each arrived (ms, performance.now()). */
+interface Received {
+  readonly started: number;
+  readonly chunks: Buffer[];
+  readonly times: number[];
+}
 
-  /** Pushes the delay of every stamped token in `chunk`; returns how many. */
-  feed(chunk: Buffer, nowMs: number, out: Samples): number {
-    const buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
-    let count = 0;
-    let start = 0;
+interface Parsed {
+  readonly ok: boolean;
+  readonly why?: string;
+  readonly ttfbMs?: number;
+  readonly tokens: number;
+}
+
+/**
+ * Decodes one stream after the run: status line, head, chunked or length-framed body, NDJSON lines.
+ * Each token's delay is taken at the read that brought the last byte of its line.
+ */
+export function parseStream(r: Received, out: Samples): Parsed {
+  const all = Buffer.concat(r.chunks);
+  // ends[i]: offset just past read i in `all`
+  const ends: number[] = [];
+  let off = 0;
+  for (const c of r.chunks) { off += c.length; ends.push(off); }
+  let readIndex = 0;
+  const timeAt = (pos: number): number => {
+    while (ends[readIndex]! <= pos) readIndex++;
+    return r.times[readIndex]!;
+  };
+  const headEnd = all.indexOf(HEAD_END);
+  if (headEnd < 0) return { ok: false, why: all.length === 0 ? 'connection closed before any response' : 'incomplete response head', tokens: 0 };
+  const head = all.toString('latin1', 0, headEnd);
+  const status = Number(head.slice(9, 12));
+  if (status !== 200) return { ok: false, why: `HTTP ${status}`, tokens: 0 };
+  const chunked = /\r\ntransfer-encoding:\s*chunked/i.test(head);
+  const lengthMatch = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+  // The body's bytes in order, with the offset in `all` where each piece came from.
+  const pieces: Array<[number, number]> = [];
+  let p = headEnd + 4;
+  let complete = false;
+  if (chunked) {
     for (;;) {
-      const nl = buf.indexOf(NL, start);
-      if (nl < 0) break;
-      const k = buf.indexOf(KEY, start);
-      if (k >= 0 && k < nl) {
+      const lineEnd = all.indexOf(CRLF, p);
+      if (lineEnd < 0) break;
+      const size = parseInt(all.toString('latin1', p, lineEnd), 16);
+      if (!Number.isFinite(size)) return { ok: false, why: 'bad chunk size', tokens: 0 };
+      if (size === 0) { complete = true; break; }
+      const start = lineEnd + 2;
+      if (start + size > all.length) { pieces.push([start, all.length]); break; }
+      pieces.push([start, start + size]);
+      p = start + size + 2;
+    }
+  } else if (lengthMatch !== null) {
+    const end = p + Number(lengthMatch[1]);
+    pieces.push([p, Math.min(end, all.length)]);
+    complete = end <= all.length;
+  } else {
+    pieces.push([p, all.length]);
+    complete = true;
+  }
+  if (pieces.length === 0) return { ok: false, why: 'response without a body', tokens: 0 };
+  const ttfbMs = timeAt(pieces[0]![0]) - r.started;
+  let tokens = 0;
+  let done = false;
+  let line: Buffer[] = [];
+  for (const [from, to] of pieces) {
+    let s = from;
+    for (;;) {
+      const nl = all.indexOf(NL, s);
+      if (nl < 0 || nl >= to) { if (s < to) line.push(all.subarray(s, to)); break; }
+      line.push(all.subarray(s, nl));
+      const text = line.length === 1 ? line[0]! : Buffer.concat(line);
+      line = [];
+      const k = text.indexOf(KEY);
+      if (k >= 0) {
         const v = k + KEY.length;
         // A token line reads "response":"1795554813629.017 " and JSON.stringify writes no other
         // spaces; the final line ("response":"") has none, and says "done":true.
-        const end = buf.indexOf(SPACE, v);
-        if (end > v && end < nl) {
-          out.push(nowMs - Number(buf.toString('latin1', v, end)));
-          count++;
-        } else if (buf.indexOf('"done":true', v) > 0) {
-          this.done = true;
+        const end = text.indexOf(SPACE, v);
+        if (end > v) {
+          out.push(performance.timeOrigin + timeAt(nl) - Number(text.toString('latin1', v, end)));
+          tokens++;
+        } else if (text.indexOf(DONE, v) > 0) {
+          done = true;
         }
       }
-      start = nl + 1;
+      s = nl + 1;
     }
-    this.#pending = start < buf.length ? buf.subarray(start) : null;
-    return count;
   }
+  if (!complete) return { ok: false, why: 'connection closed mid-stream', ttfbMs, tokens };
+  if (!done) return { ok: false, why: 'stream ended without a done line', ttfbMs, tokens };
+  return { ok: true, ttfbMs, tokens };
 }
 
 export function runStreams(baseUrl: string, n: number, body: string, timeoutMs: number): Promise<StreamRunResult> {
   const url = new URL(baseUrl);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port || 80);
   const payload = Buffer.from(body);
-  const delays = new Samples(n * 128);
-  const ttfb = new Samples(n);
-  const failures: string[] = [];
-  let completed = 0;
-  let failed = 0;
-  let tokens = 0;
-  let open = n;
+  const request = Buffer.concat([Buffer.from(`POST /api/generate HTTP/1.1\r\nhost: ${url.host}\r\n` +
+    `content-type: application/json\r\ncontent-length: ${payload.length}\r\nconnection: close\r\n\r\n`, 'latin1'), payload]);
   const t0 = performance.now();
-  const requests: ReturnType<typeof request>[] = [];
+  const received: Received[] = [];
+  const errors: Array<string | null> = [];
+  const sockets: Socket[] = [];
+  let open = n;
 
   return new Promise<StreamRunResult>((resolve) => {
     const finish = (): void => {
       clearTimeout(deadline);
-      resolve({
-        streams: n, completed, failed, failures,
-        ttfbMs: ttfb.sorted(), delayMs: delays.sorted(), tokens, wallMs: performance.now() - t0,
-      });
-    };
-    const settle = (ok: boolean, why?: string): void => {
-      if (ok) completed++;
-      else {
-        failed++;
-        if (failures.length < 5 && why !== undefined) failures.push(why);
+      const wallMs = performance.now() - t0;
+      const delays = new Samples(n * 128);
+      const ttfb = new Samples(n);
+      const failures: string[] = [];
+      let completed = 0;
+      let failed = 0;
+      let tokens = 0;
+      for (let i = 0; i < n; i++) {
+        const parsed = parseStream(received[i]!, delays);
+        tokens += parsed.tokens;
+        if (parsed.ttfbMs !== undefined) ttfb.push(parsed.ttfbMs);
+        const why = errors[i] ?? (parsed.ok ? null : parsed.why ?? 'failed');
+        if (why === null) completed++;
+        else {
+          failed++;
+          if (failures.length < 5) failures.push(why);
+        }
       }
-      if (--open === 0) finish();
+      resolve({ streams: n, completed, failed, failures, ttfbMs: ttfb.sorted(), delayMs: delays.sorted(), tokens, wallMs });
     };
     const deadline = setTimeout(() => {
-      for (const r of requests) r.destroy(new Error(`stream still open after ${timeoutMs} ms`));
+      for (const s of sockets) s.destroy(new Error(`stream still open after ${timeoutMs} ms`));
     }, timeoutMs);
 
     for (let i = 0; i < n; i++) {
-      const started = performance.now();
-      let settled = false;
-      const once = (ok: boolean, why?: string): void => {
-        if (settled) return;
-        settled = true;
-        settle(ok, why);
-      };
-      const parser = new StreamParser();
-      const req = request({
-        host: url.hostname, port: url.port, path: '/api/generate', method: 'POST', agent: false,
-        headers: { 'content-type': 'application/json', 'content-length': payload.length },
-      }, (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          once(false, `HTTP ${res.statusCode}`);
-          return;
-        }
-        let first = true;
-        res.on('data', (chunk: Buffer) => {
-          const now = performance.now();
-          if (first) { first = false; ttfb.push(now - started); }
-          tokens += parser.feed(chunk, performance.timeOrigin + now, delays);
-        });
-        res.on('end', () => once(parser.done, parser.done ? undefined : 'stream ended without a done line'));
-        res.on('error', (err) => once(false, err.message));
-        res.on('close', () => once(parser.done, 'connection closed mid-stream'));
+      const r: Received = { started: performance.now(), chunks: [], times: [] };
+      received.push(r);
+      errors.push(null);
+      const socket = connect({ host, port, noDelay: true });
+      sockets.push(socket);
+      socket.on('connect', () => socket.write(request));
+      socket.on('data', (chunk: Buffer) => {
+        r.times.push(performance.now());
+        r.chunks.push(chunk);
+        // The response is complete (a token chunk ends "}\n\r\n"): close as a client with
+        // `Connection: close` does, whether or not the other side closes first.
+        if (chunk.length >= 5 && chunk.subarray(-5).equals(LAST_CHUNK)) socket.destroy();
       });
-      req.on('socket', (s) => s.setNoDelay(true));
-      req.on('error', (err) => once(false, err.message));
-      req.end(payload);
-      requests.push(req);
+      socket.on('error', (err) => { errors[i] ??= err.message; });
+      socket.on('close', () => { if (--open === 0) finish(); });
     }
   });
 }
