@@ -102,6 +102,8 @@ export class ConnectionGuard {
   readonly #cap: ConnectionCap;
   readonly #idle: IdleWatch | null;
   #http: Server | null = null;
+  /** Closes the idle connections node:http does not hold (the server node's fast front). */
+  #evictMore: (() => void) | null = null;
   #evictedAt = 0;
   #askedAt = 0;
   #lastValidHost: string | null = null;
@@ -129,6 +131,29 @@ export class ConnectionGuard {
     });
     this.#limit(server);
     this.#idle?.attach(server);
+  }
+
+  /**
+   * The same defences for connections whose requests node:http does not parse (fast/front.ts): `also`
+   * closes their idle connections when the node is at its connection limit.
+   */
+  evictAlso(also: () => void): void {
+    this.#evictMore = also;
+  }
+
+  /** Bytes the parser refused on a connection parsed outside node:http; `responding`: a response is under way. */
+  malformed(err: Error & { code?: string; reason?: string }, socket: Duplex, responding: boolean): void {
+    this.#refuse(err, socket, responding);
+  }
+
+  /** A connection parsed outside node:http sent no complete request headers in time. */
+  headersTimedOut(socket: Duplex, responding: boolean): void {
+    this.#refuse(Object.assign(new Error('request headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket, responding);
+  }
+
+  /** An idle connection parsed outside node:http that sent only empty lines past the keep-alive deadline. */
+  trickled(socket: Socket, idleMs: number): void {
+    this.#closeTrickle(socket, idleMs);
   }
 
   #closeTrickle(socket: Socket, idleMs: number): void {
@@ -193,6 +218,7 @@ export class ConnectionGuard {
     if (this.#http === null || now - this.#evictedAt < EVICT_EVERY_MS) return;
     this.#evictedAt = now;
     this.#http.closeIdleConnections();
+    this.#evictMore?.();
   }
 
   /** A request found no file descriptor for its upstream connection (forward.ts answered it 503). */
@@ -276,6 +302,14 @@ export class ConnectionGuard {
   }
 
   #clientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {
+    // A response already under way on this connection (an earlier pipelined request) cannot be
+    // followed by an answer without corrupting it. Node's own clientError default checks the same
+    // private field.
+    const current = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+    this.#refuse(err, socket, current?.headersSent === true);
+  }
+
+  #refuse(err: Error & { code?: string; reason?: string }, socket: Duplex, responding: boolean): void {
     this.#broken.add(socket);
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
     const from = remote(socket);
@@ -302,11 +336,8 @@ export class ConnectionGuard {
         reply = jsonReply(400, 'Bad Request', `ollana: malformed HTTP request: ${reason}`);
       }
     }
-    // A response already under way on this connection (an earlier pipelined request) cannot be
-    // followed by a 400 without corrupting it: cut the connection instead. Node's own clientError
-    // default checks the same private field.
-    const current = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (current?.headersSent === true) { socket.destroy(); return; }
+    // A response already under way cannot be followed by a 400 without corrupting it: cut instead.
+    if (responding) { socket.destroy(); return; }
     this.#answerAndClose(socket, reply);
   }
 

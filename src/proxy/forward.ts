@@ -17,7 +17,7 @@ import type { Upstream } from '../protocol/messages.ts';
 import { downstreamResponseHeaders } from './headers.ts';
 import { REFUSED_HEADER } from './refusal.ts';
 import type { StatsCollector } from './stats.ts';
-import { CONNECT_CODES, answerFailure, answerOutOfFiles, codeOf, type FailedExchange } from './upstream-failure.ts';
+import { CONNECT_CODES, answerFailure, answerOutOfFiles, codeOf, responseErrorSender, type FailedExchange } from './upstream-failure.ts';
 
 const CLIENT_GONE = new Error('client went away');
 
@@ -181,7 +181,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     }
     if (this.#controller !== null && controller !== this.#controller) return;
     const failed: FailedExchange = {
-      req: this.#req, res: this.#res, stats: this.#opts.stats, log: this.#opts.log,
+      path: this.#req.url ?? '/', sendError: responseErrorSender(this.#res, this.#req.url ?? '/'), stats: this.#opts.stats, log: this.#opts.log,
       upstream: this.#opts.describe(this.upstream), extraHeaders: this.#opts.extraHeaders, outOfFiles: this.#opts.outOfFiles,
     };
     if (!this.#responded && answerOutOfFiles(failed, err)) {

@@ -36,8 +36,16 @@ function forwardedFor(addr: string): string {
  * duplicates and costs no object per request.
  */
 export function upstreamRequestHeaders(req: IncomingMessage, proto: 'http' | 'https'): string[] {
-  const raw = req.rawHeaders;
-  const extra = connectionListed(req.headers.connection);
+  return forwardedHeaders(req.rawHeaders, req.socket.remoteAddress, req.headers.host, req.headers.connection, proto);
+}
+
+/**
+ * The same from the parts of a request head: its raw header lines, the client's address, its Host
+ * value and its Connection header (lines joined with ", "; undefined for none).
+ */
+export function forwardedHeaders(raw: readonly string[], remoteAddress: string | undefined, host: string | undefined,
+  connection: string | string[] | undefined, proto: 'http' | 'https'): string[] {
+  const extra = connectionListed(connection);
   const out: string[] = [];
   let priorXff: string | null = null;
   let priorForwarded: string | null = null;
@@ -55,8 +63,7 @@ export function upstreamRequestHeaders(req: IncomingMessage, proto: 'http' | 'ht
     if (REQUEST_DROP.has(lower) || (extra !== null && extra.has(lower))) continue;
     out.push(name, raw[i + 1]!);
   }
-  const client = req.socket.remoteAddress ?? 'unknown';
-  const host = req.headers.host;
+  const client = remoteAddress ?? 'unknown';
   out.push('x-forwarded-for', priorXff === null ? client : `${priorXff}, ${client}`);
   out.push('x-forwarded-proto', proto);
   if (host !== undefined) out.push('x-forwarded-host', host);

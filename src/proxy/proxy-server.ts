@@ -14,6 +14,7 @@ import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy, hos
 import { sendError, sendJson } from './errors-http.ts';
 import { aggregate } from './aggregate.ts';
 import { ConnectionGuard, afterBody, guardedServerOptions } from './connection-guard.ts';
+import type { Socket } from 'node:net';
 import { Forward } from './forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
 import { upstreamRequestHeaders } from './headers.ts';
@@ -22,8 +23,12 @@ import { countHandshake, pinnedConnector, tlsServerOptions, type PinnedConnector
 import { TrustGate, type Admission } from './trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
 import { refusalReply } from './refusal.ts';
-import { Relay, relayable } from './relay/relay.ts';
+import { Relay, type RelayOptions } from './relay/relay.ts';
+import { NodeDownstream, relayable } from './relay/node-downstream.ts';
 import { UpstreamSockets } from './relay/upstream-sockets.ts';
+import { downstreamResponseHeaders } from './headers.ts';
+import { FastFront } from './fast/front.ts';
+import { MAX_HEADER_BYTES } from './connection-guard.ts';
 
 export interface ProxySettings {
   readonly worker: number;
@@ -114,6 +119,10 @@ export class ProxyServer {
   readonly #server: Server;
   readonly #gate: TrustGate | null;
   readonly #guard: ConnectionGuard;
+  /** The first reader of every connection: relays the local Ollama's requests itself (fast/front.ts). */
+  readonly #front: FastFront;
+  /** How the front relays now: to this server node's one local Ollama, else null (all to node:http). */
+  #fastTarget: RelayOptions | null = null;
   readonly #origins: OriginPolicy;
   readonly #hostCheck: boolean;
   #table: RouteTable = { version: 0, role: 'server', upstreams: [] };
@@ -149,6 +158,14 @@ export class ProxyServer {
     this.#origins = new OriginPolicy(settings.origins);
     this.#hostCheck = isLoopbackHost(settings.host);
     this.#guard = new ConnectionGuard(settings, log, settings.worker);
+    this.#front = new FastFront({
+      maxHeaderBytes: MAX_HEADER_BYTES,
+      smallBody: SMALL_BODY,
+      headersTimeoutMs: settings.requestHeadersTimeoutMs,
+      keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
+      hostCheck: this.#hostCheck,
+    }, this.#guard, () => this.#fastTarget, () => this.#draining);
+    this.#guard.evictAlso(() => this.#front.closeIdle());
     const httpOptions = {
       noDelay: true,
       keepAliveTimeout: settings.keepAliveTimeoutMs,
@@ -165,6 +182,10 @@ export class ProxyServer {
     } else {
       this.#gate = null;
       this.#server = createServer(httpOptions, handler);
+      const parse = this.#server.listeners('connection')[0] as ((socket: Socket) => void) | undefined;
+      if (parse === undefined) throw new Error('http server without a connection listener');
+      this.#server.removeAllListeners('connection');
+      this.#server.on('connection', (socket: Socket) => this.#front.adopt(socket, () => parse.call(this.#server, socket)));
     }
     // The https server is the HTTP server too: one connection cap, one clientError handler.
     this.#guard.attach(this.#server);
@@ -183,7 +204,7 @@ export class ProxyServer {
       countHandshake(socket);
       const admission = this.#gate!.admit(socket);
       if (admission.verdict === 'allowed') {
-        parse.call(server, socket);
+        this.#front.adopt(socket, () => parse.call(server, socket));
         return;
       }
       this.stats.status(403);
@@ -232,6 +253,9 @@ export class ProxyServer {
       }
     }
     for (const u of table.upstreams) if (u.healthy && !this.#pools.has(poolKey(u))) this.#warm(u);
+    const only = table.upstreams.length === 1 ? table.upstreams[0]! : null;
+    this.#fastTarget = table.role === 'server' && only !== null && only.device === '' && only.url.startsWith('http://')
+      ? this.#relayOptions(only, null) : null;
   }
 
   /**
@@ -425,6 +449,16 @@ export class ProxyServer {
   }
 
   #relay(req: IncomingMessage, res: ServerResponse, up: Upstream, body: Buffer | IncomingMessage | null, cors: string[] | null): void {
+    const relay = new Relay(new NodeDownstream(req, res, body, this.#guard.broken), this.#relayOptions(up, cors), downstreamResponseHeaders);
+    res.once('close', () => relay.clientGone());
+    // node:http hands over a request as soon as its head is parsed and parses the rest of the same
+    // read afterwards, so bad bytes behind the head (broken chunk framing, a smuggled request) reach
+    // the connection guard before anything goes out: setImmediate runs after that.
+    setImmediate(() => relay.start());
+  }
+
+  /** How requests to the local Ollama `up` are relayed (CORS headers `cors`, or null). */
+  #relayOptions(up: Upstream, cors: string[] | null): RelayOptions {
     const s = this.#settings;
     let sockets = this.#sockets.get(up.url);
     if (sockets === undefined) {
@@ -439,7 +473,7 @@ export class ProxyServer {
       });
       this.#sockets.set(up.url, sockets);
     }
-    new Relay(req, res, body, {
+    return {
       stats: this.stats,
       log: this.#log,
       sockets,
@@ -450,9 +484,8 @@ export class ProxyServer {
       extraHeaders: cors,
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       onFinish: this.#onFinish,
-      clientBroken: this.#guard.broken,
       outOfFiles: this.#guard.outOfFiles,
-    }).start();
+    };
   }
 
   /**
@@ -560,6 +593,7 @@ export class ProxyServer {
     this.#draining = true;
     this.#server.close();
     this.#server.closeIdleConnections();
+    this.#front.closeIdle();
     if (this.stats.inFlight > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, deadlineMs);
@@ -568,6 +602,8 @@ export class ProxyServer {
     }
     const cut = this.stats.inFlight;
     this.#server.closeAllConnections();
+    this.#front.closeAll();
+    this.#front.stop();
     this.#guard.close();
     for (const warming of this.#warming.values()) warming.abort();
     const closing = Object.assign(new Error('this node is shutting down'), { code: 'UND_ERR_DESTROYED' });

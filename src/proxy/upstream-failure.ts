@@ -4,7 +4,7 @@
  * an error line its client library reports, or the connection is cut so the client sees truncation.
  * Shared by both ways of forwarding (forward.ts through undici, relay/relay.ts on raw sockets).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import { sendError, streamErrorTail } from './errors-http.ts';
 import type { StatsCollector } from './stats.ts';
@@ -25,8 +25,10 @@ export function codeOf(err: Error): string {
 }
 
 export interface FailedExchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  /** The request's path, which picks the error body's shape (errors-http.ts). */
+  readonly path: string;
+  /** Answers with an error of ollana's own, unless the response has begun or the client is gone. */
+  readonly sendError: (status: number, message: string, extra: string[]) => void;
   readonly stats: StatsCollector;
   readonly log: Logger;
   /** Human name of the upstream, e.g. "Ollama at http://127.0.0.1:11434". */
@@ -47,10 +49,8 @@ export function answerOutOfFiles(x: FailedExchange, err: Error): boolean {
   x.outOfFiles(x.upstream, err);
   x.stats.upstreamErrors += 1;
   x.stats.status(503);
-  if (!x.res.headersSent && !x.res.destroyed) {
-    sendError(x.res, x.req.url ?? '/', 503, `ollana: this node is out of file descriptors and cannot reach ${x.upstream} now; ` +
-      'retry shortly (its operator should raise the open-file limit, ulimit -n)', ['retry-after', '1', ...(x.extraHeaders ?? [])]);
-  }
+  x.sendError(503, `ollana: this node is out of file descriptors and cannot reach ${x.upstream} now; ` +
+    'retry shortly (its operator should raise the open-file limit, ulimit -n)', ['retry-after', '1', ...(x.extraHeaders ?? [])]);
   return true;
 }
 
@@ -62,7 +62,7 @@ export function answerOutOfFiles(x: FailedExchange, err: Error): boolean {
 export function answerFailure(x: FailedExchange, err: Error, responded: boolean, contentType: string | undefined,
   endWith: (tail: string | null) => void): void {
   const code = codeOf(err);
-  const path = x.req.url ?? '/';
+  const path = x.path;
   x.stats.upstreamErrors += 1;
   if (!responded) {
     const timeout = code === 'UND_ERR_HEADERS_TIMEOUT';
@@ -76,12 +76,17 @@ export function answerFailure(x: FailedExchange, err: Error, responded: boolean,
           : `${x.upstream} failed: ${err.message} (${code})`;
     x.log.warn({ code, path, err }, 'upstream failed before responding');
     x.stats.status(status);
-    if (!x.res.headersSent && !x.res.destroyed) {
-      sendError(x.res, path, status, `ollana: ${what}`, x.extraHeaders === null ? [] : [...x.extraHeaders]);
-    }
+    x.sendError(status, `ollana: ${what}`, x.extraHeaders === null ? [] : [...x.extraHeaders]);
     return;
   }
   // Bytes already went out: the status cannot change.
   x.log.warn({ code, path, err }, 'upstream broke off a response');
   endWith(streamErrorTail(contentType, `ollana: ${x.upstream} broke off the response: ${err.message}`));
+}
+
+/** FailedExchange.sendError for a node:http response. */
+export function responseErrorSender(res: ServerResponse, path: string): FailedExchange['sendError'] {
+  return (status, message, extra) => {
+    if (!res.headersSent && !res.destroyed) sendError(res, path, status, message, extra);
+  };
 }

@@ -1,24 +1,73 @@
 /**
  * One request relayed by a server node to its local Ollama over a plain keep-alive TCP connection,
- * without an HTTP client library in between. node:http still parses the client's request (with the
- * connection guard's rules); the upstream request is written as one head plus the body, and the
- * response's bytes go to the client as they came, its own framing (Content-Length or chunk sizes)
- * included. Only the response head is parsed and rewritten (hop-by-hop and CORS headers); the body
- * is scanned just enough to know where it ends (framing.ts). Per streamed token that is one read and
- * one write, where undici + node:http decode the chunk and encode it again.
+ * without an HTTP client library in between. The upstream request is written as one head plus the
+ * body, and the response's bytes go to the client as they came, its own framing (Content-Length or
+ * chunk sizes) included. Only the response head is parsed and rewritten (hop-by-hop and CORS
+ * headers); the body is scanned just enough to know where it ends (framing.ts). Per streamed token
+ * that is one read and one write, where undici + node:http decode the chunk and encode it again.
+ *
+ * The client's side is a Downstream: a request node:http parsed (node-downstream.ts, for requests
+ * the server node's own front hands to node:http) or one the front parsed itself (fast/). The relay
+ * neither knows nor cares which.
  *
  * When the client goes away the upstream connection is closed at once, which is how Ollama learns
  * to stop generating. A connection is reused only after an exchange that ended cleanly.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from '../headers.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../upstream-failure.ts';
-import { BodyEnd, FramingError, parseResponseHead, type ResponseHead } from './framing.ts';
+import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
 import type { UpstreamSockets } from './upstream-sockets.ts';
+
+/** A request body that arrives while the request is relayed (too large to hold, or chunked). */
+export interface BodyStream {
+  /** The client's Content-Length, or undefined for a chunked body (relayed chunk-framed). */
+  readonly length: string | undefined;
+  /** Starts delivering the body: `data` for each piece, then `end` once. */
+  start(data: (chunk: Buffer) => void, end: () => void): void;
+  /** Stops reading the client while the upstream cannot take more; resume() goes on. */
+  pause(): void;
+  resume(): void;
+  /** The relay no longer wants the body (it ended or failed): no more calls. */
+  stop(): void;
+}
+
+/** The client's side of a relayed exchange: its request, and where the response goes. */
+export interface Downstream {
+  readonly method: string;
+  /** The request target in origin form, as the client sent it. */
+  readonly url: string;
+  /** The headers to send upstream (hop-by-hop taken out, forwarding headers added), flat. */
+  readonly headers: readonly string[];
+  /** null: no body; a Buffer: the whole body, read already; else streamed. */
+  readonly body: Buffer | BodyStream | null;
+  /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
+  broken(): boolean;
+  /**
+   * The response head, with the upstream's headers already filtered. `framing` says how the body
+   * bytes that follow are framed: 'chunked' bytes carry their chunk framing already, 'close' bytes
+   * are raw and end when the upstream closes (the downstream frames them its own way).
+   */
+  respond(status: number, headers: string[], framing: BodyFraming): void;
+  /** Sends the head now if no body byte came with it (a client waiting for a slow first token). */
+  flushHead(): void;
+  /** Body bytes; false when the client should not get more until onDrain. */
+  write(bytes: Buffer): boolean;
+  onceDrain(resume: () => void): void;
+  offDrain(resume: () => void): void;
+  /** The response is complete. */
+  end(): void;
+  /**
+   * The response broke after it began: end it with `tail` (ollana's error line) where the framing
+   * allows one (`atChunkStart`: between two of the upstream's chunks), else cut the connection.
+   */
+  breakOff(tail: string | null, atChunkStart: boolean, err: Error): void;
+  /** Answers with ollana's own error before anything was sent. */
+  readonly sendError: FailedExchange['sendError'];
+  /** Called once when the exchange is over, however it ended. */
+  finished(): void;
+}
 
 export interface RelayOptions {
   readonly stats: StatsCollector;
@@ -36,15 +85,11 @@ export interface RelayOptions {
   /** Response headers to drop from the upstream's because ollana sets them (lowercase), or null. */
   readonly dropHeaders: ReadonlySet<string> | null;
   readonly onFinish: () => void;
-  /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
-  readonly clientBroken: (socket: Duplex) => boolean;
   readonly outOfFiles: (upstream: string, err: Error) => void;
 }
 
-/** Whether the relay can carry this request: HTTP/1.1 (a 1.0 client cannot take chunked framing). */
-export function relayable(req: IncomingMessage): boolean {
-  return req.httpVersionMajor === 1 && req.httpVersionMinor === 1;
-}
+/** Filters the upstream's response headers: hop-by-hop and the ones ollana sets, plus ollana's. */
+export type HeaderFilter = (raw: readonly string[], drop: ReadonlySet<string> | null) => string[];
 
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 const CRLF = '\r\n';
@@ -55,10 +100,9 @@ function socketError(message: string, code: string): Error {
 }
 
 export class Relay {
-  readonly #req: IncomingMessage;
-  readonly #res: ServerResponse;
-  readonly #body: Buffer | IncomingMessage | null;
+  readonly #d: Downstream;
   readonly #o: RelayOptions;
+  readonly #filter: HeaderFilter;
   readonly #started = process.hrtime.bigint();
   #socket: Socket | null = null;
   #reused = false;
@@ -84,29 +128,20 @@ export class Relay {
   readonly #onResDrain = (): void => { this.#socket?.resume(); };
   readonly #onBodyData = (chunk: Buffer): void => this.#sendBody(chunk);
   readonly #onBodyEnd = (): void => this.#bodyDone();
-  readonly #onSocketDrain = (): void => { this.#req.resume(); };
+  readonly #onSocketDrain = (): void => { (this.#d.body as BodyStream).resume(); };
 
-  constructor(req: IncomingMessage, res: ServerResponse, body: Buffer | IncomingMessage | null, options: RelayOptions) {
-    this.#req = req;
-    this.#res = res;
-    this.#body = body;
+  constructor(downstream: Downstream, options: RelayOptions, filter: HeaderFilter) {
+    this.#d = downstream;
     this.#o = options;
+    this.#filter = filter;
     options.stats.requests += 1;
     options.stats.inFlight += 1;
-    res.once('close', () => this.#clientClosed());
   }
 
-  /**
-   * Sends the request once the current read is parsed: node:http hands over a request as soon as its
-   * head is parsed (from native code, which runs the tick queue after each callback) and parses the
-   * rest of the same read afterwards, so bad bytes behind the head (broken chunk framing, a smuggled
-   * request) reach the connection guard before anything goes out. setImmediate runs after that.
-   */
+  /** Takes an upstream connection and sends the request (`fresh`: not a kept one). */
   start(fresh = false): void {
-    setImmediate(() => {
-      if (this.#finished) return;
-      this.#cancel = this.#o.sockets.acquire(this.#take, fresh);
-    });
+    if (this.#finished) return;
+    this.#cancel = this.#o.sockets.acquire(this.#take, fresh);
   }
 
   readonly #take = (err: Error | null, socket: Socket | null, reused: boolean): void => {
@@ -116,7 +151,7 @@ export class Relay {
   };
 
   #begin(socket: Socket, reused: boolean): void {
-    if (this.#finished || this.#o.clientBroken(this.#req.socket)) {
+    if (this.#finished || this.#d.broken()) {
       // The client left or was refused while this request waited: the connection was never used.
       this.#o.sockets.release(socket, true);
       if (!this.#finished) this.#finish();
@@ -136,17 +171,17 @@ export class Relay {
   }
 
   #writeRequest(socket: Socket): void {
-    const req = this.#req;
-    const method = req.method ?? 'GET';
-    const headers = upstreamRequestHeaders(req, 'http');
-    let head = `${method} ${this.#o.basePath}${req.url ?? '/'} HTTP/1.1${CRLF}host: ${this.#o.sockets.hostHeader}${CRLF}`;
+    const d = this.#d;
+    const method = d.method;
+    const headers = d.headers;
+    let head = `${method} ${this.#o.basePath}${d.url} HTTP/1.1${CRLF}host: ${this.#o.sockets.hostHeader}${CRLF}`;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       // The relay states the body's framing itself, below.
       if (name.length === 14 && name.toLowerCase() === 'content-length') continue;
       head += `${name}: ${headers[i + 1]!}${CRLF}`;
     }
-    const body = this.#body;
+    const body = d.body;
     socket.cork();
     if (body === null) {
       socket.write(PAYLOAD_METHODS.has(method) ? `${head}content-length: 0${CRLF}${CRLF}` : head + CRLF, 'latin1');
@@ -157,10 +192,8 @@ export class Relay {
       this.#o.stats.bytesIn += body.length;
       this.#requestSent = true;
     } else {
-      const length = body.headers['content-length'];
-      socket.write(length !== undefined ? `${head}content-length: ${length}${CRLF}${CRLF}` : `${head}transfer-encoding: chunked${CRLF}${CRLF}`, 'latin1');
-      body.on('data', this.#onBodyData);
-      body.on('end', this.#onBodyEnd);
+      socket.write(body.length !== undefined ? `${head}content-length: ${body.length}${CRLF}${CRLF}` : `${head}transfer-encoding: chunked${CRLF}${CRLF}`, 'latin1');
+      body.start(this.#onBodyData, this.#onBodyEnd);
     }
     socket.uncork();
   }
@@ -168,10 +201,11 @@ export class Relay {
   /** A piece of a streamed request body: passed on, chunk-framed when the client's was chunked. */
   #sendBody(chunk: Buffer): void {
     const socket = this.#socket;
+    const body = this.#d.body as BodyStream;
     if (socket === null || this.#finished) return;
     this.#o.stats.bytesIn += chunk.length;
     let ok: boolean;
-    if (this.#req.headers['content-length'] !== undefined) {
+    if (body.length !== undefined) {
       ok = socket.write(chunk);
     } else {
       socket.cork();
@@ -181,7 +215,7 @@ export class Relay {
       socket.uncork();
     }
     if (!ok) {
-      this.#req.pause();
+      body.pause();
       socket.once('drain', this.#onSocketDrain);
     }
   }
@@ -189,7 +223,7 @@ export class Relay {
   #bodyDone(): void {
     const socket = this.#socket;
     if (socket === null || this.#finished) return;
-    if (this.#req.headers['content-length'] === undefined) socket.write(LAST_CHUNK, 'latin1');
+    if ((this.#d.body as BodyStream).length === undefined) socket.write(LAST_CHUNK, 'latin1');
     this.#requestSent = true;
   }
 
@@ -201,12 +235,12 @@ export class Relay {
     try {
       while (this.#head === null) {
         buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
-        const head = parseResponseHead(buf, this.#req.method ?? 'GET');
+        const head = parseResponseHead(buf, this.#d.method);
         if (head === null) { this.#pending = buf; return; }
         this.#pending = null;
         if (head.status === 101) throw new FramingError('the upstream switched protocols, which ollana does not relay');
         if (head.status < 200) {
-          // 100 Continue and the like: Node already answered the client's Expect itself.
+          // 100 Continue and the like: the client's Expect was answered by ollana already.
           chunk = buf.subarray(head.end);
           if (chunk.length === 0) return;
           continue;
@@ -217,7 +251,8 @@ export class Relay {
       const bodyEnd = this.#bodyEnd!;
       const end = bodyEnd.feed(buf, from);
       if (end < 0) {
-        this.#write(from === 0 ? buf : buf.subarray(from));
+        if (buf.length > from) this.#write(from === 0 ? buf : buf.subarray(from));
+        else this.#flushSoon();
         return;
       }
       if (end > from) this.#write(buf.subarray(from, end));
@@ -229,44 +264,39 @@ export class Relay {
   }
 
   #respond(head: ResponseHead): void {
-    const out = downstreamResponseHeaders(head.raw, this.#o.dropHeaders);
+    const out = this.#filter(head.raw, this.#o.dropHeaders);
     if (this.#o.extraHeaders !== null) out.push(...this.#o.extraHeaders);
     for (let i = 0; i < head.raw.length; i += 2) {
       if (head.raw[i]!.length === 12 && head.raw[i]!.toLowerCase() === 'content-type') this.#contentType = head.raw[i + 1];
     }
-    const res = this.#res;
-    if (head.framing === 'chunked') {
-      out.push('transfer-encoding', 'chunked');
-      res.writeHead(head.status, out);
-      // The body's bytes carry the upstream's chunk framing already: Node must not frame them again.
-      res.chunkedEncoding = false;
-    } else {
-      res.writeHead(head.status, out);
-    }
+    this.#d.respond(head.status, out, head.framing);
     // From here on the status is out: a failure can only end or cut the stream.
     this.#head = head;
     this.#bodyEnd = new BodyEnd(head.framing, head.length);
     this.#socket?.setTimeout(this.#o.bodyTimeoutMs);
     this.#o.stats.status(head.status);
     this.#o.stats.firstByte(process.hrtime.bigint() - this.#started);
-    // Ollama sends the head with the first token, so it usually leaves with that token's write. If no
-    // body byte came with it, flush the head alone on the next turn so a waiting client sees it.
-    setImmediate(() => {
-      if (!res.headersSent && !res.writableEnded && !this.#finished) res.flushHeaders();
-    });
+  }
+
+  /**
+   * Ollama sends the head with the first token, so it usually leaves with that token's write. If no
+   * body byte came with it, the head goes alone on the next turn so a waiting client sees it.
+   */
+  #flushSoon(): void {
+    setImmediate(() => { if (!this.#finished) this.#d.flushHead(); });
   }
 
   #write(bytes: Buffer): void {
     this.#o.stats.bytesOut += bytes.length;
-    if (!this.#res.write(bytes)) {
+    if (!this.#d.write(bytes)) {
       this.#socket?.pause();
-      this.#res.once('drain', this.#onResDrain);
+      this.#d.onceDrain(this.#onResDrain);
     }
   }
 
   #complete(clean: boolean): void {
     const socket = this.#detach();
-    this.#res.end();
+    this.#d.end();
     this.#o.stats.completed += 1;
     const head = this.#head!;
     if (socket !== null) this.#o.sockets.release(socket, clean && this.#requestSent && head.keepAlive, head.idleMs);
@@ -288,7 +318,8 @@ export class Relay {
     socket?.destroy();
     // A kept connection the upstream closed just as this request went out: nothing was received,
     // and a request whose body is still at hand goes once more on a new connection.
-    const replayable = this.#body === null || Buffer.isBuffer(this.#body);
+    const body = this.#d.body;
+    const replayable = body === null || Buffer.isBuffer(body);
     if (this.#reused && !this.#retried && this.#received === 0 && replayable && !(err instanceof FramingError) &&
       (err as { code?: string }).code !== 'UND_ERR_HEADERS_TIMEOUT') {
       this.#retried = true;
@@ -299,52 +330,38 @@ export class Relay {
       return;
     }
     const failed: FailedExchange = {
-      req: this.#req, res: this.#res, stats: this.#o.stats, log: this.#o.log,
+      path: this.#d.url, sendError: this.#d.sendError, stats: this.#o.stats, log: this.#o.log,
       upstream: this.#o.upstream, extraHeaders: this.#o.extraHeaders, outOfFiles: this.#o.outOfFiles,
     };
     const responded = this.#head !== null;
     if (responded || !answerOutOfFiles(failed, err)) {
-      answerFailure(failed, err, responded, this.#contentType, (tail) => this.#endWith(tail, err));
+      answerFailure(failed, err, responded, this.#contentType,
+        (tail) => this.#d.breakOff(tail, this.#bodyEnd?.atChunkStart ?? false, err));
     }
     this.#finish();
   }
 
-  /**
-   * Ends a broken response with an error line where the framing allows one: between chunks (most
-   * streams break there, Ollama writes a token per chunk) or in a body that ends with the connection
-   * anyway. Elsewhere the client's connection is cut, so it sees the response truncated.
-   */
-  #endWith(tail: string | null, err: Error): void {
-    const res = this.#res;
-    const framing = this.#head?.framing;
-    if (tail !== null && !res.writableEnded && framing === 'chunked' && this.#bodyEnd!.atChunkStart) {
-      res.end(`${Buffer.byteLength(tail).toString(16)}${CRLF}${tail}${CRLF}${LAST_CHUNK}`);
-    } else if (tail !== null && !res.writableEnded && framing === 'close') {
-      res.end(tail);
-    } else {
-      res.destroy(err);
-    }
-  }
-
-  #clientClosed(): void {
+  /** The client went away or broke its request: the upstream connection is closed (Ollama stops). */
+  clientGone(): void {
     if (this.#finished) return;
     this.#o.stats.clientAborts += 1;
     this.#cancel?.();
-    // Closing the upstream connection is what tells Ollama to stop generating.
     this.#detach()?.destroy();
     this.#finish();
+  }
+
+  /** Whether the response has begun (its status went to the client or is on its way). */
+  get responded(): boolean {
+    return this.#head !== null;
   }
 
   /** Takes this exchange's listeners off its connection and returns it (null if it had none). */
   #detach(): Socket | null {
     const socket = this.#socket;
     this.#socket = null;
-    this.#res.off('drain', this.#onResDrain);
-    const body = this.#body;
-    if (body !== null && !Buffer.isBuffer(body)) {
-      body.off('data', this.#onBodyData);
-      body.off('end', this.#onBodyEnd);
-    }
+    this.#d.offDrain(this.#onResDrain);
+    const body = this.#d.body;
+    if (body !== null && !Buffer.isBuffer(body)) body.stop();
     if (socket === null) return null;
     socket.off('data', this.#onData);
     socket.off('end', this.#onEnd);
@@ -361,7 +378,7 @@ export class Relay {
     this.#finished = true;
     this.#o.stats.inFlight -= 1;
     this.#o.stats.done(process.hrtime.bigint() - this.#started);
-    if (!this.#req.complete) this.#req.resume(); // let an unread request body drain instead of stalling the socket
+    this.#d.finished();
     this.#o.onFinish();
   }
 }

@@ -1,0 +1,568 @@
+/**
+ * One client connection of the server node's fast front (front.ts): its requests are parsed by
+ * Node's own HTTP parser, driven directly (request-parser.ts), and relayed to the local Ollama
+ * (relay/relay.ts) with the response written straight to the socket: no IncomingMessage, no
+ * ServerResponse. Any request this path does not carry by itself (see `fastRequest`) hands the
+ * connection to node:http, with the bytes not yet parsed put back in front of it; from then on the
+ * connection is node:http's, with everything node:http does.
+ *
+ * What node:http would do for a connection, it does too: requests one at a time in order
+ * (pipelined ones wait, with the socket paused), keep-alive by the request's version and Connection
+ * header, `Connection: close` honoured, node:http's Keep-Alive header on every answer, the header
+ * timeout from the connection's start or a request's first byte, the keep-alive idle timeout
+ * (checked by the front's sweep), and the connection guard's answers to malformed or slow requests.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { errorBody } from '../errors-http.ts';
+import { downstreamResponseHeaders, forwardedHeaders } from '../headers.ts';
+import { hostAllowedOnLoopback } from '../cors.ts';
+import { MAX_URL_BYTES, type ConnectionGuard } from '../connection-guard.ts';
+import { validHostValue } from '../request-target.ts';
+import type { BodyFraming } from '../relay/framing.ts';
+import { Relay, type BodyStream, type Downstream, type RelayOptions } from '../relay/relay.ts';
+import { RequestParser, type ParserError, type RequestHead } from './request-parser.ts';
+
+/** What the front gives every connection. */
+export interface FrontContext {
+  readonly guard: ConnectionGuard;
+  /** The relay to the local Ollama for fast requests now, or null: hand every request to node:http. */
+  target(): RelayOptions | null;
+  readonly maxHeaderBytes: number;
+  /** Request bodies up to this size are read whole and sent upstream with the head, in one write. */
+  readonly smallBody: number;
+  readonly headersTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  /** A loopback listener: Host must name this machine (DNS rebinding), as node:http's path checks. */
+  readonly hostCheck: boolean;
+  draining(): boolean;
+  closed(c: FastConnection): void;
+}
+
+/** Node's keepAliveTimeoutBuffer: its socket timeout is keepAliveTimeout plus this. */
+const KEEP_ALIVE_BUFFER_MS = 1_000;
+/** While a streamed body waits for its upstream connection, at most this much of it is held. */
+const MAX_QUEUED_BODY = 1024 * 1024;
+const CRLF = '\r\n';
+const noop = (): void => undefined;
+const LAST_CHUNK = '0\r\n\r\n';
+
+let dateValue = '';
+let dateSecond = -1;
+/** The Date header, made once a second (node:http caches it the same way). */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
+}
+
+/** What a fast request's head says, read in one pass over its header lines. */
+interface Facts {
+  hostLines: number;
+  host: string | undefined;
+  connection: string | undefined;
+  contentLength: string | undefined;
+  chunked: boolean;
+  /** Something only node:http's path handles: Origin (CORS), Expect (100-continue). */
+  other: boolean;
+}
+
+function factsOf(headers: readonly string[]): Facts {
+  const f: Facts = { hostLines: 0, host: undefined, connection: undefined, contentLength: undefined, chunked: false, other: false };
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    switch (name.length) {
+      case 4:
+        if (name.toLowerCase() === 'host') { f.hostLines += 1; f.host ??= headers[i + 1]; }
+        break;
+      case 6:
+        if (name.toLowerCase() === 'origin' || name.toLowerCase() === 'expect') f.other = true;
+        break;
+      case 10:
+        if (name.toLowerCase() === 'connection') f.connection = f.connection === undefined ? headers[i + 1] : `${f.connection}, ${headers[i + 1]!}`;
+        break;
+      case 14:
+        if (name.toLowerCase() === 'content-length') f.contentLength = headers[i + 1];
+        break;
+      case 17:
+        // llhttp accepts a Transfer-Encoding only when chunked comes last.
+        if (name.toLowerCase() === 'transfer-encoding') f.chunked = true;
+        break;
+    }
+  }
+  return f;
+}
+
+let lastValidHost: string | null = null;
+
+/** Whether this front carries the request itself; anything else goes to node:http's path. */
+function fastRequest(head: RequestHead, f: Facts, hostCheck: boolean): boolean {
+  if (head.versionMajor !== 1 || head.versionMinor !== 1 || head.upgrade || f.other) return false;
+  const url = head.url;
+  // Origin form only; ollana's own paths, long URLs and absolute forms are node:http's.
+  if (url.charCodeAt(0) !== 47 || url.length > MAX_URL_BYTES || url.startsWith('/ollana/')) return false;
+  if (f.hostLines !== 1) return false;
+  const host = f.host!;
+  if (host !== lastValidHost) {
+    if (!validHostValue(host)) return false;
+    lastValidHost = host;
+  }
+  return !hostCheck || hostAllowedOnLoopback(host);
+}
+
+/** The head as text again, for node:http to parse when the connection is handed over. */
+function serializeHead(head: RequestHead): string {
+  let text = `${head.method} ${head.url} HTTP/${head.versionMajor}.${head.versionMinor}${CRLF}`;
+  for (let i = 0; i < head.headers.length; i += 2) text += `${head.headers[i]!}: ${head.headers[i + 1]!}${CRLF}`;
+  return text + CRLF;
+}
+
+/** One request on a fast connection: the relay's downstream, and its request body's source. */
+class FastRequest implements Downstream, BodyStream {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: string[];
+  body: Buffer | BodyStream | null;
+  readonly length: string | undefined;
+  /** 'none' | 'whole' (collected, sent with the head) | 'stream' */
+  readonly mode: 'none' | 'whole' | 'stream';
+  readonly keepAlive: boolean;
+  relay: Relay | null = null;
+  messageDone = false;
+  responseDone = false;
+  /** The status line went out (or is about to, with the first body bytes). */
+  responding = false;
+  readonly #c: FastConnection;
+  readonly #socket: Socket;
+  #chunks: Buffer[] | null = null;
+  #size = 0;
+  #onData: ((chunk: Buffer) => void) | null = null;
+  #onEnd: (() => void) | null = null;
+  #stopped = false;
+  /** The response head, until it goes out with the first body bytes. */
+  #head: string | null = null;
+  /** The upstream's body ends with its connection: this side frames it in chunks. */
+  #frame = false;
+  #framing: BodyFraming | null = null;
+
+  constructor(c: FastConnection, socket: Socket, head: RequestHead, f: Facts, smallBody: number) {
+    this.#c = c;
+    this.#socket = socket;
+    this.method = head.method;
+    this.url = head.url;
+    this.keepAlive = head.keepAlive;
+    this.headers = forwardedHeaders(head.headers, socket.remoteAddress, f.host, f.connection, 'http');
+    this.length = f.chunked ? undefined : f.contentLength;
+    if (!f.chunked && (f.contentLength === undefined || f.contentLength === '0')) {
+      this.mode = 'none';
+      this.body = null;
+    } else if (!f.chunked && Number(f.contentLength) <= smallBody) {
+      this.mode = 'whole';
+      this.body = null;
+      this.#chunks = [];
+    } else {
+      this.mode = 'stream';
+      this.body = this;
+      this.#chunks = [];
+    }
+  }
+
+  /** Whether the relay may start: its body is at hand, or it streams. */
+  get ready(): boolean {
+    return this.mode !== 'whole' || this.messageDone;
+  }
+
+  // --- the request body, from the parser ---
+
+  bodyChunk(chunk: Buffer): void {
+    if (this.#stopped || this.responseDone) return;
+    if (this.#onData !== null) { this.#onData(chunk); return; }
+    this.#chunks!.push(chunk);
+    this.#size += chunk.length;
+    if (this.mode === 'stream' && this.#size > MAX_QUEUED_BODY) this.#socket.pause();
+  }
+
+  complete(): void {
+    this.messageDone = true;
+    if (this.mode === 'whole') {
+      const chunks = this.#chunks!;
+      this.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size);
+      this.#chunks = null;
+    } else if (this.#onEnd !== null && !this.#stopped) {
+      this.#onEnd();
+    }
+  }
+
+  // --- BodyStream: the relay reads a streamed body ---
+
+  start(data: (chunk: Buffer) => void, end: () => void): void {
+    const queued = this.#chunks!;
+    this.#chunks = null;
+    this.#onData = data;
+    this.#onEnd = end;
+    for (const chunk of queued) data(chunk);
+    if (this.#size > MAX_QUEUED_BODY) this.#socket.resume();
+    if (this.messageDone) end();
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#onData = null;
+    this.#onEnd = null;
+    this.#chunks = null;
+  }
+
+  // --- Downstream: the response, straight to the socket ---
+
+  broken(): boolean {
+    return this.#c.gone;
+  }
+
+  respond(status: number, headers: string[], framing: BodyFraming): void {
+    this.responding = true;
+    this.#framing = framing;
+    this.#frame = framing === 'close';
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
+    let date = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      if (name.length === 4 && name.toLowerCase() === 'date') date = true;
+      head += `${name}: ${headers[i + 1]!}${CRLF}`;
+    }
+    if (!date) head += `date: ${httpDate()}${CRLF}`;
+    if (framing === 'chunked' || framing === 'close') head += `transfer-encoding: chunked${CRLF}`;
+    this.#head = head + this.#c.connectionHeaders(this.keepAlive) + CRLF;
+  }
+
+  flushHead(): void {
+    const head = this.#head;
+    if (head === null || this.#c.gone) return;
+    this.#head = null;
+    this.#socket.write(head, 'latin1');
+  }
+
+  write(bytes: Buffer): boolean {
+    const socket = this.#socket;
+    if (this.#c.gone) return true;
+    const head = this.#head;
+    if (head === null && !this.#frame) return socket.write(bytes);
+    socket.cork();
+    if (head !== null) {
+      this.#head = null;
+      socket.write(head, 'latin1');
+    }
+    let ok: boolean;
+    if (this.#frame) {
+      socket.write(bytes.length.toString(16) + CRLF, 'latin1');
+      socket.write(bytes);
+      ok = socket.write(CRLF, 'latin1');
+    } else {
+      ok = socket.write(bytes);
+    }
+    socket.uncork();
+    return ok;
+  }
+
+  onceDrain(resume: () => void): void {
+    this.#socket.once('drain', resume);
+  }
+
+  offDrain(resume: () => void): void {
+    this.#socket.off('drain', resume);
+  }
+
+  end(): void {
+    this.#finishResponse(this.#frame ? LAST_CHUNK : '');
+  }
+
+  breakOff(tail: string | null, atChunkStart: boolean, err: Error): void {
+    if (tail !== null && ((this.#framing === 'chunked' && atChunkStart) || this.#frame)) {
+      this.#finishResponse(`${Buffer.byteLength(tail).toString(16)}${CRLF}${tail}${CRLF}${LAST_CHUNK}`);
+      return;
+    }
+    this.#c.cut(err);
+  }
+
+  readonly sendError = (status: number, message: string, extra: string[]): void => {
+    if (this.responding || this.#c.gone) return;
+    this.responding = true;
+    const body = errorBody(this.url, status, message);
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}content-type: application/json; charset=utf-8${CRLF}` +
+      `content-length: ${Buffer.byteLength(body)}${CRLF}date: ${httpDate()}${CRLF}`;
+    for (let i = 0; i < extra.length; i += 2) head += `${extra[i]!}: ${extra[i + 1]!}${CRLF}`;
+    this.#head = head + this.#c.connectionHeaders(this.keepAlive) + CRLF;
+    this.#finishResponse(body);
+  };
+
+  #finishResponse(tail: string): void {
+    if (this.responseDone) return;
+    this.responseDone = true;
+    if (this.#c.gone) return;
+    const head = this.#head;
+    this.#head = null;
+    if (head !== null || tail !== '') this.#socket.write(head === null ? tail : head + tail, 'latin1');
+  }
+
+  finished(): void {
+    this.responseDone = true;
+    this.#c.exchangeOver(this);
+  }
+}
+
+export class FastConnection {
+  readonly socket: Socket;
+  readonly #ctx: FrontContext;
+  readonly #handOff: () => void;
+  readonly #parser: RequestParser;
+  /** The request being answered (from its head until both its body and its response are over). */
+  #current: FastRequest | null = null;
+  /** The last head the parser gave, until execute returns. */
+  #head: RequestHead | null = null;
+  /** A pipelined head and the bytes after it, waiting for the current request to be over. */
+  #waiting: { head: RequestHead; rest: Buffer } | null = null;
+  /** Where the header timeout counts from (0: not waiting for a head). */
+  #headersSince: number;
+  /** Idle since (0: a request in progress), and what had been read then. */
+  #idleSince = 0;
+  #bytesAtIdle = 0;
+  #closeAfter = false;
+  /** Closed, handed to node:http, or refused: nothing more happens here. */
+  gone = false;
+
+  readonly #onData = (chunk: Buffer): void => this.#feed(chunk);
+  readonly #onClose = (): void => this.#closed();
+  /**
+   * The client half-closed: node:http (without httpAllowHalfOpen) then aborts what is in progress
+   * and ends its side too; so does this.
+   */
+  readonly #onEnd = (): void => {
+    this.#closed();
+    if (this.socket.writable) this.socket.end();
+  };
+
+  constructor(socket: Socket, ctx: FrontContext, handOff: () => void) {
+    this.socket = socket;
+    this.#ctx = ctx;
+    this.#handOff = handOff;
+    this.#headersSince = Date.now();
+    this.#parser = new RequestParser(ctx.maxHeaderBytes, {
+      // A later request's header time counts from its first byte (the first one's from the connection).
+      begin: () => { if (this.#current === null && this.#idleSince !== 0) this.#headersSince = Date.now(); },
+      head: (head) => { this.#head = head; },
+      body: (chunk) => this.#current?.bodyChunk(chunk),
+      complete: () => this.#messageComplete(),
+    });
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onClose);
+    // Kept for the socket's whole life, whoever holds it: an error on a connection being closed or
+    // cut must not become an uncaught exception ('close' follows every error).
+    socket.on('error', noop);
+  }
+
+  /** The Connection (and Keep-Alive) header lines of an answer, as node:http writes them. */
+  connectionHeaders(keepAlive: boolean): string {
+    if (!keepAlive || this.#ctx.draining()) {
+      this.#closeAfter = true;
+      return `connection: close${CRLF}`;
+    }
+    return this.#ctx.keepAliveTimeoutMs > 0
+      ? `connection: keep-alive${CRLF}keep-alive: timeout=${Math.floor(this.#ctx.keepAliveTimeoutMs / 1000)}${CRLF}`
+      : `connection: keep-alive${CRLF}`;
+  }
+
+  #feed(data: Buffer): void {
+    if (this.gone) return;
+    let buf = data;
+    for (;;) {
+      const r = this.#parser.execute(buf);
+      if (r.kind === 'error') { this.#malformed(r.error); return; }
+      if (r.kind === 'done') break;
+      const head = this.#head!;
+      this.#head = null;
+      const rest = buf.subarray(r.at);
+      if (this.#current !== null) {
+        // Pipelined: it waits until the request before it is over, as node:http makes it wait.
+        this.#waiting = { head, rest };
+        this.socket.pause();
+        break;
+      }
+      if (!this.#take(head)) { this.#giveUp(head, rest); return; }
+      // The rest of this read is parsed before the request goes anywhere: bad bytes behind its head
+      // (broken chunk framing, a smuggled request) are refused before anything reaches Ollama.
+      buf = rest;
+    }
+    const current = this.#current;
+    if (current !== null && current.relay === null && current.ready && !this.gone) this.#dispatch(current);
+  }
+
+  /** Starts the fast request for `head`, or returns false when node:http must take it. */
+  #take(head: RequestHead): boolean {
+    const target = this.#ctx.target();
+    if (target === null) return false;
+    const facts = factsOf(head.headers);
+    if (!fastRequest(head, facts, this.#ctx.hostCheck)) return false;
+    this.#headersSince = 0;
+    this.#idleSince = 0;
+    this.#current = new FastRequest(this, this.socket, head, facts, this.#ctx.smallBody);
+    return true;
+  }
+
+  #dispatch(request: FastRequest): void {
+    const target = this.#ctx.target();
+    if (target === null) {
+      // The node stopped being a server node between the head and now.
+      request.sendError(503, 'ollana: this node no longer serves its local Ollama; retry', ['retry-after', '1']);
+      request.finished();
+      return;
+    }
+    request.relay = new Relay(request, target, downstreamResponseHeaders);
+    request.relay.start();
+  }
+
+  #messageComplete(): void {
+    const current = this.#current;
+    if (current === null) return;
+    current.complete();
+    if (current.responseDone) this.#over();
+  }
+
+  /** The relay is done with `request` (its response is complete, failed, or the client left). */
+  exchangeOver(request: FastRequest): void {
+    if (request !== this.#current || this.gone) return;
+    if (request.messageDone) this.#over();
+    // else: the rest of the body is read and dropped; the request is over at its end.
+  }
+
+  /** Both the request and its answer are over: the next one, or idle, or closed. */
+  #over(): void {
+    this.#current = null;
+    if (this.#closeAfter) {
+      this.#end();
+      return;
+    }
+    this.#idleSince = Date.now();
+    this.#bytesAtIdle = this.socket.bytesRead;
+    const waiting = this.#waiting;
+    if (waiting === null) return;
+    this.#waiting = null;
+    // Not from inside the relay's callbacks: the next request starts on a turn of its own.
+    setImmediate(() => {
+      if (this.gone) return;
+      this.#headersSince = 0;
+      if (!this.#take(waiting.head)) { this.#giveUp(waiting.head, waiting.rest); return; }
+      this.socket.resume();
+      this.#feed(waiting.rest);
+    });
+  }
+
+  /**
+   * Hands the connection to node:http at a request's head: the head, written out again as the parser
+   * read it, and every byte after it go back in front of the socket, and node:http's connection
+   * listener takes over (reading through 'data', so those bytes come first).
+   */
+  #giveUp(head: RequestHead, rest: Buffer): void {
+    this.#leave();
+    const socket = this.socket;
+    const handle = (socket as { _handle?: { _consumed?: boolean } | null })._handle;
+    if (handle) handle._consumed = true;
+    socket.unshift(rest.length > 0 ? Buffer.concat([Buffer.from(serializeHead(head), 'latin1'), rest]) : Buffer.from(serializeHead(head), 'latin1'));
+    this.#handOff();
+    socket.resume();
+  }
+
+  /** The parser refused the client's bytes: the guard answers (or cuts), the request in progress ends. */
+  #malformed(err: ParserError): void {
+    const current = this.#current;
+    const responding = current !== null && current.responding;
+    this.#leave();
+    current?.relay?.clientGone();
+    this.#ctx.guard.malformed(err, this.socket, responding);
+  }
+
+  /** The front's sweep: the header timeout, and the keep-alive timeout of an idle connection. */
+  check(now: number): void {
+    if (this.gone) return;
+    const ctx = this.#ctx;
+    if (this.#headersSince > 0) {
+      if (ctx.headersTimeoutMs > 0 && now - this.#headersSince >= ctx.headersTimeoutMs) {
+        const current = this.#current;
+        this.#leave();
+        current?.relay?.clientGone();
+        ctx.guard.headersTimedOut(this.socket, current !== null && current.responding);
+      }
+      return;
+    }
+    if (this.#current !== null || this.#idleSince === 0 || ctx.keepAliveTimeoutMs <= 0) return;
+    const idle = now - this.#idleSince;
+    if (this.socket.bytesRead > this.#bytesAtIdle) {
+      // Only empty lines since the last answer (a request's first byte would have started the header timeout).
+      if (idle >= ctx.keepAliveTimeoutMs + KEEP_ALIVE_BUFFER_MS + ctx.headersTimeoutMs) {
+        this.#leave();
+        ctx.guard.trickled(this.socket, idle);
+      }
+    } else if (idle >= ctx.keepAliveTimeoutMs + KEEP_ALIVE_BUFFER_MS) {
+      this.#leave();
+      this.socket.destroy();
+    }
+  }
+
+  /** Whether no request is in progress (the guard may close it to make room). */
+  get idle(): boolean {
+    return this.#current === null && this.#waiting === null;
+  }
+
+  /** Cuts the connection: the client sees its response truncated. */
+  cut(err: Error): void {
+    this.#leave();
+    this.socket.destroy(err);
+  }
+
+  /** Closes the connection now (drain, eviction), ending a request in progress. */
+  close(): void {
+    const current = this.#current;
+    this.#leave();
+    current?.relay?.clientGone();
+    this.socket.destroy();
+  }
+
+  /** After an answer with `Connection: close`: the end goes out behind it, then the socket closes. */
+  #end(): void {
+    this.#leave();
+    const socket = this.socket;
+    socket.end();
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
+  }
+
+  #closed(): void {
+    const current = this.#current;
+    this.#leave();
+    // The client went away: the upstream connection closes, which is how Ollama stops generating.
+    current?.relay?.clientGone();
+  }
+
+  /** Stops everything this connection does here; the socket is left to whoever closes or takes it. */
+  #leave(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.socket.off('data', this.#onData);
+    this.socket.off('end', this.#onEnd);
+    this.socket.off('close', this.#onClose);
+    // Not from inside the parser's own callbacks (they may be on the stack when the client leaves).
+    setImmediate(() => this.#parser.close());
+    this.#ctx.closed(this);
+  }
+}
