@@ -360,7 +360,7 @@ export class FastConnection {
     this.#parser = new RequestParser(ctx.maxHeaderBytes, {
       // A later request's header time counts from its first byte (the first one's from the connection).
       begin: () => { if (this.#current === null && this.#idleSince !== 0) this.#headersSince = Date.now(); },
-      head: (head) => { this.#head = head; },
+      head: (head) => this.#onHead(head),
       body: (chunk) => this.#current?.bodyChunk(chunk),
       complete: () => this.#messageComplete(),
     });
@@ -383,26 +383,30 @@ export class FastConnection {
       : `connection: keep-alive${CRLF}`;
   }
 
+  /**
+   * A head, from inside the parser: taken at once (the parse goes on into its body), or the parse
+   * stops right after it, for a request that waits behind the one in progress or goes to node:http.
+   */
+  #onHead(head: RequestHead): boolean {
+    if (this.#current === null && this.#take(head)) return false;
+    this.#head = head;
+    return true;
+  }
+
   #feed(data: Buffer): void {
     if (this.gone) return;
-    let buf = data;
-    for (;;) {
-      const r = this.#parser.execute(buf);
-      if (r.kind === 'error') { this.#malformed(r.error); return; }
-      if (r.kind === 'done') break;
+    // The whole read is parsed before a request taken in it goes anywhere: bad bytes behind its head
+    // (broken chunk framing, a smuggled request) are refused before anything reaches Ollama.
+    const r = this.#parser.execute(data);
+    if (r.kind === 'error') { this.#malformed(r.error); return; }
+    if (r.kind === 'head') {
       const head = this.#head!;
       this.#head = null;
-      const rest = buf.subarray(r.at);
-      if (this.#current !== null) {
-        // Pipelined: it waits until the request before it is over, as node:http makes it wait.
-        this.#waiting = { head, rest };
-        this.socket.pause();
-        break;
-      }
-      if (!this.#take(head)) { this.#giveUp(head, rest); return; }
-      // The rest of this read is parsed before the request goes anywhere: bad bytes behind its head
-      // (broken chunk framing, a smuggled request) are refused before anything reaches Ollama.
-      buf = rest;
+      const rest = data.subarray(r.at);
+      if (this.#current === null) { this.#giveUp(head, rest); return; }
+      // Pipelined: it waits until the request before it is over, as node:http makes it wait.
+      this.#waiting = { head, rest };
+      this.socket.pause();
     }
     const current = this.#current;
     if (current !== null && current.relay === null && current.ready && !this.gone) this.#dispatch(current);
@@ -464,6 +468,7 @@ export class FastConnection {
       this.#headersSince = 0;
       if (!this.#take(waiting.head)) { this.#giveUp(waiting.head, waiting.rest); return; }
       this.socket.resume();
+      // Its body and what follows (an empty rest still completes a request without a body).
       this.#feed(waiting.rest);
     });
   }

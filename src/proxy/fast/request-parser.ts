@@ -11,8 +11,10 @@
  * its shape is pinned by the Node version this project ships (package.json "node"), and
  * test/unit/request-parser.test.ts holds it to what this file relies on.
  *
- * The head callback pauses the parser (llhttp's HPE_PAUSED), so `execute` returns exactly where a
- * head ends: the caller decides what to do with the request before one byte of its body is parsed.
+ * The head callback may pause the parser (llhttp's HPE_PAUSED), so that `execute` returns exactly
+ * where that head ends and not one byte of its body is parsed: for a request that must wait (behind
+ * another) or go elsewhere (to node:http). A pause costs an Error object with a stack trace, made by
+ * the binding; a request the caller takes at once is parsed on without one.
  */
 import { createRequire } from 'node:module';
 
@@ -66,7 +68,8 @@ export interface RequestHead {
 export interface ParserEvents {
   /** A request's first byte (empty lines before a request line do not count). */
   begin(): void;
-  head(head: RequestHead): void;
+  /** Returns true to stop the parse right after this head. */
+  head(head: RequestHead): boolean;
   body(chunk: Buffer): void;
   complete(): void;
 }
@@ -77,7 +80,7 @@ const MAX_HEADER_PAIRS = 2000;
 export type ExecuteResult =
   /** every byte was parsed */
   | { readonly kind: 'done' }
-  /** a head ended at `at`; the parser waits for resume() before the bytes after it */
+  /** the parse stopped after a head the caller paused at (or an upgrade head), which ended at `at` */
   | { readonly kind: 'head'; readonly at: number }
   | { readonly kind: 'error'; readonly error: ParserError };
 
@@ -104,9 +107,9 @@ export class RequestParser {
       if (headers === undefined) { headers = this.#headers; this.#headers = []; }
       else if (headers.length > 2 * MAX_HEADER_PAIRS) headers.length = 2 * MAX_HEADER_PAIRS;
       if (url === undefined) { url = this.#url; this.#url = ''; }
-      this.#sawHead = true;
-      this.#events.head({ method: methods[method] ?? 'GET', url, headers, versionMajor, versionMinor, upgrade, keepAlive });
-      return PAUSE;
+      const pause = this.#events.head({ method: methods[method] ?? 'GET', url, headers, versionMajor, versionMinor, upgrade, keepAlive });
+      this.#sawHead = pause;
+      return pause ? PAUSE : 0;
     };
     p[HTTPParser.kOnBody] = (chunk: Buffer): void => this.#events.body(chunk);
     p[HTTPParser.kOnMessageComplete] = (): void => this.#events.complete();
@@ -114,8 +117,9 @@ export class RequestParser {
   }
 
   /**
-   * Parses `data`. A head stops the parse right after it ('head', with the offset in `data`); an
-   * upgrade (or CONNECT) head also stops it, as llhttp does. An error leaves the parser unusable.
+   * Parses `data`. A head the caller pauses at stops the parse right after it ('head', with the
+   * offset in `data`); an upgrade (or CONNECT) head always does, as llhttp does, and should be
+   * paused at. An error leaves the parser unusable.
    */
   execute(data: Buffer): ExecuteResult {
     this.#sawHead = false;

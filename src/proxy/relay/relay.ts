@@ -18,7 +18,7 @@ import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../upstream-failure.ts';
 import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
-import type { UpstreamSockets } from './upstream-sockets.ts';
+import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
 
 /** A request body that arrives while the request is relayed (too large to hold, or chunked). */
 export interface BodyStream {
@@ -99,7 +99,7 @@ function socketError(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });
 }
 
-export class Relay {
+export class Relay implements UpstreamUser {
   readonly #d: Downstream;
   readonly #o: RelayOptions;
   readonly #filter: HeaderFilter;
@@ -117,18 +117,12 @@ export class Relay {
   #finished = false;
   #contentType: string | undefined;
 
-  readonly #onData = (chunk: Buffer): void => this.#data(chunk);
-  readonly #onEnd = (): void => this.#upstreamEnded();
-  readonly #onError = (err: Error): void => this.#fail(err);
-  readonly #onTimeout = (): void => {
-    this.#fail(this.#head === null
-      ? socketError('no response headers within the headers timeout', 'UND_ERR_HEADERS_TIMEOUT')
-      : socketError('no response data within the body timeout', 'UND_ERR_BODY_TIMEOUT'));
-  };
-  readonly #onResDrain = (): void => { this.#socket?.resume(); };
-  readonly #onBodyData = (chunk: Buffer): void => this.#sendBody(chunk);
-  readonly #onBodyEnd = (): void => this.#bodyDone();
-  readonly #onSocketDrain = (): void => { (this.#d.body as BodyStream).resume(); };
+  /** The client could not take more: the upstream connection is paused until it drains. */
+  #onResDrain: (() => void) | null = null;
+  /** The request body is paused until the upstream connection drains. */
+  #bodyPaused = false;
+  /** A socket timeout was set on the connection (only when a headers or body timeout is). */
+  #timed = false;
 
   constructor(downstream: Downstream, options: RelayOptions, filter: HeaderFilter) {
     this.#d = downstream;
@@ -141,14 +135,40 @@ export class Relay {
   /** Takes an upstream connection and sends the request (`fresh`: not a kept one). */
   start(fresh = false): void {
     if (this.#finished) return;
-    this.#cancel = this.#o.sockets.acquire(this.#take, fresh);
+    this.#cancel = this.#o.sockets.acquire(this, fresh);
   }
 
-  readonly #take = (err: Error | null, socket: Socket | null, reused: boolean): void => {
+  // --- the upstream connection's events (UpstreamSockets passes them to the exchange holding it) ---
+
+  upstreamReady(err: Error | null, socket: Socket | null, reused: boolean): void {
     this.#cancel = null;
     if (err !== null) { this.#fail(err); return; }
     this.#begin(socket!, reused);
-  };
+  }
+
+  upstreamData(chunk: Buffer): void {
+    this.#data(chunk);
+  }
+
+  upstreamEnded(): void {
+    this.#upstreamEnded();
+  }
+
+  upstreamError(err: Error): void {
+    this.#fail(err);
+  }
+
+  upstreamTimeout(): void {
+    this.#fail(this.#head === null
+      ? socketError('no response headers within the headers timeout', 'UND_ERR_HEADERS_TIMEOUT')
+      : socketError('no response data within the body timeout', 'UND_ERR_BODY_TIMEOUT'));
+  }
+
+  upstreamDrain(): void {
+    if (!this.#bodyPaused) return;
+    this.#bodyPaused = false;
+    (this.#d.body as BodyStream).resume();
+  }
 
   #begin(socket: Socket, reused: boolean): void {
     if (this.#finished || this.#d.broken()) {
@@ -159,12 +179,10 @@ export class Relay {
     }
     this.#socket = socket;
     this.#reused = reused;
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('close', this.#onEnd);
-    socket.on('error', this.#onError);
-    socket.on('timeout', this.#onTimeout);
-    socket.setTimeout(this.#o.headersTimeoutMs);
+    if (this.#o.headersTimeoutMs > 0) {
+      socket.setTimeout(this.#o.headersTimeoutMs);
+      this.#timed = true;
+    }
     // A connection handed over straight from an exchange that had paused it for a slow client.
     socket.resume();
     this.#writeRequest(socket);
@@ -193,7 +211,7 @@ export class Relay {
       this.#requestSent = true;
     } else {
       socket.write(body.length !== undefined ? `${head}content-length: ${body.length}${CRLF}${CRLF}` : `${head}transfer-encoding: chunked${CRLF}${CRLF}`, 'latin1');
-      body.start(this.#onBodyData, this.#onBodyEnd);
+      body.start((chunk) => this.#sendBody(chunk), () => this.#bodyDone());
     }
     socket.uncork();
   }
@@ -214,9 +232,9 @@ export class Relay {
       ok = socket.write(CRLF, 'latin1');
       socket.uncork();
     }
-    if (!ok) {
+    if (!ok && !this.#bodyPaused) {
+      this.#bodyPaused = true;
       body.pause();
-      socket.once('drain', this.#onSocketDrain);
     }
   }
 
@@ -273,7 +291,10 @@ export class Relay {
     // From here on the status is out: a failure can only end or cut the stream.
     this.#head = head;
     this.#bodyEnd = new BodyEnd(head.framing, head.length);
-    this.#socket?.setTimeout(this.#o.bodyTimeoutMs);
+    if (this.#o.bodyTimeoutMs > 0 || this.#timed) {
+      this.#socket?.setTimeout(this.#o.bodyTimeoutMs);
+      this.#timed = this.#o.bodyTimeoutMs > 0;
+    }
     this.#o.stats.status(head.status);
     this.#o.stats.firstByte(process.hrtime.bigint() - this.#started);
   }
@@ -288,8 +309,9 @@ export class Relay {
 
   #write(bytes: Buffer): void {
     this.#o.stats.bytesOut += bytes.length;
-    if (!this.#d.write(bytes)) {
-      this.#socket?.pause();
+    if (!this.#d.write(bytes) && this.#socket !== null) {
+      this.#socket.pause();
+      this.#onResDrain ??= () => { this.#socket?.resume(); };
       this.#d.onceDrain(this.#onResDrain);
     }
   }
@@ -359,17 +381,12 @@ export class Relay {
   #detach(): Socket | null {
     const socket = this.#socket;
     this.#socket = null;
-    this.#d.offDrain(this.#onResDrain);
+    if (this.#onResDrain !== null) this.#d.offDrain(this.#onResDrain);
     const body = this.#d.body;
     if (body !== null && !Buffer.isBuffer(body)) body.stop();
     if (socket === null) return null;
-    socket.off('data', this.#onData);
-    socket.off('end', this.#onEnd);
-    socket.off('close', this.#onEnd);
-    socket.off('error', this.#onError);
-    socket.off('timeout', this.#onTimeout);
-    socket.off('drain', this.#onSocketDrain);
-    socket.setTimeout(0);
+    this.#o.sockets.disown(socket);
+    if (this.#timed) socket.setTimeout(0);
     return socket;
   }
 

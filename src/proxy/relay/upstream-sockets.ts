@@ -4,6 +4,11 @@
  * the keep-alive time), opens a new one below the limit, or waits in line for one; a connection
  * comes back only when its exchange ended cleanly. Idle connections that close, error or send
  * anything are dropped.
+ *
+ * Each connection gets its listeners once, when it is opened, and passes its events to the
+ * exchange that holds it (an UpstreamUser), or drops itself when it is idle: handing a connection
+ * from one request to the next adds and removes nothing and arms no timer. An idle connection's
+ * deadline is checked when a request would take it and by a sweep that closes the ones nobody took.
  */
 import { connect, type Socket } from 'node:net';
 
@@ -18,18 +23,37 @@ export interface UpstreamSocketsOptions {
   readonly connectTimeoutMs: number;
 }
 
-/** A connection handed to a request; `reused` when it carried an earlier exchange. */
-export type Take = (err: Error | null, socket: Socket | null, reused: boolean) => void;
+/** The exchange holding a connection, told of everything that happens on it. */
+export interface UpstreamUser {
+  /** The connection asked for (`reused`: it carried an earlier exchange), or why there is none. */
+  upstreamReady(err: Error | null, socket: Socket | null, reused: boolean): void;
+  upstreamData(chunk: Buffer): void;
+  /** The upstream ended or closed the connection. */
+  upstreamEnded(): void;
+  upstreamError(err: Error): void;
+  upstreamTimeout(): void;
+  upstreamDrain(): void;
+}
 
+interface Conn {
+  user: UpstreamUser | null;
+  /** While idle: when it must be let go (ms). */
+  idleUntil: number;
+}
+
+const OWNER = Symbol('ollana.upstream');
+type Owned = Socket & { [OWNER]: Conn };
 const noop = (): void => undefined;
+/** How often idle connections past their deadline are closed when nobody takes them. */
+const SWEEP_MS = 1_000;
 
 export class UpstreamSockets {
   readonly #o: UpstreamSocketsOptions;
-  readonly #idle: Socket[] = [];
-  readonly #waiting: Take[] = [];
+  readonly #idle: Owned[] = [];
+  readonly #waiting: UpstreamUser[] = [];
   #open = 0;
   #destroyed: Error | null = null;
-  readonly #onIdleEvent = new WeakMap<Socket, () => void>();
+  #sweep: NodeJS.Timeout | null = null;
 
   constructor(options: UpstreamSocketsOptions) {
     this.#o = options;
@@ -48,34 +72,40 @@ export class UpstreamSockets {
   }
 
   /**
-   * Hands a connection to `take`, at once when one is idle or may be opened, else when one comes
+   * Hands a connection to `user`, at once when one is idle or may be opened, else when one comes
    * back. `fresh` skips idle connections (a retry after a reused one turned out closed). Returns a
    * function that gives up the place in line.
    */
-  acquire(take: Take, fresh = false): () => void {
+  acquire(user: UpstreamUser, fresh = false): () => void {
     if (this.#destroyed !== null) {
-      take(this.#destroyed, null, false);
+      user.upstreamReady(this.#destroyed, null, false);
       return noop;
     }
     if (!fresh) {
       const idle = this.#popIdle();
       if (idle !== null) {
-        take(null, idle, true);
+        idle[OWNER].user = user;
+        user.upstreamReady(null, idle, true);
         return noop;
       }
     }
     if (this.#open < this.#o.max) {
-      take(null, this.#connect(), false);
+      user.upstreamReady(null, this.#connect(user), false);
       return noop;
     }
     if (fresh && this.#idle.length > 0) {
       this.#idle.shift()!.destroy();
     }
-    this.#waiting.push(take);
+    this.#waiting.push(user);
     return () => {
-      const i = this.#waiting.indexOf(take);
+      const i = this.#waiting.indexOf(user);
       if (i >= 0) this.#waiting.splice(i, 1);
     };
+  }
+
+  /** The exchange stops hearing of the connection (it is about to release or destroy it). */
+  disown(socket: Socket): void {
+    (socket as Owned)[OWNER].user = null;
   }
 
   /**
@@ -84,60 +114,87 @@ export class UpstreamSockets {
    * second earlier, so a request never goes out on a connection the upstream is closing.
    */
   release(socket: Socket, reusable: boolean, upstreamIdleMs: number | null = null): void {
+    const owned = socket as Owned;
+    owned[OWNER].user = null;
     if (!reusable || socket.destroyed || this.#destroyed !== null) {
       socket.destroy();
       return;
     }
     const next = this.#waiting.shift();
     if (next !== undefined) {
-      next(null, socket, true);
+      owned[OWNER].user = next;
+      next.upstreamReady(null, socket, true);
       return;
     }
-    const drop = (): void => {
-      const i = this.#idle.indexOf(socket);
-      if (i >= 0) this.#idle.splice(i, 1);
-      socket.destroy();
-    };
-    this.#onIdleEvent.set(socket, drop);
-    socket.on('data', drop); // an idle connection has nothing to say
-    socket.on('end', drop);
-    socket.on('timeout', drop);
     const idleMs = upstreamIdleMs === null ? this.#o.keepAliveMs : Math.min(this.#o.keepAliveMs, upstreamIdleMs - 1_000);
     if (idleMs <= 0) {
-      drop();
+      socket.destroy();
       return;
     }
-    socket.setTimeout(idleMs);
+    owned[OWNER].idleUntil = Date.now() + idleMs;
+    // A connection handed over from an exchange that had paused it for a slow client.
     socket.resume();
-    this.#idle.push(socket);
+    this.#idle.push(owned);
+    this.#sweep ??= setInterval(() => this.#closeExpired(), SWEEP_MS).unref();
   }
 
   /** Closes every connection and fails every request in line. */
   destroy(err: Error): void {
     this.#destroyed = err;
+    if (this.#sweep !== null) clearInterval(this.#sweep);
+    this.#sweep = null;
     for (const s of this.#idle.splice(0)) s.destroy();
-    for (const take of this.#waiting.splice(0)) take(err, null, false);
+    for (const user of this.#waiting.splice(0)) user.upstreamReady(err, null, false);
   }
 
-  #popIdle(): Socket | null {
+  #popIdle(): Owned | null {
+    const now = Date.now();
     for (let s = this.#idle.pop(); s !== undefined; s = this.#idle.pop()) {
-      const drop = this.#onIdleEvent.get(s)!;
-      s.off('data', drop);
-      s.off('end', drop);
-      s.off('timeout', drop);
-      s.setTimeout(0);
-      if (!s.destroyed && s.readable && s.writable) return s;
+      if (!s.destroyed && s.readable && s.writable && s[OWNER].idleUntil > now) return s;
       s.destroy();
     }
     return null;
   }
 
-  #connect(): Socket {
+  #closeExpired(): void {
+    const now = Date.now();
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      const s = this.#idle[i]!;
+      if (s[OWNER].idleUntil <= now) {
+        this.#idle.splice(i, 1);
+        s.destroy();
+      }
+    }
+    if (this.#idle.length === 0 && this.#sweep !== null) {
+      clearInterval(this.#sweep);
+      this.#sweep = null;
+    }
+  }
+
+  /** An idle connection that says or does anything is of no more use. */
+  #dropIdle(socket: Owned): void {
+    const i = this.#idle.indexOf(socket);
+    if (i >= 0) this.#idle.splice(i, 1);
+    socket.destroy();
+  }
+
+  #connect(user: UpstreamUser): Socket {
     this.#open += 1;
-    const socket = connect({ host: this.#o.host, port: this.#o.port, noDelay: true, keepAlive: true });
-    // The exchange listens for errors while it holds the connection; this one keeps an error on an
-    // idle or abandoned connection from becoming an uncaught exception.
-    socket.on('error', noop);
+    const socket = connect({ host: this.#o.host, port: this.#o.port, noDelay: true, keepAlive: true }) as Owned;
+    const conn: Conn = { user, idleUntil: 0 };
+    socket[OWNER] = conn;
+    socket.on('data', (chunk: Buffer) => {
+      if (conn.user !== null) conn.user.upstreamData(chunk);
+      else this.#dropIdle(socket);
+    });
+    socket.on('end', () => {
+      if (conn.user !== null) conn.user.upstreamEnded();
+      else this.#dropIdle(socket);
+    });
+    // An error on an idle or abandoned connection must not become an uncaught exception.
+    socket.on('error', (err: Error) => conn.user?.upstreamError(err));
+    socket.on('timeout', () => conn.user?.upstreamTimeout());
+    socket.on('drain', () => conn.user?.upstreamDrain());
     const timer = setTimeout(() => {
       const err = Object.assign(new Error(`connect timeout after ${this.#o.connectTimeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' });
       socket.destroy(err);
@@ -146,9 +203,17 @@ export class UpstreamSockets {
     socket.once('close', () => {
       clearTimeout(timer);
       this.#open -= 1;
+      const held = conn.user;
+      conn.user = null;
+      if (held !== null) held.upstreamEnded();
+      else {
+        const i = this.#idle.indexOf(socket);
+        if (i >= 0) this.#idle.splice(i, 1);
+      }
       // A place opened up: the first request in line gets a new connection.
       if (this.#destroyed === null && this.#waiting.length > 0 && this.#open < this.#o.max) {
-        this.#waiting.shift()!(null, this.#connect(), false);
+        const next = this.#waiting.shift()!;
+        next.upstreamReady(null, this.#connect(next), false);
       }
     });
     return socket;
