@@ -21,7 +21,7 @@ import { MAX_URL_BYTES, type ConnectionGuard } from '../connection-guard.ts';
 import { validHostValue } from '../request-target.ts';
 import type { BodyFraming } from '../relay/framing.ts';
 import { Relay, type BodyStream, type Downstream, type RelayOptions } from '../relay/relay.ts';
-import { RequestParser, type ParserError, type RequestHead } from './request-parser.ts';
+import { PARSED_ALL, PARSE_FAILED, RequestParser, type ParserError, type ParserEvents, type RequestHead } from './request-parser.ts';
 
 /** What the front gives every connection. */
 export interface FrontContext {
@@ -295,7 +295,7 @@ class FastRequest implements Downstream, BodyStream {
     this.#c.cut(err);
   }
 
-  readonly sendError = (status: number, message: string, extra: string[]): void => {
+  sendError(status: number, message: string, extra: string[]): void {
     if (this.responding || this.#c.gone) return;
     this.responding = true;
     const body = errorBody(this.url, status, message);
@@ -304,7 +304,7 @@ class FastRequest implements Downstream, BodyStream {
     for (let i = 0; i < extra.length; i += 2) head += `${extra[i]!}: ${extra[i + 1]!}${CRLF}`;
     this.#head = head + this.#c.connectionHeaders(this.keepAlive) + CRLF;
     this.#finishResponse(body);
-  };
+  }
 
   #finishResponse(tail: string): void {
     if (this.responseDone) return;
@@ -321,7 +321,23 @@ class FastRequest implements Downstream, BodyStream {
   }
 }
 
-export class FastConnection {
+const CONNECTION = Symbol('ollana.fastConnection');
+type Held = Socket & { [CONNECTION]: FastConnection };
+
+// Socket listeners shared by every connection (the socket is `this`): nothing made per connection.
+function onData(this: Held, chunk: Buffer): void {
+  this[CONNECTION].feed(chunk);
+}
+
+function onEnd(this: Held): void {
+  this[CONNECTION].clientEnded();
+}
+
+function onClose(this: Held): void {
+  this[CONNECTION].clientClosed();
+}
+
+export class FastConnection implements ParserEvents {
   readonly socket: Socket;
   readonly #ctx: FrontContext;
   readonly #handOff: () => void;
@@ -341,35 +357,56 @@ export class FastConnection {
   /** Closed, handed to node:http, or refused: nothing more happens here. */
   gone = false;
 
-  readonly #onData = (chunk: Buffer): void => this.#feed(chunk);
-  readonly #onClose = (): void => this.#closed();
-  /**
-   * The client half-closed: node:http (without httpAllowHalfOpen) then aborts what is in progress
-   * and ends its side too; so does this.
-   */
-  readonly #onEnd = (): void => {
-    this.#closed();
-    if (this.socket.writable) this.socket.end();
-  };
-
   constructor(socket: Socket, ctx: FrontContext, handOff: () => void) {
     this.socket = socket;
     this.#ctx = ctx;
     this.#handOff = handOff;
     this.#headersSince = Date.now();
-    this.#parser = new RequestParser(ctx.maxHeaderBytes, {
-      // A later request's header time counts from its first byte (the first one's from the connection).
-      begin: () => { if (this.#current === null && this.#idleSince !== 0) this.#headersSince = Date.now(); },
-      head: (head) => this.#onHead(head),
-      body: (chunk) => this.#current?.bodyChunk(chunk),
-      complete: () => this.#messageComplete(),
-    });
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('close', this.#onClose);
+    this.#parser = RequestParser.take(ctx.maxHeaderBytes, this);
+    (socket as Held)[CONNECTION] = this;
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('close', onClose);
     // Kept for the socket's whole life, whoever holds it: an error on a connection being closed or
     // cut must not become an uncaught exception ('close' follows every error).
     socket.on('error', noop);
+  }
+
+  // --- the parser's events ---
+
+  parserBegin(): void {
+    // A later request's header time counts from its first byte (the first one's from the connection).
+    if (this.#current === null && this.#idleSince !== 0) this.#headersSince = Date.now();
+  }
+
+  /**
+   * A head, from inside the parser: taken at once (the parse goes on into its body), or the parse
+   * stops right after it, for a request that waits behind the one in progress or goes to node:http.
+   */
+  parserHead(head: RequestHead): boolean {
+    if (this.#current === null && this.#take(head)) return false;
+    this.#head = head;
+    return true;
+  }
+
+  parserBody(chunk: Buffer): void {
+    this.#current?.bodyChunk(chunk);
+  }
+
+  parserComplete(): void {
+    const current = this.#current;
+    if (current === null) return;
+    current.complete();
+    if (current.responseDone) this.#over();
+  }
+
+  /**
+   * The client half-closed: node:http (without httpAllowHalfOpen) then aborts what is in progress
+   * and ends its side too; so does this.
+   */
+  clientEnded(): void {
+    this.clientClosed();
+    if (this.socket.writable) this.socket.end();
   }
 
   /** The Connection (and Keep-Alive) header lines of an answer, as node:http writes them. */
@@ -383,26 +420,17 @@ export class FastConnection {
       : `connection: keep-alive${CRLF}`;
   }
 
-  /**
-   * A head, from inside the parser: taken at once (the parse goes on into its body), or the parse
-   * stops right after it, for a request that waits behind the one in progress or goes to node:http.
-   */
-  #onHead(head: RequestHead): boolean {
-    if (this.#current === null && this.#take(head)) return false;
-    this.#head = head;
-    return true;
-  }
-
-  #feed(data: Buffer): void {
+  /** A read from the client. */
+  feed(data: Buffer): void {
     if (this.gone) return;
     // The whole read is parsed before a request taken in it goes anywhere: bad bytes behind its head
     // (broken chunk framing, a smuggled request) are refused before anything reaches Ollama.
-    const r = this.#parser.execute(data);
-    if (r.kind === 'error') { this.#malformed(r.error); return; }
-    if (r.kind === 'head') {
+    const at = this.#parser.execute(data);
+    if (at === PARSE_FAILED) { this.#malformed(this.#parser.error!); return; }
+    if (at !== PARSED_ALL) {
       const head = this.#head!;
       this.#head = null;
-      const rest = data.subarray(r.at);
+      const rest = data.subarray(at);
       if (this.#current === null) { this.#giveUp(head, rest); return; }
       // Pipelined: it waits until the request before it is over, as node:http makes it wait.
       this.#waiting = { head, rest };
@@ -436,13 +464,6 @@ export class FastConnection {
     request.relay.start();
   }
 
-  #messageComplete(): void {
-    const current = this.#current;
-    if (current === null) return;
-    current.complete();
-    if (current.responseDone) this.#over();
-  }
-
   /** The relay is done with `request` (its response is complete, failed, or the client left). */
   exchangeOver(request: FastRequest): void {
     if (request !== this.#current || this.gone) return;
@@ -469,7 +490,7 @@ export class FastConnection {
       if (!this.#take(waiting.head)) { this.#giveUp(waiting.head, waiting.rest); return; }
       this.socket.resume();
       // Its body and what follows (an empty rest still completes a request without a body).
-      this.#feed(waiting.rest);
+      this.feed(waiting.rest);
     });
   }
 
@@ -552,7 +573,8 @@ export class FastConnection {
     else socket.once('finish', () => socket.destroy());
   }
 
-  #closed(): void {
+  /** The client's connection closed. */
+  clientClosed(): void {
     const current = this.#current;
     this.#leave();
     // The client went away: the upstream connection closes, which is how Ollama stops generating.
@@ -563,11 +585,13 @@ export class FastConnection {
   #leave(): void {
     if (this.gone) return;
     this.gone = true;
-    this.socket.off('data', this.#onData);
-    this.socket.off('end', this.#onEnd);
-    this.socket.off('close', this.#onClose);
+    this.socket.off('data', onData);
+    this.socket.off('end', onEnd);
+    this.socket.off('close', onClose);
     // Not from inside the parser's own callbacks (they may be on the stack when the client leaves).
-    setImmediate(() => this.#parser.close());
+    const parser = this.#parser;
+    parser.events = null;
+    setImmediate(() => parser.release());
     this.#ctx.closed(this);
   }
 }

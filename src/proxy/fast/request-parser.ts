@@ -67,78 +67,129 @@ export interface RequestHead {
 
 export interface ParserEvents {
   /** A request's first byte (empty lines before a request line do not count). */
-  begin(): void;
+  parserBegin(): void;
   /** Returns true to stop the parse right after this head. */
-  head(head: RequestHead): boolean;
-  body(chunk: Buffer): void;
-  complete(): void;
+  parserHead(head: RequestHead): boolean;
+  parserBody(chunk: Buffer): void;
+  parserComplete(): void;
 }
 
 /** Most header lines kept of one request, as node:http's server keeps (maxHeadersCount 2000). */
 const MAX_HEADER_PAIRS = 2000;
+/** Parsers kept for the next connections (node:http keeps 1000 the same way). */
+const MAX_FREE = 1000;
 
-export type ExecuteResult =
-  /** every byte was parsed */
-  | { readonly kind: 'done' }
-  /** the parse stopped after a head the caller paused at (or an upgrade head), which ended at `at` */
-  | { readonly kind: 'head'; readonly at: number }
-  | { readonly kind: 'error'; readonly error: ParserError };
+/** `execute` results other than the offset where a paused-at head ended. */
+export const PARSED_ALL = -1;
+export const PARSE_FAILED = -2;
+
+interface Owned extends NativeParser {
+  owner: RequestParser | null;
+}
+
+// The native parser calls these with itself as `this`; one set of functions serves every parser.
+function onBegin(this: Owned): void {
+  this.owner?.events?.parserBegin();
+}
+
+function onHeaders(this: Owned, headers: string[], url: string): void {
+  this.owner?.partial(headers, url);
+}
+
+function onHeadersComplete(this: Owned, versionMajor: number, versionMinor: number, headers: string[] | undefined,
+  method: number, url: string | undefined, _status: unknown, _message: unknown, upgrade: boolean, keepAlive: boolean): number {
+  const owner = this.owner;
+  if (owner === null) return 0;
+  return owner.head(versionMajor, versionMinor, headers, method, url, upgrade, keepAlive) ? PAUSE : 0;
+}
+
+function onBody(this: Owned, chunk: Buffer): void {
+  this.owner?.events?.parserBody(chunk);
+}
+
+function onComplete(this: Owned): void {
+  this.owner?.events?.parserComplete();
+}
+
+const free: RequestParser[] = [];
 
 export class RequestParser {
-  readonly #p: NativeParser;
-  readonly #events: ParserEvents;
+  readonly #p: Owned;
+  events: ParserEvents | null = null;
+  /** What made `execute` return PARSE_FAILED. */
+  error: ParserError | null = null;
   /** Header lines and URL of a head that spans several reads (llhttp hands them over in parts). */
   #headers: string[] = [];
   #url = '';
   #sawHead = false;
-  #closed = false;
 
-  constructor(maxHeaderSize: number, events: ParserEvents) {
-    this.#events = events;
-    const p = new HTTPParser();
-    p.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, 0);
-    p[HTTPParser.kOnMessageBegin] = (): void => this.#events.begin();
-    p[HTTPParser.kOnHeaders] = (headers: string[], url: string): void => {
-      if (this.#headers.length < 2 * MAX_HEADER_PAIRS) this.#headers.push(...headers);
-      this.#url += url;
-    };
-    p[HTTPParser.kOnHeadersComplete] = (versionMajor: number, versionMinor: number, headers: string[] | undefined,
-      method: number, url: string | undefined, _status: unknown, _message: unknown, upgrade: boolean, keepAlive: boolean): number => {
-      if (headers === undefined) { headers = this.#headers; this.#headers = []; }
-      else if (headers.length > 2 * MAX_HEADER_PAIRS) headers.length = 2 * MAX_HEADER_PAIRS;
-      if (url === undefined) { url = this.#url; this.#url = ''; }
-      const pause = this.#events.head({ method: methods[method] ?? 'GET', url, headers, versionMajor, versionMinor, upgrade, keepAlive });
-      this.#sawHead = pause;
-      return pause ? PAUSE : 0;
-    };
-    p[HTTPParser.kOnBody] = (chunk: Buffer): void => this.#events.body(chunk);
-    p[HTTPParser.kOnMessageComplete] = (): void => this.#events.complete();
+  private constructor() {
+    const p = new HTTPParser() as Owned;
+    p.owner = this;
+    p[HTTPParser.kOnMessageBegin] = onBegin;
+    p[HTTPParser.kOnHeaders] = onHeaders;
+    p[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
+    p[HTTPParser.kOnBody] = onBody;
+    p[HTTPParser.kOnMessageComplete] = onComplete;
     this.#p = p;
   }
 
+  /** A parser for a new connection, reused from a closed one when there is one. */
+  static take(maxHeaderSize: number, events: ParserEvents): RequestParser {
+    const parser = free.pop() ?? new RequestParser();
+    parser.#p.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, 0);
+    parser.events = events;
+    return parser;
+  }
+
+  /** @internal llhttp's kOnHeaders: part of a head that spans several reads. */
+  partial(headers: string[], url: string): void {
+    if (this.#headers.length < 2 * MAX_HEADER_PAIRS) this.#headers.push(...headers);
+    this.#url += url;
+  }
+
+  /** @internal llhttp's kOnHeadersComplete; returns whether to pause after it. */
+  head(versionMajor: number, versionMinor: number, headers: string[] | undefined, method: number, url: string | undefined,
+    upgrade: boolean, keepAlive: boolean): boolean {
+    if (headers === undefined) { headers = this.#headers; this.#headers = []; }
+    else if (headers.length > 2 * MAX_HEADER_PAIRS) headers.length = 2 * MAX_HEADER_PAIRS;
+    if (url === undefined) { url = this.#url; this.#url = ''; }
+    const events = this.events;
+    const pause = events === null || events.parserHead({ method: methods[method] ?? 'GET', url, headers, versionMajor, versionMinor, upgrade, keepAlive });
+    this.#sawHead = pause;
+    return pause;
+  }
+
   /**
-   * Parses `data`. A head the caller pauses at stops the parse right after it ('head', with the
-   * offset in `data`); an upgrade (or CONNECT) head always does, as llhttp does, and should be
-   * paused at. An error leaves the parser unusable.
+   * Parses `data`. Returns PARSED_ALL, or the offset in `data` just past a head the caller paused at
+   * (an upgrade or CONNECT head always stops the parse, as llhttp does, and should be paused at), or
+   * PARSE_FAILED with the reason in `error` (the parser is then of no more use).
    */
-  execute(data: Buffer): ExecuteResult {
+  execute(data: Buffer): number {
     this.#sawHead = false;
     const r = this.#p.execute(data);
     if (typeof r === 'number') {
       // An upgrade head: llhttp stops after it on its own and reports the bytes it took.
-      return this.#sawHead ? { kind: 'head', at: r } : { kind: 'done' };
+      return this.#sawHead ? r : PARSED_ALL;
     }
     if (r.code === 'HPE_PAUSED') {
       this.#p.resume();
-      return { kind: 'head', at: r.bytesParsed };
+      return r.bytesParsed;
     }
-    return { kind: 'error', error: r };
+    this.error = r;
+    return PARSE_FAILED;
   }
 
-  /** Frees the native parser; not from inside one of its own callbacks. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#p.close();
+  /** Gives the parser back for another connection; not from inside one of its own callbacks. */
+  release(): void {
+    this.events = null;
+    this.error = null;
+    this.#headers = [];
+    this.#url = '';
+    if (free.length < MAX_FREE) free.push(this);
+    else {
+      this.#p.owner = null;
+      this.#p.close();
+    }
   }
 }

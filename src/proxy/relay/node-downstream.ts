@@ -59,7 +59,6 @@ export class NodeDownstream implements Downstream {
   readonly url: string;
   readonly headers: readonly string[];
   readonly body: Buffer | BodyStream | null;
-  readonly sendError: Downstream['sendError'];
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #broken: (socket: IncomingMessage['socket']) => boolean;
@@ -74,7 +73,10 @@ export class NodeDownstream implements Downstream {
     this.url = req.url ?? '/';
     this.headers = upstreamRequestHeaders(req, 'http');
     this.body = body === null || Buffer.isBuffer(body) ? body : new RequestBody(body);
-    this.sendError = responseErrorSender(res, this.url);
+  }
+
+  sendError(status: number, message: string, extra: string[]): void {
+    responseErrorSender(this.#res, this.url)(status, message, extra);
   }
 
   broken(): boolean {

@@ -64,7 +64,7 @@ export interface Downstream {
    */
   breakOff(tail: string | null, atChunkStart: boolean, err: Error): void;
   /** Answers with ollana's own error before anything was sent. */
-  readonly sendError: FailedExchange['sendError'];
+  sendError(status: number, message: string, extra: string[]): void;
   /** Called once when the exchange is over, however it ended. */
   finished(): void;
 }
@@ -352,7 +352,7 @@ export class Relay implements UpstreamUser {
       return;
     }
     const failed: FailedExchange = {
-      path: this.#d.url, sendError: this.#d.sendError, stats: this.#o.stats, log: this.#o.log,
+      path: this.#d.url, sendError: (status, message, extra) => this.#d.sendError(status, message, extra), stats: this.#o.stats, log: this.#o.log,
       upstream: this.#o.upstream, extraHeaders: this.#o.extraHeaders, outOfFiles: this.#o.outOfFiles,
     };
     const responded = this.#head !== null;
