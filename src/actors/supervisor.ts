@@ -633,6 +633,7 @@ export class Supervisor extends EventEmitter {
           clientAborts: sum((w) => w.clientAborts), upstreamErrors: sum((w) => w.upstreamErrors),
           bytesIn: sum((w) => w.bytesIn), bytesOut: sum((w) => w.bytesOut),
           tlsHandshakes: sum((w) => w.tlsHandshakes), tlsResumed: sum((w) => w.tlsResumed),
+          fastRequests: sum((w) => w.fastRequests), handedToNode: sum((w) => w.handedToNode),
         },
         list: workers,
       },

@@ -71,6 +71,9 @@ export const workerStatsSchema = z.object({
   /** TLS handshakes completed by this worker (server or client side), and how many resumed a session */
   tlsHandshakes: z.number(),
   tlsResumed: z.number(),
+  /** Requests the server node's fast front relayed itself, and connections it handed to node:http (fast/front.ts). */
+  fastRequests: z.number(),
+  handedToNode: z.number(),
 });
 export type WorkerStats = z.infer<typeof workerStatsSchema>;
 

@@ -164,7 +164,7 @@ export class ProxyServer {
       headersTimeoutMs: settings.requestHeadersTimeoutMs,
       keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
       hostCheck: this.#hostCheck,
-    }, this.#guard, () => this.#fastTarget, () => this.#draining);
+    }, this.#guard, this.stats, () => this.#fastTarget, () => this.#draining);
     this.#guard.evictAlso(() => this.#front.closeIdle());
     const httpOptions = {
       noDelay: true,

@@ -24,6 +24,9 @@ export class StatsCollector {
   requests = 0;
   completed = 0;
   clientAborts = 0;
+  /** Requests the fast front relayed itself; connections it gave to node:http. */
+  fastRequests = 0;
+  handedToNode = 0;
   upstreamErrors = 0;
   bytesIn = 0;
   bytesOut = 0;
@@ -75,6 +78,8 @@ export class StatsCollector {
       inFlight: this.inFlight,
       completed: this.completed,
       clientAborts: this.clientAborts,
+      fastRequests: this.fastRequests,
+      handedToNode: this.handedToNode,
       upstreamErrors: this.upstreamErrors,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,

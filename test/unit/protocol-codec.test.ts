@@ -8,7 +8,7 @@ import type { PeerInfo } from '../../src/protocol/lan.ts';
 
 const latency: LatencySummary = { count: 3, min: 1, max: 9.5, mean: 4.25, p50: 3, p90: 9, p99: 9.5, p999: 9.5 };
 const stats: WorkerStats = {
-  worker: 2, threadId: 7, requests: 10, inFlight: 1, completed: 9, clientAborts: 0, upstreamErrors: 1,
+  worker: 2, threadId: 7, requests: 10, inFlight: 1, completed: 9, clientAborts: 0, fastRequests: 8, handedToNode: 1, upstreamErrors: 1,
   bytesIn: 1234, bytesOut: 2 ** 40, statuses: { '2xx': 8, '5xx': 1 }, ttfbMs: latency, durationMs: latency,
   rssBytes: 50_000_000, tlsHandshakes: 12, tlsResumed: 11,
 };

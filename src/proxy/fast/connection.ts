@@ -20,12 +20,14 @@ import { hostAllowedOnLoopback } from '../cors.ts';
 import { MAX_URL_BYTES, type ConnectionGuard } from '../connection-guard.ts';
 import { validHostValue } from '../request-target.ts';
 import type { BodyFraming } from '../relay/framing.ts';
+import type { StatsCollector } from '../stats.ts';
 import { Relay, type BodyStream, type Downstream, type RelayOptions } from '../relay/relay.ts';
 import { PARSED_ALL, PARSE_FAILED, RequestParser, type ParserError, type ParserEvents, type RequestHead } from './request-parser.ts';
 
 /** What the front gives every connection. */
 export interface FrontContext {
   readonly guard: ConnectionGuard;
+  readonly stats: StatsCollector;
   /** The relay to the local Ollama for fast requests now, or null: hand every request to node:http. */
   target(): RelayOptions | null;
   readonly maxHeaderBytes: number;
@@ -449,6 +451,7 @@ export class FastConnection implements ParserEvents {
     this.#headersSince = 0;
     this.#idleSince = 0;
     this.#current = new FastRequest(this, this.socket, head, facts, this.#ctx.smallBody);
+    this.#ctx.stats.fastRequests += 1;
     return true;
   }
 
@@ -501,6 +504,7 @@ export class FastConnection implements ParserEvents {
    */
   #giveUp(head: RequestHead, rest: Buffer): void {
     this.#leave();
+    this.#ctx.stats.handedToNode += 1;
     const socket = this.socket;
     const handle = (socket as { _handle?: { _consumed?: boolean } | null })._handle;
     if (handle) handle._consumed = true;

@@ -13,6 +13,7 @@
 import type { Socket } from 'node:net';
 import type { ConnectionGuard } from '../connection-guard.ts';
 import type { RelayOptions } from '../relay/relay.ts';
+import type { StatsCollector } from '../stats.ts';
 import { FastConnection, type FrontContext } from './connection.ts';
 
 export interface FrontSettings {
@@ -33,10 +34,12 @@ export class FastFront {
    * @param target the relay to the local Ollama now, or null while this node is not a server node
    *   with one local Ollama (then every connection goes to node:http at once)
    */
-  constructor(settings: FrontSettings, guard: ConnectionGuard, target: () => RelayOptions | null, draining: () => boolean) {
+  constructor(settings: FrontSettings, guard: ConnectionGuard, stats: StatsCollector, target: () => RelayOptions | null,
+    draining: () => boolean) {
     this.#ctx = {
       ...settings,
       guard,
+      stats,
       target,
       draining,
       closed: (c) => { this.#connections.delete(c); },
