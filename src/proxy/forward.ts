@@ -17,6 +17,7 @@ import type { Upstream } from '../protocol/messages.ts';
 import { downstreamResponseHeaders } from './headers.ts';
 import { REFUSED_HEADER } from './refusal.ts';
 import type { StatsCollector } from './stats.ts';
+import { relayed } from './read-buffers.ts';
 import { CONNECT_CODES, answerFailure, answerOutOfFiles, codeOf, responseErrorSender, type FailedExchange } from './upstream-failure.ts';
 
 const CLIENT_GONE = new Error('client went away');
@@ -128,6 +129,7 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   onBodySent(chunk: Buffer): void {
     this.#opts.stats.bytesIn += chunk.length;
+    relayed(chunk.length);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
@@ -159,6 +161,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (controller !== this.#controller || this.#clientGone) return;
     this.#opts.stats.bytesOut += chunk.length;
+    relayed(chunk.length);
     if (!this.#res.write(chunk)) {
       controller.pause();
       if (this.#resume === null) this.#resume = () => this.#controller?.resume();

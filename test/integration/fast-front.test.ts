@@ -51,7 +51,7 @@ async function delta(work: () => Promise<void>): Promise<Counts> {
 }
 
 let seq = 0;
-const mark = (): string => `f${++seq}f`;
+const mark = (): string => `q${++seq}q`; // q is no hex digit: no digest in a URL contains it
 const seen = (m: string): string[] => emu.requests.filter((r) => r.url.includes(m)).map((r) => `${r.method} ${r.url}`);
 
 test('keep-alive requests take the fast front, answered in order with node:http\'s connection headers', async () => {
@@ -134,6 +134,19 @@ test('a body over the small-body limit streams through: an 8 MiB blob arrives wi
   });
   assert.equal(d.fastRequests, 1);
   assert.equal((await raw(`${node.url}/api/blobs/sha256:${digest}`, { method: 'HEAD' })).status, 200);
+});
+
+test('after a large body, the next request on the connection is parsed from its first byte', async () => {
+  const m = mark();
+  const blob = Buffer.alloc(3 * 1024 * 1024 + 17, 9);
+  blob.write(m);
+  const digest = createHash('sha256').update(blob).digest('hex');
+  const head = `POST /api/blobs/sha256:${digest} HTTP/1.1\r\n${HOST}\r\nContent-Length: ${blob.length}\r\n\r\n`;
+  const next = `GET /api/tags?${m} HTTP/1.1\r\n${HOST}\r\nConnection: close\r\n\r\n`;
+  // The body's last bytes and the next request arrive in one read.
+  const ex = await exchange(tcp(node.port), [head, blob.subarray(0, blob.length - 5), Buffer.concat([blob.subarray(blob.length - 5), Buffer.from(next)])]);
+  assert.deepEqual(ex.responses.map((r) => r.status), [201, 200], ex.raw.toString('latin1').slice(0, 300));
+  assert.deepEqual(seen(m), [`GET /api/tags?${m}`]);
 });
 
 test('a client that goes away mid-stream aborts the generation at Ollama', async () => {

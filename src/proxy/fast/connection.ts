@@ -348,6 +348,8 @@ export class FastConnection implements ParserEvents {
   #current: FastRequest | null = null;
   /** The last head the parser gave, until execute returns. */
   #head: RequestHead | null = null;
+  /** Bytes still to come of the current request's body when it is read without the parser. */
+  #bodyLeft = 0;
   /** A pipelined head and the bytes after it, waiting for the current request to be over. */
   #waiting: { head: RequestHead; rest: Buffer } | null = null;
   /** Where the header timeout counts from (0: not waiting for a head). */
@@ -386,7 +388,8 @@ export class FastConnection implements ParserEvents {
    * stops right after it, for a request that waits behind the one in progress or goes to node:http.
    */
   parserHead(head: RequestHead): boolean {
-    if (this.#current === null && this.#take(head)) return false;
+    // Taken: the parse goes on into its body, or stops here when the body is read without the parser.
+    if (this.#current === null && this.#take(head)) return this.#bodyLeft > 0;
     this.#head = head;
     return true;
   }
@@ -425,18 +428,41 @@ export class FastConnection implements ParserEvents {
   /** A read from the client. */
   feed(data: Buffer): void {
     if (this.gone) return;
-    // The whole read is parsed before a request taken in it goes anywhere: bad bytes behind its head
-    // (broken chunk framing, a smuggled request) are refused before anything reaches Ollama.
-    const at = this.#parser.execute(data);
-    if (at === PARSE_FAILED) { this.#malformed(this.#parser.error!); return; }
-    if (at !== PARSED_ALL) {
-      const head = this.#head!;
+    let buf = data;
+    for (;;) {
+      if (this.#bodyLeft > 0) {
+        // A large body with a Content-Length passes by the parser: its bytes go on as they were read,
+        // where the parser would hand over a copy of each piece.
+        const n = Math.min(this.#bodyLeft, buf.length);
+        this.#bodyLeft -= n;
+        this.#current!.bodyChunk(n === buf.length ? buf : buf.subarray(0, n));
+        buf = buf.subarray(n);
+        if (this.#bodyLeft === 0) {
+          // The parser stopped at this request's head; the next request starts it afresh.
+          this.#parser.reset();
+          this.parserComplete();
+        }
+        if (buf.length === 0 || this.gone) break;
+        continue;
+      }
+      // The whole read is parsed before a request taken in it goes anywhere: bad bytes behind its head
+      // (broken chunk framing, a smuggled request) are refused before anything reaches Ollama.
+      const at = this.#parser.execute(buf);
+      if (at === PARSE_FAILED) { this.#malformed(this.#parser.error!); return; }
+      if (at === PARSED_ALL) break;
+      const head = this.#head;
       this.#head = null;
-      const rest = data.subarray(at);
+      const rest = buf.subarray(at);
+      if (head === null) {
+        // Stopped after a taken request's head: its body is read above.
+        buf = rest;
+        continue;
+      }
       if (this.#current === null) { this.#giveUp(head, rest); return; }
       // Pipelined: it waits until the request before it is over, as node:http makes it wait.
       this.#waiting = { head, rest };
       this.socket.pause();
+      break;
     }
     const current = this.#current;
     if (current !== null && current.relay === null && current.ready && !this.gone) this.#dispatch(current);
@@ -450,7 +476,9 @@ export class FastConnection implements ParserEvents {
     if (!fastRequest(head, facts, this.#ctx.hostCheck)) return false;
     this.#headersSince = 0;
     this.#idleSince = 0;
-    this.#current = new FastRequest(this, this.socket, head, facts, this.#ctx.smallBody);
+    const request = new FastRequest(this, this.socket, head, facts, this.#ctx.smallBody);
+    this.#current = request;
+    if (request.mode === 'stream' && request.length !== undefined) this.#bodyLeft = Number(request.length);
     this.#ctx.stats.fastRequests += 1;
     return true;
   }

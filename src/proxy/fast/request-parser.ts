@@ -122,6 +122,7 @@ export class RequestParser {
   #headers: string[] = [];
   #url = '';
   #sawHead = false;
+  #maxHeaderSize = 0;
 
   private constructor() {
     const p = new HTTPParser() as Owned;
@@ -137,6 +138,7 @@ export class RequestParser {
   /** A parser for a new connection, reused from a closed one when there is one. */
   static take(maxHeaderSize: number, events: ParserEvents): RequestParser {
     const parser = free.pop() ?? new RequestParser();
+    parser.#maxHeaderSize = maxHeaderSize;
     parser.#p.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, 0);
     parser.events = events;
     return parser;
@@ -178,6 +180,13 @@ export class RequestParser {
     }
     this.error = r;
     return PARSE_FAILED;
+  }
+
+  /** Starts afresh at a message boundary (after a body the caller read without the parser). */
+  reset(): void {
+    this.#p.initialize(HTTPParser.REQUEST, {}, this.#maxHeaderSize, 0);
+    this.#headers = [];
+    this.#url = '';
   }
 
   /** Gives the parser back for another connection; not from inside one of its own callbacks. */

@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../upstream-failure.ts';
+import { relayed } from '../read-buffers.ts';
 import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
 import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
 
@@ -222,6 +223,7 @@ export class Relay implements UpstreamUser {
     const body = this.#d.body as BodyStream;
     if (socket === null || this.#finished) return;
     this.#o.stats.bytesIn += chunk.length;
+    relayed(chunk.length);
     let ok: boolean;
     if (body.length !== undefined) {
       ok = socket.write(chunk);
@@ -309,6 +311,7 @@ export class Relay implements UpstreamUser {
 
   #write(bytes: Buffer): void {
     this.#o.stats.bytesOut += bytes.length;
+    relayed(bytes.length);
     if (!this.#d.write(bytes) && this.#socket !== null) {
       this.#socket.pause();
       this.#onResDrain ??= () => { this.#socket?.resume(); };
