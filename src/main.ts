@@ -4,26 +4,24 @@
  */
 import pkg from '../package.json' with { type: 'json' };
 import { parseCli } from './cli/args.ts';
-import { deviceCommand } from './cli/commands/device.ts';
-import { serveCommand } from './cli/commands/serve.ts';
-import { statusCommand } from './cli/commands/status.ts';
-import { stopCommand } from './cli/commands/stop.ts';
 import { EXIT_CODES, errorMessage, isOllanaError } from './errors.ts';
 
 export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number> {
   const cmd = parseCli(argv, pkg.version);
+  // Each command's modules load when it runs: a node (serve) does not carry the other commands'
+  // libraries for its whole life (undici for `status`, say), and `status` does not load the node.
   switch (cmd.command) {
     case 'print':
       process.stdout.write(cmd.text.endsWith('\n') ? cmd.text : `${cmd.text}\n`);
       return 0;
     case 'serve':
-      return serveCommand(cmd.flags, argv, env, pkg.version);
+      return (await import('./cli/commands/serve.ts')).serveCommand(cmd.flags, argv, env, pkg.version);
     case 'stop':
-      return stopCommand(cmd.flags, cmd.timeoutMs, env);
+      return (await import('./cli/commands/stop.ts')).stopCommand(cmd.flags, cmd.timeoutMs, env);
     case 'status':
-      return statusCommand(cmd.flags, cmd.url, cmd.json, env);
+      return (await import('./cli/commands/status.ts')).statusCommand(cmd.flags, cmd.url, cmd.json, env);
     case 'device':
-      return deviceCommand(cmd, env);
+      return (await import('./cli/commands/device.ts')).deviceCommand(cmd, env);
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${JSON.stringify(never)}`);

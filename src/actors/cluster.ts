@@ -3,7 +3,7 @@
  * its /api/tags lists (fetched when the server appears and whenever its models digest changes), and
  * the leader from the election. It turns into the route table the proxy workers use.
  */
-import { Client, request } from '../net/undici.ts';
+import type { Client } from '../net/undici.ts';
 import type { Logger } from '../log.ts';
 import { pinnedConnector, type TlsIdentity } from '../net/tls.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
@@ -121,11 +121,14 @@ export class ClusterView {
     const digest = entry.peer.models;
     const origin = peerUrl(entry.peer);
     const url = `${origin}/api/tags`;
-    const client = entry.client ??= new Client(origin, {
-      connect: pinnedConnector({ self: this.#self, expectedId: id, timeoutMs: TAGS_TIMEOUT_MS }),
-    });
     void (async () => {
       try {
+        // undici is loaded the first time a server node is met: a server node's main thread never needs it.
+        const { Client, request } = await import('../net/undici.ts');
+        if (this.#servers.get(id) !== entry) return; // it left (or moved) meanwhile
+        const client = entry.client ??= new Client(origin, {
+          connect: pinnedConnector({ self: this.#self, expectedId: id, timeoutMs: TAGS_TIMEOUT_MS }),
+        });
         const res = await request(url, { dispatcher: client, headersTimeout: TAGS_TIMEOUT_MS, bodyTimeout: TAGS_TIMEOUT_MS });
         const body = await res.body.json() as { models?: { name?: unknown }[] };
         if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);

@@ -1,7 +1,12 @@
-/** Start-up checks against the network: does an Ollama answer, is our port free. */
+/**
+ * Start-up and health checks against the network: does an Ollama answer, is our port free.
+ *
+ * The checks are small GETs made with node:http, not undici: a server node's main thread then
+ * never loads undici (~7 MB per thread; only client nodes need it, for the cluster's model lists).
+ */
+import { Agent, get, type IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
 import { connect } from 'node:tls';
-import { request } from './undici.ts';
 import { OllanaError, systemCode } from '../errors.ts';
 import { outOfFiles } from './open-files.ts';
 import type { OllamaTarget } from '../config/ollama-host.ts';
@@ -11,18 +16,45 @@ export type ProbeResult =
   /** outOfFiles: this process could not open a connection to ask (open-files.ts), which says nothing about Ollama. */
   | { readonly ok: false; readonly reason: string; readonly outOfFiles?: true };
 
+/** The probes' connections: kept between checks (one a heartbeat), a couple per Ollama at most. */
+const agent = new Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 2 });
+/** Largest answer a probe reads (a model list can be long; an Ollama never answers more). */
+const MAX_ANSWER = 16 * 1024 * 1024;
+
+/**
+ * GET `url` over plain HTTP or HTTPS; resolves with the status and the body as text, within
+ * `timeoutMs`. A kept connection the server had just closed is retried once on a new one.
+ */
+async function fetchText(url: string, timeoutMs: number, retried = false): Promise<{ status: number; text: string }> {
+  const https = url.startsWith('https:');
+  const send = https ? (await import('node:https')).get : get;
+  return new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const signal = AbortSignal.timeout(timeoutMs);
+    const req = send(url, { signal, ...(https ? {} : { agent }) }, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_ANSWER) req.destroy(new Error(`answer over ${MAX_ANSWER} bytes`));
+        else chunks.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', (err: Error & { code?: string }) => {
+      if (signal.aborted) reject(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+      else if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) fetchText(url, timeoutMs, true).then(resolve, reject);
+      else reject(err);
+    });
+  });
+}
+
 /** Asks GET /api/version, as the ollama CLI does; anything but a 200 with a version is "no Ollama". */
 export async function probeOllama(target: OllamaTarget, timeoutMs: number): Promise<ProbeResult> {
   const url = `${target.origin}${target.basePath}/api/version`;
   try {
-    const res = await request(url, {
-      method: 'GET',
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) return { ok: false, reason: `${url} answered HTTP ${res.statusCode}` };
+    const { status, text } = await fetchText(url, timeoutMs);
+    if (status !== 200) return { ok: false, reason: `${url} answered HTTP ${status}` };
     const version = (JSON.parse(text) as { version?: unknown }).version;
     if (typeof version !== 'string') return { ok: false, reason: `${url} answered without a version: not an Ollama` };
     return { ok: true, version };
@@ -36,10 +68,8 @@ export async function probeOllama(target: OllamaTarget, timeoutMs: number): Prom
 /** Whether an ollana node answers at `origin` (its /ollana/v1/health). */
 export async function probeOllana(origin: string, timeoutMs: number): Promise<boolean> {
   try {
-    const res = await request(`${origin}/ollana/v1/health`, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs) });
-    const body = await res.body.json() as { ok?: unknown };
-    return res.statusCode === 200 && body.ok === true;
+    const { status, text } = await fetchText(`${origin}/ollana/v1/health`, timeoutMs);
+    return status === 200 && (JSON.parse(text) as { ok?: unknown }).ok === true;
   } catch {
     return false;
   }
@@ -65,11 +95,9 @@ export function probeOllanaTls(host: string, port: number, timeoutMs: number): P
 /** The model names the Ollama at `target` lists, or null when it does not answer. */
 export async function fetchModels(target: OllamaTarget, timeoutMs: number): Promise<string[] | null> {
   try {
-    const res = await request(`${target.origin}${target.basePath}/api/tags`, {
-      headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs),
-    });
-    const body = await res.body.json() as { models?: { name?: unknown }[] };
-    if (res.statusCode !== 200) return null;
+    const { status, text } = await fetchText(`${target.origin}${target.basePath}/api/tags`, timeoutMs);
+    if (status !== 200) return null;
+    const body = JSON.parse(text) as { models?: { name?: unknown }[] };
     return (body.models ?? []).map((m) => m.name).filter((n): n is string => typeof n === 'string');
   } catch {
     return null;

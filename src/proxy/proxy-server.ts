@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import { once } from 'node:events';
 import type { TLSSocket } from 'node:tls';
-import { Pool } from '../net/undici.ts';
+import type { Pool } from '../net/undici.ts';
 import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream, WorkerStats } from '../protocol/messages.ts';
 import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy, hostAllowedOnLoopback } from './cors.ts';
@@ -69,6 +69,19 @@ export interface ProxyHost {
   refused(a: Admission, addr: string): void;
   /** A server node answered that it does not allow this device. */
   refusedBy(server: string): void;
+}
+
+type Undici = typeof import('../net/undici.ts');
+let undici: Undici | null = null;
+let undiciLoading: Promise<Undici> | null = null;
+
+/**
+ * undici, loaded the first time a worker needs a pool: a client node as soon as it knows a server, a
+ * server node only for what goes through node:http to its Ollama without the relay (an HTTP/1.0
+ * client). A server node's workers then never carry it (~7 MB each).
+ */
+function loadUndici(): Promise<Undici> {
+  return undiciLoading ??= import('../net/undici.ts').then((m) => (undici = m));
 }
 
 /** How long an upstream that refused a connection is tried last. */
@@ -266,6 +279,10 @@ export class ProxyServer {
    */
   #warm(u: Upstream): void {
     if (u.device === '' || this.#settings.tls === null || this.#draining) return;
+    if (undici === null) {
+      void loadUndici().then(() => { if (this.#table.upstreams.includes(u) && !this.#pools.has(poolKey(u))) this.#warm(u); });
+      return;
+    }
     const key = poolKey(u);
     this.#pool(u);
     const connector = this.#connectors.get(key);
@@ -293,7 +310,8 @@ export class ProxyServer {
         ? pinnedConnector({ self: s.tls, expectedId: upstream.device, timeoutMs: s.connectTimeoutMs })
         : null;
       if (pinned !== null) this.#connectors.set(key, pinned);
-      pool = new Pool(upstream.url, {
+      if (undici === null) throw new Error('undici is not loaded yet (loadUndici)');
+      pool = new undici.Pool(upstream.url, {
         connections: s.upstreamConnections,
         pipelining: 1,
         keepAliveTimeout: s.upstreamKeepAliveMs,
@@ -418,6 +436,16 @@ export class ProxyServer {
 
   #forward(req: IncomingMessage, res: ServerResponse, list: Upstream[], body: IncomingMessage | Buffer | null,
     retryable: ((status: number) => boolean) | null, cors: string[] | null): void {
+    if (undici === null) {
+      // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
+      loadUndici().then(() => {
+        if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors);
+      }, (err: Error) => {
+        this.stats.status(500);
+        sendError(res, req.url ?? '/', 500, `ollana: cannot load its HTTP client: ${err.message}`, cors ?? []);
+      });
+      return;
+    }
     const headers = upstreamRequestHeaders(req, 'http');
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
@@ -537,6 +565,13 @@ export class ProxyServer {
   }
 
   #aggregate(cls: 'tags' | 'ps' | 'models', req: IncomingMessage, res: ServerResponse, cors: string[] | null): void {
+    if (undici === null) {
+      loadUndici().then(() => { if (!res.destroyed) this.#aggregate(cls, req, res, cors); }, (err: Error) => {
+        this.stats.status(500);
+        sendError(res, req.url ?? '/', 500, `ollana: cannot load its HTTP client: ${err.message}`, cors ?? []);
+      });
+      return;
+    }
     const url = req.url ?? '/';
     const ups = this.#table.upstreams.filter((u) => u.healthy);
     this.stats.requests += 1;

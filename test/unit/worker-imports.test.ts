@@ -1,9 +1,10 @@
 /**
  * Every worker thread is a V8 isolate of its own, so each library its entry loads is paid once per
  * thread: zod (~12 MB, the supervisor's message schemas), pino-pretty (a terminal's log printer) and
- * undici's entry (~10 MB: fetch, WebSocket, mocks; a proxy worker needs the Pool alone) must stay out
- * of the proxy, discovery and election threads. Each is run in a child process with a preload that
- * reports every package file resolved, and by which thread.
+ * undici (~7 MB for the Pool's files, ~10 MB more for its entry: fetch, WebSocket, mocks) must stay
+ * out of the proxy, discovery and election threads; undici is loaded only where a pool is needed (a
+ * client node's workers, the cluster view), and then its files alone, never its entry. Each is run in
+ * a child process with a preload that reports every package file resolved, and by which thread.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,23 +45,31 @@ function importedBy(entry: string): Loaded {
     .get(0) ?? { packages: new Set(), files: new Set() };
 }
 
-test('a proxy worker loads undici\'s Pool and pino, not zod, pino-pretty or the rest of undici', { timeout: 90_000 }, () => {
-  const { packages: proxy, files } = importedBy('./src/workers/proxy.worker.ts');
-  assert.ok(proxy.has('undici') && proxy.has('pino'), `the preload saw nothing useful: ${[...proxy].join(', ')}`);
+test('a proxy worker loads pino, not zod, pino-pretty or undici, until it needs a pool', { timeout: 90_000 }, () => {
+  const { packages: proxy } = importedBy('./src/workers/proxy.worker.ts');
+  assert.ok(proxy.has('pino') && proxy.has('@msgpack/msgpack'), `the preload saw nothing useful: ${[...proxy].join(', ')}`);
   assert.ok(!proxy.has('zod'), 'zod is loaded in every proxy worker; decode its messages with src/protocol/proxy-inbox.ts');
   assert.ok(!proxy.has('pino-pretty'), 'pino-pretty is loaded in every proxy worker');
-  assert.ok(files.has('undici/lib/dispatcher/pool.js'), `undici files: ${[...files].filter((f) => f.startsWith('undici/')).join(', ')}`);
-  const entryOnly = [...files].filter((f) => f === 'undici/index.js' || f.startsWith('undici/lib/web/') || f.startsWith('undici/lib/mock/'));
-  assert.deepEqual(entryOnly, [], 'undici\'s entry is loaded in every proxy worker; take the Pool from src/net/undici.ts');
+  assert.ok(!proxy.has('undici'), 'undici is loaded in every proxy worker; a server node\'s workers relay without it (load it when a pool is needed)');
   // The same preload does see zod and undici's entry where they belong, so the checks above can fail.
   assert.ok(importedBy('./src/protocol/codec.ts').packages.has('zod'));
   assert.ok(importedBy('undici').files.has('undici/index.js'));
 });
 
-test('the main thread (the CLI, the supervisor, the health checks, the cluster view) does not load undici\'s entry either', { timeout: 90_000 }, () => {
-  const { files } = importedBy('./src/main.ts');
-  assert.ok(files.has('undici/lib/dispatcher/agent.js'), `undici files: ${[...files].filter((f) => f.startsWith('undici/')).join(', ')}`);
-  assert.ok(!files.has('undici/index.js'), 'undici\'s entry is loaded in the main thread; take what it needs from src/net/undici.ts');
+test('where a pool is needed, undici\'s files come without its entry', { timeout: 90_000 }, () => {
+  const { files } = importedBy('./src/net/undici.ts');
+  assert.ok(files.has('undici/lib/dispatcher/pool.js') && files.has('undici/lib/dispatcher/agent.js'),
+    `undici files: ${[...files].filter((f) => f.startsWith('undici/')).join(', ')}`);
+  const entryOnly = [...files].filter((f) => f === 'undici/index.js' || f.startsWith('undici/lib/web/') || f.startsWith('undici/lib/mock/'));
+  assert.deepEqual(entryOnly, [], 'undici\'s entry is loaded; take the Pool, Client and Agent from src/net/undici.ts');
+});
+
+test('a node\'s main thread (the serve command, the supervisor, the health checks) loads neither undici nor the other commands', { timeout: 90_000 }, () => {
+  const { packages, files } = importedBy('./src/cli/commands/serve.ts');
+  assert.ok(packages.has('zod') && packages.has('pino'), `the preload saw nothing useful: ${[...packages].join(', ')}`);
+  assert.ok(!packages.has('undici'), `undici is loaded in a node's main thread: ${[...files].filter((f) => f.startsWith('undici/')).join(', ')}`);
+  // main.ts loads a command's modules only when that command runs.
+  assert.ok(!importedBy('./src/main.ts').packages.has('zod'), 'main.ts loads the commands before one runs');
 });
 
 test('the Pool, Client and Agent ollana uses are undici\'s own classes, with the API undici\'s entry gives them', { timeout: 90_000 }, () => {
