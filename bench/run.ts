@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { canPin, pinProcess, stopAll, stopChild } from './lib/children.ts';
 import { summarizeProfiles, type ProfileSummary } from './lib/cpu-profile.ts';
 import { startEmulator, type RunningEmulator } from './lib/emulator.ts';
-import { busiest, evaluateGate } from './lib/gate.ts';
+import { busiest, evaluateGate, frontCounts, type FrontCounts } from './lib/gate.ts';
 import { BenchUsageError, HELP, SCENARIO_IDS, parseBenchArgs, type BenchOptions, type ScenarioId, type SystemId } from './lib/options.ts';
 import { evaluateTargets } from './lib/report/targets.ts';
 import type { GateCheck, RunReport, SystemStatus } from './lib/report/types.ts';
@@ -122,6 +122,8 @@ async function main(): Promise<number> {
   const scenarios: ScenarioResult[] = [];
   let emulator: RunningEmulator | null = null;
   let fatal: Error | null = null;
+  /** The one-hop node's own count of what its fast front carried (CI gate), read before it stops. */
+  let front: FrontCounts | null = null;
 
   try {
     emulator = await startEmulator(place.server);
@@ -199,6 +201,8 @@ async function main(): Promise<number> {
       }
       log(`bench: scenario ${id} took ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     }
+    const oneHop = running.find((x) => x.id === 'one-hop');
+    if (options.ci && oneHop !== undefined) front = await frontCounts(oneHop.url);
   } catch (err) {
     fatal = err as Error;
     problems.push(`run broke off: ${fatal.message}`);
@@ -221,7 +225,7 @@ async function main(): Promise<number> {
       }
     }
   }
-  const gate: GateCheck[] | null = options.ci ? evaluateGate(scenarios, emulator?.settings.tokenIntervalMs ?? 20) : null;
+  const gate: GateCheck[] | null = options.ci ? evaluateGate(scenarios, emulator?.settings.tokenIntervalMs ?? 20, front) : null;
   const finished = new Date();
   const report: RunReport = {
     schema: 1,

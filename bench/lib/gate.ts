@@ -27,7 +27,32 @@ export const GATE_THRESHOLDS = {
    * failure would hold back everything else.
    */
   deliveryRatio: 0.6,
+  /**
+   * Requests the one-hop node's fast front relayed itself ÷ all its requests over the run (its own
+   * counters, /ollana/v1/status): a count, not a speed. Every request the bench makes is one the front
+   * carries (HTTP/1.1, no Origin, no Expect), so this is 1.0 on any machine; a change that sends them
+   * to node:http instead (what made a request cost ~1.5x, bench/README.md "Tuning") takes it to 0.
+   */
+  fastShare: 0.99,
 } as const;
+
+/** What the one-hop node's front carried: its requests, and those it relayed without node:http. */
+export interface FrontCounts {
+  readonly requests: number;
+  readonly fastRequests: number;
+}
+
+/** Reads the counts from the node's status; null when it does not answer. */
+export async function frontCounts(url: string): Promise<FrontCounts | null> {
+  try {
+    const res = await fetch(`${url}/ollana/v1/status`, { signal: AbortSignal.timeout(5_000) });
+    const totals = (await res.json() as { workers?: { totals?: Partial<FrontCounts> } }).workers?.totals;
+    if (typeof totals?.requests !== 'number' || typeof totals.fastRequests !== 'number') return null;
+    return { requests: totals.requests, fastRequests: totals.fastRequests };
+  } catch {
+    return null;
+  }
+}
 
 function findCase(scenarios: readonly ScenarioResult[], id: string): CaseResult | undefined {
   for (const s of scenarios) for (const c of s.cases) if (c.id === id) return c;
@@ -45,7 +70,7 @@ function failures(c: CaseResult | undefined): number {
   return c === undefined ? 0 : c.samples.filter((s) => s.system === 'one-hop' && !s.ok).length;
 }
 
-export function evaluateGate(scenarios: readonly ScenarioResult[], tokenIntervalMs: number): GateCheck[] {
+export function evaluateGate(scenarios: readonly ScenarioResult[], tokenIntervalMs: number, front: FrontCounts | null = null): GateCheck[] {
   const checks: GateCheck[] = [];
   const rate = findCase(scenarios, 'generate-c32');
   const rateRatio = rate === undefined ? null
@@ -65,6 +90,14 @@ export function evaluateGate(scenarios: readonly ScenarioResult[], tokenInterval
     measured: delivery, threshold: GATE_THRESHOLDS.deliveryRatio, op: '>=',
     pass: delivery !== null && delivery >= GATE_THRESHOLDS.deliveryRatio,
     detail: streams === undefined ? 'not measured' : 'median over rounds of the paired ratio',
+  });
+
+  const share = front === null || front.requests === 0 ? null : front.fastRequests / front.requests;
+  checks.push({
+    name: 'one-hop requests the fast front relayed itself ÷ all its requests (the node\'s own counters)',
+    measured: share, threshold: GATE_THRESHOLDS.fastShare, op: '>=',
+    pass: share !== null && share >= GATE_THRESHOLDS.fastShare,
+    detail: front === null ? 'the one-hop node\'s status did not answer' : `${front.fastRequests} of ${front.requests} requests`,
   });
 
   const failed = failures(rate) + failures(streams);
