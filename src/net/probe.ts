@@ -4,7 +4,8 @@
  * The checks are small GETs made with node:http, not undici: a server node's main thread then
  * never loads undici (~7 MB per thread; only client nodes need it, for the cluster's model lists).
  */
-import { Agent, get, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { http, https } from './node-http.ts';
 import { createServer } from 'node:net';
 import { connect } from 'node:tls';
 import { OllanaError, systemCode } from '../errors.ts';
@@ -17,7 +18,7 @@ export type ProbeResult =
   | { readonly ok: false; readonly reason: string; readonly outOfFiles?: true };
 
 /** The probes' connections: kept between checks (one a heartbeat), a couple per Ollama at most. */
-const agent = new Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 2 });
+const agent = new http.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 2 });
 /** Largest answer a probe reads (a model list can be long; an Ollama never answers more). */
 const MAX_ANSWER = 16 * 1024 * 1024;
 
@@ -25,12 +26,12 @@ const MAX_ANSWER = 16 * 1024 * 1024;
  * GET `url` over plain HTTP or HTTPS; resolves with the status and the body as text, within
  * `timeoutMs`. A kept connection the server had just closed is retried once on a new one.
  */
-async function fetchText(url: string, timeoutMs: number, retried = false): Promise<{ status: number; text: string }> {
-  const https = url.startsWith('https:');
-  const send = https ? (await import('node:https')).get : get;
+function fetchText(url: string, timeoutMs: number, retried = false): Promise<{ status: number; text: string }> {
+  const tls = url.startsWith('https:');
+  const send = tls ? https().get : http.get;
   return new Promise<{ status: number; text: string }>((resolve, reject) => {
     const signal = AbortSignal.timeout(timeoutMs);
-    const req = send(url, { signal, ...(https ? {} : { agent }) }, (res: IncomingMessage) => {
+    const req = send(url, { signal, ...(tls ? {} : { agent }) }, (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {

@@ -3,8 +3,8 @@
  * its own listening socket and the kernel spreads connections), answers ollana's own /ollana/ paths,
  * applies the browser rules, and forwards everything else to an upstream through its own undici pool.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTlsServer } from 'node:https';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http, https } from '../net/node-http.ts';
 import { once } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import type { Pool } from '../net/undici.ts';
@@ -190,11 +190,11 @@ export class ProxyServer {
     const handler = (req: IncomingMessage, res: ServerResponse): void => this.#handle(req, res);
     if (settings.listenTls && settings.tls !== null) {
       this.#gate = new TrustGate(settings.tls.id, settings.trust);
-      this.#server = createTlsServer({ ...httpOptions, ...tlsServerOptions(settings.tls) }, handler);
+      this.#server = https().createServer({ ...httpOptions, ...tlsServerOptions(settings.tls) }, handler);
       this.#guardHandshakes(this.#server as Server & { on: Server['on'] });
     } else {
       this.#gate = null;
-      this.#server = createServer(httpOptions, handler);
+      this.#server = http.createServer(httpOptions, handler);
       const parse = this.#server.listeners('connection')[0] as ((socket: Socket) => void) | undefined;
       if (parse === undefined) throw new Error('http server without a connection listener');
       this.#server.removeAllListeners('connection');

@@ -100,3 +100,17 @@ for (const actor of ['discovery', 'election']) {
     assert.ok(!loaded.has('pino-pretty'), `pino-pretty is loaded in the ${actor} thread`);
   });
 }
+
+test('no thread of a server node loads Node\'s own copy of undici (an ES import of node:http would)', { timeout: 90_000 }, () => {
+  const internal = (entry: string): boolean => {
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(entry)});
+      console.log(process.moduleLoadList.some((m) => m.includes('internal/deps/undici/undici')) ? 'loaded' : 'absent');`],
+    { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(run.status, 0, run.stderr);
+    return run.stdout.trim() === 'loaded';
+  };
+  assert.equal(internal('./src/workers/proxy.worker.ts'), false, 'a proxy worker loads Node\'s undici: take node:http from src/net/node-http.ts');
+  assert.equal(internal('./src/cli/commands/serve.ts'), false, 'a node\'s main thread loads Node\'s undici: take node:http from src/net/node-http.ts');
+  // The check sees it where it is loaded, so the assertions above can fail.
+  assert.equal(internal('node:http'), true);
+});

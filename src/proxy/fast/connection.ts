@@ -12,7 +12,7 @@
  * timeout from the connection's start or a request's first byte, the keep-alive idle timeout
  * (checked by the front's sweep), and the connection guard's answers to malformed or slow requests.
  */
-import { STATUS_CODES } from 'node:http';
+import { http } from '../../net/node-http.ts';
 import type { Socket } from 'node:net';
 import { errorBody } from '../errors-http.ts';
 import { downstreamResponseHeaders, forwardedHeaders } from '../headers.ts';
@@ -236,7 +236,7 @@ class FastRequest implements Downstream, BodyStream {
     this.responding = true;
     this.#framing = framing;
     this.#frame = framing === 'close';
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
+    let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
     let date = false;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
@@ -301,7 +301,7 @@ class FastRequest implements Downstream, BodyStream {
     if (this.responding || this.#c.gone) return;
     this.responding = true;
     const body = errorBody(this.url, status, message);
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}content-type: application/json; charset=utf-8${CRLF}` +
+    let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}${CRLF}content-type: application/json; charset=utf-8${CRLF}` +
       `content-length: ${Buffer.byteLength(body)}${CRLF}date: ${httpDate()}${CRLF}`;
     for (let i = 0; i < extra.length; i += 2) head += `${extra[i]!}: ${extra[i + 1]!}${CRLF}`;
     this.#head = head + this.#c.connectionHeaders(this.keepAlive) + CRLF;
