@@ -14,7 +14,9 @@ export const GATE_THRESHOLDS = {
    * 0.21-0.30 over 9 CI runs before small request bodies were buffered; since then 0.29-0.43 (median
    * of the rounds) in 5 measurements on a quiet 2-core machine, 0.64-0.73 in 2 busy CI runs (other
    * jobs slow direct more than one hop). 0.2 is ~30 % under the lowest; it fails when ollana's CPU per request grows
-   * by about 1.6-2x, and leaves room for the TLS the server port is getting.
+   * by about 1.6-2x, and leaves room for the TLS the server port is getting. With the server node's fast
+   * front (2026-12-03): 0.43 in bench:ci, 0.38-0.41 in longer runs; 0.31 with the front turned off,
+   * a regression the fastShare count below catches where this ratio cannot.
    */
   rateRatio: 0.2,
   /**
