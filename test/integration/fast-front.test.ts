@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { patternByte } from '../fixtures/emulator/hooks.ts';
 import { exchange, tcp } from '../helpers/hostile-client.ts';
 import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
 import { raw } from '../helpers/http.ts';
@@ -147,6 +148,44 @@ test('after a large body, the next request on the connection is parsed from its 
   const ex = await exchange(tcp(node.port), [head, blob.subarray(0, blob.length - 5), Buffer.concat([blob.subarray(blob.length - 5), Buffer.from(next)])]);
   assert.deepEqual(ex.responses.map((r) => r.status), [201, 200], ex.raw.toString('latin1').slice(0, 300));
   assert.deepEqual(seen(m), [`GET /api/tags?${m}`]);
+});
+
+test('a slow reader gets every byte where it belongs: a reused read buffer never overwrites bytes still queued for it', async () => {
+  // The relay reads each upstream connection into one buffer, reused unless the client's socket still
+  // holds bytes of it. A reader that stops and starts makes the node queue writes, again and again.
+  const size = 24 * 1024 * 1024;
+  const socket = connect(node.port, '127.0.0.1');
+  await once(socket, 'connect');
+  socket.write(`GET /emulator/bytes?n=${size}&pattern=offset HTTP/1.1\r\n${HOST}\r\nConnection: close\r\n\r\n`);
+  let head = '';
+  let offset = -1;
+  let bad = -1;
+  let pauses = 0;
+  await new Promise<void>((resolve, reject) => {
+    socket.on('data', (c: Buffer) => {
+      let from = 0;
+      if (offset < 0) {
+        head += c.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        assert.match(head, /^HTTP\/1\.1 200 /);
+        from = c.length - (head.length - end - 4);
+        offset = 0;
+      }
+      for (let i = from; i < c.length && bad < 0; i++, offset++) if (c[i] !== patternByte(offset)) bad = offset;
+      if (bad < 0 && offset % (1024 * 1024) < c.length && pauses < 40) {
+        // Stop reading for a moment every MiB or so: the node's writes to this socket back up.
+        pauses += 1;
+        socket.pause();
+        setTimeout(() => socket.resume(), 15);
+      }
+    });
+    socket.on('close', () => resolve());
+    socket.on('error', reject);
+  });
+  assert.equal(bad, -1, `byte ${bad} is not the one sent there`);
+  assert.equal(offset, size, 'every byte arrived');
+  assert.ok(pauses >= 10, `the reader paused ${pauses} times`);
 });
 
 test('a client that goes away mid-stream aborts the generation at Ollama', async () => {

@@ -277,6 +277,11 @@ class FastRequest implements Downstream, BodyStream {
     return ok;
   }
 
+  holds(): boolean {
+    // Node wrote what it could at once; anything left is queued with a reference to the bytes.
+    return this.#socket.writableLength > 0;
+  }
+
   onceDrain(resume: () => void): void {
     this.#socket.once('drain', resume);
   }

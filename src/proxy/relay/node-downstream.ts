@@ -104,6 +104,11 @@ export class NodeDownstream implements Downstream {
     return this.#res.write(bytes);
   }
 
+  /** node:http may hold any write (corked until the next tick, or queued): always taken as held. */
+  holds(): boolean {
+    return true;
+  }
+
   onceDrain(resume: () => void): void {
     this.#res.once('drain', resume);
   }

@@ -55,6 +55,11 @@ export interface Downstream {
   flushHead(): void;
   /** Body bytes; false when the client should not get more until onDrain. */
   write(bytes: Buffer): boolean;
+  /**
+   * Whether the bytes of the last write may still be referenced (queued, not yet handed to the
+   * kernel): the upstream connection then reads into another buffer (upstream-sockets.ts).
+   */
+  holds(): boolean;
   onceDrain(resume: () => void): void;
   offDrain(resume: () => void): void;
   /** The response is complete. */
@@ -124,6 +129,8 @@ export class Relay implements UpstreamUser {
   #bodyPaused = false;
   /** A socket timeout was set on the connection (only when a headers or body timeout is). */
   #timed = false;
+  /** The downstream still references bytes of the current read (see upstreamData). */
+  #held = false;
 
   constructor(downstream: Downstream, options: RelayOptions, filter: HeaderFilter) {
     this.#d = downstream;
@@ -147,8 +154,10 @@ export class Relay implements UpstreamUser {
     this.#begin(socket!, reused);
   }
 
-  upstreamData(chunk: Buffer): void {
+  upstreamData(chunk: Buffer): boolean {
+    this.#held = false;
     this.#data(chunk);
+    return this.#held;
   }
 
   upstreamEnded(): void {
@@ -256,7 +265,8 @@ export class Relay implements UpstreamUser {
       while (this.#head === null) {
         buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
         const head = parseResponseHead(buf, this.#d.method);
-        if (head === null) { this.#pending = buf; return; }
+        // Kept past this read: a copy, since the read's buffer is the connection's to reuse.
+        if (head === null) { this.#pending = buf === chunk ? Buffer.from(buf) : buf; return; }
         this.#pending = null;
         if (head.status === 101) throw new FramingError('the upstream switched protocols, which ollana does not relay');
         if (head.status < 200) {
@@ -312,7 +322,9 @@ export class Relay implements UpstreamUser {
   #write(bytes: Buffer): void {
     this.#o.stats.bytesOut += bytes.length;
     relayed(bytes.length);
-    if (!this.#d.write(bytes) && this.#socket !== null) {
+    const ok = this.#d.write(bytes);
+    if (this.#d.holds()) this.#held = true;
+    if (!ok && this.#socket !== null) {
       this.#socket.pause();
       this.#onResDrain ??= () => { this.#socket?.resume(); };
       this.#d.onceDrain(this.#onResDrain);

@@ -27,7 +27,12 @@ export interface UpstreamSocketsOptions {
 export interface UpstreamUser {
   /** The connection asked for (`reused`: it carried an earlier exchange), or why there is none. */
   upstreamReady(err: Error | null, socket: Socket | null, reused: boolean): void;
-  upstreamData(chunk: Buffer): void;
+  /**
+   * Bytes read, in the connection's own read buffer (valid until this returns). Returns true when
+   * something still references them (a write queued for a slow client): the connection then
+   * reads into a new buffer and leaves this one to its holder.
+   */
+  upstreamData(chunk: Buffer): boolean;
   /** The upstream ended or closed the connection. */
   upstreamEnded(): void;
   upstreamError(err: Error): void;
@@ -39,6 +44,8 @@ interface Conn {
   user: UpstreamUser | null;
   /** While idle: when it must be let go (ms). */
   idleUntil: number;
+  /** Where the next read goes. */
+  buffer: Buffer;
 }
 
 const OWNER = Symbol('ollana.upstream');
@@ -46,6 +53,14 @@ type Owned = Socket & { [OWNER]: Conn };
 const noop = (): void => undefined;
 /** How often idle connections past their deadline are closed when nobody takes them. */
 const SWEEP_MS = 1_000;
+/**
+ * Each connection reads into a buffer of its own (net's `onread`), reused from one read to the next,
+ * instead of a new 64 KiB buffer per read: per streamed token that saves an allocation, a free and
+ * Node's stream machinery (bench A/B: CPU per token 33.0 -> 28.5 µs, per small request 0.87-0.98x).
+ * Each open connection holds its buffer, idle ones too (200 connections: 6.4 MB); a read larger than
+ * this takes several (1 GiB download 371 -> 313 MiB/s at the same CPU per GiB).
+ */
+export const READ_BUFFER = 32 * 1024;
 
 export class UpstreamSockets {
   readonly #o: UpstreamSocketsOptions;
@@ -180,13 +195,21 @@ export class UpstreamSockets {
 
   #connect(user: UpstreamUser): Socket {
     this.#open += 1;
-    const socket = connect({ host: this.#o.host, port: this.#o.port, noDelay: true, keepAlive: true }) as Owned;
-    const conn: Conn = { user, idleUntil: 0 };
+    const conn: Conn = { user, idleUntil: 0, buffer: Buffer.allocUnsafe(READ_BUFFER) };
+    const socket = connect({
+      host: this.#o.host, port: this.#o.port, noDelay: true, keepAlive: true,
+      onread: {
+        // Asked for the buffer of each next read, right after the callback below.
+        buffer: () => conn.buffer,
+        callback: (nread: number, buffer: Uint8Array) => {
+          const bytes = (buffer as Buffer).subarray(0, nread);
+          if (conn.user === null) this.#dropIdle(socket);
+          else if (conn.user.upstreamData(bytes)) conn.buffer = Buffer.allocUnsafe(READ_BUFFER);
+          return true;
+        },
+      },
+    }) as Owned;
     socket[OWNER] = conn;
-    socket.on('data', (chunk: Buffer) => {
-      if (conn.user !== null) conn.user.upstreamData(chunk);
-      else this.#dropIdle(socket);
-    });
     socket.on('end', () => {
       if (conn.user !== null) conn.user.upstreamEnded();
       else this.#dropIdle(socket);
