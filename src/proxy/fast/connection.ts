@@ -22,6 +22,7 @@ import { validHostValue } from '../request-target.ts';
 import type { BodyFraming } from '../relay/framing.ts';
 import type { StatsCollector } from '../stats.ts';
 import { Relay, type BodyStream, type Downstream, type RelayOptions } from '../relay/relay.ts';
+import { ONE_WRITE_MAX_BODY, headAndBody } from '../relay/one-write.ts';
 import { PARSED_ALL, PARSE_FAILED, RequestParser, type ParserError, type ParserEvents, type RequestHead } from './request-parser.ts';
 
 /** What the front gives every connection. */
@@ -259,7 +260,13 @@ class FastRequest implements Downstream, BodyStream {
     const socket = this.#socket;
     if (this.#c.gone) return true;
     const head = this.#head;
-    if (head === null && !this.#frame) return socket.write(bytes);
+    if (!this.#frame) {
+      if (head === null) return socket.write(bytes);
+      if (bytes.length <= ONE_WRITE_MAX_BODY) {
+        this.#head = null;
+        return socket.write(headAndBody(head, bytes));
+      }
+    }
     socket.cork();
     if (head !== null) {
       this.#head = null;

@@ -18,6 +18,7 @@ import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../upstream-failure.ts';
 import { relayed } from '../read-buffers.ts';
+import { ONE_WRITE_MAX_BODY, headAndBody } from './one-write.ts';
 import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
 import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
 
@@ -210,11 +211,19 @@ export class Relay implements UpstreamUser {
       head += `${name}: ${headers[i + 1]!}${CRLF}`;
     }
     const body = d.body;
-    socket.cork();
     if (body === null) {
       socket.write(PAYLOAD_METHODS.has(method) ? `${head}content-length: 0${CRLF}${CRLF}` : head + CRLF, 'latin1');
       this.#requestSent = true;
-    } else if (Buffer.isBuffer(body)) {
+      return;
+    }
+    if (Buffer.isBuffer(body) && body.length <= ONE_WRITE_MAX_BODY) {
+      socket.write(headAndBody(`${head}content-length: ${body.length}${CRLF}${CRLF}`, body));
+      this.#o.stats.bytesIn += body.length;
+      this.#requestSent = true;
+      return;
+    }
+    socket.cork();
+    if (Buffer.isBuffer(body)) {
       socket.write(`${head}content-length: ${body.length}${CRLF}${CRLF}`, 'latin1');
       socket.write(body);
       this.#o.stats.bytesIn += body.length;
