@@ -5,7 +5,12 @@
  */
 import { parseArgs } from 'node:util';
 
-export const SCENARIO_IDS = ['rate', 'streams', 'bodies', 'hey', 'scaling'] as const;
+/**
+ * Scenarios run in this order on the same processes (scaling starts its own). The 1 GiB transfers
+ * come after every request-load scenario: a process keeps the RSS a large transfer left, and the
+ * peak-RSS target reads the request-load scenarios' peaks.
+ */
+export const SCENARIO_IDS = ['rate', 'streams', 'hey', 'bodies', 'scaling'] as const;
 export type ScenarioId = (typeof SCENARIO_IDS)[number];
 
 export const RATE_CASE_IDS = ['tags', 'generate', 'embed'] as const;
