@@ -22,7 +22,7 @@ import { validHostValue } from '../request-target.ts';
 import type { BodyFraming } from '../relay/framing.ts';
 import type { StatsCollector } from '../stats.ts';
 import { Relay, type BodyStream, type Downstream, type RelayOptions } from '../relay/relay.ts';
-import { ONE_WRITE_MAX_BODY, headAndBody } from '../relay/one-write.ts';
+import { writeHeadAndBody } from '../relay/one-write.ts';
 import { PARSED_ALL, PARSE_FAILED, RequestParser, type ParserError, type ParserEvents, type RequestHead } from './request-parser.ts';
 
 /** What the front gives every connection. */
@@ -260,26 +260,14 @@ class FastRequest implements Downstream, BodyStream {
     const socket = this.#socket;
     if (this.#c.gone) return true;
     const head = this.#head;
-    if (!this.#frame) {
-      if (head === null) return socket.write(bytes);
-      if (bytes.length <= ONE_WRITE_MAX_BODY) {
-        this.#head = null;
-        return socket.write(headAndBody(head, bytes));
-      }
-    }
+    this.#head = null;
+    if (!this.#frame) return head === null ? socket.write(bytes) : writeHeadAndBody(socket, head, bytes);
+    // The upstream's body ends with its connection: this side frames it in chunks.
     socket.cork();
-    if (head !== null) {
-      this.#head = null;
-      socket.write(head, 'latin1');
-    }
-    let ok: boolean;
-    if (this.#frame) {
-      socket.write(bytes.length.toString(16) + CRLF, 'latin1');
-      socket.write(bytes);
-      ok = socket.write(CRLF, 'latin1');
-    } else {
-      ok = socket.write(bytes);
-    }
+    if (head !== null) socket.write(head, 'latin1');
+    socket.write(bytes.length.toString(16) + CRLF, 'latin1');
+    socket.write(bytes);
+    const ok = socket.write(CRLF, 'latin1');
     socket.uncork();
     return ok;
   }

@@ -7,15 +7,27 @@
  * copy into a pooled buffer and a single write cost less (bench/README.md, "one write per message").
  * Larger bodies keep the two-piece write: copying them would cost more than it saves.
  */
+import type { Socket } from 'node:net';
 
 /** Bodies up to this size are copied behind their head. */
 export const ONE_WRITE_MAX_BODY = 16 * 1024;
 
-/** `head` (one byte per character: the caller writes heads as latin1) followed by `body`. */
-export function headAndBody(head: string, body: Buffer): Buffer {
-  const n = head.length;
-  const out = Buffer.allocUnsafe(n + body.length);
-  out.write(head, 0, n, 'latin1');
-  body.copy(out, n);
-  return out;
+/**
+ * Writes `head` (one byte per character: heads are written as latin1) and then `body` on `socket`:
+ * one copied buffer for a body up to ONE_WRITE_MAX_BODY, two corked writes for a larger one.
+ * Returns what the socket's last write returned (false: wait for 'drain').
+ */
+export function writeHeadAndBody(socket: Socket, head: string, body: Buffer): boolean {
+  if (body.length <= ONE_WRITE_MAX_BODY) {
+    const n = head.length;
+    const out = Buffer.allocUnsafe(n + body.length);
+    out.write(head, 0, n, 'latin1');
+    body.copy(out, n);
+    return socket.write(out);
+  }
+  socket.cork();
+  socket.write(head, 'latin1');
+  const ok = socket.write(body);
+  socket.uncork();
+  return ok;
 }

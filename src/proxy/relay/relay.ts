@@ -18,7 +18,7 @@ import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../upstream-failure.ts';
 import { relayed } from '../read-buffers.ts';
-import { ONE_WRITE_MAX_BODY, headAndBody } from './one-write.ts';
+import { writeHeadAndBody } from './one-write.ts';
 import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
 import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
 
@@ -216,22 +216,15 @@ export class Relay implements UpstreamUser {
       this.#requestSent = true;
       return;
     }
-    if (Buffer.isBuffer(body) && body.length <= ONE_WRITE_MAX_BODY) {
-      socket.write(headAndBody(`${head}content-length: ${body.length}${CRLF}${CRLF}`, body));
+    if (Buffer.isBuffer(body)) {
+      writeHeadAndBody(socket, `${head}content-length: ${body.length}${CRLF}${CRLF}`, body);
       this.#o.stats.bytesIn += body.length;
       this.#requestSent = true;
       return;
     }
     socket.cork();
-    if (Buffer.isBuffer(body)) {
-      socket.write(`${head}content-length: ${body.length}${CRLF}${CRLF}`, 'latin1');
-      socket.write(body);
-      this.#o.stats.bytesIn += body.length;
-      this.#requestSent = true;
-    } else {
-      socket.write(body.length !== undefined ? `${head}content-length: ${body.length}${CRLF}${CRLF}` : `${head}transfer-encoding: chunked${CRLF}${CRLF}`, 'latin1');
-      body.start((chunk) => this.#sendBody(chunk), () => this.#bodyDone());
-    }
+    socket.write(body.length !== undefined ? `${head}content-length: ${body.length}${CRLF}${CRLF}` : `${head}transfer-encoding: chunked${CRLF}${CRLF}`, 'latin1');
+    body.start((chunk) => this.#sendBody(chunk), () => this.#bodyDone());
     socket.uncork();
   }
 
