@@ -113,7 +113,8 @@ function ollanaDef(id: 'one-hop' | 'one-hop-b', label: string, variant: (o: Benc
       }
       return {
         id, label: `${label}, ${workers} worker${workers === 1 ? '' : 's'}`, url,
-        pids: () => [child.pid],
+        // Every process of the node: a launcher that stayed as its parent would count too.
+        pids: () => processTree(child.pid),
         stop: () => stopOllana(child),
       };
     },

@@ -16,7 +16,7 @@
 import { RATE_CASES } from '../lib/scenarios/rate.ts';
 import { STREAM_BODY, STREAM_TIMING_METRICS } from '../lib/scenarios/streams.ts';
 import { alternate, settle, MB } from '../lib/scenarios/context.ts';
-import { ForeignLoad, UsageWindow, type Usage } from '../lib/proc-stats.ts';
+import { ForeignLoad, UsageWindow, processTree, type Usage } from '../lib/proc-stats.ts';
 import type { CaseResult, MetricSpec, Sample } from '../lib/results.ts';
 import type { SystemUnderTest } from '../lib/systems.ts';
 import type { RateCaseId } from '../lib/options.ts';
@@ -85,8 +85,9 @@ async function window<T>(env: Env, sys: SystemUnderTest, work: () => Promise<T>)
   const { two } = env;
   const hops = sys.id === 'two-hop';
   const before = hops ? await tlsMark(two) : null;
-  const client = hops ? new UsageWindow([two.client.proc.pid!]) : null;
-  const server = hops ? new UsageWindow([two.server.proc.pid!]) : null;
+  // Every process of each node (a launcher that stayed as its parent would count too).
+  const client = hops ? new UsageWindow(processTree(two.client.proc.pid!)) : null;
+  const server = hops ? new UsageWindow(processTree(two.server.proc.pid!)) : null;
   const emu = new UsageWindow([two.emulator.pid!]);
   const foreign = new ForeignLoad(() => two.pids());
   const result = await work();
