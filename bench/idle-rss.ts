@@ -143,14 +143,16 @@ async function sampleHere(root: string, emulatorUrl: string): Promise<NodeMemory
 }
 
 /** Inside the LAN's one host, discovery on (the default). */
+/** Where the node listens inside the LAN host, whose 127.0.0.1:11434 the emulator holds. */
+const LAN_LISTEN = mode === 'server' ? '127.0.0.1:11435' : '127.0.0.1:11444';
+
 async function sampleInLan(root: string, lan: Lan): Promise<NodeMemory> {
   const host = lan.hosts[0]!;
-  const proc = host.spawn(entry(root), serveArgs(mode === 'server' ? '127.0.0.1:11435' : '127.0.0.1:11434', 'http://127.0.0.1:11434'),
+  const proc = host.spawn(entry(root), serveArgs(LAN_LISTEN, 'http://127.0.0.1:11434'),
     { env: { OLLANA_HOME: homes.get(root)!, OLLANA_DISCOVERY: undefined, OLLANA_LOG: 'info', PATH: SYSTEM_PATH } });
   try {
     await proc.waitForLine((t) => t.includes('discovery on UDP'), 30_000);
-    const warm = await host.exec(process.execPath, ['--input-type=module', '-e', WARM,
-      mode === 'server' ? 'http://127.0.0.1:11435' : 'http://127.0.0.1:11434', String(workers)], 60_000);
+    const warm = await host.exec(process.execPath, ['--input-type=module', '-e', WARM, `http://${LAN_LISTEN}`, String(workers)], 60_000);
     if (warm.stdout.trim() !== 'warm') throw new Error(`warming the node failed: ${warm.stdout} ${warm.stderr}`);
     await new Promise((r) => setTimeout(r, settleMs));
     return proc.pid === undefined ? { rssBytes: 0, hwmBytes: 0, processes: [] } : nodeMemory(proc.pid);
