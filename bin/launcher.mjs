@@ -12,7 +12,7 @@
 // On Linux and macOS, bin/ollana (a shell script) execs Node 24 on this file before any Node starts,
 // so the child case is only reached by running `node bin/ollana.mjs` with an old Node, or on Windows.
 import { spawn } from 'node:child_process';
-import { readdirSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, readdirSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -112,8 +112,26 @@ export async function launch(argv, o = {}) {
       'run `npm ci` in the ollana folder (it fetches Node 24 from the npm registry) or install Node 24 [OLN_USAGE]\n');
     process.exit(2);
   }
+  // Checked first: a failed process.execve ends Node at once, with no error to catch.
+  try {
+    accessSync(nodeBin, constants.X_OK);
+  } catch (err) {
+    cannotStart(nodeBin, err);
+  }
   if (how === 'exec' && typeof execve === 'function') execve(nodeBin, [nodeBin, main, ...argv], process.env);
   else runChild(nodeBin, [main, ...argv], platform);
+}
+
+/**
+ * Node 24's program is there by name but does not run (a broken or half-done install): say so, exit 2.
+ * @param {string} nodeBin
+ * @param {unknown} err
+ * @returns {never}
+ */
+function cannotStart(nodeBin, err) {
+  process.stderr.write(`ollana: cannot start Node.js ${MIN_MAJOR} (${nodeBin}): ${err instanceof Error ? err.message : String(err)}; ` +
+    'run `npm ci` in the ollana folder (it fetches Node 24 from the npm registry) [OLN_USAGE]\n');
+  process.exit(2);
 }
 
 /**
@@ -146,11 +164,7 @@ function runChild(nodeBin, args, platform) {
   /** @param {NodeJS.Signals} sig */
   const passOn = (sig) => { if (posix) child.kill(sig); };
   for (const sig of PASSED_ON) process.on(sig, passOn);
-  child.once('error', (err) => {
-    process.stderr.write(`ollana: cannot start Node.js ${MIN_MAJOR} (${nodeBin}): ${err.message}; ` +
-      'run `npm ci` in the ollana folder (it fetches Node 24 from the npm registry) [OLN_USAGE]\n');
-    process.exit(2);
-  });
+  child.once('error', (err) => cannotStart(nodeBin, err));
   child.once('exit', (code, signal) => {
     for (const sig of PASSED_ON) process.off(sig, passOn);
     // Killed by a signal: die of the same one, so whoever started us sees what happened.

@@ -229,6 +229,16 @@ test('a Node older than 24 that has process.execve replaces itself with Node 24 
   assert.equal(ran.stderr, 'to stderr\n');
 });
 
+test('a Node 24 from npm that is there by name but does not run says what to do [OLN_USAGE], by exec and as a child', async (t) => {
+  const root = checkout(scratch(t), { node24: true });
+  rmSync(join(root, 'node_modules', 'node', 'bin', 'node'));
+  for (const facts of [`{ major: 22 }`, `{ major: 20, execve: null }`]) {
+    const ran = await launchIn(root, facts, ['serve']);
+    assert.equal(ran.status, 2, `${facts}: ${ran.stderr}`);
+    assert.match(ran.stderr, /^ollana: cannot start Node\.js 24 \(.*node_modules\/node\/bin\/node\): .*ENOENT.*npm ci.*\[OLN_USAGE\]\n$/s, facts);
+  }
+});
+
 test('on Windows (no exec) Node 24 runs as a child: its output and exit status come through', async (t) => {
   const root = checkout(scratch(t), { node24: true });
   const ran = await launchIn(root, `{ major: 20, platform: 'win32', execve: null, nodeBin: ${JSON.stringify(NODE24)} }`, ['serve']);
