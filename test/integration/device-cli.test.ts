@@ -1,7 +1,7 @@
 /**
- * `ollana device ...` through the real CLI: the identity it shows, pairing by a prefix of an id in
- * pending.json, disabling, listing, and the errors (typos, unknown or ambiguous ids, broken files)
- * with their messages and exit statuses.
+ * `ollana device ...` through the real CLI: the identity it shows, pairing by the full id (a prefix
+ * only for devices already in the allow list, never for ids met on the LAN), disabling, listing, and
+ * the errors (typos, unknown or ambiguous ids, broken files) with their messages and exit statuses.
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -79,7 +79,7 @@ function pendingEntry(id: string, name: string, kind: PendingEntry['kind'], addr
   return { id, name, addr, kind, firstSeen: T0, lastSeen: T1, count: 4 };
 }
 
-test('pairing flow: pending explains each device, allow by a lowercase prefix, then disable, list and allow again', async () => {
+test('pairing flow: pending explains each device, allow by the full id, then disable and allow by a prefix, list', async () => {
   const h = home();
   const server = deviceIdFromDer(Buffer.from('server cert'));
   const client = deviceIdFromDer(Buffer.from('client cert'));
@@ -90,12 +90,12 @@ test('pairing flow: pending explains each device, allow by a lowercase prefix, t
   assert.match(await ok(['device', 'list'], h), /no devices allowed yet: run `ollana device show` on the other machine/);
   const waiting = await ok(['device', 'pending'], h);
   assert.match(waiting, new RegExp(`${server}  gpu-box  192\\.168\\.1\\.20:11435\\n  a server node this machine saw on the LAN; ` +
-    `it is not allowed here.*\\n  seen 4 time\\(s\\), first ${T0}, last ${T1}\\n  allow it: ollana device allow ${server}\\n`));
+    `it is not allowed here.*\\n  seen 4 time\\(s\\), first ${T0}, last ${T1}\\n  if \`ollana device show\` on that machine prints this id, allow it: ollana device allow ${server}\\n`));
   assert.match(waiting, new RegExp(`${client}  laptop\\?\\[2J .*\\n  a client node this server refused; it is not allowed here\\n`));
   assert.doesNotMatch(waiting, /\u001b/, 'no terminal escapes from names other machines chose');
 
-  const prefix = server.slice(0, 5).toLowerCase();
-  const allowed = await json<Changed>(['device', 'allow', prefix], h);
+  await fails(['device', 'allow', server.slice(0, 5).toLowerCase()], h, 2, /matches only a device this machine met on the LAN.*type the full id/);
+  const allowed = await json<Changed>(['device', 'allow', server.toLowerCase().replace(/-/g, '')], h);
   assert.deepEqual({ ...allowed.device, since: '' }, { id: server, name: 'gpu-box', state: 'allowed', since: '' });
   assert.equal(allowed.previous, null);
   assert.equal(allowed.changed, true);
@@ -143,6 +143,24 @@ function twoSharingAPrefix(): [string, string] {
   }
 }
 
+test('issue #22: a prefix of a server met on the LAN is refused, even when a forged twin pushed the real one out of pending', async () => {
+  const h = home();
+  // The attacker's id shares the real server's first 4 characters (found by grinding certificates);
+  // forged announcements filled pending.json, so only the twin is there.
+  const [real, twin] = twoSharingAPrefix();
+  writePending(h, [pendingEntry(twin, 'gpu-box', 'server-seen', '10.0.0.66:11435')]);
+  for (const typed of [real.slice(0, 4), real.slice(0, 4).toLowerCase()]) {
+    await fails(['device', 'allow', typed], h, 2, new RegExp(`device id prefix "${typed}" matches only a device this machine met on the LAN, ` +
+      'and an id met on the LAN is not proof of anything: .*; type the full id \\(56 characters, or 63 with dashes\\) as ' +
+      '`ollana device show` on that machine prints it \\[OLN_BAD_DEVICE_ID\\]'));
+  }
+  await fails(['device', 'allow', real.slice(0, 20)], h, 2, /no device in the allow list has an id starting with .*; type the full id/);
+  assert.deepEqual(readDevices(h), [], 'the twin was not allowed');
+  const r = await json<Changed>(['device', 'allow', real], h);
+  assert.equal(r.device.id, real);
+  assert.deepEqual(readDevices(h).map((d) => d.id), [real]);
+});
+
 test('bad ids: typos, too short, unknown, ambiguous, this machine\'s own; exit 2 with what to do', async () => {
   const h = home();
   const me = await json<Shown>(['device', 'show'], h);
@@ -154,10 +172,13 @@ test('bad ids: typos, too short, unknown, ambiguous, this machine\'s own; exit 2
   await fails(['device', 'allow', 'P56I0'], h, 2, /contains "0": ids use only the letters A-Z and the digits 2-7/);
   const unknown = a.startsWith('ZZZZ') ? 'YYYY' : 'ZZZZ';
   await fails(['device', 'disable', unknown], h, 2,
-    new RegExp(`no known device has an id starting with "${unknown}"; type the full id: \`ollana device show\` on that machine prints its id`));
-  await fails(['device', 'allow', a.slice(0, 4)], h, 2, new RegExp(`matches 2 devices: (${a}, ${b}|${b}, ${a}); type more of the id`));
+    new RegExp(`no device in the allow list has an id starting with "${unknown}"; type the full id .*as \`ollana device show\` on that machine prints it`));
+  await fails(['device', 'allow', a.slice(0, 4)], h, 2, /matches only a device this machine met on the LAN/);
   await fails(['device', 'allow', me.id.slice(0, 6)], h, 2, /is this machine's own device id; run `ollana device show` on the other machine/);
   assert.deepEqual(readDevices(h), [], 'nothing was written');
+  await ok(['device', 'allow', a], h);
+  await ok(['device', 'allow', b], h);
+  await fails(['device', 'disable', a.slice(0, 4)], h, 2, new RegExp(`matches 2 devices: (${a}, ${b}|${b}, ${a}); type more of the id`));
 });
 
 test('broken files and an unusable data dir: exit 3 / 5 naming the file', async () => {

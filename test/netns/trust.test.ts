@@ -50,8 +50,10 @@ describe('trust between hosts', { skip }, () => {
     assert.equal(pendingC.code, 0, pendingC.stderr);
     assert.ok(pendingC.stdout.includes(server.id), 'the server is pending on the client');
 
-    // Step 1, on the client: allow the server (by a prefix, as a person types it).
-    const a1 = await device(cl, 'allow', server.id.slice(0, 10));
+    // Step 1, on the client: allow the server by its full id (a prefix of a pending id is refused).
+    const prefix = await device(cl, 'allow', server.id.slice(0, 10));
+    assert.equal(prefix.code, 2, 'a prefix of an id met on the LAN is refused');
+    const a1 = await device(cl, 'allow', server.id);
     assert.equal(a1.code, 0, a1.stderr);
     // The server does not know the client yet: refused in the handshake, with the command to run there.
     const refused = await until('the server to refuse the client', () => client(h2, 'list'), (r) => typeof r.error === 'string' && /not allowed/.test(r.error));
@@ -64,7 +66,7 @@ describe('trust between hosts', { skip }, () => {
     assert.equal(st.workers.totals.requests, 0, 'not one refused request was served');
 
     // Step 2, on the server: allow the client. Within a second, requests go through.
-    const a2 = await device(server, 'allow', cl.id.slice(0, 10));
+    const a2 = await device(server, 'allow', cl.id);
     assert.equal(a2.code, 0, a2.stderr);
     const ok = await until('the paired client to be served', () => client(h2, 'list'), (r) => Array.isArray(r.models), 5_000);
     t.diagnostic(`served ${Math.round(ok.ms)} ms after \`device allow\` returned`);

@@ -58,7 +58,8 @@ function pending(dataDir: string, json: boolean): number {
   }
   const blocks = waiting.map((p) =>
     `${p.id}  ${printable(p.name)}  ${printable(p.addr)}\n  ${KIND_TEXT[p.kind]}\n` +
-    `  seen ${p.count} time(s), first ${p.firstSeen}, last ${p.lastSeen}\n  allow it: ollana device allow ${p.id}\n`);
+    `  seen ${p.count} time(s), first ${p.firstSeen}, last ${p.lastSeen}\n` +
+    `  if \`ollana device show\` on that machine prints this id, allow it: ollana device allow ${p.id}\n`);
   return out(json, { pending: waiting }, blocks.join('\n'));
 }
 
@@ -66,9 +67,10 @@ function pending(dataDir: string, json: boolean): number {
 function setState(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
   const devices = readDevices(dataDir);
   const waiting = readPending(dataDir);
-  // This machine's own id is among the known ones so that its prefix, typed by mistake, gets that error.
+  // This machine's own id is among the decided ones so that its prefix, typed by mistake, gets that
+  // error. Pending ids are only met on the LAN: a prefix must not resolve to one (resolveDeviceId).
   const own = loadIdentity(dataDir)?.id;
-  const id = resolveDeviceId(input, [...devices.map((d) => d.id), ...waiting.map((p) => p.id), ...(own ? [own] : [])]);
+  const id = resolveDeviceId(input, [...devices.map((d) => d.id), ...(own ? [own] : [])], waiting.map((p) => p.id));
   const prev = devices.find((d) => d.id === id);
   const seen = waiting.find((p) => p.id === id);
   if (id === own) {
