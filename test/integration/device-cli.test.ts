@@ -161,6 +161,36 @@ test('issue #22: a prefix of a server met on the LAN is refused, even when a for
   assert.deepEqual(readDevices(h).map((d) => d.id), [real]);
 });
 
+test('issue #22: 100 `device allow` / `device disable` run 10 at a time lose no update', { timeout: 170_000 }, async (t) => {
+  const h = home();
+  const ids = Array.from({ length: 60 }, (_, i) => deviceIdFromDer(Buffer.from(`concurrent ${i}`)));
+  const allowed = new Set<string>();
+  const disabled = new Set<string>();
+  let lost = 0;
+  let next = 0;
+  const failed: string[] = [];
+  for (let round = 0; round < 10; round++) {
+    // Each round: 6 new devices allowed and 4 of the ones allowed before disabled, all at once.
+    const toAllow = ids.slice(next, next + 6);
+    next += 6;
+    const inFile = new Map(readDevices(h).map((d) => [d.id, d.state]));
+    const toDisable = [...allowed].filter((id) => inFile.get(id) === 'allowed').slice(0, round === 0 ? 0 : 4);
+    const runs = [...toAllow.map((id) => ['allow', id]), ...toDisable.map((id) => ['disable', id])];
+    while (runs.length < 10) runs.push(['list']);
+    const results = await Promise.all(runs.map((args) => runCli(['device', ...args], { home: h })));
+    results.forEach((r, i) => { if (r.code !== 0) failed.push(`ollana device ${runs[i]!.join(' ')}: ${r.stderr}`); });
+    for (const id of toAllow) allowed.add(id);
+    for (const id of toDisable) { allowed.delete(id); disabled.add(id); }
+  }
+  const state = new Map(readDevices(h).map((d) => [d.id, d.state]));
+  for (const id of allowed) if (state.get(id) !== 'allowed') lost++;
+  for (const id of disabled) if (state.get(id) !== 'disabled') lost++;
+  t.diagnostic(`devices not in the state their command reported, of ${allowed.size + disabled.size}: ${lost}; failed commands: ${failed.length}`);
+  assert.deepEqual(failed, []);
+  assert.equal(lost, 0, 'every command that said "allowed" or "disabled" is in devices.json');
+  assert.equal(readDevices(h).length, 60);
+});
+
 test('bad ids: typos, too short, unknown, ambiguous, this machine\'s own; exit 2 with what to do', async () => {
   const h = home();
   const me = await json<Shown>(['device', 'show'], h);

@@ -3,6 +3,8 @@
  * each kind of bad file refused whole with a message naming the file, the place and the fix.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -11,6 +13,7 @@ import { deviceIdFromDer } from '../../src/identity/device-id.ts';
 import {
   allowedIds, readDevices, readPending, writeDevices, writePending, type DeviceEntry, type PendingEntry,
 } from '../../src/identity/devices.ts';
+import { withTrustLock } from '../../src/identity/trust-lock.ts';
 import { removeHome, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
@@ -95,4 +98,30 @@ test('a malformed pending.json says the running node writes it again', () => {
   badFile(() => readPending(d), /pending\.json is not valid at pending\.0\.kind: .*; delete it: the running node writes it again/);
   writeFileSync(join(d, 'pending.json'), JSON.stringify({ version: 1, pending: [{ ...pending[0], count: 0 }] }));
   badFile(() => readPending(d), /at pending\.0\.count/);
+});
+
+test('the trust lock: another process holding it -> OLN_DATA_DIR_BUSY after the wait; a SIGKILLed holder frees it at once', async (t) => {
+  const d = dir();
+  // A holder that takes the lock, says so, and blocks (synchronously, as every holder does) until killed.
+  const holder = spawn(process.execPath, ['--input-type=module', '-e', `
+    import { withTrustLock } from ${JSON.stringify(new URL('../../src/identity/trust-lock.ts', import.meta.url).href)};
+    withTrustLock(${JSON.stringify(d)}, 1000, () => {
+      process.stdout.write('locked\\n');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
+    });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => holder.kill('SIGKILL'));
+  const [first] = await once(holder.stdout, 'data') as [Buffer];
+  assert.equal(first.toString(), 'locked\n');
+  const started = Date.now();
+  assert.throws(() => withTrustLock(d, 300, () => 'never'), (err: unknown) => {
+    assert.ok(err instanceof OllanaError, String(err));
+    assert.equal(err.code, 'OLN_DATA_DIR_BUSY');
+    assert.match(err.message, /another ollana process has held .*trust\.lock for more than 300 ms/);
+    return true;
+  });
+  assert.ok(Date.now() - started >= 250, 'it waited');
+  holder.kill('SIGKILL');
+  await once(holder, 'exit');
+  assert.equal(withTrustLock(d, 1000, () => 'mine'), 'mine', 'no stale lock after the holder died');
+  assert.deepEqual(readdirSync(d).sort(), ['trust.lock'], 'no journal or other file beside it');
 });

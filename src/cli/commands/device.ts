@@ -11,6 +11,7 @@ import {
 } from '../../identity/devices.ts';
 import { resolveDeviceId } from '../../identity/device-id.ts';
 import { loadIdentity, loadOrCreateIdentity } from '../../identity/identity.ts';
+import { CLI_LOCK_WAIT_MS, withTrustLock } from '../../identity/trust-lock.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -63,8 +64,16 @@ function pending(dataDir: string, json: boolean): number {
   return out(json, { pending: waiting }, blocks.join('\n'));
 }
 
-/** Sets a device's state (and name) in the allow list, and says what changed. */
+/**
+ * Sets a device's state (and name) in the allow list, and says what changed. The whole
+ * read-modify-write holds the data directory's trust lock: two commands at once (or a command and
+ * the node writing pending.json) would otherwise each write the list it read, and one would be lost.
+ */
 function setState(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
+  return withTrustLock(dataDir, CLI_LOCK_WAIT_MS, () => setStateLocked(dataDir, input, state, nameGiven, json));
+}
+
+function setStateLocked(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
   const devices = readDevices(dataDir);
   const waiting = readPending(dataDir);
   // This machine's own id is among the decided ones so that its prefix, typed by mistake, gets that
