@@ -7,7 +7,7 @@ import type { DeviceCommand } from '../args.ts';
 import { loadConfig } from '../../config/load.ts';
 import { OllanaError } from '../../errors.ts';
 import {
-  readDevices, readPending, writeDevices, type DeviceEntry, type DeviceState, type PendingEntry,
+  readDevices, readPendingChecked, writeDevices, type DeviceEntry, type DeviceState, type PendingEntry,
 } from '../../identity/devices.ts';
 import { resolveDeviceId } from '../../identity/device-id.ts';
 import { loadIdentity, loadOrCreateIdentity } from '../../identity/identity.ts';
@@ -25,6 +25,16 @@ const KIND_TEXT: Record<PendingEntry['kind'], string> = {
 /** Names and addresses come from other machines: no control characters reach the terminal. */
 function printable(s: string): string {
   return s.replace(/\p{Cc}/gu, '?') || '-';
+}
+
+/**
+ * pending.json is advisory: a malformed entry in it costs that entry (with a coded warning on
+ * stderr), never the command.
+ */
+function readPendingWarn(dataDir: string): PendingEntry[] {
+  const { pending, problem } = readPendingChecked(dataDir);
+  if (problem !== null) process.stderr.write(`ollana: warning: ${problem} [OLN_BAD_DEVICES_FILE]\n`);
+  return pending;
 }
 
 function out(json: boolean, data: unknown, text: string): number {
@@ -53,7 +63,7 @@ function list(dataDir: string, json: boolean): number {
 
 function pending(dataDir: string, json: boolean): number {
   const decided = new Set(readDevices(dataDir).map((d) => d.id));
-  const waiting = readPending(dataDir).filter((p) => !decided.has(p.id));
+  const waiting = readPendingWarn(dataDir).filter((p) => !decided.has(p.id));
   if (waiting.length === 0) {
     return out(json, { pending: waiting }, 'no devices waiting: none was seen on the LAN or refused without being allowed\n');
   }
@@ -75,7 +85,7 @@ function setState(dataDir: string, input: string, state: DeviceState, nameGiven:
 
 function setStateLocked(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
   const devices = readDevices(dataDir);
-  const waiting = readPending(dataDir);
+  const waiting = readPendingWarn(dataDir);
   // This machine's own id is among the decided ones so that its prefix, typed by mistake, gets that
   // error. Pending ids are only met on the LAN: a prefix must not resolve to one (resolveDeviceId).
   const own = loadIdentity(dataDir)?.id;
