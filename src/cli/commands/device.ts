@@ -43,8 +43,9 @@ function out(json: boolean, data: unknown, text: string): number {
 }
 
 async function show(dataDir: string, json: boolean): Promise<number> {
-  const { identity: me, created } = await loadOrCreateIdentity(dataDir);
+  const { identity: me, created, removed } = await loadOrCreateIdentity(dataDir);
   const { id, name, fingerprint, certFile, keyFile } = me;
+  if (removed.length > 0) process.stderr.write(`ollana: removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}\n`);
   return out(json, { id, name, fingerprint, certFile, keyFile, created },
     (created ? `made a new identity for this machine in ${dataDir}\n` : '') +
     `device id:   ${id}\nname:        ${printable(name)}\nfingerprint: sha256 ${fingerprint}\ncertificate: ${certFile}\n\n` +

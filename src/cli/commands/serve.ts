@@ -51,7 +51,8 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
   let supervisor: Supervisor;
 
   try {
-    const { identity, created } = await loadOrCreateIdentity(dataDir);
+    const { identity, created, removed } = await loadOrCreateIdentity(dataDir);
+    if (removed.length > 0) log.warn({ dataDir, removed }, `removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}`);
     if (created) log.info({ deviceId: identity.id, cert: identity.certFile }, `created this node's identity: device id ${identity.id}`);
     supervisor = new Supervisor({ config, log, logSettings, version, identity, dataDir, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
     pid = takePidFile(pidFile);
