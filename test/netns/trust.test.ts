@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { readPending } from '../../src/identity/devices.ts';
 import { createLan, cut, netnsSkipReason, type Host, type HostProcess } from '../helpers/netns.ts';
 import { MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
@@ -42,13 +43,16 @@ describe('trust between hosts', { skip }, () => {
     const server = await node(h1);
     const cl = await node(h2);
 
-    // The client sees the server but does not use it, and says exactly how to.
-    await until('the client to log the allow command', async () => logged(cl, `to use it run: ollana device allow ${server.id}`), (x) => x);
-    const none = await client(h2, 'list');
-    assert.match(String(none.error), /no Ollama server found|still looking/i);
+    // The client sees the server but does not use it, and says exactly how to. What the line says is
+    // true when it is written (issue #14): pending.json lists the server at that moment, and
+    // `ollana device pending` run right after it shows it, with no retry.
+    await cl.proc.waitForLine((text) => text.includes(`to use it run: ollana device allow ${server.id}`), 15_000);
+    assert.ok(readPending(cl.home).some((p) => p.id === server.id), 'pending.json lists the server when the line is logged');
     const pendingC = await device(cl, 'pending', '--json');
     assert.equal(pendingC.code, 0, pendingC.stderr);
     assert.ok(pendingC.stdout.includes(server.id), 'the server is pending on the client');
+    const none = await client(h2, 'list');
+    assert.match(String(none.error), /no Ollama server found|still looking/i);
 
     // Step 1, on the client: allow the server by its full id (a prefix of a pending id is refused).
     const prefix = await device(cl, 'allow', server.id.slice(0, 10));
