@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'node:tls';
+import { connect, type TLSSocket } from 'node:tls';
 import { after, test } from 'node:test';
 import { deviceIdFromDer } from '../../src/identity/device-id.ts';
 import { readDevices, readPendingChecked } from '../../src/identity/devices.ts';
 import { loadIdentity } from '../../src/identity/identity.ts';
-import { freePort, removeHome, runCli, runOllana, startOllana, tempHome } from '../helpers/ollana-process.ts';
+import { freePort, removeHome, runCli, startOllana, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
 after(() => { for (const h of homes) removeHome(h); });
@@ -75,42 +75,49 @@ test('SIGKILL at each step of `device allow`: devices.json is the old or the new
   assert.deepEqual(temps(h), []);
 });
 
-test('SIGKILL while the node writes pending.json: the next start removes the temporary file, says so, and lists the device', { timeout: 120_000 }, async (t) => {
-  const h = home();
-  const stranger = home();
-  assert.equal((await runCli(['device', 'show'], { home: stranger })).code, 0);
-  const port = await freePort();
-  const args = ['--mode', 'server', '--listen', `127.0.0.1:${port}`, '--ollama-url', 'http://127.0.0.1:1', '--workers', '1'];
-  const node = runOllana(['serve', ...args], { home: h, env: killAt('pending.json:temp-written') });
-  t.after(() => node.stop());
-  await node.waitFor((l) => l.msg.includes('listening on'), 30_000, 'that it listens');
-  // An unknown device knocks: the node notes it in pending.json, and dies halfway through the write.
+/** A TLS connection from an unknown device (certificate of `from`), which the node refuses and notes as pending. */
+function knock(port: number, from: string): TLSSocket {
   const socket = connect({ port, host: '127.0.0.1', rejectUnauthorized: false,
-    cert: readFileSync(join(stranger, 'cert.pem')), key: readFileSync(join(stranger, 'key.pem')) });
+    cert: readFileSync(join(from, 'cert.pem')), key: readFileSync(join(from, 'key.pem')) });
   socket.on('error', () => undefined);
   socket.end('GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n');
-  const { signal } = await Promise.race([node.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`node not killed: ${JSON.stringify(node.lines)} ${node.stderr.join('\n')}`)), 15_000))]);
-  socket.destroy();
-  assert.equal(signal, 'SIGKILL');
-  allParse(h);
-  const [left] = temps(h);
-  assert.match(left ?? '', /^pending\.json\.\d+\.[0-9a-f]{8}\.tmp$/);
+  return socket;
+}
 
-  const next = await startOllana(args, { home: h });
-  t.after(() => next.stop());
-  const said = await next.waitFor((l) => l.msg.startsWith('removed what an interrupted write'), 1_000, 'what it removed');
-  assert.equal(said.level, 'warn');
-  assert.deepEqual(said.removed, [left]);
-  assert.deepEqual(temps(h), []);
-  const pending = await runCli(['device', 'pending'], { home: h });
-  assert.equal(pending.code, 0, pending.stderr);
-  assert.equal(pending.stderr, '');
-  const socket2 = connect({ port, host: '127.0.0.1', rejectUnauthorized: false,
-    cert: readFileSync(join(stranger, 'cert.pem')), key: readFileSync(join(stranger, 'key.pem')) });
-  socket2.on('error', () => undefined);
-  socket2.end('GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n');
-  t.after(() => socket2.destroy());
-  const line = await next.waitFor((l) => l.msg.startsWith('refused device'), 10_000, 'the refusal');
-  const now = readPendingChecked(h);
-  assert.ok(now.pending.some((p) => p.id === line.device), 'listed by the time the refusal is logged');
+test('SIGKILL at each step of the node writing pending.json: the next start removes what was left, says so, and lists devices again', { timeout: 120_000 }, async (t) => {
+  const stranger = home();
+  assert.equal((await runCli(['device', 'show'], { home: stranger })).code, 0);
+  for (const point of ['pending.json:temp-written', 'pending.json:in-place']) {
+    const h = home();
+    const port = await freePort();
+    const args = ['--mode', 'server', '--listen', `127.0.0.1:${port}`, '--ollama-url', 'http://127.0.0.1:1', '--workers', '1'];
+    const node = await startOllana(args, { home: h, env: killAt(point) });
+    t.after(() => node.stop());
+    // An unknown device knocks: the node notes it in pending.json, and dies at that step of the write.
+    const socket = knock(port, stranger);
+    t.after(() => socket.destroy());
+    const timeout = setTimeout(() => node.proc.kill('SIGTERM'), 15_000);
+    const { signal } = await node.exited;
+    clearTimeout(timeout);
+    assert.equal(signal, 'SIGKILL', `${point}: killed by its hook`);
+    allParse(h);
+    const left = temps(h);
+    if (point.endsWith('temp-written')) assert.match(left.join(' '), /^pending\.json\.\d+\.[0-9a-f]{8}\.tmp$/);
+    else assert.ok(readPendingChecked(h).pending.length === 1 && left.length === 0, `${point}: the new file is in place`);
+
+    const next = await startOllana(args, { home: h });
+    t.after(() => next.stop());
+    // Said before "listening": what was found is all in the lines read so far.
+    const said = next.lines.filter((l) => l.msg.startsWith('removed what an interrupted write'));
+    assert.deepEqual(said.map((l) => [l.level, l.removed]), left.length === 0 ? [] : [['warn', left]], point);
+    assert.deepEqual(temps(h), []);
+    const pending = await runCli(['device', 'pending'], { home: h });
+    assert.equal(pending.code, 0, pending.stderr);
+    assert.equal(pending.stderr, '', 'a file every reader accepts');
+    const again = knock(port, stranger);
+    t.after(() => again.destroy());
+    const line = await next.waitFor((l) => l.msg.startsWith('refused device'), 10_000, 'the refusal');
+    assert.ok(readPendingChecked(h).pending.some((p) => p.id === line.device), 'listed by the time the refusal is logged');
+    await next.stop();
+  }
 });
