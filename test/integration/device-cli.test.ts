@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { deviceIdFromDer } from '../../src/identity/device-id.ts';
@@ -244,6 +245,28 @@ test('broken files and an unusable data dir: exit 3 / 5 naming the file', async 
   writeFileSync(join(h, 'a-file'), '');
   await fails(['device', 'show', '--data-dir', join(h, 'a-file', 'data')], h, 5,
     /cannot use the data directory .*a-file\/data: .*--data-dir or OLLANA_HOME \[OLN_DIR_UNWRITABLE\]/);
+});
+
+test('issue #22: `device allow` on a full, then read-only data dir: exit 5 with the cause and fix that fit (not "permissions")', { timeout: 60_000 }, async (t) => {
+  const h = home();
+  const data = join(h, 'data');
+  mkdirSync(data);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', data]);
+  t.after(() => { execFileSync('umount', ['-l', data]); });
+  await ok(['device', 'show'], data);
+  try {
+    execFileSync('dd', ['if=/dev/zero', `of=${join(data, 'fill')}`, 'bs=4k', 'count=64'], { stdio: 'ignore' });
+  } catch { /* dd ends with ENOSPC: the disk is full, as wanted */ }
+  const id = deviceIdFromDer(Buffer.from('full disk'));
+  const full = await runCli(['device', 'allow', id], { home: data });
+  assert.equal(full.code, 5, full.stderr);
+  assert.match(full.stderr, /cannot write .*data\/devices\.json: the disk is full; free some space there, or choose another data directory with --data-dir or OLLANA_HOME \[OLN_DIR_UNWRITABLE\]/);
+  assert.doesNotMatch(full.stderr, /permission/);
+  execFileSync('mount', ['-o', 'remount,ro', data]);
+  const ro = await runCli(['device', 'allow', id], { home: data });
+  assert.equal(ro.code, 5, ro.stderr);
+  assert.match(ro.stderr, /the file system is read-only; remount it read-write, or choose another data directory/);
+  assert.deepEqual(readDevices(data), []);
 });
 
 test('`ollana device --help` lists the subcommands', async () => {
