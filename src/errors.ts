@@ -22,6 +22,7 @@ export const EXIT_CODES = {
   OLN_BAD_DEVICE_ID: 2,
   OLN_BAD_DEVICES_FILE: 3,
   OLN_IDENTITY_BAD: 12,
+  OLN_DATA_DIR_BUSY: 13,
   OLN_INTERNAL: 70,
 } as const;
 

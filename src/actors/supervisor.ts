@@ -441,13 +441,14 @@ export class Supervisor extends EventEmitter {
       this.#cluster.seen(peer);
       return;
     }
-    const first = this.#trust.notePending(peer.id, '', peer.addr, 'server-seen');
-    if (first || !this.#told.has(peer.id)) {
+    // Logged once pending.json lists it, so `ollana device pending` right after the line shows it.
+    this.#trust.notePending(peer.id, '', peer.addr, 'server-seen', (first) => {
+      if (!first && this.#told.has(peer.id)) return;
       this.#told.add(peer.id);
       const why = this.#trust.isDisabled(peer.id) ? 'it is disabled here' : 'it is not allowed yet';
       this.#log.info({ peer: { id: peer.id, addr: peer.addr, port: peer.port } },
         `server node ${peer.id} found at ${peer.addr}:${peer.port}, not used: ${why}; to use it run: ollana device allow ${peer.id}`);
-    }
+    });
   }
 
   #onTrustChange(): void {
@@ -470,11 +471,12 @@ export class Supervisor extends EventEmitter {
       this.#log.info({ addr: m.addr }, `refused a connection from ${m.addr} without a device certificate (not an ollana node)`);
       return;
     }
-    const first = this.#trust.notePending(m.id, m.name, m.addr, 'client-refused');
-    this.#log.info({ device: m.id, name: m.name, addr: m.addr, verdict: m.verdict, first },
-      m.verdict === 'disabled'
-        ? `refused disabled device ${m.id} (${m.name || 'no name'}) from ${m.addr}`
-        : `refused device ${m.id} (${m.name || 'no name'}) from ${m.addr}: not allowed; to allow it run: ollana device allow ${m.id}`);
+    this.#trust.notePending(m.id, m.name, m.addr, 'client-refused', (first) => {
+      this.#log.info({ device: m.id, name: m.name, addr: m.addr, verdict: m.verdict, first },
+        m.verdict === 'disabled'
+          ? `refused disabled device ${m.id} (${m.name || 'no name'}) from ${m.addr}`
+          : `refused device ${m.id} (${m.name || 'no name'}) from ${m.addr}: not allowed; to allow it run: ollana device allow ${m.id}`);
+    });
   }
 
   /** A server node answered that it does not allow this device. */

@@ -3,21 +3,38 @@
  * allow/disable`, watched so that a change reaches a running node within a second) plus --trust-lan,
  * and pending.json, the devices this node met but does not trust (written here, read by
  * `ollana device pending`).
+ *
+ * What the node says about a pending device is true when it says it: notePending runs its caller's
+ * log line only once pending.json holds the device, so a person (or a test) who reads the line and
+ * runs `ollana device pending` at once finds it there.
  */
 import { EventEmitter } from 'node:events';
 import { unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import {
-  DEVICES_FILE, readDevices, readPending, writePending, type DeviceEntry, type PendingEntry,
+  DEVICES_FILE, PENDING_FILE, readDevices, readPendingChecked, writePending, type DeviceEntry, type PendingEntry,
 } from '../identity/devices.ts';
-import { errorMessage } from '../errors.ts';
+import { parseDeviceId } from '../identity/device-id.ts';
+import { withTrustLock } from '../identity/trust-lock.ts';
+import { errorMessage, isOllanaError, systemCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
 
 /** How often devices.json is looked at (a stat); changes apply within this plus a message hop. */
 const WATCH_INTERVAL_MS = 250;
-/** Pending entries are written at most this often. */
+/**
+ * pending.json is written at most this often: a device met for the first time is written at once
+ * when the last write is older than this, else at the end of the interval (and its log line waits
+ * with it); a device met again (count, last seen) waits for the interval.
+ */
 const PENDING_WRITE_MS = 500;
+/**
+ * How long the node waits for the trust lock; `ollana device` holds it for about a millisecond.
+ * Short, since the wait blocks the supervisor's thread: when it runs out the write is tried again.
+ */
+const NODE_LOCK_WAIT_MS = 200;
+/** The longest name and address kept (pending.json's schema): longer ones are cut, not refused. */
+const MAX_TEXT = 256;
 /** Most pending entries kept (oldest dropped): forged identities must not grow the file forever. */
 const MAX_PENDING = 100;
 
@@ -32,6 +49,11 @@ export class TrustStore extends EventEmitter {
   #settings: TrustSettings;
   readonly #pending = new Map<string, PendingEntry>();
   #pendingTimer: NodeJS.Timeout | null = null;
+  /** Callers' log lines waiting for the next write of pending.json. */
+  #afterWrite: (() => void)[] = [];
+  #lastWrite = 0;
+  /** Why pending.json could not be written last time (an errno or a code), told once; null: it could. */
+  #unsaved: string | null = null;
   #watching = false;
 
   constructor(dataDir: string, trustLan: boolean, log: Logger) {
@@ -41,7 +63,7 @@ export class TrustStore extends EventEmitter {
     this.#log = log;
     this.#devices = readDevices(dataDir);
     this.#settings = this.#compute();
-    for (const p of this.#safeReadPending()) this.#pending.set(p.id, p);
+    for (const p of this.#readPendingAtStart()) this.#pending.set(p.id, p);
   }
 
   get settings(): TrustSettings {
@@ -77,18 +99,33 @@ export class TrustStore extends EventEmitter {
     }
   }
 
-  /** Records a device met but not trusted; returns true the first time this id is recorded. */
-  notePending(id: string, name: string, addr: string, kind: PendingKind): boolean {
-    if (id === '' || this.trusts(id) || this.isDisabled(id)) return false;
+  /**
+   * Records a device met but not trusted, and calls `then(first)` (first: this id was not pending
+   * before) once pending.json holds it, or at once when nothing is recorded (a trusted or disabled
+   * device). An id that is not a well-formed device id is dropped without a call: it can be neither
+   * saved nor allowed. Returns whether the id was new.
+   */
+  notePending(id: string, name: string, addr: string, kind: PendingKind, then?: (first: boolean) => void): boolean {
+    if (parseDeviceId(id) !== id) {
+      this.#log.debug({ device: { id: id.slice(0, 80) } }, 'ignoring a device met with a malformed id');
+      return false;
+    }
+    if (this.trusts(id) || this.isDisabled(id)) {
+      then?.(false);
+      return false;
+    }
     const now = new Date().toISOString();
     const known = this.#pending.get(id);
     this.#pending.delete(id);
-    this.#pending.set(id, known === undefined
+    const entry: PendingEntry = known === undefined
       ? { id, name, addr, kind, firstSeen: now, lastSeen: now, count: 1 }
-      : { ...known, name: name || known.name, addr, kind, lastSeen: now, count: known.count + 1 });
+      : { ...known, name: name || known.name, addr, kind, lastSeen: now, count: known.count + 1 };
+    this.#pending.set(id, { ...entry, name: entry.name.slice(0, MAX_TEXT), addr: entry.addr.slice(0, MAX_TEXT) });
     while (this.#pending.size > MAX_PENDING) this.#pending.delete(this.#pending.keys().next().value!);
-    this.#schedulePendingWrite();
-    return known === undefined;
+    const first = known === undefined;
+    if (then !== undefined) this.#afterWrite.push(() => then(first));
+    this.#schedulePendingWrite(first);
+    return first;
   }
 
   #compute(): TrustSettings {
@@ -114,32 +151,69 @@ export class TrustStore extends EventEmitter {
     for (const id of this.#pending.keys()) {
       if (this.trusts(id) || this.isDisabled(id)) { this.#pending.delete(id); pruned = true; }
     }
-    if (pruned) this.#schedulePendingWrite();
+    if (pruned) this.#schedulePendingWrite(false);
     this.#log.info({ allowed: next.allowed.length, disabled: next.disabled.length },
       `allow list changed: ${next.allowed.length} allowed, ${next.disabled.length} disabled device(s)`);
     this.emit('change', next);
   }
 
-  #safeReadPending(): PendingEntry[] {
+  /** pending.json as left by the last run; what was wrong with it is said once, and it is rewritten. */
+  #readPendingAtStart(): PendingEntry[] {
     try {
-      return readPending(this.#dataDir);
-    } catch {
-      return []; // rewritten from scratch on the next refusal
+      const { pending, problem } = readPendingChecked(this.#dataDir);
+      if (problem !== null) this.#log.warn({ code: 'OLN_BAD_DEVICES_FILE' }, `${problem} [OLN_BAD_DEVICES_FILE]`);
+      return pending;
+    } catch (err) {
+      this.#log.warn({ err, code: isOllanaError(err) ? err.code : undefined },
+        `cannot read ${PENDING_FILE}, starting with no pending devices: ${errorMessage(err)}`);
+      return [];
     }
   }
 
-  #schedulePendingWrite(): void {
+  #schedulePendingWrite(urgent: boolean): void {
     if (this.#pendingTimer !== null) return;
-    this.#pendingTimer = setTimeout(() => this.#flushPending(), PENDING_WRITE_MS);
+    const wait = urgent ? Math.max(0, this.#lastWrite + PENDING_WRITE_MS - Date.now()) : PENDING_WRITE_MS;
+    if (wait === 0) {
+      this.#flushPending();
+      return;
+    }
+    this.#pendingTimer = setTimeout(() => this.#flushPending(), wait);
     this.#pendingTimer.unref();
   }
 
   #flushPending(): void {
     this.#pendingTimer = null;
+    this.#lastWrite = Date.now();
     try {
-      writePending(this.#dataDir, [...this.#pending.values()]);
+      withTrustLock(this.#dataDir, NODE_LOCK_WAIT_MS, () => writePending(this.#dataDir, [...this.#pending.values()]));
+      if (this.#unsaved !== null) this.#log.info(`${PENDING_FILE} can be written again: the devices met are listed by \`ollana device pending\``);
+      this.#unsaved = null;
     } catch (err) {
-      this.#log.warn({ err }, `cannot write the pending device list: ${errorMessage(err)}`);
+      this.#cannotWrite(err);
     }
+    // Said after the write, even a failed one: the line must not announce what is not on disk yet,
+    // and a failure was just told (once) with what to do.
+    const waiting = this.#afterWrite;
+    this.#afterWrite = [];
+    for (const say of waiting) say();
+  }
+
+  /**
+   * A full, read-only or foreign-owned data directory must not stop the node: it keeps serving, and
+   * says once per cause what it cannot save and what to do. A lock held by an `ollana device`
+   * command is no fault: the write is tried again.
+   */
+  #cannotWrite(err: unknown): void {
+    const code = isOllanaError(err) ? err.code : 'OLN_INTERNAL';
+    if (code === 'OLN_DATA_DIR_BUSY') {
+      this.#log.debug({ err }, `${PENDING_FILE} is locked by another ollana process; writing it again shortly`);
+      this.#schedulePendingWrite(false);
+      return;
+    }
+    const cause = isOllanaError(err) ? (systemCode(err.cause) ?? code) : (systemCode(err) ?? code);
+    if (this.#unsaved === cause) return;
+    this.#unsaved = cause;
+    this.#log.warn({ err, code, errno: cause },
+      `${errorMessage(err)}. The node keeps serving; the devices it meets are not saved for \`ollana device pending\` until it can write there [${code}]`);
   }
 }

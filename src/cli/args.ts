@@ -29,8 +29,8 @@ const DEVICE_VERBS: readonly { verb: DeviceVerb; args: string; help: string }[] 
   { verb: 'show', args: '', help: 'print this machine\'s device id (made on first use), to allow it on the others' },
   { verb: 'list', args: '', help: 'the devices this machine allows or has disabled' },
   { verb: 'pending', args: '', help: 'devices seen on the LAN or refused that are not allowed yet, with the command to allow each' },
-  { verb: 'allow', args: '<id>', help: 'allow a device: its full id, or a unique prefix of an id in `pending` or `list`' },
-  { verb: 'disable', args: '<id>', help: 'refuse a device from now on (its full id or a unique prefix)' },
+  { verb: 'allow', args: '<id>', help: 'allow a device: its full id as `ollana device show` prints it there (a unique prefix only for a device in `list`)' },
+  { verb: 'disable', args: '<id>', help: 'refuse a device from now on (its full id, or a unique prefix of one in `list`)' },
 ];
 
 /** --name: shown in lists and logs, so one printable line of reasonable length. */

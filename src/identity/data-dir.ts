@@ -5,18 +5,27 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { OllanaError, errorMessage, systemCode } from '../errors.ts';
 
-function why(err: unknown): string {
-  const code = systemCode(err);
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'ENOSPC') return 'the disk is full';
-  if (code === 'EROFS') return 'the file system is read-only';
-  return errorMessage(err);
+const ELSEWHERE = 'choose another data directory with --data-dir or OLLANA_HOME';
+
+/** What went wrong and what to do about it, in the words that fit the errno. */
+function whyAndFix(err: unknown): string {
+  switch (systemCode(err)) {
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied; fix its permissions (the user running ollana must be able to write it), or ${ELSEWHERE}`;
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return `the disk is full; free some space there, or ${ELSEWHERE}`;
+    case 'EROFS':
+      return `the file system is read-only; remount it read-write, or ${ELSEWHERE}`;
+    default:
+      return `${errorMessage(err)}; ${ELSEWHERE}`;
+  }
 }
 
-/** OLN_DIR_UNWRITABLE for `what` (a file or the directory itself), with the usual way out. */
+/** OLN_DIR_UNWRITABLE for `what` (a file or the directory itself), with the way out that fits the cause. */
 export function dirError(what: string, action: 'read' | 'write' | 'use', err: unknown): OllanaError {
-  return new OllanaError('OLN_DIR_UNWRITABLE',
-    `cannot ${action} ${what}: ${why(err)}; fix its permissions, or choose another data directory with --data-dir or OLLANA_HOME`,
+  return new OllanaError('OLN_DIR_UNWRITABLE', `cannot ${action} ${what}: ${whyAndFix(err)}`,
     { cause: err, details: { path: what } });
 }
 

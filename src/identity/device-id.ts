@@ -2,8 +2,8 @@
  * Device ids, as Syncthing makes them: the SHA-256 of a node's certificate (DER), in RFC 4648 base32
  * without padding (52 characters), each 13-character quarter followed by a Luhn mod 32 check
  * character (56), shown in eight groups of seven joined by dashes (63). People read these ids aloud
- * and type them on another machine, so the check characters catch typos, and a unique prefix is
- * accepted wherever an id is typed.
+ * and type them on another machine, so the check characters catch typos. A unique prefix is accepted
+ * only for devices already in this machine's allow list (see resolveDeviceId).
  */
 import { createHash } from 'node:crypto';
 import { OllanaError } from '../errors.ts';
@@ -95,10 +95,17 @@ const WHERE = '`ollana device show` on that machine prints its id';
 
 /**
  * What the user typed -> a canonical id: a full valid id (known or not), else a unique prefix (at
- * least 4 characters, any case, dashes and spaces ignored) of one of `known`. Throws
- * OLN_BAD_DEVICE_ID saying what is wrong and what to do.
+ * least 4 characters, any case, dashes and spaces ignored) of one of `decided`: the devices already
+ * in the allow list (allowed or disabled), each typed in full once, plus this machine's own id.
+ *
+ * A prefix never resolves to an id in `metOnly` (devices only met on the LAN: pending.json), since
+ * those ids come from unauthenticated announcements and refused handshakes: anyone can make
+ * certificates until one's id starts with the characters a person would type (4 characters took
+ * 584,000 certificates, 8.5 min on one core; every further character is 32 times more), and that
+ * device would then be allowed in place of the real one. The full id is 256 bits: no grinding
+ * reaches it. Throws OLN_BAD_DEVICE_ID saying what is wrong and what to do.
  */
-export function resolveDeviceId(input: string, known: readonly string[]): string {
+export function resolveDeviceId(input: string, decided: readonly string[], metOnly: readonly string[] = []): string {
   const s = normalize(input);
   const shown = JSON.stringify(input.trim());
   if (s === '') throw bad(`no device id given; ${WHERE}`);
@@ -118,13 +125,19 @@ export function resolveDeviceId(input: string, known: readonly string[]): string
     throw bad(`device id ${shown} has ${s.length} characters, a device id has ${CHECKED_LENGTH} (63 with dashes); ${WHERE}`);
   }
   if (s.length < MIN_PREFIX) {
-    throw bad(`device id ${shown} is too short: give the full id or at least ${MIN_PREFIX} of its first characters`);
+    throw bad(`device id ${shown} is too short: give the full id, or at least ${MIN_PREFIX} first characters of a device already in \`ollana device list\``);
   }
-  const matches = [...new Set(known.map(normalize))].filter((k) => k.startsWith(s)).map(group);
+  const matching = (ids: readonly string[]): string[] => [...new Set(ids.map(normalize))].filter((k) => k.startsWith(s)).map(group);
+  const matches = matching(decided);
   if (matches.length === 1) return matches[0]!;
   if (matches.length > 1) {
     throw bad(`device id prefix ${shown} matches ${matches.length} devices: ${matches.join(', ')}; type more of the id`);
   }
+  const full = `type the full id (56 characters, or 63 with dashes) as ${WHERE.replace('its id', 'it')}`;
+  if (matching(metOnly).length > 0) {
+    throw bad(`device id prefix ${shown} matches only a device this machine met on the LAN, and an id met on the LAN ` +
+      `is not proof of anything: anyone can make one that starts with the same few characters; ${full}`);
+  }
   const hint = s.length === RAW_LENGTH ? ` (it has ${RAW_LENGTH} characters: the 4 check characters are missing)` : '';
-  throw bad(`no known device has an id starting with ${shown}${hint}; type the full id: ${WHERE}`);
+  throw bad(`no device in the allow list has an id starting with ${shown}${hint}; ${full}`);
 }

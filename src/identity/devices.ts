@@ -1,8 +1,11 @@
 /**
  * The allow list (devices.json, written by `ollana device allow|disable`) and the devices waiting
  * for it (pending.json, written by the running node), both in the data directory. A running node
- * re-reads devices.json when it changes, so every write is atomic and a bad file is refused whole
- * with a message naming it, rather than half-applied.
+ * re-reads devices.json when it changes, so every write is atomic and a bad allow list is refused
+ * whole with a message naming it, rather than half-applied. pending.json is advisory (devices met,
+ * not trusted): a malformed entry in it is skipped with a warning instead of failing a command. Both
+ * are checked against their schema before they are written, so ollana never writes a file it would
+ * refuse to read back. Read-modify-writes of either hold the trust lock (trust-lock.ts).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,13 +51,21 @@ const devicesSchema = z.strictObject({
     .refine(uniqueIds, 'lists a device twice'),
 });
 
+const pendingEntrySchema = z.strictObject({
+  id: deviceId, name, addr: z.string().max(256), kind: z.enum(['server-seen', 'client-refused']),
+  firstSeen: time, lastSeen: time, count: z.number().int().min(1),
+});
+
 const pendingSchema = z.strictObject({
   version: z.literal(1),
-  pending: z.array(z.strictObject({
-    id: deviceId, name, addr: z.string().max(256), kind: z.enum(['server-seen', 'client-refused']),
-    firstSeen: time, lastSeen: time, count: z.number().int().min(1),
-  })).refine(uniqueIds, 'lists a device twice'),
+  pending: z.array(pendingEntrySchema).refine(uniqueIds, 'lists a device twice'),
 });
+
+/** Where a zod issue is, and what: `at pending.0.id: not a device id ...`. */
+function describeIssue(issue: z.core.$ZodIssue, prefix: readonly (string | number)[] = []): string {
+  const path = [...prefix, ...issue.path.map(String)];
+  return `${path.length > 0 ? ` at ${path.join('.')}` : ''}: ${issue.message}`;
+}
 
 function readJson<T>(file: string, schema: z.ZodType<T>, fix: string): T | null {
   let text: string;
@@ -72,16 +83,20 @@ function readJson<T>(file: string, schema: z.ZodType<T>, fix: string): T | null 
   }
   const parsed = schema.safeParse(data);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
-    throw new OllanaError('OLN_BAD_DEVICES_FILE', `${file} is not valid${where}: ${issue.message}; ${fix}`, { details: { file } });
+    throw new OllanaError('OLN_BAD_DEVICES_FILE', `${file} is not valid${describeIssue(parsed.error.issues[0]!)}; ${fix}`, { details: { file } });
   }
   return parsed.data;
 }
 
-function writeJson(dataDir: string, fileName: string, data: unknown): void {
-  ensurePrivateDir(dataDir);
+function writeJson<T>(dataDir: string, fileName: string, schema: z.ZodType<T>, data: T): void {
   const file = join(dataDir, fileName);
+  const checked = schema.safeParse(data);
+  if (!checked.success) {
+    // A bug upstream (an unchecked id or name reached this far): refuse to write what no reader accepts.
+    throw new OllanaError('OLN_INTERNAL', `refusing to write ${file}: the new content would not be valid` +
+      `${describeIssue(checked.error.issues[0]!)}`, { details: { file } });
+  }
+  ensurePrivateDir(dataDir);
   try {
     writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`, 0o600);
   } catch (err) {
@@ -98,18 +113,57 @@ export function readDevices(dataDir: string): DeviceEntry[] {
 
 /** Replaces the allow list in one step (tmp + rename, 0600); a watching node never reads half of it. */
 export function writeDevices(dataDir: string, list: readonly DeviceEntry[]): void {
-  writeJson(dataDir, DEVICES_FILE, { version: 1, devices: list });
+  writeJson(dataDir, DEVICES_FILE, devicesSchema, { version: 1 as const, devices: [...list] });
 }
 
-/** Devices the running node saw and did not allow; [] when there is none. */
-export function readPending(dataDir: string): PendingEntry[] {
+export interface PendingRead {
+  readonly pending: PendingEntry[];
+  /** What was wrong with the file, when something was (entries skipped, or the whole file); else null. */
+  readonly problem: string | null;
+}
+
+/**
+ * Devices the running node saw and did not allow, every well-formed entry of pending.json; a
+ * malformed entry (or a file that is not a pending list at all) is skipped and described in `problem`.
+ * Throws only when the file cannot be read (OLN_DIR_UNWRITABLE).
+ */
+export function readPendingChecked(dataDir: string): PendingRead {
   const file = join(dataDir, PENDING_FILE);
-  return readJson(file, pendingSchema, 'delete it: the running node writes it again as it meets devices')?.pending ?? [];
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (systemCode(err) === 'ENOENT') return { pending: [], problem: null };
+    throw dirError(file, 'read', err);
+  }
+  const why = (what: string): string => `${file}: ${what}; the running node writes it again as it meets devices`;
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return { pending: [], problem: why(`not valid JSON (${errorMessage(err)}), ignored`) };
+  }
+  const outer = z.strictObject({ version: z.literal(1), pending: z.array(z.unknown()) }).safeParse(data);
+  if (!outer.success) return { pending: [], problem: why(`not valid${describeIssue(outer.error.issues[0]!)}, ignored`) };
+  const pending: PendingEntry[] = [];
+  const skipped: string[] = [];
+  outer.data.pending.forEach((raw, i) => {
+    const entry = pendingEntrySchema.safeParse(raw);
+    if (!entry.success) skipped.push(describeIssue(entry.error.issues[0]!, ['pending', i]).replace(/^ at /, ''));
+    else if (pending.some((p) => p.id === entry.data.id)) skipped.push(`pending.${i}: lists ${entry.data.id} twice`);
+    else pending.push(entry.data);
+  });
+  return { pending, problem: skipped.length === 0 ? null : why(`skipped ${skipped.length} malformed entr${skipped.length === 1 ? 'y' : 'ies'} (${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''})`) };
+}
+
+/** The well-formed entries of pending.json ([] when there is none); see readPendingChecked. */
+export function readPending(dataDir: string): PendingEntry[] {
+  return readPendingChecked(dataDir).pending;
 }
 
 /** Replaces pending.json in one step (tmp + rename, 0600). */
 export function writePending(dataDir: string, list: readonly PendingEntry[]): void {
-  writeJson(dataDir, PENDING_FILE, { version: 1, pending: list });
+  writeJson(dataDir, PENDING_FILE, pendingSchema, { version: 1 as const, pending: [...list] });
 }
 
 /** Ids of the devices in state 'allowed'. */

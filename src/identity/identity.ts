@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OllanaError, errorMessage, systemCode } from '../errors.ts';
-import { createFileExclusive, writeFileAtomic } from './atomic-file.ts';
+import { createFileExclusive, removeStaleTemps, writeFileAtomic } from './atomic-file.ts';
 import { dirError, ensurePrivateDir } from './data-dir.ts';
 import { deviceIdFromDer } from './device-id.ts';
 
@@ -98,37 +98,53 @@ export function loadIdentity(dataDir: string): Identity | null {
 /**
  * A key without a certificate: another process is creating the identity (it writes the key first,
  * the certificate a moment later), or a creation died in between; no peer can know that id, so a
- * leftover is removed. Resolves when the certificate appeared or the leftover is gone.
+ * leftover is removed. Resolves when the certificate appeared or the leftover is gone: true when it
+ * removed one.
  */
-async function settleLoneKey(certFile: string, keyFile: string): Promise<void> {
+async function settleLoneKey(certFile: string, keyFile: string): Promise<boolean> {
   const seen = statSync(keyFile, { throwIfNoEntry: false });
-  if (seen === undefined) return;
+  if (seen === undefined) return false;
   while (Date.now() - seen.mtimeMs < CREATING_MS) {
-    if (readOptional(certFile) !== null) return;
+    if (readOptional(certFile) !== null) return false;
     await sleep(50);
   }
-  if (readOptional(certFile) !== null) return;
+  if (readOptional(certFile) !== null) return false;
   const now = statSync(keyFile, { throwIfNoEntry: false });
-  if (now?.ino === seen.ino && now.mtimeMs === seen.mtimeMs) rmSync(keyFile, { force: true });
+  if (now?.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false;
+  rmSync(keyFile, { force: true });
+  return true;
+}
+
+export interface LoadedIdentity {
+  readonly identity: Identity;
+  /** Made now, in this call. */
+  readonly created: boolean;
+  /**
+   * What a killed writer had left in the data directory and this call removed (temporary files, a
+   * key without its certificate), by name: the caller says so once.
+   */
+  readonly removed: readonly string[];
 }
 
 /**
  * This node's identity from `<dataDir>/cert.pem` and `key.pem`, made (ECDSA P-256, self-signed, CN
  * "ollana <host>", ~20 years) when there is none. Safe against another ollana doing the same at the
- * same moment: both end up with the one identity.
+ * same moment: both end up with the one identity. First removes what a killed writer left behind
+ * (removeStaleTemps), since a temporary key file is a private key lying around.
  */
-export async function loadOrCreateIdentity(dataDir: string): Promise<{ identity: Identity; created: boolean }> {
+export async function loadOrCreateIdentity(dataDir: string): Promise<LoadedIdentity> {
   ensurePrivateDir(dataDir);
   const certFile = join(dataDir, CERT_FILE);
   const keyFile = join(dataDir, KEY_FILE);
+  const removed = removeStaleTemps(dataDir);
   for (let attempt = 0; attempt < 5; attempt++) {
     const existing = loadIdentity(dataDir);
     if (existing !== null) {
       tightenKey(keyFile);
-      return { identity: existing, created: false };
+      return { identity: existing, created: false, removed };
     }
     if (readOptional(keyFile) !== null) {
-      await settleLoneKey(certFile, keyFile);
+      if (await settleLoneKey(certFile, keyFile)) removed.push(`${KEY_FILE} (without its ${CERT_FILE})`);
       continue;
     }
     const { createSelfSigned } = await import('./self-signed.ts');
@@ -141,7 +157,7 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<{ identity:
     } catch (err) {
       throw dirError(`the identity files in ${dataDir}`, 'write', err);
     }
-    return { identity: fromPem(made.certPem, made.keyPem, certFile, keyFile), created: true };
+    return { identity: fromPem(made.certPem, made.keyPem, certFile, keyFile), created: true, removed };
   }
   throw badIdentity(certFile, keyFile, `could not settle this node's identity in ${dataDir}: another process keeps replacing ${keyFile}`);
 }

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { readPending } from '../../src/identity/devices.ts';
 import { createLan, cut, netnsSkipReason, type Host, type HostProcess } from '../helpers/netns.ts';
 import { MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
@@ -42,16 +43,21 @@ describe('trust between hosts', { skip }, () => {
     const server = await node(h1);
     const cl = await node(h2);
 
-    // The client sees the server but does not use it, and says exactly how to.
-    await until('the client to log the allow command', async () => logged(cl, `to use it run: ollana device allow ${server.id}`), (x) => x);
-    const none = await client(h2, 'list');
-    assert.match(String(none.error), /no Ollama server found|still looking/i);
+    // The client sees the server but does not use it, and says exactly how to. What the line says is
+    // true when it is written (issue #14): pending.json lists the server at that moment, and
+    // `ollana device pending` run right after it shows it, with no retry.
+    await cl.proc.waitForLine((text) => text.includes(`to use it run: ollana device allow ${server.id}`), 15_000);
+    assert.ok(readPending(cl.home).some((p) => p.id === server.id), 'pending.json lists the server when the line is logged');
     const pendingC = await device(cl, 'pending', '--json');
     assert.equal(pendingC.code, 0, pendingC.stderr);
     assert.ok(pendingC.stdout.includes(server.id), 'the server is pending on the client');
+    const none = await client(h2, 'list');
+    assert.match(String(none.error), /no Ollama server found|still looking/i);
 
-    // Step 1, on the client: allow the server (by a prefix, as a person types it).
-    const a1 = await device(cl, 'allow', server.id.slice(0, 10));
+    // Step 1, on the client: allow the server by its full id (a prefix of a pending id is refused).
+    const prefix = await device(cl, 'allow', server.id.slice(0, 10));
+    assert.equal(prefix.code, 2, 'a prefix of an id met on the LAN is refused');
+    const a1 = await device(cl, 'allow', server.id);
     assert.equal(a1.code, 0, a1.stderr);
     // The server does not know the client yet: refused in the handshake, with the command to run there.
     const refused = await until('the server to refuse the client', () => client(h2, 'list'), (r) => typeof r.error === 'string' && /not allowed/.test(r.error));
@@ -64,7 +70,7 @@ describe('trust between hosts', { skip }, () => {
     assert.equal(st.workers.totals.requests, 0, 'not one refused request was served');
 
     // Step 2, on the server: allow the client. Within a second, requests go through.
-    const a2 = await device(server, 'allow', cl.id.slice(0, 10));
+    const a2 = await device(server, 'allow', cl.id);
     assert.equal(a2.code, 0, a2.stderr);
     const ok = await until('the paired client to be served', () => client(h2, 'list'), (r) => Array.isArray(r.models), 5_000);
     t.diagnostic(`served ${Math.round(ok.ms)} ms after \`device allow\` returned`);

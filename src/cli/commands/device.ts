@@ -7,10 +7,11 @@ import type { DeviceCommand } from '../args.ts';
 import { loadConfig } from '../../config/load.ts';
 import { OllanaError } from '../../errors.ts';
 import {
-  readDevices, readPending, writeDevices, type DeviceEntry, type DeviceState, type PendingEntry,
+  readDevices, readPendingChecked, writeDevices, type DeviceEntry, type DeviceState, type PendingEntry,
 } from '../../identity/devices.ts';
 import { resolveDeviceId } from '../../identity/device-id.ts';
 import { loadIdentity, loadOrCreateIdentity } from '../../identity/identity.ts';
+import { CLI_LOCK_WAIT_MS, withTrustLock } from '../../identity/trust-lock.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -26,14 +27,25 @@ function printable(s: string): string {
   return s.replace(/\p{Cc}/gu, '?') || '-';
 }
 
+/**
+ * pending.json is advisory: a malformed entry in it costs that entry (with a coded warning on
+ * stderr), never the command.
+ */
+function readPendingWarn(dataDir: string): PendingEntry[] {
+  const { pending, problem } = readPendingChecked(dataDir);
+  if (problem !== null) process.stderr.write(`ollana: warning: ${problem} [OLN_BAD_DEVICES_FILE]\n`);
+  return pending;
+}
+
 function out(json: boolean, data: unknown, text: string): number {
   process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : text);
   return 0;
 }
 
 async function show(dataDir: string, json: boolean): Promise<number> {
-  const { identity: me, created } = await loadOrCreateIdentity(dataDir);
+  const { identity: me, created, removed } = await loadOrCreateIdentity(dataDir);
   const { id, name, fingerprint, certFile, keyFile } = me;
+  if (removed.length > 0) process.stderr.write(`ollana: removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}\n`);
   return out(json, { id, name, fingerprint, certFile, keyFile, created },
     (created ? `made a new identity for this machine in ${dataDir}\n` : '') +
     `device id:   ${id}\nname:        ${printable(name)}\nfingerprint: sha256 ${fingerprint}\ncertificate: ${certFile}\n\n` +
@@ -52,23 +64,33 @@ function list(dataDir: string, json: boolean): number {
 
 function pending(dataDir: string, json: boolean): number {
   const decided = new Set(readDevices(dataDir).map((d) => d.id));
-  const waiting = readPending(dataDir).filter((p) => !decided.has(p.id));
+  const waiting = readPendingWarn(dataDir).filter((p) => !decided.has(p.id));
   if (waiting.length === 0) {
     return out(json, { pending: waiting }, 'no devices waiting: none was seen on the LAN or refused without being allowed\n');
   }
   const blocks = waiting.map((p) =>
     `${p.id}  ${printable(p.name)}  ${printable(p.addr)}\n  ${KIND_TEXT[p.kind]}\n` +
-    `  seen ${p.count} time(s), first ${p.firstSeen}, last ${p.lastSeen}\n  allow it: ollana device allow ${p.id}\n`);
+    `  seen ${p.count} time(s), first ${p.firstSeen}, last ${p.lastSeen}\n` +
+    `  if \`ollana device show\` on that machine prints this id, allow it: ollana device allow ${p.id}\n`);
   return out(json, { pending: waiting }, blocks.join('\n'));
 }
 
-/** Sets a device's state (and name) in the allow list, and says what changed. */
+/**
+ * Sets a device's state (and name) in the allow list, and says what changed. The whole
+ * read-modify-write holds the data directory's trust lock: two commands at once (or a command and
+ * the node writing pending.json) would otherwise each write the list it read, and one would be lost.
+ */
 function setState(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
+  return withTrustLock(dataDir, CLI_LOCK_WAIT_MS, () => setStateLocked(dataDir, input, state, nameGiven, json));
+}
+
+function setStateLocked(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
   const devices = readDevices(dataDir);
-  const waiting = readPending(dataDir);
-  // This machine's own id is among the known ones so that its prefix, typed by mistake, gets that error.
+  const waiting = readPendingWarn(dataDir);
+  // This machine's own id is among the decided ones so that its prefix, typed by mistake, gets that
+  // error. Pending ids are only met on the LAN: a prefix must not resolve to one (resolveDeviceId).
   const own = loadIdentity(dataDir)?.id;
-  const id = resolveDeviceId(input, [...devices.map((d) => d.id), ...waiting.map((p) => p.id), ...(own ? [own] : [])]);
+  const id = resolveDeviceId(input, [...devices.map((d) => d.id), ...(own ? [own] : [])], waiting.map((p) => p.id));
   const prev = devices.find((d) => d.id === id);
   const seen = waiting.find((p) => p.id === id);
   if (id === own) {

@@ -6,7 +6,8 @@ import { loadConfig } from '../../config/load.ts';
 import { defaultLogFile, defaultPidFile } from '../../config/paths.ts';
 import { daemonize, isDaemonChild, reportToParent } from '../../daemon/daemonize.ts';
 import { takePidFile } from '../../daemon/pid-file.ts';
-import { OllanaError, errorMessage, isOllanaError, systemCode } from '../../errors.ts';
+import { OllanaError, errorMessage, isOllanaError } from '../../errors.ts';
+import { dirError } from '../../identity/data-dir.ts';
 import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { createLogger, type LogSettings } from '../../log.ts';
 import { ownModule } from '../../module-file.ts';
@@ -20,11 +21,7 @@ function ensureDataDir(dir: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     accessSync(dir, constants.W_OK);
   } catch (err) {
-    const why = systemCode(err) === 'EACCES' || systemCode(err) === 'EPERM' ? 'permission denied'
-      : systemCode(err) === 'ENOSPC' ? 'the disk is full' : errorMessage(err);
-    throw new OllanaError('OLN_DIR_UNWRITABLE',
-      `cannot use the data directory ${dir}: ${why}; fix its permissions, or choose another with --data-dir or OLLANA_HOME`,
-      { cause: err, details: { dir } });
+    throw dirError(`the data directory ${dir}`, 'use', err);
   }
 }
 
@@ -54,7 +51,8 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
   let supervisor: Supervisor;
 
   try {
-    const { identity, created } = await loadOrCreateIdentity(dataDir);
+    const { identity, created, removed } = await loadOrCreateIdentity(dataDir);
+    if (removed.length > 0) log.warn({ dataDir, removed }, `removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}`);
     if (created) log.info({ deviceId: identity.id, cert: identity.certFile }, `created this node's identity: device id ${identity.id}`);
     supervisor = new Supervisor({ config, log, logSettings, version, identity, dataDir, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
     pid = takePidFile(pidFile);
