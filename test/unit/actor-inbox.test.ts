@@ -19,17 +19,17 @@ const electionBySchema = decoderFor<SupervisorToElection>(SUPERVISOR_TO_ELECTION
 
 const SELF: SelfInfo = {
   id: 'AAAAAAA-BBBBBBB', boot: 'b00t', role: 'server', port: 11435, fp: 'ab:cd', load: { inFlight: 3, workers: 2 },
-  models: '0123456789abcdef', term: 4, leader: 'AAAAAAA-BBBBBBB',
-  members: [{ id: 'AAAAAAA-BBBBBBB', addr: '10.0.0.2', port: 11435 }, { id: 'CCCCCCC', addr: 'fd00::3', port: 443 }],
+  models: '0123456789abcdef', term: 4, leader: 'AAAAAAA-BBBBBBB', draining: false,
 };
 const PEER: PeerInfo = {
   id: 'CCCCCCC', boot: 'b1', role: 'client', addr: '10.0.0.3', port: 0, fp: '', load: { inFlight: 0, workers: 8 },
-  models: '', term: 0, leader: '', lastSeen: 1_767_000_000_000.5,
+  models: '', term: 0, leader: '', draining: false, lastSeen: 1_767_000_000_000.5,
 };
 
 const DISCOVERY_VALID: SupervisorToDiscovery[] = [
   { type: 'discovery.configure', self: SELF, announce: true },
-  { type: 'discovery.configure', self: { ...SELF, role: 'client', port: 0, leader: '', members: [] }, announce: false },
+  { type: 'discovery.configure', self: { ...SELF, role: 'client', port: 0, leader: '' }, announce: false },
+  { type: 'discovery.configure', self: { ...SELF, draining: true }, announce: true },
   { type: 'discovery.stop' },
   { type: 'discovery.stats.request', id: 1 },
 ];
@@ -59,9 +59,9 @@ test('every valid supervisor-to-discovery and -election message decodes as the s
 
 test('unknown keys are dropped, as the schema drops them', () => {
   const configure = encode({ type: 'discovery.configure', extra: 1, announce: true,
-    self: { ...SELF, secret: 'x', load: { ...SELF.load, more: 1 }, members: [{ ...SELF.members[0], evil: true }] } });
+    self: { ...SELF, secret: 'x', load: { ...SELF.load, more: 1 }, members: [{ evil: true }] } });
   assert.deepEqual(decodeForDiscovery(configure), discoveryBySchema(configure));
-  assert.deepEqual(decodeForDiscovery(configure), { type: 'discovery.configure', self: { ...SELF, members: [SELF.members[0]] }, announce: true });
+  assert.deepEqual(decodeForDiscovery(configure), { type: 'discovery.configure', self: SELF, announce: true });
   const peer = encode({ type: 'election.peer', peer: { ...PEER, members: [] }, extra: 'x' });
   assert.deepEqual(decodeForElection(peer), electionBySchema(peer));
   assert.deepEqual(decodeForElection(peer), { type: 'election.peer', peer: PEER });
@@ -78,8 +78,8 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'discovery.configure', self: { ...SELF, port: 11435.5 }, announce: true },
     { type: 'discovery.configure', self: { ...SELF, load: { inFlight: 1 } }, announce: true },
     { type: 'discovery.configure', self: { ...SELF, load: null, term: 'x' }, announce: true },
-    { type: 'discovery.configure', self: { ...SELF, members: {} }, announce: true },
-    { type: 'discovery.configure', self: { ...SELF, members: [{ id: 'a', addr: 'b', port: '1' }] }, announce: true },
+    { type: 'discovery.configure', self: { ...SELF, draining: 'yes' }, announce: true },
+    { type: 'discovery.configure', self: { ...SELF, draining: undefined }, announce: true },
     { type: 'discovery.configure', self: { ...SELF, id: undefined, boot: 1 }, announce: 0 },
     { type: 'discovery.stats.request' },
     { type: 'discovery.stats.request', id: 2 ** 60 },
@@ -93,6 +93,7 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'election.peer', peer: [] },
     { type: 'election.peer', peer: { ...PEER, lastSeen: 'now' } },
     { type: 'election.peer', peer: { ...PEER, addr: undefined } },
+    { type: 'election.peer', peer: { ...PEER, draining: 1 } },
     { type: 'election.peer', peer: { ...PEER, load: { inFlight: Number.NaN, workers: 1 } } },
     { type: 'election.gone', id: 'x', reason: 'crash' },
     { type: 'election.gone', reason: 'bye' },

@@ -16,7 +16,7 @@ function harness() {
 
 function peer(id: string, over: Partial<PeerInfo> = {}): PeerInfo {
   return { id, boot: `boot-${id}`, role: 'server', addr: `10.0.0.${id.charCodeAt(0) % 200}`, port: 11435, fp: '',
-    load: { inFlight: 0, workers: 2 }, models: 'd', term: 0, leader: '', lastSeen: 0, ...over };
+    load: { inFlight: 0, workers: 2 }, models: 'd', term: 0, leader: '', draining: false, lastSeen: 0, ...over };
 }
 
 test('the lowest healthy server id leads, and a leader change starts a new term', () => {
