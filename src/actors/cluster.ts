@@ -8,6 +8,7 @@ import { networkInterfaces } from 'node:os';
 import type { Client } from '../net/undici.ts';
 import type { Logger } from '../log.ts';
 import { directedBroadcast } from '../net/lan-interfaces.ts';
+import { LogBudget } from './log-budget.ts';
 import { pinnedConnector, type TlsIdentity } from '../net/tls.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import type { ElectionView, Upstream } from '../protocol/messages.ts';
@@ -98,6 +99,7 @@ export class ClusterView {
   readonly #ownAddresses: () => ReadonlySet<string>;
   /** when a refused address or a full table was last warned about */
   #warnedAt = { address: -Infinity, full: -Infinity };
+  readonly #lines: LogBudget;
   #view: ElectionView = { term: 0, leader: '', servers: [], conflicts: [] };
 
   constructor(log: Logger, self: TlsIdentity, onChange: () => void, own: () => ReadonlySet<string> = ownAddresses) {
@@ -105,6 +107,7 @@ export class ClusterView {
     this.#self = self;
     this.#onChange = onChange;
     this.#ownAddresses = own;
+    this.#lines = new LogBudget(log, 'server node lines (found, gone, models not listed)');
   }
 
   get view(): ElectionView {
@@ -131,7 +134,7 @@ export class ClusterView {
         return;
       }
       this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false, client: null, fetchedAt: -Infinity, deferred: null });
-      this.#log.info({ peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`);
+      this.#lines.line('info', { peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`);
     } else {
       const moved = known.peer.addr !== peer.addr || known.peer.port !== peer.port;
       known.peer = peer;
@@ -149,7 +152,7 @@ export class ClusterView {
     if (known === undefined) return;
     this.#servers.delete(id);
     closeClient(known);
-    this.#log.warn({ peer: { id, addr: known.peer.addr }, reason }, `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`);
+    this.#lines.line('warn', { peer: { id, addr: known.peer.addr }, reason }, `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`);
     this.#onChange();
   }
 
@@ -229,7 +232,7 @@ export class ClusterView {
         this.#log.debug({ peer: { id }, models }, 'models of a server node');
         this.#onChange();
       } catch (err) {
-        this.#log.warn({ peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`);
+        this.#lines.line('warn', { peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`);
       } finally {
         const now = this.#servers.get(id);
         if (now !== undefined) {

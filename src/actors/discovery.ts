@@ -9,6 +9,7 @@ import { DatagramVerifier } from '../net/datagram-auth.ts';
 import { decodeDatagram, encodeDatagram, type DatagramSigner, type DecodedDatagram } from '../net/datagram.ts';
 import { directedBroadcast, lanInterfaces, type LanInterface } from '../net/lan-interfaces.ts';
 import { SourceRateLimiter, type RateLimit } from '../net/rate-limiter.ts';
+import { LogBudget } from './log-budget.ts';
 import { OllanaError, errorMessage, systemCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DEFAULT_DISCOVERY_PORT, DEFAULT_GROUP, type LanDatagram, type LanKind, type PeerInfo } from '../protocol/lan.ts';
@@ -169,8 +170,8 @@ export class DiscoveryActor {
   /** when an announce last went out ahead of the heartbeat (news), to allow one such a heartbeat interval */
   #extraAt = -Infinity;
   readonly #peers = new Map<string, PeerEntry>();
-  /** peer lines logged at info in the current minute, and those left out */
-  #peerLog = { windowAt: -Infinity, logged: 0, skipped: 0 };
+  /** peer lines (seen, gone) at info: PEER_LOG_PER_MINUTE a minute */
+  readonly #peerLog: LogBudget;
   #peerLimitWarnedAt = -Infinity;
   readonly #cloneReports = new Map<string, number>();
   readonly #pendingAnswers = new Map<string, unknown>();
@@ -205,6 +206,7 @@ export class DiscoveryActor {
     // numbers an earlier one sent, so receivers never take its datagrams for old copies.
     this.#seq = Math.max(0, Math.floor(this.#clock.now()));
     this.#firstSeq = this.#seq;
+    this.#peerLog = new LogBudget(this.#log, 'peer lines (seen, gone)', PEER_LOG_PER_MINUTE, MINUTE_MS);
   }
 
   /**
@@ -460,7 +462,7 @@ export class DiscoveryActor {
       }
       const info = peerInfo(d, fp, addr, now);
       this.#peers.set(d.id, { info, seq: d.seq, reportedAt: now, addrFreshAt: now });
-      this.#logPeer(now, { peer: { id: d.id, addr, role: d.role, port: d.port } }, 'peer seen');
+      this.#peerLog.line('info', { peer: { id: d.id, addr, role: d.role, port: d.port } }, 'peer seen', now);
       this.#out({ type: 'peer.seen', peer: info });
       if (d.role === 'server') this.#updateQuerying();
       return true;
@@ -487,27 +489,9 @@ export class DiscoveryActor {
     return true;
   }
 
-  /** Peer lifecycle lines at info, PEER_LOG_PER_MINUTE a minute; the rest at debug, then counted in one line. */
-  #logPeer(now: number, fields: Record<string, unknown>, msg: string): void {
-    const log = this.#peerLog;
-    if (now - log.windowAt >= MINUTE_MS) {
-      if (log.skipped > 0) {
-        this.#log.info({ skipped: log.skipped }, `${log.skipped} more peer lines (seen, gone) in the last minute at debug level only`);
-      }
-      this.#peerLog = { windowAt: now, logged: 0, skipped: 0 };
-    }
-    if (this.#peerLog.logged < PEER_LOG_PER_MINUTE) {
-      this.#peerLog.logged++;
-      this.#log.info(fields, msg);
-    } else {
-      this.#peerLog.skipped++;
-      this.#log.debug(fields, msg);
-    }
-  }
-
   #forget(id: string, reason: 'bye' | 'timeout'): void {
     if (!this.#peers.delete(id)) return;
-    this.#logPeer(this.#clock.now(), { peer: { id }, reason }, 'peer gone');
+    this.#peerLog.line('info', { peer: { id }, reason }, 'peer gone', this.#clock.now());
     this.#out({ type: 'peer.gone', id, reason });
     this.#updateQuerying(); // that may have been the last server a client knew
   }

@@ -102,3 +102,30 @@ test('a node that just started claims leadership until it hears the others: not 
   h.actor.handle({ type: 'election.peer', peer: peer('a', { boot: 'restarted', leader: 'a', term: 1 }) });
   assert.deepEqual(h.last().conflicts, [], 'a restart (new boot) is not a healed partition');
 });
+
+test('issue #22: the boots of a stream of short-lived ids are forgotten; conflicts are capped', () => {
+  const h = harness();
+  for (let i = 0; i < 5_000; i++) {
+    h.actor.handle({ type: 'election.peer', peer: peer(`fake${i}`, { role: 'client' }) });
+    h.actor.handle({ type: 'election.gone', id: `fake${i}`, reason: 'timeout' });
+  }
+  assert.equal(h.actor.rememberedBoots, 5_000);
+  h.advance(30_001);
+  h.actor.tick();
+  assert.equal(h.actor.rememberedBoots, 0, 'nothing left of ids gone for longer than the conflict window');
+  // Clones (boots heard alternately) of 100 ids: at most 64 conflicts are kept.
+  for (let i = 0; i < 100; i++) {
+    for (const boot of ['a', 'b', 'a']) h.actor.handle({ type: 'election.peer', peer: peer(`c${i}`, { boot, role: 'client' }) });
+  }
+  assert.equal(h.last().conflicts.length, 64);
+});
+
+test('routableAddress: loopback, unspecified, multicast, broadcast and own addresses are never connected to', async () => {
+  const { routableAddress } = await import('../../src/actors/cluster.ts');
+  const own = new Set(['10.0.0.5', '10.0.0.255']);
+  for (const a of ['10.0.0.7', '192.168.1.20', 'fd00::2', 'fe80::1', '::ffff:10.0.0.7']) assert.equal(routableAddress(a, own), true, a);
+  for (const a of ['127.0.0.1', '127.1.2.3', '0.0.0.0', '::', '::1', '224.0.0.1', '239.255.11.36', '255.255.255.255', '240.0.0.1',
+    'ff02::1', '10.0.0.5', '10.0.0.255', '::ffff:127.0.0.1', 'localhost', 'example.com', '']) {
+    assert.equal(routableAddress(a, own), false, a);
+  }
+});
