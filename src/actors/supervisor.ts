@@ -441,9 +441,15 @@ export class Supervisor extends EventEmitter {
       this.#cluster.seen(peer);
       return;
     }
-    if (this.#told.has(peer.id) || !this.#mayTell()) return;
     // Discovery reports only ids whose datagrams were signed by that id's certificate, so what goes
-    // into pending.json is a well-formed device id; the budget above bounds how many a minute.
+    // into pending.json is a well-formed device id; the budget bounds how many new ones a minute.
+    // One already told about is noted again (its last-seen time), as the trust store's file may
+    // have been rewritten since.
+    if (this.#told.has(peer.id)) {
+      this.#trust.notePending(peer.id, '', peer.addr, 'server-seen');
+      return;
+    }
+    if (!this.#mayTell()) return;
     this.#trust.notePending(peer.id, '', peer.addr, 'server-seen');
     this.#remember(peer.id);
     const why = this.#trust.isDisabled(peer.id) ? 'it is disabled here' : 'it is not allowed yet';
