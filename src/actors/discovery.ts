@@ -115,6 +115,7 @@ export interface DiscoveryDeps {
 export const MAX_PEERS = 256;
 export const NEW_PEER_LIMIT: RateLimit = Object.freeze({ perSecond: 20, burst: 64 });
 const MAX_PENDING_ANSWERS = 64;
+const MAX_OTHER_BOOTS = 4;
 const MAX_CLONE_REPORTS = 16;
 const CLONE_REPORT_MS = 10_000;
 /** Peer lifecycle lines (seen, gone) at info: this many a minute, then one summary line. */
@@ -128,6 +129,11 @@ interface PeerEntry {
   info: PeerInfo;
   /** highest seq verified from info.boot: copies and replays at or below it are dropped unchecked */
   seq: number;
+  /**
+   * Other boots of this id (an earlier one it replaced, or one heard only with numbers below
+   * info.boot's), with the highest seq verified from each and when: at most MAX_OTHER_BOOTS.
+   */
+  otherBoots: Map<string, { seq: number; at: number }>;
   /** when peer.seen last went out for it */
   reportedAt: number;
   /** when info.addr last delivered the first copy of a datagram (duplicates do not count: a replay is one) */
@@ -397,7 +403,7 @@ export class DiscoveryActor {
       if (d.boot === self.boot) return; // our own, looped back
       // Another process with our key, if the signature holds; a replay of an earlier boot of ours
       // (numbers below our first) is not a clone.
-      if (this.#verified(decoded, rinfo, now) && d.seq > this.#firstSeq) this.#reportClone(rinfo.address, d.boot, now);
+      if (this.#verified(decoded, rinfo, now) !== null && d.seq > this.#firstSeq) this.#reportClone(d.id, rinfo.address, d.boot, now);
       return;
     }
     const entry = this.#peers.get(d.id);
@@ -406,7 +412,7 @@ export class DiscoveryActor {
     // are below the later boot's) are dropped here, before any checking.
     if (entry !== undefined && d.seq <= entry.seq) {
       if (d.boot === entry.info.boot) this.#stats.dropped.duplicate++;
-      else this.#stats.dropped.stale++;
+      else this.#staleBoot(entry, decoded, rinfo, now);
       return;
     }
     const fp = this.#verified(decoded, rinfo, now);
@@ -429,6 +435,32 @@ export class DiscoveryActor {
         throw new Error(`unhandled datagram kind ${String(never)}`);
       }
     }
+  }
+
+  /**
+   * A datagram of another boot of a known peer, numbered below the boot in use: an earlier process
+   * (a replay, or one that restarted) is never taken as the peer again. But when that boot, verified,
+   * sends a number above the last one heard from it within the dead-after time, it is alive next to
+   * the boot in use: two processes share the id (a cloned identity), reported as a conflict. A replay
+   * has only numbers already heard, and nobody else can sign new ones.
+   */
+  #staleBoot(entry: PeerEntry, decoded: DecodedDatagram, rinfo: { address: string; port: number }, now: number): void {
+    const d = decoded.datagram;
+    const other = entry.otherBoots.get(d.boot);
+    if (other !== undefined && d.seq <= other.seq) {
+      this.#stats.dropped.stale++;
+      return;
+    }
+    if (this.#verified(decoded, rinfo, now) === null) return;
+    this.#stats.dropped.stale++;
+    this.#rememberBoot(entry, d.boot, d.seq, now);
+    if (other !== undefined && now - other.at <= this.#opts.deadAfterMs) this.#reportClone(d.id, rinfo.address, d.boot, now);
+  }
+
+  #rememberBoot(entry: PeerEntry, boot: string, seq: number, now: number): void {
+    entry.otherBoots.delete(boot);
+    entry.otherBoots.set(boot, { seq, at: now });
+    if (entry.otherBoots.size > MAX_OTHER_BOOTS) entry.otherBoots.delete(entry.otherBoots.keys().next().value ?? '');
   }
 
   /** The certificate fingerprint when the datagram is its claimed sender's; null (counted) otherwise. */
@@ -461,11 +493,15 @@ export class DiscoveryActor {
         return false;
       }
       const info = peerInfo(d, fp, addr, now);
-      this.#peers.set(d.id, { info, seq: d.seq, reportedAt: now, addrFreshAt: now });
+      this.#peers.set(d.id, { info, seq: d.seq, otherBoots: new Map(), reportedAt: now, addrFreshAt: now });
       this.#peerLog.line('info', { peer: { id: d.id, addr, role: d.role, port: d.port } }, 'peer seen', now);
       this.#out({ type: 'peer.seen', peer: info });
       if (d.role === 'server') this.#updateQuerying();
       return true;
+    }
+    if (entry.info.boot !== d.boot) {
+      entry.otherBoots.delete(d.boot);
+      this.#rememberBoot(entry, entry.info.boot, entry.seq, now);
     }
     entry.seq = d.seq;
     // A multi-homed peer reaches us through several paths, first copy wins: keep the address in use
@@ -496,13 +532,14 @@ export class DiscoveryActor {
     this.#updateQuerying(); // that may have been the last server a client knew
   }
 
-  #reportClone(addr: string, boot: string, now: number): void {
+  #reportClone(id: string, addr: string, boot: string, now: number): void {
     const last = this.#cloneReports.get(boot);
     if (last !== undefined && now - last < CLONE_REPORT_MS) return;
     if (last === undefined && this.#cloneReports.size >= MAX_CLONE_REPORTS) return;
     this.#cloneReports.set(boot, now);
-    this.#log.warn({ peer: { addr, boot } }, 'another process announces this node id');
-    this.#out({ type: 'peer.clone', addr, boot });
+    this.#log.warn({ peer: { id, addr, boot } }, id === this.#self?.id ? 'another process announces this node id'
+      : 'two processes announce one node id');
+    this.#out({ type: 'peer.clone', id, addr, boot });
   }
 
   #scheduleAnswer(querier: string, to: { address: string; port: number }): void {

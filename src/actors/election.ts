@@ -57,6 +57,13 @@ export class ElectionActor {
         this.#peers.delete(msg.id);
         break;
       case 'election.clone':
+        if (msg.id !== this.#self.id) {
+          const other = this.#peers.get(msg.id)?.addr ?? 'another address';
+          this.#conflict('duplicate-id', msg.id,
+            `two ollana nodes (at ${other} and ${msg.addr}) use the same id ${msg.id}: a cloned data directory or ` +
+            'machine image; give one of them a fresh identity and restart it', [other, msg.addr]);
+          break;
+        }
         this.#conflict('duplicate-id', this.#self.id,
           `another ollana (at ${msg.addr}) uses this node's id ${this.#self.id}: a cloned data directory or machine image; ` +
           'give one of them a fresh identity (remove its data directory\'s identity) and restart it',

@@ -383,7 +383,7 @@ export class Supervisor extends EventEmitter {
           this.#election?.send({ type: 'election.gone', id: msg.id, reason: msg.reason });
           break;
         case 'peer.clone':
-          this.#election?.send({ type: 'election.clone', addr: msg.addr, boot: msg.boot });
+          this.#election?.send({ type: 'election.clone', id: msg.id, addr: msg.addr, boot: msg.boot });
           break;
         case 'discovery.stats.report':
           this.#discoveryStats.settle(msg.id, msg.stats);

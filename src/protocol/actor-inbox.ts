@@ -73,7 +73,7 @@ export function decodeForElection(raw: unknown): SupervisorToElection {
       healthy: bool(m.healthy, ['healthy']) };
     case 'election.peer': return { type, peer: peer(m.peer, ['peer']) };
     case 'election.gone': return { type, id: str(m.id, ['id']), reason: oneOf(m.reason, ['reason'], GONE_REASONS) };
-    case 'election.clone': return { type, addr: str(m.addr, ['addr']), boot: str(m.boot, ['boot']) };
+    case 'election.clone': return { type, id: str(m.id, ['id']), addr: str(m.addr, ['addr']), boot: str(m.boot, ['boot']) };
     default: throw unexpectedType(type);
   }
 }

@@ -151,8 +151,8 @@ const messageSchema = z.discriminatedUnion('type', [
   /** a new peer, or a known one whose fields (other than lastSeen/load) changed */
   z.object({ type: z.literal('peer.seen'), peer: peerSchema }),
   z.object({ type: z.literal('peer.gone'), id: z.string(), reason: z.enum(['bye', 'timeout']) }),
-  /** a datagram carrying this node's own id from another process (another boot) */
-  z.object({ type: z.literal('peer.clone'), addr: z.string(), boot: z.string() }),
+  /** a datagram carrying `id` (this node's or a peer's) from a second live process (another boot) */
+  z.object({ type: z.literal('peer.clone'), id: z.string(), addr: z.string(), boot: z.string() }),
   z.object({ type: z.literal('discovery.stats.report'), id: z.number().int(), stats: discoveryStatsSchema }),
   z.object({ type: z.literal('discovery.stopped') }),
   // supervisor -> election
@@ -161,7 +161,7 @@ const messageSchema = z.discriminatedUnion('type', [
     healthy: z.boolean() }),
   z.object({ type: z.literal('election.peer'), peer: peerSchema }),
   z.object({ type: z.literal('election.gone'), id: z.string(), reason: z.enum(['bye', 'timeout']) }),
-  z.object({ type: z.literal('election.clone'), addr: z.string(), boot: z.string() }),
+  z.object({ type: z.literal('election.clone'), id: z.string(), addr: z.string(), boot: z.string() }),
   // election -> supervisor
   z.object({ type: z.literal('election.view'), view: z.object({
     term: z.number().int(),

@@ -41,7 +41,7 @@ const ELECTION_VALID: SupervisorToElection[] = [
   { type: 'election.peer', peer: { ...PEER, role: 'server', port: 11435, term: 9, leader: 'CCCCCCC', load: { inFlight: 1.5, workers: 1 } } },
   { type: 'election.gone', id: 'CCCCCCC', reason: 'bye' },
   { type: 'election.gone', id: 'CCCCCCC', reason: 'timeout' },
-  { type: 'election.clone', addr: '10.0.0.9', boot: 'other' },
+  { type: 'election.clone', id: 'AAAAAAA', addr: '10.0.0.9', boot: 'other' },
 ];
 
 test('every valid supervisor-to-discovery and -election message decodes as the schema decodes it', () => {
@@ -97,8 +97,9 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'election.peer', peer: { ...PEER, load: { inFlight: Number.NaN, workers: 1 } } },
     { type: 'election.gone', id: 'x', reason: 'crash' },
     { type: 'election.gone', reason: 'bye' },
-    { type: 'election.clone', addr: '10.0.0.9' },
-    { type: 'election.clone', addr: 9, boot: 'b' },
+    { type: 'election.clone', id: 'a', addr: '10.0.0.9' },
+    { type: 'election.clone', id: 'a', addr: 9, boot: 'b' },
+    { type: 'election.clone', addr: '10.0.0.9', boot: 'b' },
   ]);
 });
 

@@ -444,6 +444,37 @@ test('the multicast and broadcast copies of one datagram count once', async () =
   assert.equal(h.events('discovery.stats.report')[0]?.stats.dropped.stale, 1);
 });
 
+test('two live processes with one id are a clone, whichever started first; replays of an earlier boot are not', async () => {
+  const h = await setup({ deadAfterMs: 3500 });
+  h.hear({ boot: 'bootA', seq: 1_000_100 }, '192.168.1.20');
+  h.hear({ boot: 'bootB', seq: 1_005_000 }, '192.168.1.21'); // started later: numbers above A's, taken
+  assert.deepEqual(h.events('peer.seen').map((m) => `${m.peer.boot}@${m.peer.addr}`), ['bootA@192.168.1.20', 'bootB@192.168.1.21']);
+  // A replay of A's datagrams already heard: stale, nothing reported.
+  h.hear({ boot: 'bootA', seq: 1_000_100 }, '192.168.1.66');
+  assert.deepEqual(h.events('peer.clone'), []);
+  // A is still alive: a number above its own last, within the dead-after time.
+  await h.advance(1000);
+  h.hear({ boot: 'bootA', seq: 1_000_101 }, '192.168.1.20');
+  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', id: id('peer0001'), addr: '192.168.1.20', boot: 'bootA' }]);
+  assert.deepEqual(h.events('peer.seen'), [], 'the boot in use stays in use: no flapping');
+  // Heard in the other order (a node that joins late hears B first): A's second datagram tells.
+  const late = await setup({ deadAfterMs: 3500 });
+  late.hear({ boot: 'bootB', seq: 1_005_000 }, '192.168.1.21');
+  late.hear({ boot: 'bootA', seq: 1_000_100 }, '192.168.1.20');
+  assert.deepEqual(late.events('peer.clone'), [], 'one datagram of an older boot may be a replay');
+  await late.advance(1000);
+  late.hear({ boot: 'bootA', seq: 1_000_101 }, '192.168.1.20');
+  assert.equal(late.events('peer.clone').length, 1);
+  // Another key cannot make one.
+  const forged = await setup({ deadAfterMs: 3500 });
+  forged.hear({ boot: 'bootB', seq: 1_005_000 }, '192.168.1.21');
+  for (const seq of [1_000_100, 1_000_101]) {
+    forged.socket.deliver(enc({ ...PEER, boot: 'bootA', seq }, who('attacker')), '192.168.1.66');
+    await forged.advance(500);
+  }
+  assert.deepEqual(forged.events('peer.clone'), []);
+});
+
 test('its own datagrams are ignored; its id with another boot is a clone, reported at most every 10 s', async () => {
   const h = await setup();
   await h.configure(SERVER_SELF, true);
@@ -451,9 +482,9 @@ test('its own datagrams are ignored; its id with another boot is a clone, report
   assert.deepEqual(h.out, []);
   h.hear({ id: id('self0000'), boot: 'bootZ' }, '192.168.1.66');
   h.hear({ id: id('self0000'), boot: 'bootZ' }, '192.168.1.66');
-  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', addr: '192.168.1.66', boot: 'bootZ' }]);
+  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', id: id('self0000'), addr: '192.168.1.66', boot: 'bootZ' }]);
   h.hear({ id: id('self0000'), boot: 'bootY' }, '192.168.1.67');
-  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', addr: '192.168.1.67', boot: 'bootY' }]);
+  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', id: id('self0000'), addr: '192.168.1.67', boot: 'bootY' }]);
   await h.advance(9_999);
   h.hear({ id: id('self0000'), boot: 'bootZ' }, '192.168.1.66');
   assert.deepEqual(h.events('peer.clone'), []);

@@ -72,9 +72,18 @@ test('one id heard from two processes alternately is a duplicate-id conflict; a 
 test('a clone of this node is reported', () => {
   const h = harness();
   h.actor.handle({ type: 'election.self', id: 'me', boot: 'b', role: 'server', healthy: true });
-  h.actor.handle({ type: 'election.clone', addr: '10.0.0.7', boot: 'other' });
+  h.actor.handle({ type: 'election.clone', id: 'me', addr: '10.0.0.7', boot: 'other' });
   assert.equal(h.last().conflicts[0]?.kind, 'duplicate-id');
   assert.deepEqual(h.last().conflicts[0]?.addrs, ['self', '10.0.0.7']);
+});
+
+test('a clone of a peer that discovery reports is a duplicate-id conflict naming both addresses', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.peer', peer: peer('B', { addr: '10.0.0.2' }) });
+  h.actor.handle({ type: 'election.clone', id: 'B', addr: '10.0.0.3', boot: 'other' });
+  const c = h.last().conflicts[0];
+  assert.deepEqual([c?.kind, c?.id, c?.addrs], ['duplicate-id', 'B', ['10.0.0.2', '10.0.0.3']]);
+  assert.match(c?.detail ?? '', /same id B/);
 });
 
 test('two leaders after a partition heals: reported, and the lower id stays leader', () => {

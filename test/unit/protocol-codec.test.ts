@@ -62,7 +62,7 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   ],
   'peer.seen': [{ type: 'peer.seen', peer }, { type: 'peer.seen', peer: { ...peer, role: 'server', addr: '10.1.2.3', port: 11435 } }],
   'peer.gone': [{ type: 'peer.gone', id: 'c1', reason: 'bye' }, { type: 'peer.gone', id: 'c2', reason: 'timeout' }],
-  'peer.clone': [{ type: 'peer.clone', addr: '192.168.1.20', boot: 'other' }],
+  'peer.clone': [{ type: 'peer.clone', id: 'a'.repeat(64), addr: '192.168.1.20', boot: 'other' }],
   'discovery.stats.report': [{ type: 'discovery.stats.report', id: 11, stats: discoveryStats }],
   'discovery.stopped': [{ type: 'discovery.stopped' }],
   'election.self': [
@@ -71,7 +71,7 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   ],
   'election.peer': [{ type: 'election.peer', peer }],
   'election.gone': [{ type: 'election.gone', id: 'c1', reason: 'timeout' }],
-  'election.clone': [{ type: 'election.clone', addr: '192.168.1.20', boot: 'other' }],
+  'election.clone': [{ type: 'election.clone', id: 'a'.repeat(64), addr: '192.168.1.20', boot: 'other' }],
   'election.view': [
     { type: 'election.view', view: { term: 0, leader: '', servers: [], conflicts: [] } },
     { type: 'election.view', view: { term: 7, leader: 'a1', servers: ['a1', 'a2'], conflicts: [
