@@ -134,8 +134,9 @@ interface PeerEntry {
    * info.boot's), with the highest seq verified from each and when: at most MAX_OTHER_BOOTS.
    */
   otherBoots: Map<string, { seq: number; at: number }>;
-  /** when peer.seen last went out for it */
+  /** when peer.seen last went out for it, and what it said */
   reportedAt: number;
+  reported: PeerInfo;
   /** when info.addr last delivered the first copy of a datagram (duplicates do not count: a replay is one) */
   addrFreshAt: number;
 }
@@ -493,7 +494,7 @@ export class DiscoveryActor {
         return false;
       }
       const info = peerInfo(d, fp, addr, now);
-      this.#peers.set(d.id, { info, seq: d.seq, otherBoots: new Map(), reportedAt: now, addrFreshAt: now });
+      this.#peers.set(d.id, { info, seq: d.seq, otherBoots: new Map(), reportedAt: now, reported: info, addrFreshAt: now });
       this.#peerLog.line('info', { peer: { id: d.id, addr, role: d.role, port: d.port } }, 'peer seen', now);
       this.#out({ type: 'peer.seen', peer: info });
       if (d.role === 'server') this.#updateQuerying();
@@ -517,8 +518,14 @@ export class DiscoveryActor {
     }
     const before = entry.info;
     entry.info = peerInfo(d, fp, useAddr, now);
-    if (peerChanged(before, entry.info) || now - entry.reportedAt >= this.#opts.refreshMs) {
+    // Where it is and what it is go out at once; other news (models, term, leader) at most every
+    // half heartbeat, so a peer that changes them in every datagram (a flood of made-up nodes) does
+    // not become a message to the supervisor and the election per datagram.
+    const since = now - entry.reportedAt;
+    if (identityChanged(entry.reported, entry.info) || (peerChanged(entry.reported, entry.info) && since >= this.#opts.heartbeatMs / 2)
+      || since >= this.#opts.refreshMs) {
       entry.reportedAt = now;
+      entry.reported = entry.info;
       this.#out({ type: 'peer.seen', peer: entry.info });
     }
     if (before.role !== d.role) this.#updateQuerying();
@@ -692,6 +699,11 @@ export class DiscoveryActor {
 function peerInfo(d: LanDatagram, fp: string, addr: string, now: number): PeerInfo {
   return { id: d.id, boot: d.boot, role: d.role, addr, port: d.port, fp, load: d.load, models: d.models,
     term: d.term, leader: d.leader, draining: d.draining, lastSeen: now };
+}
+
+/** Where a peer is and what it is: a change goes to the supervisor at once. */
+function identityChanged(a: PeerInfo, b: PeerInfo): boolean {
+  return a.boot !== b.boot || a.role !== b.role || a.addr !== b.addr || a.port !== b.port || a.fp !== b.fp || a.draining !== b.draining;
 }
 
 /** Anything but lastSeen and load: what makes a peer.seen worth sending before the refresh is due. */

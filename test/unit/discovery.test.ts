@@ -555,12 +555,26 @@ test('peer.seen on news only, and at least every 5 s for a live peer', async () 
   assert.equal(refresh.length, 1, 'refreshed after 5 s');
   assert.deepEqual(refresh[0]?.peer.load, { inFlight: 9, workers: 2 });
   assert.equal(refresh[0]?.peer.lastSeen, 1_005_000);
-  for (const news of [{ models: 'pm2' }, { term: 2 }, { leader: id('peer0001') }, { port: 8080 }, { role: 'client' as const }, { draining: true }]) {
-    await h.advance(100);
+  for (const news of [{ models: 'pm2' }, { term: 2 }, { leader: id('peer0001') }]) {
+    await h.advance(500);
     h.hear(news);
     const seen = h.events('peer.seen');
     assert.equal(seen.length, 1, `news ${JSON.stringify(news)}`);
   }
+  // Where and what it is goes out at once; other news at most every half heartbeat, not lost.
+  let now: Partial<LanDatagram> = { models: 'pm2', term: 2, leader: id('peer0001') };
+  for (const news of [{ port: 8080 }, { role: 'client' as const }, { draining: true }]) {
+    await h.advance(10);
+    now = { ...now, ...news };
+    h.hear(now);
+    assert.equal(h.events('peer.seen').length, 1, `news ${JSON.stringify(news)}`);
+  }
+  await h.advance(10);
+  h.hear({ ...now, models: 'pm3' });
+  assert.deepEqual(h.events('peer.seen'), [], 'models news 10 ms after the last report waits');
+  await h.advance(490);
+  h.hear({ ...now, models: 'pm3', load: { inFlight: 1, workers: 2 } });
+  assert.deepEqual(h.events('peer.seen').map((m) => m.peer.models), ['pm3']);
 });
 
 test('the address is the datagram\'s source, sticky while a multi-homed peer still delivers first copies on it', async () => {
