@@ -8,6 +8,7 @@ import { OllanaError } from '../../src/errors.ts';
 import { LAN_MAGIC, LAN_PROTOCOL_VERSION, type LanDatagram } from '../../src/protocol/lan.ts';
 import type { DiscoveryToSupervisor, SelfInfo } from '../../src/protocol/messages.ts';
 import { makeIdentities, type TestIdentity } from '../helpers/lan-identities.ts';
+import { parseDeviceId } from '../../src/identity/device-id.ts';
 
 /** The nodes these tests talk about, each with a real identity: its id is its certificate's. */
 const NAMES = ['self0000', 'peer0001', 'p2', 'otherclient', 'client1', 'q1', 'srv2', 'attacker'] as const;
@@ -672,11 +673,20 @@ test('issue #22: a flood of made-up nodes fills the peer table at a bounded rate
     flood();
   }
   assert.equal(h.actor.peers().length, MAX_PEERS);
+  // Datagrams that cannot verify, each claiming a made-up id (not even a device id), change nothing.
+  for (let i = 0; i < 2_000; i++) {
+    h.socket.deliver(encodeDatagram({ ...PEER, id: `x${i}:bad`, seq: 3_000_000 + i }, fakes[i % fakes.length]!.signer), `10.2.${i >> 8 & 255}.${i & 255}`);
+  }
+  assert.equal(h.actor.peers().length, MAX_PEERS);
   h.actor.handle({ type: 'discovery.stats.request', id: 1 });
   const stats = h.events('discovery.stats.report')[0]!.stats;
   assert.equal(stats.peers, MAX_PEERS);
   assert.ok(stats.dropped.peerLimit > 0);
-  const reports = h.events('peer.seen').length;
+  assert.equal(stats.dropped.forged + stats.dropped.verifyLimited >= 2_000, true, JSON.stringify(stats.dropped));
+  const seen = h.events('peer.seen');
+  // What reaches the supervisor (and from there pending.json) is a well-formed device id, always.
+  assert.ok(seen.every((m) => parseDeviceId(m.peer.id) === m.peer.id), 'only device ids are reported');
+  const reports = seen.length;
   assert.ok(reports <= MAX_PEERS * (1 + 20 / 5), `${reports} peer.seen: one per admitted peer, then one per 5 s refresh`);
   // The flood stops: every made-up peer times out and the table is empty again.
   await h.advance(10_000);
