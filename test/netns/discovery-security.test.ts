@@ -126,6 +126,9 @@ describe('discovery a LAN host cannot forge (issue #22)', { skip, concurrency: f
     assert.ok(!during.upstreams.some((u: Upstream) => /127\.0\.0\.1|localhost|\.255:/.test(u.url)), JSON.stringify(during.upstreams));
     assert.ok(grew.clientRssMB < 80, `client RSS grew ${grew.clientRssMB} MB`);
     assert.ok(grew.clientFds < 200, `client fds grew ${grew.clientFds}`);
+    // Connections to the made-up servers' addresses: a model list fetch and one connection ahead per
+    // proxy worker for each of at most 32 servers, fetches paced to one per 2 s per server.
+    assert.ok(Number(out.connections) <= 32 * 2 * (floodS / 2 + 2), `${String(out.connections)} connections to the attacker in ${floodS.toFixed(1)} s`);
     assert.ok(grew.clientLogLines < 150 && grew.serverLogLines < 150, `log lines: ${grew.clientLogLines} client, ${grew.serverLogLines} server`);
     // The server's own announces: 3 copies a heartbeat, one extra announce an interval at most.
     assert.ok(grew.serverDatagramsSent <= 3 * 2 * (floodS + 5), `server sent ${grew.serverDatagramsSent} datagrams in ${floodS.toFixed(1)} s`);
