@@ -20,8 +20,13 @@ const TAGS_TIMEOUT_MS = 5_000;
  * would otherwise have this node open connections wherever they say they are.
  */
 export const MAX_SERVERS = 32;
-/** A server's model list is fetched at most this often, however often its models digest changes. */
+/**
+ * A server's model list is fetched at most this often, however often its models digest changes;
+ * after failed fetches the wait doubles, up to TAGS_MAX_INTERVAL_MS (a server that announces itself
+ * where nothing answers is not connected to on every announce).
+ */
 const TAGS_MIN_INTERVAL_MS = 2_000;
+const TAGS_MAX_INTERVAL_MS = 16_000;
 const WARN_EVERY_MS = 60_000;
 
 /**
@@ -64,8 +69,10 @@ interface ServerEntry {
   /** digest the models were fetched for; differs from peer.models while a fetch is due */
   modelsFor: string | null;
   fetching: boolean;
-  /** when the last model list fetch started; a later one waits for TAGS_MIN_INTERVAL_MS */
+  /** when the last model list fetch started; a later one waits for TAGS_MIN_INTERVAL_MS (more after failures) */
   fetchedAt: number;
+  /** model list fetches failed in a row */
+  failures: number;
   /** a fetch put off by TAGS_MIN_INTERVAL_MS is due */
   deferred: NodeJS.Timeout | null;
   /**
@@ -133,7 +140,8 @@ export class ClusterView {
           `server node ${peer.id} at ${peerUrl(peer)} not used: ${MAX_SERVERS} server nodes are in use already`);
         return;
       }
-      this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false, client: null, fetchedAt: -Infinity, deferred: null });
+      this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false, client: null, fetchedAt: -Infinity, failures: 0,
+        deferred: null });
       this.#lines.line('info', { peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`);
     } else {
       const moved = known.peer.addr !== peer.addr || known.peer.port !== peer.port;
@@ -199,7 +207,8 @@ export class ClusterView {
   #fetchModels(id: string): void {
     const entry = this.#servers.get(id);
     if (entry === undefined || entry.fetching || entry.modelsFor === entry.peer.models || entry.deferred !== null) return;
-    const wait = entry.fetchedAt + TAGS_MIN_INTERVAL_MS - Date.now();
+    const interval = Math.min(TAGS_MAX_INTERVAL_MS, TAGS_MIN_INTERVAL_MS * 2 ** entry.failures);
+    const wait = entry.fetchedAt + interval - Date.now();
     if (wait > 0) {
       entry.deferred = setTimeout(() => {
         entry.deferred = null;
@@ -229,9 +238,11 @@ export class ClusterView {
         if (now === undefined) return;
         now.models = models;
         now.modelsFor = digest;
+        now.failures = 0;
         this.#log.debug({ peer: { id }, models }, 'models of a server node');
         this.#onChange();
       } catch (err) {
+        if (this.#servers.get(id) === entry) entry.failures++;
         this.#lines.line('warn', { peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`);
       } finally {
         const now = this.#servers.get(id);
