@@ -3,13 +3,65 @@
  * its /api/tags lists (fetched when the server appears and whenever its models digest changes), and
  * the leader from the election. It turns into the route table the proxy workers use.
  */
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { Client } from '../net/undici.ts';
 import type { Logger } from '../log.ts';
+import { directedBroadcast } from '../net/lan-interfaces.ts';
+import { LogBudget } from './log-budget.ts';
 import { pinnedConnector, type TlsIdentity } from '../net/tls.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import type { ElectionView, Upstream } from '../protocol/messages.ts';
 
 const TAGS_TIMEOUT_MS = 5_000;
+/**
+ * Server nodes in the route table at most. Each costs connections (a model list fetch, and one per
+ * proxy worker made ahead of the first request); with --trust-lan a flood of made-up server nodes
+ * would otherwise have this node open connections wherever they say they are.
+ */
+export const MAX_SERVERS = 32;
+/**
+ * A server's model list is fetched at most this often, however often its models digest changes;
+ * after failed fetches the wait doubles, up to TAGS_MAX_INTERVAL_MS (a server that announces itself
+ * where nothing answers is not connected to on every announce).
+ */
+const TAGS_MIN_INTERVAL_MS = 2_000;
+const TAGS_MAX_INTERVAL_MS = 16_000;
+const WARN_EVERY_MS = 60_000;
+
+/**
+ * Whether a server node heard at `addr` may be connected to: a unicast address of another machine.
+ * Loopback, unspecified, multicast and broadcast addresses, and this machine's own addresses, are
+ * refused: a datagram that claims them (spoofed, or looped back) must not make this node connect to
+ * its own services.
+ */
+export function routableAddress(addr: string, own: ReadonlySet<string>): boolean {
+  const family = isIP(addr);
+  if (family === 0 || own.has(addr)) return false;
+  if (family === 4) {
+    const first = Number(addr.split('.', 1)[0]);
+    return first !== 0 && first !== 127 && first < 224; // 224/4 multicast, 240/4 reserved and 255.255.255.255
+  }
+  const a = addr.toLowerCase();
+  if (a === '::' || a === '::1' || a.startsWith('ff')) return false;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  return mapped === null || routableAddress(mapped[1]!, own);
+}
+
+/** This machine's addresses and its interfaces' directed broadcast addresses. */
+export function ownAddresses(): Set<string> {
+  const own = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const info of list ?? []) {
+      own.add(info.address);
+      if (info.family === 'IPv4') {
+        const broadcast = directedBroadcast({ address: info.address, netmask: info.netmask });
+        if (broadcast !== null) own.add(broadcast);
+      }
+    }
+  }
+  return own;
+}
 
 interface ServerEntry {
   peer: PeerInfo;
@@ -17,6 +69,12 @@ interface ServerEntry {
   /** digest the models were fetched for; differs from peer.models while a fetch is due */
   modelsFor: string | null;
   fetching: boolean;
+  /** when the last model list fetch started; a later one waits for TAGS_MIN_INTERVAL_MS (more after failures) */
+  fetchedAt: number;
+  /** model list fetches failed in a row */
+  failures: number;
+  /** a fetch put off by TAGS_MIN_INTERVAL_MS is due */
+  deferred: NodeJS.Timeout | null;
   /**
    * Where the model lists are fetched: one keep-alive connection, pinned to this server's device id,
    * made at the first fetch and kept until the server leaves or moves. Its connector keeps the session
@@ -30,6 +88,8 @@ interface ServerEntry {
 function closeClient(entry: ServerEntry): void {
   void entry.client?.close().catch(() => undefined);
   entry.client = null;
+  if (entry.deferred !== null) clearTimeout(entry.deferred);
+  entry.deferred = null;
 }
 
 /** Server nodes speak TLS on their LAN port. */
@@ -43,12 +103,18 @@ export class ClusterView {
   readonly #log: Logger;
   readonly #onChange: () => void;
   readonly #self: TlsIdentity;
+  readonly #ownAddresses: () => ReadonlySet<string>;
+  /** when a refused address or a full table was last warned about */
+  #warnedAt = { address: -Infinity, full: -Infinity };
+  readonly #lines: LogBudget;
   #view: ElectionView = { term: 0, leader: '', servers: [], conflicts: [] };
 
-  constructor(log: Logger, self: TlsIdentity, onChange: () => void) {
+  constructor(log: Logger, self: TlsIdentity, onChange: () => void, own: () => ReadonlySet<string> = ownAddresses) {
     this.#log = log;
     this.#self = self;
     this.#onChange = onChange;
+    this.#ownAddresses = own;
+    this.#lines = new LogBudget(log, 'server node lines (found, gone, models not listed)');
   }
 
   get view(): ElectionView {
@@ -62,9 +128,21 @@ export class ClusterView {
   seen(peer: PeerInfo): void {
     if (peer.role !== 'server') return;
     const known = this.#servers.get(peer.id);
+    if (!routableAddress(peer.addr, this.#ownAddresses())) {
+      this.#warn('address', { peer: { id: peer.id, addr: peer.addr, port: peer.port } },
+        `server node ${peer.id} was heard from ${peer.addr}, which is this machine or no unicast address; not used`);
+      if (known !== undefined) this.gone(peer.id, `heard from ${peer.addr}`);
+      return;
+    }
     if (known === undefined) {
-      this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false, client: null });
-      this.#log.info({ peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`);
+      if (this.#servers.size >= MAX_SERVERS) {
+        this.#warn('full', { peer: { id: peer.id, addr: peer.addr }, max: MAX_SERVERS },
+          `server node ${peer.id} at ${peerUrl(peer)} not used: ${MAX_SERVERS} server nodes are in use already`);
+        return;
+      }
+      this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false, client: null, fetchedAt: -Infinity, failures: 0,
+        deferred: null });
+      this.#lines.line('info', { peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`);
     } else {
       const moved = known.peer.addr !== peer.addr || known.peer.port !== peer.port;
       known.peer = peer;
@@ -82,8 +160,19 @@ export class ClusterView {
     if (known === undefined) return;
     this.#servers.delete(id);
     closeClient(known);
-    this.#log.warn({ peer: { id, addr: known.peer.addr }, reason }, `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`);
+    this.#lines.line('warn', { peer: { id, addr: known.peer.addr }, reason }, `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`);
     this.#onChange();
+  }
+
+  /** A warning of one kind at most once a minute: a flood of made-up nodes does not flood the log. */
+  #warn(kind: 'address' | 'full', fields: Record<string, unknown>, msg: string): void {
+    const now = Date.now();
+    if (now - this.#warnedAt[kind] < WARN_EVERY_MS) {
+      this.#log.debug(fields, msg);
+      return;
+    }
+    this.#warnedAt[kind] = now;
+    this.#log.warn(fields, `${msg} (said once a minute)`);
   }
 
   setView(view: ElectionView): void {
@@ -97,7 +186,8 @@ export class ClusterView {
       url: peerUrl(s.peer),
       device: s.peer.id,
       basePath: '',
-      healthy: true,
+      // A draining server keeps its place (its streams keep their connections) but gets no new request.
+      healthy: !s.peer.draining,
       models: s.models,
       leader: s.peer.id === this.#view.leader,
       load: s.peer.load.inFlight,
@@ -116,8 +206,19 @@ export class ClusterView {
 
   #fetchModels(id: string): void {
     const entry = this.#servers.get(id);
-    if (entry === undefined || entry.fetching || entry.modelsFor === entry.peer.models) return;
+    if (entry === undefined || entry.fetching || entry.modelsFor === entry.peer.models || entry.deferred !== null) return;
+    const interval = Math.min(TAGS_MAX_INTERVAL_MS, TAGS_MIN_INTERVAL_MS * 2 ** entry.failures);
+    const wait = entry.fetchedAt + interval - Date.now();
+    if (wait > 0) {
+      entry.deferred = setTimeout(() => {
+        entry.deferred = null;
+        this.#fetchModels(id);
+      }, wait);
+      entry.deferred.unref();
+      return;
+    }
     entry.fetching = true;
+    entry.fetchedAt = Date.now();
     const digest = entry.peer.models;
     const origin = peerUrl(entry.peer);
     const url = `${origin}/api/tags`;
@@ -137,10 +238,12 @@ export class ClusterView {
         if (now === undefined) return;
         now.models = models;
         now.modelsFor = digest;
+        now.failures = 0;
         this.#log.debug({ peer: { id }, models }, 'models of a server node');
         this.#onChange();
       } catch (err) {
-        this.#log.warn({ peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`);
+        if (this.#servers.get(id) === entry) entry.failures++;
+        this.#lines.line('warn', { peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`);
       } finally {
         const now = this.#servers.get(id);
         if (now !== undefined) {

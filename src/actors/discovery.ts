@@ -5,9 +5,11 @@
  * Pure logic over injected dependencies (socket, clock, random, logger, outbox), so unit tests drive
  * it with a fake socket and a fake clock; src/workers/discovery.worker.ts wires the real ones.
  */
-import { decodeDatagram, encodeDatagram } from '../net/datagram.ts';
+import { DatagramVerifier } from '../net/datagram-auth.ts';
+import { decodeDatagram, encodeDatagram, type DatagramSigner, type DecodedDatagram } from '../net/datagram.ts';
 import { directedBroadcast, lanInterfaces, type LanInterface } from '../net/lan-interfaces.ts';
 import { SourceRateLimiter, type RateLimit } from '../net/rate-limiter.ts';
+import { LogBudget } from './log-budget.ts';
 import { OllanaError, errorMessage, systemCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DEFAULT_DISCOVERY_PORT, DEFAULT_GROUP, type LanDatagram, type LanKind, type PeerInfo } from '../protocol/lan.ts';
@@ -99,23 +101,44 @@ export interface DiscoveryDeps {
   readonly options?: Partial<DiscoveryOptions>;
   /** where the interface list comes from when options.interfaces is null */
   readonly scanInterfaces?: () => LanInterface[];
+  /** signs this node's datagrams with its identity (the id configured must be this certificate's) */
+  readonly signer: DatagramSigner;
+  /** checks peers' datagrams; tests pass one with other budgets */
+  readonly verifier?: DatagramVerifier;
 }
 
-/** Bounds on what peers can make us hold. */
-const MAX_PEERS = 1_024;
-const MAX_SEQ_TRACKED = 4_096;
+/**
+ * Bounds on what peers can make us hold and do. A LAN of a few hundred ollana nodes stays inside
+ * them; a flood of made-up nodes (each with a key of its own, so each verifies) fills the table at
+ * NEW_PEER_LIMIT a second until MAX_PEERS, and never further.
+ */
+export const MAX_PEERS = 256;
+export const NEW_PEER_LIMIT: RateLimit = Object.freeze({ perSecond: 20, burst: 64 });
 const MAX_PENDING_ANSWERS = 64;
+const MAX_OTHER_BOOTS = 4;
+const MAX_CLONE_REPORTS = 16;
 const CLONE_REPORT_MS = 10_000;
+/** Peer lifecycle lines (seen, gone) at info: this many a minute, then one summary line. */
+const PEER_LOG_PER_MINUTE = 16;
+const MINUTE_MS = 60_000;
 const LIMITED_BROADCAST = '255.255.255.255';
 
 type State = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 interface PeerEntry {
   info: PeerInfo;
-  /** when peer.seen last went out for it */
+  /** highest seq verified from info.boot: copies and replays at or below it are dropped unchecked */
+  seq: number;
+  /**
+   * Other boots of this id (an earlier one it replaced, or one heard only with numbers below
+   * info.boot's), with the highest seq verified from each and when: at most MAX_OTHER_BOOTS.
+   */
+  otherBoots: Map<string, { seq: number; at: number }>;
+  /** when peer.seen last went out for it, and what it said */
   reportedAt: number;
-  /** when a datagram (even a duplicate copy) last came from info.addr */
-  addrHeardAt: number;
+  reported: PeerInfo;
+  /** when info.addr last delivered the first copy of a datagram (duplicates do not count: a replay is one) */
+  addrFreshAt: number;
 }
 
 interface Target {
@@ -134,6 +157,12 @@ export class DiscoveryActor {
   readonly #opts: ResolvedOptions;
   readonly #scan: () => LanInterface[];
   readonly #limiter: SourceRateLimiter;
+  readonly #signer: DatagramSigner;
+  readonly #verifier: DatagramVerifier;
+  /** admission of ids not in the table yet, for all sources together */
+  readonly #newPeers: SourceRateLimiter;
+  /** the first seq this process sends: a datagram with our id, another boot and a seq above it is from a live clone */
+  readonly #firstSeq: number;
 
   #state: State = 'idle';
   #startPromise: Promise<void> | null = null;
@@ -144,10 +173,13 @@ export class DiscoveryActor {
   #joinedDefault = false;
   #self: SelfInfo | null = null;
   #announce = false;
-  #seq = 0;
+  #seq: number;
+  /** when an announce last went out ahead of the heartbeat (news), to allow one such a heartbeat interval */
+  #extraAt = -Infinity;
   readonly #peers = new Map<string, PeerEntry>();
-  /** highest seq seen per `${id} ${boot}`, to drop the second copy (multicast + broadcast) of a datagram */
-  readonly #lastSeq = new Map<string, { seq: number; at: number }>();
+  /** peer lines (seen, gone) at info: PEER_LOG_PER_MINUTE a minute */
+  readonly #peerLog: LogBudget;
+  #peerLimitWarnedAt = -Infinity;
   readonly #cloneReports = new Map<string, number>();
   readonly #pendingAnswers = new Map<string, unknown>();
   readonly #failingTargets = new Set<string>();
@@ -159,7 +191,8 @@ export class DiscoveryActor {
   #sendChain: Promise<void> = Promise.resolve();
   readonly #stats = {
     received: 0, sent: 0, sendErrors: 0,
-    dropped: { magic: 0, version: 0, malformed: 0, oversize: 0, rateLimited: 0, duplicate: 0 },
+    dropped: { magic: 0, version: 0, malformed: 0, oversize: 0, rateLimited: 0, duplicate: 0,
+      forged: 0, verifyLimited: 0, stale: 0, peerLimit: 0 },
   };
 
   constructor(deps: DiscoveryDeps) {
@@ -173,6 +206,14 @@ export class DiscoveryActor {
     this.#opts = checkOptions({ ...DISCOVERY_DEFAULTS, ...given });
     this.#scan = deps.scanInterfaces ?? lanInterfaces;
     this.#limiter = new SourceRateLimiter(this.#opts.rateLimit);
+    this.#signer = deps.signer;
+    this.#verifier = deps.verifier ?? new DatagramVerifier();
+    this.#newPeers = new SourceRateLimiter(NEW_PEER_LIMIT, 1);
+    // Starting at the clock makes every boot (and a restarted discovery thread) continue above the
+    // numbers an earlier one sent, so receivers never take its datagrams for old copies.
+    this.#seq = Math.max(0, Math.floor(this.#clock.now()));
+    this.#firstSeq = this.#seq;
+    this.#peerLog = new LogBudget(this.#log, 'peer lines (seen, gone)', PEER_LOG_PER_MINUTE, MINUTE_MS);
   }
 
   /**
@@ -279,7 +320,7 @@ export class DiscoveryActor {
 
   #configure(self: SelfInfo, announce: boolean): void {
     try {
-      encodeDatagram(this.#datagram('announce', self, true));
+      encodeDatagram(this.#datagram('announce', self), this.#signer);
     } catch (err) {
       this.#log.error({ err }, 'discovery.configure with a self that cannot go on the wire; ignored');
       return;
@@ -293,15 +334,21 @@ export class DiscoveryActor {
       this.#log.info('announcing stopped; bye sent');
       this.#sendLan('bye');
     }
-    this.#applyAnnounce(wasAnnouncing && before !== null && selfChanged(before, self));
+    this.#applyAnnounce(wasAnnouncing && before !== null && selfChanged(before, self),
+      before !== null && before.draining !== self.draining);
   }
 
   #announcing(): boolean {
     return this.#state === 'running' && this.#announce && this.#self !== null;
   }
 
-  /** Starts or stops the heartbeat and the query loop after a change of self, announce or peers. */
-  #applyAnnounce(selfChanged: boolean): void {
+  /**
+   * Starts or stops the heartbeat and the query loop after a change of self, announce or peers. News
+   * goes out at once at most once a heartbeat interval, else with the next heartbeat: a peer that
+   * changes the election view many times a second (a flood of made-up nodes) cannot make this node
+   * send more than two announces an interval. Starting to drain is said at once.
+   */
+  #applyAnnounce(selfChanged: boolean, urgent = false): void {
     if (!this.#announcing()) {
       this.#stopHeartbeat?.();
       this.#stopHeartbeat = null;
@@ -309,8 +356,11 @@ export class DiscoveryActor {
       this.#updateQuerying();
       return;
     }
-    if (this.#stopHeartbeat === null || selfChanged) {
+    const now = this.#clock.now();
+    const news = selfChanged && (urgent || now - this.#extraAt >= this.#opts.heartbeatMs);
+    if (this.#stopHeartbeat === null || news) {
       // A new announcer, or news (role, models, leader...): tell the LAN now, then keep the cadence.
+      if (this.#stopHeartbeat !== null) this.#extraAt = now;
       this.#stopHeartbeat?.();
       this.#sendLan('announce');
       this.#stopHeartbeat = this.#repeat(this.#opts.heartbeatMs, () => this.#sendLan('announce'));
@@ -351,35 +401,35 @@ export class DiscoveryActor {
     const d = decoded.datagram;
     const self = this.#self;
     if (self !== null && d.id === self.id) {
-      if (d.boot !== self.boot) this.#reportClone(rinfo.address, d.boot, now);
-      return; // our own, looped back
-    }
-    const key = `${d.id} ${d.boot}`;
-    const last = this.#lastSeq.get(key);
-    if (last !== undefined && d.seq <= last.seq) {
-      this.#stats.dropped.duplicate++;
-      const peer = this.#peers.get(d.id);
-      if (peer !== undefined && peer.info.addr === rinfo.address) peer.addrHeardAt = now;
+      if (d.boot === self.boot) return; // our own, looped back
+      // Another process with our key, if the signature holds; a replay of an earlier boot of ours
+      // (numbers below our first) is not a clone.
+      if (this.#verified(decoded, rinfo, now) !== null && d.seq > this.#firstSeq) this.#reportClone(d.id, rinfo.address, d.boot, now);
       return;
     }
-    this.#lastSeq.delete(key); // re-insert: the Map's order is then least recently heard first
-    this.#lastSeq.set(key, { seq: d.seq, at: now });
-    if (this.#lastSeq.size > MAX_SEQ_TRACKED) this.#lastSeq.delete(this.#lastSeq.keys().next().value ?? '');
+    const entry = this.#peers.get(d.id);
+    // Sequence numbers only move after a signature verified, so nothing but the peer itself can push
+    // them: copies of a datagram already taken, replays, and an earlier boot's datagrams (its numbers
+    // are below the later boot's) are dropped here, before any checking.
+    if (entry !== undefined && d.seq <= entry.seq) {
+      if (d.boot === entry.info.boot) this.#stats.dropped.duplicate++;
+      else this.#staleBoot(entry, decoded, rinfo, now);
+      return;
+    }
+    const fp = this.#verified(decoded, rinfo, now);
+    if (fp === null) return;
 
     switch (d.kind) {
-      case 'bye': {
-        const peer = this.#peers.get(d.id);
-        // A bye from an earlier boot must not remove the process that replaced it.
-        if (peer !== undefined && peer.info.boot === d.boot) this.#forget(d.id, 'bye');
+      case 'bye':
+        // A bye of the boot we know, or of a later one (it restarted and stopped): that process is gone.
+        if (entry !== undefined) this.#forget(d.id, 'bye');
         break;
-      }
       case 'query':
-        this.#upsert(d, rinfo.address, now);
+        if (!this.#upsert(d, fp, rinfo.address, now)) break;
         if (this.#announcing() && self?.role === 'server') this.#scheduleAnswer(d.id, rinfo);
         break;
       case 'announce':
-        this.#upsert(d, rinfo.address, now);
-        if (d.members !== undefined && d.role === 'server' && d.leader === d.id) this.#adoptMembers(d, now);
+        this.#upsert(d, fp, rinfo.address, now);
         break;
       default: {
         const never: never = d.kind;
@@ -388,64 +438,115 @@ export class DiscoveryActor {
     }
   }
 
-  /** Adds or refreshes a peer from one of its own datagrams; `addr` is the datagram's source address. */
-  #upsert(d: LanDatagram, addr: string, now: number): void {
-    const entry = this.#peers.get(d.id);
-    if (entry === undefined) {
-      if (this.#peers.size >= MAX_PEERS) {
-        this.#log.warn({ peer: { id: d.id, addr } }, `peer table full (${MAX_PEERS}); new peer ignored`);
-        return;
-      }
-      const info = peerInfo(d, addr, now);
-      this.#peers.set(d.id, { info, reportedAt: now, addrHeardAt: now });
-      this.#log.info({ peer: { id: d.id, addr, role: d.role, port: d.port } }, 'peer seen');
-      this.#out({ type: 'peer.seen', peer: info });
-      if (d.role === 'server') this.#updateQuerying();
+  /**
+   * A datagram of another boot of a known peer, numbered below the boot in use: an earlier process
+   * (a replay, or one that restarted) is never taken as the peer again. But when that boot, verified,
+   * sends a number above the last one heard from it within the dead-after time, it is alive next to
+   * the boot in use: two processes share the id (a cloned identity), reported as a conflict. A replay
+   * has only numbers already heard, and nobody else can sign new ones.
+   */
+  #staleBoot(entry: PeerEntry, decoded: DecodedDatagram, rinfo: { address: string; port: number }, now: number): void {
+    const d = decoded.datagram;
+    const other = entry.otherBoots.get(d.boot);
+    if (other !== undefined && d.seq <= other.seq) {
+      this.#stats.dropped.stale++;
       return;
     }
+    if (this.#verified(decoded, rinfo, now) === null) return;
+    this.#stats.dropped.stale++;
+    this.#rememberBoot(entry, d.boot, d.seq, now);
+    if (other !== undefined && now - other.at <= this.#opts.deadAfterMs) this.#reportClone(d.id, rinfo.address, d.boot, now);
+  }
+
+  #rememberBoot(entry: PeerEntry, boot: string, seq: number, now: number): void {
+    entry.otherBoots.delete(boot);
+    entry.otherBoots.set(boot, { seq, at: now });
+    if (entry.otherBoots.size > MAX_OTHER_BOOTS) entry.otherBoots.delete(entry.otherBoots.keys().next().value ?? '');
+  }
+
+  /** The certificate fingerprint when the datagram is its claimed sender's; null (counted) otherwise. */
+  #verified(decoded: DecodedDatagram, rinfo: { address: string; port: number }, now: number): string | null {
+    const result = this.#verifier.verify(decoded, now);
+    if (result.ok) return result.fp;
+    this.#stats.dropped[result.reason]++;
+    if (this.#log.isLevelEnabled('debug')) {
+      this.#log.debug({ from: { addr: rinfo.address, port: rinfo.port }, reason: result.reason, peer: { id: decoded.datagram.id } },
+        'datagram dropped');
+    }
+    return null;
+  }
+
+  /**
+   * Adds or refreshes a peer from one of its own (verified) datagrams; `addr` is the datagram's
+   * source address. False when a new peer was not admitted.
+   */
+  #upsert(d: LanDatagram, fp: string, addr: string, now: number): boolean {
+    const entry = this.#peers.get(d.id);
+    if (entry === undefined) {
+      if (this.#peers.size >= MAX_PEERS || !this.#newPeers.admit('all', now)) {
+        this.#stats.dropped.peerLimit++;
+        if (now - this.#peerLimitWarnedAt >= MINUTE_MS) {
+          this.#peerLimitWarnedAt = now;
+          this.#log.warn({ peers: this.#peers.size, max: MAX_PEERS, perSecond: NEW_PEER_LIMIT.perSecond },
+            `more new nodes on the LAN than discovery takes (${MAX_PEERS} in all, ${NEW_PEER_LIMIT.perSecond} new a second); ` +
+            'the rest are ignored until known ones leave (a flood of made-up nodes?); counted as dropped.peerLimit in status');
+        }
+        return false;
+      }
+      const info = peerInfo(d, fp, addr, now);
+      this.#peers.set(d.id, { info, seq: d.seq, otherBoots: new Map(), reportedAt: now, reported: info, addrFreshAt: now });
+      this.#peerLog.line('info', { peer: { id: d.id, addr, role: d.role, port: d.port } }, 'peer seen', now);
+      this.#out({ type: 'peer.seen', peer: info });
+      if (d.role === 'server') this.#updateQuerying();
+      return true;
+    }
+    if (entry.info.boot !== d.boot) {
+      entry.otherBoots.delete(d.boot);
+      this.#rememberBoot(entry, entry.info.boot, entry.seq, now);
+    }
+    entry.seq = d.seq;
     // A multi-homed peer reaches us through several paths, first copy wins: keep the address in use
-    // while it is still heard, so the reported address does not flap between heartbeats.
+    // while it still delivers first copies, so the reported address does not flap between heartbeats.
+    // Only a new boot, or an address in use that stopped delivering, moves it: someone who replays the
+    // peer's datagrams from elsewhere would have to beat the peer itself, again and again.
     let useAddr = entry.info.addr;
     if (addr === useAddr) {
-      entry.addrHeardAt = now;
-    } else if (entry.info.boot !== d.boot || now - entry.addrHeardAt > this.#opts.deadAfterMs / 2) {
+      entry.addrFreshAt = now;
+    } else if (entry.info.boot !== d.boot || now - entry.addrFreshAt > this.#opts.deadAfterMs / 2) {
       useAddr = addr;
-      entry.addrHeardAt = now;
+      entry.addrFreshAt = now;
     }
     const before = entry.info;
-    entry.info = peerInfo(d, useAddr, now);
-    if (peerChanged(before, entry.info) || now - entry.reportedAt >= this.#opts.refreshMs) {
+    entry.info = peerInfo(d, fp, useAddr, now);
+    // Where it is and what it is go out at once; other news (models, term, leader) at most every
+    // half heartbeat, so a peer that changes them in every datagram (a flood of made-up nodes) does
+    // not become a message to the supervisor and the election per datagram.
+    const since = now - entry.reportedAt;
+    if (identityChanged(entry.reported, entry.info) || (peerChanged(entry.reported, entry.info) && since >= this.#opts.heartbeatMs / 2)
+      || since >= this.#opts.refreshMs) {
       entry.reportedAt = now;
+      entry.reported = entry.info;
       this.#out({ type: 'peer.seen', peer: entry.info });
     }
     if (before.role !== d.role) this.#updateQuerying();
-  }
-
-  /** The leader's list of live servers: usable at once, but only until they would time out. */
-  #adoptMembers(d: LanDatagram, now: number): void {
-    for (const m of d.members ?? []) {
-      if (m.id === this.#self?.id || this.#peers.has(m.id) || this.#peers.size >= MAX_PEERS) continue;
-      const info: PeerInfo = { id: m.id, boot: '', role: 'server', addr: m.addr, port: m.port, fp: '',
-        load: { inFlight: 0, workers: 0 }, models: '', term: d.term, leader: d.id, lastSeen: now };
-      this.#peers.set(m.id, { info, reportedAt: now, addrHeardAt: now });
-      this.#out({ type: 'peer.seen', peer: info });
-    }
-    this.#updateQuerying();
+    return true;
   }
 
   #forget(id: string, reason: 'bye' | 'timeout'): void {
     if (!this.#peers.delete(id)) return;
-    this.#log.info({ peer: { id }, reason }, 'peer gone');
+    this.#peerLog.line('info', { peer: { id }, reason }, 'peer gone', this.#clock.now());
     this.#out({ type: 'peer.gone', id, reason });
     this.#updateQuerying(); // that may have been the last server a client knew
   }
 
-  #reportClone(addr: string, boot: string, now: number): void {
+  #reportClone(id: string, addr: string, boot: string, now: number): void {
     const last = this.#cloneReports.get(boot);
     if (last !== undefined && now - last < CLONE_REPORT_MS) return;
+    if (last === undefined && this.#cloneReports.size >= MAX_CLONE_REPORTS) return;
     this.#cloneReports.set(boot, now);
-    this.#log.warn({ peer: { addr, boot } }, 'another process announces this node id');
-    this.#out({ type: 'peer.clone', addr, boot });
+    this.#log.warn({ peer: { id, addr, boot } }, id === this.#self?.id ? 'another process announces this node id'
+      : 'two processes announce one node id');
+    this.#out({ type: 'peer.clone', id, addr, boot });
   }
 
   #scheduleAnswer(querier: string, to: { address: string; port: number }): void {
@@ -454,7 +555,7 @@ export class DiscoveryActor {
     const handle = this.#clock.setTimeout(() => {
       this.#pendingAnswers.delete(querier);
       if (!this.#announcing() || this.#self?.role !== 'server') return;
-      this.#enqueue('announce', [{ address: to.address, port: to.port }], true);
+      this.#enqueue('announce', [{ address: to.address, port: to.port }]);
     }, delay);
     this.#pendingAnswers.set(querier, handle);
   }
@@ -468,11 +569,6 @@ export class DiscoveryActor {
     const now = this.#clock.now();
     for (const [id, entry] of this.#peers) {
       if (now - entry.info.lastSeen > this.#opts.deadAfterMs) this.#forget(id, 'timeout');
-    }
-    const forgetAfter = 2 * this.#opts.deadAfterMs;
-    for (const [key, last] of this.#lastSeq) {
-      if (now - last.at <= forgetAfter) break; // least recently heard first
-      this.#lastSeq.delete(key);
     }
     for (const [boot, at] of this.#cloneReports) {
       if (now - at >= CLONE_REPORT_MS) this.#cloneReports.delete(boot);
@@ -511,10 +607,9 @@ export class DiscoveryActor {
     }
   }
 
-  #datagram(kind: LanKind, self: SelfInfo, withMembers: boolean): LanDatagram {
-    const d: LanDatagram = { kind, id: self.id, boot: self.boot, role: self.role, port: self.port, fp: self.fp,
-      seq: this.#seq, load: self.load, models: self.models, term: self.term, leader: self.leader };
-    return withMembers && self.leader === self.id ? { ...d, members: self.members } : d;
+  #datagram(kind: LanKind, self: SelfInfo): LanDatagram {
+    return { kind, id: self.id, boot: self.boot, role: self.role, port: self.port, seq: this.#seq, load: self.load,
+      models: self.models, term: self.term, leader: self.leader, draining: self.draining };
   }
 
   /** "To the LAN": the group through each interface, and each broadcast address. */
@@ -536,17 +631,17 @@ export class DiscoveryActor {
   }
 
   #sendLan(kind: LanKind): void {
-    this.#enqueue(kind, this.#lanTargets(), false);
+    this.#enqueue(kind, this.#lanTargets());
   }
 
   /** Builds the datagram now (its seq fixes its place), sends it after everything queued before. */
-  #enqueue(kind: LanKind, targets: readonly Target[], withMembers: boolean): void {
+  #enqueue(kind: LanKind, targets: readonly Target[]): void {
     const self = this.#self;
     if (self === null) return;
     this.#seq++;
     let buf: Buffer;
     try {
-      buf = encodeDatagram(this.#datagram(kind, self, withMembers));
+      buf = encodeDatagram(this.#datagram(kind, self), this.#signer);
     } catch (err) {
       this.#log.error({ err }, `cannot encode a ${kind} datagram`);
       return;
@@ -601,22 +696,26 @@ export class DiscoveryActor {
   }
 }
 
-function peerInfo(d: LanDatagram, addr: string, now: number): PeerInfo {
-  return { id: d.id, boot: d.boot, role: d.role, addr, port: d.port, fp: d.fp, load: d.load, models: d.models,
-    term: d.term, leader: d.leader, lastSeen: now };
+function peerInfo(d: LanDatagram, fp: string, addr: string, now: number): PeerInfo {
+  return { id: d.id, boot: d.boot, role: d.role, addr, port: d.port, fp, load: d.load, models: d.models,
+    term: d.term, leader: d.leader, draining: d.draining, lastSeen: now };
+}
+
+/** Where a peer is and what it is: a change goes to the supervisor at once. */
+function identityChanged(a: PeerInfo, b: PeerInfo): boolean {
+  return a.boot !== b.boot || a.role !== b.role || a.addr !== b.addr || a.port !== b.port || a.fp !== b.fp || a.draining !== b.draining;
 }
 
 /** Anything but lastSeen and load: what makes a peer.seen worth sending before the refresh is due. */
 function peerChanged(a: PeerInfo, b: PeerInfo): boolean {
   return a.boot !== b.boot || a.role !== b.role || a.addr !== b.addr || a.port !== b.port || a.fp !== b.fp
-    || a.models !== b.models || a.term !== b.term || a.leader !== b.leader;
+    || a.models !== b.models || a.term !== b.term || a.leader !== b.leader || a.draining !== b.draining;
 }
 
 /** Anything but load: what makes an announce worth sending before the next heartbeat. */
 function selfChanged(a: SelfInfo, b: SelfInfo): boolean {
   return a.id !== b.id || a.boot !== b.boot || a.role !== b.role || a.port !== b.port || a.fp !== b.fp
-    || a.models !== b.models || a.term !== b.term || a.leader !== b.leader
-    || JSON.stringify(a.members) !== JSON.stringify(b.members);
+    || a.models !== b.models || a.term !== b.term || a.leader !== b.leader || a.draining !== b.draining;
 }
 
 function bindError(port: number, err: unknown): OllanaError {

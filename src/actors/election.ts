@@ -25,6 +25,8 @@ export interface ElectionDeps {
 interface BootRecord { boot: string; addr: string; at: number }
 
 const MAX_REMEMBERED = 1024;
+/** Conflicts reported at once at most: each is a warning and a line in status. */
+const MAX_CONFLICTS = 64;
 
 export class ElectionActor {
   readonly #deps: ElectionDeps;
@@ -55,6 +57,13 @@ export class ElectionActor {
         this.#peers.delete(msg.id);
         break;
       case 'election.clone':
+        if (msg.id !== this.#self.id) {
+          const other = this.#peers.get(msg.id)?.addr ?? 'another address';
+          this.#conflict('duplicate-id', msg.id,
+            `two ollana nodes (at ${other} and ${msg.addr}) use the same id ${msg.id}: a cloned data directory or ` +
+            'machine image; give one of them a fresh identity and restart it', [other, msg.addr]);
+          break;
+        }
         this.#conflict('duplicate-id', this.#self.id,
           `another ollana (at ${msg.addr}) uses this node's id ${this.#self.id}: a cloned data directory or machine image; ` +
           'give one of them a fresh identity (remove its data directory\'s identity) and restart it',
@@ -68,9 +77,16 @@ export class ElectionActor {
     this.#recompute();
   }
 
-  /** Periodic: expires old conflicts and re-announces the view if that changed it. */
+  /** Periodic: expires old conflicts and boots, and re-announces the view if that changed it. */
   tick(): void {
     const now = this.#deps.now();
+    // Boots older than the conflict window can no longer make a conflict: forget them, and the ids of
+    // peers gone meanwhile with them, so a stream of short-lived ids leaves nothing behind.
+    for (const [id, boots] of this.#boots) {
+      const kept = boots.filter((b) => now - b.at < this.#deps.conflictTtlMs);
+      if (kept.length === 0) this.#boots.delete(id);
+      else if (kept.length !== boots.length) this.#boots.set(id, kept);
+    }
     for (const [key, c] of this.#conflicts) {
       if (now - c.lastSeen > this.#deps.conflictTtlMs) {
         this.#conflicts.delete(key);
@@ -78,6 +94,11 @@ export class ElectionActor {
       }
     }
     this.#recompute();
+  }
+
+  /** How many ids the clone detection remembers boots of (bounded by tick's pruning). */
+  get rememberedBoots(): number {
+    return this.#boots.size;
   }
 
   view(): ElectionView {
@@ -148,6 +169,7 @@ export class ElectionActor {
       known.lastSeen = now;
       return;
     }
+    if (this.#conflicts.size >= MAX_CONFLICTS) return;
     this.#conflicts.set(key, { kind, id, detail, addrs, since: now, lastSeen: now });
     this.#deps.log.warn({ conflict: kind, id, addrs }, detail);
   }

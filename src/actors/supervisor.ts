@@ -41,6 +41,8 @@ const FD_CHECK_MS = 2_000;
 const SWITCH_DRAIN_MS = 5_000;
 /** A node silent for this many heartbeats is gone. */
 const DEAD_AFTER_HEARTBEATS = 3.5;
+const MAX_TOLD = 256;
+const TOLD_PER_MINUTE = 8;
 
 export type Role = 'server' | 'client';
 
@@ -81,8 +83,12 @@ export class Supervisor extends EventEmitter {
   /** TLS session ticket keys shared by every proxy worker of this process. */
   readonly #ticketKeys = randomBytes(48).toString('base64');
   readonly #trust: TrustStore;
-  /** Server nodes already told about (not allowed yet / refusing this device): one log line each. */
+  /**
+   * Server nodes already told about (not allowed yet / refusing this device): one log line each, at
+   * most TOLD_PER_MINUTE a minute (a flood of made-up server nodes), and at most MAX_TOLD remembered.
+   */
   readonly #told = new Set<string>();
+  #toldWindow = { at: 0, count: 0, skipped: 0 };
   #pool: ProxyPool | null = null;
   #discovery: ActorThread<DiscoveryToSupervisor, SupervisorToDiscovery> | null = null;
   /** The election thread, or with discovery off the election's rule run here (#startSoloElection). */
@@ -346,6 +352,7 @@ export class Supervisor extends EventEmitter {
         queryIntervalMs: config.heartbeatMs,
         answerJitterMs: Math.min(DISCOVERY_DEFAULTS.answerJitterMs, config.heartbeatMs / 4),
       },
+      identity: { certPem: this.#opts.identity.certPem, keyPem: this.#opts.identity.keyPem },
     };
     let ready: ((v: void) => void) | null = null;
     const readyP = new Promise<void>((resolve) => { ready = resolve; });
@@ -376,7 +383,7 @@ export class Supervisor extends EventEmitter {
           this.#election?.send({ type: 'election.gone', id: msg.id, reason: msg.reason });
           break;
         case 'peer.clone':
-          this.#election?.send({ type: 'election.clone', addr: msg.addr, boot: msg.boot });
+          this.#election?.send({ type: 'election.clone', id: msg.id, addr: msg.addr, boot: msg.boot });
           break;
         case 'discovery.stats.report':
           this.#discoveryStats.settle(msg.id, msg.stats);
@@ -411,13 +418,6 @@ export class Supervisor extends EventEmitter {
   }
 
   #self(): SelfInfo {
-    const members = this.#role === 'server'
-      ? this.#view.servers.map((id) => {
-          if (id === this.#id) return null;
-          const p = this.#serverPeers.get(id);
-          return p ? { id, addr: p.addr, port: p.port } : null;
-        }).filter((m): m is { id: string; addr: string; port: number } => m !== null)
-      : [];
     return {
       id: this.#id,
       boot: this.#boot,
@@ -428,7 +428,7 @@ export class Supervisor extends EventEmitter {
       models: this.#role === 'server' ? modelsDigest(this.#ollama.models) : '',
       term: this.#view.term,
       leader: this.#view.leader,
-      members,
+      draining: this.#role === 'server' && this.#stopping,
     };
   }
 
@@ -441,14 +441,46 @@ export class Supervisor extends EventEmitter {
       this.#cluster.seen(peer);
       return;
     }
+    // Discovery reports only ids whose datagrams were signed by that id's certificate, so what goes
+    // into pending.json is a well-formed device id; the budget bounds how many new ones a minute.
+    // One already told about is noted again (its last-seen time), as the trust store's file may
+    // have been rewritten since.
+    if (this.#told.has(peer.id)) {
+      this.#trust.notePending(peer.id, '', peer.addr, 'server-seen');
+      return;
+    }
+    if (!this.#mayTell()) return;
+    this.#remember(peer.id);
     // Logged once pending.json lists it, so `ollana device pending` right after the line shows it.
-    this.#trust.notePending(peer.id, '', peer.addr, 'server-seen', (first) => {
-      if (!first && this.#told.has(peer.id)) return;
-      this.#told.add(peer.id);
+    this.#trust.notePending(peer.id, '', peer.addr, 'server-seen', () => {
       const why = this.#trust.isDisabled(peer.id) ? 'it is disabled here' : 'it is not allowed yet';
       this.#log.info({ peer: { id: peer.id, addr: peer.addr, port: peer.port } },
         `server node ${peer.id} found at ${peer.addr}:${peer.port}, not used: ${why}; to use it run: ollana device allow ${peer.id}`);
     });
+  }
+
+  /** Whether one more "found / refused" line fits this minute's budget; sums up what did not. */
+  #mayTell(): boolean {
+    const now = Date.now();
+    const w = this.#toldWindow;
+    if (now - w.at >= 60_000) {
+      if (w.skipped > 0) {
+        this.#log.info({ skipped: w.skipped }, `${w.skipped} more server nodes this device does not use were heard in the last minute ` +
+          '(not logged, not listed as pending); `ollana status` lists the peers');
+      }
+      this.#toldWindow = { at: now, count: 0, skipped: 0 };
+    }
+    if (this.#toldWindow.count >= TOLD_PER_MINUTE) {
+      this.#toldWindow.skipped++;
+      return false;
+    }
+    this.#toldWindow.count++;
+    return true;
+  }
+
+  #remember(key: string): void {
+    this.#told.add(key);
+    if (this.#told.size > MAX_TOLD) this.#told.delete(this.#told.values().next().value ?? '');
   }
 
   #onTrustChange(): void {
@@ -483,7 +515,7 @@ export class Supervisor extends EventEmitter {
   #onRefusedBy(server: string): void {
     const key = `by ${server}`;
     if (this.#told.has(key)) return;
-    this.#told.add(key);
+    this.#remember(key);
     this.#log.warn({ peer: { id: server } },
       `server node ${server} does not allow this device yet; on that server run: ollana device allow ${this.#id}`);
   }
@@ -597,7 +629,8 @@ export class Supervisor extends EventEmitter {
     const now = Date.now();
     const servers = this.#role === 'client'
       ? this.#cluster.peers().map((p) => ({
-          id: p.id, addr: p.addr, url: peerUrl(p), role: p.role, lastSeenMsAgo: now - p.lastSeen, healthy: true,
+          id: p.id, addr: p.addr, url: peerUrl(p), role: p.role, lastSeenMsAgo: now - p.lastSeen, healthy: !p.draining,
+          draining: p.draining,
           leader: p.id === this.#view.leader, load: p.load, models: this.#cluster.models(p.id),
         }))
       : [];
@@ -643,7 +676,10 @@ export class Supervisor extends EventEmitter {
     };
   }
 
-  /** Says bye on the LAN, drains the proxy workers, and ends every actor. */
+  /**
+   * Announces draining on the LAN (a server node: client nodes send it no new requests but let the
+   * running ones finish), drains the proxy workers, then says bye and ends every actor.
+   */
   async stop(reason: string): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
@@ -652,12 +688,14 @@ export class Supervisor extends EventEmitter {
     this.#cluster.close();
     const deadline = this.#opts.config.drainTimeoutMs;
     this.#log.info({ reason, drainTimeoutMs: deadline }, `stopping (${reason}); in-flight requests have ${deadline} ms to finish`);
-    // Bye first, so clients stop sending new requests here while the in-flight ones drain.
+    // Draining first (#self says so now that #stopping is set): clients stop sending new requests
+    // here while the in-flight ones finish; the bye, which makes them drop this node, comes after.
+    this.#configureDiscovery();
+    await this.#pool?.stop(deadline);
     await this.#discovery?.stop(500, () => new Promise<void>((resolve) => {
       this.once('discovery-stopped', resolve);
       this.#discovery?.send({ type: 'discovery.stop' });
     }));
-    await this.#pool?.stop(deadline);
     await this.#election?.stop();
     this.#discoveryStats.rejectAll(new Error('stopping'));
     this.#log.info('stopped');

@@ -1,28 +1,46 @@
 /**
- * Wire format of the LAN discovery protocol (src/protocol/lan.ts): 4 magic bytes, 1 version byte, one
- * msgpack map. Decoding is a trust boundary facing anyone on the LAN: every field is checked for type,
+ * Wire format of the LAN discovery protocol (src/protocol/lan.ts): 4 magic bytes, 1 version byte, a
+ * 2-byte body length (big endian), one msgpack map, then the sender's signature over everything
+ * before it. Decoding is a trust boundary facing anyone on the LAN: every field is checked for type,
  * bounds and charset, garbage becomes a reason to count, and nothing the sender controls can throw.
+ * Decoding does not verify the signature (datagram-auth.ts does, with a cache and a budget): it only
+ * hands over the parts the check needs.
  */
-import { isIP } from 'node:net';
 import { decode, encode } from '@msgpack/msgpack';
 import {
   LAN_MAGIC, LAN_PROTOCOL_VERSION, MAX_DATAGRAM,
-  type LanDatagram, type LanKind, type LoadSummary, type MemberEntry, type NodeRole,
+  type LanDatagram, type LanKind, type LoadSummary, type NodeRole,
 } from '../protocol/lan.ts';
 
-/** Longest id, boot or leader (a SHA-256 hex digest is 64). */
+/** Longest id, boot or leader (a device id is 63). */
 export const MAX_ID_LENGTH = 64;
-/** Longest fingerprint or models digest (a colon-separated SHA-256 fingerprint is 95). */
+/** Longest models digest. */
 export const MAX_DIGEST_LENGTH = 128;
-/** Most members a leader lists; with the 1200-byte limit fewer may fit, and the encoder trims. */
-export const MAX_MEMBERS = 32;
+/** ECDSA P-256 signature as r || s (IEEE P1363), what node:crypto gives with dsaEncoding 'ieee-p1363'. */
+export const SIGNATURE_LENGTH = 64;
+/** Longest certificate carried; ollana's P-256 certificates are ~400 bytes. */
+export const MAX_CERT_LENGTH = 900;
 
 export type DatagramDropReason = 'magic' | 'version' | 'malformed' | 'oversize';
+export interface DecodedDatagram {
+  readonly datagram: LanDatagram;
+  /** the sender's certificate (DER), as carried */
+  readonly cert: Uint8Array;
+  /** the bytes the signature covers */
+  readonly signed: Uint8Array;
+  readonly signature: Uint8Array;
+}
 export type DecodeResult =
-  | { readonly ok: true; readonly datagram: LanDatagram }
+  | ({ readonly ok: true } & DecodedDatagram)
   | { readonly ok: false; readonly reason: DatagramDropReason };
 
-const HEADER_LENGTH = LAN_MAGIC.length + 1;
+/** What signs this node's datagrams: its certificate and a signature function over its key. */
+export interface DatagramSigner {
+  readonly certDer: Uint8Array;
+  sign(data: Uint8Array): Uint8Array;
+}
+
+const HEADER_LENGTH = LAN_MAGIC.length + 1 + 2;
 const KINDS: readonly LanKind[] = ['query', 'announce', 'bye'];
 const ROLES: readonly NodeRole[] = ['server', 'client'];
 const TOKEN = /^[0-9a-zA-Z:._-]*$/;
@@ -33,26 +51,27 @@ class FieldError extends Error {
 }
 
 /**
- * Encodes a datagram. When `members` makes it too big, members are dropped from the end until it
- * fits (the receiver learns the rest from the members' own announces); anything else too big, or any
- * field a peer would refuse, throws: that is a bug on our side, not input.
+ * Encodes and signs a datagram. Anything too big, or any field a peer would refuse, throws: that is
+ * a bug on our side, not input.
  */
-export function encodeDatagram(d: LanDatagram): Buffer {
-  let members = d.members?.slice(0, MAX_MEMBERS);
-  for (;;) {
-    let body: LanDatagram;
-    try {
-      body = checkDatagram(toRecord({ ...d, members }));
-    } catch (err) {
-      throw new TypeError(`cannot encode LAN datagram: ${(err as Error).message}`);
-    }
-    const buf = frame(encode(bodyOf(body)));
-    if (buf.length <= MAX_DATAGRAM) return buf;
-    if (members === undefined || members.length === 0) {
-      throw new RangeError(`LAN datagram of ${buf.length} bytes exceeds ${MAX_DATAGRAM} bytes`);
-    }
-    members = members.slice(0, -1);
+export function encodeDatagram(d: LanDatagram, signer: DatagramSigner): Buffer {
+  let body: Uint8Array;
+  try {
+    body = encode({ ...bodyOf(checkDatagram(toRecord(d))), cert: signer.certDer });
+  } catch (err) {
+    throw new TypeError(`cannot encode LAN datagram: ${(err as Error).message}`);
   }
+  const length = HEADER_LENGTH + body.length + SIGNATURE_LENGTH;
+  if (length > MAX_DATAGRAM) throw new RangeError(`LAN datagram of ${length} bytes exceeds ${MAX_DATAGRAM} bytes`);
+  const buf = Buffer.allocUnsafe(length);
+  buf.set(LAN_MAGIC, 0);
+  buf[LAN_MAGIC.length] = LAN_PROTOCOL_VERSION;
+  buf.writeUInt16BE(body.length, LAN_MAGIC.length + 1);
+  buf.set(body, HEADER_LENGTH);
+  const signature = signer.sign(buf.subarray(0, HEADER_LENGTH + body.length));
+  if (signature.length !== SIGNATURE_LENGTH) throw new TypeError(`a LAN datagram signature must be ${SIGNATURE_LENGTH} bytes`);
+  buf.set(signature, HEADER_LENGTH + body.length);
+  return buf;
 }
 
 /** Decodes bytes from the network. Never throws, whatever the input. */
@@ -64,37 +83,39 @@ export function decodeDatagram(buf: Uint8Array): DecodeResult {
     for (let i = 0; i < LAN_MAGIC.length; i++) {
       if (buf[i] !== LAN_MAGIC[i]) return { ok: false, reason: 'magic' };
     }
-    if (buf.length < HEADER_LENGTH) return { ok: false, reason: 'malformed' };
+    if (buf.length < LAN_MAGIC.length + 1) return { ok: false, reason: 'malformed' };
     if (buf[LAN_MAGIC.length] !== LAN_PROTOCOL_VERSION) return { ok: false, reason: 'version' };
+    if (buf.length < HEADER_LENGTH) return { ok: false, reason: 'malformed' };
+    const bodyLength = (buf[LAN_MAGIC.length + 1]! << 8) | buf[LAN_MAGIC.length + 2]!;
+    if (buf.length !== HEADER_LENGTH + bodyLength + SIGNATURE_LENGTH) return { ok: false, reason: 'malformed' };
     // The 1200-byte bound already limits every length; the explicit maxima make intent plain.
-    const value: unknown = decode(buf.subarray(HEADER_LENGTH), {
+    const value: unknown = decode(buf.subarray(HEADER_LENGTH, HEADER_LENGTH + bodyLength), {
       maxStrLength: MAX_DATAGRAM, maxBinLength: MAX_DATAGRAM, maxArrayLength: MAX_DATAGRAM,
       maxMapLength: MAX_DATAGRAM, maxExtLength: MAX_DATAGRAM,
     });
     if (!isRecord(value)) return { ok: false, reason: 'malformed' };
-    return { ok: true, datagram: checkDatagram(value) };
+    const cert = value.cert;
+    if (!(cert instanceof Uint8Array) || cert.length === 0 || cert.length > MAX_CERT_LENGTH) return { ok: false, reason: 'malformed' };
+    return {
+      ok: true,
+      datagram: checkDatagram(value),
+      cert,
+      signed: buf.subarray(0, HEADER_LENGTH + bodyLength),
+      signature: buf.subarray(HEADER_LENGTH + bodyLength),
+    };
   } catch {
     // msgpack errors (truncated, extra bytes, bad types, __proto__ keys) and FieldError alike.
     return { ok: false, reason: 'malformed' };
   }
 }
 
-function frame(body: Uint8Array): Buffer {
-  const buf = Buffer.allocUnsafe(HEADER_LENGTH + body.length);
-  buf.set(LAN_MAGIC, 0);
-  buf[LAN_MAGIC.length] = LAN_PROTOCOL_VERSION;
-  buf.set(body, HEADER_LENGTH);
-  return buf;
-}
-
-/** The map that goes on the wire: known keys only, no `members` key when there are none to send. */
+/** The map that goes on the wire (without the certificate): known keys only. */
 function bodyOf(d: LanDatagram): Record<string, unknown> {
-  const body: Record<string, unknown> = {
-    kind: d.kind, id: d.id, boot: d.boot, role: d.role, port: d.port, fp: d.fp, seq: d.seq,
+  return {
+    kind: d.kind, id: d.id, boot: d.boot, role: d.role, port: d.port, seq: d.seq,
     load: { inFlight: d.load.inFlight, workers: d.load.workers }, models: d.models, term: d.term, leader: d.leader,
+    draining: d.draining,
   };
-  if (d.members !== undefined) body.members = d.members.map((m) => ({ id: m.id, addr: m.addr, port: m.port }));
-  return body;
 }
 
 function toRecord(value: object): Record<string, unknown> {
@@ -109,22 +130,20 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 /** Builds a fresh datagram from checked fields only; unknown keys stay behind. */
 function checkDatagram(v: Record<string, unknown>): LanDatagram {
-  const kind = oneOf(v.kind, KINDS, 'kind');
-  const datagram: LanDatagram = {
-    kind,
+  if (typeof v.draining !== 'boolean') throw new FieldError('draining must be a boolean');
+  return {
+    kind: oneOf(v.kind, KINDS, 'kind'),
     id: token(v.id, 'id', 1, MAX_ID_LENGTH),
     boot: token(v.boot, 'boot', 1, MAX_ID_LENGTH),
     role: oneOf(v.role, ROLES, 'role'),
     port: port(v.port, 'port'),
-    fp: token(v.fp, 'fp', 0, MAX_DIGEST_LENGTH),
     seq: count(v.seq, 'seq'),
     load: load(v.load),
     models: token(v.models, 'models', 0, MAX_DIGEST_LENGTH),
     term: count(v.term, 'term'),
     leader: token(v.leader, 'leader', 0, MAX_ID_LENGTH),
+    draining: v.draining,
   };
-  if (v.members === undefined) return datagram;
-  return { ...datagram, members: members(v.members) };
 }
 
 function oneOf<T extends string>(value: unknown, allowed: readonly T[], field: string): T {
@@ -157,16 +176,4 @@ function count(value: unknown, field: string): number {
 function load(value: unknown): LoadSummary {
   if (!isRecord(value)) throw new FieldError('load must be a map');
   return { inFlight: count(value.inFlight, 'load.inFlight'), workers: count(value.workers, 'load.workers') };
-}
-
-function members(value: unknown): readonly MemberEntry[] {
-  if (!Array.isArray(value) || value.length > MAX_MEMBERS) {
-    throw new FieldError(`members must be an array of at most ${MAX_MEMBERS}`);
-  }
-  return value.map((m: unknown, i): MemberEntry => {
-    if (!isRecord(m)) throw new FieldError(`members.${i} must be a map`);
-    const addr = token(m.addr, `members.${i}.addr`, 1, 45);
-    if (isIP(addr) === 0) throw new FieldError(`members.${i}.addr must be an IP address`);
-    return { id: token(m.id, `members.${i}.id`, 1, MAX_ID_LENGTH), addr, port: port(m.port, `members.${i}.port`) };
-  });
 }

@@ -6,14 +6,14 @@
  * holds them to the schemas' verdicts.
  */
 import type { PeerInfo } from './lan.ts';
-import { array, bad, bool, int, num, object, oneOf, str, type Path } from './guards.ts';
+import { bad, bool, int, num, object, oneOf, str, type Path } from './guards.ts';
 import type { SelfInfo, SupervisorToDiscovery, SupervisorToElection } from './messages.ts';
 import { unexpectedType, unpack } from './wire.ts';
 
 const ROLES = ['server', 'client'] as const;
 const GONE_REASONS = ['bye', 'timeout'] as const;
 
-type NodeFields = Omit<SelfInfo, 'members'>;
+type NodeFields = SelfInfo;
 
 function load(v: unknown, path: Path): NodeFields['load'] {
   const o = object(v, path);
@@ -34,17 +34,12 @@ function nodeFields(o: Record<string, unknown>, path: Path): NodeFields {
     models: str(o.models, at('models')),
     term: int(o.term, at('term')),
     leader: str(o.leader, at('leader')),
+    draining: bool(o.draining, at('draining')),
   };
 }
 
-function member(v: unknown, path: Path): SelfInfo['members'][number] {
-  const o = object(v, path);
-  return { id: str(o.id, [...path, 'id']), addr: str(o.addr, [...path, 'addr']), port: int(o.port, [...path, 'port']) };
-}
-
 function self(v: unknown, path: Path): SelfInfo {
-  const o = object(v, path);
-  return { ...nodeFields(o, path), members: array(o.members, [...path, 'members'], member) };
+  return nodeFields(object(v, path), path);
 }
 
 function peer(v: unknown, path: Path): PeerInfo {
@@ -78,7 +73,7 @@ export function decodeForElection(raw: unknown): SupervisorToElection {
       healthy: bool(m.healthy, ['healthy']) };
     case 'election.peer': return { type, peer: peer(m.peer, ['peer']) };
     case 'election.gone': return { type, id: str(m.id, ['id']), reason: oneOf(m.reason, ['reason'], GONE_REASONS) };
-    case 'election.clone': return { type, addr: str(m.addr, ['addr']), boot: str(m.boot, ['boot']) };
+    case 'election.clone': return { type, id: str(m.id, ['id']), addr: str(m.addr, ['addr']), boot: str(m.boot, ['boot']) };
     default: throw unexpectedType(type);
   }
 }

@@ -1,10 +1,14 @@
 /**
  * The LAN discovery protocol on UDP 11436: the datagram's typed body. Wire format (datagram.ts):
- * 4 magic bytes "OLNA", 1 version byte (LAN_PROTOCOL_VERSION), then one msgpack map, whole datagram
- * at most MAX_DATAGRAM bytes.
+ * 4 magic bytes "OLNA", 1 version byte (LAN_PROTOCOL_VERSION), a 2-byte body length, the body (one
+ * msgpack map, carrying the sender's certificate), then the sender's ECDSA P-256 signature (64 bytes,
+ * r || s) over everything before it; the whole datagram at most MAX_DATAGRAM bytes.
+ *
+ * Version 2 made datagrams signed. A version-1 node drops version-2 datagrams as "version" and the
+ * reverse: old and new nodes do not see each other until both run version 2.
  */
 export const LAN_MAGIC = Uint8Array.of(0x4f, 0x4c, 0x4e, 0x41); // "OLNA"
-export const LAN_PROTOCOL_VERSION = 1;
+export const LAN_PROTOCOL_VERSION = 2;
 /** Under the IPv6 minimum MTU (1280) less headers: never fragmented on any LAN. */
 export const MAX_DATAGRAM = 1200;
 /** Administratively scoped (RFC 2365, 239.255.0.0/16 is the local scope); 11.36 recalls the port. */
@@ -20,25 +24,20 @@ export interface LoadSummary {
   readonly workers: number;
 }
 
-/** A member as the leader lists it in its answer to a query: enough to use it at once. */
-export interface MemberEntry {
-  readonly id: string;
-  readonly addr: string;
-  readonly port: number;
-}
-
 export interface LanDatagram {
   readonly kind: LanKind;
-  /** node id (device id once the trust issue lands): hex, at most 64 chars */
+  /** the sender's device id: must be the id of `cert`, checked by the receiver */
   readonly id: string;
-  /** random per process start: the same id with another boot is a conflict (a cloned identity) */
+  /** random per process start: the same id with another boot is a restart, or a clone when both go on */
   readonly boot: string;
   readonly role: NodeRole;
   /** port of the node's proxy listener (0 for a client node: it serves only its own machine) */
   readonly port: number;
-  /** certificate fingerprint, '' until TLS pinning */
-  readonly fp: string;
-  /** per-sender sequence number, increasing; duplicates (multicast + broadcast copies) share one */
+  /**
+   * per-sender sequence number, increasing; duplicates (multicast + broadcast copies) share one. It
+   * starts at the sender's clock (ms) when its discovery starts, so a later boot (or a restarted
+   * discovery thread) continues above every number an earlier one sent.
+   */
   readonly seq: number;
   readonly load: LoadSummary;
   /** digest of the sorted model list; a change tells clients to fetch /api/tags again */
@@ -46,8 +45,8 @@ export interface LanDatagram {
   /** election term and the leader this node believes in ('' when none) */
   readonly term: number;
   readonly leader: string;
-  /** only in a leader's answer to a query: the live server members */
-  readonly members?: readonly MemberEntry[];
+  /** a server node that is stopping: send it no new requests, let the running ones finish */
+  readonly draining: boolean;
 }
 
 /** A peer as discovery reports it: the datagram plus where it really came from. */
@@ -58,11 +57,13 @@ export interface PeerInfo {
   /** source address of the datagram (never an address the payload claims) */
   readonly addr: string;
   readonly port: number;
+  /** SHA-256 of its certificate (hex), which its datagrams carry and were verified against */
   readonly fp: string;
   readonly load: LoadSummary;
   readonly models: string;
   readonly term: number;
   readonly leader: string;
+  readonly draining: boolean;
   /** Date.now() when last heard */
   readonly lastSeen: number;
 }

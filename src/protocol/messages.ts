@@ -86,7 +86,6 @@ export const trustSchema = z.object({
 export type TrustSettings = z.infer<typeof trustSchema>;
 
 const loadSchema = z.object({ inFlight: z.number(), workers: z.number() });
-const memberSchema = z.object({ id: z.string(), addr: z.string(), port: z.number().int() });
 
 /** What every node says about itself on the LAN (the datagram's fields that describe a node). */
 const nodeFields = {
@@ -99,17 +98,15 @@ const nodeFields = {
   models: z.string(),
   term: z.number().int(),
   leader: z.string(),
+  /** a server node that is stopping: no new requests, the running ones finish */
+  draining: z.boolean(),
 };
 
 /** A peer as discovery reports it: its own words plus where it was heard from, and when. */
 export const peerSchema = z.object({ ...nodeFields, addr: z.string(), lastSeen: z.number() });
 
-/** This node as discovery should announce it. */
-export const selfSchema = z.object({
-  ...nodeFields,
-  /** the live server members, sent in answers to queries when this node is the leader */
-  members: z.array(memberSchema),
-});
+/** This node as discovery should announce it (`fp` is not sent: its datagrams carry the certificate). */
+export const selfSchema = z.object(nodeFields);
 export type SelfInfo = z.infer<typeof selfSchema>;
 
 export const discoveryStatsSchema = z.object({
@@ -120,6 +117,14 @@ export const discoveryStatsSchema = z.object({
   dropped: z.object({
     magic: z.number(), version: z.number(), malformed: z.number(), oversize: z.number(),
     rateLimited: z.number(), duplicate: z.number(),
+    /** id not its certificate's, or a bad signature */
+    forged: z.number(),
+    /** over the budget for checking certificates and signatures */
+    verifyLimited: z.number(),
+    /** an earlier boot of a known peer (a replay) */
+    stale: z.number(),
+    /** a new peer past the table's size or admission rate */
+    peerLimit: z.number(),
   }),
 });
 export type DiscoveryStats = z.infer<typeof discoveryStatsSchema>;
@@ -146,8 +151,8 @@ const messageSchema = z.discriminatedUnion('type', [
   /** a new peer, or a known one whose fields (other than lastSeen/load) changed */
   z.object({ type: z.literal('peer.seen'), peer: peerSchema }),
   z.object({ type: z.literal('peer.gone'), id: z.string(), reason: z.enum(['bye', 'timeout']) }),
-  /** a datagram carrying this node's own id from another process (another boot) */
-  z.object({ type: z.literal('peer.clone'), addr: z.string(), boot: z.string() }),
+  /** a datagram carrying `id` (this node's or a peer's) from a second live process (another boot) */
+  z.object({ type: z.literal('peer.clone'), id: z.string(), addr: z.string(), boot: z.string() }),
   z.object({ type: z.literal('discovery.stats.report'), id: z.number().int(), stats: discoveryStatsSchema }),
   z.object({ type: z.literal('discovery.stopped') }),
   // supervisor -> election
@@ -156,7 +161,7 @@ const messageSchema = z.discriminatedUnion('type', [
     healthy: z.boolean() }),
   z.object({ type: z.literal('election.peer'), peer: peerSchema }),
   z.object({ type: z.literal('election.gone'), id: z.string(), reason: z.enum(['bye', 'timeout']) }),
-  z.object({ type: z.literal('election.clone'), addr: z.string(), boot: z.string() }),
+  z.object({ type: z.literal('election.clone'), id: z.string(), addr: z.string(), boot: z.string() }),
   // election -> supervisor
   z.object({ type: z.literal('election.view'), view: z.object({
     term: z.number().int(),

@@ -7,6 +7,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
+import { pemSigner } from '../net/datagram-auth.ts';
 import { DiscoveryActor, systemClock, type DiscoveryOptions } from '../actors/discovery.ts';
 import { Endpoint } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
@@ -17,6 +18,8 @@ import type { DiscoveryToSupervisor, SupervisorToDiscovery } from '../protocol/m
 export interface DiscoveryWorkerData {
   readonly log: LogSettings;
   readonly options: DiscoveryOptions;
+  /** this node's identity (PEM texts), to sign its datagrams with */
+  readonly identity: { readonly certPem: string; readonly keyPem: string };
 }
 
 if (parentPort === null) throw new Error('discovery.worker.ts runs as a worker thread');
@@ -36,6 +39,7 @@ const actor = new DiscoveryActor({
     if (msg.type === 'discovery.stopped') endpoint?.close();
   },
   options: data.options,
+  signer: pemSigner(data.identity.certPem, data.identity.keyPem),
 });
 
 // Listening before the bind completes: a configure or stop sent meanwhile is kept, not lost.

@@ -25,6 +25,9 @@ import { DEFAULT_GROUP, type LanDatagram } from '../../src/protocol/lan.ts';
 import { DISCOVERY_TO_SUPERVISOR, type DiscoveryStats, type DiscoveryToSupervisor, type SelfInfo,
   type SupervisorToDiscovery } from '../../src/protocol/messages.ts';
 import type { DiscoveryWorkerData } from '../../src/workers/discovery.worker.ts';
+import { makeIdentities, type TestIdentity } from '../helpers/lan-identities.ts';
+
+const [SRV, CLI, HOSTILE] = await makeIdentities(3) as [TestIdentity, TestIdentity, TestIdentity];
 
 const LOOPBACK = [{ address: '127.0.0.1', netmask: '255.0.0.0' }];
 const BASE_OPTIONS: DiscoveryOptions = {
@@ -33,11 +36,11 @@ const BASE_OPTIONS: DiscoveryOptions = {
   interfaces: LOOPBACK, limitedBroadcast: false,
 };
 const SERVER: SelfInfo = {
-  id: 'server01', boot: randomBytes(4).toString('hex'), role: 'server', port: 11435, fp: '', load: { inFlight: 0, workers: 2 },
-  models: 'm1', term: 1, leader: 'server01', members: [{ id: 'server01', addr: '127.0.0.1', port: 11435 }],
+  id: SRV.id, boot: randomBytes(4).toString('hex'), role: 'server', port: 11435, fp: SRV.fp, load: { inFlight: 0, workers: 2 },
+  models: 'm1', term: 1, leader: SRV.id, draining: false,
 };
-const CLIENT: SelfInfo = { ...SERVER, id: 'client01', boot: randomBytes(4).toString('hex'), role: 'client', port: 0,
-  leader: '', members: [] };
+const CLIENT: SelfInfo = { ...SERVER, id: CLI.id, fp: CLI.fp, boot: randomBytes(4).toString('hex'), role: 'client', port: 0,
+  leader: '' };
 
 /** Messages an actor sent to its supervisor, awaitable. */
 class Inbox {
@@ -83,11 +86,11 @@ interface Node {
   stats(): DiscoveryStats;
 }
 
-async function startNode(t: TestContext, options: Partial<DiscoveryOptions>): Promise<Node> {
+async function startNode(t: TestContext, options: Partial<DiscoveryOptions>, identity: TestIdentity): Promise<Node> {
   const inbox = new Inbox();
   const actor = new DiscoveryActor({
     socket: createSocket({ type: 'udp4', reuseAddr: true }), clock: systemClock, random: Math.random,
-    log: pino({ level: 'silent' }), send: inbox.push, options: { ...BASE_OPTIONS, ...options },
+    log: pino({ level: 'silent' }), send: inbox.push, options: { ...BASE_OPTIONS, ...options }, signer: identity.signer,
   });
   t.after(() => actor.stop());
   await actor.start();
@@ -99,13 +102,13 @@ async function startNode(t: TestContext, options: Partial<DiscoveryOptions>): Pr
 async function serverAndClient(t: TestContext, options: Partial<DiscoveryOptions>): Promise<{ server: Node; client: Node; foundMs: number }> {
   // The server's heartbeat is long: after its first announce (sent before the client exists) it is
   // silent, so the client can learn of it only through the answer to its query.
-  const server = await startNode(t, { heartbeatMs: 60_000, ...options });
+  const server = await startNode(t, { heartbeatMs: 60_000, ...options }, SRV);
   server.actor.handle({ type: 'discovery.configure', self: SERVER, announce: true });
   await server.actor.flushed();
-  const client = await startNode(t, { ...options, port: server.port });
+  const client = await startNode(t, { ...options, port: server.port }, CLI);
   const started = performance.now();
   client.actor.handle({ type: 'discovery.configure', self: CLIENT, announce: true });
-  const seen = await client.inbox.next('peer.seen', 1000, 'the client found the server', (m) => m.peer.id === 'server01');
+  const seen = await client.inbox.next('peer.seen', 1000, 'the client found the server', (m) => m.peer.id === SRV.id);
   const foundMs = performance.now() - started;
   assert.equal(seen.peer.addr, '127.0.0.1');
   assert.equal(seen.peer.role, 'server');
@@ -123,7 +126,7 @@ for (const mode of [
     const { server, client, foundMs } = await serverAndClient(t, { multicast: mode.multicast, broadcast: mode.broadcast });
     assert.ok(foundMs < 1000, `found after ${foundMs.toFixed(0)} ms`);
     // The server heard the client's query (or announce) too.
-    await server.inbox.next('peer.seen', 1000, 'the server saw the client', (m) => m.peer.id === 'client01');
+    await server.inbox.next('peer.seen', 1000, 'the server saw the client', (m) => m.peer.id === CLI.id);
     // The answer went by unicast to the client only: the server sent exactly its LAN copies plus one.
     const copies = Number(mode.multicast) + Number(mode.broadcast);
     assert.equal(server.stats().sent, copies + 1, 'one announce to the LAN, one unicast answer');
@@ -132,7 +135,7 @@ for (const mode of [
     }
     server.actor.handle({ type: 'discovery.configure', self: SERVER, announce: false });
     const gone = await client.inbox.next('peer.gone', 1000, 'the bye reached the client');
-    assert.deepEqual(gone, { type: 'peer.gone', id: 'server01', reason: 'bye' });
+    assert.deepEqual(gone, { type: 'peer.gone', id: SRV.id, reason: 'bye' });
   });
 }
 
@@ -163,8 +166,8 @@ test('hostile datagrams are dropped and counted; discovery keeps working', { tim
   const { server, client } = await serverAndClient(t, { heartbeatMs: 200, rateLimit });
   const raw = createSocket('udp4');
   t.after(() => raw.close());
-  const valid = encodeDatagram({ kind: 'announce', id: 'hostile1', boot: 'b', role: 'server', port: 1, fp: '', seq: 1,
-    load: { inFlight: 0, workers: 0 }, models: '', term: 0, leader: '' } satisfies LanDatagram);
+  const valid = encodeDatagram({ kind: 'announce', id: HOSTILE.id, boot: 'b', role: 'server', port: 1, seq: 1,
+    load: { inFlight: 0, workers: 0 }, models: '', term: 0, leader: '', draining: false } satisfies LanDatagram, HOSTILE.signer);
   const wrongVersion = Buffer.from(valid);
   wrongVersion[4] = 99;
   const noise = (n: number): Buffer => Buffer.concat([Buffer.of(0), randomBytes(n)]); // never "OLNA"
@@ -184,12 +187,12 @@ test('hostile datagrams are dropped and counted; discovery keeps working', { tim
   assert.ok(flooded.dropped.rateLimited >= 4000, `rate limited ${flooded.dropped.rateLimited}`);
   assert.ok(passed <= rateLimit.burst + rateLimit.perSecond * elapsedS + 1, `${passed} of the flood passed in ${elapsedS} s`);
   assert.ok(!client.inbox.all.some((m) => m.type === 'peer.gone'), 'the server was never lost');
-  assert.ok(!client.inbox.all.some((m) => m.type === 'peer.seen' && m.peer.id === 'hostile1'), 'no garbage became a peer');
+  assert.ok(!client.inbox.all.some((m) => m.type === 'peer.seen' && m.peer.id === HOSTILE.id), 'no garbage became a peer');
 
   // Still working: the server's news reaches the client once the bucket refills.
   server.actor.handle({ type: 'discovery.configure', self: { ...SERVER, models: 'm2' }, announce: true });
   const news = await client.inbox.next('peer.seen', 3000, 'the server\'s news after the flood',
-    (m) => m.peer.id === 'server01' && m.peer.models === 'm2');
+    (m) => m.peer.id === SRV.id && m.peer.models === 'm2');
   assert.equal(news.peer.addr, '127.0.0.1');
 });
 
@@ -200,7 +203,7 @@ test('a port held without SO_REUSEADDR fails start() naming the port and --disco
   t.after(() => holder.close());
   const port = holder.address().port;
   const actor = new DiscoveryActor({ socket: createSocket({ type: 'udp4', reuseAddr: true }), clock: systemClock,
-    random: Math.random, log: pino({ level: 'silent' }), send: () => undefined, options: { ...BASE_OPTIONS, port } });
+    random: Math.random, log: pino({ level: 'silent' }), send: () => undefined, options: { ...BASE_OPTIONS, port }, signer: SRV.signer });
   await assert.rejects(actor.start(), (err: Error & { code?: string }) => {
     assert.equal(err.code, 'OLN_PORT_IN_USE');
     assert.ok(err.message.includes(`0.0.0.0:${port}`) && err.message.includes('--discovery-port'), err.message);
@@ -214,7 +217,8 @@ test('the worker entry: ready, stats, stop, and a bind failure as error data', {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = new URL('../../src/workers/discovery.worker.ts', import.meta.url);
   const logFile = join(dir, 'discovery.log');
-  const data: DiscoveryWorkerData = { log: { level: 'info', file: logFile, pretty: false }, options: BASE_OPTIONS };
+  const data: DiscoveryWorkerData = { log: { level: 'info', file: logFile, pretty: false }, options: BASE_OPTIONS,
+    identity: { certPem: SRV.certPem, keyPem: SRV.keyPem } };
   const worker = new Worker(file, { workerData: data });
   t.after(() => worker.terminate());
   const inbox = new Inbox();

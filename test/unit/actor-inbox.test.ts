@@ -19,17 +19,17 @@ const electionBySchema = decoderFor<SupervisorToElection>(SUPERVISOR_TO_ELECTION
 
 const SELF: SelfInfo = {
   id: 'AAAAAAA-BBBBBBB', boot: 'b00t', role: 'server', port: 11435, fp: 'ab:cd', load: { inFlight: 3, workers: 2 },
-  models: '0123456789abcdef', term: 4, leader: 'AAAAAAA-BBBBBBB',
-  members: [{ id: 'AAAAAAA-BBBBBBB', addr: '10.0.0.2', port: 11435 }, { id: 'CCCCCCC', addr: 'fd00::3', port: 443 }],
+  models: '0123456789abcdef', term: 4, leader: 'AAAAAAA-BBBBBBB', draining: false,
 };
 const PEER: PeerInfo = {
   id: 'CCCCCCC', boot: 'b1', role: 'client', addr: '10.0.0.3', port: 0, fp: '', load: { inFlight: 0, workers: 8 },
-  models: '', term: 0, leader: '', lastSeen: 1_767_000_000_000.5,
+  models: '', term: 0, leader: '', draining: false, lastSeen: 1_767_000_000_000.5,
 };
 
 const DISCOVERY_VALID: SupervisorToDiscovery[] = [
   { type: 'discovery.configure', self: SELF, announce: true },
-  { type: 'discovery.configure', self: { ...SELF, role: 'client', port: 0, leader: '', members: [] }, announce: false },
+  { type: 'discovery.configure', self: { ...SELF, role: 'client', port: 0, leader: '' }, announce: false },
+  { type: 'discovery.configure', self: { ...SELF, draining: true }, announce: true },
   { type: 'discovery.stop' },
   { type: 'discovery.stats.request', id: 1 },
 ];
@@ -41,7 +41,7 @@ const ELECTION_VALID: SupervisorToElection[] = [
   { type: 'election.peer', peer: { ...PEER, role: 'server', port: 11435, term: 9, leader: 'CCCCCCC', load: { inFlight: 1.5, workers: 1 } } },
   { type: 'election.gone', id: 'CCCCCCC', reason: 'bye' },
   { type: 'election.gone', id: 'CCCCCCC', reason: 'timeout' },
-  { type: 'election.clone', addr: '10.0.0.9', boot: 'other' },
+  { type: 'election.clone', id: 'AAAAAAA', addr: '10.0.0.9', boot: 'other' },
 ];
 
 test('every valid supervisor-to-discovery and -election message decodes as the schema decodes it', () => {
@@ -59,9 +59,9 @@ test('every valid supervisor-to-discovery and -election message decodes as the s
 
 test('unknown keys are dropped, as the schema drops them', () => {
   const configure = encode({ type: 'discovery.configure', extra: 1, announce: true,
-    self: { ...SELF, secret: 'x', load: { ...SELF.load, more: 1 }, members: [{ ...SELF.members[0], evil: true }] } });
+    self: { ...SELF, secret: 'x', load: { ...SELF.load, more: 1 }, members: [{ evil: true }] } });
   assert.deepEqual(decodeForDiscovery(configure), discoveryBySchema(configure));
-  assert.deepEqual(decodeForDiscovery(configure), { type: 'discovery.configure', self: { ...SELF, members: [SELF.members[0]] }, announce: true });
+  assert.deepEqual(decodeForDiscovery(configure), { type: 'discovery.configure', self: SELF, announce: true });
   const peer = encode({ type: 'election.peer', peer: { ...PEER, members: [] }, extra: 'x' });
   assert.deepEqual(decodeForElection(peer), electionBySchema(peer));
   assert.deepEqual(decodeForElection(peer), { type: 'election.peer', peer: PEER });
@@ -78,8 +78,8 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'discovery.configure', self: { ...SELF, port: 11435.5 }, announce: true },
     { type: 'discovery.configure', self: { ...SELF, load: { inFlight: 1 } }, announce: true },
     { type: 'discovery.configure', self: { ...SELF, load: null, term: 'x' }, announce: true },
-    { type: 'discovery.configure', self: { ...SELF, members: {} }, announce: true },
-    { type: 'discovery.configure', self: { ...SELF, members: [{ id: 'a', addr: 'b', port: '1' }] }, announce: true },
+    { type: 'discovery.configure', self: { ...SELF, draining: 'yes' }, announce: true },
+    { type: 'discovery.configure', self: { ...SELF, draining: undefined }, announce: true },
     { type: 'discovery.configure', self: { ...SELF, id: undefined, boot: 1 }, announce: 0 },
     { type: 'discovery.stats.request' },
     { type: 'discovery.stats.request', id: 2 ** 60 },
@@ -93,11 +93,13 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'election.peer', peer: [] },
     { type: 'election.peer', peer: { ...PEER, lastSeen: 'now' } },
     { type: 'election.peer', peer: { ...PEER, addr: undefined } },
+    { type: 'election.peer', peer: { ...PEER, draining: 1 } },
     { type: 'election.peer', peer: { ...PEER, load: { inFlight: Number.NaN, workers: 1 } } },
     { type: 'election.gone', id: 'x', reason: 'crash' },
     { type: 'election.gone', reason: 'bye' },
-    { type: 'election.clone', addr: '10.0.0.9' },
-    { type: 'election.clone', addr: 9, boot: 'b' },
+    { type: 'election.clone', id: 'a', addr: '10.0.0.9' },
+    { type: 'election.clone', id: 'a', addr: 9, boot: 'b' },
+    { type: 'election.clone', addr: '10.0.0.9', boot: 'b' },
   ]);
 });
 

@@ -16,7 +16,7 @@ function harness() {
 
 function peer(id: string, over: Partial<PeerInfo> = {}): PeerInfo {
   return { id, boot: `boot-${id}`, role: 'server', addr: `10.0.0.${id.charCodeAt(0) % 200}`, port: 11435, fp: '',
-    load: { inFlight: 0, workers: 2 }, models: 'd', term: 0, leader: '', lastSeen: 0, ...over };
+    load: { inFlight: 0, workers: 2 }, models: 'd', term: 0, leader: '', draining: false, lastSeen: 0, ...over };
 }
 
 test('the lowest healthy server id leads, and a leader change starts a new term', () => {
@@ -72,9 +72,18 @@ test('one id heard from two processes alternately is a duplicate-id conflict; a 
 test('a clone of this node is reported', () => {
   const h = harness();
   h.actor.handle({ type: 'election.self', id: 'me', boot: 'b', role: 'server', healthy: true });
-  h.actor.handle({ type: 'election.clone', addr: '10.0.0.7', boot: 'other' });
+  h.actor.handle({ type: 'election.clone', id: 'me', addr: '10.0.0.7', boot: 'other' });
   assert.equal(h.last().conflicts[0]?.kind, 'duplicate-id');
   assert.deepEqual(h.last().conflicts[0]?.addrs, ['self', '10.0.0.7']);
+});
+
+test('a clone of a peer that discovery reports is a duplicate-id conflict naming both addresses', () => {
+  const h = harness();
+  h.actor.handle({ type: 'election.peer', peer: peer('B', { addr: '10.0.0.2' }) });
+  h.actor.handle({ type: 'election.clone', id: 'B', addr: '10.0.0.3', boot: 'other' });
+  const c = h.last().conflicts[0];
+  assert.deepEqual([c?.kind, c?.id, c?.addrs], ['duplicate-id', 'B', ['10.0.0.2', '10.0.0.3']]);
+  assert.match(c?.detail ?? '', /same id B/);
 });
 
 test('two leaders after a partition heals: reported, and the lower id stays leader', () => {
@@ -101,4 +110,31 @@ test('a node that just started claims leadership until it hears the others: not 
   h.actor.handle({ type: 'election.gone', id: 'a', reason: 'timeout' });
   h.actor.handle({ type: 'election.peer', peer: peer('a', { boot: 'restarted', leader: 'a', term: 1 }) });
   assert.deepEqual(h.last().conflicts, [], 'a restart (new boot) is not a healed partition');
+});
+
+test('issue #22: the boots of a stream of short-lived ids are forgotten; conflicts are capped', () => {
+  const h = harness();
+  for (let i = 0; i < 5_000; i++) {
+    h.actor.handle({ type: 'election.peer', peer: peer(`fake${i}`, { role: 'client' }) });
+    h.actor.handle({ type: 'election.gone', id: `fake${i}`, reason: 'timeout' });
+  }
+  assert.equal(h.actor.rememberedBoots, 5_000);
+  h.advance(30_001);
+  h.actor.tick();
+  assert.equal(h.actor.rememberedBoots, 0, 'nothing left of ids gone for longer than the conflict window');
+  // Clones (boots heard alternately) of 100 ids: at most 64 conflicts are kept.
+  for (let i = 0; i < 100; i++) {
+    for (const boot of ['a', 'b', 'a']) h.actor.handle({ type: 'election.peer', peer: peer(`c${i}`, { boot, role: 'client' }) });
+  }
+  assert.equal(h.last().conflicts.length, 64);
+});
+
+test('routableAddress: loopback, unspecified, multicast, broadcast and own addresses are never connected to', async () => {
+  const { routableAddress } = await import('../../src/actors/cluster.ts');
+  const own = new Set(['10.0.0.5', '10.0.0.255']);
+  for (const a of ['10.0.0.7', '192.168.1.20', 'fd00::2', 'fe80::1', '::ffff:10.0.0.7']) assert.equal(routableAddress(a, own), true, a);
+  for (const a of ['127.0.0.1', '127.1.2.3', '0.0.0.0', '::', '::1', '224.0.0.1', '239.255.11.36', '255.255.255.255', '240.0.0.1',
+    'ff02::1', '10.0.0.5', '10.0.0.255', '::ffff:127.0.0.1', 'localhost', 'example.com', '']) {
+    assert.equal(routableAddress(a, own), false, a);
+  }
 });

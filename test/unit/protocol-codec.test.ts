@@ -14,15 +14,16 @@ const stats: WorkerStats = {
 };
 const self: SelfInfo = {
   id: 'a'.repeat(64), boot: 'b00t', role: 'server', port: 11435, fp: '', load: { inFlight: 2, workers: 4 },
-  models: 'sha256:0f', term: 3, leader: 'a'.repeat(64), members: [{ id: 'c'.repeat(64), addr: '192.168.1.9', port: 11435 }],
+  models: 'sha256:0f', term: 3, leader: 'a'.repeat(64), draining: false,
 };
 const peer: PeerInfo = {
   id: 'c'.repeat(64), boot: 'x1', role: 'client', addr: 'fe80::1', port: 0, fp: 'AB:CD', load: { inFlight: 0, workers: 0 },
-  models: '', term: 0, leader: '', lastSeen: 1_700_000_000_123,
+  models: '', term: 0, leader: '', draining: true, lastSeen: 1_700_000_000_123,
 };
 const discoveryStats: DiscoveryStats = {
   received: 10, sent: 4, sendErrors: 1, peers: 2,
-  dropped: { magic: 1, version: 2, malformed: 3, oversize: 4, rateLimited: 5000, duplicate: 6 },
+  dropped: { magic: 1, version: 2, malformed: 3, oversize: 4, rateLimited: 5000, duplicate: 6, forged: 7, verifyLimited: 8, stale: 9,
+    peerLimit: 10 },
 };
 
 /** One sample of every message type; the record's type makes a new message type a compile error here. */
@@ -51,7 +52,7 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   'trust.refused-by': [{ type: 'trust.refused-by', server: 'CCCCCCC-DDDDDDD' }],
   'discovery.configure': [
     { type: 'discovery.configure', self, announce: true },
-    { type: 'discovery.configure', self: { ...self, role: 'client', port: 0, leader: '', members: [] }, announce: false },
+    { type: 'discovery.configure', self: { ...self, role: 'client', port: 0, leader: '' }, announce: false },
   ],
   'discovery.stop': [{ type: 'discovery.stop' }],
   'discovery.stats.request': [{ type: 'discovery.stats.request', id: 11 }],
@@ -61,7 +62,7 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   ],
   'peer.seen': [{ type: 'peer.seen', peer }, { type: 'peer.seen', peer: { ...peer, role: 'server', addr: '10.1.2.3', port: 11435 } }],
   'peer.gone': [{ type: 'peer.gone', id: 'c1', reason: 'bye' }, { type: 'peer.gone', id: 'c2', reason: 'timeout' }],
-  'peer.clone': [{ type: 'peer.clone', addr: '192.168.1.20', boot: 'other' }],
+  'peer.clone': [{ type: 'peer.clone', id: 'a'.repeat(64), addr: '192.168.1.20', boot: 'other' }],
   'discovery.stats.report': [{ type: 'discovery.stats.report', id: 11, stats: discoveryStats }],
   'discovery.stopped': [{ type: 'discovery.stopped' }],
   'election.self': [
@@ -70,7 +71,7 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   ],
   'election.peer': [{ type: 'election.peer', peer }],
   'election.gone': [{ type: 'election.gone', id: 'c1', reason: 'timeout' }],
-  'election.clone': [{ type: 'election.clone', addr: '192.168.1.20', boot: 'other' }],
+  'election.clone': [{ type: 'election.clone', id: 'a'.repeat(64), addr: '192.168.1.20', boot: 'other' }],
   'election.view': [
     { type: 'election.view', view: { term: 0, leader: '', servers: [], conflicts: [] } },
     { type: 'election.view', view: { term: 7, leader: 'a1', servers: ['a1', 'a2'], conflicts: [
