@@ -249,6 +249,15 @@ class FastRequest implements Downstream, BodyStream {
     this.#head = head + this.#c.connectionHeaders(this.keepAlive) + CRLF;
   }
 
+  retract(): boolean {
+    if (this.#head === null || !this.responding) return false;
+    this.#head = null;
+    this.responding = false;
+    this.#framing = null;
+    this.#frame = false;
+    return true;
+  }
+
   flushHead(): void {
     const head = this.#head;
     if (head === null || this.#c.gone) return;
