@@ -24,6 +24,14 @@ export const MAX_URL_BYTES = 8 * 1024;
 const LINGER_MS = 2_000;
 /** At the connection limit, idle connections are closed at most this often. */
 const EVICT_EVERY_MS = 1_000;
+/**
+ * Share of --max-connections that connections still in their handshake (TLS not done; on a plain
+ * listener, not one byte sent) may hold. A flood of connections that never send a ClientHello then
+ * churns within this share while the rest of the cap stays for clients that talk.
+ */
+const HANDSHAKE_SHARE = 4;
+/** The handshake budget of one worker is never below this. */
+const MIN_HANDSHAKE_BUDGET = 16;
 
 export interface GuardSettings {
   /** From connect, or from a request's first byte, until its headers are complete; 0 = no limit. */
@@ -46,6 +54,7 @@ const KINDS = {
   'missing-host': { level: 'info', what: 'HTTP/1.1 requests without a Host header refused with 400' },
   'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
   'connection-limit': { level: 'warn', what: 'connections refused over the connection limit' },
+  'handshake-evicted': { level: 'info', what: 'connections closed in their handshake to make room' },
   'accept-failed': { level: 'warn', what: 'failed accepts' },
   'out-of-files': { level: 'error', what: 'requests answered 503 for lack of file descriptors' },
 } as const;
@@ -106,6 +115,16 @@ export class ConnectionGuard {
   #evictMore: (() => void) | null = null;
   #evictedAt = 0;
   #askedAt = 0;
+  /**
+   * Admitted connections not established yet (TLS handshake not done, or on a plain listener no byte
+   * read), oldest first, each with its idempotent release from the cap: they may be closed to make
+   * room for new ones (#evictHandshake).
+   */
+  readonly #handshaking = new Map<Socket, () => void>();
+  /** How many of them this worker holds at most (a share of the node's cap, split over the workers). */
+  readonly #handshakeBudget: number;
+  /** Whether the listener speaks TLS: established then means handshake done (established()), else a byte read. */
+  #tls = false;
   #lastValidHost: string | null = null;
 
   constructor(settings: GuardSettings, log: Logger, worker: number) {
@@ -113,14 +132,18 @@ export class ConnectionGuard {
     this.#refusals = new RefusalLog(log, KINDS);
     this.#worker = worker;
     this.#cap = new ConnectionCap(settings.connectionBoard ?? null, worker, settings.maxConnections);
+    this.#handshakeBudget = settings.maxConnections > 0
+      ? Math.max(MIN_HANDSHAKE_BUDGET, Math.floor(settings.maxConnections / HANDSHAKE_SHARE / this.#cap.workers))
+      : Number.POSITIVE_INFINITY;
     this.#idle = settings.keepAliveTimeoutMs > 0
       ? new IdleWatch(settings.keepAliveTimeoutMs, settings.requestHeadersTimeoutMs, (socket, idleMs) => this.#closeTrickle(socket, idleMs))
       : null;
   }
 
-  /** Installs the handlers on the worker's HTTP server (before listen). */
-  attach(server: Server): void {
+  /** Installs the handlers on the worker's HTTP server (before listen); `tls`: the listener speaks TLS. */
+  attach(server: Server, tls = false): void {
     this.#http = server;
+    this.#tls = tls;
     server.on('clientError', (err: Error & { code?: string; reason?: string }, socket: Duplex) => this.#clientError(err, socket));
     server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
       this.#broken.add(socket);
@@ -178,11 +201,24 @@ export class ConnectionGuard {
     const serve = server.listeners('connection') as ((socket: Socket) => void)[];
     server.removeAllListeners('connection');
     server.on('connection', (socket: Socket) => {
-      if (!this.#cap.admit()) {
+      // The handshake budget is full: the longest-waiting of those connections makes room.
+      if (this.#handshaking.size >= this.#handshakeBudget) this.#evictHandshake(socket);
+      // At the node's cap, a connection still in its handshake is closed before a new one is refused.
+      if (!this.#cap.admit() && !(this.#evictHandshake(socket) && this.#cap.admit())) {
         this.#refuseConnection(socket);
         return;
       }
-      socket.once('close', this.#cap.release);
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        this.#cap.release();
+      };
+      this.#handshaking.set(socket, release);
+      socket.once('close', () => {
+        this.#handshaking.delete(socket);
+        release();
+      });
       for (const listener of serve) listener.call(server, socket);
     });
     this.#cap.onRoomWanted(() => this.#evictIdle());
@@ -193,6 +229,41 @@ export class ConnectionGuard {
       this.#refusals.note('accept-failed', { code: err.code, err },
         `proxy worker ${this.#worker} failed to accept a connection: ${outOfFiles(err) ? outOfFilesAdvice() : err.message}`);
     });
+  }
+
+  /**
+   * A connection finished its TLS handshake (`raw`: the TCP socket under it): it no longer counts
+   * against the handshake budget and is not closed to make room for others' handshakes.
+   */
+  established(raw: Socket): void {
+    this.#handshaking.delete(raw);
+  }
+
+  /**
+   * Closes one connection still in its handshake to make room for `arriving`: the oldest that sent
+   * nothing at all (no ClientHello, no request byte), else the oldest. On a plain listener a
+   * connection that sent a byte is established, and is dropped from the list on the way. Returns
+   * whether one was closed (its place in the cap is free at once).
+   */
+  #evictHandshake(arriving: Socket): boolean {
+    let victim: Socket | null = null;
+    for (const socket of this.#handshaking.keys()) {
+      if (socket.bytesRead === 0) { victim = socket; break; }
+      if (!this.#tls) this.#handshaking.delete(socket);
+      else victim ??= socket;
+    }
+    if (victim === null) return false;
+    const release = this.#handshaking.get(victim)!;
+    this.#handshaking.delete(victim);
+    release();
+    victim.destroy();
+    const from = arriving.remoteAddress ?? 'unknown';
+    const budget = this.#handshakeBudget;
+    this.#refusals.note('handshake-evicted', { remote: victim.remoteAddress ?? 'unknown', arriving: from, budget },
+      `closed a connection from ${victim.remoteAddress ?? 'unknown'} that had not completed its ${this.#tls ? 'TLS handshake' : 'first request'} ` +
+      `to make room for one from ${from}: this worker lets ${budget} connections wait in their handshake ` +
+      `(1/${HANDSHAKE_SHARE} of --max-connections ${this.#cap.max}, split over the workers)`);
+    return true;
   }
 
   #refuseConnection(socket: Socket): void {
@@ -302,6 +373,13 @@ export class ConnectionGuard {
   }
 
   #clientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {
+    // The https server passes its TLS handshake failures (a timeout, plain HTTP on the TLS port) on
+    // as client errors too: no HTTP was read, there is nothing to answer, and the TLS listener logs
+    // them itself (proxy-server.ts).
+    if (typeof err.code === 'string' && (err.code.startsWith('ERR_TLS_') || err.code.startsWith('ERR_SSL_'))) {
+      socket.destroy();
+      return;
+    }
     // A response already under way on this connection (an earlier pipelined request) cannot be
     // followed by an answer without corrupting it. Node's own clientError default checks the same
     // private field.

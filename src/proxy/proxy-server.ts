@@ -19,7 +19,7 @@ import { Forward } from './forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { StatsCollector } from './stats.ts';
-import { countHandshake, pinnedConnector, tlsServerOptions, type PinnedConnector, type TlsServerSettings } from '../net/tls.ts';
+import { HANDSHAKE_TIMEOUT_MS, countHandshake, pinnedConnector, tlsServerOptions, type PinnedConnector, type TlsServerSettings } from '../net/tls.ts';
 import { TrustGate, type Admission } from './trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
 import { refusalReply } from './refusal.ts';
@@ -201,7 +201,7 @@ export class ProxyServer {
       this.#server.on('connection', (socket: Socket) => this.#front.adopt(socket, () => parse.call(this.#server, socket)));
     }
     // The https server is the HTTP server too: one connection cap, one clientError handler.
-    this.#guard.attach(this.#server);
+    this.#guard.attach(this.#server, settings.listenTls && settings.tls !== null);
   }
 
   /**
@@ -215,6 +215,9 @@ export class ProxyServer {
     server.removeAllListeners('secureConnection');
     server.on('secureConnection', (socket: TLSSocket) => {
       countHandshake(socket);
+      // The TCP socket the guard admitted is the TLS socket's parent (node:tls wraps it).
+      const raw = (socket as TLSSocket & { _parent?: Socket | null })._parent;
+      if (raw) this.#guard.established(raw);
       const admission = this.#gate!.admit(socket);
       if (admission.verdict === 'allowed') {
         this.#front.adopt(socket, () => parse.call(server, socket));
@@ -227,7 +230,9 @@ export class ProxyServer {
     });
     server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
       // Plain HTTP on the TLS port, a port scanner, a handshake that stalled: nothing was served.
-      this.#host.refused({ verdict: 'bad-handshake', id: null, name: err.code ?? err.message }, socket.remoteAddress ?? '?');
+      const name = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+        ? `no handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, ${err.code}` : err.code ?? err.message;
+      this.#host.refused({ verdict: 'bad-handshake', id: null, name }, socket.remoteAddress ?? '?');
       socket.destroy();
     });
   }
