@@ -53,6 +53,7 @@ const KINDS = {
   'bad-host': { level: 'info', what: 'requests without exactly one valid Host refused with 400' },
   'missing-host': { level: 'info', what: 'HTTP/1.1 requests without a Host header refused with 400' },
   'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
+  'bad-version': { level: 'info', what: 'requests of an HTTP version other than 1.0 and 1.1 refused with 505' },
   'connection-limit': { level: 'warn', what: 'connections refused over the connection limit' },
   'handshake-evicted': { level: 'info', what: 'connections closed in their handshake to make room' },
   'accept-failed': { level: 'warn', what: 'failed accepts' },
@@ -308,6 +309,15 @@ export class ConnectionGuard {
    */
   refuses(req: IncomingMessage, res: ServerResponse): boolean {
     const url = req.url ?? '/';
+    if (req.httpVersionMajor !== 1) {
+      // Node's parser takes a request line without a version as HTTP/0.9, and reads "HTTP/2.0" in
+      // HTTP/1 syntax too: neither is a request ollana (or Ollama) speaks.
+      const version = `HTTP/${req.httpVersion}`;
+      this.#refusals.note('bad-version', { remote: remote(req.socket), httpVersion: req.httpVersion },
+        `refused an ${version} request from ${remote(req.socket)}; answered 505`);
+      sendError(res, '/', 505, `ollana: ${version} is not supported; send HTTP/1.1 (or HTTP/1.0) requests`, ['connection', 'close']);
+      return true;
+    }
     if (url.length > MAX_URL_BYTES) {
       this.#refusals.note('bad-target', { remote: remote(req.socket), urlBytes: url.length },
         `refused a request from ${remote(req.socket)} with a ${url.length}-byte URL (limit ${MAX_URL_BYTES}); answered 414`);
