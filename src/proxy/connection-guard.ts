@@ -12,6 +12,7 @@ import type { Logger } from '../log.ts';
 import { sendError } from './errors-http.ts';
 import { ConnectionCap } from './connection-cap.ts';
 import { IdleWatch } from './idle-watch.ts';
+import { BodyWatch, declaresBody } from './body-watch.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { hostLines, parseTarget, validHostValue } from './request-target.ts';
@@ -30,6 +31,11 @@ const EVICT_EVERY_MS = 1_000;
  * churns within this share while the rest of the cap stays for clients that talk.
  */
 const HANDSHAKE_SHARE = 4;
+/**
+ * At the connection limit, a request body that has sent nothing for this long (or for the body
+ * timeout, if shorter) counts as idle: its connection may be closed to make room.
+ */
+const STALLED_BODY_EVICT_MS = 5_000;
 /** The handshake budget of one worker is never below this. */
 const MIN_HANDSHAKE_BUDGET = 16;
 
@@ -38,6 +44,8 @@ export interface GuardSettings {
   readonly requestHeadersTimeoutMs: number;
   /** Idle time allowed between requests, stray empty lines or not (idle-watch.ts); 0 = no limit. */
   readonly keepAliveTimeoutMs: number;
+  /** Time a request body may send nothing while ollana reads it (body-watch.ts); 0 = no limit. */
+  readonly requestBodyTimeoutMs: number;
   /** Open connections of the whole node; 0 = no limit. */
   readonly maxConnections: number;
   /** Where the workers count their connections (connection-cap.ts); absent: this worker alone. */
@@ -48,6 +56,7 @@ const KINDS = {
   malformed: { level: 'info', what: 'malformed requests refused with 400' },
   'headers-too-large': { level: 'info', what: 'requests with oversized headers refused with 431' },
   'headers-timeout': { level: 'info', what: 'connections closed for slow request headers (408)' },
+  'body-timeout': { level: 'info', what: 'connections closed for request bodies that stalled (408)' },
   'idle-trickle': { level: 'info', what: 'idle connections closed for sending empty lines instead of a request (408)' },
   'bad-target': { level: 'info', what: 'requests with a bad request target refused' },
   'bad-host': { level: 'info', what: 'requests without exactly one valid Host refused with 400' },
@@ -86,11 +95,6 @@ function remote(socket: Duplex): string {
   return (socket as Partial<Socket>).remoteAddress ?? 'unknown';
 }
 
-/** Whether the request announced a body (Content-Length other than 0, or Transfer-Encoding). */
-function declaresBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
-}
 
 /**
  * Runs `answer` once the request's body has been read (and dropped). ollana's own answers (503 with
@@ -111,6 +115,7 @@ export class ConnectionGuard {
   readonly #broken = new WeakSet<Duplex>();
   readonly #cap: ConnectionCap;
   readonly #idle: IdleWatch | null;
+  readonly #bodies: BodyWatch;
   #http: Server | null = null;
   /** Closes the idle connections node:http does not hold (the server node's fast front). */
   #evictMore: (() => void) | null = null;
@@ -136,6 +141,8 @@ export class ConnectionGuard {
     this.#handshakeBudget = settings.maxConnections > 0
       ? Math.max(MIN_HANDSHAKE_BUDGET, Math.floor(settings.maxConnections / HANDSHAKE_SHARE / this.#cap.workers))
       : Number.POSITIVE_INFINITY;
+    // Answered already (the upstream did not wait for the whole body): only the close is left.
+    this.#bodies = new BodyWatch(settings.requestBodyTimeoutMs, (req, res, idleMs) => this.#bodyTimedOut(req.socket, res.headersSent, idleMs));
     this.#idle = settings.keepAliveTimeoutMs > 0
       ? new IdleWatch(settings.keepAliveTimeoutMs, settings.requestHeadersTimeoutMs, (socket, idleMs) => this.#closeTrickle(socket, idleMs))
       : null;
@@ -155,6 +162,7 @@ export class ConnectionGuard {
     });
     this.#limit(server);
     this.#idle?.attach(server);
+    this.#bodies.attach(server);
   }
 
   /**
@@ -173,6 +181,34 @@ export class ConnectionGuard {
   /** A connection parsed outside node:http sent no complete request headers in time. */
   headersTimedOut(socket: Duplex, responding: boolean): void {
     this.#refuse(Object.assign(new Error('request headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket, responding);
+  }
+
+  /** A request body on a connection parsed outside node:http sent nothing for `idleMs`. */
+  bodyTimedOut(socket: Duplex, responding: boolean, idleMs: number): void {
+    this.#bodyTimedOut(socket, responding, idleMs);
+  }
+
+  /** How long a stalled body must have sent nothing before its connection may be closed to make room. */
+  get stalledBodyEvictMs(): number {
+    const timeout = this.#settings.requestBodyTimeoutMs;
+    return timeout > 0 ? Math.min(STALLED_BODY_EVICT_MS, timeout) : STALLED_BODY_EVICT_MS;
+  }
+
+  /**
+   * A request body stopped coming: 408 if no answer has begun, else the connection is cut; either way
+   * nothing more of it goes upstream, and the upstream request ends with the connection.
+   */
+  #bodyTimedOut(socket: Duplex, responding: boolean, idleMs: number): void {
+    this.#broken.add(socket);
+    const from = remote(socket);
+    const seconds = Math.round(idleMs / 100) / 10;
+    const limit = this.#settings.requestBodyTimeoutMs / 1000;
+    this.#refusals.note('body-timeout', { remote: from, idleMs, responding },
+      `closed a connection from ${from} whose request body sent nothing for ${seconds} s (--request-body-timeout ${limit} s); ` +
+      (responding ? 'cut its response' : 'answered 408'));
+    if (responding || !socket.writable) { socket.destroy(); return; }
+    this.#answerAndClose(socket, jsonReply(408, 'Request Timeout',
+      `ollana: the request body sent nothing for ${seconds} s; send the body without long pauses (--request-body-timeout ${limit} s)`));
   }
 
   /** An idle connection parsed outside node:http that sent only empty lines past the keep-alive deadline. */
@@ -282,7 +318,8 @@ export class ConnectionGuard {
 
   /**
    * Makes room at the limit: closes the connections that carry no request in progress (idle
-   * keep-alive ones, and ones still sending or not yet sending headers). A flood can then only hold
+   * keep-alive ones, and ones still sending or not yet sending headers) and those whose request body
+   * has stalled. A flood can then only hold
    * the limit with requests in progress; a client whose idle connection closes reconnects.
    */
   #evictIdle(): void {
@@ -290,6 +327,7 @@ export class ConnectionGuard {
     if (this.#http === null || now - this.#evictedAt < EVICT_EVERY_MS) return;
     this.#evictedAt = now;
     this.#http.closeIdleConnections();
+    this.#bodies.closeStalled(this.stalledBodyEvictMs);
     this.#evictMore?.();
   }
 
@@ -440,6 +478,7 @@ export class ConnectionGuard {
   close(): void {
     this.#cap.stop();
     this.#idle?.stop();
+    this.#bodies.stop();
     this.#refusals.flush();
   }
 }

@@ -43,6 +43,7 @@ export interface ProxySettings {
   /** Client side: time to send request headers, idle time between requests, open connections per node (connection-guard.ts). */
   readonly requestHeadersTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  readonly requestBodyTimeoutMs: number;
   readonly maxConnections: number;
   /** Shared by the workers: their open connections, against maxConnections (connection-cap.ts). */
   readonly connectionBoard?: Int32Array;
@@ -176,9 +177,13 @@ export class ProxyServer {
       smallBody: SMALL_BODY,
       headersTimeoutMs: settings.requestHeadersTimeoutMs,
       keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
+      requestBodyTimeoutMs: settings.requestBodyTimeoutMs,
       hostCheck: this.#hostCheck,
     }, this.#guard, this.stats, () => this.#fastTarget, () => this.#draining);
-    this.#guard.evictAlso(() => this.#front.closeIdle());
+    this.#guard.evictAlso(() => {
+      this.#front.closeIdle();
+      this.#front.closeStalled(this.#guard.stalledBodyEvictMs);
+    });
     const httpOptions = {
       noDelay: true,
       keepAliveTimeout: settings.keepAliveTimeoutMs,
