@@ -239,7 +239,7 @@ export class ConnectionGuard {
     server.removeAllListeners('connection');
     server.on('connection', (socket: Socket) => {
       // The handshake budget is full: the longest-waiting of those connections makes room.
-      if (this.#handshaking.size >= this.#handshakeBudget) this.#evictHandshake(socket);
+      if (this.#handshaking.size >= this.#handshakeBudget && this.#pruneEstablished() >= this.#handshakeBudget) this.#evictHandshake(socket);
       // At the node's cap, a connection still in its handshake is closed before a new one is refused.
       if (!this.#cap.admit() && !(this.#evictHandshake(socket) && this.#cap.admit())) {
         this.#refuseConnection(socket);
@@ -274,6 +274,15 @@ export class ConnectionGuard {
    */
   established(raw: Socket): void {
     this.#handshaking.delete(raw);
+  }
+
+  /**
+   * On a plain listener, forgets the connections that have sent a byte (they are established; no
+   * event says so, so they are found here, each once). Returns how many remain in their handshake.
+   */
+  #pruneEstablished(): number {
+    if (!this.#tls) for (const socket of this.#handshaking.keys()) if (socket.bytesRead > 0) this.#handshaking.delete(socket);
+    return this.#handshaking.size;
   }
 
   /**
