@@ -323,3 +323,39 @@ test('a long stream with a chunk extension on every chunk is relayed whole (the 
   assert.equal(r.status, 200);
   assert.equal(r.body.toString(), line.repeat(chunks));
 });
+
+test('endless header lines from the upstream: 502 once the head passes 64 KiB, not a hang', async () => {
+  script = (_s, socket) => {
+    socket.write('HTTP/1.1 200 OK\r\n');
+    // Bounded: 100 KiB of header lines, more than the head may hold, then silence.
+    for (let i = 0; i < 1_000; i++) socket.write(`x-endless-${i}: ${'v'.repeat(90)}\r\n`);
+  };
+  const r = await within(5_000, 'endless headers', raw(`${node.url}/api/tags`));
+  assert.equal(r.status, 502);
+  assert.match(r.body.toString(), /response head over 65536 bytes/);
+});
+
+test('a response that never ends: the client that leaves closes the upstream connection at once', async () => {
+  let upstreamSocket: Socket | null = null;
+  let timer: NodeJS.Timeout | undefined;
+  script = (_s, socket) => {
+    upstreamSocket = socket;
+    socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n');
+    // A token every 10 ms for as long as the connection lasts (bounded by the test's own end).
+    const token = '{"response":1}\n';
+    timer = setInterval(() => { if (!socket.destroyed) socket.write(`${token.length.toString(16)}\r\n${token}\r\n`); }, 10);
+  };
+  try {
+    const client = connect(Number(new URL(node.url).port), '127.0.0.1');
+    client.write('POST /api/generate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 13\r\n\r\n{"model":"m"}');
+    await within(5_000, 'five tokens', new Promise<void>((resolve) => {
+      let got = '';
+      client.on('data', (c: Buffer) => { got += c.toString(); if ((got.match(/response/g) ?? []).length >= 5) resolve(); });
+    }));
+    const closed = new Promise<void>((resolve) => upstreamSocket!.once('close', () => resolve()));
+    client.destroy();
+    await within(3_000, 'the upstream connection to close', closed);
+  } finally {
+    clearInterval(timer);
+  }
+});
