@@ -169,3 +169,45 @@ describe('connection cap against connections that never send a ClientHello', () 
     assert.match(line.msg, /had not completed its TLS handshake to make room/);
   });
 });
+
+describe('trust changes under live streams', () => {
+  test('`ollana device disable` while that device streams: the stream is cut within a second, Ollama sees the abort, nothing hangs', async (t) => {
+    const c = await createSelfSigned('ollana streamer', 1);
+    const device: TlsIdentity = { id: deviceIdFromDer(new X509Certificate(c.certPem).raw), certPem: c.certPem, keyPem: c.keyPem };
+    const { node, id, home } = await serverNode(device);
+    const dispatcher = new Client(node.url, { connect: pinnedConnector({ self: device, expectedId: id, timeoutMs: 5_000 }) });
+    try {
+      const aborted = new Promise<void>((resolve) => {
+        const on = (e: { url: string }): void => { if (e.url === '/api/generate') { emu.events.off('aborted', on); resolve(); } };
+        emu.events.on('aborted', on);
+      });
+      const res = await request(`${node.url}/api/generate`, {
+        dispatcher, method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'llama3.2', prompt: 'long', emulator_tokens: 100_000, emulator_interval_ms: 10 }),
+      });
+      assert.equal(res.statusCode, 200);
+      let lines = 0;
+      let cutAt = 0;
+      const reading = (async () => {
+        for await (const chunk of res.body) {
+          lines += (chunk as Buffer).toString().split('\n').length - 1;
+        }
+      })();
+      const outcome = reading.then(() => 'ended', (err: Error) => `cut: ${err.message}`);
+      while (lines < 5) await new Promise((r) => setTimeout(r, 20));
+      const r = await runCli(['device', 'disable', device.id], { home });
+      assert.equal(r.code, 0, r.stderr);
+      const t0 = performance.now();
+      const how = await Promise.race([outcome, new Promise<string>((resolve) => setTimeout(() => resolve('still streaming after 5 s'), 5_000))]);
+      cutAt = performance.now() - t0;
+      t.diagnostic(`stream ${how} ${cutAt.toFixed(0)} ms after \`device disable\` returned, after ${lines} lines`);
+      assert.match(how, /^cut: /);
+      assert.ok(cutAt < 2_000, `cut ${cutAt.toFixed(0)} ms after the command (changes apply within a second)`);
+      await Promise.race([aborted, new Promise((_, reject) => setTimeout(() => reject(new Error('Ollama saw no abort')), 5_000))]);
+      // And a new connection of that device is refused.
+      await assert.rejects(freshRequest(node, device, id, 3_000).then((status) => { if (status !== 200) throw new Error(`refused: ${status}`); }), /refused: 403/);
+    } finally {
+      await dispatcher.destroy().catch(() => undefined);
+    }
+  });
+});
