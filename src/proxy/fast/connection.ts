@@ -493,8 +493,10 @@ export class FastConnection implements ParserEvents {
     const request = new FastRequest(this, this.socket, head, facts, this.#ctx.smallBody);
     this.#current = request;
     if (request.mode === 'stream' && request.length !== undefined) this.#bodyLeft = Number(request.length);
-    this.#bodySince = Date.now();
-    this.#bodyBytes = this.socket.bytesRead;
+    if (request.mode !== 'none') {
+      this.#bodySince = Date.now();
+      this.#bodyBytes = this.socket.bytesRead;
+    }
     this.#ctx.stats.fastRequests += 1;
     return true;
   }
