@@ -159,3 +159,51 @@ describe('red team (issue #14)', { concurrency: false }, () => {
   });
 
 });
+
+test('in one proxy thread: 200 streams aborted in a loop leave no timer, socket or handle behind', { timeout: 120_000 }, async (t) => {
+  // The server node's proxy in this thread, so its timers and handles are this process's to count.
+  // getActiveResourcesInfo lists what keeps the loop alive: ref'd timers and every socket and server.
+  // The proxy's own sweeps are unref'd and made once per server, not per request.
+  const { ProxyServer } = await import('../../src/proxy/proxy-server.ts');
+  const { pino } = await import('pino');
+  const port = await freePort();
+  const server = new ProxyServer({
+    worker: 0, host: '127.0.0.1', port, origins: [], connectTimeoutMs: 5_000, headersTimeoutMs: 0, bodyTimeoutMs: 0,
+    upstreamConnections: 16, upstreamKeepAliveMs: 60_000, requestHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 65_000,
+    requestBodyTimeoutMs: 30_000, maxConnections: 0, debugHooks: false, tls: null, listenTls: false,
+    trust: { trustLan: false, allowed: [], disabled: [] },
+  }, pino({ level: 'silent' }), { status: async () => ({}), crash: () => undefined, refused: () => undefined, refusedBy: () => undefined });
+  server.setRoutes({ version: 1, role: 'server', upstreams: [{ id: 'local', url: emu.url, device: '', basePath: '', healthy: true, models: [], leader: true, load: 0 }] });
+  await server.listen();
+  try {
+    const one = async (i: number): Promise<void> => {
+      const s = await open(port);
+      const body = JSON.stringify({ model: 'llama3.2', prompt: `thread abort ${i}` });
+      s.write(`POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      await new Promise<void>((resolve) => {
+        let got = '';
+        s.on('data', (c: Buffer) => { got += c.toString('latin1'); if (got.includes('"response"')) resolve(); });
+        s.once('close', () => resolve());
+      });
+      s.destroy();
+    };
+    const resources = (): Record<string, number> => {
+      const out: Record<string, number> = {};
+      for (const r of process.getActiveResourcesInfo()) out[r] = (out[r] ?? 0) + 1;
+      return out;
+    };
+    for (let i = 0; i < 10; i++) await one(i);
+    const quiet = (): boolean => server.snapshot().inFlight === 0 && upstreamSockets() === 0;
+    await settle(quiet, (ok) => ok, 10_000);
+    const before = resources();
+    for (let i = 0; i < 200; i++) await one(i);
+    await settle(quiet, (ok) => ok, 10_000);
+    const after = await settle(resources, (r) => (r.Timeout ?? 0) <= (before.Timeout ?? 0) && (r.TCPSocketWrap ?? 0) <= (before.TCPSocketWrap ?? 0), 10_000);
+    t.diagnostic(`active resources before ${JSON.stringify(before)}, after 200 aborted streams ${JSON.stringify(after)}; in flight ${server.snapshot().inFlight}`);
+    assert.equal(server.snapshot().inFlight, 0);
+    assert.ok((after.Timeout ?? 0) <= (before.Timeout ?? 0), 'no timer left behind');
+    assert.ok((after.TCPSocketWrap ?? 0) <= (before.TCPSocketWrap ?? 0), 'no socket left behind');
+  } finally {
+    await server.drain(1_000);
+  }
+});
