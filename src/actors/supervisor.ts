@@ -224,6 +224,7 @@ export class Supervisor extends EventEmitter {
         upstreamKeepAliveMs: config.upstreamKeepAliveMs,
         requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
         keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+        requestBodyTimeoutMs: config.requestBodyTimeoutMs,
         maxConnections: config.maxConnections,
         debugHooks: this.#opts.debugHooks,
         tls: { id: this.#id, certPem: this.#opts.identity.certPem, keyPem: this.#opts.identity.keyPem, ticketKeys: this.#ticketKeys },

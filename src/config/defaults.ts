@@ -32,6 +32,7 @@ export interface ServeConfig {
   readonly upstreamKeepAliveMs: number;
   readonly requestHeadersTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  readonly requestBodyTimeoutMs: number;
   readonly maxConnections: number;
   readonly origins: readonly string[];
   readonly discoveryPort: number;
@@ -74,6 +75,9 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   // The value ollana used before this was a setting. Empty lines a client sends meanwhile do not
   // extend it (proxy/idle-watch.ts).
   keepAliveTimeoutMs: 65_000,
+  // Clients send a body as fast as the network lets them; one that sends nothing for 30 s while
+  // ollana reads is stalled or hostile, and would hold its connection and an upstream request.
+  requestBodyTimeoutMs: 30_000,
   // Ollama queues at most 512 requests (OLLAMA_MAX_QUEUE) and answers 503 past that; four times that
   // covers a client node in front of several servers, and bounds what a connection flood can hold
   // (about 17 KiB per idle connection, up to ~90 KiB with maximal headers).
@@ -140,6 +144,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'clients must finish sending request headers within this (from connect or the request\'s first byte); slower connections get 408 and are closed; 0 = no limit' },
   { key: 'keepAliveTimeoutMs', flag: '--keep-alive-timeout', kind: 'duration', env: ['OLLANA_KEEP_ALIVE_TIMEOUT'],
     help: 'how long a client connection may stay idle between requests; empty lines sent meanwhile do not count as a request; 0 = until the client closes it' },
+  { key: 'requestBodyTimeoutMs', flag: '--request-body-timeout', kind: 'duration', env: ['OLLANA_REQUEST_BODY_TIMEOUT'],
+    help: 'a request body that sends nothing for this long (while ollana reads it) gets 408 and is closed, and its upstream request ends; 0 = no limit' },
   { key: 'maxConnections', flag: '--max-connections', kind: 'limit', env: ['OLLANA_MAX_CONNECTIONS'],
     help: 'open client connections per node, whichever worker holds them; new ones past it are closed at once, and idle ones closed to make room; 0 = no limit' },
   { key: 'origins', flag: '--origins', kind: 'list', env: ['OLLANA_ORIGINS', 'OLLAMA_ORIGINS'],

@@ -36,8 +36,12 @@ export function countHandshake(socket: TLSSocket): void {
   if (socket.isSessionReused()) tlsCounts.resumed++;
 }
 
-/** Slow or stalled handshakes are cut after this long (a handshake takes milliseconds on a LAN). */
-export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Slow or stalled handshakes are cut after this long (a handshake takes milliseconds on a LAN, tens
+ * of them on a busy machine); until then they count against the listener's handshake budget
+ * (connection-guard.ts), where a flood of them closes its own oldest first.
+ */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
 
 export function tlsServerOptions(s: TlsServerSettings): TlsOptions {
   return {

@@ -51,6 +51,11 @@ export class ConnectionCap {
     return this.#max;
   }
 
+  /** Proxy workers sharing the board. */
+  get workers(): number {
+    return this.#board.length - 1;
+  }
+
   /** Counts a new connection in, unless the node is at the cap. */
   admit(): boolean {
     Atomics.add(this.#board, this.#slot, 1);

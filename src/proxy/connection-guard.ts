@@ -12,6 +12,7 @@ import type { Logger } from '../log.ts';
 import { sendError } from './errors-http.ts';
 import { ConnectionCap } from './connection-cap.ts';
 import { IdleWatch } from './idle-watch.ts';
+import { BodyWatch, declaresBody } from './body-watch.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { hostLines, parseTarget, validHostValue } from './request-target.ts';
@@ -24,12 +25,27 @@ export const MAX_URL_BYTES = 8 * 1024;
 const LINGER_MS = 2_000;
 /** At the connection limit, idle connections are closed at most this often. */
 const EVICT_EVERY_MS = 1_000;
+/**
+ * Share of --max-connections that connections still in their handshake (TLS not done; on a plain
+ * listener, not one byte sent) may hold. A flood of connections that never send a ClientHello then
+ * churns within this share while the rest of the cap stays for clients that talk.
+ */
+const HANDSHAKE_SHARE = 4;
+/**
+ * At the connection limit, a request body that has sent nothing for this long (or for the body
+ * timeout, if shorter) counts as idle: its connection may be closed to make room.
+ */
+const STALLED_BODY_EVICT_MS = 5_000;
+/** The handshake budget of one worker is never below this. */
+const MIN_HANDSHAKE_BUDGET = 16;
 
 export interface GuardSettings {
   /** From connect, or from a request's first byte, until its headers are complete; 0 = no limit. */
   readonly requestHeadersTimeoutMs: number;
   /** Idle time allowed between requests, stray empty lines or not (idle-watch.ts); 0 = no limit. */
   readonly keepAliveTimeoutMs: number;
+  /** Time a request body may send nothing while ollana reads it (body-watch.ts); 0 = no limit. */
+  readonly requestBodyTimeoutMs: number;
   /** Open connections of the whole node; 0 = no limit. */
   readonly maxConnections: number;
   /** Where the workers count their connections (connection-cap.ts); absent: this worker alone. */
@@ -40,12 +56,15 @@ const KINDS = {
   malformed: { level: 'info', what: 'malformed requests refused with 400' },
   'headers-too-large': { level: 'info', what: 'requests with oversized headers refused with 431' },
   'headers-timeout': { level: 'info', what: 'connections closed for slow request headers (408)' },
+  'body-timeout': { level: 'info', what: 'connections closed for request bodies that stalled (408)' },
   'idle-trickle': { level: 'info', what: 'idle connections closed for sending empty lines instead of a request (408)' },
   'bad-target': { level: 'info', what: 'requests with a bad request target refused' },
   'bad-host': { level: 'info', what: 'requests without exactly one valid Host refused with 400' },
   'missing-host': { level: 'info', what: 'HTTP/1.1 requests without a Host header refused with 400' },
   'connect-method': { level: 'info', what: 'CONNECT requests refused with 405' },
+  'bad-version': { level: 'info', what: 'requests of an HTTP version other than 1.0 and 1.1 refused with 505' },
   'connection-limit': { level: 'warn', what: 'connections refused over the connection limit' },
+  'handshake-evicted': { level: 'info', what: 'connections closed in their handshake to make room' },
   'accept-failed': { level: 'warn', what: 'failed accepts' },
   'out-of-files': { level: 'error', what: 'requests answered 503 for lack of file descriptors' },
 } as const;
@@ -76,11 +95,6 @@ function remote(socket: Duplex): string {
   return (socket as Partial<Socket>).remoteAddress ?? 'unknown';
 }
 
-/** Whether the request announced a body (Content-Length other than 0, or Transfer-Encoding). */
-function declaresBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
-}
 
 /**
  * Runs `answer` once the request's body has been read (and dropped). ollana's own answers (503 with
@@ -101,11 +115,22 @@ export class ConnectionGuard {
   readonly #broken = new WeakSet<Duplex>();
   readonly #cap: ConnectionCap;
   readonly #idle: IdleWatch | null;
+  readonly #bodies: BodyWatch;
   #http: Server | null = null;
   /** Closes the idle connections node:http does not hold (the server node's fast front). */
   #evictMore: (() => void) | null = null;
   #evictedAt = 0;
   #askedAt = 0;
+  /**
+   * Admitted connections not established yet (TLS handshake not done, or on a plain listener no byte
+   * read), oldest first, each with its idempotent release from the cap: they may be closed to make
+   * room for new ones (#evictHandshake).
+   */
+  readonly #handshaking = new Map<Socket, () => void>();
+  /** How many of them this worker holds at most (a share of the node's cap, split over the workers). */
+  readonly #handshakeBudget: number;
+  /** Whether the listener speaks TLS: established then means handshake done (established()), else a byte read. */
+  #tls = false;
   #lastValidHost: string | null = null;
 
   constructor(settings: GuardSettings, log: Logger, worker: number) {
@@ -113,14 +138,20 @@ export class ConnectionGuard {
     this.#refusals = new RefusalLog(log, KINDS);
     this.#worker = worker;
     this.#cap = new ConnectionCap(settings.connectionBoard ?? null, worker, settings.maxConnections);
+    this.#handshakeBudget = settings.maxConnections > 0
+      ? Math.max(MIN_HANDSHAKE_BUDGET, Math.floor(settings.maxConnections / HANDSHAKE_SHARE / this.#cap.workers))
+      : Number.POSITIVE_INFINITY;
+    // Answered already (the upstream did not wait for the whole body): only the close is left.
+    this.#bodies = new BodyWatch(settings.requestBodyTimeoutMs, (req, res, idleMs) => this.#bodyTimedOut(req.socket, res.headersSent, idleMs));
     this.#idle = settings.keepAliveTimeoutMs > 0
       ? new IdleWatch(settings.keepAliveTimeoutMs, settings.requestHeadersTimeoutMs, (socket, idleMs) => this.#closeTrickle(socket, idleMs))
       : null;
   }
 
-  /** Installs the handlers on the worker's HTTP server (before listen). */
-  attach(server: Server): void {
+  /** Installs the handlers on the worker's HTTP server (before listen); `tls`: the listener speaks TLS. */
+  attach(server: Server, tls = false): void {
     this.#http = server;
+    this.#tls = tls;
     server.on('clientError', (err: Error & { code?: string; reason?: string }, socket: Duplex) => this.#clientError(err, socket));
     server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
       this.#broken.add(socket);
@@ -131,6 +162,7 @@ export class ConnectionGuard {
     });
     this.#limit(server);
     this.#idle?.attach(server);
+    this.#bodies.attach(server);
   }
 
   /**
@@ -149,6 +181,34 @@ export class ConnectionGuard {
   /** A connection parsed outside node:http sent no complete request headers in time. */
   headersTimedOut(socket: Duplex, responding: boolean): void {
     this.#refuse(Object.assign(new Error('request headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket, responding);
+  }
+
+  /** A request body on a connection parsed outside node:http sent nothing for `idleMs`. */
+  bodyTimedOut(socket: Duplex, responding: boolean, idleMs: number): void {
+    this.#bodyTimedOut(socket, responding, idleMs);
+  }
+
+  /** How long a stalled body must have sent nothing before its connection may be closed to make room. */
+  get stalledBodyEvictMs(): number {
+    const timeout = this.#settings.requestBodyTimeoutMs;
+    return timeout > 0 ? Math.min(STALLED_BODY_EVICT_MS, timeout) : STALLED_BODY_EVICT_MS;
+  }
+
+  /**
+   * A request body stopped coming: 408 if no answer has begun, else the connection is cut; either way
+   * nothing more of it goes upstream, and the upstream request ends with the connection.
+   */
+  #bodyTimedOut(socket: Duplex, responding: boolean, idleMs: number): void {
+    this.#broken.add(socket);
+    const from = remote(socket);
+    const seconds = Math.round(idleMs / 100) / 10;
+    const limit = this.#settings.requestBodyTimeoutMs / 1000;
+    this.#refusals.note('body-timeout', { remote: from, idleMs, responding },
+      `closed a connection from ${from} whose request body sent nothing for ${seconds} s (--request-body-timeout ${limit} s); ` +
+      (responding ? 'cut its response' : 'answered 408'));
+    if (responding || !socket.writable) { socket.destroy(); return; }
+    this.#answerAndClose(socket, jsonReply(408, 'Request Timeout',
+      `ollana: the request body sent nothing for ${seconds} s; send the body without long pauses (--request-body-timeout ${limit} s)`));
   }
 
   /** An idle connection parsed outside node:http that sent only empty lines past the keep-alive deadline. */
@@ -178,11 +238,24 @@ export class ConnectionGuard {
     const serve = server.listeners('connection') as ((socket: Socket) => void)[];
     server.removeAllListeners('connection');
     server.on('connection', (socket: Socket) => {
-      if (!this.#cap.admit()) {
+      // The handshake budget is full: the longest-waiting of those connections makes room.
+      if (this.#handshaking.size >= this.#handshakeBudget && this.#pruneEstablished() >= this.#handshakeBudget) this.#evictHandshake(socket);
+      // At the node's cap, a connection still in its handshake is closed before a new one is refused.
+      if (!this.#cap.admit() && !(this.#evictHandshake(socket) && this.#cap.admit())) {
         this.#refuseConnection(socket);
         return;
       }
-      socket.once('close', this.#cap.release);
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        this.#cap.release();
+      };
+      this.#handshaking.set(socket, release);
+      socket.once('close', () => {
+        this.#handshaking.delete(socket);
+        release();
+      });
       for (const listener of serve) listener.call(server, socket);
     });
     this.#cap.onRoomWanted(() => this.#evictIdle());
@@ -193,6 +266,50 @@ export class ConnectionGuard {
       this.#refusals.note('accept-failed', { code: err.code, err },
         `proxy worker ${this.#worker} failed to accept a connection: ${outOfFiles(err) ? outOfFilesAdvice() : err.message}`);
     });
+  }
+
+  /**
+   * A connection finished its TLS handshake (`raw`: the TCP socket under it): it no longer counts
+   * against the handshake budget and is not closed to make room for others' handshakes.
+   */
+  established(raw: Socket): void {
+    this.#handshaking.delete(raw);
+  }
+
+  /**
+   * On a plain listener, forgets the connections that have sent a byte (they are established; no
+   * event says so, so they are found here, each once). Returns how many remain in their handshake.
+   */
+  #pruneEstablished(): number {
+    if (!this.#tls) for (const socket of this.#handshaking.keys()) if (socket.bytesRead > 0) this.#handshaking.delete(socket);
+    return this.#handshaking.size;
+  }
+
+  /**
+   * Closes one connection still in its handshake to make room for `arriving`: the oldest that sent
+   * nothing at all (no ClientHello, no request byte), else the oldest. On a plain listener a
+   * connection that sent a byte is established, and is dropped from the list on the way. Returns
+   * whether one was closed (its place in the cap is free at once).
+   */
+  #evictHandshake(arriving: Socket): boolean {
+    let victim: Socket | null = null;
+    for (const socket of this.#handshaking.keys()) {
+      if (socket.bytesRead === 0) { victim = socket; break; }
+      if (!this.#tls) this.#handshaking.delete(socket);
+      else victim ??= socket;
+    }
+    if (victim === null) return false;
+    const release = this.#handshaking.get(victim)!;
+    this.#handshaking.delete(victim);
+    release();
+    victim.destroy();
+    const from = arriving.remoteAddress ?? 'unknown';
+    const budget = this.#handshakeBudget;
+    this.#refusals.note('handshake-evicted', { remote: victim.remoteAddress ?? 'unknown', arriving: from, budget },
+      `closed a connection from ${victim.remoteAddress ?? 'unknown'} that had not completed its ${this.#tls ? 'TLS handshake' : 'first request'} ` +
+      `to make room for one from ${from}: this worker lets ${budget} connections wait in their handshake ` +
+      `(1/${HANDSHAKE_SHARE} of --max-connections ${this.#cap.max}, split over the workers)`);
+    return true;
   }
 
   #refuseConnection(socket: Socket): void {
@@ -210,7 +327,8 @@ export class ConnectionGuard {
 
   /**
    * Makes room at the limit: closes the connections that carry no request in progress (idle
-   * keep-alive ones, and ones still sending or not yet sending headers). A flood can then only hold
+   * keep-alive ones, and ones still sending or not yet sending headers) and those whose request body
+   * has stalled. A flood can then only hold
    * the limit with requests in progress; a client whose idle connection closes reconnects.
    */
   #evictIdle(): void {
@@ -218,6 +336,7 @@ export class ConnectionGuard {
     if (this.#http === null || now - this.#evictedAt < EVICT_EVERY_MS) return;
     this.#evictedAt = now;
     this.#http.closeIdleConnections();
+    this.#bodies.closeStalled(this.stalledBodyEvictMs);
     this.#evictMore?.();
   }
 
@@ -237,6 +356,15 @@ export class ConnectionGuard {
    */
   refuses(req: IncomingMessage, res: ServerResponse): boolean {
     const url = req.url ?? '/';
+    if (req.httpVersionMajor !== 1) {
+      // Node's parser takes a request line without a version as HTTP/0.9, and reads "HTTP/2.0" in
+      // HTTP/1 syntax too: neither is a request ollana (or Ollama) speaks.
+      const version = `HTTP/${req.httpVersion}`;
+      this.#refusals.note('bad-version', { remote: remote(req.socket), httpVersion: req.httpVersion },
+        `refused an ${version} request from ${remote(req.socket)}; answered 505`);
+      sendError(res, '/', 505, `ollana: ${version} is not supported; send HTTP/1.1 (or HTTP/1.0) requests`, ['connection', 'close']);
+      return true;
+    }
     if (url.length > MAX_URL_BYTES) {
       this.#refusals.note('bad-target', { remote: remote(req.socket), urlBytes: url.length },
         `refused a request from ${remote(req.socket)} with a ${url.length}-byte URL (limit ${MAX_URL_BYTES}); answered 414`);
@@ -302,6 +430,13 @@ export class ConnectionGuard {
   }
 
   #clientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {
+    // The https server passes its TLS handshake failures (a timeout, plain HTTP on the TLS port) on
+    // as client errors too: no HTTP was read, there is nothing to answer, and the TLS listener logs
+    // them itself (proxy-server.ts).
+    if (typeof err.code === 'string' && (err.code.startsWith('ERR_TLS_') || err.code.startsWith('ERR_SSL_'))) {
+      socket.destroy();
+      return;
+    }
     // A response already under way on this connection (an earlier pipelined request) cannot be
     // followed by an answer without corrupting it. Node's own clientError default checks the same
     // private field.
@@ -352,6 +487,7 @@ export class ConnectionGuard {
   close(): void {
     this.#cap.stop();
     this.#idle?.stop();
+    this.#bodies.stop();
     this.#refusals.flush();
   }
 }

@@ -195,6 +195,11 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (!this.#responded && CONNECT_CODES.has(code)) {
       this.#opts.unreachable(this.upstream);
       if (this.#tryNext(null, `failed: ${err.message} (${code})`)) return;
+    } else if (!this.#responded && this.#opts.retryable?.(502) === true && !code.includes('TIMEOUT') &&
+      this.#tryNext(null, `answered with no valid HTTP response: ${err.message}`)) {
+      // An answer that is not HTTP (a broken or hostile server) is a 502 of the server's own making:
+      // a request that may move on a 502 moves on this too.
+      return;
     }
     answerFailure(failed, err, this.#responded, this.#contentType, (tail) => {
       if (tail !== null && !this.#res.writableEnded) this.#res.end(tail);

@@ -17,9 +17,11 @@ import { ConnectionGuard, afterBody, guardedServerOptions } from './connection-g
 import type { Socket } from 'node:net';
 import { Forward } from './forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './router.ts';
+import { ModelScan } from './model-scan.ts';
+import { Readable } from 'node:stream';
 import { upstreamRequestHeaders } from './headers.ts';
 import { StatsCollector } from './stats.ts';
-import { countHandshake, pinnedConnector, tlsServerOptions, type PinnedConnector, type TlsServerSettings } from '../net/tls.ts';
+import { HANDSHAKE_TIMEOUT_MS, countHandshake, pinnedConnector, tlsServerOptions, type PinnedConnector, type TlsServerSettings } from '../net/tls.ts';
 import { TrustGate, type Admission } from './trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
 import { refusalReply } from './refusal.ts';
@@ -43,6 +45,7 @@ export interface ProxySettings {
   /** Client side: time to send request headers, idle time between requests, open connections per node (connection-guard.ts). */
   readonly requestHeadersTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  readonly requestBodyTimeoutMs: number;
   readonly maxConnections: number;
   /** Shared by the workers: their open connections, against maxConnections (connection-cap.ts). */
   readonly connectionBoard?: Int32Array;
@@ -87,8 +90,12 @@ function loadUndici(): Promise<Undici> {
 /** How long an upstream that refused a connection is tried last. */
 const UNREACHABLE_MS = 2_000;
 
-/** Largest JSON body a client node reads whole to route by its model (images in base64 can be large). */
-const MAX_ROUTED_BODY = 64 * 1024 * 1024;
+/**
+ * How much of a JSON body a client node reads, at most, to find the model it routes by (model-scan.ts);
+ * clients send `model` first, but a chat may put megabytes of base64 images before it. Past this the
+ * request goes to the least busy server, as one naming no model does.
+ */
+const MODEL_SCAN_BYTES = 1024 * 1024;
 
 /**
  * Largest declared body a server node reads whole before forwarding. Handing undici a Buffer instead
@@ -118,6 +125,38 @@ function readWhole(req: IncomingMessage, then: (body: Buffer) => void): void {
     else (rest ??= [first]).push(chunk);
   });
   req.once('end', () => then(rest !== null ? Buffer.concat(rest) : first ?? Buffer.alloc(0)));
+}
+
+/**
+ * The body of `req` from its start again: the chunks already read, then the rest as it comes, with
+ * backpressure (the request is read only as fast as the upstream takes it). An error or abort of the
+ * request ends the stream with that error, which aborts the upstream request.
+ */
+function prepended(head: Buffer[], req: IncomingMessage): Readable {
+  let queued: Buffer[] | null = head;
+  const out = new Readable({
+    read() {
+      if (queued !== null) {
+        const first = queued;
+        queued = null;
+        for (const chunk of first) out.push(chunk);
+      }
+      req.resume();
+    },
+    destroy(err, done) {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      done(err);
+    },
+  });
+  const onData = (chunk: Buffer): void => {
+    if (!out.push(chunk)) req.pause();
+  };
+  const onEnd = (): void => { out.push(null); };
+  req.on('data', onData);
+  req.once('end', onEnd);
+  req.once('close', () => { if (!req.complete) out.destroy(new Error('the client went away during its request body')); });
+  return out;
 }
 
 function isLoopbackHost(host: string): boolean {
@@ -176,9 +215,13 @@ export class ProxyServer {
       smallBody: SMALL_BODY,
       headersTimeoutMs: settings.requestHeadersTimeoutMs,
       keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
+      requestBodyTimeoutMs: settings.requestBodyTimeoutMs,
       hostCheck: this.#hostCheck,
     }, this.#guard, this.stats, () => this.#fastTarget, () => this.#draining);
-    this.#guard.evictAlso(() => this.#front.closeIdle());
+    this.#guard.evictAlso(() => {
+      this.#front.closeIdle();
+      this.#front.closeStalled(this.#guard.stalledBodyEvictMs);
+    });
     const httpOptions = {
       noDelay: true,
       keepAliveTimeout: settings.keepAliveTimeoutMs,
@@ -201,7 +244,7 @@ export class ProxyServer {
       this.#server.on('connection', (socket: Socket) => this.#front.adopt(socket, () => parse.call(this.#server, socket)));
     }
     // The https server is the HTTP server too: one connection cap, one clientError handler.
-    this.#guard.attach(this.#server);
+    this.#guard.attach(this.#server, settings.listenTls && settings.tls !== null);
   }
 
   /**
@@ -215,6 +258,9 @@ export class ProxyServer {
     server.removeAllListeners('secureConnection');
     server.on('secureConnection', (socket: TLSSocket) => {
       countHandshake(socket);
+      // The TCP socket the guard admitted is the TLS socket's parent (node:tls wraps it).
+      const raw = (socket as TLSSocket & { _parent?: Socket | null })._parent;
+      if (raw) this.#guard.established(raw);
       const admission = this.#gate!.admit(socket);
       if (admission.verdict === 'allowed') {
         this.#front.adopt(socket, () => parse.call(server, socket));
@@ -227,7 +273,9 @@ export class ProxyServer {
     });
     server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
       // Plain HTTP on the TLS port, a port scanner, a handshake that stalled: nothing was served.
-      this.#host.refused({ verdict: 'bad-handshake', id: null, name: err.code ?? err.message }, socket.remoteAddress ?? '?');
+      const name = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+        ? `no handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, ${err.code}` : err.code ?? err.message;
+      this.#host.refused({ verdict: 'bad-handshake', id: null, name }, socket.remoteAddress ?? '?');
       socket.destroy();
     });
   }
@@ -407,11 +455,16 @@ export class ProxyServer {
         return;
       }
       case 'by-model':
-        this.#bufferThen(req, res, url, cors, (body) => {
-          const model = body === null ? null : modelOf(body);
-          const list = candidates(ups, model, this.#upInFlight, this.#turn++);
-          if (list.length === 0) { this.#noServer(res, url, cors); return; }
-          this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
+        this.#routeByModel(req, (model, body) => {
+          const list = candidates(this.#table.upstreams, model, this.#upInFlight, this.#turn++);
+          if (list.length === 0) {
+            if (body instanceof Readable) body.destroy();
+            this.#noServer(res, url, cors);
+            return;
+          }
+          // A body read whole can be sent again to the next server; one still streaming cannot.
+          if (body === null || Buffer.isBuffer(body)) this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
+          else this.#forward(req, res, [list[0]!], body, null, cors);
         });
         return;
       case 'any': {
@@ -434,7 +487,7 @@ export class ProxyServer {
     afterBody(res.req, () => sendError(res, url, 503, 'ollana: no healthy Ollama server node right now; retry shortly', ['retry-after', '1', ...(cors ?? [])]));
   }
 
-  #forward(req: IncomingMessage, res: ServerResponse, list: Upstream[], body: IncomingMessage | Buffer | null,
+  #forward(req: IncomingMessage, res: ServerResponse, list: Upstream[], body: Readable | Buffer | null,
     retryable: ((status: number) => boolean) | null, cors: string[] | null): void {
     if (undici === null) {
       // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
@@ -534,34 +587,40 @@ export class ProxyServer {
     return [...list.filter((u) => !bad(u)), ...list.filter(bad)];
   }
 
-  /** Reads a JSON request body whole (up to MAX_ROUTED_BODY) so its model can pick the server. */
-  #bufferThen(req: IncomingMessage, res: ServerResponse, url: string, cors: string[] | null, then: (body: Buffer | null) => void): void {
+  /**
+   * Reads a JSON request body only until its model is known (model-scan.ts), then hands on the model
+   * and the body: whole (a Buffer, or null for none) if it ended meanwhile, else a stream of the bytes
+   * read so far followed by the rest, with backpressure. No body is held whole, however large.
+   */
+  #routeByModel(req: IncomingMessage, then: (model: string | null, body: Buffer | Readable | null) => void): void {
     const declared = Number(req.headers['content-length'] ?? '-1');
-    if (declared > MAX_ROUTED_BODY) {
-      // Too big to hold: stream it to the first server that could take it, without a second chance.
-      const list = candidates(this.#table.upstreams, null, this.#upInFlight, this.#turn++);
-      if (list.length === 0) { this.#noServer(res, url, cors); return; }
-      this.#forward(req, res, [list[0]!], req, null, cors);
+    if (declared >= 0 && declared <= MODEL_SCAN_BYTES) {
+      // Small enough to hold (nearly every request): read whole, so it can go to the next server too.
+      readWhole(req, (body) => then(body.length === 0 ? null : modelOf(body), body.length === 0 ? null : body));
       return;
     }
+    const scan = new ModelScan(MODEL_SCAN_BYTES);
     const chunks: Buffer[] = [];
     let size = 0;
-    let failed = false;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_ROUTED_BODY) {
-        if (!failed) {
-          failed = true;
-          this.stats.status(413);
-          sendError(res, url, 413, `ollana: request body over ${MAX_ROUTED_BODY / 1024 / 1024} MiB`, ['connection', 'close', ...(cors ?? [])]);
-          req.destroy();
-        }
-        return;
-      }
+    let decided = false;
+    const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
-    });
-    req.once('end', () => { if (!failed) then(size === 0 ? null : Buffer.concat(chunks, size)); });
-    req.once('error', () => { failed = true; });
+      size += chunk.length;
+      if (scan.feed(chunk) === 'more') return;
+      decided = true;
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.pause();
+      then(scan.model, prepended(chunks, req));
+    };
+    const onEnd = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      if (decided) return;
+      then(scan.model, size === 0 ? null : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
   }
 
   #aggregate(cls: 'tags' | 'ps' | 'models', req: IncomingMessage, res: ServerResponse, cors: string[] | null): void {

@@ -11,6 +11,7 @@ import { createLogger, type LogSettings } from '../log.ts';
 import type { ProxyToSupervisor, RouteTable, SupervisorToProxy } from '../protocol/messages.ts';
 import { decodeForProxy } from '../protocol/proxy-inbox.ts';
 import { ProxyServer, type ProxySettings } from '../proxy/proxy-server.ts';
+import { REFUSAL_REPORTS, RefusalReports } from '../proxy/refusal-reports.ts';
 
 export interface ProxyWorkerData {
   readonly log: LogSettings;
@@ -53,6 +54,16 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   const statusReplies = new PendingReplies<Record<string, unknown>>();
   let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
   const reported = new Map<string, number>();
+  const refusals = new RefusalReports();
+  // What the per-source limit held back, summed up once a window (a host presenting many identities).
+  const summarize = (): void => {
+    for (const h of refusals.summary()) {
+      log.warn({ addr: h.source, count: h.count, ids: h.ids },
+        `held back ${h.count} more refused TLS connections from ${h.source} (${h.ids} distinct device ids or none) ` +
+        `in the last ${REFUSAL_REPORTS.sourceWindowMs / 1000} s: one host presenting many certificates is not listed as pending`);
+    }
+  };
+  const summaries = setInterval(summarize, REFUSAL_REPORTS.sourceWindowMs).unref();
 
   const server = new ProxyServer({ ...data.proxy, worker: task.worker, loadBoard: task.loadBoard,
     connectionBoard: task.connectionBoard }, log, {
@@ -65,7 +76,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
       setImmediate(() => { throw new Error(`proxy worker ${task.worker} crashed on purpose (debug hook)`); });
     },
     refused: (a, addr) => {
-      if (a.verdict === 'allowed' || !dueFor(reported, `${a.id ?? addr}`)) return;
+      if (a.verdict === 'allowed' || !refusals.due(a.id, addr)) return;
       endpoint?.send({ type: 'trust.refused', id: a.id ?? '', name: a.name, addr, verdict: a.verdict });
     },
     refusedBy: (server) => {
@@ -107,6 +118,8 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   log.debug({ host: data.proxy.host, port: data.proxy.port }, 'proxy worker listening');
 
   const deadlineMs = await drainOrder;
+  clearInterval(summaries);
+  summarize();
   const cut = await server.drain(deadlineMs);
   if (cut > 0) log.warn({ cut }, 'drain deadline reached; cut in-flight requests');
   statusReplies.rejectAll(new Error('worker stopping'));

@@ -334,3 +334,52 @@ export async function keptAlive(connect: Connect, host = '127.0.0.1'): Promise<K
     },
   };
 }
+
+export interface ReopeningFlood {
+  /** Connections opened so far (first opens and reopens). */
+  readonly opened: number;
+  /** Connections the server closed (each is reopened `reopenMs` later, while opens are left). */
+  readonly closedByServer: number;
+  /** Connections open now. */
+  held(): number;
+  /** Stops reopening and closes every connection. */
+  stop(): void;
+}
+
+/**
+ * `count` TCP connections that never send a byte (no TLS ClientHello, no request), each opened again
+ * `reopenMs` after the server closes it, as an attacker holding a listener's connection cap does.
+ * Bounded: at most `maxOpens` connections in all, and stop() ends it.
+ */
+export function reopeningFlood(port: number, count: number, reopenMs: number, maxOpens: number, host = '127.0.0.1'): ReopeningFlood {
+  let opened = 0;
+  let closedByServer = 0;
+  let stopped = false;
+  const open = new Set<import('node:net').Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const one = (): void => {
+    if (stopped || opened >= maxOpens) return;
+    opened += 1;
+    const socket = netConnect({ port, host });
+    open.add(socket);
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      open.delete(socket);
+      if (stopped) return;
+      closedByServer += 1;
+      const timer = setTimeout(() => { timers.delete(timer); one(); }, reopenMs);
+      timers.add(timer);
+    });
+  };
+  for (let i = 0; i < count; i++) one();
+  return {
+    get opened() { return opened; },
+    get closedByServer() { return closedByServer; },
+    held: () => open.size,
+    stop() {
+      stopped = true;
+      for (const t of timers) clearTimeout(t);
+      for (const s of open) s.destroy();
+    },
+  };
+}

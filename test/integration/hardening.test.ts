@@ -301,6 +301,18 @@ describe('header and URL size limits', () => {
     }
   });
 
+  test('HTTP/0.9 (a request line without a version) and HTTP/2.0 in HTTP/1 syntax get 505 naming their version', async () => {
+    const m = mark();
+    for (const [line, version] of [[`GET /api/tags?attack=${m}\r\n\r\n`, 'HTTP/0.9'], [`GET /api/tags?attack=${m} HTTP/0.9\r\n\r\n`, 'HTTP/0.9'],
+      [`GET /api/tags?attack=${m} HTTP/2.0\r\n${HOST}\r\n\r\n`, 'HTTP/2.0']] as const) {
+      const ex = await exchange(tcp(server.port), [line]);
+      assertRefused(ex, 505, new RegExp(`^ollana: ${version.replace('.', '\\.')} is not supported; send HTTP/1\\.1`));
+    }
+    const line = await server.waitFor(refusalLine('bad-version'), 5_000, 'the 505 refusal');
+    assert.match(line.msg, /^refused an HTTP\/0\.9 request from 127\.0\.0\.1; answered 505$/);
+    assert.deepEqual(reached(m), []);
+  });
+
   test('targets that are not paths: OPTIONS * gets 400, CONNECT gets 405', async () => {
     const star = await exchange(tcp(server.port), [`OPTIONS * HTTP/1.1\r\n${HOST}\r\nConnection: close\r\n\r\n`]);
     assert.equal(star.responses[0]?.status, 400, describeExchange(star));

@@ -43,7 +43,7 @@ test('ProxyPool.inFlight counts the requests in flight across workers, and drops
   const pool = new ProxyPool(2, {
     log: { level: 'warn', file: join(dir, 'proxy.log'), pretty: false },
     proxy: { host: '127.0.0.1', port, origins: [], connectTimeoutMs: 5_000, headersTimeoutMs: 0, bodyTimeoutMs: 0,
-      upstreamConnections: 16, upstreamKeepAliveMs: 60_000, debugHooks: false, requestHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 65_000, maxConnections: 0,
+      upstreamConnections: 16, upstreamKeepAliveMs: 60_000, debugHooks: false, requestHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 65_000, requestBodyTimeoutMs: 30_000, maxConnections: 0,
       tls: null, listenTls: false, trust: { trustLan: false, allowed: [], disabled: [] } },
   }, table, pino({ level: 'silent' }));
   t.after(() => pool.stop(1_000));

@@ -268,3 +268,94 @@ test('an HTTP/1.0 client gets an unchunked stream it can read', async () => {
   assert.doesNotMatch(headText!, /transfer-encoding/i);
   assert.equal(body, 'ab\ncd\n');
 });
+
+/** raw(), but failing after `ms` instead of waiting for ever on a hung exchange. */
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms); });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+// A browser's Origin sends the request through node:http's path (node-downstream.ts), the rest
+// through the fast front: both must answer the same.
+const PATHS = [['fast front', {}], ['node:http', { origin: 'http://localhost' }]] as const;
+
+for (const [path, extra] of PATHS) {
+  test(`${path}: a response head ending in bare LF gets 502 at once, not a hang`, async () => {
+    // The upstream keeps the connection open: without the check the relay waits for a CRLF CRLF.
+    script = (_s, socket) => socket.write('HTTP/1.1 200 OK\ncontent-type: application/json\ncontent-length: 2\n\n{}');
+    const r = await within(5_000, 'bare LF head', raw(`${node.url}/api/tags`, { headers: { ...extra } }));
+    assert.equal(r.status, 502);
+    assert.match(r.body.toString(), /bare LF in the response head/);
+  });
+
+  test(`${path}: a 13-digit chunk size right behind the head gets 502, since nothing was sent yet`, async () => {
+    script = (_s, socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n1000000000000\r\n');
+    const r = await within(5_000, '13-digit chunk size', raw(`${node.url}/api/generate`, { method: 'POST', body: '{"model":"m"}', headers: { ...extra } }));
+    assert.equal(r.status, 502);
+    assert.match(r.body.toString(), /chunk size too large/);
+  });
+}
+
+test('a chunk extension Node\'s own parser refuses is not passed through: the stream ends with an error line', async () => {
+  const line = '{"response":"a","done":false}\n';
+  script = (_s, socket) => {
+    socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n${line.length.toString(16)}\r\n${line}\r\n`);
+    setTimeout(() => socket.write(`${line.length.toString(16)};a=1 \r\n${line}\r\n0\r\n\r\n`), 20);
+  };
+  // raw() parses with Node's client parser: had the bad extension reached it, it would reject.
+  const r = await within(5_000, 'bad extension', raw(`${node.url}/api/generate`, { method: 'POST', body: '{"model":"m"}' }));
+  assert.equal(r.status, 200);
+  const lines = r.body.toString().trim().split('\n').map((l) => JSON.parse(l) as { error?: string });
+  assert.equal(lines.length, 2);
+  assert.match(lines[1]!.error ?? '', /broke off the response: bad chunk extension value/);
+});
+
+test('a long stream with a chunk extension on every chunk is relayed whole (the extension budget is per chunk)', async () => {
+  const line = '{"response":"a","done":false}\n';
+  const chunks = 300;
+  script = (_s, socket) => {
+    let out = 'HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n';
+    for (let i = 0; i < chunks; i++) out += `${line.length.toString(16)};n=${'e'.repeat(400)}\r\n${line}\r\n`;
+    socket.write(`${out}0\r\n\r\n`);
+  };
+  const r = await within(10_000, 'long stream', raw(`${node.url}/api/generate`, { method: 'POST', body: '{"model":"m"}' }));
+  assert.equal(r.status, 200);
+  assert.equal(r.body.toString(), line.repeat(chunks));
+});
+
+test('endless header lines from the upstream: 502 once the head passes 64 KiB, not a hang', async () => {
+  script = (_s, socket) => {
+    socket.write('HTTP/1.1 200 OK\r\n');
+    // Bounded: 100 KiB of header lines, more than the head may hold, then silence.
+    for (let i = 0; i < 1_000; i++) socket.write(`x-endless-${i}: ${'v'.repeat(90)}\r\n`);
+  };
+  const r = await within(5_000, 'endless headers', raw(`${node.url}/api/tags`));
+  assert.equal(r.status, 502);
+  assert.match(r.body.toString(), /response head over 65536 bytes/);
+});
+
+test('a response that never ends: the client that leaves closes the upstream connection at once', async () => {
+  let upstreamSocket: Socket | null = null;
+  let timer: NodeJS.Timeout | undefined;
+  script = (_s, socket) => {
+    upstreamSocket = socket;
+    socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n');
+    // A token every 10 ms for as long as the connection lasts (bounded by the test's own end).
+    const token = '{"response":1}\n';
+    timer = setInterval(() => { if (!socket.destroyed) socket.write(`${token.length.toString(16)}\r\n${token}\r\n`); }, 10);
+  };
+  try {
+    const client = connect(Number(new URL(node.url).port), '127.0.0.1');
+    client.write('POST /api/generate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 13\r\n\r\n{"model":"m"}');
+    await within(5_000, 'five tokens', new Promise<void>((resolve) => {
+      let got = '';
+      client.on('data', (c: Buffer) => { got += c.toString(); if ((got.match(/response/g) ?? []).length >= 5) resolve(); });
+    }));
+    const closed = new Promise<void>((resolve) => upstreamSocket!.once('close', () => resolve()));
+    client.destroy();
+    await within(3_000, 'the upstream connection to close', closed);
+  } finally {
+    clearInterval(timer);
+  }
+});

@@ -287,7 +287,7 @@ test('an unknown key in the config file is OLN_BAD_CONFIG listing the settings',
   const err = catchOllana(() => loadConfig({}, { OLLANA_HOME: dir }), 'OLN_BAD_CONFIG');
   assert.equal(err.message, `${file}: unknown setting "colour"; the settings are mode, listen, ollamaUrl, workers, ` +
     'logLevel, logFile, pidFile, drainTimeoutMs, probeTimeoutMs, connectTimeoutMs, headersTimeoutMs, bodyTimeoutMs, ' +
-    'upstreamConnections, upstreamKeepAliveMs, requestHeadersTimeoutMs, keepAliveTimeoutMs, maxConnections, origins, discoveryPort, discovery, heartbeatMs, roleSwitchAfterMs, trustLan, insecureHttp');
+    'upstreamConnections, upstreamKeepAliveMs, requestHeadersTimeoutMs, keepAliveTimeoutMs, requestBodyTimeoutMs, maxConnections, origins, discoveryPort, discovery, heartbeatMs, roleSwitchAfterMs, trustLan, insecureHttp');
 });
 
 for (const key of ['dataDir', 'daemon'] as const satisfies readonly ConfigKey[]) {

@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BodyEnd, FramingError, parseResponseHead } from '../../src/proxy/relay/framing.ts';
+import { createRequire } from 'node:module';
+import { BodyEnd, FramingError, MAX_HEAD_BYTES, parseResponseHead } from '../../src/proxy/relay/framing.ts';
 
 const head = (text: string, method = 'GET') => parseResponseHead(Buffer.from(text, 'latin1'), method);
 
@@ -76,7 +77,7 @@ test('malformed or ambiguous heads are refused, never guessed', () => {
   for (const text of bad) assert.throws(() => head(text), FramingError, JSON.stringify(text));
 });
 
-const STREAM = Buffer.from('7\r\n{"a":1}\r\n1a;ext=1 \r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: x\r\n\r\n', 'latin1');
+const STREAM = Buffer.from('7\r\n{"a":1}\r\n1a;ext=1;q="a b"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: x\r\n\r\n', 'latin1');
 
 test('the chunk scanner finds the end of a chunked body however the reads are split', () => {
   for (let a = 0; a <= STREAM.length; a++) {
@@ -112,6 +113,12 @@ test('malformed chunk framing is refused', () => {
     '3;a\nb\r\n',              // LF inside an extension
     '0\r\n\n',                 // bare LF after the last chunk
     '0\r\nx: 1\n\r\n',         // bare LF in a trailer
+    '3 \r\nabc\r\n',           // whitespace after the size (llhttp refuses it)
+    '3;\r\nabc\r\n',           // an extension without a name
+    '3; a=1\r\nabc\r\n',       // whitespace in an extension
+    '3;a=1 \r\nabc\r\n',
+    '3;a=\x80\r\nabc\r\n',      // a byte outside token in a value
+    '3;a="x\x01"\r\nabc\r\n',   // a control byte in a quoted value
   ];
   for (const text of bad) {
     assert.throws(() => new BodyEnd('chunked', 0).feed(Buffer.from(text, 'latin1'), 0), FramingError, JSON.stringify(text));
@@ -125,4 +132,73 @@ test('length and empty bodies end by count; a close-delimited body never ends by
   assert.equal(new BodyEnd('length', 0).empty, true);
   assert.equal(new BodyEnd('none', 0).feed(Buffer.from('xyz'), 1), 1);
   assert.equal(new BodyEnd('close', 0).feed(Buffer.alloc(100), 0), -1);
+});
+
+interface NativeResponseParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenientFlags: number): void;
+  execute(data: Buffer): number | Error;
+  close(): void;
+  [callback: number]: unknown;
+}
+const { HTTPParser } = createRequire(import.meta.url)('_http_common') as {
+  HTTPParser: { new (): NativeResponseParser; RESPONSE: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number;
+    kOnMessageComplete: number; kOnMessageBegin: number; kOnExecute: number };
+};
+
+/** Whether Node's own HTTP client parser (llhttp, strict) takes a chunked response with this body whole. */
+function llhttpAccepts(body: Buffer): boolean {
+  const p = new HTTPParser();
+  let complete = false;
+  const noop = (): number => 0;
+  for (const k of [HTTPParser.kOnHeaders, HTTPParser.kOnHeadersComplete, HTTPParser.kOnBody, HTTPParser.kOnMessageBegin, HTTPParser.kOnExecute]) p[k] = noop;
+  p[HTTPParser.kOnMessageComplete] = () => { complete = true; };
+  p.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+  const r = p.execute(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n'), body]));
+  p.close();
+  return typeof r === 'number' && complete;
+}
+
+function scannerAccepts(body: Buffer): boolean {
+  try {
+    return new BodyEnd('chunked', 0).feed(body, 0) === body.length;
+  } catch (err) {
+    if (err instanceof FramingError) return false;
+    throw err;
+  }
+}
+
+test('chunk size lines and extensions: the scanner accepts exactly what Node\'s own client parser accepts', () => {
+  // Every extension of up to 4 bytes over an alphabet of the characters that matter, behind a size.
+  const alphabet = ['a', '=', '"', ';', ' ', '\t', '\\', '\x80', '\x01', '1'];
+  const exts: string[] = [''];
+  for (let len = 1; len <= 4; len++) {
+    for (let n = 0; n < alphabet.length ** len; n++) {
+      let ext = '';
+      for (let k = 0, v = n; k < len; k++, v = Math.floor(v / alphabet.length)) ext += alphabet[v % alphabet.length]!;
+      exts.push(ext);
+    }
+  }
+  const disagree: string[] = [];
+  for (const ext of exts) {
+    const body = Buffer.from(`3${ext}\r\nabc\r\n0\r\n\r\n`, 'latin1');
+    if (llhttpAccepts(body) !== scannerAccepts(body)) disagree.push(`${JSON.stringify(ext)}: llhttp ${llhttpAccepts(body)}`);
+  }
+  assert.deepEqual(disagree.slice(0, 20), [], `${disagree.length} of ${exts.length} size lines judged differently`);
+  assert.ok(exts.filter((e) => scannerAccepts(Buffer.from(`3${e}\r\nabc\r\n0\r\n\r\n`, 'latin1'))).length > 50, 'the comparison covers accepted lines too');
+});
+
+test('the chunk extension budget is per chunk: a long stream with extensions on every chunk is not cut', () => {
+  const s = new BodyEnd('chunked', 0);
+  const chunk = Buffer.from(`1;${'e'.repeat(1000)}\r\nx\r\n`, 'latin1');
+  // 200 chunks carry 200 KB of extensions in all, three times the per-line budget.
+  for (let i = 0; i < 200; i++) assert.equal(s.feed(chunk, 0), -1, `chunk ${i}`);
+  assert.equal(s.feed(Buffer.from('0\r\n\r\n'), 0), 5);
+  // One line over the budget is still refused.
+  assert.throws(() => new BodyEnd('chunked', 0).feed(Buffer.from(`1;${'e'.repeat(MAX_HEAD_BYTES + 1)}\r\n`, 'latin1'), 0), /chunk extension too long/);
+});
+
+test('a response head with bare LF line ends is refused at once, before its (never coming) CRLF CRLF', () => {
+  assert.throws(() => head('HTTP/1.1 200 OK\ncontent-length: 2\n\n{}'), /bare LF in the response head/);
+  assert.throws(() => head('HTTP/1.1 200 OK\r\ncontent-length: 2\n'), /bare LF in the response head/);
+  assert.equal(head('HTTP/1.1 200 OK\r\ncontent-length: 2\r'), null, 'a CR at the end of a read may still get its LF');
 });

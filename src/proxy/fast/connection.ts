@@ -36,6 +36,8 @@ export interface FrontContext {
   readonly smallBody: number;
   readonly headersTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  /** Time a request body may send nothing while this side reads it; 0 = no limit. */
+  readonly requestBodyTimeoutMs: number;
   /** A loopback listener: Host must name this machine (DNS rebinding), as node:http's path checks. */
   readonly hostCheck: boolean;
   draining(): boolean;
@@ -249,6 +251,15 @@ class FastRequest implements Downstream, BodyStream {
     this.#head = head + this.#c.connectionHeaders(this.keepAlive) + CRLF;
   }
 
+  retract(): boolean {
+    if (this.#head === null || !this.responding) return false;
+    this.#head = null;
+    this.responding = false;
+    this.#framing = null;
+    this.#frame = false;
+    return true;
+  }
+
   flushHead(): void {
     const head = this.#head;
     if (head === null || this.#c.gone) return;
@@ -357,6 +368,9 @@ export class FastConnection implements ParserEvents {
   /** Idle since (0: a request in progress), and what had been read then. */
   #idleSince = 0;
   #bytesAtIdle = 0;
+  /** While a request body comes: since when, and with what read then, no body byte arrived. */
+  #bodySince = 0;
+  #bodyBytes = 0;
   #closeAfter = false;
   /** Closed, handed to node:http, or refused: nothing more happens here. */
   gone = false;
@@ -479,6 +493,10 @@ export class FastConnection implements ParserEvents {
     const request = new FastRequest(this, this.socket, head, facts, this.#ctx.smallBody);
     this.#current = request;
     if (request.mode === 'stream' && request.length !== undefined) this.#bodyLeft = Number(request.length);
+    if (request.mode !== 'none') {
+      this.#bodySince = Date.now();
+      this.#bodyBytes = this.socket.bytesRead;
+    }
     this.#ctx.stats.fastRequests += 1;
     return true;
   }
@@ -563,7 +581,17 @@ export class FastConnection implements ParserEvents {
       }
       return;
     }
-    if (this.#current !== null || this.#idleSince === 0 || ctx.keepAliveTimeoutMs <= 0) return;
+    const current = this.#current;
+    if (current !== null && ctx.requestBodyTimeoutMs > 0) {
+      const stalled = this.#bodyStalledFor(now);
+      if (stalled >= ctx.requestBodyTimeoutMs) {
+        this.#leave();
+        current.relay?.clientGone();
+        ctx.guard.bodyTimedOut(this.socket, current.responding, stalled);
+      }
+      return;
+    }
+    if (current !== null || this.#idleSince === 0 || ctx.keepAliveTimeoutMs <= 0) return;
     const idle = now - this.#idleSince;
     if (this.socket.bytesRead > this.#bytesAtIdle) {
       // Only empty lines since the last answer (a request's first byte would have started the header timeout).
@@ -575,6 +603,27 @@ export class FastConnection implements ParserEvents {
       this.#leave();
       this.socket.destroy();
     }
+  }
+
+  /**
+   * How long the current request's body has sent nothing while this side was ready to read it (0: no
+   * body in progress, or it waits on the upstream: the socket is paused for backpressure).
+   */
+  #bodyStalledFor(now: number): number {
+    const current = this.#current;
+    if (current === null || current.messageDone || current.mode === 'none' || this.#waiting !== null) return 0;
+    const bytes = this.socket.bytesRead;
+    if (bytes !== this.#bodyBytes || this.socket.isPaused()) {
+      this.#bodyBytes = bytes;
+      this.#bodySince = now;
+      return 0;
+    }
+    return now - this.#bodySince;
+  }
+
+  /** Whether its request body has sent nothing for `minMs` (the guard may close it to make room). */
+  stalledFor(now: number, minMs: number): boolean {
+    return !this.gone && this.#bodyStalledFor(now) >= minMs;
   }
 
   /** Whether no request is in progress (the guard may close it to make room). */

@@ -21,6 +21,7 @@ export interface FrontSettings {
   readonly smallBody: number;
   readonly headersTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  readonly requestBodyTimeoutMs: number;
   readonly hostCheck: boolean;
 }
 
@@ -75,6 +76,12 @@ export class FastFront {
   /** Closes the connections with no request in progress (drain, or room at the connection limit). */
   closeIdle(): void {
     for (const c of this.#connections) if (c.idle) c.close();
+  }
+
+  /** Closes the connections whose request body has sent nothing for `minMs` (room at the connection limit). */
+  closeStalled(minMs: number): void {
+    const now = Date.now();
+    for (const c of this.#connections) if (c.stalledFor(now, minMs)) c.close();
   }
 
   /** Closes every connection, ending the requests in progress (the end of a drain). */

@@ -50,6 +50,11 @@ export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseH
   const at = buf.indexOf(HEAD_END);
   if (at < 0) {
     if (buf.length > MAX_HEAD_BYTES) throw new FramingError(`response head over ${MAX_HEAD_BYTES} bytes`);
+    // A head whose lines end in bare LF never shows the CRLF CRLF it would end with: refused now
+    // instead of waiting for an end that never comes.
+    for (let lf = buf.indexOf(10); lf >= 0; lf = buf.indexOf(10, lf + 1)) {
+      if (lf === 0 || buf[lf - 1] !== 13) throw new FramingError('bare LF in the response head');
+    }
     return null;
   }
   if (at + 4 > MAX_HEAD_BYTES) throw new FramingError(`response head over ${MAX_HEAD_BYTES} bytes`);
@@ -124,9 +129,19 @@ export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseH
 
 /** Chunk scanner states. */
 const S = {
-  SIZE: 0, SIZE_WS: 1, EXT: 2, SIZE_LF: 3, DATA: 4, DATA_CR: 5, DATA_LF: 6,
+  SIZE: 0, SIZE_LF: 3, DATA: 4, DATA_CR: 5, DATA_LF: 6,
   TRAILER: 7, TRAILER_LINE: 8, TRAILER_LF: 9, FINAL_LF: 10,
+  EXT_START: 11, EXT_NAME: 12, EXT_VALUE_START: 13, EXT_VALUE: 14, EXT_QUOTED: 15, EXT_QUOTED_ESC: 16, EXT_QUOTED_END: 17,
 } as const;
+
+/** tchar (RFC 9110 §5.6.2), by byte. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+
+/** qdtext and quoted-pair's second byte (RFC 9110 §5.6.4): HTAB, SP, VCHAR but '"' and '\\', obs-text. */
+function qdtext(c: number): boolean {
+  return c === 9 || c === 32 || c === 33 || (c >= 35 && c <= 91) || (c >= 93 && c <= 126) || c >= 128;
+}
 
 function hexDigit(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
@@ -142,10 +157,25 @@ export class BodyEnd {
   #state: number = S.SIZE;
   #digits = 0;
   #trailerBytes = 0;
+  /** Bytes of the current chunk's extensions: the budget is per chunk line, not per body. */
+  #extBytes = 0;
+  #boundary = -1;
 
   constructor(framing: BodyFraming, length: number) {
     this.#framing = framing;
     this.#left = framing === 'length' ? length : 0;
+  }
+
+  #extByte(): void {
+    if (++this.#extBytes > MAX_HEAD_BYTES) throw new FramingError('chunk extension too long');
+  }
+
+  /**
+   * Where in the buffer of the last feed() the scanner last stood between two chunks (-1: nowhere).
+   * When that feed throws, the bytes up to here are whole chunks, and an error chunk may follow them.
+   */
+  get boundary(): number {
+    return this.#boundary;
   }
 
   /** Whether the scanner stands between two chunks, where a chunk of ollana's own could go. */
@@ -173,6 +203,7 @@ export class BodyEnd {
     }
     let i = start;
     const n = buf.length;
+    this.#boundary = this.atChunkStart ? start : -1;
     while (i < n) {
       const c = buf[i]!;
       switch (this.#state) {
@@ -186,25 +217,61 @@ export class BodyEnd {
           } else if (c === 13) {
             this.#state = S.SIZE_LF;
           } else if (c === 59) {
-            this.#state = S.EXT;
-          } else if (c === 32 || c === 9) {
-            this.#state = S.SIZE_WS;
+            this.#extBytes = 0;
+            this.#state = S.EXT_START;
           } else {
+            // Whitespace after the size included: Node's parser (llhttp) refuses it, so must this.
             throw new FramingError('bad character in chunk size');
           }
           i++;
           break;
         }
-        case S.SIZE_WS:
-          if (c === 59) this.#state = S.EXT;
-          else if (c === 13) this.#state = S.SIZE_LF;
-          else if (c !== 32 && c !== 9) throw new FramingError('bad character after chunk size');
+        // Chunk extensions (RFC 9112 §7.1.1) exactly as strict as llhttp, which is what a Node client
+        // behind ollana parses them with: `;name`, `;name=token`, `;name="quoted"`, no whitespace.
+        case S.EXT_START:
+          // llhttp takes an empty name before `;` or `=` (`;;a`, `;=v`), but not before the line end.
+          if (TCHAR[c] === 1) this.#state = S.EXT_NAME;
+          else if (c === 61) this.#state = S.EXT_VALUE_START;
+          else if (c !== 59) throw new FramingError('bad chunk extension');
+          this.#extByte();
           i++;
           break;
-        case S.EXT:
+        case S.EXT_NAME:
           if (c === 13) this.#state = S.SIZE_LF;
-          else if (c === 10 || c === 127 || (c < 32 && c !== 9)) throw new FramingError('bad chunk extension');
-          else if (++this.#trailerBytes > MAX_HEAD_BYTES) throw new FramingError('chunk extension too long');
+          else if (c === 59) this.#state = S.EXT_START;
+          else if (c === 61) this.#state = S.EXT_VALUE_START;
+          else if (TCHAR[c] !== 1) throw new FramingError('bad chunk extension name');
+          this.#extByte();
+          i++;
+          break;
+        case S.EXT_VALUE_START:
+        case S.EXT_VALUE:
+          if (c === 13) this.#state = S.SIZE_LF;
+          else if (c === 59) this.#state = S.EXT_START;
+          else if (c === 34 && this.#state === S.EXT_VALUE_START) this.#state = S.EXT_QUOTED;
+          else if (TCHAR[c] === 1) this.#state = S.EXT_VALUE;
+          else throw new FramingError('bad chunk extension value');
+          this.#extByte();
+          i++;
+          break;
+        case S.EXT_QUOTED:
+          if (c === 34) this.#state = S.EXT_QUOTED_END;
+          else if (c === 92) this.#state = S.EXT_QUOTED_ESC;
+          else if (!qdtext(c)) throw new FramingError('bad chunk extension quoted value');
+          this.#extByte();
+          i++;
+          break;
+        case S.EXT_QUOTED_ESC:
+          if (!qdtext(c) && c !== 34 && c !== 92) throw new FramingError('bad chunk extension quoted value');
+          this.#state = S.EXT_QUOTED;
+          this.#extByte();
+          i++;
+          break;
+        case S.EXT_QUOTED_END:
+          if (c === 13) this.#state = S.SIZE_LF;
+          else if (c === 59) this.#state = S.EXT_START;
+          else throw new FramingError('bad chunk extension after a quoted value');
+          this.#extByte();
           i++;
           break;
         case S.SIZE_LF:
@@ -229,6 +296,7 @@ export class BodyEnd {
           if (c !== 10) throw new FramingError('chunk data without CRLF');
           i++;
           this.#state = S.SIZE;
+          this.#boundary = i;
           break;
         case S.TRAILER:
           // After the last chunk: an empty line ends the message, anything else is a trailer field.

@@ -63,6 +63,8 @@ export class NodeDownstream implements Downstream {
   readonly #res: ServerResponse;
   readonly #broken: (socket: IncomingMessage['socket']) => boolean;
   #framing: BodyFraming | null = null;
+  /** The response head, until the first write hands it to node:http. */
+  #head: { status: number; headers: string[] } | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, body: Buffer | IncomingMessage | null,
     broken: (socket: IncomingMessage['socket']) => boolean) {
@@ -85,22 +87,41 @@ export class NodeDownstream implements Downstream {
 
   respond(status: number, headers: string[], framing: BodyFraming): void {
     this.#framing = framing;
-    if (framing === 'chunked') {
-      headers.push('transfer-encoding', 'chunked');
-      this.#res.writeHead(status, headers);
+    // Kept until the first write: writeHead fixes the head in node:http, and retract() must be able
+    // to take it back.
+    this.#head = { status, headers };
+  }
+
+  /** Hands the head given to respond() to node:http, once. */
+  #writeHead(): void {
+    const head = this.#head;
+    if (head === null) return;
+    this.#head = null;
+    if (this.#framing === 'chunked') {
+      head.headers.push('transfer-encoding', 'chunked');
+      this.#res.writeHead(head.status, head.headers);
       // The body's bytes carry the upstream's chunk framing already: Node must not frame them again.
       this.#res.chunkedEncoding = false;
     } else {
-      this.#res.writeHead(status, headers);
+      this.#res.writeHead(head.status, head.headers);
     }
   }
 
+  retract(): boolean {
+    if (this.#head === null) return false;
+    this.#head = null;
+    this.#framing = null;
+    return true;
+  }
+
   flushHead(): void {
+    this.#writeHead();
     const res = this.#res;
     if (!res.headersSent && !res.writableEnded) res.flushHeaders();
   }
 
   write(bytes: Buffer): boolean {
+    this.#writeHead();
     return this.#res.write(bytes);
   }
 
@@ -118,10 +139,12 @@ export class NodeDownstream implements Downstream {
   }
 
   end(): void {
+    this.#writeHead();
     this.#res.end();
   }
 
   breakOff(tail: string | null, atChunkStart: boolean, err: Error): void {
+    this.#writeHead();
     const res = this.#res;
     // 'chunked': Node passes the upstream's framing through, so ollana's line must be a chunk of
     // its own; 'close': Node frames the body itself and the line is one more write.

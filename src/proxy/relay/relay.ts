@@ -54,6 +54,12 @@ export interface Downstream {
   respond(status: number, headers: string[], framing: BodyFraming): void;
   /** Sends the head now if no body byte came with it (a client waiting for a slow first token). */
   flushHead(): void;
+  /**
+   * Takes back the head given to respond() if not one byte of the response went out yet (true), so
+   * that a failure found in the same read (bad framing right behind the head) is answered with an
+   * error status instead of a cut connection; false once anything was sent.
+   */
+  retract(): boolean;
   /** Body bytes; false when the client should not get more until onDrain. */
   write(bytes: Buffer): boolean;
   /**
@@ -123,6 +129,8 @@ export class Relay implements UpstreamUser {
   #requestSent = false;
   #finished = false;
   #contentType: string | undefined;
+  /** Bad framing was found where the bytes relayed so far end between two chunks. */
+  #atBoundary = false;
 
   /** The client could not take more: the upstream connection is paused until it drains. */
   #onResDrain: (() => void) | null = null;
@@ -291,6 +299,13 @@ export class Relay implements UpstreamUser {
       // Bytes after the response: the upstream sent what was not asked for; the connection is not reused.
       this.#complete(end === buf.length);
     } catch (err) {
+      // Bad chunk framing in this read: the whole chunks before it go out, then the error line
+      // between chunks, where the client can read it.
+      const boundary = this.#bodyEnd?.boundary ?? -1;
+      if (err instanceof FramingError && this.#head !== null && boundary >= from) {
+        if (boundary > from) this.#write(buf.subarray(from, boundary));
+        this.#atBoundary = true;
+      }
       this.#fail(err as Error);
     }
   }
@@ -372,10 +387,10 @@ export class Relay implements UpstreamUser {
       path: this.#d.url, sendError: (status, message, extra) => this.#d.sendError(status, message, extra), stats: this.#o.stats, log: this.#o.log,
       upstream: this.#o.upstream, extraHeaders: this.#o.extraHeaders, outOfFiles: this.#o.outOfFiles,
     };
-    const responded = this.#head !== null;
+    const responded = this.#head !== null && !this.#d.retract();
     if (responded || !answerOutOfFiles(failed, err)) {
       answerFailure(failed, err, responded, this.#contentType,
-        (tail) => this.#d.breakOff(tail, this.#bodyEnd?.atChunkStart ?? false, err));
+        (tail) => this.#d.breakOff(tail, this.#atBoundary || (this.#bodyEnd?.atChunkStart ?? false), err));
     }
     this.#finish();
   }
