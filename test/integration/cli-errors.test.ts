@@ -34,6 +34,15 @@ test('--help, serve --help and --version', async () => {
   assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
 });
 
+test('issue #14: an unknown command with --help is an unknown command (exit 2), as without it', async () => {
+  for (const args of [['doctor'], ['doctor', '--help']]) {
+    const r = await runCli(args, { home: home() });
+    assert.equal(r.code, 2, args.join(' '));
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr, "ollana: unknown command 'doctor'; see `ollana --help` [OLN_USAGE]\n");
+  }
+});
+
 test('port in use: exit 4, names the port and the flag', async () => {
   const blocker = createServer();
   await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve));
