@@ -641,9 +641,12 @@ export class Supervisor extends EventEmitter {
     };
   }
 
-  /** Says bye on the LAN, drains the proxy workers, and ends every actor. */
-  async stop(reason: string): Promise<void> {
-    if (this.#stopping) return;
+  /**
+   * Says bye on the LAN, drains the proxy workers, and ends every actor. Resolves with the number of
+   * in-flight requests that were cut at the drain deadline.
+   */
+  async stop(reason: string): Promise<number> {
+    if (this.#stopping) return 0;
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
     this.#trust.stop();
@@ -655,9 +658,10 @@ export class Supervisor extends EventEmitter {
       this.once('discovery-stopped', resolve);
       this.#discovery?.send({ type: 'discovery.stop' });
     }));
-    await this.#pool?.stop(deadline);
+    const cut = await this.#pool?.stop(deadline) ?? 0;
     await this.#election?.stop();
     this.#discoveryStats.rejectAll(new Error('stopping'));
-    this.#log.info('stopped');
+    this.#log.info({ cut }, 'stopped');
+    return cut;
   }
 }
