@@ -7,14 +7,13 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe } from 'node:test';
 import {
-  createLan, cut, dropMulticast, dropRandomUdp, heal, netnsSkipReason, type Host, type HostProcess, type Lan,
+  createLan, cut, dropMulticast, dropRandomUdp, heal, netnsTest as test, type Host, type HostProcess, type Lan,
 } from '../helpers/netns.ts';
 import { threadNames } from '../helpers/threads.ts';
 import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
-const skip = netnsSkipReason();
 /** Fast heartbeats keep the suite short: a node silent for 3.5 heartbeats (1050 ms) is gone. */
 const HEARTBEAT = '300ms';
 const DETECT_MS = 1_050;
@@ -48,7 +47,7 @@ function logTime(p: HostProcess, pred: (msg: string) => boolean): number | null 
 
 const upstreamCount = (s: { upstreams?: unknown[] }): number => s.upstreams?.length ?? -1;
 
-describe('LAN cluster in network namespaces', { skip, concurrency: false }, () => {
+describe('LAN cluster in network namespaces', { concurrency: false }, () => {
   test('1 server, 2 clients: both clients serve ollama-js through the server within 1 s', { timeout: 90_000 }, async () => {
     const l = await lan(3);
     const [h1, h2, h3] = l.hosts as [Host, Host, Host];
