@@ -221,9 +221,12 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     const during = await client(h2, 'generate', '5');
     assert.equal((await flood).sent, 5000);
     assert.deepEqual(during, { ok: 5, failed: 0, errors: [] });
-    const st = await client(h2, 'status');
-    const d = st.discovery.stats.dropped;
-    assert.ok(d.magic + d.version + d.malformed + d.oversize + d.rateLimited >= 1000, `dropped: ${JSON.stringify(d)}`);
+    // The flood is sent; the client's discovery thread may still be reading it: wait for the counts.
+    type Dropped = { magic: number; version: number; malformed: number; oversize: number; rateLimited: number };
+    const dropped = (s: { discovery: { stats: { dropped: Dropped } } }): Dropped => s.discovery.stats.dropped;
+    const { value: st } = await until('the client to count the garbage it dropped', () => client(h2, 'status'),
+      (s) => { const x = dropped(s); return x.magic + x.version + x.malformed + x.oversize + x.rateLimited >= 1000; });
+    const d = dropped(st);
     assert.ok(d.version > 0 && d.oversize > 0, 'each kind of garbage is told apart');
     assert.equal(upstreamCount(st), 1, 'the real server is still known');
     const cli = await h2.exec(NODE, [MAIN, 'status', '--json'], 15_000);
