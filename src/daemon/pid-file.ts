@@ -168,7 +168,8 @@ function removeLeftovers(file: string, self: number): string[] {
     return notes;
   }
   for (const name of names) {
-    const m = name.startsWith(prefix) ? /^(\d+)\.tmp$/.exec(name.slice(prefix.length)) : null;
+    // `<pid file>.<pid>.tmp`, or the drain report's `<pid file>.cut.<pid>.tmp`
+    const m = name.startsWith(prefix) ? /^(?:cut\.)?(\d+)\.tmp$/.exec(name.slice(prefix.length)) : null;
     if (m === null) continue;
     const writer = Number(m[1]);
     if (writer !== self && processRuns(writer)) continue; // being written right now

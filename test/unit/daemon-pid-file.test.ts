@@ -234,6 +234,17 @@ test('the drain report is read once, and only by the stop of the node that wrote
   assert.equal(takeDrainReport(file, taken.record.token), null);
 });
 
+test('a drain report a killed node was still writing is removed at the next start, and said so', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'ollana.pid');
+  const dead = await deadPid();
+  writeFileSync(`${file}.cut.${dead}.tmp`, 'token a');
+  const taken = takePidFile(file, { drainTimeoutMs: 1 });
+  assert.deepEqual(taken.notes, [`removed ${file}.cut.${dead}.tmp, a pid file that pid ${dead} was still writing when it ended`]);
+  assert.deepEqual(readdirSync(dir), ['ollana.pid']);
+  taken.release();
+});
+
 test('issue #14: a writer killed at any point of the write leaves the old file or the new one, and the next start says what it found', async (t) => {
   const dir = tempDir(t);
   const file = join(dir, 'ollana.pid');
