@@ -92,6 +92,10 @@ test('bad flag values: exit 2, name the flag and the expected form', async () =>
   const env = await runCli(['serve'], { home: home(), env: { OLLANA_WORKERS: '0' } });
   assert.equal(env.code, 3);
   assert.match(env.stderr, /OLLANA_WORKERS \(environment\) must be a whole number/);
+  // Checked before the pid file is looked at: the flag is wrong whether or not a node runs.
+  const timeout = await runCli(['stop', '--timeout', 'soon'], { home: home() });
+  assert.equal(timeout.code, 2);
+  assert.match(timeout.stderr, /--timeout \(flag\) must be a duration.*got "soon" \[OLN_BAD_FLAG\]/);
 });
 
 test('malformed Ollama URL: exit 3', async () => {

@@ -66,6 +66,8 @@ async function portFree(listen: string): Promise<boolean | null> {
 export async function stopCommand(flags: Partial<Record<ConfigKey, unknown>>, timeoutText: string | null, env: Env): Promise<number> {
   const { config, dataDir } = loadConfig(flags, env);
   const pidFile = config.pidFile ?? defaultPidFile(env, dataDir);
+  const timeoutFlag = timeoutText === null ? null
+    : parseValue({ key: 'drainTimeoutMs', flag: '--timeout', kind: 'duration', env: [], help: '' }, timeoutText, 'flag') as number;
   const found = inspectPidFile(pidFile);
   switch (found.kind) {
     case 'none':
@@ -87,8 +89,8 @@ export async function stopCommand(flags: Partial<Record<ConfigKey, unknown>>, ti
   }
   const { record } = found;
   const drainMs = record.drainTimeoutMs ?? config.drainTimeoutMs;
-  const timeoutMs = timeoutText === null ? drainMs + EXIT_MARGIN_MS
-    : parseValue({ key: 'drainTimeoutMs', flag: '--timeout', kind: 'duration', env: [], help: '' }, timeoutText, 'flag') as number;
+  // By default as long as the node's own drain timeout (from its pid file) and the rest of its shutdown.
+  const timeoutMs = timeoutFlag ?? drainMs + EXIT_MARGIN_MS;
 
   try {
     process.kill(record.pid, 'SIGTERM');
