@@ -63,6 +63,7 @@ export class ProxyPool extends EventEmitter {
   #trust: TrustSettings | null = null;
   #stopping = false;
   #restarts = 0;
+  #cut = 0;
 
   constructor(size: number, workerData: ProxyWorkerData, table: RouteTable, log: Logger) {
     super();
@@ -86,6 +87,11 @@ export class ProxyPool extends EventEmitter {
       if (outOfFiles(err)) this.#takeBackStarts(err);
       else this.#log.error({ err }, 'worker pool error');
     });
+  }
+
+  /** In-flight requests that stop() cut at its deadline. */
+  get cut(): number {
+    return this.#cut;
   }
 
   get restarts(): number {
@@ -282,15 +288,15 @@ export class ProxyPool extends EventEmitter {
    * not finish its drain in time (its thread is ended with them).
    */
   async stop(deadlineMs: number): Promise<number> {
-    if (this.#stopping) return 0;
+    if (this.#stopping) return this.#cut;
     this.#stopping = true;
     const draining = this.#slots.filter((slot) => slot.ready);
     for (const slot of draining) slot.endpoint?.send({ type: 'proxy.drain', deadlineMs });
     const all = Promise.allSettled(this.#slots.map((s) => s.done));
     await Promise.race([all, new Promise((resolve) => setTimeout(resolve, deadlineMs + 3_000).unref())]);
-    const cut = draining.reduce((n, s) => n + (s.ready ? Math.max(1, Atomics.load(this.#loadBoard, s.index)) : s.cut), 0);
+    this.#cut = draining.reduce((n, s) => n + (s.ready ? Math.max(1, Atomics.load(this.#loadBoard, s.index)) : s.cut), 0);
     this.#stats.rejectAll(new Error('stopping'));
     await this.#pool.destroy();
-    return cut;
+    return this.#cut;
   }
 }

@@ -123,6 +123,11 @@ export class Supervisor extends EventEmitter {
     return this.#role;
   }
 
+  /** In-flight requests that stopping cut at the drain deadline (0 until the node has stopped). */
+  get drainCut(): number {
+    return this.#pool?.cut ?? 0;
+  }
+
   async start(): Promise<Started> {
     const { config } = this.#opts;
     const probe = await probeOllama(this.#target, config.probeTimeoutMs);
@@ -641,12 +646,9 @@ export class Supervisor extends EventEmitter {
     };
   }
 
-  /**
-   * Says bye on the LAN, drains the proxy workers, and ends every actor. Resolves with the number of
-   * in-flight requests that were cut at the drain deadline.
-   */
-  async stop(reason: string): Promise<number> {
-    if (this.#stopping) return 0;
+  /** Says bye on the LAN, drains the proxy workers, and ends every actor. */
+  async stop(reason: string): Promise<void> {
+    if (this.#stopping) return;
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
     this.#trust.stop();
@@ -658,10 +660,9 @@ export class Supervisor extends EventEmitter {
       this.once('discovery-stopped', resolve);
       this.#discovery?.send({ type: 'discovery.stop' });
     }));
-    const cut = await this.#pool?.stop(deadline) ?? 0;
+    await this.#pool?.stop(deadline);
     await this.#election?.stop();
     this.#discoveryStats.rejectAll(new Error('stopping'));
-    this.#log.info({ cut }, 'stopped');
-    return cut;
+    this.#log.info('stopped');
   }
 }

@@ -82,7 +82,7 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
       }
       stopping = true;
       // A drain that had to cut requests leaves a report for `ollana stop`, before the pid file goes.
-      void supervisor.stop(reason).then((cut) => { if (cut > 0) pid?.reportCut(cut); },
+      void supervisor.stop(reason).then(() => { if (supervisor.drainCut > 0) pid?.reportCut(supervisor.drainCut); },
         (err: unknown) => log.error({ err }, `stopping failed: ${errorMessage(err)}`)).finally(() => {
         pid?.release();
         resolve(status);
