@@ -149,7 +149,7 @@ test('issue #14: `ollana stop` returns once the node has exited and its port is 
   assert.equal(free, true, 'the port is free when stop says stopped');
 });
 
-test('issue #14: a stop whose drain deadline cut a stream says so, exit 13 [OLN_DRAIN_CUT]', { timeout: 60_000 }, async () => {
+test('issue #14: a stop whose drain deadline cut a stream says so, exit 14 [OLN_DRAIN_CUT]', { timeout: 60_000 }, async () => {
   const h = home();
   const port = await freePort();
   const r = await serveDaemon(h, port, ['--drain-timeout', '300']);
@@ -163,7 +163,7 @@ test('issue #14: a stop whose drain deadline cut a stream says so, exit 13 [OLN_
   const consumed = (async () => { try { while (!(await it.next()).done); } catch { /* cut: expected */ } })();
   const stop = await runCli(['stop'], { home: h });
   await consumed;
-  assert.equal(stop.code, 13, stop.stderr);
+  assert.equal(stop.code, 14, stop.stderr);
   assert.equal(stop.stdout, '');
   assert.equal(stop.stderr, `ollana: ollana (pid ${r.pid}) stopped, but its drain timeout (0.3 s) ran out first: 1 in-flight request was cut; ` +
     'start it with a longer --drain-timeout to let them finish [OLN_DRAIN_CUT]\n');
