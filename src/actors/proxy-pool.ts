@@ -37,6 +37,8 @@ interface Slot {
   abort: AbortController | null;
   /** Its thread could not start for lack of file descriptors (logged once); retried, never given up on. */
   starved: boolean;
+  /** requests its worker cut at the drain deadline when it stopped */
+  cut: number;
 }
 
 export type WorkerReport = WorkerStats | { readonly worker: number; readonly ready: false };
@@ -61,6 +63,7 @@ export class ProxyPool extends EventEmitter {
   #trust: TrustSettings | null = null;
   #stopping = false;
   #restarts = 0;
+  #cut = 0;
 
   constructor(size: number, workerData: ProxyWorkerData, table: RouteTable, log: Logger) {
     super();
@@ -84,6 +87,11 @@ export class ProxyPool extends EventEmitter {
       if (outOfFiles(err)) this.#takeBackStarts(err);
       else this.#log.error({ err }, 'worker pool error');
     });
+  }
+
+  /** In-flight requests that stop() cut at its deadline. */
+  get cut(): number {
+    return this.#cut;
   }
 
   get restarts(): number {
@@ -120,7 +128,7 @@ export class ProxyPool extends EventEmitter {
     let slot = this.#slots[index];
     if (slot === undefined) {
       slot = { index, endpoint: null, ready: false, bootFailures: 0, startedAt: 0, done: Promise.resolve(), onReady: null,
-        abort: null, starved: false };
+        abort: null, starved: false, cut: 0 };
       this.#slots[index] = slot;
     }
     const s = slot;
@@ -138,7 +146,7 @@ export class ProxyPool extends EventEmitter {
       const abort = new AbortController();
       s.abort = abort;
       s.done = (this.#pool.run(task, { transferList: [port2], signal: abort.signal }) as Promise<ProxyTaskResult>).then(
-        () => this.#ended(s, port1),
+        (result) => { s.cut = result.cut; this.#ended(s, port1); },
         (err: unknown) => {
           this.#ended(s, port1);
           const error = errorFromData(err) ?? (outOfFiles(err)
@@ -274,14 +282,21 @@ export class ProxyPool extends EventEmitter {
     }));
   }
 
-  /** Drains every worker (in-flight requests get `deadlineMs`), then ends the pool. */
-  async stop(deadlineMs: number): Promise<void> {
-    if (this.#stopping) return;
+  /**
+   * Drains every worker (in-flight requests get `deadlineMs`), then ends the pool. Resolves with the
+   * number of requests cut at the deadline: those the workers report, plus those of a worker that did
+   * not finish its drain in time (its thread is ended with them).
+   */
+  async stop(deadlineMs: number): Promise<number> {
+    if (this.#stopping) return this.#cut;
     this.#stopping = true;
-    for (const slot of this.#slots) if (slot.ready) slot.endpoint?.send({ type: 'proxy.drain', deadlineMs });
+    const draining = this.#slots.filter((slot) => slot.ready);
+    for (const slot of draining) slot.endpoint?.send({ type: 'proxy.drain', deadlineMs });
     const all = Promise.allSettled(this.#slots.map((s) => s.done));
     await Promise.race([all, new Promise((resolve) => setTimeout(resolve, deadlineMs + 3_000).unref())]);
+    this.#cut = draining.reduce((n, s) => n + (s.ready ? Math.max(1, Atomics.load(this.#loadBoard, s.index)) : s.cut), 0);
     this.#stats.rejectAll(new Error('stopping'));
     await this.#pool.destroy();
+    return this.#cut;
   }
 }

@@ -129,6 +129,11 @@ export class Supervisor extends EventEmitter {
     return this.#role;
   }
 
+  /** In-flight requests that stopping cut at the drain deadline (0 until the node has stopped). */
+  get drainCut(): number {
+    return this.#pool?.cut ?? 0;
+  }
+
   async start(): Promise<Started> {
     const { config } = this.#opts;
     const probe = await probeOllama(this.#target, config.probeTimeoutMs);

@@ -69,6 +69,25 @@ function collectFlags(cmd: Command, keys: readonly ConfigKey[]): Partial<Record<
   return out;
 }
 
+/**
+ * The first command word in `argv` that names no command where it stands, or null. Only levels that
+ * have subcommands are walked (the program, `device`), and their options take no values, so every
+ * word there is a command name; `help` is transparent (`help device forget` checks both words).
+ */
+function unknownCommand(program: Command, argv: readonly string[]): string | null {
+  let level = program;
+  for (const word of argv) {
+    if (word === '--') return null;
+    if (word.startsWith('-')) continue;
+    if (level.commands.length === 0) return null;
+    if (word === 'help') continue;
+    const sub = level.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (sub === undefined) return word;
+    level = sub;
+  }
+  return null;
+}
+
 export function parseCli(argv: readonly string[], version: string): CliCommand {
   let result: CliCommand | null = null;
   let printed = '';
@@ -127,6 +146,11 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
   for (const cmd of [program, serve, stop, status, device, ...deviceCmds]) {
     cmd.exitOverride().configureOutput({ writeOut: (s) => { printed += s; }, writeErr: (s) => { printed += s; } });
   }
+
+  // Commander acts on --help before it looks up the command, so `ollana doctor --help` would print the
+  // overview and exit 0 where `ollana doctor` is an unknown command: check the command words first.
+  const unknown = unknownCommand(program, argv);
+  if (unknown !== null) throw new OllanaError('OLN_USAGE', `unknown command '${unknown}'; see \`ollana --help\``);
 
   try {
     program.parse([...argv], { from: 'user' });

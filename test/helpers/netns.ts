@@ -17,6 +17,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
+import { test, type TestFn, type TestOptions } from 'node:test';
 
 /** Prefix of every namespace this harness creates (`oln<pid>x<rand>b`, `oln<pid>x<rand>h<N>`). */
 export const NS_PREFIX = 'oln';
@@ -293,6 +294,19 @@ export function netnsSkipReason(opts: { nft?: boolean } = {}): string | undefine
     }
   }
   return undefined;
+}
+
+let skipReason: string | undefined | null = null;
+
+/**
+ * node:test's `test` for tests that need network namespaces: where they cannot run, each one is
+ * reported skipped with the reason, so the runner's `skipped` count shows it. (A skipped `describe`
+ * registers none of its tests: the summary would count them nowhere.)
+ */
+export function netnsTest(name: string, options: TestOptions | TestFn, fn?: TestFn): Promise<void> {
+  const [opts, body] = typeof options === 'function' ? [{}, options] : [options, fn];
+  if (skipReason === null) skipReason = netnsSkipReason();
+  return test(name, skipReason === undefined ? opts : { ...opts, skip: skipReason }, body);
 }
 
 function parseSubnet(subnet: string): [number, number, number] {

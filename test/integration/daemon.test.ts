@@ -3,8 +3,10 @@
  * second copy, replaces a stale pid file, and `ollana stop` lets in-flight streams finish.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Ollama } from 'ollama';
@@ -15,13 +17,38 @@ let emu: Emulator;
 const homes: string[] = [];
 const pids: number[] = [];
 
-/** Running, not merely a zombie: the daemon's parent exits, so whoever adopts it may reap it late. */
+/**
+ * Running: some thread of it is not a zombie. Not only the main thread: while a node's last threads
+ * finish, its main thread is a zombie already, and its sockets are still open.
+ */
 function alive(pid: number): boolean {
   try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    return readdirSync(`/proc/${pid}/task`).some((tid) => {
+      try {
+        return !/^\d+ \(.*\) [ZX]/.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    });
   } catch {
     return false;
   }
+}
+
+/** Whether host:port can be listened on (exclusively) right now. */
+async function portFree(port: number): Promise<boolean> {
+  const server = createServer();
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/** A live process that is not ollana but whose arguments look like it (node -e ignores them). */
+function lookalike(script: string): ChildProcess & { pid: number } {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', script], { stdio: 'ignore' });
+  pids.push(child.pid!);
+  return child as ChildProcess & { pid: number };
 }
 
 before(async () => {
@@ -57,7 +84,7 @@ test('serve -d, a refused second copy, stop while a stream runs: the whole cycle
   assert.match(first.stdout, new RegExp(`listening on http://127\\.0\\.0\\.1:${port}`));
   assert.ok(first.pid !== null && alive(first.pid), 'the daemon runs after the parent returned');
   const pidFile = join(h, 'ollana.pid');
-  assert.equal(readFileSync(pidFile, 'utf8').trim(), String(first.pid));
+  assert.equal(readFileSync(pidFile, 'utf8').split('\n')[0], String(first.pid));
 
   // It serves at once: `serve -d` returned only after the node was listening.
   const ollama = new Ollama({ host: `http://127.0.0.1:${port}` });
@@ -72,8 +99,10 @@ test('serve -d, a refused second copy, stop while a stream runs: the whole cycle
   const stream = await ollama.generate({ model: 'llama3.2', prompt: 'x', stream: true,
     options: { emulator_tokens: 40, emulator_interval_ms: 50 } as Record<string, number> });
   const parts: { done: boolean }[] = [];
-  const consumed = (async () => { for await (const p of stream) parts.push(p); })();
-  await new Promise((r) => setTimeout(r, 200));
+  let firstPart: () => void = () => undefined;
+  const streaming = new Promise<void>((resolve) => { firstPart = resolve; });
+  const consumed = (async () => { for await (const p of stream) { parts.push(p); firstPart(); } })();
+  await streaming;
   const stop = await runCli(['stop'], { home: h });
   await consumed;
   assert.equal(stop.code, 0, stop.stderr);
@@ -93,13 +122,91 @@ test('serve -d, a refused second copy, stop while a stream runs: the whole cycle
   assert.match(again.stderr, /no ollana is running/);
 });
 
+test('issue #14: `ollana stop` returns once the node has exited and its port is free', { timeout: 60_000 }, async () => {
+  const h = home();
+  const port = await freePort();
+  // Over TLS and with a live upstream, as users run it: such a node's last threads take longest to end.
+  const r = await runCli(['serve', '-d', '--mode', 'auto', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url, '--workers', '1'], { home: h });
+  assert.equal(r.code, 0, r.stderr);
+  const pid = Number(/\(pid (\d+)\)/.exec(r.stdout)?.[1]);
+  pids.push(pid);
+  assert.equal(await portFree(port), false, 'the node holds its port');
+  const stop = await runCli(['stop'], { home: h });
+  // Checked at once, as a script would: the pid is gone (not even a zombie: on this machine init reaps
+  // only every second or so), and a new node can take the port.
+  const running = alive(pid);
+  let pidGone = false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    pidGone = (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  const free = await portFree(port);
+  assert.equal(stop.code, 0, stop.stderr);
+  assert.equal(stop.stdout, `ollana (pid ${pid}) stopped\n`);
+  assert.equal(running, false, 'the process has exited when stop says stopped');
+  assert.equal(pidGone, true, 'kill -0 finds no such process when stop says stopped');
+  assert.equal(free, true, 'the port is free when stop says stopped');
+});
+
+test('issue #14: a stop whose drain deadline cut a stream says so, exit 14 [OLN_DRAIN_CUT]', { timeout: 60_000 }, async () => {
+  const h = home();
+  const port = await freePort();
+  const r = await serveDaemon(h, port, ['--drain-timeout', '300']);
+  assert.equal(r.code, 0, r.stderr);
+  const ollama = new Ollama({ host: `http://127.0.0.1:${port}` });
+  // A stream of about 10 s against a 300 ms drain timeout.
+  const stream = await ollama.generate({ model: 'llama3.2', prompt: 'x', stream: true,
+    options: { emulator_tokens: 200, emulator_interval_ms: 50 } as Record<string, number> });
+  const it = stream[Symbol.asyncIterator]();
+  assert.equal((await it.next()).done, false, 'the stream has begun');
+  const consumed = (async () => { try { while (!(await it.next()).done); } catch { /* cut: expected */ } })();
+  const stop = await runCli(['stop'], { home: h });
+  await consumed;
+  assert.equal(stop.code, 14, stop.stderr);
+  assert.equal(stop.stdout, '');
+  assert.equal(stop.stderr, `ollana: ollana (pid ${r.pid}) stopped, but its drain timeout (0.3 s) ran out first: 1 in-flight request was cut; ` +
+    'start it with a longer --drain-timeout to let them finish [OLN_DRAIN_CUT]\n');
+  assert.equal(alive(r.pid!), false);
+  assert.deepEqual(readdirSync(h).filter((f) => f.startsWith('ollana.pid')), [], 'no pid file and no drain report left');
+});
+
+test('issue #22 item 9: a pid file naming a live process that only looks like ollana: stop leaves it alone, serve starts', { timeout: 60_000 }, async () => {
+  const h = home();
+  const pidFile = join(h, 'ollana.pid');
+  // An old-style pid file (the pid alone), left an hour ago by an ollana that has gone since; its pid
+  // now belongs to another program whose arguments end in dist/main.js.
+  const other = lookalike('/srv/other-app/dist/main.js');
+  await once(other, 'spawn');
+  writeFileSync(pidFile, `${other.pid}\n`);
+  const anHourAgo = new Date(Date.now() - 3_600_000);
+  utimesSync(pidFile, anHourAgo, anHourAgo);
+  const stop = await runCli(['stop'], { home: h });
+  assert.equal(stop.code, 7, stop.stderr);
+  assert.equal(stop.stderr, `ollana: no ollana is running: pid ${other.pid} from ${pidFile} is a different process now ` +
+    '(not the ollana that wrote the file); left it alone and removed the stale pid file [OLN_NOT_RUNNING]\n');
+  assert.equal(alive(other.pid), true, 'the other program was not signalled');
+  assert.equal(existsSync(pidFile), false);
+
+  // A pid file of this version naming it, with another start time: serve replaces it and says why.
+  writeFileSync(pidFile, `${other.pid}\nstart not-its-start\ntoken 00\n`);
+  const r = await serveDaemon(h, await freePort());
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(alive(other.pid), true);
+  assert.match(readFileSync(join(h, 'ollana.log'), 'utf8'),
+    new RegExp(`replaced a stale pid file: its pid ${other.pid} is a different process now \\(not the ollana that wrote the file\\), left alone`));
+  assert.equal((await runCli(['stop'], { home: h })).code, 0);
+  assert.equal(alive(other.pid), true);
+  other.kill('SIGKILL');
+});
+
 test('a stale pid file is replaced', { timeout: 60_000 }, async () => {
   const h = home();
   const dead = spawnSync(process.execPath, ['-e', 'process.pid'], { stdio: 'ignore' }).pid!;
   writeFileSync(join(h, 'ollana.pid'), `${dead}\n`);
   const r = await serveDaemon(h, await freePort());
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(readFileSync(join(h, 'ollana.pid'), 'utf8').trim(), String(r.pid));
+  assert.equal(readFileSync(join(h, 'ollana.pid'), 'utf8').split('\n')[0], String(r.pid));
   assert.match(readFileSync(join(h, 'ollana.log'), 'utf8'), new RegExp(`replaced a stale pid file left by pid ${dead}`));
   assert.equal((await runCli(['stop'], { home: h })).code, 0);
 });

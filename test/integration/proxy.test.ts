@@ -88,18 +88,19 @@ describe('ollama-js through a server node', () => {
   test('aborting a stream stops the emulator within 100 ms', async () => {
     const ollama = new Ollama({ host: node.url });
     const aborted = new Promise<number>((resolve) => emu.events.once('aborted', (e: { at: number }) => resolve(e.at)));
+    // The next token is a minute away: the emulator can see the abort within the test's timeout only
+    // because ollana passed it on, however slow the machine (no bound in ms to miss).
     const stream = await ollama.generate({ model: 'llama3.2', prompt: 'long', stream: true,
-      options: { emulator_tokens: 1000, emulator_interval_ms: 20 } as Record<string, number> });
-    let abortedAt = 0;
+      options: { emulator_tokens: 1000, emulator_interval_ms: 60_000 } as Record<string, number> });
     let received = 0;
     await assert.rejects(async () => {
       for await (const _part of stream) {
         received += 1;
-        if (received === 3) { abortedAt = performance.now(); stream.abort(); }
+        stream.abort();
       }
     }, /abort/i);
-    const seenAt = await aborted;
-    assert.ok(seenAt - abortedAt < 100, `emulator saw the abort after ${(seenAt - abortedAt).toFixed(1)} ms`);
+    await aborted;
+    assert.equal(received, 1);
   });
 
   test('an unknown model is the same 404 error Ollama sends', async () => {
@@ -166,21 +167,17 @@ describe('streaming', () => {
 
   test('a client that goes away mid-stream aborts the upstream at once', async () => {
     const aborted = new Promise<{ at: number; tokensSent: number }>((resolve) => emu.events.once('aborted', resolve));
-    let goneAt = 0;
+    // The second token is a minute away: an abort seen with one token sent, within the test's timeout,
+    // comes from the client leaving, however slow the machine (no bound in ms to miss).
     await new Promise<void>((resolve) => {
       const req = httpRequest(`${node.url}/api/chat`, { method: 'POST' }, (res) => {
-        let lines = 0;
-        res.on('data', (c: Buffer) => {
-          lines += c.toString().split('\n').length - 1;
-          if (lines >= 2 && goneAt === 0) { goneAt = performance.now(); req.destroy(); resolve(); }
-        });
+        res.once('data', () => { req.destroy(); resolve(); });
       });
       req.on('error', () => undefined);
-      req.end(JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], options: { emulator_tokens: 500, emulator_interval_ms: 20 } }));
+      req.end(JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], options: { emulator_tokens: 500, emulator_interval_ms: 60_000 } }));
     });
     const seen = await aborted;
-    assert.ok(seen.at - goneAt < 100, `aborted ${(seen.at - goneAt).toFixed(1)} ms after the client left`);
-    assert.ok(seen.tokensSent < 20, `emulator stopped producing after ${seen.tokensSent} tokens`);
+    assert.equal(seen.tokensSent, 1, 'the emulator stopped while waiting for the second token');
   });
 
   test('a slow first token is waited for (no default headers timeout)', async () => {

@@ -137,6 +137,22 @@ test('an unknown command is OLN_USAGE naming it', () => {
   assert.equal(err.message, "unknown command 'frobnicate'; see `ollana --help`");
 });
 
+test('issue #14: an unknown command is OLN_USAGE with --help too, at every level and through `help`', () => {
+  for (const argv of [['doctor', '--help'], ['doctor', '-h'], ['--help', 'doctor'], ['help', 'doctor'], ['-v', 'doctor']]) {
+    const err = usageError(argv, 'OLN_USAGE');
+    assert.equal(err.message, "unknown command 'doctor'; see `ollana --help`", argv.join(' '));
+  }
+  for (const argv of [['device', 'forget', '--help'], ['device', 'help', 'forget'], ['help', 'device', 'forget']]) {
+    assert.match(usageError(argv, 'OLN_USAGE').message, /^unknown command 'forget'/, argv.join(' '));
+  }
+  // Known commands keep their help, whatever follows them.
+  assert.equal(printed(['help', 'serve']), printed(['serve', '--help']));
+  assert.equal(printed(['help', 'device']), printed(['device', '--help']));
+  assert.equal(printed(['serve', '--listen', 'doctor', '--help']), printed(['serve', '--help']));
+  assert.equal(printed(['device', 'allow', 'SOMEID', '--help']), printed(['device', 'allow', '--help']));
+  assert.equal(printed(['help']), printed(['--help']));
+});
+
 test('a stray argument is OLN_USAGE', () => {
   const err = usageError(['serve', 'extra'], 'OLN_USAGE');
   assert.match(err.message, /too many arguments for 'serve'/);

@@ -9,7 +9,6 @@ import { once } from 'node:events';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
@@ -349,8 +348,9 @@ test('injected failures: a status before the first byte, an error line after it'
 });
 
 test('ollama client abort stops the stream at once and fires "aborted"', TIMEOUT, async (t) => {
-  const interval = 40;
-  const emu = await start(t, { ttftMs: 10, tokenIntervalMs: interval, tokens: 200 });
+  // The next token is a minute away: "aborted" within the test's timeout, with one token sent, can
+  // only come from the client leaving, however slow the machine (no bound in ms to miss).
+  const emu = await start(t, { ttftMs: 10, tokenIntervalMs: 60_000, tokens: 200 });
   const ollama = new Ollama({ host: emu.url });
   const tokens: TokenEvent[] = [];
   emu.events.on('token', (ev: TokenEvent) => tokens.push(ev));
@@ -358,42 +358,33 @@ test('ollama client abort stops the stream at once and fires "aborted"', TIMEOUT
 
   const stream = await ollama.generate({ model: MODEL, prompt: 'x', stream: true });
   let seen = 0;
-  let abortAt = 0;
   try {
     for await (const part of stream) {
       void part;
-      if (++seen === 3) {
-        abortAt = performance.now();
-        stream.abort();
-      }
+      if (++seen === 1) stream.abort();
     }
   } catch (err) {
     assert.equal((err as Error).name, 'AbortError');
   }
   const [ev] = await aborted;
-  assert.ok(abortAt > 0);
-  assert.ok(ev.at - abortAt < 100, `abort seen after ${(ev.at - abortAt).toFixed(1)} ms`);
+  assert.equal(seen, 1);
   assert.equal(ev.url, '/api/generate');
-  assert.ok(ev.tokensSent >= 3 && ev.tokensSent < 200, `tokensSent ${ev.tokensSent}`);
-  const count = tokens.length;
-  // Bounded negative check: no token may be produced after the abort.
-  await sleep(interval * 3);
-  assert.equal(tokens.length, count, 'production stopped');
+  assert.equal(ev.tokensSent, 1, 'the abort ended the wait for the next token');
+  assert.equal(tokens.length, 1, 'production stopped');
 });
 
 test('a client leaving a delayed non-streamed reply is seen too', TIMEOUT, async (t) => {
-  const emu = await start(t, { ttftMs: 5000 });
+  // The reply is a minute away, past the test's timeout: "aborted" can only come from the client leaving.
+  const emu = await start(t, { ttftMs: 60_000 });
   const aborted = once(emu.events, 'aborted') as Promise<[AbortedEvent]>;
   const ac = new AbortController();
   const pending = fetch(`${emu.url}/api/chat`, {
     method: 'POST', signal: ac.signal, body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: false }),
   });
   await once(emu.events, 'request');
-  const abortAt = performance.now();
   ac.abort();
   await assert.rejects(pending, { name: 'AbortError' });
   const [ev] = await aborted;
-  assert.ok(ev.at - abortAt < 100, `abort seen after ${(ev.at - abortAt).toFixed(1)} ms`);
   assert.equal(ev.tokensSent, 0);
 });
 

@@ -55,9 +55,11 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
     if (removed.length > 0) log.warn({ dataDir, removed }, `removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}`);
     if (created) log.info({ deviceId: identity.id, cert: identity.certFile }, `created this node's identity: device id ${identity.id}`);
     supervisor = new Supervisor({ config, log, logSettings, version, identity, dataDir, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
-    pid = takePidFile(pidFile);
-    if (pid.replacedStale !== null) log.warn({ pidFile, stalePid: pid.replacedStale }, `replaced a stale pid file left by pid ${pid.replacedStale}`);
+    pid = takePidFile(pidFile, { drainTimeoutMs: config.drainTimeoutMs });
+    for (const note of pid.notes) log.warn({ pidFile }, note);
     const started = await supervisor.start();
+    const url = new URL(started.url);
+    pid.setListen(`${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`);
     if (child) await reportToParent({ type: 'daemon.ready', pid: process.pid, role: started.role, url: started.url });
   } catch (err) {
     pid?.release();
@@ -77,7 +79,9 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
         return;
       }
       stopping = true;
-      void supervisor.stop(reason).finally(() => {
+      // A drain that had to cut requests leaves a report for `ollana stop`, before the pid file goes.
+      void supervisor.stop(reason).then(() => { if (supervisor.drainCut > 0) pid?.reportCut(supervisor.drainCut); },
+        (err: unknown) => log.error({ err }, `stopping failed: ${errorMessage(err)}`)).finally(() => {
         pid?.release();
         resolve(status);
       });
