@@ -7,12 +7,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe } from 'node:test';
 import { readPending } from '../../src/identity/devices.ts';
-import { createLan, cut, netnsSkipReason, type Host, type HostProcess } from '../helpers/netns.ts';
+import { createLan, cut, netnsTest as test, type Host, type HostProcess } from '../helpers/netns.ts';
 import { MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
-const skip = netnsSkipReason();
 const HEARTBEAT = '300ms';
 
 const { lans, homes } = madeByThisFile();
@@ -34,7 +33,7 @@ async function device(n: Node, ...args: string[]): Promise<{ code: number | null
 
 const logged = (n: Node, text: string): boolean => n.proc.lines.some((l) => l.text.includes(text));
 
-describe('trust between hosts', { skip }, () => {
+describe('trust between hosts', () => {
   test('pairing is one command on each side; each side says which command is missing', { timeout: 120_000 }, async (t) => {
     const l = await createLan({ hosts: 2 });
     lans.push(l);
