@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Ollama } from 'ollama';
 import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
-import { freePort, removeHome, runCli, tempHome } from '../helpers/ollana-process.ts';
+import { freePort, removeHome, runCli, runOllana, tempHome } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;
 const homes: string[] = [];
@@ -225,4 +225,25 @@ test('a daemon that cannot start says why and leaves no pid file', { timeout: 60
   } finally {
     blocker.close();
   }
+});
+
+test('a SIGTERM while the node is still starting is held, then drains: exit 0, pid file removed', { timeout: 60_000 }, async () => {
+  const h = home();
+  const pidFile = join(h, 'starting.pid');
+  const port = await freePort();
+  const p = runOllana(['serve', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url,
+    '--workers', '1', '--pid-file', pidFile], { home: h });
+  pids.push(p.proc.pid!);
+  // The pid file is taken before the supervisor starts, so it appearing means the node is mid-start.
+  // Bounded polling: no event tells a test when another process creates a file.
+  for (let i = 0; !existsSync(pidFile); i++) {
+    assert.ok(i < 2000 && p.proc.exitCode === null, `the node never wrote ${pidFile}; stderr: ${p.stderr.join('\n')}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const listened = p.lines.some((l) => typeof l.msg === 'string' && l.msg.includes('listening on'));
+  p.proc.kill('SIGTERM');
+  const exit = await p.exited;
+  assert.deepEqual(exit, { code: 0, signal: null }, `a signal during start ended the node without a drain (listening already: ${listened})`);
+  assert.equal(existsSync(pidFile), false, 'the pid file was left behind');
+  assert.ok(p.lines.some((l) => typeof l.msg === 'string' && /stopp/.test(l.msg)), 'the node did not log its stop');
 });

@@ -50,6 +50,21 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
   let pid: ReturnType<typeof takePidFile> | null = null;
   let supervisor: Supervisor;
 
+  // The handlers are in place before anything starts: a signal that arrives while the node starts
+  // (before or right after its "listening" line) is held and acted on once it has started, instead of
+  // meeting Node's default action (no drain, the pid file left behind).
+  let onStop: ((reason: string) => void) | null = null;
+  let held: string | null = null;
+  const request = (reason: string): void => {
+    if (onStop !== null) { onStop(reason); return; }
+    if (held === 'SIGINT' && reason === 'SIGINT') { log.warn('second interrupt: exiting at once'); pid?.release(); process.exit(130); }
+    held ??= reason;
+  };
+  process.on('SIGTERM', () => request('SIGTERM'));
+  process.on('SIGINT', () => request('SIGINT'));
+  // A daemon has no terminal; a hang-up must not kill it.
+  process.on('SIGHUP', () => { if (!child) request('SIGHUP'); });
+
   try {
     const { identity, created, removed } = await loadOrCreateIdentity(dataDir);
     if (removed.length > 0) log.warn({ dataDir, removed }, `removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}`);
@@ -86,13 +101,11 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
         resolve(status);
       });
     };
-    process.on('SIGTERM', () => stop('SIGTERM', 0));
-    process.on('SIGINT', () => stop('SIGINT', 0));
-    // A daemon has no terminal; a hang-up must not kill it.
-    process.on('SIGHUP', () => { if (!child) stop('SIGHUP', 0); });
+    onStop = (reason) => stop(reason, 0);
     supervisor.on('fatal', (err: OllanaError) => {
       log.error({ err, code: err.code }, `giving up: ${err.message}`);
       stop('fatal error', err.exitCode);
     });
+    if (held !== null) stop(held, 0);
   });
 }
