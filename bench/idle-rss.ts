@@ -17,7 +17,7 @@
  * By default the node runs in this machine's network namespace with --discovery off (it must send
  * nothing to the real network), so it has no discovery thread and, since that change, no election
  * thread. --lan (root, Linux) runs it with discovery on, as on a LAN, inside a one-host virtual LAN
- * of network namespaces (test/helpers/netns.ts), with the emulator on that host's loopback; the
+ * of network namespaces (testkit/netns.ts), with the emulator on that host's loopback; the
  * requests are made from inside the host too.
  *
  * Every checkout runs with the same node and flags; the emulator stands in for Ollama on loopback.
@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { createLan, netnsSkipReason, type Lan } from '../test/helpers/netns.ts';
+import { createLan, netnsSkipReason, type Lan } from '../testkit/netns.ts';
 import { startChild, stopAll, stopChild, waitUntil } from './lib/children.ts';
 import { startEmulator } from './lib/emulator.ts';
 import { memory, processTree, type Memory } from './lib/proc-stats.ts';
@@ -55,7 +55,7 @@ if (lanSkip !== undefined) {
   process.exit(2);
 }
 const roots = positionals.map((r) => resolve(r));
-const EMULATOR = fileURLToPath(new URL('../test/fixtures/ollama-emulator.ts', import.meta.url));
+const EMULATOR = fileURLToPath(new URL('../testkit/ollama-emulator.ts', import.meta.url));
 /** Run inside the LAN host: waits for the workers, then sends a few requests per worker. */
 const WARM = `
 const [url, workers] = [process.argv[1], Number(process.argv[2])];

@@ -2,7 +2,7 @@
  * Cluster benchmark: how fast a client node finds a server, notices a dead one, and how long
  * requests stall when a server dies (scenarios.ts describes each measurement). Runs ollana nodes,
  * Ollama emulators and small probes (./probes) inside network namespaces on one virtual LAN per run
- * (test/helpers/netns.ts), so it needs root, `ip` and `unshare`. Every packet stays inside the
+ * (testkit/netns.ts), so it needs root, `ip` and `unshare`. Every packet stays inside the
  * namespaces it creates; the probes talk only to their own host's loopback.
  *
  *   node bench/cluster/run.ts [--runs 5] [--heartbeat 1000ms] [--heartbeat 300ms] [--out DIR]
@@ -19,7 +19,7 @@ import { availableParallelism, loadavg, release } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { NS_PREFIX, netnsSkipReason } from '../../test/helpers/netns.ts';
+import { NS_PREFIX, netnsSkipReason } from '../../testkit/netns.ts';
 import { MAIN, removeHomes, setOllanaMain } from './harness.ts';
 import { consoleTable, summarize, writeReport, type Measurement, type ReportMeta } from './report.ts';
 import { RunCluster, SCENARIO_IDS, detect, discover, failover, type ScenarioEnv, type ScenarioId, type ScenarioResult } from './scenarios.ts';

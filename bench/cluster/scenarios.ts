@@ -17,7 +17,7 @@
  *
  * All times are Date.now() values: every host shares the machine clock.
  */
-import { createLan, cut, heal, type Host, type HostProcess, type Lan } from '../../test/helpers/netns.ts';
+import { createLan, cut, heal, type Host, type HostProcess, type Lan } from '../../testkit/netns.ts';
 import {
   NODE, PROBES, StatusWatch, hasUpstream, jsonLines, levelOf, logLines, logTime, nodeIdOf, sleep, spawnNode, startEmulator, startNode,
   tail, type OllanaNode, type StatusSnap,

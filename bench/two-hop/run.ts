@@ -20,7 +20,7 @@ import { availableParallelism, cpus as cpuInfo, loadavg, release } from 'node:os
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { netnsSkipReason } from '../../test/helpers/netns.ts';
+import { netnsSkipReason } from '../../testkit/netns.ts';
 import { MAIN, removeHomes, setOllanaMain } from '../cluster/harness.ts';
 import { canPin, pinProcess } from '../lib/children.ts';
 import { STREAM_SETTINGS } from '../lib/emulator.ts';
