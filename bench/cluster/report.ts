@@ -1,8 +1,7 @@
 /**
  * Aggregation and the Markdown / JSON / console output of the cluster benchmark.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { Machine } from '../lib/run-meta.ts';
 import type { Excerpt, ScenarioId, ScenarioResult } from './scenarios.ts';
 
 export interface Measurement {
@@ -42,7 +41,7 @@ export interface ReportMeta {
   readonly lanes: number;
   readonly heartbeats: readonly string[];
   readonly scenarios: readonly ScenarioId[];
-  readonly machine: { cpus: number; loadBefore: readonly number[]; loadAfter: readonly number[]; kernel: string; node: string };
+  readonly machine: Machine;
   readonly commit: string | null;
   /** the ollana entry point that ran */
   readonly ollana: string;
@@ -239,9 +238,4 @@ export function consoleTable(sums: readonly Summary[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (r: readonly string[]): string => r.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
-}
-
-export function writeReport(dir: string, meta: ReportMeta, ms: readonly Measurement[], sums: readonly Summary[]): void {
-  writeFileSync(join(dir, 'report.json'), `${JSON.stringify({ meta, summary: sums, measurements: ms }, null, 2)}\n`);
-  writeFileSync(join(dir, 'report.md'), markdown(meta, ms, sums));
 }
