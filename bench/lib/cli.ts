@@ -52,6 +52,8 @@ export interface ParseResult<S extends Specs> {
   /** Keys whose value came from a flag or the environment, not from the default. */
   readonly given: ReadonlySet<keyof S>;
   readonly help: boolean;
+  /** Arguments that are not options (only when asked for). */
+  readonly positionals: readonly string[];
 }
 
 /** A file-name-safe UTC timestamp: 2026-12-07T23-09-45. */
@@ -64,14 +66,15 @@ export function stamp(now: Date): string {
  * first, so that the other defaults can depend on it. Throws BenchUsageError.
  */
 export function parseOptions<S extends Specs>(specs: S, argv: readonly string[], env: Env, envPrefix: string,
-  now = new Date()): ParseResult<S> {
+  extra: { readonly now?: Date; readonly positionals?: boolean } = {}): ParseResult<S> {
   const config: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { help: { type: 'boolean', short: 'h' } };
   for (const s of Object.values(specs)) {
     config[s.flag] = { type: s.boolean ? 'boolean' : 'string', ...(s.short ? { short: s.short } : {}), ...(s.repeat ? { multiple: true } : {}) };
   }
   let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: config }));
+    ({ values, positionals } = parseArgs({ args: [...argv], strict: true, allowPositionals: extra.positionals ?? false, options: config }));
   } catch (err) {
     throw new BenchUsageError((err as Error).message);
   }
@@ -92,11 +95,11 @@ export function parseOptions<S extends Specs>(specs: S, argv: readonly string[],
     given.add(key);
     return spec.parse(r.text, r.source);
   };
-  const d0: Defaults = { ci: false, stamp: stamp(now) };
+  const d0: Defaults = { ci: false, stamp: stamp(extra.now ?? new Date()) };
   const d: Defaults = { ...d0, ci: specs.ci === undefined ? false : read('ci', specs.ci, d0) === true };
   const options: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(specs)) options[key] = key === 'ci' ? d.ci : read(key, spec, d);
-  return { options: options as Parsed<S>, given, help: values.help === true };
+  return { options: options as Parsed<S>, given, help: values.help === true, positionals };
 }
 
 /** The help: usage lines, one entry per option (with its environment variable), then `footer`. */
@@ -146,6 +149,14 @@ export function ids<T extends string>(known: readonly T[]): (raw: string, source
       if (!(known as readonly string[]).includes(id)) throw new BenchUsageError(`${source}: unknown "${id}"; choose from ${known.join(', ')}`);
     }
     return nonEmpty(source, list as T[]);
+  };
+}
+
+/** One id out of `known`. */
+export function oneOf<T extends string>(known: readonly T[]): (raw: string, source: string) => T {
+  return (raw, source) => {
+    if (!(known as readonly string[]).includes(raw)) throw new BenchUsageError(`${source}: unknown "${raw}"; choose from ${known.join(', ')}`);
+    return raw as T;
   };
 }
 

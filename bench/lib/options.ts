@@ -89,7 +89,7 @@ writes report.md, report.json and chart.svg. Every option also has an environmen
 
 /** argv (without node and script) and environment -> frozen options. Throws BenchUsageError. */
 export function parseBenchArgs(argv: readonly string[], env: Env, now = new Date()): { options: BenchOptions; help: boolean } {
-  const { options, given, help } = parseOptions(BENCH_OPTIONS, argv, env, 'BENCH_', now);
+  const { options, given, help } = parseOptions(BENCH_OPTIONS, argv, env, 'BENCH_', { now });
   const o = options.ollanaBRoot !== null || options.ollanaBArgs.length > 0 || options.ollanaBNodeArgs.length > 0;
   const systems = !given.has('systems') && o ? [...options.systems, 'one-hop-b' as const] : options.systems;
   if (options.ci && !systems.includes('one-hop')) throw new BenchUsageError('--ci gates one-hop against direct: --systems must include one-hop');
