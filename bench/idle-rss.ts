@@ -13,6 +13,7 @@
  * and all its descendants (a launcher that stays as Node 24's parent included), and each is listed.
  *
  *   node bench/idle-rss.ts [--workers N] [--rounds N] [--settle-ms N] [--mode server|client] [--lan] ROOT [ROOT...]
+ *   (--help lists them, each also a BENCH_IDLE_RSS_* variable)
  *
  * By default the node runs in this machine's network namespace with --discovery off (it must send
  * nothing to the real network), so it has no discovery thread and, since that change, no election

@@ -5,8 +5,7 @@
  * (testkit/netns.ts), so it needs root, `ip` and `unshare`. Every packet stays inside the
  * namespaces it creates; the probes talk only to their own host's loopback.
  *
- *   node bench/cluster/run.ts [--runs 5] [--heartbeat 1000ms] [--heartbeat 300ms] [--out DIR]
- *                             [--scenarios discover,detect-kill,...] [--lanes 1] [--ollana FILE] [-v]
+ *   node bench/cluster/run.ts [options]    (--help lists them, each also a BENCH_CLUSTER_* variable)
  *
  * Writes report.md and report.json to DIR (default bench/results/cluster-<timestamp>/) and prints a
  * short table. The defaults (5 runs at 1000ms) take about 4 minutes on a 2-CPU machine; a run at

@@ -5,9 +5,7 @@
  * direct is the same application talking to the emulator across the LAN. Systems alternate round by
  * round; the load runs inside the laptop host (agent.ts). Needs root, iproute2 and util-linux.
  *
- *   node bench/two-hop/run.ts [--ci] [--rounds 3] [--duration 1.5] [--warmup 6] [--workers 2] [--streams 200]
- *                             [--concurrency 1,32] [--rate-cases generate,tags] [--scenarios cold,rate,streams]
- *                             [--no-pin] [--out DIR] [--ollana FILE]
+ *   node bench/two-hop/run.ts [options]    (--help lists them, each also a BENCH_TWO_HOP_* variable)
  *
  * Writes report.md and report.json to DIR (default bench/results/two-hop-<timestamp>/) and prints a
  * short table; about 3 minutes with the defaults on a 2-CPU machine (4 when other jobs load it). Stops everything it started on
