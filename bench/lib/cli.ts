@@ -127,7 +127,7 @@ export function positive(o: { integer?: boolean; max?: number; min?: number; zer
     const n = Number(raw);
     const low = o.min ?? (o.zero ? 0 : Number.MIN_VALUE);
     if (raw.trim() === '' || !Number.isFinite(n) || n < low || (o.max !== undefined && n > o.max) || (integer && !Number.isInteger(n))) {
-      const range = o.min !== undefined ? `${o.min}..${o.max}` : `a ${o.zero ? 'non-negative' : 'positive'} ${integer ? 'integer' : 'number'}` +
+      const range = o.min !== undefined ? (o.max === undefined ? `at least ${o.min}` : `${o.min}..${o.max}`) : `a ${o.zero ? 'non-negative' : 'positive'} ${integer ? 'integer' : 'number'}` +
         `${o.max === undefined ? '' : ` up to ${o.max}`}`;
       throw new BenchUsageError(`${source} must be ${range}, got "${raw}"`);
     }
