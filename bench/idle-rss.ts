@@ -13,11 +13,12 @@
  * and all its descendants (a launcher that stays as Node 24's parent included), and each is listed.
  *
  *   node bench/idle-rss.ts [--workers N] [--rounds N] [--settle-ms N] [--mode server|client] [--lan] ROOT [ROOT...]
+ *   (--help lists them, each also a BENCH_IDLE_RSS_* variable)
  *
  * By default the node runs in this machine's network namespace with --discovery off (it must send
  * nothing to the real network), so it has no discovery thread and, since that change, no election
  * thread. --lan (root, Linux) runs it with discovery on, as on a LAN, inside a one-host virtual LAN
- * of network namespaces (test/helpers/netns.ts), with the emulator on that host's loopback; the
+ * of network namespaces (testkit/netns.ts), with the emulator on that host's loopback; the
  * requests are made from inside the host too.
  *
  * Every checkout runs with the same node and flags; the emulator stands in for Ollama on loopback.
@@ -26,36 +27,48 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { createLan, netnsSkipReason, type Lan } from '../test/helpers/netns.ts';
+import { createLan, netnsSkipReason, type Lan } from '../testkit/netns.ts';
 import { startChild, stopAll, stopChild, waitUntil } from './lib/children.ts';
+import { BenchUsageError, bool, helpText, oneOf, parseOptions, positive, type OptionSpec, type ParseResult } from './lib/cli.ts';
 import { startEmulator } from './lib/emulator.ts';
 import { memory, processTree, type Memory } from './lib/proc-stats.ts';
 import { freePort } from './lib/systems.ts';
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    workers: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' }, 'settle-ms': { type: 'string', default: '3000' },
-    lan: { type: 'boolean', default: false }, mode: { type: 'string', default: 'server' },
-  },
-});
-const mode = values.mode;
-const workers = Number(values.workers);
-const rounds = Number(values.rounds);
-const settleMs = Number(values['settle-ms']);
-if (positionals.length === 0 || ![workers, rounds, settleMs].every((n) => Number.isInteger(n) && n > 0) || (mode !== 'server' && mode !== 'client')) {
-  process.stderr.write('usage: node bench/idle-rss.ts [--workers N] [--rounds N] [--settle-ms N] [--mode server|client] [--lan] ROOT [ROOT...]\n');
+/** Every option: flag, BENCH_IDLE_RSS_ variable, help, parser and default. */
+const OPTIONS = {
+  workers: { flag: 'workers', arg: 'N', env: 'WORKERS', help: 'ollana --workers', shows: 'default 2', parse: positive(), fallback: () => 2 },
+  rounds: { flag: 'rounds', arg: 'N', env: 'ROUNDS', help: 'rounds, checkouts alternating', shows: 'default 3', parse: positive(), fallback: () => 3 },
+  settleMs: { flag: 'settle-ms', arg: 'N', env: 'SETTLE_MS', help: 'ms to wait after the warm-up requests before reading memory',
+    shows: 'default 3000', parse: positive(), fallback: () => 3000 },
+  mode: { flag: 'mode', arg: 'M', env: 'MODE', help: '--mode of the node: server or client', shows: 'default server',
+    parse: oneOf(['server', 'client'] as const), fallback: (): 'server' | 'client' => 'server' },
+  lan: { flag: 'lan', boolean: 'on', env: 'LAN', help: 'discovery on, inside a one-host virtual LAN (root, Linux)', parse: bool, fallback: () => false },
+} satisfies Record<string, OptionSpec<unknown>>;
+const USAGE = 'Usage: node bench/idle-rss.ts [options] ROOT [ROOT...]';
+
+let parsed: ParseResult<typeof OPTIONS>;
+try {
+  parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env, 'BENCH_IDLE_RSS_', { positionals: true });
+  if (!parsed.help && parsed.positionals.length === 0) throw new BenchUsageError('give at least one checkout ROOT');
+} catch (err) {
+  if (!(err instanceof BenchUsageError)) throw err;
+  process.stderr.write(`bench/idle-rss: ${err.message}; see node bench/idle-rss.ts --help\n`);
   process.exit(2);
 }
-const lanSkip = values.lan ? netnsSkipReason({ nft: false }) : undefined;
+if (parsed.help) {
+  process.stdout.write(helpText(USAGE, OPTIONS, 'BENCH_IDLE_RSS_'));
+  process.exit(0);
+}
+const { workers, rounds, settleMs, mode, lan: onLan } = parsed.options;
+const positionals = parsed.positionals;
+const lanSkip = onLan ? netnsSkipReason({ nft: false }) : undefined;
 if (lanSkip !== undefined) {
   process.stderr.write(`--lan cannot run here: ${lanSkip}\n`);
   process.exit(2);
 }
 const roots = positionals.map((r) => resolve(r));
-const EMULATOR = fileURLToPath(new URL('../test/fixtures/ollama-emulator.ts', import.meta.url));
+const EMULATOR = fileURLToPath(new URL('../testkit/ollama-emulator.ts', import.meta.url));
 /** Run inside the LAN host: waits for the workers, then sends a few requests per worker. */
 const WARM = `
 const [url, workers] = [process.argv[1], Number(process.argv[2])];
@@ -165,7 +178,7 @@ function mb(n: number): string {
   return (n / 2 ** 20).toFixed(1);
 }
 
-const lan = values.lan ? await createLan({ hosts: 1 }) : null;
+const lan = onLan ? await createLan({ hosts: 1 }) : null;
 try {
   let sample: (root: string) => Promise<NodeMemory>;
   if (lan !== null) {
@@ -201,5 +214,5 @@ for (const [root, list] of samples) {
   }).join('; ');
   process.stdout.write(`${root}: idle RSS median ${mb(median(rss))} MB (min ${mb(Math.min(...rss))}, max ${mb(Math.max(...rss))}) ` +
     `summed over ${counts} process${counts === '1' ? '' : 'es'} (${each}), peak median ${mb(median(list.map((m) => m.hwmBytes)))} MB, ` +
-    `${mode} node, --workers ${workers}${values.lan ? ', discovery on (--lan)' : ', --discovery off'}\n`);
+    `${mode} node, --workers ${workers}${onLan ? ', discovery on (--lan)' : ', --discovery off'}\n`);
 }

@@ -6,20 +6,22 @@
  *
  * Exit status: 0 done (gate passed), 1 gate failed or the run broke, 2 usage error.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, cpus as cpuInfo, tmpdir, totalmem, release } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { canPin, pinProcess, stopAll, stopChild } from './lib/children.ts';
+import { pinProcess, stopAll, stopChild } from './lib/children.ts';
 import { summarizeProfiles, type ProfileSummary } from './lib/cpu-profile.ts';
 import { startEmulator, type RunningEmulator } from './lib/emulator.ts';
 import { busiest, evaluateGate, frontCounts, type FrontCounts } from './lib/gate.ts';
-import { BenchUsageError, HELP, SCENARIO_IDS, parseBenchArgs, type BenchOptions, type ScenarioId, type SystemId } from './lib/options.ts';
+import { HELP, SCENARIO_IDS, parseBenchArgs, type BenchOptions, type ScenarioId, type SystemId } from './lib/options.ts';
+import { scenarioCharts } from './lib/report/chart.ts';
+import { renderMarkdown } from './lib/report/markdown.ts';
 import { evaluateTargets } from './lib/report/targets.ts';
 import type { GateCheck, RunReport, SystemStatus } from './lib/report/types.ts';
 import { writeReport } from './lib/report/write.ts';
 import type { ScenarioResult } from './lib/results.ts';
+import { RunClock, cpuHalves, gitCommit } from './lib/run-meta.ts';
+import { runBench } from './lib/runner.ts';
 import { bodiesScenario } from './lib/scenarios/bodies.ts';
 import { FOREIGN_LIMIT_PCT, type Scenario, type ScenarioContext } from './lib/scenarios/context.ts';
 import { heyScenario } from './lib/scenarios/hey.ts';
@@ -30,28 +32,12 @@ import { warmUp } from './lib/scenarios/warmup.ts';
 import { SYSTEMS, type SystemContext, type SystemUnderTest } from './lib/systems.ts';
 import { ensureTools, type ToolName } from './lib/tools.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
-
 const SCENARIOS: Readonly<Record<ScenarioId, Scenario>> = {
   rate: rateScenario, streams: streamsScenario, bodies: bodiesScenario, hey: heyScenario, scaling: scalingScenario,
 };
 
 /** Hard bound on a whole run: past it the bench stops everything and fails. */
 const WATCHDOG_MS = { full: 45 * 60_000, ci: 4 * 60_000 };
-
-function log(msg: string): void {
-  process.stdout.write(`${msg}\n`);
-}
-
-function gitCommit(root: string): string | null {
-  try {
-    const head = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['-C', root, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return dirty === '' ? head : `${head} + uncommitted src changes`;
-  } catch {
-    return null;
-  }
-}
 
 /**
  * CPU placement, as a client machine and a server machine: the load generator (this process, hey)
@@ -61,49 +47,15 @@ function gitCommit(root: string): string | null {
  * shows as the time it takes from the model server next to it.
  */
 function placement(options: BenchOptions): { load: string | null; server: string | null; all: string; text: string } {
-  // Before the bench pins itself: availableParallelism() honours this process's affinity.
-  const n = availableParallelism();
-  const all = `0-${n - 1}`;
-  if (!options.pin) return { load: null, server: null, all, text: 'No CPU pinning (--no-pin)' };
-  if (n < 2 || !canPin()) return { load: null, server: null, all, text: `No CPU pinning (${n < 2 ? 'one CPU' : 'taskset missing'})` };
-  const half = Math.floor(n / 2);
-  const load = half === 1 ? '0' : `0-${half - 1}`;
-  const server = n - half === 1 ? String(half) : `${half}-${n - 1}`;
+  const h = cpuHalves(options.pin);
   return {
-    load, server, all,
-    text: `Pinned with taskset as two machines: load generator (bench process, hey) on CPU ${load}; emulator and the system under test on CPU ${server}`,
+    load: h.first, server: h.second, all: h.all,
+    text: h.unpinned ?? `Pinned with taskset as two machines: load generator (bench process, hey) on CPU ${h.first}; emulator and the system under test on CPU ${h.second}`,
   };
 }
 
-async function main(): Promise<number> {
-  let options: BenchOptions;
-  try {
-    options = parseBenchArgs(process.argv.slice(2), process.env, REPO_ROOT);
-  } catch (err) {
-    if (err instanceof BenchUsageError) {
-      process.stderr.write(`bench: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (options.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-
-  const started = new Date();
-  const watchdog = setTimeout(() => {
-    log(`bench: still running after ${(options.ci ? WATCHDOG_MS.ci : WATCHDOG_MS.full) / 60_000} min; stopping everything`);
-    void stopAll().finally(() => process.exit(1));
-  }, options.ci ? WATCHDOG_MS.ci : WATCHDOG_MS.full);
-  watchdog.unref();
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      log(`bench: ${sig}; stopping everything it started`);
-      void stopAll().finally(() => process.exit(130));
-    });
-  }
-
+async function main(options: BenchOptions, log: (msg: string) => void): Promise<number> {
+  const clock = new RunClock();
   const place = placement(options);
   if (place.load !== null) pinProcess(process.pid, place.load);
   log(`bench: ${options.ci ? 'CI gate' : 'full run'}; scenarios ${options.scenarios.join(', ')}; systems ${options.systems.join(', ')}; ` +
@@ -226,13 +178,9 @@ async function main(): Promise<number> {
     }
   }
   const gate: GateCheck[] | null = options.ci ? evaluateGate(scenarios, emulator?.settings.tokenIntervalMs ?? 20, front) : null;
-  const finished = new Date();
   const report: RunReport = {
     schema: 1,
-    startedAt: started.toISOString(),
-    finishedAt: finished.toISOString(),
-    wallSeconds: (finished.getTime() - started.getTime()) / 1000,
-    machine: { cpuModel: cpuInfo()[0]?.model ?? '?', cpus: cpuInfo().length, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version },
+    ...clock.finish(),
     ollana: { root: options.ollanaRoot, commit: gitCommit(options.ollanaRoot), args: options.ollanaArgs },
     tools: Object.fromEntries(tools),
     options,
@@ -244,7 +192,8 @@ async function main(): Promise<number> {
     profiles,
     problems,
   };
-  const files = writeReport(options.out, report);
+  const charts = scenarioCharts(report);
+  const files = writeReport(options.out, { json: report, markdown: renderMarkdown(report, charts), files: charts });
   if (profileDir === null) rmSync(workDir, { recursive: true, force: true });
   else log(`bench: CPU profiles kept in ${profileDir}`);
 
@@ -275,7 +224,7 @@ async function main(): Promise<number> {
   return fatal !== null ? 1 : 0;
 }
 
-main().then((code) => process.exit(code), (err: unknown) => {
-  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
-  void stopAll().finally(() => process.exit(1));
+runBench({
+  name: 'bench', script: 'bench/run.ts', help: HELP, parse: parseBenchArgs, stop: stopAll,
+  watchdogMs: (o) => (o.ci ? WATCHDOG_MS.ci : WATCHDOG_MS.full), run: main,
 });

@@ -1,5 +1,5 @@
 /**
- * Starting the pieces of a cluster benchmark inside the hosts of a virtual LAN (test/helpers/netns.ts):
+ * Starting the pieces of a cluster benchmark inside the hosts of a virtual LAN (testkit/netns.ts):
  * Ollama emulators, ollana nodes and the in-host probes of ./probes. Everything is started through
  * Host.spawn, so it runs inside a namespace and Lan.close() ends it; the data directories made here
  * are removed by {@link removeHomes} (run.ts calls it in a finally and from its signal handlers).
@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Host, HostProcess } from '../../test/helpers/netns.ts';
+import type { Host, HostProcess } from '../../testkit/netns.ts';
 
 export const NODE = process.execPath;
 /** This checkout's ollana entry point (the default of run.ts --ollana). */
@@ -22,7 +22,7 @@ let ollanaMain = MAIN;
 export function setOllanaMain(path: string): void {
   ollanaMain = path;
 }
-export const EMULATOR = fileURLToPath(new URL('../../test/fixtures/ollama-emulator.ts', import.meta.url));
+export const EMULATOR = fileURLToPath(new URL('../../testkit/ollama-emulator.ts', import.meta.url));
 export const PROBES = {
   firstSuccess: fileURLToPath(new URL('./probes/first-success.ts', import.meta.url)),
   statusWatch: fileURLToPath(new URL('./probes/status-watch.ts', import.meta.url)),

@@ -1,8 +1,8 @@
 /**
  * Aggregation and the Markdown / JSON / console output of the cluster benchmark.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { Machine } from '../lib/run-meta.ts';
+import { spread } from '../lib/stats.ts';
 import type { Excerpt, ScenarioId, ScenarioResult } from './scenarios.ts';
 
 export interface Measurement {
@@ -42,7 +42,7 @@ export interface ReportMeta {
   readonly lanes: number;
   readonly heartbeats: readonly string[];
   readonly scenarios: readonly ScenarioId[];
-  readonly machine: { cpus: number; loadBefore: readonly number[]; loadAfter: readonly number[]; kernel: string; node: string };
+  readonly machine: Machine;
   readonly commit: string | null;
   /** the ollana entry point that ran */
   readonly ollana: string;
@@ -115,14 +115,12 @@ export function summarize(ms: readonly Measurement[], heartbeats: readonly strin
           .filter((m) => metric !== 'lastFailStartMs' || ((m.result as { failed?: number }).failed ?? 0) > 0);
         const vals = rows.map((m) => num(m.result, metric)).filter((v): v is number => v !== null).sort((a, b) => a - b);
         const n = vals.length;
-        const mid = n >> 1;
-        const median = n === 0 ? null : n % 2 === 1 ? vals[mid]! : (vals[mid - 1]! + vals[mid]!) / 2;
+        const s = spread(vals);
         const mean = n === 0 ? null : vals.reduce((a, b) => a + b, 0) / n;
         const stdev = n < 2 || mean === null ? null : Math.sqrt(vals.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
         out.push({
-          scenario, metric, heartbeat, n, missing: rows.length - n, median,
-          min: n === 0 ? null : vals[0]!, worst: n === 0 ? null : vals[n - 1]!,
-          spread: n === 0 ? null : vals[n - 1]! - vals[0]!, mean, stdev,
+          scenario, metric, heartbeat, n, missing: rows.length - n, median: s?.median ?? null,
+          min: s?.min ?? null, worst: s?.max ?? null, spread: s === null ? null : s.max - s.min, mean, stdev,
         });
       }
     }
@@ -239,9 +237,4 @@ export function consoleTable(sums: readonly Summary[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (r: readonly string[]): string => r.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
-}
-
-export function writeReport(dir: string, meta: ReportMeta, ms: readonly Measurement[], sums: readonly Summary[]): void {
-  writeFileSync(join(dir, 'report.json'), `${JSON.stringify({ meta, summary: sums, measurements: ms }, null, 2)}\n`);
-  writeFileSync(join(dir, 'report.md'), markdown(meta, ms, sums));
 }

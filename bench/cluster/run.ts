@@ -2,11 +2,10 @@
  * Cluster benchmark: how fast a client node finds a server, notices a dead one, and how long
  * requests stall when a server dies (scenarios.ts describes each measurement). Runs ollana nodes,
  * Ollama emulators and small probes (./probes) inside network namespaces on one virtual LAN per run
- * (test/helpers/netns.ts), so it needs root, `ip` and `unshare`. Every packet stays inside the
+ * (testkit/netns.ts), so it needs root, `ip` and `unshare`. Every packet stays inside the
  * namespaces it creates; the probes talk only to their own host's loopback.
  *
- *   node bench/cluster/run.ts [--runs 5] [--heartbeat 1000ms] [--heartbeat 300ms] [--out DIR]
- *                             [--scenarios discover,detect-kill,...] [--lanes 1] [--ollana FILE] [-v]
+ *   node bench/cluster/run.ts [options]    (--help lists them, each also a BENCH_CLUSTER_* variable)
  *
  * Writes report.md and report.json to DIR (default bench/results/cluster-<timestamp>/) and prints a
  * short table. The defaults (5 runs at 1000ms) take about 4 minutes on a 2-CPU machine; a run at
@@ -14,97 +13,60 @@
  * 2 usage error or the machine cannot run it.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { availableParallelism, loadavg, release } from 'node:os';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { NS_PREFIX, netnsSkipReason } from '../../test/helpers/netns.ts';
+import { mkdirSync } from 'node:fs';
+import { NS_PREFIX, netnsSkipReason } from '../../testkit/netns.ts';
+import { BenchUsageError, bool, existingFile, helpText, ids, parseOptions, path, positive, type OptionSpec, type Parsed } from '../lib/cli.ts';
+import { writeReport } from '../lib/report/write.ts';
+import { REPO_ROOT, RunClock, gitCommit } from '../lib/run-meta.ts';
+import { runBench } from '../lib/runner.ts';
 import { MAIN, removeHomes, setOllanaMain } from './harness.ts';
-import { consoleTable, summarize, writeReport, type Measurement, type ReportMeta } from './report.ts';
+import { consoleTable, markdown, summarize, type Measurement, type ReportMeta } from './report.ts';
 import { RunCluster, SCENARIO_IDS, detect, discover, failover, type ScenarioEnv, type ScenarioId, type ScenarioResult } from './scenarios.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 /** Bound on one scenario (set-up, measurement, teardown); past it the whole bench stops. */
 const SCENARIO_LIMIT_MS = 120_000;
 
-const HELP = `Usage: node bench/cluster/run.ts [options]
+/** The scenarios, by id (scenarios.ts describes each measurement). */
+const SCENARIOS: Readonly<Record<ScenarioId, (c: RunCluster, env: ScenarioEnv) => Promise<ScenarioResult>>> = {
+  'discover': discover,
+  'detect-kill': (c, env) => detect(c, env, 'kill'),
+  'detect-cut': (c, env) => detect(c, env, 'cut'),
+  'bye': (c, env) => detect(c, env, 'bye'),
+  'failover-kill': (c, env) => failover(c, env, 'kill'),
+  'failover-cut': (c, env) => failover(c, env, 'cut'),
+};
 
-  --runs N            runs per heartbeat setting (default 5)
-  --heartbeat D       ollana --heartbeat, e.g. 1000ms (default, the product default) or 300ms;
-                      repeat it or give a comma list to compare settings (runs interleave)
-  --scenarios a,b     subset of: ${SCENARIO_IDS.join(', ')} (default: all)
-  --out DIR           report directory (default bench/results/cluster-<timestamp>)
-  --ollana FILE       the ollana entry point to run (default: this checkout's bin/ollana.mjs),
-                      e.g. another worktree's bin/ollana.mjs to compare versions
-  --lanes N           concurrent request loops in the failover scenarios (default 1: one
-                      client doing back-to-back requests)
-  -v, --verbose       print the phases of each scenario
-  -h, --help          this help
-
-Needs root, iproute2 and util-linux (network namespaces). About 45 s per run at
-1000ms and 30 s at 300ms on a 2-CPU machine (most of it is node start-up).
-`;
-
-class UsageError extends Error {}
-
-function durationMs(text: string): number {
+/** One --heartbeat value: 1000ms, 1s; 50ms..60s. */
+function heartbeat(text: string, source: string): { text: string; ms: number } {
   const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
-  if (!m) throw new UsageError(`--heartbeat must look like 1000ms or 1s, got "${text}"`);
-  const v = Number(m[1]) * (m[2] === 's' ? 1000 : 1);
-  if (!(v >= 50 && v <= 60_000)) throw new UsageError(`--heartbeat must be 50ms..60s, got "${text}"`);
-  return v;
+  if (!m) throw new BenchUsageError(`${source} must look like 1000ms or 1s, got "${text}"`);
+  const ms = Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+  if (!(ms >= 50 && ms <= 60_000)) throw new BenchUsageError(`${source} must be 50ms..60s, got "${text}"`);
+  return { text, ms };
 }
 
-interface Options {
-  runs: number;
-  heartbeats: { text: string; ms: number }[];
-  scenarios: ScenarioId[];
-  out: string;
-  ollana: string;
-  lanes: number;
-  verbose: boolean;
-}
+/** Every option: flag, BENCH_CLUSTER_ variable, help, parser and default. */
+const OPTIONS = {
+  runs: { flag: 'runs', arg: 'N', env: 'RUNS', help: 'runs per heartbeat setting', shows: 'default 5', parse: positive({ min: 1, max: 100 }), fallback: () => 5 },
+  heartbeats: { flag: 'heartbeat', arg: 'D', env: 'HEARTBEAT', repeat: true, shows: 'default 1000ms',
+    help: 'ollana --heartbeat, e.g. 1000ms (the product default) or 300ms;\nrepeat it or give a comma list to compare settings (runs interleave)',
+    parse: (raw: string, source: string) => [...new Set(raw.split(',').map((h) => h.trim()).filter(Boolean))].map((h) => heartbeat(h, source)),
+    fallback: () => [{ text: '1000ms', ms: 1000 }] },
+  scenarios: { flag: 'scenarios', arg: 'a,b', env: 'SCENARIOS', help: `subset of: ${SCENARIO_IDS.join(', ')}`, shows: 'default: all',
+    parse: ids(SCENARIO_IDS), fallback: () => [...SCENARIO_IDS] },
+  out: { flag: 'out', arg: 'DIR', env: 'OUT', help: 'report directory', shows: 'default bench/results/cluster-<timestamp>',
+    parse: path, fallback: (d) => `${REPO_ROOT}/bench/results/cluster-${d.stamp}` },
+  ollana: { flag: 'ollana', arg: 'FILE', env: 'OLLANA', help: "the ollana entry point to run, e.g. another worktree's\nbin/ollana.mjs to compare versions",
+    shows: "default: this checkout's bin/ollana.mjs", parse: existingFile, fallback: () => MAIN },
+  lanes: { flag: 'lanes', arg: 'N', env: 'LANES', help: 'concurrent request loops in the failover scenarios', shows: 'default 1: one client doing back-to-back requests',
+    parse: positive({ min: 1, max: 64 }), fallback: () => 1 },
+  verbose: { flag: 'verbose', short: 'v', boolean: 'on', env: 'VERBOSE', help: 'print the phases of each scenario', parse: bool, fallback: () => false },
+} satisfies Record<string, OptionSpec<unknown>>;
+type Options = Parsed<typeof OPTIONS>;
 
-function parse(argv: string[]): Options | null {
-  const { values } = parseArgs({
-    args: argv, strict: true,
-    options: {
-      runs: { type: 'string' }, heartbeat: { type: 'string', multiple: true }, scenarios: { type: 'string' },
-      out: { type: 'string' }, ollana: { type: 'string' }, lanes: { type: 'string' },
-      verbose: { type: 'boolean', short: 'v' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) return null;
-  const runs = Number(values.runs ?? '5');
-  if (!Number.isInteger(runs) || runs < 1 || runs > 100) throw new UsageError(`--runs must be 1..100, got "${values.runs}"`);
-  const hbTexts = (values.heartbeat ?? ['1000ms']).flatMap((h) => h.split(',')).map((h) => h.trim()).filter(Boolean);
-  const heartbeats = [...new Set(hbTexts)].map((text) => ({ text, ms: durationMs(text) }));
-  const scenarios = (values.scenarios?.split(',').map((s) => s.trim()).filter(Boolean) ?? [...SCENARIO_IDS]) as ScenarioId[];
-  for (const s of scenarios) if (!SCENARIO_IDS.includes(s)) throw new UsageError(`unknown scenario "${s}"; known: ${SCENARIO_IDS.join(', ')}`);
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
-  const out = resolve(values.out ?? `${REPO_ROOT}/bench/results/cluster-${stamp}`);
-  const ollana = resolve(values.ollana ?? MAIN);
-  if (!existsSync(ollana)) throw new UsageError(`--ollana ${ollana} does not exist`);
-  const lanes = Number(values.lanes ?? '1');
-  if (!Number.isInteger(lanes) || lanes < 1 || lanes > 64) throw new UsageError(`--lanes must be 1..64, got "${values.lanes}"`);
-  return { verbose: values.verbose ?? false, lanes, runs, heartbeats, scenarios, out, ollana };
-}
-
-function runScenario(c: RunCluster, id: ScenarioId, env: ScenarioEnv): Promise<ScenarioResult> {
-  switch (id) {
-    case 'discover': return discover(c, env);
-    case 'detect-kill': return detect(c, env, 'kill');
-    case 'detect-cut': return detect(c, env, 'cut');
-    case 'bye': return detect(c, env, 'bye');
-    case 'failover-kill': return failover(c, env, 'kill');
-    case 'failover-cut': return failover(c, env, 'cut');
-    default: {
-      const never: never = id;
-      throw new Error(`unknown scenario ${String(never)}`);
-    }
-  }
-}
+const HELP = helpText('Usage: node bench/cluster/run.ts [options]        (npm run bench:cluster)', OPTIONS, 'BENCH_CLUSTER_',
+  `Needs root, iproute2 and util-linux (network namespaces). About 45 s per run at
+1000ms and 30 s at 300ms on a 2-CPU machine (most of it is node start-up).`);
 
 const OVERTIME = 'scenario took longer than';
 
@@ -116,7 +78,7 @@ async function measure(cluster: RunCluster, scenario: ScenarioId, env: ScenarioE
   let watchdog: NodeJS.Timeout | undefined;
   try {
     result = await Promise.race([
-      runScenario(cluster, scenario, env),
+      SCENARIOS[scenario](cluster, env),
       new Promise<never>((_, reject) => {
         watchdog = setTimeout(() => reject(new Error(`${OVERTIME} ${SCENARIO_LIMIT_MS} ms`)), SCENARIO_LIMIT_MS);
       }),
@@ -138,16 +100,6 @@ function oneLine(r: ScenarioResult): string {
     .map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(0) : String(v)}`).join(' ');
 }
 
-function gitCommit(): string | null {
-  try {
-    const head = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return dirty === '' ? head : `${head} + uncommitted src changes`;
-  } catch {
-    return null;
-  }
-}
-
 function otherNamespaces(): number {
   try {
     const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000 });
@@ -157,33 +109,15 @@ function otherNamespaces(): number {
   }
 }
 
-async function main(): Promise<number> {
-  let opts: Options | null;
-  try {
-    opts = parse(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`bench/cluster: ${(err as Error).message}\n`);
-    return 2;
-  }
-  if (opts === null) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const skip = netnsSkipReason({ nft: false });
-  if (skip !== undefined) {
-    process.stderr.write(`bench/cluster: cannot run here: ${skip}\n`);
-    return 2;
-  }
+async function main(opts: Options, log: (msg: string) => void): Promise<number> {
   mkdirSync(opts.out, { recursive: true });
   setOllanaMain(opts.ollana);
-  const log = (msg: string): void => { process.stdout.write(`${msg}\n`); };
-  const startedAt = new Date();
-  const loadBefore = loadavg();
+  const clock = new RunClock();
   const others = otherNamespaces();
   log(`cluster bench: ${opts.runs} run(s) x heartbeat ${opts.heartbeats.map((h) => h.text).join(', ')} x ${opts.scenarios.join(', ')}`);
   log(`report: ${opts.out}`);
   if (opts.ollana !== MAIN) log(`ollana: ${opts.ollana}`);
-  if (others > 0) log(`note: ${others} network namespaces of other runs exist; the machine is shared (load ${loadBefore.map((x) => x.toFixed(1)).join(' ')})`);
+  if (others > 0) log(`note: ${others} network namespaces of other runs exist; the machine is shared (load ${clock.loadBefore.map((x) => x.toFixed(1)).join(' ')})`);
 
   const measurements: Measurement[] = [];
   let aborted: string | null = null;
@@ -210,18 +144,16 @@ async function main(): Promise<number> {
   }
   if (aborted !== null) log(aborted);
 
-  const finishedAt = new Date();
+  const { startedAt, finishedAt, wallSeconds, machine } = clock.finish();
   const meta: ReportMeta = {
     command: `node bench/cluster/run.ts ${process.argv.slice(2).join(' ')}`.trim(),
-    startedAt: startedAt.toISOString(), finishedAt: finishedAt.toISOString(),
-    wallS: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+    startedAt, finishedAt, wallS: wallSeconds,
     runs: opts.runs, lanes: opts.lanes, heartbeats: opts.heartbeats.map((h) => h.text), scenarios: opts.scenarios,
-    machine: { cpus: availableParallelism(), loadBefore, loadAfter: loadavg(), kernel: release(), node: process.version },
-    commit: opts.ollana === MAIN ? gitCommit() : `not this checkout: ${opts.ollana}`, ollana: opts.ollana, otherNamespacesAtStart: others,
+    machine, commit: opts.ollana === MAIN ? gitCommit() : `not this checkout: ${opts.ollana}`, ollana: opts.ollana, otherNamespacesAtStart: others,
     aborted,
   };
   const sums = summarize(measurements, meta.heartbeats, opts.scenarios);
-  writeReport(opts.out, meta, measurements, sums);
+  writeReport(opts.out, { json: { meta, summary: sums, measurements }, markdown: markdown(meta, measurements, sums) });
   log('');
   log(consoleTable(sums));
   log('');
@@ -231,20 +163,11 @@ async function main(): Promise<number> {
   return failed > 0 || aborted !== null ? 1 : 0;
 }
 
-// Data directories go on every way out; the LANs are removed by netns.ts's own exit/signal hooks.
-process.on('exit', removeHomes);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    removeHomes();
-    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
-  });
-}
-
-main().then(
-  (code) => { removeHomes(); process.exit(code); },
-  (err: unknown) => {
-    process.stderr.write(`bench/cluster: ${(err as Error).stack ?? String(err)}\n`);
-    removeHomes();
-    process.exit(1);
-  },
-);
+runBench({
+  name: 'bench/cluster', script: 'bench/cluster/run.ts', help: HELP,
+  parse: (argv, env) => parseOptions(OPTIONS, argv, env, 'BENCH_CLUSTER_'),
+  cannotRun: () => netnsSkipReason({ nft: false }),
+  // Data directories go on every way out; the LANs are removed by netns.ts's own exit/signal hooks.
+  cleanup: removeHomes,
+  run: main,
+});

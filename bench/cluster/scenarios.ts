@@ -17,11 +17,12 @@
  *
  * All times are Date.now() values: every host shares the machine clock.
  */
-import { createLan, cut, heal, type Host, type HostProcess, type Lan } from '../../test/helpers/netns.ts';
+import { createLan, cut, heal, type Host, type HostProcess, type Lan } from '../../testkit/netns.ts';
 import {
   NODE, PROBES, StatusWatch, hasUpstream, jsonLines, levelOf, logLines, logTime, nodeIdOf, sleep, spawnNode, startEmulator, startNode,
   tail, type OllanaNode, type StatusSnap,
 } from './harness.ts';
+import { spread } from '../lib/stats.ts';
 
 export type ScenarioId = 'discover' | 'detect-kill' | 'detect-cut' | 'failover-kill' | 'failover-cut' | 'bye';
 export const SCENARIO_IDS: readonly ScenarioId[] = ['discover', 'detect-kill', 'detect-cut', 'failover-kill', 'failover-cut', 'bye'];
@@ -424,13 +425,6 @@ export async function detect(c: RunCluster, env: ScenarioEnv, how: 'kill' | 'cut
 
 interface ReqLine { l: number; s: number; e: number; ok: boolean; err?: string }
 
-function median(v: number[]): number | null {
-  if (v.length === 0) return null;
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 /** The failover numbers from the request log, the event at t0 and the loop stopped at `end`. */
 export function analyseFailover(reqs: readonly ReqLine[], t0: number, end: number):
   Omit<FailoverResult, 'scenario' | 'victimRole' | 'dropMs' | 'retries' | 'upstreamErrors' | 'excerpts'> {
@@ -464,7 +458,7 @@ export function analyseFailover(reqs: readonly ReqLine[], t0: number, end: numbe
     failErrors: countKeys(failedAfter.map((r) => r.err ?? '?')),
     failedBefore: reqs.filter((r) => !r.ok && r.e < t0).length,
     requests: reqs.length,
-    baselineMedianMs: median(before.filter((r) => r.ok).map((r) => r.e - r.s)),
+    baselineMedianMs: spread(before.filter((r) => r.ok).map((r) => r.e - r.s))?.median ?? null,
     baselineMaxIntervalMs: baseMax,
     maxOkLatencyAfterMs: okAfter.length === 0 ? null : Math.max(...okAfter.map((r) => r.e - r.s)),
     window: reqs.filter((r) => r.e >= t0 - 300 && (gap === null || r.s <= gap.to + 300)).slice(0, 200)

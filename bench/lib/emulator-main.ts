@@ -3,9 +3,9 @@
  * the bench that started it is gone. (The fixture's request log is bounded by itself, so a long
  * load run no longer needs to empty it.)
  *
- * Same flags as test/fixtures/ollama-emulator.ts; prints the same first stdout line.
+ * Same flags as testkit/ollama-emulator.ts; prints the same first stdout line.
  */
-import { parseCliArgs, startEmulator } from '../../test/fixtures/ollama-emulator.ts';
+import { parseCliArgs, startEmulator } from '../../testkit/ollama-emulator.ts';
 
 const opts = parseCliArgs(process.argv.slice(2));
 const emu = await startEmulator(opts);

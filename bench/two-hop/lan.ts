@@ -1,5 +1,5 @@
 /**
- * The two-hop topology on a virtual LAN of two hosts (test/helpers/netns.ts), like two machines:
+ * The two-hop topology on a virtual LAN of two hosts (testkit/netns.ts), like two machines:
  *
  *   h1 "lab server": Ollama emulator on 0.0.0.0:11434 (reachable across the LAN, for "direct") and an
  *                    ollana server node (TLS on 0.0.0.0:11435, --trust-lan) in front of it
@@ -15,7 +15,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLan, type Host, type HostProcess, type Lan } from '../../test/helpers/netns.ts';
+import { createLan, type Host, type HostProcess, type Lan } from '../../testkit/netns.ts';
 import { NODE, levelOf, logLines, sleep, spawnPinned, startEmulator, startNode, tail, type OllanaNode } from '../cluster/harness.ts';
 import type { EmulatorSettings as TokenSettings } from '../lib/emulator.ts';
 import type { RateResult } from '../lib/load/rate.ts';

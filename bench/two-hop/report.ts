@@ -3,10 +3,9 @@
  * bench/lib's (median over rounds ± half the range, paired "added" and "× direct" columns); this file
  * adds the TLS facts and the summary a reader needs first.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { scenarioTable } from '../lib/report/markdown.ts';
 import { summarize, type CaseResult, type ScenarioResult } from '../lib/results.ts';
+import type { Machine } from '../lib/run-meta.ts';
 import type { GateCheck } from '../lib/report/types.ts';
 import type { ClientCounters } from './agent.ts';
 import type { Ahead } from './gate.ts';
@@ -27,7 +26,7 @@ export interface TwoHopReport {
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly wallSeconds: number;
-  readonly machine: { cpuModel: string; cpus: number; kernel: string; node: string; loadBefore: readonly number[]; loadAfter: readonly number[] };
+  readonly machine: Machine;
   readonly ollana: { main: string; commit: string | null };
   readonly options: Record<string, unknown>;
   readonly placement: string;
@@ -173,11 +172,4 @@ export function consoleTable(cases: readonly CaseResult[]): string {
     }
   }
   return lines.join('\n');
-}
-
-export function writeReport(dir: string, r: TwoHopReport): string[] {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'report.json'), `${JSON.stringify(r, null, 2)}\n`);
-  writeFileSync(join(dir, 'report.md'), renderMarkdown(r));
-  return [join(dir, 'report.md'), join(dir, 'report.json')];
 }

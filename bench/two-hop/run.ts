@@ -5,9 +5,7 @@
  * direct is the same application talking to the emulator across the LAN. Systems alternate round by
  * round; the load runs inside the laptop host (agent.ts). Needs root, iproute2 and util-linux.
  *
- *   node bench/two-hop/run.ts [--ci] [--rounds 3] [--duration 1.5] [--warmup 6] [--workers 2] [--streams 200]
- *                             [--concurrency 1,32] [--rate-cases generate,tags] [--scenarios cold,rate,streams]
- *                             [--no-pin] [--out DIR] [--ollana FILE]
+ *   node bench/two-hop/run.ts [options]    (--help lists them, each also a BENCH_TWO_HOP_* variable)
  *
  * Writes report.md and report.json to DIR (default bench/results/two-hop-<timestamp>/) and prints a
  * short table; about 3 minutes with the defaults on a 2-CPU machine (4 when other jobs load it). Stops everything it started on
@@ -15,145 +13,78 @@
  * --ci is the gate (./gate.ts): two hops only, counts of TLS handshakes checked against thresholds, under 90 s.
  * Exit status: 0 done (gate passed), 1 a measurement or a gate check failed or the run broke, 2 usage error or cannot run here.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { availableParallelism, cpus as cpuInfo, loadavg, release } from 'node:os';
-import { resolve } from 'node:path';
+import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { netnsSkipReason } from '../../test/helpers/netns.ts';
+import { netnsSkipReason } from '../../testkit/netns.ts';
 import { MAIN, removeHomes, setOllanaMain } from '../cluster/harness.ts';
-import { canPin, pinProcess } from '../lib/children.ts';
+import { pinProcess } from '../lib/children.ts';
+import { bool, byCi, existingFile, helpText, ids, integers, parseOptions, path, positive, type OptionSpec, type Parsed } from '../lib/cli.ts';
 import { STREAM_SETTINGS } from '../lib/emulator.ts';
 import { settle } from '../lib/scenarios/context.ts';
 import { RATE_CASE_IDS, type RateCaseId } from '../lib/options.ts';
 import type { GateCheck } from '../lib/report/types.ts';
+import { writeReport } from '../lib/report/write.ts';
 import type { CaseResult } from '../lib/results.ts';
+import { REPO_ROOT, RunClock, cpuHalves, gitCommit } from '../lib/run-meta.ts';
+import { log, runBench } from '../lib/runner.ts';
 import type { SystemUnderTest } from '../lib/systems.ts';
 import { RATE_CONCURRENCY, evaluateTwoHopGate, type Ahead } from './gate.ts';
 import type { HandshakeCost, HandshakeCosts } from './handshakes.ts';
 import { TwoHopLan, removeSocketDirs } from './lan.ts';
-import { consoleTable, writeReport, type TlsTotals, type TwoHopReport } from './report.ts';
+import { consoleTable, renderMarkdown, type TlsTotals, type TwoHopReport } from './report.ts';
 import { coldCase, rateCase, reconnectCase, streamsCase, warmUp, type Env, type StreamShape } from './scenarios.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
-const CI = process.argv.includes('--ci');
 /**
  * The gate counts handshakes, so a machine too busy to finish 200 handshakes within the default 5 s
  * connect timeout (seen with other jobs at load 8 on 2 cores: 15 of 200 cold streams got 502) must
  * not fail it; real breakage (a pin, a refused device, a broken pool) still fails at once.
  */
 const CI_NODE_ARGS = ['--connect-timeout', '30s'];
-const WATCHDOG_MS = (CI ? 3 : 8) * 60_000;
 const SCENARIOS = ['handshakes', 'cold', 'rate', 'streams', 'reconnect'] as const;
-type ScenarioId = (typeof SCENARIOS)[number];
 
-const HELP = `Usage: node bench/two-hop/run.ts [options]        (npm run bench:two-hop)
+/** Every option: flag, BENCH_TWO_HOP_ variable, help, parser and default (flags win over the --ci defaults). */
+const OPTIONS = {
+  ci: { flag: 'ci', boolean: 'on', env: 'CI', help: 'the gate: two hops only (no direct), cold, rate and reconnect with short settings\n' +
+    '(--rounds 2 --warmup 3 --concurrency 32 --rate-cases generate); checks counts of TLS\nhandshakes (bench/two-hop/gate.ts), ' +
+    'exits 1 when one fails; under 90 s', parse: bool, fallback: () => false },
+  rounds: { flag: 'rounds', arg: 'N', env: 'ROUNDS', help: 'rounds, systems alternating', shows: 'default 3, CI 2',
+    parse: positive({ max: 50 }), fallback: byCi(3, 2) },
+  duration: { flag: 'duration', arg: 'S', env: 'DURATION', help: 'seconds per request-rate measurement', shows: 'default 1.5',
+    parse: positive({ integer: false, max: 60 }), fallback: () => 1.5 },
+  warmup: { flag: 'warmup', arg: 'S', env: 'WARMUP', help: 'seconds of load through two hops before measuring', shows: 'default 6, CI 3',
+    parse: positive({ integer: false, max: 120 }), fallback: byCi(6, 3) },
+  workers: { flag: 'workers', arg: 'N', env: 'WORKERS', help: '--workers of both ollana nodes', shows: 'default 2',
+    parse: positive({ max: 16 }), fallback: () => 2 },
+  concurrency: { flag: 'concurrency', arg: 'a,b', env: 'CONCURRENCY', help: 'request-rate connections', shows: `default 1,32, CI ${RATE_CONCURRENCY}`,
+    parse: integers(1024), fallback: byCi([1, 32], [RATE_CONCURRENCY]) },
+  rateCases: { flag: 'rate-cases', arg: 'a,b', env: 'RATE_CASES', help: RATE_CASE_IDS.join(', '), shows: 'default generate,tags, CI generate',
+    parse: ids(RATE_CASE_IDS), fallback: byCi<RateCaseId[]>(['generate', 'tags'], ['generate']) },
+  streams: { flag: 'streams', arg: 'N', env: 'STREAMS', help: 'concurrent streams in the cold, streams and reconnect scenarios',
+    shows: 'default 200', parse: positive({ max: 1000 }), fallback: () => 200 },
+  scenarios: { flag: 'scenarios', arg: 'a,b', env: 'SCENARIOS', help: `${SCENARIOS.join(', ')}; handshakes runs on loopback`,
+    shows: 'default all, CI cold,rate,reconnect', parse: ids(SCENARIOS),
+    fallback: byCi<(typeof SCENARIOS)[number][]>([...SCENARIOS], ['cold', 'rate', 'reconnect']) },
+  pin: { flag: 'no-pin', boolean: 'off', env: 'PIN', help: 'do not pin the hosts to CPUs',
+    shows: 'pinned: laptop on the first half, lab server on the rest', parse: bool, fallback: () => true },
+  out: { flag: 'out', arg: 'DIR', env: 'OUT', help: 'report directory', shows: 'default bench/results/two-hop-<timestamp>[-ci]',
+    parse: path, fallback: (d) => `${REPO_ROOT}/bench/results/two-hop-${d.stamp}${d.ci ? '-ci' : ''}` },
+  ollana: { flag: 'ollana', arg: 'FILE', env: 'OLLANA', help: 'the ollana entry point', shows: "default: this checkout's bin/ollana.mjs",
+    parse: existingFile, fallback: () => MAIN },
+} satisfies Record<string, OptionSpec<unknown>>;
+type Options = Parsed<typeof OPTIONS>;
+
+const HELP = helpText(`Usage: node bench/two-hop/run.ts [options]        (npm run bench:two-hop)
 
 Two hops (application -> client node -> TLS -> server node -> Ollama emulator) against direct
-(application -> emulator across the LAN), on a virtual LAN of network namespaces. Needs root.
-
-  --ci                the gate: two hops only (no direct), cold, rate and reconnect with short settings
-                      (--rounds 2 --warmup 3 --concurrency 32 --rate-cases generate); checks counts of TLS
-                      handshakes (bench/two-hop/gate.ts), exits 1 when one fails; under 90 s
-  --rounds N          rounds, systems alternating (default 3)
-  --duration S        seconds per request-rate measurement (default 1.5)
-  --warmup S          seconds of load through two hops before measuring (default 6)
-  --workers N         --workers of both ollana nodes (default 2)
-  --concurrency a,b   request-rate connections (default 1,32)
-  --rate-cases a,b    ${RATE_CASE_IDS.join(', ')} (default generate,tags)
-  --streams N         concurrent streams in the cold, streams and reconnect scenarios (default 200)
-  --scenarios a,b     ${SCENARIOS.join(', ')} (default all; handshakes runs on loopback)
-  --no-pin            do not pin the hosts to CPUs (default: laptop on the first half, lab server on the rest)
-  --out DIR           report directory (default bench/results/two-hop-<timestamp>)
-  --ollana FILE       the ollana entry point (default: this checkout's bin/ollana.mjs)
-  -h, --help          this help
-`;
-
-class UsageError extends Error {}
-
-interface Options {
-  readonly ci: boolean;
-  readonly rounds: number;
-  readonly duration: number;
-  readonly warmup: number;
-  readonly workers: number;
-  readonly concurrency: readonly number[];
-  readonly rateCases: readonly RateCaseId[];
-  readonly streams: number;
-  readonly scenarios: readonly ScenarioId[];
-  readonly pin: boolean;
-  readonly out: string;
-  readonly ollana: string;
-}
-
-function positive(name: string, raw: string, max: number, integer = true): number {
-  const n = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(n) || n <= 0 || n > max || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${name} must be a positive ${integer ? 'integer' : 'number'} up to ${max}, got "${raw}"`);
-  }
-  return n;
-}
-
-function list<T extends string>(name: string, raw: string, known: readonly T[]): T[] {
-  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const i of items) if (!known.includes(i as T)) throw new UsageError(`--${name}: unknown "${i}"; known: ${known.join(', ')}`);
-  if (items.length === 0) throw new UsageError(`--${name} needs at least one value`);
-  return items as T[];
-}
-
-function parse(argv: string[]): Options | null {
-  const { values } = parseArgs({
-    args: argv, strict: true,
-    options: {
-      rounds: { type: 'string' }, duration: { type: 'string' }, warmup: { type: 'string' }, workers: { type: 'string' },
-      concurrency: { type: 'string' }, 'rate-cases': { type: 'string' }, streams: { type: 'string' }, scenarios: { type: 'string' },
-      'no-pin': { type: 'boolean' }, out: { type: 'string' }, ollana: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      ci: { type: 'boolean' },
-    },
-  });
-  if (values.help) return null;
-  const ci = values.ci ?? false;
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
-  // Flags win over the --ci defaults, as in bench/run.ts.
-  return {
-    ci,
-    rounds: positive('rounds', values.rounds ?? (ci ? '2' : '3'), 50),
-    duration: positive('duration', values.duration ?? '1.5', 60, false),
-    warmup: positive('warmup', values.warmup ?? (ci ? '3' : '6'), 120, false),
-    workers: positive('workers', values.workers ?? '2', 16),
-    concurrency: (values.concurrency ?? (ci ? String(RATE_CONCURRENCY) : '1,32')).split(',').map((c) => positive('concurrency', c, 1024)),
-    rateCases: list('rate-cases', values['rate-cases'] ?? (ci ? 'generate' : 'generate,tags'), RATE_CASE_IDS),
-    streams: positive('streams', values.streams ?? '200', 1000),
-    scenarios: list('scenarios', values.scenarios ?? (ci ? 'cold,rate,reconnect' : SCENARIOS.join(',')), SCENARIOS),
-    pin: !(values['no-pin'] ?? false),
-    out: resolve(values.out ?? `${REPO_ROOT}/bench/results/two-hop-${stamp}${ci ? '-ci' : ''}`),
-    ollana: resolve(values.ollana ?? MAIN),
-  };
-}
+(application -> emulator across the LAN), on a virtual LAN of network namespaces. Needs root.`, OPTIONS, 'BENCH_TWO_HOP_');
 
 /** Two machines on one box: the laptop host on the first half of the CPUs, the lab server on the rest. */
 function placement(pin: boolean): { client: string | null; server: string | null; text: string } {
-  const n = availableParallelism();
-  if (!pin) return { client: null, server: null, text: 'No CPU pinning (--no-pin)' };
-  if (n < 2 || !canPin()) return { client: null, server: null, text: `No CPU pinning (${n < 2 ? 'one CPU' : 'taskset missing'})` };
-  const half = Math.floor(n / 2);
-  const client = half === 1 ? '0' : `0-${half - 1}`;
-  const server = n - half === 1 ? String(half) : `${half}-${n - 1}`;
-  return { client, server, text: `Pinned with taskset as two machines: laptop host (client node, load agent, this bench) on CPU ${client}; ` +
-    `lab-server host (server node, emulator) on CPU ${server}. Direct runs on the same placement, so the emulator has the same CPU either way` };
+  const h = cpuHalves(pin);
+  return { client: h.first, server: h.second, text: h.unpinned ?? `Pinned with taskset as two machines: laptop host (client node, load agent, this bench) on CPU ${h.first}; ` +
+    `lab-server host (server node, emulator) on CPU ${h.second}. Direct runs on the same placement, so the emulator has the same CPU either way` };
 }
 
-function gitCommit(): string | null {
-  try {
-    const head = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return dirty === '' ? head : `${head} + uncommitted src changes`;
-  } catch {
-    return null;
-  }
-}
-
-const log = (msg: string): void => { process.stdout.write(`${msg}\n`); };
 const HANDSHAKES = fileURLToPath(new URL('./handshakes.ts', import.meta.url));
 
 /** ./handshakes.ts as a child (loopback only): what one handshake costs, full and resumed. */
@@ -217,27 +148,9 @@ async function measureAll(o: Options, two: TwoHopLan, problems: string[]): Promi
   return { cases, ahead };
 }
 
-async function main(): Promise<number> {
-  let o: Options | null;
-  try {
-    o = parse(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`bench/two-hop: ${(err as Error).message}\n`);
-    return 2;
-  }
-  if (o === null) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const skip = netnsSkipReason({ nft: false });
-  if (skip !== undefined) {
-    process.stderr.write(`bench/two-hop: cannot run here: ${skip} (two hops need a client node that finds its server by ` +
-      'UDP discovery, which only runs inside network namespaces)\n');
-    return 2;
-  }
+async function main(o: Options): Promise<number> {
   setOllanaMain(o.ollana);
-  const started = new Date();
-  const loadBefore = loadavg();
+  const clock = new RunClock();
   const place = placement(o.pin);
   if (place.client !== null) pinProcess(process.pid, place.client);
   log(`two-hop bench: ${o.scenarios.join(', ')}; ${o.rounds} rounds; --workers ${o.workers}; ${place.text}`);
@@ -286,19 +199,16 @@ async function main(): Promise<number> {
   }
 
   const gate: GateCheck[] | null = o.ci ? evaluateTwoHopGate(cases, ahead, o.workers) : null;
-  const finished = new Date();
   const report: TwoHopReport = {
     schema: 1, kind: 'two-hop',
     command: `node bench/two-hop/run.ts ${process.argv.slice(2).join(' ')}`.trim(),
-    startedAt: started.toISOString(), finishedAt: finished.toISOString(),
-    wallSeconds: (finished.getTime() - started.getTime()) / 1000,
-    machine: { cpuModel: cpuInfo()[0]?.model ?? '?', cpus: cpuInfo().length, kernel: release(), node: process.version, loadBefore, loadAfter: loadavg() },
+    ...clock.finish(),
     ollana: { main: o.ollana, commit: o.ollana === MAIN ? gitCommit() : null },
     options: { ci: o.ci, rounds: o.rounds, duration: o.duration, warmup: o.warmup, workers: o.workers, concurrency: o.concurrency,
       rateCases: o.rateCases, streams: o.streams, scenarios: o.scenarios, pin: o.pin },
     placement: place.text, topology, handshakes, ahead, cases, tls, gate, logs, problems,
   };
-  const files = writeReport(o.out, report);
+  const files = writeReport(o.out, { json: report, markdown: renderMarkdown(report) });
   log('');
   log(consoleTable(cases));
   if (tls !== null) {
@@ -328,30 +238,17 @@ async function main(): Promise<number> {
   return problems.length > 0 || failed > 0 ? 1 : 0;
 }
 
-const watchdog = setTimeout(() => {
-  log(`two-hop: still running after ${WATCHDOG_MS / 60_000} min; stopping everything`);
-  void (current?.close() ?? Promise.resolve()).finally(() => { cleanUp(); process.exit(1); });
-}, WATCHDOG_MS);
-watchdog.unref();
-// The namespaces (and every process in them) go with netns.ts's own exit and signal hooks; the data
-// and socket directories go here.
-function cleanUp(): void {
-  removeHomes();
-  removeSocketDirs();
-}
-process.on('exit', cleanUp);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    log(`two-hop: ${sig}; stopping everything it started`);
-    cleanUp();
-    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
-  });
-}
-
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`bench/two-hop: ${(err as Error).stack ?? String(err)}\n`);
-    void (current?.close() ?? Promise.resolve()).finally(() => process.exit(1));
+runBench({
+  name: 'bench/two-hop', script: 'bench/two-hop/run.ts', help: HELP,
+  parse: (argv, env) => parseOptions(OPTIONS, argv, env, 'BENCH_TWO_HOP_'),
+  cannotRun: () => {
+    const skip = netnsSkipReason({ nft: false });
+    return skip === undefined ? undefined : `${skip} (two hops need a client node that finds its server by UDP discovery, which only ` +
+      'runs inside network namespaces)';
   },
-);
+  watchdogMs: (o) => (o.ci ? 3 : 8) * 60_000,
+  // The namespaces (and every process in them) also go with netns.ts's own exit and signal hooks.
+  stop: async () => { await current?.close(); },
+  cleanup: () => { removeHomes(); removeSocketDirs(); },
+  run: main,
+});

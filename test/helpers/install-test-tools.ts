@@ -2,7 +2,7 @@
  * Run by `npm test` before the tests (pretest): the network-namespace tests need root, `ip`
  * (iproute2), `unshare` (util-linux) and `nft` (nftables). As root on a machine with apt-get, the
  * missing ones are installed; otherwise this says what is missing, and those tests are reported
- * skipped one by one with the reason (test/helpers/netns.ts netnsTest), never left out of the count.
+ * skipped one by one with the reason (testkit/netns.ts netnsTest), never left out of the count.
  * OLLANA_TEST_NO_INSTALL=1 turns the installing off.
  */
 import { execFileSync } from 'node:child_process';

@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { OPTION_SPECS } from '../../src/config/defaults.ts';
-import { startEmulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator } from '../../testkit/ollama-emulator.ts';
 import { freePort, removeHome, runCli, startOllana, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];

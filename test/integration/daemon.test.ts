@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Ollama } from 'ollama';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { freePort, removeHome, runCli, runOllana, tempHome } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;

@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { startEmulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator } from '../../testkit/ollama-emulator.ts';
 import { keptAlive, parseResponses, tcp, type KeptAlive } from '../helpers/hostile-client.ts';
 import { MAIN, freePort, removeHome, tempHome } from '../helpers/ollana-process.ts';
 

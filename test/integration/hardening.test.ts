@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest, Agent } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { exchange, flood, openFileLimit, rssMiB, slowloris, tcp, type Exchange } from '../helpers/hostile-client.ts';
 import { raw } from '../helpers/http.ts';
 import { freePort, removeHome, startOllana, type LogLine, type Started } from '../helpers/ollana-process.ts';

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
 
 const GIB = 1024 ** 3;

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ProxyPool } from '../../src/actors/proxy-pool.ts';
 import type { RouteTable } from '../../src/protocol/messages.ts';
-import { startEmulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator } from '../../testkit/ollama-emulator.ts';
 
 async function freePort(): Promise<number> {
   const srv = createServer();

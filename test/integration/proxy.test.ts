@@ -7,7 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
 import { json, raw } from '../helpers/http.ts';
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { openFileLimit, rssMiB } from '../helpers/hostile-client.ts';
 import { raw } from '../helpers/http.ts';
 import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';

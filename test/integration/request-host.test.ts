@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { exchange, tcp, type Exchange } from '../helpers/hostile-client.ts';
 import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
 

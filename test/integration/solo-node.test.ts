@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { freePort, removeHome, runCli, startOllana, type Started } from '../helpers/ollana-process.ts';
 import { json, raw } from '../helpers/http.ts';
 import { threadNames } from '../helpers/threads.ts';

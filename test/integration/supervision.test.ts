@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client, request } from 'undici';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;

@@ -16,7 +16,7 @@ import { Client, request } from 'undici';
 import { deviceIdFromDer } from '../../src/identity/device-id.ts';
 import { createSelfSigned } from '../../src/identity/self-signed.ts';
 import { HANDSHAKE_TIMEOUT_MS, pinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { reopeningFlood } from '../helpers/hostile-client.ts';
 import { freePort, removeHome, runCli, startOllana, tempHome, type Started } from '../helpers/ollana-process.ts';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Client, request } from 'undici';
 import { pinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
-import { startEmulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator } from '../../testkit/ollama-emulator.ts';
 import { freePort, removeHome, runCli, startOllana, tempHome, type LogLine, type Started } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];

@@ -13,7 +13,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { Client, request } from 'undici';
 import { pinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
-import { startEmulator, type Emulator } from '../fixtures/ollama-emulator.ts';
+import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { exchange as hostileExchange, rssMiB, slowloris, tcp, tlsAs } from '../helpers/hostile-client.ts';
 import { freePort, removeHome, runCli, startOllana, tempHome, type Started } from '../helpers/ollana-process.ts';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe } from 'node:test';
 import {
   createLan, cut, dropMulticast, dropRandomUdp, heal, netnsTest as test, type Host, type HostProcess, type Lan,
-} from '../helpers/netns.ts';
+} from '../../testkit/netns.ts';
 import { threadNames } from '../helpers/threads.ts';
 import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 

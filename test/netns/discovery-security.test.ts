@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe } from 'node:test';
-import { createLan, netnsTest as test, type Host, type HostProcess, type Lan } from '../helpers/netns.ts';
+import { createLan, netnsTest as test, type Host, type HostProcess, type Lan } from '../../testkit/netns.ts';
 import { CLIENT, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
 const ATTACKER = fileURLToPath(new URL('./fixtures/lan-attacker.ts', import.meta.url));

@@ -1,5 +1,5 @@
 /**
- * Smoke test of the virtual LAN harness (test/helpers/netns.ts) with real processes: UDP multicast,
+ * Smoke test of the virtual LAN harness (testkit/netns.ts) with real processes: UDP multicast,
  * limited and directed broadcast, unicast, TCP, hostnames, nftables helpers, cut/heal, and cleanup.
  * Every packet is sent from inside a namespace to an address that exists only inside this test's namespaces.
  */
@@ -13,11 +13,11 @@ import { fileURLToPath } from 'node:url';
 import {
   cleanupStale, clearRules, createLan, cut, dropMulticast, dropRandomUdp, heal, netnsSkipReason, netnsTest as it, withLan,
   type Host, type HostProcess, type Lan,
-} from '../helpers/netns.ts';
+} from '../../testkit/netns.ts';
 
 const skip = netnsSkipReason();
 const NODE = process.execPath;
-const HARNESS = fileURLToPath(new URL('../helpers/netns.ts', import.meta.url));
+const HARNESS = fileURLToPath(new URL('../../testkit/netns.ts', import.meta.url));
 const PORT = 11436;
 const GROUP = '239.255.11.36';
 

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { Host, HostProcess, Lan } from '../helpers/netns.ts';
+import type { Host, HostProcess, Lan } from '../../testkit/netns.ts';
 
 export const NODE = process.execPath;
 export const MAIN = fileURLToPath(new URL('../../bin/ollana.mjs', import.meta.url));
-export const EMULATOR = fileURLToPath(new URL('../fixtures/ollama-emulator.ts', import.meta.url));
+export const EMULATOR = fileURLToPath(new URL('../../testkit/ollama-emulator.ts', import.meta.url));
 export const CLIENT = fileURLToPath(new URL('./fixtures/lan-client.ts', import.meta.url));
 
 /**

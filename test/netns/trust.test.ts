@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'node:test';
 import { readPending } from '../../src/identity/devices.ts';
-import { createLan, cut, netnsTest as test, type Host, type HostProcess } from '../helpers/netns.ts';
+import { createLan, cut, netnsTest as test, type Host, type HostProcess } from '../../testkit/netns.ts';
 import { MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
 const HEARTBEAT = '300ms';

@@ -14,7 +14,7 @@ import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import {
   REQUEST_LOG_SIZE, startEmulator, type AbortedEvent, type Emulator, type EmulatorOptions, type RequestRecord, type TokenEvent,
-} from '../fixtures/ollama-emulator.ts';
+} from '../../testkit/ollama-emulator.ts';
 
 const TIMEOUT = { timeout: 15_000 };
 const MODEL = 'llama3.2';
@@ -659,7 +659,7 @@ test('GET /emulator/bytes streams exactly n bytes', TIMEOUT, async (t) => {
 });
 
 test('CLI prints its address first and exits cleanly on SIGTERM', TIMEOUT, async (t) => {
-  const entry = fileURLToPath(new URL('../fixtures/ollama-emulator.ts', import.meta.url));
+  const entry = fileURLToPath(new URL('../../testkit/ollama-emulator.ts', import.meta.url));
   const child = spawn(process.execPath, [entry, '--port', '0', '--tokens', '3', '--ttft-ms', '1', '--models', 'a,b:7b'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });

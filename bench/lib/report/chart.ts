@@ -1,7 +1,11 @@
 /**
- * A grouped bar chart as a standalone SVG (no dependency): one group per case, one bar per system,
- * with the value printed above each bar so the picture needs no axis reading.
+ * The load bench's charts: grouped bar charts as standalone SVG (no dependency), one group per case,
+ * one bar per system, with the value printed above each bar so the picture needs no axis reading.
  */
+import type { ScenarioResult } from '../results.ts';
+import { summarize, systemsIn } from '../results.ts';
+import type { RunReport } from './types.ts';
+
 export interface Series {
   readonly name: string;
   readonly values: readonly (number | null)[];
@@ -64,4 +68,40 @@ export function groupedBars(title: string, yLabel: string, groups: readonly stri
   });
   out.push('</svg>');
   return out.join('\n');
+}
+
+interface ChartSpec {
+  readonly scenario: string;
+  readonly metric: string;
+  readonly title: string;
+  readonly yLabel: string;
+}
+
+const CHARTS: readonly ChartSpec[] = [
+  { scenario: 'rate', metric: 'reqPerSec', title: 'Request rate (median req/s)', yLabel: 'req/s' },
+  { scenario: 'streams', metric: 'delayP99Ms', title: 'Per-token delivery delay p99 (ms, lower is better)', yLabel: 'ms' },
+  { scenario: 'scaling', metric: 'reqPerSec', title: 'Scaling with --workers (median req/s)', yLabel: 'req/s' },
+];
+
+function chartFor(sc: ScenarioResult, spec: ChartSpec): string | null {
+  if (sc.cases.length === 0) return null;
+  const metric = sc.cases[0]!.metrics.find((m) => m.key === spec.metric);
+  if (metric === undefined) return null;
+  const systems = [...new Set(sc.cases.flatMap((c) => systemsIn(c)))];
+  const series = systems.map((sys) => ({
+    name: sys,
+    values: sc.cases.map((c) => summarize(c, sys, metric).value?.median ?? null),
+  }));
+  return groupedBars(spec.title, spec.yLabel, sc.cases.map((c) => c.title.replace(/^(GET|POST) \/api\//, '')), series);
+}
+
+/** The charts of a run, one per charted scenario that ran: file name, title and SVG. */
+export function scenarioCharts(report: RunReport): { file: string; title: string; content: string }[] {
+  const out: { file: string; title: string; content: string }[] = [];
+  for (const spec of CHARTS) {
+    const sc = report.scenarios.find((s) => s.id === spec.scenario && s.skipped === null);
+    const svg = sc === undefined ? null : chartFor(sc, spec);
+    if (svg !== null) out.push({ file: `chart-${spec.scenario}.svg`, title: spec.title, content: svg });
+  }
+  return out;
 }

@@ -2,6 +2,7 @@
 import type { ProfileSummary } from '../cpu-profile.ts';
 import type { BenchOptions, SystemId } from '../options.ts';
 import type { ScenarioResult } from '../results.ts';
+import type { Machine } from '../run-meta.ts';
 import type { ToolState } from '../tools.ts';
 
 export interface SystemStatus {
@@ -40,13 +41,7 @@ export interface RunReport {
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly wallSeconds: number;
-  readonly machine: {
-    readonly cpuModel: string;
-    readonly cpus: number;
-    readonly memGiB: number;
-    readonly kernel: string;
-    readonly node: string;
-  };
+  readonly machine: Machine;
   readonly ollana: { readonly root: string; readonly commit: string | null; readonly args: readonly string[] };
   readonly tools: Readonly<Record<string, ToolState>>;
   readonly options: BenchOptions;
