@@ -1,6 +1,6 @@
 /**
  * The one table of `ollana serve` settings: each key's default, flag, environment variables and help.
- * The CLI help, the config-file keys and the README's flag table are all derived from it.
+ * The CLI help, the config-file keys and docs/settings.md (`npm run docs`) are all derived from it.
  */
 import { availableParallelism } from 'node:os';
 
@@ -72,8 +72,7 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   // Clients send their headers in one write; a connection that has not finished them in 10 s (from
   // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
   requestHeadersTimeoutMs: 10_000,
-  // The value ollana used before this was a setting. Empty lines a client sends meanwhile do not
-  // extend it (proxy/idle-watch.ts).
+  // Empty lines a client sends while idle do not extend it (proxy/idle-watch.ts).
   keepAliveTimeoutMs: 65_000,
   // Clients send a body as fast as the network lets them; one that sends nothing for 30 s while
   // ollana reads is stalled or hostile, and would hold its connection and an upstream request.
@@ -105,61 +104,96 @@ export interface OptionSpec {
   readonly help: string;
   /** How the default reads in help, where the raw value would mislead. */
   readonly defaultText?: string;
+  /** The setting's meaning in docs/settings.md (Markdown), where it says more than `help`. */
+  readonly doc?: string;
+  /** How the default reads in docs/settings.md, where neither the value nor `defaultText` fits (machine-independent). */
+  readonly docDefault?: string;
 }
+
+/** Settings given only as flags or environment: the data directory holds the config file, `daemon` is per run. */
+export const NOT_IN_CONFIG_FILE: readonly ConfigKey[] = Object.freeze(['dataDir', 'daemon']);
 
 export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
   { key: 'mode', flag: '--mode', kind: 'mode', env: ['OLLANA_MODE'],
-    help: 'auto: server node if a local Ollama answers, else client node; or force server / client' },
+    help: 'auto: server node if a local Ollama answers, else client node; or force server / client',
+    doc: '`auto`: server node if a local Ollama answers, else client node; `server` / `client` force it' },
   { key: 'listen', flag: '--listen', kind: 'listen', env: ['OLLANA_LISTEN'],
-    help: 'address to accept on, host:port', defaultText: `${SERVER_LISTEN} (server), ${CLIENT_LISTEN} (client)` },
+    help: 'address to accept on, host:port', defaultText: `${SERVER_LISTEN} (server), ${CLIENT_LISTEN} (client)`,
+    doc: 'where the node accepts requests',
+    docDefault: '`0.0.0.0:11435` (server), `127.0.0.1:11434` (client)' },
   { key: 'ollamaUrl', flag: '--ollama-url', kind: 'url', env: ['OLLANA_OLLAMA_URL', 'OLLAMA_HOST'],
-    help: 'the local Ollama (parsed like OLLAMA_HOST)' },
+    help: 'the local Ollama (parsed like OLLAMA_HOST)',
+    doc: 'the local Ollama, parsed exactly as Ollama parses `OLLAMA_HOST` (`http://h` means port 80!)' },
   { key: 'workers', flag: '--workers', kind: 'count', env: ['OLLANA_WORKERS'],
-    help: 'proxy worker threads sharing the port', defaultText: `${DEFAULT_WORKERS} (cores, at most 8)` },
+    help: 'proxy worker threads sharing the port', defaultText: `${DEFAULT_WORKERS} (cores, at most 8)`,
+    docDefault: 'cores, at most 8' },
   { key: 'logLevel', flag: '--log-level', kind: 'level', env: ['OLLANA_LOG', 'LOG_LEVEL'],
-    help: `log level: ${LOG_LEVELS.join(', ')}` },
+    help: `log level: ${LOG_LEVELS.join(', ')}`,
+    doc: LOG_LEVELS.map((l) => `\`${l}\``).join(', ') },
   { key: 'logFile', flag: '--log-file', kind: 'path', env: ['OLLANA_LOG_FILE'],
-    help: 'write logs to this file', defaultText: 'stdout; with -d: <state dir>/ollana.log' },
+    help: 'write logs to this file', defaultText: 'stdout; with -d: <state dir>/ollana.log',
+    docDefault: 'stdout; with `-d`: `$XDG_STATE_HOME/ollana/ollana.log`' },
   { key: 'pidFile', flag: '--pid-file', kind: 'path', env: ['OLLANA_PID_FILE'],
-    help: 'pid file', defaultText: '<runtime dir>/ollana.pid' },
+    help: 'pid file', defaultText: '<runtime dir>/ollana.pid',
+    doc: 'first line the pid, then its start time, a token, the drain timeout and the listen address; written to a temporary file and renamed, so never seen half-written. A node whose drain timeout cut requests leaves `<pid file>.cut` for `ollana stop` to report',
+    docDefault: '`$XDG_RUNTIME_DIR/ollana/ollana.pid`, else in the data dir' },
   { key: 'daemon', flag: '--daemon', short: '-d', kind: 'bool', env: [],
     help: 'run in the background; returns once the node listens' },
   { key: 'dataDir', flag: '--data-dir', kind: 'path', env: ['OLLANA_HOME'],
-    help: 'data directory (identity, config.json)', defaultText: '$XDG_CONFIG_HOME/ollana or ~/.config/ollana' },
+    help: 'data directory (identity, config.json)', defaultText: '$XDG_CONFIG_HOME/ollana or ~/.config/ollana',
+    doc: 'data directory (mode 0700): config file, identity (`cert.pem`, `key.pem` 0600), `devices.json`, `pending.json`, `trust.lock` (see [the trust files](lan.md#the-trust-files))',
+    docDefault: '`$XDG_CONFIG_HOME/ollana` or `~/.config/ollana`' },
   { key: 'drainTimeoutMs', flag: '--drain-timeout', kind: 'duration', env: ['OLLANA_DRAIN_TIMEOUT'],
-    help: 'on stop, how long in-flight streams may finish (ms, or 30s, 2m)' },
+    help: 'on stop, how long in-flight streams may finish (ms, or 30s, 2m)',
+    doc: 'on stop, how long in-flight streams may run on' },
   { key: 'probeTimeoutMs', flag: '--probe-timeout', kind: 'duration', env: ['OLLANA_PROBE_TIMEOUT'],
-    help: 'how long auto mode waits for the local Ollama to answer' },
+    help: 'how long auto mode waits for the local Ollama to answer',
+    doc: 'how long the probe of the local Ollama waits' },
   { key: 'connectTimeoutMs', flag: '--connect-timeout', kind: 'duration', env: ['OLLANA_CONNECT_TIMEOUT'],
     help: 'upstream TCP connect timeout' },
   { key: 'headersTimeoutMs', flag: '--headers-timeout', kind: 'duration', env: ['OLLANA_HEADERS_TIMEOUT'],
-    help: 'upstream time to first byte limit; 0 = none (cold model loads take minutes)' },
+    help: 'upstream time to first byte limit; 0 = none (cold model loads take minutes)',
+    doc: 'upstream time to first byte; none by default, since a cold model load takes minutes',
+    docDefault: '`0` (none)' },
   { key: 'bodyTimeoutMs', flag: '--body-timeout', kind: 'duration', env: ['OLLANA_BODY_TIMEOUT'],
-    help: 'upstream idle time between body chunks limit; 0 = none' },
+    help: 'upstream idle time between body chunks limit; 0 = none',
+    doc: 'upstream idle time between chunks',
+    docDefault: '`0` (none)' },
   { key: 'upstreamConnections', flag: '--upstream-connections', kind: 'count', env: ['OLLANA_UPSTREAM_CONNECTIONS'],
     help: 'keep-alive connections per worker per upstream' },
   { key: 'upstreamKeepAliveMs', flag: '--upstream-keep-alive', kind: 'duration', env: ['OLLANA_UPSTREAM_KEEP_ALIVE'],
-    help: 'how long an idle upstream connection is kept' },
+    help: 'how long an idle upstream connection is kept',
+    doc: 'idle upstream connection lifetime' },
   { key: 'requestHeadersTimeoutMs', flag: '--request-headers-timeout', kind: 'duration', env: ['OLLANA_REQUEST_HEADERS_TIMEOUT'],
-    help: 'clients must finish sending request headers within this (from connect or the request\'s first byte); slower connections get 408 and are closed; 0 = no limit' },
+    help: 'clients must finish sending request headers within this (from connect or the request\'s first byte); slower connections get 408 and are closed; 0 = no limit',
+    doc: 'a client must finish its request headers this long after connecting or after the request\'s first byte; slower connections (slowloris) get 408 and are closed; `0` = no limit' },
   { key: 'keepAliveTimeoutMs', flag: '--keep-alive-timeout', kind: 'duration', env: ['OLLANA_KEEP_ALIVE_TIMEOUT'],
-    help: 'how long a client connection may stay idle between requests; empty lines sent meanwhile do not count as a request; 0 = until the client closes it' },
+    help: 'how long a client connection may stay idle between requests; empty lines sent meanwhile do not count as a request; 0 = until the client closes it',
+    doc: 'how long a client connection may stay idle between requests; empty lines (CRLF) sent meanwhile do not count as a request; `0` = until the client closes it' },
   { key: 'requestBodyTimeoutMs', flag: '--request-body-timeout', kind: 'duration', env: ['OLLANA_REQUEST_BODY_TIMEOUT'],
-    help: 'a request body that sends nothing for this long (while ollana reads it) gets 408 and is closed, and its upstream request ends; 0 = no limit' },
+    help: 'a request body that sends nothing for this long (while ollana reads it) gets 408 and is closed, and its upstream request ends; 0 = no limit',
+    doc: 'a request body that sends nothing for this long (while ollana reads it; waiting on a slow upstream does not count) gets 408 and is closed, and its upstream request ends; at `--max-connections`, a body stalled for 5 s counts as idle; `0` = no limit' },
   { key: 'maxConnections', flag: '--max-connections', kind: 'limit', env: ['OLLANA_MAX_CONNECTIONS'],
-    help: 'open client connections per node, whichever worker holds them; new ones past it are closed at once, and idle ones closed to make room; 0 = no limit' },
+    help: 'open client connections per node, whichever worker holds them; new ones past it are closed at once, and idle ones closed to make room; 0 = no limit',
+    doc: 'open client connections per node, whichever worker holds them; past it new connections are closed at once, idle ones are closed to make room, and a warning is logged; `0` = no limit' },
   { key: 'origins', flag: '--origins', kind: 'list', env: ['OLLANA_ORIGINS', 'OLLAMA_ORIGINS'],
-    help: 'extra browser origins allowed (comma-separated, * wildcard), added to Ollama\'s defaults' },
+    help: 'extra browser origins allowed (comma-separated, * wildcard), added to Ollama\'s defaults',
+    doc: 'extra browser origins (comma-separated, `*` wildcard) on top of Ollama\'s defaults' },
   { key: 'discoveryPort', flag: '--discovery-port', kind: 'port', env: ['OLLANA_DISCOVERY_PORT'],
-    help: 'UDP port of LAN discovery (every node of a LAN must use the same)' },
+    help: 'UDP port of LAN discovery (every node of a LAN must use the same)',
+    doc: 'UDP port of LAN discovery; the same on every node' },
   { key: 'discovery', flag: '--discovery', kind: 'discovery', env: ['OLLANA_DISCOVERY'],
-    help: 'how to reach the LAN: multicast (group 239.255.11.36), broadcast, both, or off (no LAN traffic at all)' },
+    help: 'how to reach the LAN: multicast (group 239.255.11.36), broadcast, both, or off (no LAN traffic at all)',
+    doc: '`multicast`, `broadcast`, `both`, or `off` (no LAN traffic; a server node then serves only clients that know its address)' },
   { key: 'heartbeatMs', flag: '--heartbeat', kind: 'duration', env: ['OLLANA_HEARTBEAT'],
-    help: 'server announce interval; a node silent for 3.5 heartbeats is gone' },
+    help: 'server announce interval; a node silent for 3.5 heartbeats is gone',
+    doc: 'announce interval; a node silent for 3.5 heartbeats is gone' },
   { key: 'roleSwitchAfterMs', flag: '--role-switch-after', kind: 'duration', env: ['OLLANA_ROLE_SWITCH_AFTER'],
     help: 'auto mode: a server node whose Ollama stays away this long becomes a client node' },
   { key: 'trustLan', flag: '--trust-lan', kind: 'bool', env: ['OLLANA_TRUST_LAN'],
-    help: 'accept every device on the LAN without pairing (still TLS): for demos; anyone on the LAN can then use a server node, and a client node uses any server that announces itself' },
+    help: 'accept every device on the LAN without pairing (still TLS): for demos; anyone on the LAN can then use a server node, and a client node uses any server that announces itself',
+    doc: 'accept every device without pairing (still TLS; see [what it gives up](lan.md#--trust-lan-what-it-gives-up))' },
   { key: 'insecureHttp', flag: '--insecure-http', kind: 'bool', env: ['OLLANA_INSECURE_HTTP'],
-    help: 'server node: plain HTTP instead of TLS, allowed only with a loopback --listen (benchmarks, local tests); never reachable from the LAN' },
+    help: 'server node: plain HTTP instead of TLS, allowed only with a loopback --listen (benchmarks, local tests); never reachable from the LAN',
+    doc: 'a server node serves plain HTTP instead of TLS; refused unless `--listen` is a loopback address (benchmarks, local tests)' },
 ] satisfies OptionSpec[]);

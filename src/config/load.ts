@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OllanaError, systemCode } from '../errors.ts';
-import { DEFAULTS, OPTION_SPECS, type ConfigKey, type ServeConfig } from './defaults.ts';
+import { DEFAULTS, NOT_IN_CONFIG_FILE, OPTION_SPECS, type ConfigKey, type ServeConfig } from './defaults.ts';
 import { defaultDataDir } from './paths.ts';
 import { parseValue, type Origin } from './schema.ts';
 
@@ -41,8 +41,8 @@ export function loadConfig(flags: Partial<Record<ConfigKey, unknown>>, env: Env)
   if (fromFile) {
     for (const [key, raw] of Object.entries(fromFile)) {
       const spec = specByKey.get(key as ConfigKey);
-      if (!spec || key === 'dataDir' || key === 'daemon') {
-        const known = OPTION_SPECS.filter((s) => s.key !== 'dataDir' && s.key !== 'daemon').map((s) => s.key);
+      if (!spec || NOT_IN_CONFIG_FILE.includes(spec.key)) {
+        const known = OPTION_SPECS.filter((s) => !NOT_IN_CONFIG_FILE.includes(s.key)).map((s) => s.key);
         throw new OllanaError('OLN_BAD_CONFIG',
           `${file}: unknown setting "${key}"; the settings are ${known.join(', ')}`);
       }

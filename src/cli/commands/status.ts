@@ -45,7 +45,8 @@ async function ownIdentity(dataDir: string): Promise<TlsIdentity | null> {
   }
 }
 
-function human(s: Record<string, any>): string { // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: the status JSON is printed field by field as it came, whatever its shape
+function human(s: Record<string, any>): string {
   const lines = [
     `ollana ${s.ollana?.version} (pid ${s.ollana?.pid}), up ${s.ollana?.uptimeS} s, device id ${s.node?.id}`,
     `role: ${s.role} node (mode ${s.mode}), listening on ${s.listen?.host}:${s.listen?.port}` +
