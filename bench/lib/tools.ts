@@ -33,6 +33,7 @@ function versionOf(name: ToolName, path: string): string | null {
     const r = spawnSync(path, ['-v'], { encoding: 'utf8', timeout: 5_000 });
     return /nginx\/([\w.]+)/.exec(`${r.stderr}${r.stdout}`)?.[1] ?? null;
   }
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax, not a template
   const r = spawnSync('dpkg-query', ['-W', '-f=${Version}', 'hey'], { encoding: 'utf8', timeout: 5_000 });
   return r.status === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : null;
 }

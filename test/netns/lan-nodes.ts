@@ -45,7 +45,8 @@ export async function serve(host: Host, home: string, args: readonly string[]): 
 }
 
 /** Runs test/netns/fixtures/lan-client.ts inside `host` and parses the JSON line it prints. */
-export async function client(host: Host, ...args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: each lan-client command prints its own JSON shape, read by the test that asked
+export async function client(host: Host, ...args: string[]): Promise<any> {
   const r = await host.exec(NODE, [CLIENT, ...args], 20_000);
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
   try {
