@@ -21,9 +21,7 @@ import {
   DISCOVERY_TO_SUPERVISOR, type DiscoveryStats, type DiscoveryToSupervisor, type ElectionToSupervisor,
   type ElectionView, type RouteTable, type SelfInfo, type SupervisorToDiscovery, type SupervisorToElection,
 } from '../protocol/messages.ts';
-import type { DiscoveryWorkerData } from '../workers/discovery.worker.ts';
-import type { ElectionWorkerData } from '../workers/election.worker.ts';
-import type { ProxyWorkerData } from '../workers/proxy.worker.ts';
+import type { DiscoveryWorkerData, ElectionWorkerData, ProxyWorkerData } from '../protocol/workers.ts';
 import { ownModule } from '../module-file.ts';
 import { ActorThread } from './actor-thread.ts';
 import { ClusterView, peerUrl } from './cluster.ts';

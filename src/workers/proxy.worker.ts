@@ -3,36 +3,15 @@
  * shared port, serve until the supervisor says proxy.drain, then resolve. A crash rejects the task,
  * which is how the supervisor learns to replace the thread.
  */
-import type { MessagePort } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { Endpoint, PendingReplies } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
-import { createLogger, type LogSettings } from '../log.ts';
-import type { ProxyToSupervisor, RouteTable, SupervisorToProxy } from '../protocol/messages.ts';
+import { createLogger } from '../log.ts';
+import type { ProxyToSupervisor, SupervisorToProxy } from '../protocol/messages.ts';
+import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
 import { decodeForProxy } from '../protocol/proxy-inbox.ts';
-import { ProxyServer, type ProxySettings } from '../proxy/proxy-server.ts';
+import { ProxyServer } from '../proxy/proxy-server.ts';
 import { REFUSAL_REPORTS, RefusalReports } from '../proxy/refusal-reports.ts';
-
-export interface ProxyWorkerData {
-  readonly log: LogSettings;
-  readonly proxy: Omit<ProxySettings, 'worker'>;
-}
-
-export interface ProxyTask {
-  readonly worker: number;
-  readonly port: MessagePort;
-  readonly routes: RouteTable;
-  /** In-flight requests per worker, in memory shared with the supervisor. */
-  readonly loadBoard: Int32Array;
-  /** Open connections per worker, shared by all of them (connection-cap.ts). */
-  readonly connectionBoard: Int32Array;
-}
-
-export interface ProxyTaskResult {
-  readonly worker: number;
-  /** requests still in flight at the drain deadline, cut off */
-  readonly cut: number;
-}
 
 const STATUS_DEADLINE_MS = 3_000;
 /** A device refused again within this time is not reported again (a flood must not become one). */
