@@ -21,6 +21,7 @@ import {
   DISCOVERY_TO_SUPERVISOR, type DiscoveryStats, type DiscoveryToSupervisor, type ElectionToSupervisor,
   type ElectionView, type RouteTable, type SelfInfo, type SupervisorToDiscovery, type SupervisorToElection,
 } from '../protocol/messages.ts';
+import type { NodeStatus } from '../protocol/status.ts';
 import type { DiscoveryWorkerData, ElectionWorkerData, ProxyWorkerData } from '../protocol/workers.ts';
 import { ownModule } from '../module-file.ts';
 import { ActorThread } from './actor-thread.ts';
@@ -238,7 +239,7 @@ export class Supervisor extends EventEmitter {
     const pool = new ProxyPool(config.workers, workerData, this.#table, this.#log);
     pool.on('refused', (m: { id: string; name: string; addr: string; verdict: string }) => this.#onRefused(m));
     pool.on('refused-by', (server: string) => this.#onRefusedBy(server));
-    pool.on('status-request', (reply: (s: Record<string, unknown> | null, e: string | null) => void) => {
+    pool.on('status-request', (reply: (s: NodeStatus | null, e: string | null) => void) => {
       this.status().then((s) => reply(s, null), (err: unknown) => reply(null, errorMessage(err)));
     });
     pool.on('fatal', (err: OllanaError) => this.emit('fatal', err));
@@ -623,7 +624,7 @@ export class Supervisor extends EventEmitter {
     }
   }
 
-  async status(): Promise<Record<string, unknown>> {
+  async status(): Promise<NodeStatus> {
     const [workers, discoveryStats] = await Promise.all([
       this.#pool?.stats() ?? Promise.resolve([] as WorkerReport[]),
       this.#discoveryStatsNow(),

@@ -8,6 +8,7 @@ import { Endpoint, PendingReplies } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import type { ProxyToSupervisor, SupervisorToProxy } from '../protocol/messages.ts';
+import type { NodeStatus } from '../protocol/status.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
 import { decodeForProxy } from '../protocol/proxy-inbox.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
@@ -30,7 +31,7 @@ function dueFor(sent: Map<string, number>, key: string): boolean {
 export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResult> {
   const data = workerData as ProxyWorkerData;
   const log = createLogger(data.log, { actor: 'proxy', worker: task.worker });
-  const statusReplies = new PendingReplies<Record<string, unknown>>();
+  const statusReplies = new PendingReplies<NodeStatus>();
   let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
   const reported = new Map<string, number>();
   const refusals = new RefusalReports();
@@ -75,7 +76,9 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
       case 'proxy.drain': drainRequested(msg.deadlineMs); break;
       case 'trust.update': server.setTrust(msg.trust); break;
       case 'status.reply':
-        if (msg.status !== null) statusReplies.settle(msg.id, msg.status);
+        // Checked as a plain record on arrival (proxy-inbox.ts); the supervisor built it as a NodeStatus,
+        // and this worker only serves it as JSON.
+        if (msg.status !== null) statusReplies.settle(msg.id, msg.status as unknown as NodeStatus);
         break;
       default: {
         const never: never = msg;
