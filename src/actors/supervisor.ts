@@ -228,8 +228,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       onFatal: (err) => this.emit('fatal', err),
       onStart: (election) => {
         this.#sendSelfToElection(election);
-        for (const peer of this.#peers.clients) election.send({ type: 'election.peer', peer });
-        for (const peer of this.#peers.servers) election.send({ type: 'election.peer', peer });
+        for (const peer of this.#peers.clients) election.send({ type: 'peer.seen', peer });
+        for (const peer of this.#peers.servers) election.send({ type: 'peer.seen', peer });
       } });
   }
 
@@ -261,14 +261,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     switch (msg.type) {
       case 'peer.seen':
         this.#peers.seen(msg.peer, this.#role);
-        this.#election?.send({ type: 'election.peer', peer: msg.peer });
+        this.#election?.send(msg);
         break;
       case 'peer.gone':
         this.#peers.gone(msg.id, msg.reason);
-        this.#election?.send({ type: 'election.gone', id: msg.id, reason: msg.reason });
+        this.#election?.send(msg);
         break;
       case 'peer.clone':
-        this.#election?.send({ type: 'election.clone', id: msg.id, addr: msg.addr, boot: msg.boot });
+        this.#election?.send(msg);
         break;
       case 'discovery.stats.report':
         this.#discoveryStats.settle(msg.id, msg.stats);
