@@ -12,6 +12,7 @@ import { ownModule } from '../module-file.ts';
 import { decoderFor } from '../protocol/codec.ts';
 import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
   type WorkerStats } from '../protocol/messages.ts';
+import type { ProxyPoolEvents } from '../protocol/events.ts';
 import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
 import { clearSlot, connectionBoard, openConnections } from '../proxy/connection-cap.ts';
@@ -49,7 +50,7 @@ export type { WorkerReport };
  * (OllanaError) when a slot gives up, 'worker-ready' (index), 'refused' (a trust.refused message: this
  * server node turned a device away) and 'refused-by' (server id: a server node turned this one away).
  */
-export class ProxyPool extends EventEmitter {
+export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   readonly #log: Logger;
   readonly #size: number;
   readonly #pool: Piscina;
