@@ -16,6 +16,7 @@ import type { ClusterHandle, TrustHandle } from '../../src/actors/supervisor-dep
 import { SWITCH_DRAIN_MS, Supervisor } from '../../src/actors/supervisor.ts';
 import type { ActorHandle, PoolHandle, ThreadFactory } from '../../src/actors/thread-factory.ts';
 import { DEFAULTS, type ServeConfig } from '../../src/config/defaults.ts';
+import { OllanaError } from '../../src/errors.ts';
 import type { Identity } from '../../src/identity/identity.ts';
 import type { ProxyPoolEvents } from '../../src/protocol/events.ts';
 import type { PeerInfo } from '../../src/protocol/lan.ts';
@@ -398,3 +399,67 @@ test('stop: announces draining first (no new requests), drains the workers, then
   await flush();
   assert.equal(n.ollama.asked, 1, 'no health check after stop');
 });
+
+test('a server node whose Ollama stops answering stops announcing at once, and announces again when it is back', async () => {
+  const n = setup({ mode: 'server', discovery: 'both' }, true);
+  await n.supervisor.start();
+  const discovery = n.threads.discovery();
+  const election = n.threads.actors.get('election');
+  const announces = (): boolean[] => discovery.sent.flatMap((m) => (m.type === 'discovery.configure' ? [m.announce] : []));
+  const healthy = (): boolean[] => (election?.sent ?? []).flatMap((m) => (m.type === 'election.self' ? [m.healthy] : []));
+  assert.equal(announces().at(-1), true);
+  assert.equal(healthy().at(-1), true);
+
+  n.ollama.up = false;
+  await n.advance(2_000);
+  assert.equal(announces().at(-1), false, 'silent on the LAN from the first failed check');
+  assert.equal(healthy().at(-1), false, 'and no longer a member for the election');
+  n.ollama.up = true;
+  await n.advance(2_000);
+  assert.equal(announces().at(-1), true);
+  assert.equal(healthy().at(-1), true);
+  await n.supervisor.stop('test');
+});
+
+test('discovery that fails while starting (its port taken) fails start() with its coded error, and the node stops', async () => {
+  const n = setup({ mode: 'client', discovery: 'both' }, false);
+  const threads = n.threads;
+  const actor = threads.actor.bind(threads);
+  threads.actor = <In extends Message, Out extends Message>(opts: ActorThreadOptions<In>): ActorHandle<In, Out> => {
+    const handle = actor<In, Out>(opts) as FakeActor<In, Out>;
+    if (opts.name === 'discovery') {
+      handle.start = () => {
+        queueMicrotask(() => handle.emit('fatal', new OllanaError('OLN_PORT_IN_USE', 'UDP port 11436 is taken')));
+      };
+    }
+    return handle;
+  };
+  await assert.rejects(n.supervisor.start(), { code: 'OLN_PORT_IN_USE', message: 'UDP port 11436 is taken' });
+  assert.deepEqual(n.threads.lastPool.stops, [DEFAULTS.drainTimeoutMs], 'the workers already started are drained and ended');
+});
+
+test('status: role, listen address, upstreams and the workers\' totals, as `ollana status` reads them', async () => {
+  const n = setup({ mode: 'auto', listen: '127.0.0.1:0' }, true);
+  await n.supervisor.start();
+  const stats = { worker: 0, threadId: 2, requests: 5, inFlight: 1, completed: 4, clientAborts: 0, upstreamErrors: 1, bytesIn: 10,
+    bytesOut: 20, statuses: { '2xx': 4 }, ttfbMs: LATENCY, durationMs: LATENCY, rssBytes: 1, tlsHandshakes: 3, tlsResumed: 1,
+    fastRequests: 4, handedToNode: 1 };
+  n.threads.lastPool.stats = () => Promise.resolve([stats, { worker: 1, ready: false }]);
+  n.clock.advance(4_000);
+  const s = await n.supervisor.status();
+  assert.equal(s.role, 'server');
+  assert.equal(s.mode, 'auto');
+  assert.deepEqual(s.listen, { host: '127.0.0.1', port: 40_000 });
+  assert.equal(s.ollana.uptimeS, 4);
+  assert.equal(s.trust.tls, true);
+  assert.deepEqual(s.ollama && [s.ollama.healthy, s.ollama.version, s.ollama.models], [true, '0.9.0', ['llama3:8b']]);
+  assert.deepEqual(s.upstreams.map((u) => u.id), ['local']);
+  assert.equal(s.cluster.leader, 'SELF-ID', 'with discovery off a healthy server node is its own leader');
+  assert.equal(s.cluster.isLeader, true);
+  assert.equal(s.discovery, null);
+  assert.deepEqual([s.workers.configured, s.workers.live, s.workers.totals.requests, s.workers.totals.upstreamErrors], [2, 1, 5, 1]);
+  assert.equal(s.workers.list.length, 2);
+  await n.supervisor.stop('test');
+});
+
+const LATENCY = { count: 1, min: 1, max: 1, mean: 1, p50: 1, p90: 1, p99: 1, p999: 1 };
