@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { OllanaError, errorFromData } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { ActorThreadEvents } from '../protocol/events.ts';
 import type { Message } from '../protocol/messages.ts';
 import { decoderFor } from '../protocol/codec.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
@@ -27,7 +28,7 @@ export interface ActorThreadOptions<In extends Message> {
 }
 
 /** Emits 'message' (In), 'restarted', and 'fatal' (OllanaError) when it gives up or the thread reports a coded error. */
-export class ActorThread<In extends Message, Out extends Message> extends EventEmitter {
+export class ActorThread<In extends Message, Out extends Message> extends EventEmitter<ActorThreadEvents<In>> {
   readonly #opts: ActorThreadOptions<In>;
   #worker: Worker | null = null;
   #endpoint: Endpoint<In, Out> | null = null;

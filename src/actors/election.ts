@@ -50,13 +50,13 @@ export class ElectionActor {
       case 'election.self':
         this.#self = { id: msg.id, boot: msg.boot, role: msg.role, healthy: msg.healthy };
         break;
-      case 'election.peer':
+      case 'peer.seen':
         this.#onPeer(msg.peer);
         break;
-      case 'election.gone':
+      case 'peer.gone':
         this.#peers.delete(msg.id);
         break;
-      case 'election.clone':
+      case 'peer.clone':
         if (msg.id !== this.#self.id) {
           const other = this.#peers.get(msg.id)?.addr ?? 'another address';
           this.#conflict('duplicate-id', msg.id,

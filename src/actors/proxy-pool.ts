@@ -12,7 +12,9 @@ import { ownModule } from '../module-file.ts';
 import { decoderFor } from '../protocol/codec.ts';
 import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
   type WorkerStats } from '../protocol/messages.ts';
-import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
+import type { ProxyPoolEvents } from '../protocol/events.ts';
+import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
+import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
 import { clearSlot, connectionBoard, openConnections } from '../proxy/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
@@ -41,14 +43,14 @@ interface Slot {
   cut: number;
 }
 
-export type WorkerReport = WorkerStats | { readonly worker: number; readonly ready: false };
+export type { WorkerReport };
 
 /**
  * Emits 'status-request' (reply: (status) => void) when a worker needs /ollana/v1/status, 'fatal'
  * (OllanaError) when a slot gives up, 'worker-ready' (index), 'refused' (a trust.refused message: this
  * server node turned a device away) and 'refused-by' (server id: a server node turned this one away).
  */
-export class ProxyPool extends EventEmitter {
+export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   readonly #log: Logger;
   readonly #size: number;
   readonly #pool: Piscina;
@@ -238,7 +240,7 @@ export class ProxyPool extends EventEmitter {
         this.#stats.settle(msg.id, msg.stats);
         break;
       case 'status.request':
-        this.emit('status-request', (status: Record<string, unknown> | null, error: string | null) => {
+        this.emit('status-request', (status: NodeStatus | null, error: string | null) => {
           slot.endpoint?.send({ type: 'status.reply', id: msg.id, status,
             error: error === null ? null : { code: 'OLN_INTERNAL', message: error } });
         });

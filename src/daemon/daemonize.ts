@@ -6,14 +6,11 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { OllanaError, type ErrorData, type OllanaErrorCode } from '../errors.ts';
+import { OllanaError, type OllanaErrorCode } from '../errors.ts';
+import type { DaemonReport } from '../protocol/daemon.ts';
 
 export const DAEMON_CHILD_ENV = 'OLLANA_DAEMON_CHILD';
 const READY_DEADLINE_MS = 60_000;
-
-export type DaemonReport =
-  | { readonly type: 'daemon.ready'; readonly pid: number; readonly role: string; readonly url: string }
-  | { readonly type: 'daemon.failed'; readonly error: ErrorData };
 
 export function isDaemonChild(env: Readonly<Record<string, string | undefined>>): boolean {
   return env[DAEMON_CHILD_ENV] === '1';

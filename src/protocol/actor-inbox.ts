@@ -71,9 +71,9 @@ export function decodeForElection(raw: unknown): SupervisorToElection {
   switch (type) {
     case 'election.self': return { type, id: str(m.id, ['id']), boot: str(m.boot, ['boot']), role: oneOf(m.role, ['role'], ROLES),
       healthy: bool(m.healthy, ['healthy']) };
-    case 'election.peer': return { type, peer: peer(m.peer, ['peer']) };
-    case 'election.gone': return { type, id: str(m.id, ['id']), reason: oneOf(m.reason, ['reason'], GONE_REASONS) };
-    case 'election.clone': return { type, id: str(m.id, ['id']), addr: str(m.addr, ['addr']), boot: str(m.boot, ['boot']) };
+    case 'peer.seen': return { type, peer: peer(m.peer, ['peer']) };
+    case 'peer.gone': return { type, id: str(m.id, ['id']), reason: oneOf(m.reason, ['reason'], GONE_REASONS) };
+    case 'peer.clone': return { type, id: str(m.id, ['id']), addr: str(m.addr, ['addr']), boot: str(m.boot, ['boot']) };
     default: throw unexpectedType(type);
   }
 }

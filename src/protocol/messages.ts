@@ -159,9 +159,7 @@ const messageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('election.self'), id: z.string(), boot: z.string(), role: z.enum(['server', 'client']),
     /** a server node counts as a member only while its Ollama answers */
     healthy: z.boolean() }),
-  z.object({ type: z.literal('election.peer'), peer: peerSchema }),
-  z.object({ type: z.literal('election.gone'), id: z.string(), reason: z.enum(['bye', 'timeout']) }),
-  z.object({ type: z.literal('election.clone'), id: z.string(), addr: z.string(), boot: z.string() }),
+  // and discovery's peer.seen, peer.gone and peer.clone, forwarded as they are
   // election -> supervisor
   z.object({ type: z.literal('election.view'), view: z.object({
     term: z.number().int(),
@@ -205,7 +203,8 @@ export const DISCOVERY_TO_SUPERVISOR = ['discovery.ready', 'peer.seen', 'peer.go
   'discovery.stopped'] as const;
 export type DiscoveryToSupervisor = MessageOf<(typeof DISCOVERY_TO_SUPERVISOR)[number]>;
 
-export const SUPERVISOR_TO_ELECTION = ['election.self', 'election.peer', 'election.gone', 'election.clone'] as const;
+/** The election hears about peers through discovery's own messages, which the supervisor forwards unchanged. */
+export const SUPERVISOR_TO_ELECTION = ['election.self', 'peer.seen', 'peer.gone', 'peer.clone'] as const;
 export type SupervisorToElection = MessageOf<(typeof SUPERVISOR_TO_ELECTION)[number]>;
 export type ElectionToSupervisor = MessageOf<'election.view'>;
 export type ElectionView = ElectionToSupervisor['view'];

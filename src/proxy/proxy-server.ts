@@ -10,6 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Pool } from '../net/undici.ts';
 import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream, WorkerStats } from '../protocol/messages.ts';
+import type { NodeStatus } from '../protocol/status.ts';
 import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy, hostAllowedOnLoopback } from './cors.ts';
 import { sendError, sendJson } from './errors-http.ts';
 import { aggregate } from './aggregate.ts';
@@ -66,7 +67,7 @@ export interface ProxySettings {
 
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
 export interface ProxyHost {
-  status(): Promise<Record<string, unknown>>;
+  status(): Promise<NodeStatus>;
   crash(): void;
   /** A device was refused after the handshake (the supervisor logs it and lists it as pending). */
   refused(a: Admission, addr: string): void;

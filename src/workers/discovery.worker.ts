@@ -8,19 +8,13 @@
 import { createSocket } from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
 import { pemSigner } from '../net/datagram-auth.ts';
-import { DiscoveryActor, systemClock, type DiscoveryOptions } from '../actors/discovery.ts';
+import { DiscoveryActor, systemClock } from '../actors/discovery.ts';
 import { Endpoint } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
-import { createLogger, type LogSettings } from '../log.ts';
+import { createLogger } from '../log.ts';
 import { decodeForDiscovery } from '../protocol/actor-inbox.ts';
 import type { DiscoveryToSupervisor, SupervisorToDiscovery } from '../protocol/messages.ts';
-
-export interface DiscoveryWorkerData {
-  readonly log: LogSettings;
-  readonly options: DiscoveryOptions;
-  /** this node's identity (PEM texts), to sign its datagrams with */
-  readonly identity: { readonly certPem: string; readonly keyPem: string };
-}
+import type { DiscoveryWorkerData } from '../protocol/workers.ts';
 
 if (parentPort === null) throw new Error('discovery.worker.ts runs as a worker thread');
 const port = parentPort;

@@ -2,14 +2,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ElectionActor } from '../actors/election.ts';
 import { Endpoint } from '../actors/runtime.ts';
-import { createLogger, type LogSettings } from '../log.ts';
+import { createLogger } from '../log.ts';
 import { decodeForElection } from '../protocol/actor-inbox.ts';
 import type { ElectionToSupervisor, SupervisorToElection } from '../protocol/messages.ts';
-
-export interface ElectionWorkerData {
-  readonly log: LogSettings;
-  readonly conflictTtlMs: number;
-}
+import type { ElectionWorkerData } from '../protocol/workers.ts';
 
 const data = workerData as ElectionWorkerData;
 const log = createLogger(data.log, { actor: 'election' });

@@ -3,36 +3,16 @@
  * shared port, serve until the supervisor says proxy.drain, then resolve. A crash rejects the task,
  * which is how the supervisor learns to replace the thread.
  */
-import type { MessagePort } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { Endpoint, PendingReplies } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
-import { createLogger, type LogSettings } from '../log.ts';
-import type { ProxyToSupervisor, RouteTable, SupervisorToProxy } from '../protocol/messages.ts';
+import { createLogger } from '../log.ts';
+import type { ProxyToSupervisor, SupervisorToProxy } from '../protocol/messages.ts';
+import type { NodeStatus } from '../protocol/status.ts';
+import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
 import { decodeForProxy } from '../protocol/proxy-inbox.ts';
-import { ProxyServer, type ProxySettings } from '../proxy/proxy-server.ts';
+import { ProxyServer } from '../proxy/proxy-server.ts';
 import { REFUSAL_REPORTS, RefusalReports } from '../proxy/refusal-reports.ts';
-
-export interface ProxyWorkerData {
-  readonly log: LogSettings;
-  readonly proxy: Omit<ProxySettings, 'worker'>;
-}
-
-export interface ProxyTask {
-  readonly worker: number;
-  readonly port: MessagePort;
-  readonly routes: RouteTable;
-  /** In-flight requests per worker, in memory shared with the supervisor. */
-  readonly loadBoard: Int32Array;
-  /** Open connections per worker, shared by all of them (connection-cap.ts). */
-  readonly connectionBoard: Int32Array;
-}
-
-export interface ProxyTaskResult {
-  readonly worker: number;
-  /** requests still in flight at the drain deadline, cut off */
-  readonly cut: number;
-}
 
 const STATUS_DEADLINE_MS = 3_000;
 /** A device refused again within this time is not reported again (a flood must not become one). */
@@ -51,7 +31,7 @@ function dueFor(sent: Map<string, number>, key: string): boolean {
 export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResult> {
   const data = workerData as ProxyWorkerData;
   const log = createLogger(data.log, { actor: 'proxy', worker: task.worker });
-  const statusReplies = new PendingReplies<Record<string, unknown>>();
+  const statusReplies = new PendingReplies<NodeStatus>();
   let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
   const reported = new Map<string, number>();
   const refusals = new RefusalReports();
@@ -96,7 +76,9 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
       case 'proxy.drain': drainRequested(msg.deadlineMs); break;
       case 'trust.update': server.setTrust(msg.trust); break;
       case 'status.reply':
-        if (msg.status !== null) statusReplies.settle(msg.id, msg.status);
+        // Checked as a plain record on arrival (proxy-inbox.ts); the supervisor built it as a NodeStatus,
+        // and this worker only serves it as JSON.
+        if (msg.status !== null) statusReplies.settle(msg.id, msg.status as unknown as NodeStatus);
         break;
       default: {
         const never: never = msg;

@@ -24,7 +24,7 @@ import { encodeDatagram } from '../../src/net/datagram.ts';
 import { DEFAULT_GROUP, type LanDatagram } from '../../src/protocol/lan.ts';
 import { DISCOVERY_TO_SUPERVISOR, type DiscoveryStats, type DiscoveryToSupervisor, type SelfInfo,
   type SupervisorToDiscovery } from '../../src/protocol/messages.ts';
-import type { DiscoveryWorkerData } from '../../src/workers/discovery.worker.ts';
+import type { DiscoveryWorkerData } from '../../src/protocol/workers.ts';
 import { makeIdentities, type TestIdentity } from '../helpers/lan-identities.ts';
 
 const [SRV, CLI, HOSTILE] = await makeIdentities(3) as [TestIdentity, TestIdentity, TestIdentity];

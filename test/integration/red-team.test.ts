@@ -172,7 +172,7 @@ test('in one proxy thread: 200 streams aborted in a loop leave no timer, socket 
     upstreamConnections: 16, upstreamKeepAliveMs: 60_000, requestHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 65_000,
     requestBodyTimeoutMs: 30_000, maxConnections: 0, debugHooks: false, tls: null, listenTls: false,
     trust: { trustLan: false, allowed: [], disabled: [] },
-  }, pino({ level: 'silent' }), { status: async () => ({}), crash: () => undefined, refused: () => undefined, refusedBy: () => undefined });
+  }, pino({ level: 'silent' }), { status: () => Promise.reject(new Error('no status in this test')), crash: () => undefined, refused: () => undefined, refusedBy: () => undefined });
   server.setRoutes({ version: 1, role: 'server', upstreams: [{ id: 'local', url: emu.url, device: '', basePath: '', healthy: true, models: [], leader: true, load: 0 }] });
   await server.listen();
   try {

@@ -37,11 +37,11 @@ const DISCOVERY_VALID: SupervisorToDiscovery[] = [
 const ELECTION_VALID: SupervisorToElection[] = [
   { type: 'election.self', id: 'AAAAAAA', boot: 'b00t', role: 'server', healthy: true },
   { type: 'election.self', id: '', boot: '', role: 'client', healthy: false },
-  { type: 'election.peer', peer: PEER },
-  { type: 'election.peer', peer: { ...PEER, role: 'server', port: 11435, term: 9, leader: 'CCCCCCC', load: { inFlight: 1.5, workers: 1 } } },
-  { type: 'election.gone', id: 'CCCCCCC', reason: 'bye' },
-  { type: 'election.gone', id: 'CCCCCCC', reason: 'timeout' },
-  { type: 'election.clone', id: 'AAAAAAA', addr: '10.0.0.9', boot: 'other' },
+  { type: 'peer.seen', peer: PEER },
+  { type: 'peer.seen', peer: { ...PEER, role: 'server', port: 11435, term: 9, leader: 'CCCCCCC', load: { inFlight: 1.5, workers: 1 } } },
+  { type: 'peer.gone', id: 'CCCCCCC', reason: 'bye' },
+  { type: 'peer.gone', id: 'CCCCCCC', reason: 'timeout' },
+  { type: 'peer.clone', id: 'AAAAAAA', addr: '10.0.0.9', boot: 'other' },
 ];
 
 test('every valid supervisor-to-discovery and -election message decodes as the schema decodes it', () => {
@@ -62,9 +62,9 @@ test('unknown keys are dropped, as the schema drops them', () => {
     self: { ...SELF, secret: 'x', load: { ...SELF.load, more: 1 }, members: [{ evil: true }] } });
   assert.deepEqual(decodeForDiscovery(configure), discoveryBySchema(configure));
   assert.deepEqual(decodeForDiscovery(configure), { type: 'discovery.configure', self: SELF, announce: true });
-  const peer = encode({ type: 'election.peer', peer: { ...PEER, members: [] }, extra: 'x' });
+  const peer = encode({ type: 'peer.seen', peer: { ...PEER, members: [] }, extra: 'x' });
   assert.deepEqual(decodeForElection(peer), electionBySchema(peer));
-  assert.deepEqual(decodeForElection(peer), { type: 'election.peer', peer: PEER });
+  assert.deepEqual(decodeForElection(peer), { type: 'peer.seen', peer: PEER });
 });
 
 test('malformed messages are refused naming the same field as the schema', () => {
@@ -89,23 +89,23 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'election.self', id: 'a', boot: 'b', role: 'server' },
     { type: 'election.self', id: 'a', boot: 'b', role: 'both', healthy: true },
     { type: 'election.self', id: 1, boot: 2, role: 3, healthy: 4 },
-    { type: 'election.peer' },
-    { type: 'election.peer', peer: [] },
-    { type: 'election.peer', peer: { ...PEER, lastSeen: 'now' } },
-    { type: 'election.peer', peer: { ...PEER, addr: undefined } },
-    { type: 'election.peer', peer: { ...PEER, draining: 1 } },
-    { type: 'election.peer', peer: { ...PEER, load: { inFlight: Number.NaN, workers: 1 } } },
-    { type: 'election.gone', id: 'x', reason: 'crash' },
-    { type: 'election.gone', reason: 'bye' },
-    { type: 'election.clone', id: 'a', addr: '10.0.0.9' },
-    { type: 'election.clone', id: 'a', addr: 9, boot: 'b' },
-    { type: 'election.clone', addr: '10.0.0.9', boot: 'b' },
+    { type: 'peer.seen' },
+    { type: 'peer.seen', peer: [] },
+    { type: 'peer.seen', peer: { ...PEER, lastSeen: 'now' } },
+    { type: 'peer.seen', peer: { ...PEER, addr: undefined } },
+    { type: 'peer.seen', peer: { ...PEER, draining: 1 } },
+    { type: 'peer.seen', peer: { ...PEER, load: { inFlight: Number.NaN, workers: 1 } } },
+    { type: 'peer.gone', id: 'x', reason: 'crash' },
+    { type: 'peer.gone', reason: 'bye' },
+    { type: 'peer.clone', id: 'a', addr: '10.0.0.9' },
+    { type: 'peer.clone', id: 'a', addr: 9, boot: 'b' },
+    { type: 'peer.clone', addr: '10.0.0.9', boot: 'b' },
   ]);
 });
 
 test('a message of another direction or an unknown type is refused as unexpected, garbage as undecodable', () => {
-  assert.throws(() => decodeForDiscovery(encodeMessage({ type: 'election.gone', id: 'x', reason: 'bye' })),
-    { name: 'ProtocolError', message: 'unexpected message election.gone on this port' });
+  assert.throws(() => decodeForDiscovery(encodeMessage({ type: 'peer.gone', id: 'x', reason: 'bye' })),
+    { name: 'ProtocolError', message: 'unexpected message peer.gone on this port' });
   assert.throws(() => decodeForElection(encodeMessage({ type: 'discovery.stop' })),
     { name: 'ProtocolError', message: 'unexpected message discovery.stop on this port' });
   assert.throws(() => decodeForElection(encode({ type: 'x'.repeat(1000) })),

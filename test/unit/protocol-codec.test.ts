@@ -69,9 +69,6 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
     { type: 'election.self', id: 'a1', boot: 'b1', role: 'server', healthy: true },
     { type: 'election.self', id: 'a1', boot: 'b1', role: 'client', healthy: false },
   ],
-  'election.peer': [{ type: 'election.peer', peer }],
-  'election.gone': [{ type: 'election.gone', id: 'c1', reason: 'timeout' }],
-  'election.clone': [{ type: 'election.clone', id: 'a'.repeat(64), addr: '192.168.1.20', boot: 'other' }],
   'election.view': [
     { type: 'election.view', view: { term: 0, leader: '', servers: [], conflicts: [] } },
     { type: 'election.view', view: { term: 7, leader: 'a1', servers: ['a1', 'a2'], conflicts: [

@@ -8,6 +8,7 @@ import { parseListen } from '../../config/schema.ts';
 import { OllanaError, errorMessage } from '../../errors.ts';
 import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { pinnedConnector, type TlsIdentity } from '../../net/tls.ts';
+import type { NodeStatus } from '../../protocol/status.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -21,7 +22,7 @@ function connectable(listen: string, scheme: 'http' | 'https'): string {
  * A server node's port speaks TLS and admits its own device: the node's certificate in the data
  * directory is the key to it (pinned to the same id).
  */
-async function fetchStatus(base: string, self: TlsIdentity | null): Promise<Record<string, unknown>> {
+async function fetchStatus(base: string, self: TlsIdentity | null): Promise<NodeStatus> {
   const tls = base.startsWith('https:');
   if (tls && self === null) throw new Error('no identity in the data directory to connect with (is --data-dir the node\'s?)');
   const dispatcher = tls ? new Client(base, { connect: pinnedConnector({ self: self!, expectedId: self!.id, timeoutMs: 5_000 }) }) : undefined;
@@ -29,7 +30,7 @@ async function fetchStatus(base: string, self: TlsIdentity | null): Promise<Reco
     const res = await request(`${base}/ollana/v1/status`, { headersTimeout: 5_000, bodyTimeout: 5_000, dispatcher });
     const text = await res.body.text();
     if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
-    return JSON.parse(text) as Record<string, unknown>;
+    return JSON.parse(text) as NodeStatus;
   } finally {
     await dispatcher?.close().catch(() => undefined);
   }
@@ -45,8 +46,8 @@ async function ownIdentity(dataDir: string): Promise<TlsIdentity | null> {
   }
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: the status JSON is printed field by field as it came, whatever its shape
-function human(s: Record<string, any>): string {
+/** The status for people; optional chaining stays where a node of another version may leave a part out. */
+function human(s: NodeStatus): string {
   const lines = [
     `ollana ${s.ollana?.version} (pid ${s.ollana?.pid}), up ${s.ollana?.uptimeS} s, device id ${s.node?.id}`,
     `role: ${s.role} node (mode ${s.mode}), listening on ${s.listen?.host}:${s.listen?.port}` +
@@ -64,15 +65,15 @@ function human(s: Record<string, any>): string {
   const peers = s.peers ?? [];
   lines.push(`peers: ${peers.length === 0 ? (s.discovery ? 'none seen yet' : 'discovery is off') : ''}`);
   for (const p of peers) {
-    const models = Array.isArray(p.models) ? `  models: ${p.models.join(', ') || '?'}` : '';
-    lines.push(`  ${p.id}  ${p.role}  ${p.addr}${p.leader ? '  leader' : ''}  seen ${Math.round(p.lastSeenMsAgo / 100) / 10} s ago${models}`);
+    const models = 'models' in p && Array.isArray(p.models) ? `  models: ${p.models.join(', ') || '?'}` : '';
+    lines.push(`  ${p.id}  ${p.role}  ${p.addr}${'leader' in p && p.leader ? '  leader' : ''}  seen ${Math.round(p.lastSeenMsAgo / 100) / 10} s ago${models}`);
   }
   lines.push(`upstreams: ${(s.upstreams ?? []).length === 0 ? 'none yet' : ''}`);
   for (const u of s.upstreams ?? []) lines.push(`  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}`);
   const w = s.workers ?? {};
   lines.push(`workers: ${w.live}/${w.configured} live, ${w.restarts} restarts; requests ${w.totals?.requests}, in flight ${w.totals?.inFlight}`);
   for (const x of w.list ?? []) {
-    if (x.ready === false) lines.push(`  #${x.worker}  not ready`);
+    if ('ready' in x) lines.push(`  #${x.worker}  not ready`);
     else lines.push(`  #${x.worker}  requests ${x.requests}  in flight ${x.inFlight}  p50 ${x.durationMs.p50} ms  p99 ${x.durationMs.p99} ms`);
   }
   return `${lines.join('\n')}\n`;
