@@ -13,7 +13,7 @@ import { decoderFor } from '../protocol/codec.ts';
 import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
   type WorkerStats } from '../protocol/messages.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../workers/proxy.worker.ts';
-import { clearSlot, connectionBoard, openConnections } from '../proxy/connection-cap.ts';
+import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 

@@ -73,7 +73,7 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
   requestHeadersTimeoutMs: 10_000,
   // The value ollana used before this was a setting. Empty lines a client sends meanwhile do not
-  // extend it (proxy/idle-watch.ts).
+  // extend it (proxy/listen/idle-watch.ts).
   keepAliveTimeoutMs: 65_000,
   // Clients send a body as fast as the network lets them; one that sends nothing for 30 s while
   // ollana reads is stalled or hostile, and would hold its connection and an upstream request.

@@ -11,7 +11,7 @@ import { createLogger, type LogSettings } from '../log.ts';
 import type { ProxyToSupervisor, RouteTable, SupervisorToProxy } from '../protocol/messages.ts';
 import { decodeForProxy } from '../protocol/proxy-inbox.ts';
 import { ProxyServer, type ProxySettings } from '../proxy/proxy-server.ts';
-import { REFUSAL_REPORTS, RefusalReports } from '../proxy/refusal-reports.ts';
+import { REFUSAL_REPORTS, RefusalReports } from '../proxy/listen/refusal-reports.ts';
 
 export interface ProxyWorkerData {
   readonly log: LogSettings;

@@ -14,15 +14,15 @@
  */
 import { http } from '../../net/node-http.ts';
 import type { Socket } from 'node:net';
-import { errorBody } from '../errors-http.ts';
-import { downstreamResponseHeaders, forwardedHeaders } from '../headers.ts';
-import { hostAllowedOnLoopback } from '../cors.ts';
-import { MAX_URL_BYTES, type ConnectionGuard } from '../connection-guard.ts';
-import { validHostValue } from '../request-target.ts';
+import { errorBody } from '../http/errors-http.ts';
+import { downstreamResponseHeaders, forwardedHeaders } from '../http/headers.ts';
+import { hostAllowedOnLoopback } from '../listen/cors.ts';
+import { MAX_URL_BYTES, type ConnectionGuard } from '../listen/connection-guard.ts';
+import { validHostValue } from '../listen/request-target.ts';
 import type { BodyFraming } from '../relay/framing.ts';
 import type { StatsCollector } from '../stats.ts';
 import { Relay, type BodyStream, type Downstream, type RelayOptions } from '../relay/relay.ts';
-import { writeHeadAndBody } from '../relay/one-write.ts';
+import { writeHeadAndBody } from '../http/one-write.ts';
 import { PARSED_ALL, PARSE_FAILED, RequestParser, type ParserError, type ParserEvents, type RequestHead } from './request-parser.ts';
 
 /** What the front gives every connection. */

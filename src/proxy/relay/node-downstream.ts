@@ -4,8 +4,8 @@
  * those of a browser (Origin) or with `Expect: 100-continue`, when they go to the local Ollama.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { upstreamRequestHeaders } from '../headers.ts';
-import { responseErrorSender } from '../upstream-failure.ts';
+import { upstreamRequestHeaders } from '../http/headers.ts';
+import { responseErrorSender } from '../route/upstream-failure.ts';
 import type { BodyFraming } from './framing.ts';
 import type { BodyStream, Downstream } from './relay.ts';
 

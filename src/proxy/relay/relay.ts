@@ -16,9 +16,9 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
-import { answerFailure, answerOutOfFiles, type FailedExchange } from '../upstream-failure.ts';
-import { relayed } from '../read-buffers.ts';
-import { writeHeadAndBody } from './one-write.ts';
+import { answerFailure, answerOutOfFiles, type FailedExchange } from '../route/upstream-failure.ts';
+import { relayed } from './read-buffers.ts';
+import { writeHeadAndBody } from '../http/one-write.ts';
 import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
 import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
 

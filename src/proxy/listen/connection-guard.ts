@@ -8,12 +8,12 @@
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../log.ts';
-import { sendError } from './errors-http.ts';
+import type { Logger } from '../../log.ts';
+import { sendError } from '../http/errors-http.ts';
 import { ConnectionCap } from './connection-cap.ts';
 import { IdleWatch } from './idle-watch.ts';
 import { BodyWatch, declaresBody } from './body-watch.ts';
-import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
+import { outOfFiles, outOfFilesAdvice } from '../../net/open-files.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { hostLines, parseTarget, validHostValue } from './request-target.ts';
 

@@ -12,12 +12,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { Logger } from '../log.ts';
-import type { Upstream } from '../protocol/messages.ts';
-import { downstreamResponseHeaders } from './headers.ts';
-import { REFUSED_HEADER } from './refusal.ts';
-import type { StatsCollector } from './stats.ts';
-import { relayed } from './read-buffers.ts';
+import type { Logger } from '../../log.ts';
+import type { Upstream } from '../../protocol/messages.ts';
+import { downstreamResponseHeaders } from '../http/headers.ts';
+import { REFUSED_HEADER } from '../listen/refusal.ts';
+import type { StatsCollector } from '../stats.ts';
+import { relayed } from '../relay/read-buffers.ts';
 import { CONNECT_CODES, answerFailure, answerOutOfFiles, codeOf, responseErrorSender, type FailedExchange } from './upstream-failure.ts';
 
 const CLIENT_GONE = new Error('client went away');

@@ -5,10 +5,10 @@
  * Shared by both ways of forwarding (forward.ts through undici, relay/relay.ts on raw sockets).
  */
 import type { ServerResponse } from 'node:http';
-import type { Logger } from '../log.ts';
-import { sendError, streamErrorTail } from './errors-http.ts';
-import type { StatsCollector } from './stats.ts';
-import { outOfFiles } from '../net/open-files.ts';
+import type { Logger } from '../../log.ts';
+import { sendError, streamErrorTail } from '../http/errors-http.ts';
+import type { StatsCollector } from '../stats.ts';
+import { outOfFiles } from '../../net/open-files.ts';
 
 /** Error codes that mean "the upstream never answered", as opposed to a broken answer. */
 export const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
