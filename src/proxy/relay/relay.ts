@@ -19,6 +19,7 @@ import type { StatsCollector } from '../stats.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../route/upstream-failure.ts';
 import { relayed } from './read-buffers.ts';
 import { writeHeadAndBody } from '../http/one-write.ts';
+import { CRLF, LAST_CHUNK } from '../http/http1.ts';
 import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
 import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
 
@@ -105,8 +106,6 @@ export interface RelayOptions {
 export type HeaderFilter = (raw: readonly string[], drop: ReadonlySet<string> | null) => string[];
 
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
-const CRLF = '\r\n';
-const LAST_CHUNK = '0\r\n\r\n';
 
 function socketError(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });
