@@ -3,7 +3,7 @@
  * fast front carries it itself, and the head as text again for node:http when it does not.
  */
 import { hostAllowedOnLoopback } from '../listen/cors.ts';
-import { MAX_URL_BYTES } from '../listen/connection-guard.ts';
+import { MAX_URL_BYTES } from '../listen/request-checks.ts';
 import { validHostValue } from '../listen/request-target.ts';
 import { CRLF } from '../http/http1.ts';
 import type { RequestHead } from './request-parser.ts';
