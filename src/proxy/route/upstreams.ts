@@ -9,6 +9,7 @@ import type { Logger } from '../../log.ts';
 import type { RouteTable, Upstream } from '../../protocol/messages.ts';
 import { pinnedConnector, type PinnedConnector, type TlsServerSettings } from '../../net/tls.ts';
 import { UpstreamSockets } from '../relay/upstream-sockets.ts';
+import { UpstreamError } from '../../errors.ts';
 
 type Undici = typeof import('../../net/undici.ts');
 let undici: Undici | null = null;
@@ -96,14 +97,14 @@ export class Upstreams {
         // byte move to another server; streams end with an error line.
         this.#pools.delete(url);
         this.#connectors.delete(url);
-        const gone = Object.assign(new Error(`${url.split("#", 1)[0]} left the cluster`), { code: 'UND_ERR_DESTROYED' });
+        const gone = new UpstreamError('OLN_UPSTREAM_GONE', `${url.split("#", 1)[0]} left the cluster`);
         void pool.destroy(gone).catch(() => undefined);
       }
     }
     for (const [url, sockets] of this.#sockets) {
       if (!live.has(url)) {
         this.#sockets.delete(url);
-        sockets.destroy(Object.assign(new Error(`${url} is no longer this node's upstream`), { code: 'UND_ERR_DESTROYED' }));
+        sockets.destroy(new UpstreamError('OLN_UPSTREAM_GONE', `${url} is no longer this node's upstream`));
       }
     }
     for (const u of table.upstreams) if (u.healthy && !this.#pools.has(poolKey(u))) this.#warm(u);
@@ -200,7 +201,7 @@ export class Upstreams {
   /** The worker stops: connections ahead are given up, relay sockets and pools closed. */
   async close(): Promise<void> {
     for (const warming of this.#warming.values()) warming.abort();
-    const closing = Object.assign(new Error('this node is shutting down'), { code: 'UND_ERR_DESTROYED' });
+    const closing = new UpstreamError('OLN_UPSTREAM_GONE', 'this node is shutting down');
     for (const sockets of this.#sockets.values()) sockets.destroy(closing);
     await Promise.all([...this.#pools.values()].map((p) => p.destroy().catch(() => undefined)));
   }
