@@ -49,7 +49,7 @@ export function tlsServerOptions(s: TlsServerSettings): TlsOptions {
     cert: s.certPem,
     key: s.keyPem,
     // Ask for the client's certificate, but let the handshake finish without a CA: the fingerprint
-    // check against the allow list comes right after it (ProxyServer), before any HTTP is read.
+    // check against the allow list comes right after it (listen/listener.ts), before any HTTP is read.
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: 'TLSv1.3',
