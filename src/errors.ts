@@ -24,10 +24,51 @@ export const EXIT_CODES = {
   OLN_BAD_DEVICES_FILE: 3,
   OLN_IDENTITY_BAD: 12,
   OLN_DATA_DIR_BUSY: 13,
+  /** A server node presented another device id than discovery announced (net/tls.ts); never ends the process today. */
+  OLN_PIN_MISMATCH: 15,
   OLN_INTERNAL: 70,
 } as const;
 
 export type OllanaErrorCode = keyof typeof EXIT_CODES;
+
+/**
+ * Why an exchange with an upstream failed, in ollana's own codes. The relay raises them itself;
+ * undici's codes are mapped onto them where undici's errors arrive (route/forward.ts), so that
+ * route/upstream-failure.ts branches on one set of strings. System codes (ECONNREFUSED, ...) stay as
+ * Node gives them. These never end the process, so they have no exit status.
+ */
+export type UpstreamFailureCode =
+  /** The upstream left the route table, or this node shuts down, with the request in flight. */
+  | 'OLN_UPSTREAM_GONE'
+  /** No connection (or TLS handshake) to the upstream within the connect timeout. */
+  | 'OLN_UPSTREAM_CONNECT_TIMEOUT'
+  /** No response headers within the headers timeout. */
+  | 'OLN_UPSTREAM_HEADERS_TIMEOUT'
+  /** No response data within the body timeout, mid-response. */
+  | 'OLN_UPSTREAM_BODY_TIMEOUT'
+  /** The upstream closed the connection before its response was complete. */
+  | 'OLN_UPSTREAM_CLOSED'
+  /** Any other failure undici reported (its code is in the error's cause). */
+  | 'OLN_UPSTREAM_FAILED'
+  | 'OLN_PIN_MISMATCH';
+
+/** An upstream exchange failed (see UpstreamFailureCode). */
+export class UpstreamError extends Error {
+  override readonly name = 'UpstreamError';
+  readonly code: UpstreamFailureCode;
+
+  constructor(code: UpstreamFailureCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/**
+ * Codes of malformed input from a peer that ollana refuses without ending: an upstream response the
+ * relay cannot frame (relay/framing.ts FramingError), a message on an actor port that is not one
+ * (protocol/wire.ts ProtocolError), a discovery datagram field out of bounds (net/datagram.ts FieldError).
+ */
+export type InputErrorCode = 'OLN_BAD_UPSTREAM_FRAMING' | 'OLN_BAD_MESSAGE' | 'OLN_BAD_DATAGRAM_FIELD';
 
 /** Plain-data form of an error, for crossing a thread or process boundary (msgpack keeps no classes). */
 export interface ErrorData {

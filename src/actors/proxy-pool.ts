@@ -15,7 +15,7 @@ import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type Supe
 import type { ProxyPoolEvents } from '../protocol/events.ts';
 import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
-import { clearSlot, connectionBoard, openConnections } from '../proxy/connection-cap.ts';
+import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 

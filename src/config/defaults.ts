@@ -72,7 +72,7 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   // Clients send their headers in one write; a connection that has not finished them in 10 s (from
   // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
   requestHeadersTimeoutMs: 10_000,
-  // Empty lines a client sends while idle do not extend it (proxy/idle-watch.ts).
+  // Empty lines a client sends while idle do not extend it (proxy/listen/idle-watch.ts).
   keepAliveTimeoutMs: 65_000,
   // Clients send a body as fast as the network lets them; one that sends nothing for 30 s while
   // ollana reads is stalled or hostile, and would hold its connection and an upstream request.

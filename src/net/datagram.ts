@@ -11,6 +11,7 @@ import {
   LAN_MAGIC, LAN_PROTOCOL_VERSION, MAX_DATAGRAM,
   type LanDatagram, type LanKind, type LoadSummary, type NodeRole,
 } from '../protocol/lan.ts';
+import type { InputErrorCode } from '../errors.ts';
 
 /** Longest id, boot or leader (a device id is 63). */
 export const MAX_ID_LENGTH = 64;
@@ -48,6 +49,7 @@ const TOKEN = /^[0-9a-zA-Z:._-]*$/;
 /** Thrown (as a value) by the field checks; caught in decodeDatagram, surfaced in encodeDatagram. */
 class FieldError extends Error {
   override readonly name = 'FieldError';
+  readonly code = 'OLN_BAD_DATAGRAM_FIELD' satisfies InputErrorCode;
 }
 
 /**
@@ -59,7 +61,7 @@ export function encodeDatagram(d: LanDatagram, signer: DatagramSigner): Buffer {
   try {
     body = encode({ ...bodyOf(checkDatagram(toRecord(d))), cert: signer.certDer });
   } catch (err) {
-    throw new TypeError(`cannot encode LAN datagram: ${(err as Error).message}`);
+    throw new TypeError(`cannot encode LAN datagram: ${(err as Error).message}`, { cause: err });
   }
   const length = HEADER_LENGTH + body.length + SIGNATURE_LENGTH;
   if (length > MAX_DATAGRAM) throw new RangeError(`LAN datagram of ${length} bytes exceeds ${MAX_DATAGRAM} bytes`);

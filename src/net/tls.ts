@@ -8,6 +8,7 @@
 import { connect, createSecureContext, type SecureContext, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { buildConnector } from 'undici';
 import { deviceIdFromDer } from '../identity/device-id.ts';
+import { UpstreamError, type OllanaErrorCode, type UpstreamFailureCode } from '../errors.ts';
 
 /** What a node needs to speak TLS as itself. */
 export interface TlsIdentity {
@@ -48,7 +49,7 @@ export function tlsServerOptions(s: TlsServerSettings): TlsOptions {
     cert: s.certPem,
     key: s.keyPem,
     // Ask for the client's certificate, but let the handshake finish without a CA: the fingerprint
-    // check against the allow list comes right after it (ProxyServer), before any HTTP is read.
+    // check against the allow list comes right after it (listen/listener.ts), before any HTTP is read.
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: 'TLSv1.3',
@@ -77,7 +78,7 @@ export function peerName(socket: TLSSocket): string {
 
 /** The server we reached is not the device we meant to reach. */
 export class PinMismatchError extends Error {
-  readonly code = 'OLN_PIN_MISMATCH';
+  readonly code = 'OLN_PIN_MISMATCH' satisfies OllanaErrorCode & UpstreamFailureCode;
   readonly expected: string;
   readonly actual: string | null;
 
@@ -194,8 +195,8 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
       callback(err, null);
     };
     const onError = (err: Error): void => settle(err);
-    const timer = setTimeout(() => settle(Object.assign(new Error(`connect timeout: ${address} did not complete a TLS handshake in ${o.timeoutMs} ms`),
-      { code: 'UND_ERR_CONNECT_TIMEOUT' })), o.timeoutMs);
+    const timer = setTimeout(() => settle(new UpstreamError('OLN_UPSTREAM_CONNECT_TIMEOUT',
+      `connect timeout: ${address} did not complete a TLS handshake in ${o.timeoutMs} ms`)), o.timeoutMs);
     timer.unref();
     // A ticket may arrive before or after the pin check; only a pinned server's is kept.
     let pinned = false;
@@ -228,11 +229,11 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
   const finished = (err: Error | null, startedAt: number, address: string): void => {
     inFlight--;
     if (err === null) completedAt = performance.now();
-    else if ((err as { code?: string }).code === 'UND_ERR_CONNECT_TIMEOUT' && completedAt < startedAt) {
+    else if ((err as { code?: string }).code === 'OLN_UPSTREAM_CONNECT_TIMEOUT' && completedAt < startedAt) {
       const given = waiting.splice(0);
       const cause = `connect timeout: ${address} completed no TLS handshake in ${o.timeoutMs} ms; ` +
         'this connection was waiting its turn behind those and is given up too';
-      for (const w of given) w.fail(Object.assign(new Error(cause), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
+      for (const w of given) w.fail(new UpstreamError('OLN_UPSTREAM_CONNECT_TIMEOUT', cause));
     }
     while (inFlight < HANDSHAKES_IN_FLIGHT && waiting.length > 0) waiting.shift()!.start();
   };

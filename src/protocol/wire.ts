@@ -7,9 +7,11 @@
  */
 import { decode, encode } from '@msgpack/msgpack';
 import type { Message } from './messages.ts';
+import type { InputErrorCode } from '../errors.ts';
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
+  readonly code = 'OLN_BAD_MESSAGE' satisfies InputErrorCode;
 }
 
 /** Turns what arrived on a port into a message this side takes, or throws a ProtocolError. */

@@ -12,7 +12,7 @@ import type { NodeStatus } from '../protocol/status.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
 import { decodeForProxy } from '../protocol/proxy-inbox.ts';
 import { ProxyServer } from '../proxy/proxy-server.ts';
-import { REFUSAL_REPORTS, RefusalReports } from '../proxy/refusal-reports.ts';
+import { REFUSAL_REPORTS, RefusalReports } from '../proxy/listen/refusal-reports.ts';
 
 const STATUS_DEADLINE_MS = 3_000;
 /** A device refused again within this time is not reported again (a flood must not become one). */

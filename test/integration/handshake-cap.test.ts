@@ -155,7 +155,7 @@ test('a server that never answers: every connect of a burst fails in about the t
   const t0 = performance.now();
   const done = await burst(connector, port, n).all;
   const elapsed = performance.now() - t0;
-  assert.equal(done.filter((o) => o.err?.code === 'UND_ERR_CONNECT_TIMEOUT').length, n,
+  assert.equal(done.filter((o) => o.err?.code === 'OLN_UPSTREAM_CONNECT_TIMEOUT').length, n,
     done.map((o) => o.err?.message ?? 'connected').join('\n'));
   // Taking turns, the last of four rounds would fail after four timeouts.
   assert.ok(elapsed < 2 * timeoutMs, `all ${n} failed after ${elapsed.toFixed(0)} ms (connect timeout ${timeoutMs} ms)`);

@@ -262,7 +262,7 @@ test('a connection ahead that stalls or is cancelled is given up and leaves no s
     await assert.rejects(cancelled, (err: Error & { code?: string }) => err.code === 'ABORT_ERR');
     await closed(accepted[0]!);
     await assert.rejects(pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 300 }).warm(origin),
-      (err: Error & { code?: string }) => err.code === 'UND_ERR_CONNECT_TIMEOUT');
+      (err: Error & { code?: string }) => err.code === 'OLN_UPSTREAM_CONNECT_TIMEOUT');
     assert.equal(accepted.length, 2);
     await closed(accepted[1]!);
   } finally {

@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ModelScan } from '../../src/proxy/model-scan.ts';
-import { modelOf } from '../../src/proxy/router.ts';
+import { ModelScan } from '../../src/proxy/route/model-scan.ts';
+import { modelOf } from '../../src/proxy/route/router.ts';
 
 function scan(body: Buffer, cuts: number[], limit = 1 << 20): { model: string | null; result: string } {
   const s = new ModelScan(limit);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
-import { hostAllowedOnLoopback, OriginPolicy } from '../../src/proxy/cors.ts';
+import { hostAllowedOnLoopback, OriginPolicy } from '../../src/proxy/listen/cors.ts';
 
 const ALLOWED_BY_DEFAULT = [
   'http://localhost', 'https://localhost', 'http://localhost:3000', 'https://localhost:8443',

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/headers.ts';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/http/headers.ts';
 
 /**
  * An IncomingMessage-like request: rawHeaders as given, headers lower-cased and joined the way Node

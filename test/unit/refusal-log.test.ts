@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.ts';
-import { RefusalLog } from '../../src/proxy/refusal-log.ts';
+import { RefusalLog } from '../../src/proxy/listen/refusal-log.ts';
 
 function sink(): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];

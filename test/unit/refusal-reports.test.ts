@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RefusalReports } from '../../src/proxy/refusal-reports.ts';
+import { RefusalReports } from '../../src/proxy/listen/refusal-reports.ts';
 
 const SETTINGS = { idEveryMs: 5_000, sourceWindowMs: 60_000, perSource: 4, maxKeys: 64 };
 

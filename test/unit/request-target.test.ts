@@ -1,7 +1,7 @@
 /** The request-target and Host rules of RFC 9112 §3.2-3.3 as ollana applies them (request-target.ts). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hostLines, parseTarget, validHostValue } from '../../src/proxy/request-target.ts';
+import { hostLines, parseTarget, validHostValue } from '../../src/proxy/listen/request-target.ts';
 
 test('origin form passes as it is', () => {
   assert.deepEqual(parseTarget('/api/tags?x=1'), { form: 'origin' });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Upstream } from '../../src/protocol/messages.ts';
-import { affineTarget, candidates, classify, modelOf, normalizeModel, retryableStatus } from '../../src/proxy/router.ts';
+import { affineTarget, candidates, classify, modelOf, normalizeModel, retryableStatus } from '../../src/proxy/route/router.ts';
 
 function up(id: string, models: string[], over: Partial<Upstream> = {}): Upstream {
   return { id, url: `https://10.0.0.${id.length}:11435`, device: id, basePath: '', healthy: true, models, leader: false, load: 0, ...over };

@@ -11,7 +11,7 @@
  * connectionsCheckingInterval) applies the header timeout and the keep-alive timeout.
  */
 import type { Socket } from 'node:net';
-import type { ConnectionGuard } from '../connection-guard.ts';
+import type { ConnectionGuard } from '../listen/connection-guard.ts';
 import type { RelayOptions } from '../relay/relay.ts';
 import type { StatsCollector } from '../stats.ts';
 import { FastConnection, type FrontContext } from './connection.ts';

@@ -5,9 +5,10 @@
  * must agree with the client's parser on every byte: anything it does not fully understand is an
  * error (the exchange is cut), never a guess.
  */
+import type { InputErrorCode } from '../../errors.ts';
 
 export class FramingError extends Error {
-  readonly code = 'OLN_BAD_UPSTREAM_FRAMING';
+  readonly code = 'OLN_BAD_UPSTREAM_FRAMING' satisfies InputErrorCode;
 }
 
 /** Largest response head (and trailer section) accepted from the upstream. */

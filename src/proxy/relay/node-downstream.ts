@@ -4,13 +4,11 @@
  * those of a browser (Origin) or with `Expect: 100-continue`, when they go to the local Ollama.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { upstreamRequestHeaders } from '../headers.ts';
-import { responseErrorSender } from '../upstream-failure.ts';
+import { upstreamRequestHeaders } from '../http/headers.ts';
+import { responseErrorSender } from '../route/upstream-failure.ts';
 import type { BodyFraming } from './framing.ts';
 import type { BodyStream, Downstream } from './relay.ts';
-
-const CRLF = '\r\n';
-const LAST_CHUNK = '0\r\n\r\n';
+import { lastChunkWith } from '../http/http1.ts';
 
 /** Whether the relay can carry this request: HTTP/1.1 (a 1.0 client cannot take chunked framing). */
 export function relayable(req: IncomingMessage): boolean {
@@ -149,7 +147,7 @@ export class NodeDownstream implements Downstream {
     // 'chunked': Node passes the upstream's framing through, so ollana's line must be a chunk of
     // its own; 'close': Node frames the body itself and the line is one more write.
     if (tail !== null && !res.writableEnded && this.#framing === 'chunked' && atChunkStart) {
-      res.end(`${Buffer.byteLength(tail).toString(16)}${CRLF}${tail}${CRLF}${LAST_CHUNK}`);
+      res.end(lastChunkWith(tail));
     } else if (tail !== null && !res.writableEnded && this.#framing === 'close') {
       res.end(tail);
     } else {

@@ -16,9 +16,11 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
-import { answerFailure, answerOutOfFiles, type FailedExchange } from '../upstream-failure.ts';
-import { relayed } from '../read-buffers.ts';
-import { writeHeadAndBody } from './one-write.ts';
+import { answerFailure, answerOutOfFiles, type FailedExchange } from '../route/upstream-failure.ts';
+import { relayed } from './read-buffers.ts';
+import { writeHeadAndBody } from '../http/one-write.ts';
+import { CRLF, LAST_CHUNK } from '../http/http1.ts';
+import { UpstreamError } from '../../errors.ts';
 import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
 import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
 
@@ -105,12 +107,6 @@ export interface RelayOptions {
 export type HeaderFilter = (raw: readonly string[], drop: ReadonlySet<string> | null) => string[];
 
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
-const CRLF = '\r\n';
-const LAST_CHUNK = '0\r\n\r\n';
-
-function socketError(message: string, code: string): Error {
-  return Object.assign(new Error(message), { code });
-}
 
 export class Relay implements UpstreamUser {
   readonly #d: Downstream;
@@ -179,8 +175,8 @@ export class Relay implements UpstreamUser {
 
   upstreamTimeout(): void {
     this.#fail(this.#head === null
-      ? socketError('no response headers within the headers timeout', 'UND_ERR_HEADERS_TIMEOUT')
-      : socketError('no response data within the body timeout', 'UND_ERR_BODY_TIMEOUT'));
+      ? new UpstreamError('OLN_UPSTREAM_HEADERS_TIMEOUT', 'no response headers within the headers timeout')
+      : new UpstreamError('OLN_UPSTREAM_BODY_TIMEOUT', 'no response data within the body timeout'));
   }
 
   upstreamDrain(): void {
@@ -363,7 +359,7 @@ export class Relay implements UpstreamUser {
       this.#complete(false);
       return;
     }
-    this.#fail(socketError('other side closed', 'UND_ERR_SOCKET'));
+    this.#fail(new UpstreamError('OLN_UPSTREAM_CLOSED', 'other side closed'));
   }
 
   #fail(err: Error): void {
@@ -375,7 +371,7 @@ export class Relay implements UpstreamUser {
     const body = this.#d.body;
     const replayable = body === null || Buffer.isBuffer(body);
     if (this.#reused && !this.#retried && this.#received === 0 && replayable && !(err instanceof FramingError) &&
-      (err as { code?: string }).code !== 'UND_ERR_HEADERS_TIMEOUT') {
+      (err as { code?: string }).code !== 'OLN_UPSTREAM_HEADERS_TIMEOUT') {
       this.#retried = true;
       this.#reused = false;
       this.#requestSent = false;

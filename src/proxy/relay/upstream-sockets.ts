@@ -11,6 +11,7 @@
  * deadline is checked when a request would take it and by a sweep that closes the ones nobody took.
  */
 import { connect, type Socket } from 'node:net';
+import { UpstreamError } from '../../errors.ts';
 
 export interface UpstreamSocketsOptions {
   readonly host: string;
@@ -219,7 +220,7 @@ export class UpstreamSockets {
     socket.on('timeout', () => conn.user?.upstreamTimeout());
     socket.on('drain', () => conn.user?.upstreamDrain());
     const timer = setTimeout(() => {
-      const err = Object.assign(new Error(`connect timeout after ${this.#o.connectTimeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' });
+      const err = new UpstreamError('OLN_UPSTREAM_CONNECT_TIMEOUT', `connect timeout after ${this.#o.connectTimeoutMs} ms`);
       socket.destroy(err);
     }, this.#o.connectTimeoutMs);
     socket.once('connect', () => clearTimeout(timer));

@@ -4,7 +4,7 @@
  * any byte went back; pull, push, create, blobs, copy and delete are tied to one server (the leader,
  * so that a blob upload and the create that uses it meet on the same machine).
  */
-import type { Upstream } from '../protocol/messages.ts';
+import type { Upstream } from '../../protocol/messages.ts';
 
 export type RouteClass =
   | 'tags'        // GET/HEAD /api/tags: the union over all servers

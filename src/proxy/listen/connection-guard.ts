@@ -8,19 +8,16 @@
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../log.ts';
-import { sendError } from './errors-http.ts';
+import type { Logger } from '../../log.ts';
 import { ConnectionCap } from './connection-cap.ts';
 import { IdleWatch } from './idle-watch.ts';
 import { BodyWatch, declaresBody } from './body-watch.ts';
-import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
+import { outOfFiles, outOfFilesAdvice } from '../../net/open-files.ts';
 import { RefusalLog } from './refusal-log.ts';
-import { hostLines, parseTarget, validHostValue } from './request-target.ts';
+import { RequestChecks, remote } from './request-checks.ts';
 
 /** Request line plus header block, as Node's parser counts them (its default is 16 KiB). */
 export const MAX_HEADER_BYTES = 64 * 1024;
-/** An Ollama or OpenAI API path is well under 1 KiB; the limit only stops abuse. */
-export const MAX_URL_BYTES = 8 * 1024;
 /** How long a refused connection may stay half-open to read its answer before it is cut. */
 const LINGER_MS = 2_000;
 /** At the connection limit, idle connections are closed at most this often. */
@@ -68,7 +65,7 @@ const KINDS = {
   'accept-failed': { level: 'warn', what: 'failed accepts' },
   'out-of-files': { level: 'error', what: 'requests answered 503 for lack of file descriptors' },
 } as const;
-type Kind = keyof typeof KINDS;
+export type Kind = keyof typeof KINDS;
 
 /** The createServer options the guard's limits live in. */
 export function guardedServerOptions(s: GuardSettings):
@@ -89,10 +86,6 @@ function jsonReply(status: number, reason: string, message: string): string {
   const body = JSON.stringify({ error: message });
   return `HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
     `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-}
-
-function remote(socket: Duplex): string {
-  return (socket as Partial<Socket>).remoteAddress ?? 'unknown';
 }
 
 
@@ -131,11 +124,12 @@ export class ConnectionGuard {
   readonly #handshakeBudget: number;
   /** Whether the listener speaks TLS: established then means handshake done (established()), else a byte read. */
   #tls = false;
-  #lastValidHost: string | null = null;
+  readonly #checks: RequestChecks;
 
   constructor(settings: GuardSettings, log: Logger, worker: number) {
     this.#settings = settings;
     this.#refusals = new RefusalLog(log, KINDS);
+    this.#checks = new RequestChecks(this.#refusals);
     this.#worker = worker;
     this.#cap = new ConnectionCap(settings.connectionBoard ?? null, worker, settings.maxConnections);
     this.#handshakeBudget = settings.maxConnections > 0
@@ -232,7 +226,7 @@ export class ConnectionGuard {
   /**
    * Counts every connection the server accepts against the node-wide cap, before the server sees it:
    * its one 'connection' listener (HTTP parser, or TLS handshake) runs only for admitted ones, as
-   * #guardHandshakes in proxy-server.ts does for handshakes. Failed accepts are logged.
+   * #guardHandshakes in listener.ts does for handshakes. Failed accepts are logged.
    */
   #limit(server: NetServer): void {
     const serve = server.listeners('connection') as ((socket: Socket) => void)[];
@@ -355,84 +349,13 @@ export class ConnectionGuard {
    * the origin form with its authority as the Host (request-target.ts) and returns false.
    */
   refuses(req: IncomingMessage, res: ServerResponse): boolean {
-    const url = req.url ?? '/';
-    if (req.httpVersionMajor !== 1) {
-      // Node's parser takes a request line without a version as HTTP/0.9, and reads "HTTP/2.0" in
-      // HTTP/1 syntax too: neither is a request ollana (or Ollama) speaks.
-      const version = `HTTP/${req.httpVersion}`;
-      this.#refusals.note('bad-version', { remote: remote(req.socket), httpVersion: req.httpVersion },
-        `refused an ${version} request from ${remote(req.socket)}; answered 505`);
-      sendError(res, '/', 505, `ollana: ${version} is not supported; send HTTP/1.1 (or HTTP/1.0) requests`, ['connection', 'close']);
-      return true;
-    }
-    if (url.length > MAX_URL_BYTES) {
-      this.#refusals.note('bad-target', { remote: remote(req.socket), urlBytes: url.length },
-        `refused a request from ${remote(req.socket)} with a ${url.length}-byte URL (limit ${MAX_URL_BYTES}); answered 414`);
-      sendError(res, url, 414, `ollana: request URL of ${url.length} bytes is over the ${MAX_URL_BYTES}-byte limit; ` +
-        'Ollama API paths are short: check how the client builds its URL');
-      return true;
-    }
-    if (this.#refusesHost(req, res)) return true;
-    const target = parseTarget(url);
-    if (target.form === 'origin') return false;
-    if (target.form === 'bad') {
-      const shown = url.slice(0, 64);
-      this.#refusals.note('bad-target', { remote: remote(req.socket), target: shown },
-        `refused a request from ${remote(req.socket)} whose target ${target.why}; answered 400`);
-      sendError(res, '/', 400, `ollana: the request target ${JSON.stringify(shown)} ${target.why}; ` +
-        'send a path such as /api/chat (or http://<host>:<port>/api/chat)');
-      return true;
-    }
-    req.url = target.path;
-    req.headers.host = target.authority;
-    return false;
-  }
-
-  /**
-   * RFC 9112 §3.2: exactly one Host line, with a valid value; 400 and close otherwise. HTTP/1.0 had
-   * no Host header, so only a request of HTTP/1.1 or later must carry one.
-   */
-  #refusesHost(req: IncomingMessage, res: ServerResponse): boolean {
-    const host = req.headers.host;
-    const lines = hostLines(req.rawHeaders);
-    // A client sends the same Host on every request: the value check runs once per distinct value.
-    if (lines === 1 && host === this.#lastValidHost) return false;
-    if (host === undefined) {
-      if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) return false;
-      return this.#refuseMissingHost(req, res);
-    }
-    if (lines <= 1 && validHostValue(host)) {
-      this.#lastValidHost = host;
-      return false;
-    }
-    const from = remote(req.socket);
-    const what = lines > 1 ? `${lines} Host headers` : 'an invalid Host header';
-    this.#refusals.note('bad-host', { remote: from, hostLines: lines, host: host.slice(0, 100) },
-      `refused a request from ${from} with ${what}; answered 400`);
-    const message = lines > 1
-      ? `ollana: the request has ${lines} Host headers; an HTTP request names exactly one host (RFC 9112 section 3.2): ` +
-        'check the client, or the proxy in front of ollana that adds one'
-      : `ollana: the Host header ${JSON.stringify(host.slice(0, 100))} is not a host name or address with an optional :port; ` +
-        'send Host: <host>:<port>';
-    // Nothing more is read from a connection whose client cannot say which host it wants.
-    sendError(res, req.url ?? '/', 400, message, ['connection', 'close']);
-    return true;
-  }
-
-  #refuseMissingHost(req: IncomingMessage, res: ServerResponse): true {
-    const from = remote(req.socket);
-    const version = `HTTP/${req.httpVersion}`;
-    this.#refusals.note('missing-host', { remote: from, httpVersion: req.httpVersion },
-      `refused an ${version} request from ${from} without a Host header; answered 400`);
-    sendError(res, req.url ?? '/', 400, `ollana: the ${version} request has no Host header; every HTTP/1.1 request names ` +
-      'its host (RFC 9112 section 3.2): send Host: <host>:<port>, as HTTP clients do by themselves', ['connection', 'close']);
-    return true;
+    return this.#checks.refuses(req, res);
   }
 
   #clientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {
     // The https server passes its TLS handshake failures (a timeout, plain HTTP on the TLS port) on
     // as client errors too: no HTTP was read, there is nothing to answer, and the TLS listener logs
-    // them itself (proxy-server.ts).
+    // them itself (listener.ts).
     if (typeof err.code === 'string' && (err.code.startsWith('ERR_TLS_') || err.code.startsWith('ERR_SSL_'))) {
       socket.destroy();
       return;

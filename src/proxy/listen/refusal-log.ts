@@ -4,7 +4,7 @@
  * logs how many there were. A flood of bad requests or connections then costs a few lines a minute
  * and still says how big it was.
  */
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../log.ts';
 
 export interface RefusalKind {
   readonly level: 'info' | 'warn' | 'error';

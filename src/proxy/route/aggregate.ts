@@ -4,7 +4,7 @@
  * answer in time is left out; none answering is a 502.
  */
 import type { Pool } from 'undici';
-import type { Upstream } from '../protocol/messages.ts';
+import type { Upstream } from '../../protocol/messages.ts';
 import type { RouteClass } from './router.ts';
 
 const FAN_OUT_TIMEOUT_MS = 5_000;

@@ -12,15 +12,40 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { Logger } from '../log.ts';
-import type { Upstream } from '../protocol/messages.ts';
-import { downstreamResponseHeaders } from './headers.ts';
-import { REFUSED_HEADER } from './refusal.ts';
-import type { StatsCollector } from './stats.ts';
-import { relayed } from './read-buffers.ts';
+import type { Logger } from '../../log.ts';
+import type { Upstream } from '../../protocol/messages.ts';
+import { downstreamResponseHeaders } from '../http/headers.ts';
+import { REFUSED_HEADER } from '../listen/refusal.ts';
+import type { StatsCollector } from '../stats.ts';
+import { relayed } from '../relay/read-buffers.ts';
 import { CONNECT_CODES, answerFailure, answerOutOfFiles, codeOf, responseErrorSender, type FailedExchange } from './upstream-failure.ts';
+import { UpstreamError, type UpstreamFailureCode } from '../../errors.ts';
 
 const CLIENT_GONE = new Error('client went away');
+
+/** undici's codes of a failed exchange, as ollana's own (UND_ERR_SOCKET: see fromUndici). */
+const UNDICI_CODES: Readonly<Record<string, UpstreamFailureCode>> = {
+  UND_ERR_CONNECT_TIMEOUT: 'OLN_UPSTREAM_CONNECT_TIMEOUT',
+  UND_ERR_HEADERS_TIMEOUT: 'OLN_UPSTREAM_HEADERS_TIMEOUT',
+  UND_ERR_BODY_TIMEOUT: 'OLN_UPSTREAM_BODY_TIMEOUT',
+  UND_ERR_DESTROYED: 'OLN_UPSTREAM_GONE',
+  UND_ERR_CLOSED: 'OLN_UPSTREAM_CLOSED',
+  UND_ERR_SOCKET: 'OLN_UPSTREAM_CLOSED',
+};
+
+/**
+ * An error undici reported, with ollana's code (UpstreamFailureCode): undici's own codes are mapped,
+ * keeping undici's error as the cause; a socket error undici wrapped (UND_ERR_SOCKET) is its cause,
+ * the system error, when that has a code. Anything else (a system error, an ollana code passed
+ * through undici, such as the pinned connector's) is returned as it is.
+ */
+export function fromUndici(err: Error): Error {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('UND_ERR_')) return err;
+  const cause = (err as { cause?: unknown }).cause;
+  if (code === 'UND_ERR_SOCKET' && cause instanceof Error && typeof (cause as { code?: unknown }).code === 'string') return cause;
+  return new UpstreamError(UNDICI_CODES[code] ?? 'OLN_UPSTREAM_FAILED', err.message, { cause: err });
+}
 
 export interface ForwardOptions {
   readonly stats: StatsCollector;
@@ -176,13 +201,14 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#finish();
   }
 
-  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
-    if (err === this.#abandoned) return; // an attempt we moved away from
-    if (this.#clientGone || err === CLIENT_GONE) {
+  onResponseError(controller: Dispatcher.DispatchController, undiciErr: Error): void {
+    if (undiciErr === this.#abandoned) return; // an attempt we moved away from
+    if (this.#clientGone || undiciErr === CLIENT_GONE) {
       this.#finish();
       return;
     }
     if (this.#controller !== null && controller !== this.#controller) return;
+    const err = fromUndici(undiciErr);
     const failed: FailedExchange = {
       path: this.#req.url ?? '/', sendError: responseErrorSender(this.#res, this.#req.url ?? '/'), stats: this.#opts.stats, log: this.#opts.log,
       upstream: this.#opts.describe(this.upstream), extraHeaders: this.#opts.extraHeaders, outOfFiles: this.#opts.outOfFiles,

@@ -4,8 +4,8 @@
  * devices.json; connections of a device that is no longer allowed are cut at once.
  */
 import type { TLSSocket } from 'node:tls';
-import { peerDeviceId, peerName } from '../net/tls.ts';
-import type { TrustSettings } from '../protocol/messages.ts';
+import { peerDeviceId, peerName } from '../../net/tls.ts';
+import type { TrustSettings } from '../../protocol/messages.ts';
 
 
 /** 'bad-handshake': no TLS session came about at all (plain HTTP on the TLS port, a scanner, a stall). */

@@ -5,23 +5,26 @@
  * Shared by both ways of forwarding (forward.ts through undici, relay/relay.ts on raw sockets).
  */
 import type { ServerResponse } from 'node:http';
-import type { Logger } from '../log.ts';
-import { sendError, streamErrorTail } from './errors-http.ts';
-import type { StatsCollector } from './stats.ts';
-import { outOfFiles } from '../net/open-files.ts';
+import type { Logger } from '../../log.ts';
+import { sendError, streamErrorTail } from '../http/errors-http.ts';
+import type { StatsCollector } from '../stats.ts';
+import { outOfFiles } from '../../net/open-files.ts';
 
 /** Error codes that mean "the upstream never answered", as opposed to a broken answer. */
-export const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED',
+export const CONNECT_CODES = new Set<string>(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  'OLN_UPSTREAM_CONNECT_TIMEOUT', 'OLN_UPSTREAM_CLOSED', 'EPIPE', 'ETIMEDOUT', 'OLN_UPSTREAM_GONE',
   // the server at that address is not the device discovery announced: nothing was sent to it
   'OLN_PIN_MISMATCH']);
 
+/**
+ * The code of an upstream failure: ollana's own (UpstreamFailureCode, undici's already mapped onto
+ * them by route/forward.ts), a system code, or that of its cause.
+ */
 export function codeOf(err: Error): string {
   const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') return code;
   const cause = (err as { cause?: { code?: unknown } }).cause;
-  if (typeof code === 'string' && code !== 'UND_ERR_SOCKET') return code;
-  if (cause && typeof cause.code === 'string') return cause.code;
-  return typeof code === 'string' ? code : 'UNKNOWN';
+  return cause && typeof cause.code === 'string' ? cause.code : 'UNKNOWN';
 }
 
 export interface FailedExchange {
@@ -65,7 +68,7 @@ export function answerFailure(x: FailedExchange, err: Error, responded: boolean,
   const path = x.path;
   x.stats.upstreamErrors += 1;
   if (!responded) {
-    const timeout = code === 'UND_ERR_HEADERS_TIMEOUT';
+    const timeout = code === 'OLN_UPSTREAM_HEADERS_TIMEOUT';
     const status = timeout ? 504 : 502;
     const what = timeout
       ? `${x.upstream} sent no response headers within the headers timeout`
