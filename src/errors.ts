@@ -1,6 +1,6 @@
 /**
  * Every error ollana raises on purpose. Callers match on `code`, never on the message: the codes are
- * stable and listed in the README, the messages may improve.
+ * stable and listed in docs/errors.md, the messages may improve.
  */
 
 /** Stable error codes, each with the process exit status `ollana` uses when it ends on that error. */
