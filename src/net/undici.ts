@@ -34,7 +34,8 @@ let shared: UndiciAgent | null = null;
 export function request(url: string, options: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
   const { dispatcher, ...rest } = options;
   const target = new URL(url);
-  return (dispatcher ?? (shared ??= new Agent())).request({
+  if (dispatcher === undefined) shared ??= new Agent();
+  return (dispatcher ?? (shared as UndiciAgent)).request({
     ...rest, origin: target.origin, path: `${target.pathname}${target.search}`, method: rest.method ?? 'GET',
   });
 }

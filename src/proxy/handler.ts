@@ -51,7 +51,10 @@ function readWhole(req: IncomingMessage, then: (body: Buffer) => void): void {
   let rest: Buffer[] | null = null;
   req.on('data', (chunk: Buffer) => {
     if (first === null) first = chunk;
-    else (rest ??= [first]).push(chunk);
+    else {
+      rest ??= [first];
+      rest.push(chunk);
+    }
   });
   req.once('end', () => then(rest !== null ? Buffer.concat(rest) : first ?? Buffer.alloc(0)));
 }

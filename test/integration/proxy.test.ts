@@ -146,8 +146,7 @@ describe('streaming', () => {
         let buf = '';
         res.on('data', (chunk: Buffer) => {
           buf += chunk.toString();
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) !== -1) {
+          for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
             buf = buf.slice(nl + 1);
             received.push(performance.now());
           }

@@ -273,7 +273,7 @@ export class FastConnection implements ParserEvents {
   /** The parser refused the client's bytes: the guard answers (or cuts), the request in progress ends. */
   #malformed(err: ParserError): void {
     const current = this.#current;
-    const responding = current !== null && current.responding;
+    const responding = current?.responding === true;
     this.#leave();
     current?.relay?.clientGone();
     this.#ctx.guard.malformed(err, this.socket, responding);
@@ -288,7 +288,7 @@ export class FastConnection implements ParserEvents {
         const current = this.#current;
         this.#leave();
         current?.relay?.clientGone();
-        ctx.guard.headersTimedOut(this.socket, current !== null && current.responding);
+        ctx.guard.headersTimedOut(this.socket, current?.responding === true);
       }
       return;
     }

@@ -60,7 +60,7 @@ export function forwardedHeaders(raw: readonly string[], remoteAddress: string |
       priorForwarded = priorForwarded === null ? raw[i + 1]! : `${priorForwarded}, ${raw[i + 1]!}`;
       continue;
     }
-    if (REQUEST_DROP.has(lower) || (extra !== null && extra.has(lower))) continue;
+    if (REQUEST_DROP.has(lower) || extra?.has(lower) === true) continue;
     out.push(name, raw[i + 1]!);
   }
   const client = remoteAddress ?? 'unknown';
@@ -90,7 +90,7 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[], dro
       if (listed !== null) extra = extra === null ? listed : new Set([...extra, ...listed]);
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || (drop !== null && drop.has(lower))) continue;
+    if (HOP_BY_HOP.has(lower) || drop?.has(lower) === true) continue;
     const value = raw[i + 1]!;
     out.push(name, typeof value === 'string' ? value : value.toString('latin1'));
     lowers.push(lower);

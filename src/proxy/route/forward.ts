@@ -163,7 +163,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (statusCode === 403 && headers[REFUSED_HEADER] !== undefined) {
       this.#opts.refusedBy(this.upstream);
       if (this.#tryNext(controller, 'does not allow this device')) return;
-    } else if (this.#opts.retryable !== null && this.#opts.retryable(statusCode) && this.#tryNext(controller, `answered ${statusCode}`)) {
+    } else if (this.#opts.retryable?.(statusCode) === true && this.#tryNext(controller, `answered ${statusCode}`)) {
       return;
     }
     const raw = (controller.rawHeaders ?? []) as (Buffer | string)[];

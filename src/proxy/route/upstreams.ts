@@ -21,7 +21,11 @@ let undiciLoading: Promise<Undici> | null = null;
  * client). A server node's workers then never carry it (~7 MB each).
  */
 export function loadUndici(): Promise<Undici> {
-  return undiciLoading ??= import('../../net/undici.ts').then((m) => (undici = m));
+  undiciLoading ??= import('../../net/undici.ts').then((m) => {
+    undici = m;
+    return m;
+  });
+  return undiciLoading;
 }
 
 /** Whether undici is loaded (loadUndici has resolved): until then no pool can be made. */
