@@ -23,7 +23,25 @@ function home(): string {
 }
 
 const killAt = (point: string): Record<string, string> => ({ OLLANA_DEBUG_HOOKS: '1', OLLANA_DEBUG_KILL_AT: point });
-const temps = (h: string): string[] => readdirSync(h).filter((f) => f.endsWith('.tmp'));
+/**
+ * Temporary files left behind: those of a writer that is gone. A live node rewrites its pid file
+ * (temp, then rename) after it says it listens, so a temp file named after a live pid is a write in
+ * progress, not a leftover.
+ */
+const temps = (h: string): string[] => readdirSync(h).filter((f) => {
+  if (!f.endsWith('.tmp')) return false;
+  const writer = /\.(\d+)\.(?:[0-9a-f]+\.)?tmp$/.exec(f);
+  return writer === null || !alive(Number(writer[1]));
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Every trust file in `h` reads back (or is absent); throws on anything a reader would refuse. */
 function allParse(h: string): void {
