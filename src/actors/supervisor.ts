@@ -16,7 +16,7 @@ import type { Logger, LogSettings } from '../log.ts';
 import { claimPort, fetchModels, probeOllama, probeOllana, probeOllanaTls } from '../net/probe.ts';
 import { FdWatch, outOfFilesAdvice, rssBytes } from '../net/open-files.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
-import { DISCOVERY_DEFAULTS } from './discovery.ts';
+import { DISCOVERY_DEFAULTS } from './discovery/index.ts';
 import {
   DISCOVERY_TO_SUPERVISOR, type DiscoveryStats, type DiscoveryToSupervisor, type ElectionToSupervisor,
   type ElectionView, type RouteTable, type SelfInfo, type SupervisorToDiscovery, type SupervisorToElection,

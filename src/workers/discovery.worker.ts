@@ -8,7 +8,8 @@
 import { createSocket } from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
 import { pemSigner } from '../net/datagram-auth.ts';
-import { DiscoveryActor, systemClock, type DiscoveryOptions } from '../actors/discovery.ts';
+import { DiscoveryActor, type DiscoveryOptions } from '../actors/discovery/index.ts';
+import { systemClock } from '../clock.ts';
 import { Endpoint } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
 import { createLogger, type LogSettings } from '../log.ts';
