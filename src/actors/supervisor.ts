@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { CLIENT_LISTEN, SERVER_LISTEN, type ServeConfig } from '../config/defaults.ts';
 import { parseOllamaHost, type OllamaTarget } from '../config/ollama-host.ts';
 import { parseListen } from '../config/schema.ts';
+import { systemClock } from '../clock.ts';
 import { OllanaError, errorMessage } from '../errors.ts';
 import type { Identity } from '../identity/identity.ts';
 import { newBootId } from '../identity/boot-id.ts';
@@ -327,7 +328,7 @@ export class Supervisor extends EventEmitter {
    * Conflicts come from peers only, so there is no tick to expire them.
    */
   #startSoloElection(): void {
-    const actor = new ElectionActor({ send: (msg) => this.#onView(msg.view), now: Date.now,
+    const actor = new ElectionActor({ send: (msg) => this.#onView(msg.view), clock: systemClock,
       log: this.#opts.log.child({ actor: 'election' }), conflictTtlMs: 30_000 });
     this.#election = { send: (msg) => actor.handle(msg), stop: () => Promise.resolve() };
     this.#sendSelfToElection();
