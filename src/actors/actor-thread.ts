@@ -24,12 +24,27 @@ export interface ActorThreadOptions<In extends Message> {
   readonly onStart: () => void;
   /** time for the restart backoff (tests pass a fake one) */
   readonly clock?: Clock;
+  /** makes the thread; a node:worker_threads Worker by default (tests pass a fake one) */
+  readonly spawn?: (file: string, options: { workerData: unknown; name: string }) => ActorWorker;
+}
+
+/** What ActorThread uses of a node:worker_threads Worker. */
+export interface ActorWorker {
+  postMessage(value: unknown): void;
+  on(event: 'message', listener: (value: unknown) => void): unknown;
+  on(event: 'error', listener: (err: unknown) => void): unknown;
+  once(event: 'exit', listener: (code: number) => void): unknown;
+  terminate(): Promise<unknown>;
+}
+
+function spawnWorker(file: string, options: { workerData: unknown; name: string }): ActorWorker {
+  return new Worker(file, options);
 }
 
 /** Emits 'message' (In), 'restarted', and 'fatal' (OllanaError) when it gives up or the thread reports a coded error. */
 export class ActorThread<In extends Message, Out extends Message> extends EventEmitter {
   readonly #opts: ActorThreadOptions<In>;
-  #worker: Worker | null = null;
+  #worker: ActorWorker | null = null;
   #endpoint: Endpoint<In, Out> | null = null;
   readonly #clock: Clock;
   readonly #policy: RestartPolicy;
@@ -54,9 +69,9 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
 
   start(): void {
     this.#policy.started();
-    let worker: Worker;
+    let worker: ActorWorker;
     try {
-      worker = new Worker(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
+      worker = (this.#opts.spawn ?? spawnWorker)(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
     } catch (err) {
       if (!outOfFiles(err)) throw err;
       this.#noteStarved(err);
