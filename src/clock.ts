@@ -24,3 +24,8 @@ export const systemClock: Clock = {
   setInterval: (fn, ms) => setInterval(fn, ms),
   clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
 };
+
+/** Lets a real timer not keep its thread alive (a fake clock's handle has nothing to unref). */
+export function unrefTimer(handle: TimerHandle): void {
+  if (typeof handle === 'object' && handle !== null && 'unref' in handle && typeof handle.unref === 'function') handle.unref();
+}

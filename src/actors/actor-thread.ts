@@ -1,21 +1,19 @@
 /**
  * A singleton actor (discovery, election) on its own worker thread. Messages go through an Endpoint
  * (msgpack, checked on arrival). A thread that dies is restarted with backoff; one that keeps dying
- * at start-up is given up on, with an escalation the supervisor decides about.
+ * at start-up is given up on (restart-policy.ts), with an escalation the supervisor decides about.
  */
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
+import { systemClock, unrefTimer, type Clock } from '../clock.ts';
 import { OllanaError, errorFromData } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ActorThreadEvents } from '../protocol/events.ts';
 import type { Message } from '../protocol/messages.ts';
 import { decoderFor } from '../protocol/codec.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
+import { RestartPolicy } from './restart-policy.ts';
 import { Endpoint } from './runtime.ts';
-
-const MAX_BACKOFF_MS = 5_000;
-const STABLE_AFTER_MS = 10_000;
-const MAX_QUICK_FAILURES = 5;
 
 export interface ActorThreadOptions<In extends Message> {
   readonly name: string;
@@ -25,15 +23,32 @@ export interface ActorThreadOptions<In extends Message> {
   readonly log: Logger;
   /** Sent to every new thread before anything else (its configuration, the current state). */
   readonly onStart: () => void;
+  /** time for the restart backoff (tests pass a fake one) */
+  readonly clock?: Clock;
+  /** makes the thread; a node:worker_threads Worker by default (tests pass a fake one) */
+  readonly spawn?: (file: string, options: { workerData: unknown; name: string }) => ActorWorker;
+}
+
+/** What ActorThread uses of a node:worker_threads Worker. */
+export interface ActorWorker {
+  postMessage(value: unknown): void;
+  on(event: 'message', listener: (value: unknown) => void): unknown;
+  on(event: 'error', listener: (err: unknown) => void): unknown;
+  once(event: 'exit', listener: (code: number) => void): unknown;
+  terminate(): Promise<unknown>;
+}
+
+function spawnWorker(file: string, options: { workerData: unknown; name: string }): ActorWorker {
+  return new Worker(file, options);
 }
 
 /** Emits 'message' (In), 'restarted', and 'fatal' (OllanaError) when it gives up or the thread reports a coded error. */
 export class ActorThread<In extends Message, Out extends Message> extends EventEmitter<ActorThreadEvents<In>> {
   readonly #opts: ActorThreadOptions<In>;
-  #worker: Worker | null = null;
+  #worker: ActorWorker | null = null;
   #endpoint: Endpoint<In, Out> | null = null;
-  #failures = 0;
-  #startedAt = 0;
+  readonly #clock: Clock;
+  readonly #policy: RestartPolicy;
   #stopping = false;
   #restarts = 0;
   /**
@@ -45,6 +60,8 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
   constructor(opts: ActorThreadOptions<In>) {
     super();
     this.#opts = opts;
+    this.#clock = opts.clock ?? systemClock;
+    this.#policy = new RestartPolicy(this.#clock);
   }
 
   get restarts(): number {
@@ -52,14 +69,14 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
   }
 
   start(): void {
-    this.#startedAt = Date.now();
-    let worker: Worker;
+    this.#policy.started();
+    let worker: ActorWorker;
     try {
-      worker = new Worker(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
+      worker = (this.#opts.spawn ?? spawnWorker)(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
     } catch (err) {
       if (!outOfFiles(err)) throw err;
       this.#noteStarved(err);
-      this.#restartIn(MAX_BACKOFF_MS);
+      this.#restartIn(this.#policy.starvedDelayMs);
       return;
     }
     this.#worker = worker;
@@ -94,16 +111,15 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
       this.#endpoint = null;
       if (this.#stopping) return;
       if (starved) {
-        this.#restartIn(MAX_BACKOFF_MS);
+        this.#restartIn(this.#policy.starvedDelayMs);
         return;
       }
-      if (Date.now() - this.#startedAt >= STABLE_AFTER_MS) this.#failures = 0;
-      this.#failures += 1;
-      if (this.#failures > MAX_QUICK_FAILURES) {
+      const decision = this.#policy.died();
+      if (!decision.restart) {
         this.emit('fatal', new OllanaError('OLN_WORKER_FAILED', `the ${this.#opts.name} actor keeps dying (exit ${code}); giving up`));
         return;
       }
-      const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#failures - 1));
+      const delay = decision.delayMs;
       this.#opts.log.error({ actor: this.#opts.name, code, restartInMs: delay }, `${this.#opts.name} actor exited (${code}); restarting in ${delay} ms`);
       this.#restartIn(delay);
     });
@@ -114,16 +130,16 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
     if (this.#starved) return;
     this.#starved = true;
     this.#opts.log.error({ err, actor: this.#opts.name, code: 'EMFILE' },
-      `the ${this.#opts.name} actor cannot start: ${outOfFilesAdvice()}; trying again every ${MAX_BACKOFF_MS / 1000} s`);
+      `the ${this.#opts.name} actor cannot start: ${outOfFilesAdvice()}; trying again every ${this.#policy.starvedDelayMs / 1000} s`);
   }
 
   #restartIn(delay: number): void {
-    setTimeout(() => {
+    unrefTimer(this.#clock.setTimeout(() => {
       if (this.#stopping) return;
       this.#restarts += 1;
       this.start();
       this.emit('restarted');
-    }, delay).unref();
+    }, delay));
   }
 
   send(msg: Out): void {
@@ -136,7 +152,7 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
     const worker = this.#worker;
     if (worker === null) return;
     if (farewell !== undefined) {
-      await Promise.race([farewell(), new Promise((r) => setTimeout(r, graceMs).unref())]);
+      await Promise.race([farewell(), new Promise<void>((r) => unrefTimer(this.#clock.setTimeout(r, graceMs)))]);
     }
     await worker.terminate();
   }

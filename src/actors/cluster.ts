@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import type { Client } from '../net/undici.ts';
+import { systemClock, unrefTimer, type Clock, type TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { directedBroadcast } from '../net/lan-interfaces.ts';
 import { LogBudget } from './log-budget.ts';
@@ -63,6 +63,47 @@ export function ownAddresses(): Set<string> {
   return own;
 }
 
+/** A kept connection to one server node, for its model lists. */
+export interface TagsConnection {
+  /** The model names its GET /api/tags lists; rejects (the message is logged) when it cannot. */
+  tags(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** Opens a TagsConnection to `origin`, pinned to device `expectedId`. */
+export type TagsConnector = (origin: string, expectedId: string) => TagsConnection;
+
+export interface ClusterViewDeps {
+  /** this machine's addresses, never connected to; ownAddresses() by default */
+  readonly ownAddresses?: () => ReadonlySet<string>;
+  /** time for the fetch pacing and the once-a-minute warnings; real time by default */
+  readonly clock?: Clock;
+  /** loads the connector the model lists are fetched with; undici over TLS pinned to each server by default */
+  readonly connector?: () => Promise<TagsConnector>;
+}
+
+/** The model lists over undici, TLS pinned to each server's device id, as `self`. */
+function undiciConnector(self: TlsIdentity): () => Promise<TagsConnector> {
+  return async () => {
+    // undici is loaded the first time a server node is met: a server node's main thread never needs it.
+    const { Client, request } = await import('../net/undici.ts');
+    return (origin, expectedId) => {
+      const client = new Client(origin, {
+        connect: pinnedConnector({ self, expectedId, timeoutMs: TAGS_TIMEOUT_MS }),
+      });
+      return {
+        async tags() {
+          const res = await request(`${origin}/api/tags`, { dispatcher: client, headersTimeout: TAGS_TIMEOUT_MS, bodyTimeout: TAGS_TIMEOUT_MS });
+          const body = await res.body.json() as { models?: { name?: unknown }[] };
+          if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+          return (body.models ?? []).map((m) => m.name).filter((n): n is string => typeof n === 'string');
+        },
+        close: () => client.close(),
+      };
+    };
+  };
+}
+
 interface ServerEntry {
   peer: PeerInfo;
   models: string[];
@@ -74,22 +115,14 @@ interface ServerEntry {
   /** model list fetches failed in a row */
   failures: number;
   /** a fetch put off by TAGS_MIN_INTERVAL_MS is due */
-  deferred: NodeJS.Timeout | null;
+  deferred: TimerHandle | null;
   /**
    * Where the model lists are fetched: one keep-alive connection, pinned to this server's device id,
    * made at the first fetch and kept until the server leaves or moves. Its connector keeps the session
    * ticket, so a later fetch reuses the connection or, once it has closed, resumes the session instead
    * of paying a full handshake.
    */
-  client: Client | null;
-}
-
-/** Drops the entry's connection; a fetch still running on it ends first (within TAGS_TIMEOUT_MS). */
-function closeClient(entry: ServerEntry): void {
-  void entry.client?.close().catch(() => undefined);
-  entry.client = null;
-  if (entry.deferred !== null) clearTimeout(entry.deferred);
-  entry.deferred = null;
+  client: TagsConnection | null;
 }
 
 /** Server nodes speak TLS on their LAN port. */
@@ -102,18 +135,20 @@ export class ClusterView {
   readonly #servers = new Map<string, ServerEntry>();
   readonly #log: Logger;
   readonly #onChange: () => void;
-  readonly #self: TlsIdentity;
   readonly #ownAddresses: () => ReadonlySet<string>;
+  readonly #clock: Clock;
+  readonly #connector: () => Promise<TagsConnector>;
   /** when a refused address or a full table was last warned about */
   #warnedAt = { address: -Infinity, full: -Infinity };
   readonly #lines: LogBudget;
   #view: ElectionView = { term: 0, leader: '', servers: [], conflicts: [] };
 
-  constructor(log: Logger, self: TlsIdentity, onChange: () => void, own: () => ReadonlySet<string> = ownAddresses) {
+  constructor(log: Logger, self: TlsIdentity, onChange: () => void, deps: ClusterViewDeps = {}) {
     this.#log = log;
-    this.#self = self;
     this.#onChange = onChange;
-    this.#ownAddresses = own;
+    this.#ownAddresses = deps.ownAddresses ?? ownAddresses;
+    this.#clock = deps.clock ?? systemClock;
+    this.#connector = deps.connector ?? undiciConnector(self);
     this.#lines = new LogBudget(log, 'server node lines (found, gone, models not listed)');
   }
 
@@ -142,13 +177,14 @@ export class ClusterView {
       }
       this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false, client: null, fetchedAt: -Infinity, failures: 0,
         deferred: null });
-      this.#lines.line('info', { peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`);
+      this.#lines.line('info', { peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`,
+        this.#clock.now());
     } else {
       const moved = known.peer.addr !== peer.addr || known.peer.port !== peer.port;
       known.peer = peer;
       if (moved) {
         known.modelsFor = null;
-        closeClient(known);
+        this.#closeClient(known);
       }
     }
     this.#fetchModels(peer.id);
@@ -159,14 +195,15 @@ export class ClusterView {
     const known = this.#servers.get(id);
     if (known === undefined) return;
     this.#servers.delete(id);
-    closeClient(known);
-    this.#lines.line('warn', { peer: { id, addr: known.peer.addr }, reason }, `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`);
+    this.#closeClient(known);
+    this.#lines.line('warn', { peer: { id, addr: known.peer.addr }, reason }, `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`,
+      this.#clock.now());
     this.#onChange();
   }
 
   /** A warning of one kind at most once a minute: a flood of made-up nodes does not flood the log. */
   #warn(kind: 'address' | 'full', fields: Record<string, unknown>, msg: string): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     if (now - this.#warnedAt[kind] < WARN_EVERY_MS) {
       this.#log.debug(fields, msg);
       return;
@@ -201,39 +238,41 @@ export class ClusterView {
 
   /** Closes the connections the model lists were fetched on (the node stops). */
   close(): void {
-    for (const entry of this.#servers.values()) closeClient(entry);
+    for (const entry of this.#servers.values()) this.#closeClient(entry);
+  }
+
+  /** Drops the entry's connection; a fetch still running on it ends first (within TAGS_TIMEOUT_MS). */
+  #closeClient(entry: ServerEntry): void {
+    void entry.client?.close().catch(() => undefined);
+    entry.client = null;
+    if (entry.deferred !== null) this.#clock.clearTimeout(entry.deferred);
+    entry.deferred = null;
   }
 
   #fetchModels(id: string): void {
     const entry = this.#servers.get(id);
     if (entry === undefined || entry.fetching || entry.modelsFor === entry.peer.models || entry.deferred !== null) return;
     const interval = Math.min(TAGS_MAX_INTERVAL_MS, TAGS_MIN_INTERVAL_MS * 2 ** entry.failures);
-    const wait = entry.fetchedAt + interval - Date.now();
+    const wait = entry.fetchedAt + interval - this.#clock.now();
     if (wait > 0) {
-      entry.deferred = setTimeout(() => {
+      entry.deferred = this.#clock.setTimeout(() => {
         entry.deferred = null;
         this.#fetchModels(id);
       }, wait);
-      entry.deferred.unref();
+      unrefTimer(entry.deferred);
       return;
     }
     entry.fetching = true;
-    entry.fetchedAt = Date.now();
+    entry.fetchedAt = this.#clock.now();
     const digest = entry.peer.models;
     const origin = peerUrl(entry.peer);
     const url = `${origin}/api/tags`;
     void (async () => {
       try {
-        // undici is loaded the first time a server node is met: a server node's main thread never needs it.
-        const { Client, request } = await import('../net/undici.ts');
+        const connect = await this.#connector();
         if (this.#servers.get(id) !== entry) return; // it left (or moved) meanwhile
-        const client = entry.client ??= new Client(origin, {
-          connect: pinnedConnector({ self: this.#self, expectedId: id, timeoutMs: TAGS_TIMEOUT_MS }),
-        });
-        const res = await request(url, { dispatcher: client, headersTimeout: TAGS_TIMEOUT_MS, bodyTimeout: TAGS_TIMEOUT_MS });
-        const body = await res.body.json() as { models?: { name?: unknown }[] };
-        if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
-        const models = (body.models ?? []).map((m) => m.name).filter((n): n is string => typeof n === 'string');
+        const client = entry.client ??= connect(origin, id);
+        const models = await client.tags();
         const now = this.#servers.get(id);
         if (now === undefined) return;
         now.models = models;
@@ -243,7 +282,8 @@ export class ClusterView {
         this.#onChange();
       } catch (err) {
         if (this.#servers.get(id) === entry) entry.failures++;
-        this.#lines.line('warn', { peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`);
+        this.#lines.line('warn', { peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`,
+          this.#clock.now());
       } finally {
         const now = this.#servers.get(id);
         if (now !== undefined) {

@@ -42,7 +42,7 @@ export interface ElectionLinkOptions {
  */
 export function startElection(o: ElectionLinkOptions): ElectionLink {
   if (o.solo) {
-    const actor = new ElectionActor({ send: (msg) => o.onView(msg.view), now: () => o.clock.now(),
+    const actor = new ElectionActor({ send: (msg) => o.onView(msg.view), clock: o.clock,
       log: o.rootLog.child({ actor: 'election' }), conflictTtlMs: CONFLICT_TTL_MS });
     const link: ElectionLink = { send: (msg) => actor.handle(msg), stop: () => Promise.resolve() };
     o.onStart(link);

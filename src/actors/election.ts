@@ -10,13 +10,15 @@
  * Conflicts it reports: the same id from two processes (a cloned identity: two boots of one id heard
  * alternately), and two leaders claimed at once (a healed partition; resolved by the rule above).
  */
+import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Conflict, ElectionToSupervisor, ElectionView, SupervisorToElection } from '../protocol/messages.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 
 export interface ElectionDeps {
   readonly send: (msg: ElectionToSupervisor) => void;
-  readonly now: () => number;
+  /** the time of membership and conflict records (tick() is driven by the caller) */
+  readonly clock: Clock;
   readonly log: Logger;
   /** How long a conflict stays reported after it was last seen. */
   readonly conflictTtlMs: number;
@@ -79,7 +81,7 @@ export class ElectionActor {
 
   /** Periodic: expires old conflicts and boots, and re-announces the view if that changed it. */
   tick(): void {
-    const now = this.#deps.now();
+    const now = this.#deps.clock.now();
     // Boots older than the conflict window can no longer make a conflict: forget them, and the ids of
     // peers gone meanwhile with them, so a stream of short-lived ids leaves nothing behind.
     for (const [id, boots] of this.#boots) {
@@ -111,7 +113,7 @@ export class ElectionActor {
   }
 
   #onPeer(peer: PeerInfo): void {
-    const now = this.#deps.now();
+    const now = this.#deps.clock.now();
     // A boot heard before, now back: a partition healed (or a link came back). A boot never heard
     // before is a node that just started, and claims leadership only until it hears the others.
     const returning = this.#everSeen.get(peer.id)?.has(peer.boot) === true && !this.#peers.has(peer.id);
@@ -163,7 +165,7 @@ export class ElectionActor {
 
   #conflict(kind: Conflict['kind'], id: string, detail: string, addrs: string[]): void {
     const key = `${kind}:${id}`;
-    const now = this.#deps.now();
+    const now = this.#deps.clock.now();
     const known = this.#conflicts.get(key);
     if (known) {
       known.lastSeen = now;

@@ -22,8 +22,8 @@ export class LogBudget {
     this.#windowMs = windowMs;
   }
 
-  /** Logs at `level` while the budget lasts, else at debug. */
-  line(level: 'info' | 'warn', fields: Record<string, unknown>, msg: string, now = Date.now()): void {
+  /** Logs at `level` while the budget lasts, else at debug; `now` is the caller's clock's time. */
+  line(level: 'info' | 'warn', fields: Record<string, unknown>, msg: string, now: number): void {
     if (now - this.#windowAt >= this.#windowMs) {
       if (this.#skipped > 0) {
         this.#log.info({ skipped: this.#skipped }, `${this.#skipped} more ${this.#what} in the last ${Math.round(this.#windowMs / 1000)} s, at debug level only`);

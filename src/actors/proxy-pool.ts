@@ -1,11 +1,12 @@
 /**
  * The proxy workers: a piscina pool whose every task is one worker's whole life (listen on the shared
  * port, serve, drain). A task that rejects means its thread died: the slot is restarted with backoff,
- * and given up on when it keeps failing before it is ready.
+ * and given up on when it keeps failing at start-up (restart-policy.ts).
  */
 import { EventEmitter } from 'node:events';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { systemClock, unrefTimer, type Clock } from '../clock.ts';
 import { OllanaError, errorFromData, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { ownModule } from '../module-file.ts';
@@ -17,22 +18,50 @@ import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
 import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
+import { RestartPolicy } from './restart-policy.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
 const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
 const STATS_DEADLINE_MS = 1_000;
-const MAX_BACKOFF_MS = 5_000;
-/** A worker that stays up this long has recovered: its next crash starts the backoff afresh. */
-const STABLE_AFTER_MS = 10_000;
-/** Consecutive failures before 'ready' after which a slot gives up instead of looping. */
-const MAX_BOOT_FAILURES = 5;
+
+/**
+ * What the pool needs of piscina: run a task (a worker's whole life) on a thread of its own, say when
+ * a thread cannot be made, and end. Unit tests pass a fake that plays the workers in-process.
+ */
+export interface ProxyThreads {
+  run(task: ProxyTask, options: { transferList: MessagePort[]; signal: AbortSignal }): Promise<unknown>;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  destroy(): Promise<void>;
+}
+
+export interface ProxyPoolDeps {
+  /** time for restart backoff and deadlines; real time by default */
+  readonly clock?: Clock;
+  /** the threads the workers run on; a piscina pool of proxy.worker.ts by default */
+  readonly threads?: (size: number, workerData: ProxyWorkerData) => ProxyThreads;
+}
+
+/** The proxy workers' threads: `size` of them, each running one task for as long as it lives. */
+export function piscinaThreads(size: number, workerData: ProxyWorkerData): ProxyThreads {
+  return new Piscina({
+    filename: WORKER_FILE,
+    minThreads: size,
+    maxThreads: size,
+    concurrentTasksPerWorker: 1,
+    idleTimeout: Number.POSITIVE_INFINITY,
+    // Our tasks live as long as the worker; atomics would park idle threads, which an event-loop
+    // server must never be.
+    atomics: 'disabled',
+    workerData,
+  });
+}
 
 interface Slot {
   readonly index: number;
   endpoint: Endpoint<ProxyToSupervisor, SupervisorToProxy> | null;
   ready: boolean;
-  bootFailures: number;
-  startedAt: number;
+  /** when to restart its thread, and when to give up */
+  readonly policy: RestartPolicy;
   done: Promise<void>;
   onReady: (() => void) | null;
   /** Takes the task back while its thread starts (piscina run's signal). */
@@ -53,9 +82,10 @@ export type { WorkerReport };
 export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   readonly #log: Logger;
   readonly #size: number;
-  readonly #pool: Piscina;
+  readonly #clock: Clock;
+  readonly #pool: ProxyThreads;
   readonly #slots: Slot[] = [];
-  readonly #stats = new PendingReplies<WorkerStats>();
+  readonly #stats: PendingReplies<WorkerStats>;
   /** Each worker's in-flight requests, written by the workers (StatsCollector), read by inFlight(). */
   readonly #loadBoard: Int32Array;
   /** Each worker's open connections, counted against the node-wide --max-connections by the workers. */
@@ -67,24 +97,16 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   #restarts = 0;
   #cut = 0;
 
-  constructor(size: number, workerData: ProxyWorkerData, table: RouteTable, log: Logger) {
+  constructor(size: number, workerData: ProxyWorkerData, table: RouteTable, log: Logger, deps: ProxyPoolDeps = {}) {
     super();
     this.#log = log;
+    this.#clock = deps.clock ?? systemClock;
+    this.#stats = new PendingReplies<WorkerStats>(this.#clock);
     this.#size = size;
     this.#table = table;
     this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
     this.#connectionBoard = connectionBoard(size);
-    this.#pool = new Piscina({
-      filename: WORKER_FILE,
-      minThreads: size,
-      maxThreads: size,
-      concurrentTasksPerWorker: 1,
-      idleTimeout: Number.POSITIVE_INFINITY,
-      // Our tasks live as long as the worker; atomics would park idle threads, which an event-loop
-      // server must never be.
-      atomics: 'disabled',
-      workerData,
-    });
+    this.#pool = (deps.threads ?? piscinaThreads)(size, workerData);
     this.#pool.on('error', (err: Error) => {
       if (outOfFiles(err)) this.#takeBackStarts(err);
       else this.#log.error({ err }, 'worker pool error');
@@ -129,13 +151,13 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   #spawn(index: number): Promise<void> {
     let slot = this.#slots[index];
     if (slot === undefined) {
-      slot = { index, endpoint: null, ready: false, bootFailures: 0, startedAt: 0, done: Promise.resolve(), onReady: null,
+      slot = { index, endpoint: null, ready: false, policy: new RestartPolicy(this.#clock), done: Promise.resolve(), onReady: null,
         abort: null, starved: false, cut: 0 };
       this.#slots[index] = slot;
     }
     const s = slot;
     s.ready = false;
-    s.startedAt = Date.now();
+    s.policy.started();
     const { port1, port2 } = new MessageChannel();
     s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, decoderFor(PROXY_TO_SUPERVISOR),
       (msg) => this.#onMessage(s, msg),
@@ -175,16 +197,20 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
 
   #onDied(slot: Slot, error: OllanaError): void {
     if (this.#stopping) return;
-    if (Date.now() - slot.startedAt >= STABLE_AFTER_MS) slot.bootFailures = 0;
-    slot.bootFailures += 1;
-    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (slot.bootFailures - 1));
+    const decision = slot.policy.died();
+    if (!decision.restart) {
+      this.#log.error({ err: error, worker: slot.index }, `proxy worker ${slot.index} keeps failing at start-up; giving up`);
+      this.emit('fatal', error);
+      return;
+    }
+    const delay = decision.delayMs;
     this.#log.error({ err: error, worker: slot.index, restartInMs: delay },
       `proxy worker ${slot.index} died (${error.message}); its in-flight requests are lost, restarting it in ${delay} ms`);
     this.#respawnIn(slot, delay);
   }
 
   #respawnIn(slot: Slot, delay: number): void {
-    setTimeout(() => {
+    unrefTimer(this.#clock.setTimeout(() => {
       if (this.#stopping) return;
       this.#restarts += 1;
       this.#spawn(slot.index).then(
@@ -194,16 +220,10 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         },
         (err: unknown) => {
           const e = err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', errorMessage(err), { cause: err });
-          if (outOfFiles(e)) {
-            this.#starved(slot, e);
-          } else if (slot.bootFailures >= MAX_BOOT_FAILURES) {
-            this.#log.error({ err: e, worker: slot.index }, `proxy worker ${slot.index} keeps failing at start-up; giving up`);
-            this.emit('fatal', e);
-          } else {
-            this.#onDied(slot, e);
-          }
+          if (outOfFiles(e)) this.#starved(slot, e);
+          else this.#onDied(slot, e);
         });
-    }, delay).unref();
+    }, delay));
   }
 
   /** The machine's state, not a fault of the thread: tried again at the slowest pace until it starts. */
@@ -211,9 +231,9 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     if (!slot.starved) {
       slot.starved = true;
       this.#log.error({ err: error, worker: slot.index, code: 'EMFILE' },
-        `proxy worker ${slot.index} cannot restart: ${outOfFilesAdvice()}; trying again every ${MAX_BACKOFF_MS / 1000} s`);
+        `proxy worker ${slot.index} cannot restart: ${outOfFilesAdvice()}; trying again every ${slot.policy.starvedDelayMs / 1000} s`);
     }
-    this.#respawnIn(slot, MAX_BACKOFF_MS);
+    this.#respawnIn(slot, slot.policy.starvedDelayMs);
   }
 
   /**
@@ -295,7 +315,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     const draining = this.#slots.filter((slot) => slot.ready);
     for (const slot of draining) slot.endpoint?.send({ type: 'proxy.drain', deadlineMs });
     const all = Promise.allSettled(this.#slots.map((s) => s.done));
-    await Promise.race([all, new Promise((resolve) => setTimeout(resolve, deadlineMs + 3_000).unref())]);
+    await Promise.race([all, new Promise<void>((resolve) => unrefTimer(this.#clock.setTimeout(resolve, deadlineMs + 3_000)))]);
     this.#cut = draining.reduce((n, s) => n + (s.ready ? Math.max(1, Atomics.load(this.#loadBoard, s.index)) : s.cut), 0);
     this.#stats.rejectAll(new Error('stopping'));
     await this.#pool.destroy();

@@ -3,6 +3,7 @@
  * port-like (a worker MessagePort in production, an in-process MessageChannel in tests), and
  * PendingReplies matches replies to requests by correlation id, with a deadline on each.
  */
+import { systemClock, unrefTimer, type Clock, type TimerHandle } from '../clock.ts';
 import type { Message } from '../protocol/messages.ts';
 import { type Decoder, ProtocolError, encodeMessage } from '../protocol/wire.ts';
 
@@ -50,17 +51,22 @@ export class Endpoint<In extends Message, Out extends Message> {
 
 /** Replies awaited by correlation id; each request fails with a timeout error at its deadline. */
 export class PendingReplies<T> {
+  readonly #clock: Clock;
   #next = 1;
-  readonly #waiting = new Map<number, { resolve: (v: T) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  readonly #waiting = new Map<number, { resolve: (v: T) => void; reject: (e: Error) => void; timer: TimerHandle }>();
+
+  constructor(clock: Clock = systemClock) {
+    this.#clock = clock;
+  }
 
   open(deadlineMs: number, what: string): { id: number; reply: Promise<T> } {
     const id = this.#next++;
     const reply = new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.#waiting.delete(id);
         reject(new Error(`${what} got no reply within ${deadlineMs} ms`));
       }, deadlineMs);
-      timer.unref();
+      unrefTimer(timer);
       this.#waiting.set(id, { resolve, reject, timer });
     });
     return { id, reply };
@@ -70,7 +76,7 @@ export class PendingReplies<T> {
   settle(id: number, value: T): boolean {
     const entry = this.#waiting.get(id);
     if (!entry) return false;
-    clearTimeout(entry.timer);
+    this.#clock.clearTimeout(entry.timer);
     this.#waiting.delete(id);
     entry.resolve(value);
     return true;
@@ -78,7 +84,7 @@ export class PendingReplies<T> {
 
   rejectAll(err: Error): void {
     for (const [id, entry] of this.#waiting) {
-      clearTimeout(entry.timer);
+      this.#clock.clearTimeout(entry.timer);
       entry.reject(err);
       this.#waiting.delete(id);
     }

@@ -16,6 +16,7 @@ import {
 } from '../identity/devices.ts';
 import { parseDeviceId } from '../identity/device-id.ts';
 import { withTrustLock } from '../identity/trust-lock.ts';
+import { systemClock, unrefTimer, type Clock, type TimerHandle } from '../clock.ts';
 import { errorMessage, isOllanaError, systemCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
@@ -40,27 +41,53 @@ const MAX_PENDING = 100;
 
 export type PendingKind = PendingEntry['kind'];
 
+export interface TrustStoreDeps {
+  /** time for the write pacing and the dates in pending.json; real time by default */
+  readonly clock?: Clock;
+  /** calls `onChange` when `file` may have changed; returns what stops it. fs.watchFile by default */
+  readonly watch?: (file: string, intervalMs: number, onChange: () => void) => () => void;
+  /** writes pending.json with `entries`, throwing as writePending does; under the trust lock by default */
+  readonly writePending?: (dataDir: string, entries: readonly PendingEntry[]) => void;
+}
+
+/** Polls the file's stat: a change made by another process (`ollana device`) is seen within intervalMs. */
+function watchByStat(file: string, intervalMs: number, onChange: () => void): () => void {
+  watchFile(file, { interval: intervalMs, persistent: false }, onChange);
+  return () => unwatchFile(file);
+}
+
+function writePendingLocked(dataDir: string, entries: readonly PendingEntry[]): void {
+  withTrustLock(dataDir, NODE_LOCK_WAIT_MS, () => writePending(dataDir, entries));
+}
+
 /** Emits 'change' (TrustSettings) when devices.json changes what is trusted. */
 export class TrustStore extends EventEmitter {
   readonly #dataDir: string;
   readonly #trustLan: boolean;
   readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #watch: NonNullable<TrustStoreDeps['watch']>;
+  readonly #write: NonNullable<TrustStoreDeps['writePending']>;
   #devices: DeviceEntry[] = [];
   #settings: TrustSettings;
   readonly #pending = new Map<string, PendingEntry>();
-  #pendingTimer: NodeJS.Timeout | null = null;
+  #pendingTimer: TimerHandle | null = null;
   /** Callers' log lines waiting for the next write of pending.json. */
   #afterWrite: (() => void)[] = [];
   #lastWrite = 0;
   /** Why pending.json could not be written last time (an errno or a code), told once; null: it could. */
   #unsaved: string | null = null;
-  #watching = false;
+  /** stops the watch of devices.json; null: not watching */
+  #unwatch: (() => void) | null = null;
 
-  constructor(dataDir: string, trustLan: boolean, log: Logger) {
+  constructor(dataDir: string, trustLan: boolean, log: Logger, deps: TrustStoreDeps = {}) {
     super();
     this.#dataDir = dataDir;
     this.#trustLan = trustLan;
     this.#log = log;
+    this.#clock = deps.clock ?? systemClock;
+    this.#watch = deps.watch ?? watchByStat;
+    this.#write = deps.writePending ?? writePendingLocked;
     this.#devices = readDevices(dataDir);
     this.#settings = this.#compute();
     for (const p of this.#readPendingAtStart()) this.#pending.set(p.id, p);
@@ -85,16 +112,15 @@ export class TrustStore extends EventEmitter {
   }
 
   start(): void {
-    if (this.#watching) return;
-    this.#watching = true;
-    watchFile(join(this.#dataDir, DEVICES_FILE), { interval: WATCH_INTERVAL_MS, persistent: false }, () => this.#reload());
+    if (this.#unwatch !== null) return;
+    this.#unwatch = this.#watch(join(this.#dataDir, DEVICES_FILE), WATCH_INTERVAL_MS, () => this.#reload());
   }
 
   stop(): void {
-    if (this.#watching) unwatchFile(join(this.#dataDir, DEVICES_FILE));
-    this.#watching = false;
+    this.#unwatch?.();
+    this.#unwatch = null;
     if (this.#pendingTimer !== null) {
-      clearTimeout(this.#pendingTimer);
+      this.#clock.clearTimeout(this.#pendingTimer);
       this.#flushPending();
     }
   }
@@ -114,7 +140,7 @@ export class TrustStore extends EventEmitter {
       then?.(false);
       return false;
     }
-    const now = new Date().toISOString();
+    const now = new Date(this.#clock.now()).toISOString();
     const known = this.#pending.get(id);
     this.#pending.delete(id);
     const entry: PendingEntry = known === undefined
@@ -172,20 +198,20 @@ export class TrustStore extends EventEmitter {
 
   #schedulePendingWrite(urgent: boolean): void {
     if (this.#pendingTimer !== null) return;
-    const wait = urgent ? Math.max(0, this.#lastWrite + PENDING_WRITE_MS - Date.now()) : PENDING_WRITE_MS;
+    const wait = urgent ? Math.max(0, this.#lastWrite + PENDING_WRITE_MS - this.#clock.now()) : PENDING_WRITE_MS;
     if (wait === 0) {
       this.#flushPending();
       return;
     }
-    this.#pendingTimer = setTimeout(() => this.#flushPending(), wait);
-    this.#pendingTimer.unref();
+    this.#pendingTimer = this.#clock.setTimeout(() => this.#flushPending(), wait);
+    unrefTimer(this.#pendingTimer);
   }
 
   #flushPending(): void {
     this.#pendingTimer = null;
-    this.#lastWrite = Date.now();
+    this.#lastWrite = this.#clock.now();
     try {
-      withTrustLock(this.#dataDir, NODE_LOCK_WAIT_MS, () => writePending(this.#dataDir, [...this.#pending.values()]));
+      this.#write(this.#dataDir, [...this.#pending.values()]);
       if (this.#unsaved !== null) this.#log.info(`${PENDING_FILE} can be written again: the devices met are listed by \`ollana device pending\``);
       this.#unsaved = null;
     } catch (err) {

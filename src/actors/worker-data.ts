@@ -8,7 +8,7 @@ import type { LogSettings } from '../log.ts';
 import type { NodeRole } from '../protocol/lan.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
 import type { DiscoveryWorkerData, ProxyWorkerData } from '../protocol/workers.ts';
-import { DISCOVERY_DEFAULTS } from './discovery.ts';
+import { DISCOVERY_DEFAULTS } from './discovery/index.ts';
 
 /** A node silent for this many heartbeats is gone. */
 const DEAD_AFTER_HEARTBEATS = 3.5;

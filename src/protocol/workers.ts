@@ -6,7 +6,7 @@
  * Types only: a worker thread that imports this file loads nothing.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { DiscoveryOptions } from '../actors/discovery.ts';
+import type { DiscoveryOptions } from '../actors/discovery/index.ts';
 import type { LogSettings } from '../log.ts';
 import type { ProxySettings } from '../proxy/proxy-server.ts';
 import type { RouteTable } from './messages.ts';

@@ -8,7 +8,8 @@
 import { createSocket } from 'node:dgram';
 import { parentPort, workerData } from 'node:worker_threads';
 import { pemSigner } from '../net/datagram-auth.ts';
-import { DiscoveryActor, systemClock } from '../actors/discovery.ts';
+import { DiscoveryActor } from '../actors/discovery/index.ts';
+import { systemClock } from '../clock.ts';
 import { Endpoint } from '../actors/runtime.ts';
 import { OllanaError } from '../errors.ts';
 import { createLogger } from '../log.ts';

@@ -1,6 +1,7 @@
 /** Thread entry of the election actor: wires parentPort to ElectionActor, with a 1 s tick. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { ElectionActor } from '../actors/election.ts';
+import { systemClock } from '../clock.ts';
 import { Endpoint } from '../actors/runtime.ts';
 import { createLogger } from '../log.ts';
 import { decodeForElection } from '../protocol/actor-inbox.ts';
@@ -13,10 +14,10 @@ const port = parentPort!;
 let endpoint: Endpoint<SupervisorToElection, ElectionToSupervisor> | null = null;
 const actor = new ElectionActor({
   send: (msg) => endpoint?.send(msg),
-  now: Date.now,
+  clock: systemClock,
   log,
   conflictTtlMs: data.conflictTtlMs,
 });
 endpoint = new Endpoint<SupervisorToElection, ElectionToSupervisor>(port, decodeForElection, (msg) => actor.handle(msg),
   (err) => log.error({ err }, 'bad message from the supervisor dropped'));
-setInterval(() => actor.tick(), 1_000);
+systemClock.setInterval(() => actor.tick(), 1_000);

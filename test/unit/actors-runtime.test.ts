@@ -4,6 +4,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { encode } from '@msgpack/msgpack';
 import { Endpoint, PendingReplies } from '../../src/actors/runtime.ts';
 import { decoderFor, encodeMessage, ProtocolError } from '../../src/protocol/codec.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { decodeForProxy } from '../../src/protocol/proxy-inbox.ts';
 import type { Message, ProxyToSupervisor, SupervisorToProxy } from '../../src/protocol/messages.ts';
 
@@ -181,4 +182,19 @@ test('PendingReplies.rejectAll fails every waiting request once', async (t) => {
   assert.equal(pending.settle(a.id, 'late'), false);
   t.mock.timers.tick(5_000); // cleared timers must not fire into settled promises
   await flushMicrotasks();
+});
+
+test('PendingReplies keeps its deadlines on the clock it is given', async () => {
+  const clock = new FakeClock();
+  const pending = new PendingReplies<string>(clock);
+  const { reply } = pending.open(250, 'status of worker 1');
+  let outcome: string | null = null;
+  reply.then((v) => { outcome = v; }, (e: Error) => { outcome = e.message; });
+  clock.advance(249);
+  await flushMicrotasks();
+  assert.equal(outcome, null, 'rejected before its deadline on the injected clock');
+  clock.advance(1);
+  await flushMicrotasks();
+  assert.equal(outcome, 'status of worker 1 got no reply within 250 ms');
+  assert.equal(clock.pending, 0);
 });

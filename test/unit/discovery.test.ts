@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { DiscoveryActor, MAX_PEERS, NEW_PEER_LIMIT, type Clock, type DatagramSocketLike, type DiscoveryOptions } from '../../src/actors/discovery.ts';
+import { DiscoveryActor, MAX_PEERS, NEW_PEER_LIMIT, type DatagramSocketLike, type DiscoveryOptions } from '../../src/actors/discovery/index.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { encode } from '@msgpack/msgpack';
 import { decodeDatagram, encodeDatagram } from '../../src/net/datagram.ts';
 import { OllanaError } from '../../src/errors.ts';
@@ -23,45 +24,12 @@ function id(name: (typeof NAMES)[number]): string {
 function holder(deviceId: string): TestIdentity {
   return [...IDENTITIES.values()].find((i) => i.id === deviceId) ?? who('attacker');
 }
+/** Where the fake clock starts in these tests. */
+const START = 1_000_000;
+
 /** A peer's datagram, signed by whoever holds its id. */
 function enc(d: LanDatagram, by: TestIdentity = holder(d.id)): Buffer {
   return encodeDatagram(d, by.signer);
-}
-
-/** Timers that run only when the test advances time, in due order. */
-class FakeClock implements Clock {
-  t = 1_000_000;
-  #next = 1;
-  readonly #timers = new Map<number, { at: number; fn: () => void }>();
-
-  now(): number {
-    return this.t;
-  }
-
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let due: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
-      }
-      if (due === undefined) break;
-      this.#timers.delete(due[0]);
-      this.t = due[1].at;
-      due[1].fn();
-    }
-    this.t = end;
-  }
 }
 
 interface Sent {
@@ -173,7 +141,7 @@ const PEER: LanDatagram = {
 };
 
 async function setup(options: Partial<DiscoveryOptions> = {}) {
-  const clock = new FakeClock();
+  const clock = new FakeClock(START);
   const socket = new FakeSocket();
   const out: DiscoveryToSupervisor[] = [];
   const rand = { value: 0.5 };
@@ -184,7 +152,7 @@ async function setup(options: Partial<DiscoveryOptions> = {}) {
   await actor.start();
   const ready = out.splice(0);
   // Peers' numbers start at their clocks too: above this node's first (the fake clock's start).
-  let seq = clock.t + 100;
+  let seq = clock.now() + 100;
   return {
     clock, socket, out, rand, actor, ready,
     /** delivers a datagram from a peer (a fresh seq unless given) */
@@ -222,7 +190,7 @@ test('start binds 0.0.0.0:port, joins the group per interface, sets the socket u
 });
 
 test('without any LAN interface the group is joined without an interface address', async () => {
-  const clock = new FakeClock();
+  const clock = new FakeClock(START);
   const socket = new FakeSocket();
   const out: DiscoveryToSupervisor[] = [];
   const actor = new DiscoveryActor({ socket, clock, random: () => 0, log: pino({ level: 'silent' }), send: (m) => out.push(m),
@@ -239,7 +207,7 @@ test('without any LAN interface the group is joined without an interface address
 test('a bind failure rejects start() with an error naming the port and --discovery-port', async () => {
   const socket = new FakeSocket();
   socket.bindError = Object.assign(new Error('bind EADDRINUSE 0.0.0.0:11436'), { code: 'EADDRINUSE' });
-  const actor = new DiscoveryActor({ socket, clock: new FakeClock(), random: () => 0, log: pino({ level: 'silent' }),
+  const actor = new DiscoveryActor({ socket, clock: new FakeClock(START), random: () => 0, log: pino({ level: 'silent' }),
     send: () => assert.fail('nothing may be sent'), options: { port: 11436, interfaces: [] }, signer: who('self0000').signer });
   await assert.rejects(actor.start(), (err: unknown) => {
     assert.ok(err instanceof OllanaError);
@@ -249,7 +217,7 @@ test('a bind failure rejects start() with an error naming the port and --discove
     return true;
   });
   socket.bindError = Object.assign(new Error('bind EACCES'), { code: 'EACCES' });
-  const denied = new DiscoveryActor({ socket, clock: new FakeClock(), random: () => 0, log: pino({ level: 'silent' }),
+  const denied = new DiscoveryActor({ socket, clock: new FakeClock(START), random: () => 0, log: pino({ level: 'silent' }),
     send: () => undefined, options: { port: 436, interfaces: [] }, signer: who('self0000').signer });
   await assert.rejects(denied.start(), { code: 'OLN_PORT_DENIED', message: /436.*--discovery-port/ });
 });
@@ -614,7 +582,7 @@ test('issue #22: a forged bye from another host neither removes the server nor l
     h.socket.deliver(enc({ ...PEER, seq: 1_000_500 + i }), '192.168.1.20');
   }
   assert.deepEqual(h.events('peer.gone'), []);
-  assert.equal(h.actor.peers()[0]?.lastSeen, h.clock.t);
+  assert.equal(h.actor.peers()[0]?.lastSeen, h.clock.now());
   h.actor.handle({ type: 'discovery.stats.request', id: 1 });
   const stats = h.events('discovery.stats.report')[0]!.stats;
   assert.equal(stats.dropped.forged, 2);
@@ -741,7 +709,7 @@ test('a change of self while announcing is announced at once, at most once a hea
 });
 
 test('interfaces are rescanned: new ones joined and used, vanished ones no longer sent to but still joined, no repeated default join', async () => {
-  const clock = new FakeClock();
+  const clock = new FakeClock(START);
   const socket = new FakeSocket();
   let scan: { address: string; netmask: string }[] = [];
   const actor = new DiscoveryActor({ socket, clock, random: () => 0, log: pino({ level: 'silent' }), send: () => undefined,

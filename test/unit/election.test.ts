@@ -4,14 +4,15 @@ import { pino } from 'pino';
 import { ElectionActor } from '../../src/actors/election.ts';
 import type { PeerInfo } from '../../src/protocol/lan.ts';
 import type { ElectionToSupervisor } from '../../src/protocol/messages.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 
 function harness() {
-  let now = 1_000_000;
+  const clock = new FakeClock(1_000_000);
   const views: ElectionToSupervisor['view'][] = [];
   const actor = new ElectionActor({
-    send: (m) => views.push(m.view), now: () => now, log: pino({ level: 'silent' }), conflictTtlMs: 30_000,
+    send: (m) => views.push(m.view), clock, log: pino({ level: 'silent' }), conflictTtlMs: 30_000,
   });
-  return { actor, views, advance: (ms: number) => { now += ms; }, last: () => views.at(-1)! };
+  return { actor, views, advance: (ms: number) => clock.advance(ms), last: () => views.at(-1)! };
 }
 
 function peer(id: string, over: Partial<PeerInfo> = {}): PeerInfo {
