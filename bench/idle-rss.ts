@@ -30,20 +30,66 @@ import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLan, netnsSkipReason, type Lan } from '../testkit/netns.ts';
 import { startChild, stopAll, stopChild, waitUntil } from './lib/children.ts';
-import { BenchUsageError, bool, helpText, oneOf, parseOptions, positive, type OptionSpec, type ParseResult } from './lib/cli.ts';
+import {
+  BenchUsageError,
+  bool,
+  helpText,
+  oneOf,
+  parseOptions,
+  positive,
+  type OptionSpec,
+  type ParseResult,
+} from './lib/cli.ts';
 import { startEmulator } from './lib/emulator.ts';
 import { memory, processTree, type Memory } from './lib/proc-stats.ts';
 import { freePort } from './lib/systems.ts';
 
 /** Every option: flag, BENCH_IDLE_RSS_ variable, help, parser and default. */
 const OPTIONS = {
-  workers: { flag: 'workers', arg: 'N', env: 'WORKERS', help: 'ollana --workers', shows: 'default 2', parse: positive(), fallback: () => 2 },
-  rounds: { flag: 'rounds', arg: 'N', env: 'ROUNDS', help: 'rounds, checkouts alternating', shows: 'default 3', parse: positive(), fallback: () => 3 },
-  settleMs: { flag: 'settle-ms', arg: 'N', env: 'SETTLE_MS', help: 'ms to wait after the warm-up requests before reading memory',
-    shows: 'default 3000', parse: positive(), fallback: () => 3000 },
-  mode: { flag: 'mode', arg: 'M', env: 'MODE', help: '--mode of the node: server or client', shows: 'default server',
-    parse: oneOf(['server', 'client'] as const), fallback: (): 'server' | 'client' => 'server' },
-  lan: { flag: 'lan', boolean: 'on', env: 'LAN', help: 'discovery on, inside a one-host virtual LAN (root, Linux)', parse: bool, fallback: () => false },
+  workers: {
+    flag: 'workers',
+    arg: 'N',
+    env: 'WORKERS',
+    help: 'ollana --workers',
+    shows: 'default 2',
+    parse: positive(),
+    fallback: () => 2,
+  },
+  rounds: {
+    flag: 'rounds',
+    arg: 'N',
+    env: 'ROUNDS',
+    help: 'rounds, checkouts alternating',
+    shows: 'default 3',
+    parse: positive(),
+    fallback: () => 3,
+  },
+  settleMs: {
+    flag: 'settle-ms',
+    arg: 'N',
+    env: 'SETTLE_MS',
+    help: 'ms to wait after the warm-up requests before reading memory',
+    shows: 'default 3000',
+    parse: positive(),
+    fallback: () => 3000,
+  },
+  mode: {
+    flag: 'mode',
+    arg: 'M',
+    env: 'MODE',
+    help: '--mode of the node: server or client',
+    shows: 'default server',
+    parse: oneOf(['server', 'client'] as const),
+    fallback: (): 'server' | 'client' => 'server',
+  },
+  lan: {
+    flag: 'lan',
+    boolean: 'on',
+    env: 'LAN',
+    help: 'discovery on, inside a one-host virtual LAN (root, Linux)',
+    parse: bool,
+    fallback: () => false,
+  },
 } satisfies Record<string, OptionSpec<unknown>>;
 const USAGE = 'Usage: node bench/idle-rss.ts [options] ROOT [ROOT...]';
 
@@ -102,7 +148,15 @@ function nodeMemory(pid: number): NodeMemory {
     const m = memory(p);
     if (m === null) continue;
     let command = '';
-    try { command = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter((a) => a !== '').slice(0, 3).join(' '); } catch { /* gone */ }
+    try {
+      command = readFileSync(`/proc/${p}/cmdline`, 'utf8')
+        .split('\0')
+        .filter((a) => a !== '')
+        .slice(0, 3)
+        .join(' ');
+    } catch {
+      /* gone */
+    }
     processes.push({ pid: p, command, ...m });
   }
   return {
@@ -116,36 +170,64 @@ const samples = new Map<string, NodeMemory[]>(roots.map((r) => [r, []]));
 /** The checkout's own launcher, run by the Node running this bench (24): for `device show`. */
 const launcher = (root: string): string => join(root, 'bin/ollana.mjs');
 /** The README's command: bin/ollana (sh, execs Node 24) where the checkout has it, else bin/ollana.mjs (its shebang runs the system's Node). */
-const entry = (root: string): string => existsSync(join(root, 'bin/ollana')) ? join(root, 'bin/ollana') : join(root, 'bin/ollana.mjs');
+const entry = (root: string): string =>
+  existsSync(join(root, 'bin/ollana')) ? join(root, 'bin/ollana') : join(root, 'bin/ollana.mjs');
 /** PATH as a user's shell has it: the system's Node, not node_modules/.bin's (which npm puts first). */
-const SYSTEM_PATH = (process.env.PATH ?? '').split(delimiter)
-  .filter((d) => !/node_modules[\\/]\.bin$/.test(d) && !/node-gyp-bin$/.test(d)).join(delimiter);
+const SYSTEM_PATH = (process.env.PATH ?? '')
+  .split(delimiter)
+  .filter((d) => !/node_modules[\\/]\.bin$/.test(d) && !/node-gyp-bin$/.test(d))
+  .join(delimiter);
 /**
  * One data directory per checkout, its identity made beforehand (`ollana device show`): only a node's
  * first start ever creates its certificate, and loads the X.509 library (~13 MB) to do it.
  */
-const homes = new Map(roots.map((root) => {
-  const home = mkdtempSync(join(work, 'home-'));
-  const made = spawnSync(process.execPath, [launcher(root), 'device', 'show'], { env: { ...process.env, OLLANA_HOME: home }, encoding: 'utf8' });
-  if (made.status !== 0) process.stderr.write(`${root}: \`device show\` failed, so its nodes make their identity at start: ${made.stderr}\n`);
-  return [root, home];
-}));
+const homes = new Map(
+  roots.map((root) => {
+    const home = mkdtempSync(join(work, 'home-'));
+    const made = spawnSync(process.execPath, [launcher(root), 'device', 'show'], {
+      env: { ...process.env, OLLANA_HOME: home },
+      encoding: 'utf8',
+    });
+    if (made.status !== 0)
+      process.stderr.write(
+        `${root}: \`device show\` failed, so its nodes make their identity at start: ${made.stderr}\n`,
+      );
+    return [root, home];
+  }),
+);
 /** A client node needs no Ollama; it answers the warm-up requests itself (no server node known). */
-const serveArgs = (listen: string, ollamaUrl: string): string[] => ['serve', '--mode', mode, '--listen', listen, '--workers', String(workers),
-  ...(mode === 'server' ? ['--ollama-url', ollamaUrl, '--insecure-http'] : [])];
+const serveArgs = (listen: string, ollamaUrl: string): string[] => [
+  'serve',
+  '--mode',
+  mode,
+  '--listen',
+  listen,
+  '--workers',
+  String(workers),
+  ...(mode === 'server' ? ['--ollama-url', ollamaUrl, '--insecure-http'] : []),
+];
 
 /** In this namespace, discovery off. */
 async function sampleHere(root: string, emulatorUrl: string): Promise<NodeMemory> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = startChild('ollana', entry(root), [...serveArgs(`127.0.0.1:${port}`, emulatorUrl), '--discovery', 'off'],
-    { cpus: null, env: { OLLANA_HOME: homes.get(root)!, OLLANA_DISCOVERY: 'off', PATH: SYSTEM_PATH } });
+  const child = startChild(
+    'ollana',
+    entry(root),
+    [...serveArgs(`127.0.0.1:${port}`, emulatorUrl), '--discovery', 'off'],
+    { cpus: null, env: { OLLANA_HOME: homes.get(root)!, OLLANA_DISCOVERY: 'off', PATH: SYSTEM_PATH } },
+  );
   try {
-    await waitUntil(child, async () => {
-      const res = await fetch(`${url}/ollana/v1/status`, { signal: AbortSignal.timeout(2_000) });
-      const status = await res.json() as { workers?: { live?: number } };
-      return status.workers?.live === workers;
-    }, 30_000, `${workers} live workers`);
+    await waitUntil(
+      child,
+      async () => {
+        const res = await fetch(`${url}/ollana/v1/status`, { signal: AbortSignal.timeout(2_000) });
+        const status = (await res.json()) as { workers?: { live?: number } };
+        return status.workers?.live === workers;
+      },
+      30_000,
+      `${workers} live workers`,
+    );
     // A few forwarded requests per worker, so the path a request takes is loaded, as in a live node.
     for (let i = 0; i < 20 * workers; i++) await (await fetch(`${url}/api/tags`)).arrayBuffer();
     await new Promise((r) => setTimeout(r, settleMs));
@@ -161,11 +243,16 @@ const LAN_LISTEN = mode === 'server' ? '127.0.0.1:11435' : '127.0.0.1:11444';
 
 async function sampleInLan(root: string, lan: Lan): Promise<NodeMemory> {
   const host = lan.hosts[0]!;
-  const proc = host.spawn(entry(root), serveArgs(LAN_LISTEN, 'http://127.0.0.1:11434'),
-    { env: { OLLANA_HOME: homes.get(root)!, OLLANA_DISCOVERY: undefined, OLLANA_LOG: 'info', PATH: SYSTEM_PATH } });
+  const proc = host.spawn(entry(root), serveArgs(LAN_LISTEN, 'http://127.0.0.1:11434'), {
+    env: { OLLANA_HOME: homes.get(root)!, OLLANA_DISCOVERY: undefined, OLLANA_LOG: 'info', PATH: SYSTEM_PATH },
+  });
   try {
     await proc.waitForLine((t) => t.includes('discovery on UDP'), 30_000);
-    const warm = await host.exec(process.execPath, ['--input-type=module', '-e', WARM, `http://${LAN_LISTEN}`, String(workers)], 60_000);
+    const warm = await host.exec(
+      process.execPath,
+      ['--input-type=module', '-e', WARM, `http://${LAN_LISTEN}`, String(workers)],
+      60_000,
+    );
     if (warm.stdout.trim() !== 'warm') throw new Error(`warming the node failed: ${warm.stdout} ${warm.stderr}`);
     await new Promise((r) => setTimeout(r, settleMs));
     return proc.pid === undefined ? { rssBytes: 0, hwmBytes: 0, processes: [] } : nodeMemory(proc.pid);
@@ -193,8 +280,10 @@ try {
     for (const root of roots) {
       const m = await sample(root);
       samples.get(root)!.push(m);
-      process.stdout.write(`round ${round + 1}/${rounds} ${root}: ${mb(m.rssBytes)} MB (peak ${mb(m.hwmBytes)} MB) in ${m.processes.length} ` +
-        `process${m.processes.length === 1 ? '' : 'es'}: ${m.processes.map((p) => `${mb(p.rssBytes)} MB ${p.command}`).join('; ')}\n`);
+      process.stdout.write(
+        `round ${round + 1}/${rounds} ${root}: ${mb(m.rssBytes)} MB (peak ${mb(m.hwmBytes)} MB) in ${m.processes.length} ` +
+          `process${m.processes.length === 1 ? '' : 'es'}: ${m.processes.map((p) => `${mb(p.rssBytes)} MB ${p.command}`).join('; ')}\n`,
+      );
     }
   }
 } finally {
@@ -212,7 +301,9 @@ for (const [root, list] of samples) {
     const at = list.map((m) => m.processes[i]).filter((p) => p !== undefined);
     return `${mb(median(at.map((p) => p.rssBytes)))} MB ${at[0]?.command ?? ''}`;
   }).join('; ');
-  process.stdout.write(`${root}: idle RSS median ${mb(median(rss))} MB (min ${mb(Math.min(...rss))}, max ${mb(Math.max(...rss))}) ` +
-    `summed over ${counts} process${counts === '1' ? '' : 'es'} (${each}), peak median ${mb(median(list.map((m) => m.hwmBytes)))} MB, ` +
-    `${mode} node, --workers ${workers}${onLan ? ', discovery on (--lan)' : ', --discovery off'}\n`);
+  process.stdout.write(
+    `${root}: idle RSS median ${mb(median(rss))} MB (min ${mb(Math.min(...rss))}, max ${mb(Math.max(...rss))}) ` +
+      `summed over ${counts} process${counts === '1' ? '' : 'es'} (${each}), peak median ${mb(median(list.map((m) => m.hwmBytes)))} MB, ` +
+      `${mode} node, --workers ${workers}${onLan ? ', discovery on (--lan)' : ', --discovery off'}\n`,
+  );
 }

@@ -13,7 +13,14 @@ import { pinProcess, stopAll, stopChild } from './lib/children.ts';
 import { summarizeProfiles, type ProfileSummary } from './lib/cpu-profile.ts';
 import { startEmulator, type RunningEmulator } from './lib/emulator.ts';
 import { busiest, evaluateGate, frontCounts, type FrontCounts } from './lib/gate.ts';
-import { HELP, SCENARIO_IDS, parseBenchArgs, type BenchOptions, type ScenarioId, type SystemId } from './lib/options.ts';
+import {
+  HELP,
+  SCENARIO_IDS,
+  parseBenchArgs,
+  type BenchOptions,
+  type ScenarioId,
+  type SystemId,
+} from './lib/options.ts';
 import { scenarioCharts } from './lib/report/chart.ts';
 import { renderMarkdown } from './lib/report/markdown.ts';
 import { evaluateTargets } from './lib/report/targets.ts';
@@ -33,7 +40,11 @@ import { SYSTEMS, type SystemContext, type SystemUnderTest } from './lib/systems
 import { ensureTools, type ToolName } from './lib/tools.ts';
 
 const SCENARIOS: Readonly<Record<ScenarioId, Scenario>> = {
-  rate: rateScenario, streams: streamsScenario, bodies: bodiesScenario, hey: heyScenario, scaling: scalingScenario,
+  rate: rateScenario,
+  streams: streamsScenario,
+  bodies: bodiesScenario,
+  hey: heyScenario,
+  scaling: scalingScenario,
 };
 
 /** Hard bound on a whole run: past it the bench stops everything and fails. */
@@ -49,8 +60,12 @@ const WATCHDOG_MS = { full: 45 * 60_000, ci: 4 * 60_000 };
 function placement(options: BenchOptions): { load: string | null; server: string | null; all: string; text: string } {
   const h = cpuHalves(options.pin);
   return {
-    load: h.first, server: h.second, all: h.all,
-    text: h.unpinned ?? `Pinned with taskset as two machines: load generator (bench process, hey) on CPU ${h.first}; emulator and the system under test on CPU ${h.second}`,
+    load: h.first,
+    server: h.second,
+    all: h.all,
+    text:
+      h.unpinned ??
+      `Pinned with taskset as two machines: load generator (bench process, hey) on CPU ${h.first}; emulator and the system under test on CPU ${h.second}`,
   };
 }
 
@@ -58,8 +73,10 @@ async function main(options: BenchOptions, log: (msg: string) => void): Promise<
   const clock = new RunClock();
   const place = placement(options);
   if (place.load !== null) pinProcess(process.pid, place.load);
-  log(`bench: ${options.ci ? 'CI gate' : 'full run'}; scenarios ${options.scenarios.join(', ')}; systems ${options.systems.join(', ')}; ` +
-    `${options.rounds} rounds; ${place.text}`);
+  log(
+    `bench: ${options.ci ? 'CI gate' : 'full run'}; scenarios ${options.scenarios.join(', ')}; systems ${options.systems.join(', ')}; ` +
+      `${options.rounds} rounds; ${place.text}`,
+  );
 
   const needed: ToolName[] = [];
   if (options.systems.includes('nginx')) needed.push('nginx');
@@ -109,7 +126,13 @@ async function main(options: BenchOptions, log: (msg: string) => void): Promise<
     await warmUp(running, options.warmup, log);
 
     const ctx: ScenarioContext = {
-      options, emulator: emu, tools, systems: running, placement: place.text, loadCpus: place.load, log,
+      options,
+      emulator: emu,
+      tools,
+      systems: running,
+      placement: place.text,
+      loadCpus: place.load,
+      log,
       retryBudget: { remainingMs: options.ci ? 25_000 : 240_000 },
       async withSystems(ids: readonly SystemId[], workers: number, pinned: boolean, fn) {
         const started: SystemUnderTest[] = [];
@@ -117,11 +140,18 @@ async function main(options: BenchOptions, log: (msg: string) => void): Promise<
         try {
           for (const id of ids) {
             const existing = running.find((s) => s.id === id);
-            if (id === 'direct' && existing) { started.push(existing); continue; }
+            if (id === 'direct' && existing) {
+              started.push(existing);
+              continue;
+            }
             const sys = await SYSTEMS.get(id)!.start(c2, workers);
             started.push(sys);
           }
-          await warmUp(started.filter((s) => s.id !== 'direct'), options.warmup, log);
+          await warmUp(
+            started.filter((s) => s.id !== 'direct'),
+            options.warmup,
+            log,
+          );
           return await fn(started);
         } finally {
           for (const s of started) {
@@ -149,7 +179,14 @@ async function main(options: BenchOptions, log: (msg: string) => void): Promise<
         const msg = `scenario ${id} broke off: ${(err as Error).stack ?? String(err)}`;
         problems.push(msg);
         log(`bench: ${msg}`);
-        scenarios.push({ id, title: sc.title, method: '', cases: [], notes: [], skipped: `broke off: ${(err as Error).message}` });
+        scenarios.push({
+          id,
+          title: sc.title,
+          method: '',
+          cases: [],
+          notes: [],
+          skipped: `broke off: ${(err as Error).message}`,
+        });
       }
       log(`bench: scenario ${id} took ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     }
@@ -177,7 +214,9 @@ async function main(options: BenchOptions, log: (msg: string) => void): Promise<
       }
     }
   }
-  const gate: GateCheck[] | null = options.ci ? evaluateGate(scenarios, emulator?.settings.tokenIntervalMs ?? 20, front) : null;
+  const gate: GateCheck[] | null = options.ci
+    ? evaluateGate(scenarios, emulator?.settings.tokenIntervalMs ?? 20, front)
+    : null;
   const report: RunReport = {
     schema: 1,
     ...clock.finish(),
@@ -200,22 +239,28 @@ async function main(options: BenchOptions, log: (msg: string) => void): Promise<
   log('');
   for (const t of report.targets) {
     if (t.status === 'n/a') continue;
-    log(`target ${t.status === 'met' ? 'met   ' : 'MISSED'}  ${t.title}: ${t.measured?.toFixed(2)} ${t.unit} (goal ${t.target})`);
+    log(
+      `target ${t.status === 'met' ? 'met   ' : 'MISSED'}  ${t.title}: ${t.measured?.toFixed(2)} ${t.unit} (goal ${t.target})`,
+    );
   }
   log(`bench: report written: ${files.join(', ')} (${report.wallSeconds.toFixed(0)} s)`);
 
   if (gate !== null) {
     log('');
     for (const g of gate) {
-      log(`${g.pass ? 'pass' : 'FAIL'}  ${g.name}: measured ${g.measured === null ? 'nothing' : g.measured.toFixed(3)}, threshold ${g.op} ${g.threshold}`);
+      log(
+        `${g.pass ? 'pass' : 'FAIL'}  ${g.name}: measured ${g.measured === null ? 'nothing' : g.measured.toFixed(3)}, threshold ${g.op} ${g.threshold}`,
+      );
     }
     const failed = gate.filter((g) => !g.pass).length;
     if (failed > 0) {
       log(`bench:ci: one hop fell below its threshold against direct; see ${options.out}/report.md`);
       const busy = busiest(scenarios.flatMap((s) => s.cases));
       if (busy > FOREIGN_LIMIT_PCT) {
-        log(`bench:ci: note: other processes used up to ${busy.toFixed(0)}% of a CPU during the measurements; ` +
-          'on a machine this busy the failure may be noise: run npm run bench:ci again on a quiet machine');
+        log(
+          `bench:ci: note: other processes used up to ${busy.toFixed(0)}% of a CPU during the measurements; ` +
+            'on a machine this busy the failure may be noise: run npm run bench:ci again on a quiet machine',
+        );
       }
     }
     log(`bench:ci: ${gate.length - failed} passed, ${failed} failed`);
@@ -225,6 +270,11 @@ async function main(options: BenchOptions, log: (msg: string) => void): Promise<
 }
 
 runBench({
-  name: 'bench', script: 'bench/run.ts', help: HELP, parse: parseBenchArgs, stop: stopAll,
-  watchdogMs: (o) => (o.ci ? WATCHDOG_MS.ci : WATCHDOG_MS.full), run: main,
+  name: 'bench',
+  script: 'bench/run.ts',
+  help: HELP,
+  parse: parseBenchArgs,
+  stop: stopAll,
+  watchdogMs: (o) => (o.ci ? WATCHDOG_MS.ci : WATCHDOG_MS.full),
+  run: main,
 });

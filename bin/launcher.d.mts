@@ -1,7 +1,11 @@
 // Types of bin/launcher.mjs (plain JavaScript, since any Node may load it) for the TypeScript that imports it.
 export declare const MIN_MAJOR: number;
 export declare function mainScript(root: string): string;
-export declare function handOverMethod(node: { major: number; platform: string; hasExecve: boolean }): 'in-process' | 'exec' | 'child';
+export declare function handOverMethod(node: {
+  major: number;
+  platform: string;
+  hasExecve: boolean;
+}): 'in-process' | 'exec' | 'child';
 export declare function bundledNode(platform: string, from?: string): string | null;
 export interface LaunchOptions {
   readonly root?: string;

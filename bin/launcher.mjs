@@ -42,10 +42,11 @@ function builtIsCurrent(root) {
     return false;
   }
   /** @param {string} dir @returns {boolean} */
-  const newer = (dir) => readdirSync(dir, { withFileTypes: true }).some((e) => {
-    const p = join(dir, e.name);
-    return e.isDirectory() ? newer(p) : statSync(p).mtimeMs > built;
-  });
+  const newer = (dir) =>
+    readdirSync(dir, { withFileTypes: true }).some((e) => {
+      const p = join(dir, e.name);
+      return e.isDirectory() ? newer(p) : statSync(p).mtimeMs > built;
+    });
   try {
     return !newer(join(root, 'src'));
   } catch {
@@ -108,8 +109,10 @@ export async function launch(argv, o = {}) {
   }
   const nodeBin = o.nodeBin !== undefined ? o.nodeBin : bundledNode(platform);
   if (nodeBin === null || isThisOldNode(nodeBin)) {
-    process.stderr.write(`ollana: needs Node.js ${MIN_MAJOR} or newer, and this is ${process.version}; ` +
-      'run `npm ci` in the ollana folder (it fetches Node 24 from the npm registry) or install Node 24 [OLN_USAGE]\n');
+    process.stderr.write(
+      `ollana: needs Node.js ${MIN_MAJOR} or newer, and this is ${process.version}; ` +
+        'run `npm ci` in the ollana folder (it fetches Node 24 from the npm registry) or install Node 24 [OLN_USAGE]\n',
+    );
     process.exit(2);
   }
   // Checked first: a failed process.execve ends Node at once, with no error to catch.
@@ -129,8 +132,10 @@ export async function launch(argv, o = {}) {
  * @returns {never}
  */
 function cannotStart(nodeBin, err) {
-  process.stderr.write(`ollana: cannot start Node.js ${MIN_MAJOR} (${nodeBin}): ${err instanceof Error ? err.message : String(err)}; ` +
-    'run `npm ci` in the ollana folder (it fetches Node 24 from the npm registry) [OLN_USAGE]\n');
+  process.stderr.write(
+    `ollana: cannot start Node.js ${MIN_MAJOR} (${nodeBin}): ${err instanceof Error ? err.message : String(err)}; ` +
+      'run `npm ci` in the ollana folder (it fetches Node 24 from the npm registry) [OLN_USAGE]\n',
+  );
   process.exit(2);
 }
 
@@ -162,7 +167,9 @@ function runChild(nodeBin, args, platform) {
   const posix = platform !== 'win32';
   const child = spawn(nodeBin, args, { stdio: 'inherit', detached: posix });
   /** @param {NodeJS.Signals} sig */
-  const passOn = (sig) => { if (posix) child.kill(sig); };
+  const passOn = (sig) => {
+    if (posix) child.kill(sig);
+  };
   for (const sig of PASSED_ON) process.on(sig, passOn);
   child.once('error', (err) => cannotStart(nodeBin, err));
   child.once('exit', (code, signal) => {

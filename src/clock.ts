@@ -27,5 +27,6 @@ export const systemClock: Clock = {
 
 /** Lets a real timer not keep its thread alive (a fake clock's handle has nothing to unref). */
 export function unrefTimer(handle: TimerHandle): void {
-  if (typeof handle === 'object' && handle !== null && 'unref' in handle && typeof handle.unref === 'function') handle.unref();
+  if (typeof handle === 'object' && handle !== null && 'unref' in handle && typeof handle.unref === 'function')
+    handle.unref();
 }

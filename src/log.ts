@@ -27,11 +27,14 @@ export function createLogger(settings: LogSettings, bindings: Record<string, str
     // Synchronous writes: nothing logs per request at info, and a crash must not eat its last lines.
     dest = pino.destination({ dest: settings.file ?? 1, append: true, mkdir: true, sync: true });
   }
-  const root = pino({
-    level: settings.level,
-    base: { pid: process.pid },
-    formatters: { level: (label) => ({ level: label }) },
-  }, dest);
+  const root = pino(
+    {
+      level: settings.level,
+      base: { pid: process.pid },
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    dest,
+  );
   return root.child(bindings);
 }
 

@@ -6,7 +6,10 @@ import pkg from '../package.json' with { type: 'json' };
 import { parseCli } from './cli/args.ts';
 import { EXIT_CODES, errorMessage, isOllanaError } from './errors.ts';
 
-export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
   const cmd = parseCli(argv, pkg.version);
   // Each command's modules load when it runs: a node (serve) does not carry the other commands'
   // libraries for its whole life (undici for `status`, say), and `status` does not load the node.
@@ -38,7 +41,9 @@ export function runAndExit(argv: readonly string[], env: Readonly<Record<string,
         process.stderr.write(`ollana: ${err.message} [${err.code}]\n`);
         process.exit(err.exitCode);
       }
-      process.stderr.write(`ollana: unexpected error: ${errorMessage(err)}\n${err instanceof Error ? err.stack ?? '' : ''}\n`);
+      process.stderr.write(
+        `ollana: unexpected error: ${errorMessage(err)}\n${err instanceof Error ? (err.stack ?? '') : ''}\n`,
+      );
       process.exit(EXIT_CODES.OLN_INTERNAL);
     },
   );

@@ -136,19 +136,39 @@ export interface LanOptions {
 // ---------------------------------------------------------------------------------------------------
 // command helpers
 
-interface RunResult { code: number | null; stdout: string; stderr: string }
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
-function run(cmd: string, args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { input?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? IP_TIMEOUT_MS);
-    child.once('error', (err) => { clearTimeout(timer); reject(err); });
-    child.once('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-    child.stdin.on('error', () => { /* EPIPE if the command exits early; its code says why */ });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.on('error', () => {
+      /* EPIPE if the command exits early; its code says why */
+    });
     child.stdin.end(opts.input ?? '');
   });
 }
@@ -156,14 +176,16 @@ function run(cmd: string, args: readonly string[], opts: { input?: string; timeo
 async function must(cmd: string, args: readonly string[], input?: string): Promise<string> {
   const r = await run(cmd, args, { input });
   if (r.code !== 0) {
-    throw new Error(`\`${cmd} ${args.join(' ')}\` failed (${r.code}): ${r.stderr.trim()}${input ? `\ninput:\n${input}` : ''}`);
+    throw new Error(
+      `\`${cmd} ${args.join(' ')}\` failed (${r.code}): ${r.stderr.trim()}${input ? `\ninput:\n${input}` : ''}`,
+    );
   }
   return r.stdout;
 }
 
 /** `ip -n <ns> -batch -` with one command per line (stops at the first failing line). */
 function ipBatch(ns: string, lines: readonly string[]): Promise<string> {
-  return must('ip', ['-n', ns, '-batch', '-'], lines.join('\n') + '\n');
+  return must('ip', ['-n', ns, '-batch', '-'], `${lines.join('\n')}\n`);
 }
 
 function nsExecSh(ns: string, script: string): Promise<string> {
@@ -173,17 +195,31 @@ function nsExecSh(ns: string, script: string): Promise<string> {
 function listNamespaces(): string[] {
   let out = '';
   try {
-    out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: IP_TIMEOUT_MS });
+    out = execFileSync('ip', ['netns', 'list'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: IP_TIMEOUT_MS,
+    });
   } catch {
     return [];
   }
-  return out.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n !== '');
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0] ?? '')
+    .filter((n) => n !== '');
 }
 
 function pidsIn(ns: string): number[] {
   try {
-    const out = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: IP_TIMEOUT_MS });
-    return out.split('\n').map((l) => Number(l.trim())).filter((p) => Number.isInteger(p) && p > 0 && p !== process.pid);
+    const out = execFileSync('ip', ['netns', 'pids', ns], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: IP_TIMEOUT_MS,
+    });
+    return out
+      .split('\n')
+      .map((l) => Number(l.trim()))
+      .filter((p) => Number.isInteger(p) && p > 0 && p !== process.pid);
   } catch {
     return [];
   }
@@ -200,7 +236,11 @@ function alive(pid: number): boolean {
 
 function killQuietly(pid: number | undefined, signal: NodeJS.Signals): void {
   if (pid === undefined) return;
-  try { process.kill(pid, signal); } catch { /* already gone */ }
+  try {
+    process.kill(pid, signal);
+  } catch {
+    /* already gone */
+  }
 }
 
 /** Synchronous teardown of namespaces: SIGKILL whatever runs inside, then `ip netns del`. */
@@ -209,7 +249,9 @@ function destroyNamespacesSync(names: readonly string[]): void {
   for (const ns of names) {
     try {
       execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: IP_TIMEOUT_MS });
-    } catch { /* not there (any more) */ }
+    } catch {
+      /* not there (any more) */
+    }
   }
 }
 
@@ -218,7 +260,10 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------------------------------------------
 // process-exit safety net
 
-interface LiveLan { namespaces: readonly string[]; procs: Set<ChildProcess> }
+interface LiveLan {
+  namespaces: readonly string[];
+  procs: Set<ChildProcess>;
+}
 const live = new Set<LiveLan>();
 let hooksInstalled = false;
 const SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -348,11 +393,14 @@ export async function createLan(opts: LanOptions): Promise<Lan> {
 
     // Bridge namespace: a plain learning bridge that floods multicast (no IGMP snooping, so no querier
     // is needed) and never hands bridged frames to iptables (br_netfilter's bridge-nf-call-* are per netns).
-    await nsExecSh(bridgeNs, [
-      'for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables /proc/sys/net/bridge/bridge-nf-call-arptables; do',
-      '  if [ -w "$f" ]; then echo 0 > "$f"; fi',
-      'done',
-    ].join('\n'));
+    await nsExecSh(
+      bridgeNs,
+      [
+        'for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables /proc/sys/net/bridge/bridge-nf-call-arptables; do',
+        '  if [ -w "$f" ]; then echo 0 > "$f"; fi',
+        'done',
+      ].join('\n'),
+    );
     await ipBatch(bridgeNs, [
       'link set lo up',
       'link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0',
@@ -364,18 +412,20 @@ export async function createLan(opts: LanOptions): Promise<Lan> {
       'link set br0 up',
     ]);
 
-    await Promise.all(hostNs.map(async (ns, i) => {
-      // Answer broadcast pings (diagnostics only; the namespace default is 1 = ignore).
-      await nsExecSh(ns, 'echo 0 > /proc/sys/net/ipv4/icmp_echo_ignore_broadcasts');
-      await ipBatch(ns, [
-        'link set lo up',
-        `addr add ${prefix}.${i + 2}/24 brd + dev eth0`,
-        'link set eth0 up',
-        // Without these, multicast / limited-broadcast sends fail with ENETUNREACH (there is no default route).
-        'route add 224.0.0.0/4 dev eth0',
-        'route add 255.255.255.255/32 dev eth0',
-      ]);
-    }));
+    await Promise.all(
+      hostNs.map(async (ns, i) => {
+        // Answer broadcast pings (diagnostics only; the namespace default is 1 = ignore).
+        await nsExecSh(ns, 'echo 0 > /proc/sys/net/ipv4/icmp_echo_ignore_broadcasts');
+        await ipBatch(ns, [
+          'link set lo up',
+          `addr add ${prefix}.${i + 2}/24 brd + dev eth0`,
+          'link set eth0 up',
+          // Without these, multicast / limited-broadcast sends fail with ENETUNREACH (there is no default route).
+          'route add 224.0.0.0/4 dev eth0',
+          'route add 255.255.255.255/32 dev eth0',
+        ]);
+      }),
+    );
     await Promise.all(hostNs.map((ns, i) => waitLinkUp(bridgeNs, ns, `vh${i + 1}`)));
   } catch (err) {
     live.delete(state);
@@ -392,10 +442,28 @@ export async function createLan(opts: LanOptions): Promise<Lan> {
       if (closing) throw new Error(`LAN ${tag} is closed`);
       const env: Record<string, string | undefined> = { ...process.env, ...o?.env };
       delete env.NODE_TEST_CONTEXT; // child node processes must not talk the test-runner protocol
-      const child = spawn('ip', ['netns', 'exec', ns, 'unshare', '--uts', '--', 'sh', '-c',
-        'echo "$0" > /proc/sys/kernel/hostname && exec "$@"', hostname, cmd, ...args], {
-        env, cwd: o?.cwd, stdio: [stdin, 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          ns,
+          'unshare',
+          '--uts',
+          '--',
+          'sh',
+          '-c',
+          'echo "$0" > /proc/sys/kernel/hostname && exec "$@"',
+          hostname,
+          cmd,
+          ...args,
+        ],
+        {
+          env,
+          cwd: o?.cwd,
+          stdio: [stdin, 'pipe', 'pipe'],
+        },
+      );
       state.procs.add(child);
       child.once('close', () => state.procs.delete(child));
       return child;
@@ -412,13 +480,25 @@ export async function createLan(opts: LanOptions): Promise<Lan> {
       exec: async (cmd, args, timeoutMs = 10_000, o) => {
         const p = wrapProcess(start(cmd, args, o, 'ignore'), `${hostname}: ${cmd}`);
         let timedOut = false;
-        const timer = setTimeout(() => { timedOut = true; p.kill('SIGKILL'); }, timeoutMs);
+        const timer = setTimeout(() => {
+          timedOut = true;
+          p.kill('SIGKILL');
+        }, timeoutMs);
         const ex = await p.exited;
         clearTimeout(timer);
-        const stdout = p.lines.filter((l) => l.stream === 'stdout').map((l) => l.text + '\n').join('');
-        const stderr = p.lines.filter((l) => l.stream === 'stderr').map((l) => l.text + '\n').join('');
+        const stdout = p.lines
+          .filter((l) => l.stream === 'stdout')
+          .map((l) => `${l.text}\n`)
+          .join('');
+        const stderr = p.lines
+          .filter((l) => l.stream === 'stderr')
+          .map((l) => `${l.text}\n`)
+          .join('');
         if (ex.error) throw ex.error;
-        if (timedOut) throw new Error(`${hostname}: \`${cmd} ${args.join(' ')}\` timed out after ${timeoutMs} ms\nstdout:\n${stdout}stderr:\n${stderr}`);
+        if (timedOut)
+          throw new Error(
+            `${hostname}: \`${cmd} ${args.join(' ')}\` timed out after ${timeoutMs} ms\nstdout:\n${stdout}stderr:\n${stderr}`,
+          );
         return { code: ex.code, stdout, stderr };
       },
     };
@@ -427,13 +507,21 @@ export async function createLan(opts: LanOptions): Promise<Lan> {
   const close = (deadlineMs = 3000): Promise<void> => {
     closing ??= (async () => {
       const procs = [...state.procs];
-      const done = procs.map((p) => new Promise<void>((r) => {
-        if (p.exitCode !== null || p.signalCode !== null) r();
-        else p.once('close', () => r());
-      }));
+      const done = procs.map(
+        (p) =>
+          new Promise<void>((r) => {
+            if (p.exitCode !== null || p.signalCode !== null) r();
+            else p.once('close', () => r());
+          }),
+      );
       for (const p of procs) killQuietly(p.pid, 'SIGTERM');
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.all(done), new Promise<void>((r) => { timer = setTimeout(r, deadlineMs); })]);
+      await Promise.race([
+        Promise.all(done),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, deadlineMs);
+        }),
+      ]);
       clearTimeout(timer);
       for (const p of procs) if (p.exitCode === null && p.signalCode === null) killQuietly(p.pid, 'SIGKILL');
       // Leftovers (children of the commands): everything in our namespaces is ours.
@@ -471,7 +559,9 @@ function wrapProcess(child: ChildProcess, what: string): HostProcess {
   const waiters = new Set<() => void>();
   let info: ExitInfo | undefined;
   let resolveExit!: (i: ExitInfo) => void;
-  const exited = new Promise<ExitInfo>((r) => { resolveExit = r; });
+  const exited = new Promise<ExitInfo>((r) => {
+    resolveExit = r;
+  });
   const finish = (i: ExitInfo) => {
     if (info) return;
     info = i;
@@ -488,9 +578,15 @@ function wrapProcess(child: ChildProcess, what: string): HostProcess {
   child.once('error', (error) => finish({ code: null, signal: null, error }));
   child.once('close', (code, signal) => finish({ code, signal }));
 
-  const dump = () => lines.slice(-40).map((l) => `  [${l.stream}] ${l.text}`).join('\n');
+  const dump = () =>
+    lines
+      .slice(-40)
+      .map((l) => `  [${l.stream}] ${l.text}`)
+      .join('\n');
   const proc: HostProcess = {
-    get pid() { return child.pid; },
+    get pid() {
+      return child.pid;
+    },
     lines,
     exited,
     waitForLine(pred, timeoutMs = 5000, since = 0) {
@@ -510,7 +606,11 @@ function wrapProcess(child: ChildProcess, what: string): HostProcess {
           if (info) {
             waiters.delete(check);
             clearTimeout(timer);
-            reject(new Error(`${what} exited (${info.signal ?? info.code}${info.error ? `, ${info.error.message}` : ''}) without printing the expected line; output:\n${dump()}`));
+            reject(
+              new Error(
+                `${what} exited (${info.signal ?? info.code}${info.error ? `, ${info.error.message}` : ''}) without printing the expected line; output:\n${dump()}`,
+              ),
+            );
           }
         };
         timer = setTimeout(() => {
@@ -545,7 +645,9 @@ async function waitLinkUp(bridgeNs: string, hostNs: string, port: string, timeou
       run('ip', ['-n', hostNs, '-j', 'link', 'show', 'dev', 'eth0']),
     ]);
     const brState = br.code === 0 ? (JSON.parse(br.stdout || '[]') as { state?: string }[])[0]?.state : undefined;
-    const hostUp = host.code === 0 && (JSON.parse(host.stdout || '[]') as { flags?: string[] }[])[0]?.flags?.includes('LOWER_UP') === true;
+    const hostUp =
+      host.code === 0 &&
+      (JSON.parse(host.stdout || '[]') as { flags?: string[] }[])[0]?.flags?.includes('LOWER_UP') === true;
     last = `bridge port ${port}: ${brState ?? br.stderr.trim()}, ${hostNs} eth0 LOWER_UP: ${hostUp}`;
     if (brState === 'forwarding' && hostUp) return;
     await sleep(20);
@@ -569,12 +671,16 @@ export async function heal(host: Host): Promise<void> {
 
 /** Loads an nft script inside the host namespace after making sure table `inet oln` and its input/output chains exist. */
 async function nft(host: Host, rules: readonly string[]): Promise<void> {
-  await must('ip', ['netns', 'exec', host.name, 'nft', '-f', '-'], [
-    `add table ${NFT_TABLE}`,
-    `add chain ${NFT_TABLE} input { type filter hook input priority 0; policy accept; }`,
-    `add chain ${NFT_TABLE} output { type filter hook output priority 0; policy accept; }`,
-    ...rules,
-  ].join('\n') + '\n');
+  await must(
+    'ip',
+    ['netns', 'exec', host.name, 'nft', '-f', '-'],
+    `${[
+      `add table ${NFT_TABLE}`,
+      `add chain ${NFT_TABLE} input { type filter hook input priority 0; policy accept; }`,
+      `add chain ${NFT_TABLE} output { type filter hook output priority 0; policy accept; }`,
+      ...rules,
+    ].join('\n')}\n`,
+  );
 }
 
 /**
@@ -582,7 +688,10 @@ async function nft(host: Host, rules: readonly string[]): Promise<void> {
  * (`nft add rule inet oln input|output ip daddr 224.0.0.0/4 meta l4proto udp drop`).
  */
 export async function dropMulticast(host: Host): Promise<void> {
-  await nft(host, ['input', 'output'].map((chain) => `add rule ${NFT_TABLE} ${chain} ip daddr 224.0.0.0/4 meta l4proto udp drop`));
+  await nft(
+    host,
+    ['input', 'output'].map((chain) => `add rule ${NFT_TABLE} ${chain} ip daddr 224.0.0.0/4 meta l4proto udp drop`),
+  );
 }
 
 /**
@@ -591,14 +700,24 @@ export async function dropMulticast(host: Host): Promise<void> {
  * Stacks with earlier rules; use {@link clearRules} to reset.
  */
 export async function dropRandomUdp(host: Host, percent: number, port?: number): Promise<void> {
-  if (!Number.isInteger(percent) || percent < 0 || percent > 100) throw new Error(`percent must be an integer 0..100, got ${percent}`);
+  if (!Number.isInteger(percent) || percent < 0 || percent > 100)
+    throw new Error(`percent must be an integer 0..100, got ${percent}`);
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new Error(`bad port ${port}`);
   const match = port === undefined ? 'meta l4proto udp' : `udp dport ${port}`;
-  await nft(host, ['input', 'output'].map((chain) => `add rule ${NFT_TABLE} ${chain} ${match} numgen random mod 100 < ${percent} drop`));
+  await nft(
+    host,
+    ['input', 'output'].map(
+      (chain) => `add rule ${NFT_TABLE} ${chain} ${match} numgen random mod 100 < ${percent} drop`,
+    ),
+  );
 }
 
 /** Inside the host: removes every rule added by the nft helpers (deletes table `inet oln`). */
 export async function clearRules(host: Host): Promise<void> {
   // add + delete in one transaction: works whether or not the table exists.
-  await must('ip', ['netns', 'exec', host.name, 'nft', '-f', '-'], `add table ${NFT_TABLE}\ndelete table ${NFT_TABLE}\n`);
+  await must(
+    'ip',
+    ['netns', 'exec', host.name, 'nft', '-f', '-'],
+    `add table ${NFT_TABLE}\ndelete table ${NFT_TABLE}\n`,
+  );
 }

@@ -46,10 +46,17 @@ export interface Placement {
 }
 
 /** `host.spawn` of `cmd args`, under `taskset -c cpus` when given. */
-export function spawnPinned(host: Host, cmd: string, args: readonly string[], place: Placement = {},
-  env?: Record<string, string | undefined>): HostProcess {
+export function spawnPinned(
+  host: Host,
+  cmd: string,
+  args: readonly string[],
+  place: Placement = {},
+  env?: Record<string, string | undefined>,
+): HostProcess {
   const opts = env === undefined ? undefined : { env };
-  return place.cpus == null ? host.spawn(cmd, args, opts) : host.spawn('taskset', ['-c', place.cpus, cmd, ...args], opts);
+  return place.cpus == null
+    ? host.spawn(cmd, args, opts)
+    : host.spawn('taskset', ['-c', place.cpus, cmd, ...args], opts);
 }
 
 export interface EmulatorSettings extends Placement {
@@ -61,8 +68,17 @@ export interface EmulatorSettings extends Placement {
 
 /** An Ollama emulator on the host's port 11434 (127.0.0.1 unless `args` say `--host`). */
 export async function startEmulator(host: Host, settings: EmulatorSettings = {}): Promise<HostProcess> {
-  const p = spawnPinned(host, NODE, [settings.entry ?? EMULATOR, '--port', '11434',
-    ...(settings.args ?? ['--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0'])], settings);
+  const p = spawnPinned(
+    host,
+    NODE,
+    [
+      settings.entry ?? EMULATOR,
+      '--port',
+      '11434',
+      ...(settings.args ?? ['--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']),
+    ],
+    settings,
+  );
   await p.waitForLine((t) => t.includes('"url"'), 20_000);
   return p;
 }
@@ -105,13 +121,32 @@ export function spawnNode(host: Host, heartbeat: string, reuseHome?: string, set
   homes.add(home);
   const spawnedAt = Date.now();
   // --trust-lan: timing of discovery and failover, not of pairing (an old root without it would refuse it).
-  const proc = spawnPinned(host, NODE, [ollanaMain, 'serve', '--workers', String(settings.workers ?? 1), '--heartbeat', heartbeat,
-    ...trustLanFlag(), ...(settings.args ?? [])], settings, { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined });
+  const proc = spawnPinned(
+    host,
+    NODE,
+    [
+      ollanaMain,
+      'serve',
+      '--workers',
+      String(settings.workers ?? 1),
+      '--heartbeat',
+      heartbeat,
+      ...trustLanFlag(),
+      ...(settings.args ?? []),
+    ],
+    settings,
+    { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined },
+  );
   return { host, proc, home, spawnedAt };
 }
 
 /** {@link spawnNode}, then waits (bounded) for its "listening on" line. */
-export async function startNode(host: Host, heartbeat: string, reuseHome?: string, settings: NodeSettings = {}): Promise<OllanaNode> {
+export async function startNode(
+  host: Host,
+  heartbeat: string,
+  reuseHome?: string,
+  settings: NodeSettings = {},
+): Promise<OllanaNode> {
   const n = spawnNode(host, heartbeat, reuseHome, settings);
   await n.proc.waitForLine((t) => t.includes('listening on'), 30_000);
   return n;
@@ -129,7 +164,7 @@ const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 3
 
 /** A log line's level as pino's number (info = 30 when missing). */
 export function levelOf(l: LogLine): number {
-  return typeof l.level === 'number' ? l.level : LEVELS[l.level ?? 'info'] ?? 30;
+  return typeof l.level === 'number' ? l.level : (LEVELS[l.level ?? 'info'] ?? 30);
 }
 
 /** The JSON log lines a process printed so far (anything else is skipped). */
@@ -140,7 +175,9 @@ export function logLines(p: HostProcess): LogLine[] {
     try {
       const j = JSON.parse(l.text) as Partial<LogLine>;
       if (typeof j.msg === 'string' && typeof j.time === 'number') out.push(j as LogLine);
-    } catch { /* not a log line */ }
+    } catch {
+      /* not a log line */
+    }
   }
   return out;
 }
@@ -163,7 +200,11 @@ export function jsonLines<T>(p: HostProcess, since = 0): T[] {
   const out: T[] = [];
   for (const l of p.lines.slice(since)) {
     if (l.stream !== 'stdout' || !l.text.startsWith('{')) continue;
-    try { out.push(JSON.parse(l.text) as T); } catch { /* partial line */ }
+    try {
+      out.push(JSON.parse(l.text) as T);
+    } catch {
+      /* partial line */
+    }
   }
   return out;
 }
@@ -182,7 +223,13 @@ export class StatusWatch {
   readonly proc: HostProcess;
 
   constructor(host: Host, intervalMs = 50, deadlineMs = 120_000) {
-    this.proc = host.spawn(NODE, [PROBES.statusWatch, '--interval-ms', String(intervalMs), '--deadline-ms', String(deadlineMs)]);
+    this.proc = host.spawn(NODE, [
+      PROBES.statusWatch,
+      '--interval-ms',
+      String(intervalMs),
+      '--deadline-ms',
+      String(deadlineMs),
+    ]);
   }
 
   snaps(): StatusSnap[] {
@@ -191,15 +238,19 @@ export class StatusWatch {
 
   /** Resolves with the first snapshot (past or future) satisfying `ok`; rejects after `timeoutMs`. */
   async until(what: string, ok: (s: StatusSnap) => boolean, timeoutMs: number): Promise<StatusSnap> {
-    const line = await this.proc.waitForLine((text, stream) => {
-      if (stream !== 'stdout' || !text.startsWith('{')) return false;
-      try {
-        const s = JSON.parse(text) as StatusSnap;
-        return s.ready !== true && s.error === undefined && ok(s);
-      } catch {
-        return false;
-      }
-    }, timeoutMs).catch((err: Error) => { throw new Error(`waiting for ${what}: ${err.message}`); });
+    const line = await this.proc
+      .waitForLine((text, stream) => {
+        if (stream !== 'stdout' || !text.startsWith('{')) return false;
+        try {
+          const s = JSON.parse(text) as StatusSnap;
+          return s.ready !== true && s.error === undefined && ok(s);
+        } catch {
+          return false;
+        }
+      }, timeoutMs)
+      .catch((err: Error) => {
+        throw new Error(`waiting for ${what}: ${err.message}`);
+      });
     return JSON.parse(line) as StatusSnap;
   }
 }
@@ -208,5 +259,8 @@ export const hasUpstream = (s: StatusSnap, id: string): boolean => (s.upstreams 
 
 /** Last lines of a process's output, for error messages and the report's excerpts. */
 export function tail(p: HostProcess, n = 30): string {
-  return p.lines.slice(-n).map((l) => l.text).join('\n');
+  return p.lines
+    .slice(-n)
+    .map((l) => l.text)
+    .join('\n');
 }

@@ -53,7 +53,7 @@ export interface ReportMeta {
 
 /** The metrics shown per scenario: [key in the result, label]. All are "higher is worse". */
 export const METRICS: Readonly<Record<ScenarioId, readonly (readonly [string, string])[]>> = {
-  'discover': [
+  discover: [
     ['spawnToFirstOkMs', 'client spawn -> first ollama-js success'],
     ['listeningToFirstOkMs', 'client "listening" -> first success'],
     ['listeningToFoundLogMs', 'client "listening" -> "server node found" (log)'],
@@ -91,7 +91,7 @@ export const METRICS: Readonly<Record<ScenarioId, readonly (readonly [string, st
     ['retries', 'requests the client node moved to the other server'],
     ['dropMs', 'cut -> gone from client status'],
   ],
-  'bye': [
+  bye: [
     ['dropMs', 'SIGTERM -> gone from client status'],
     ['goneLogMs', 'SIGTERM -> "is gone" log line'],
     ['reappeared', 'dropped server came back (count)'],
@@ -104,23 +104,41 @@ function num(r: ScenarioResult | null, key: string): number | null {
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
 }
 
-export function summarize(ms: readonly Measurement[], heartbeats: readonly string[], scenarios: readonly ScenarioId[]): Summary[] {
+export function summarize(
+  ms: readonly Measurement[],
+  heartbeats: readonly string[],
+  scenarios: readonly ScenarioId[],
+): Summary[] {
   const out: Summary[] = [];
   for (const scenario of scenarios) {
     for (const [metric] of METRICS[scenario]) {
       for (const heartbeat of heartbeats) {
-        const rows = ms.filter((m) => m.scenario === scenario && m.heartbeat === heartbeat && m.result !== null)
+        const rows = ms
+          .filter((m) => m.scenario === scenario && m.heartbeat === heartbeat && m.result !== null)
           // A new leader is only expected when the leader was the victim, a last failure when one failed.
           .filter((m) => metric !== 'newLeaderMs' || (m.result as { victimRole?: string }).victimRole === 'leader')
           .filter((m) => metric !== 'lastFailStartMs' || ((m.result as { failed?: number }).failed ?? 0) > 0);
-        const vals = rows.map((m) => num(m.result, metric)).filter((v): v is number => v !== null).sort((a, b) => a - b);
+        const vals = rows
+          .map((m) => num(m.result, metric))
+          .filter((v): v is number => v !== null)
+          .sort((a, b) => a - b);
         const n = vals.length;
         const s = spread(vals);
         const mean = n === 0 ? null : vals.reduce((a, b) => a + b, 0) / n;
-        const stdev = n < 2 || mean === null ? null : Math.sqrt(vals.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
+        const stdev =
+          n < 2 || mean === null ? null : Math.sqrt(vals.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
         out.push({
-          scenario, metric, heartbeat, n, missing: rows.length - n, median: s?.median ?? null,
-          min: s?.min ?? null, worst: s?.max ?? null, spread: s === null ? null : s.max - s.min, mean, stdev,
+          scenario,
+          metric,
+          heartbeat,
+          n,
+          missing: rows.length - n,
+          median: s?.median ?? null,
+          min: s?.min ?? null,
+          worst: s?.max ?? null,
+          spread: s === null ? null : s.max - s.min,
+          mean,
+          stdev,
         });
       }
     }
@@ -128,7 +146,8 @@ export function summarize(ms: readonly Measurement[], heartbeats: readonly strin
   return out;
 }
 
-const fmt = (v: number | null | undefined, digits = 0): string => (v === null || v === undefined ? '–' : v.toFixed(digits));
+const fmt = (v: number | null | undefined, digits = 0): string =>
+  v === null || v === undefined ? '–' : v.toFixed(digits);
 
 function label(scenario: ScenarioId, metric: string): string {
   return METRICS[scenario].find(([k]) => k === metric)?.[1] ?? metric;
@@ -139,8 +158,8 @@ function model(hbMs: number): string[] {
   const dead = 3.5 * hbMs;
   const sweep = dead / 10;
   return [
-    `- heartbeat ${hbMs} ms: a peer is gone when not heard for ${dead} ms (3.5 heartbeats), checked every ${sweep} ms;`
-    + ` from a kill at a random heartbeat phase that is ${dead - hbMs}–${dead + sweep} ms (+ up to 50 ms of status polling).`,
+    `- heartbeat ${hbMs} ms: a peer is gone when not heard for ${dead} ms (3.5 heartbeats), checked every ${sweep} ms;` +
+      ` from a kill at a random heartbeat phase that is ${dead - hbMs}–${dead + sweep} ms (+ up to 50 ms of status polling).`,
     `  A client node that knows no server queries at once; a server answers within ${Math.min(200, hbMs / 4)} ms (random jitter).`,
   ];
 }
@@ -149,15 +168,29 @@ export function markdown(meta: ReportMeta, ms: readonly Measurement[], sums: rea
   const L: string[] = [];
   L.push('# ollana cluster benchmark: discovery, failure detection, failover', '');
   L.push(`- command: \`${meta.command}\``);
-  L.push(`- started ${meta.startedAt}, took ${meta.wallS.toFixed(0)} s; ${meta.runs} run(s) per heartbeat; heartbeats: ${meta.heartbeats.join(', ')}`);
+  L.push(
+    `- started ${meta.startedAt}, took ${meta.wallS.toFixed(0)} s; ${meta.runs} run(s) per heartbeat; heartbeats: ${meta.heartbeats.join(', ')}`,
+  );
   L.push(`- ollana: \`${meta.ollana}\`, commit: ${meta.commit ?? 'unknown'}`);
-  L.push(`- machine: ${meta.machine.cpus} CPUs, kernel ${meta.machine.kernel}, node ${meta.machine.node}; load average before ${meta.machine.loadBefore.map((x) => x.toFixed(2)).join(' ')}, after ${meta.machine.loadAfter.map((x) => x.toFixed(2)).join(' ')}`);
+  L.push(
+    `- machine: ${meta.machine.cpus} CPUs, kernel ${meta.machine.kernel}, node ${meta.machine.node}; load average before ${meta.machine.loadBefore.map((x) => x.toFixed(2)).join(' ')}, after ${meta.machine.loadAfter.map((x) => x.toFixed(2)).join(' ')}`,
+  );
   if (meta.aborted !== null) L.push(`- **stopped early**: ${meta.aborted}`);
-  if (meta.otherNamespacesAtStart > 0) L.push(`- ${meta.otherNamespacesAtStart} network namespaces of other runs existed at the start: the machine was shared, timings are noisier`);
-  L.push('- one virtual LAN (network namespaces + bridge) per run and heartbeat: h1, h2 server nodes with an Ollama emulator each (3 tokens 2 ms apart), h3 the client node; ollana runs as `serve --workers 1 --heartbeat <hb>`; after each event the victim is restarted (same node id) or its link healed, and the next scenario waits until the client lists both servers again; a failed scenario throws the LAN away');
+  if (meta.otherNamespacesAtStart > 0)
+    L.push(
+      `- ${meta.otherNamespacesAtStart} network namespaces of other runs existed at the start: the machine was shared, timings are noisier`,
+    );
+  L.push(
+    '- one virtual LAN (network namespaces + bridge) per run and heartbeat: h1, h2 server nodes with an Ollama emulator each (3 tokens 2 ms apart), h3 the client node; ollana runs as `serve --workers 1 --heartbeat <hb>`; after each event the victim is restarted (same node id) or its link healed, and the next scenario waits until the client lists both servers again; a failed scenario throws the LAN away',
+  );
   const loops = meta.lanes === 1 ? 'one loop' : `${meta.lanes} concurrent loops`;
-  L.push(`- probes run inside h3 and talk to its 127.0.0.1:11434 with ollama-js (first success: retry every 20 ms; status: poll every 50 ms; failover: ${loops} of back-to-back streamed generations, 10 s client timeout); all times are Date.now() on the shared machine clock`);
-  L.push('- the victim is the leader when (run + scenario index) is odd, else the follower; events happen at a random heartbeat phase', '');
+  L.push(
+    `- probes run inside h3 and talk to its 127.0.0.1:11434 with ollama-js (first success: retry every 20 ms; status: poll every 50 ms; failover: ${loops} of back-to-back streamed generations, 10 s client timeout); all times are Date.now() on the shared machine clock`,
+  );
+  L.push(
+    '- the victim is the leader when (run + scenario index) is odd, else the follower; events happen at a random heartbeat phase',
+    '',
+  );
   for (const hb of meta.heartbeats) {
     const hbMs = ms.find((m) => m.heartbeat === hb)?.heartbeatMs;
     if (hbMs !== undefined) L.push(...model(hbMs));
@@ -167,7 +200,9 @@ export function markdown(meta: ReportMeta, ms: readonly Measurement[], sums: rea
   L.push('|---|---|---|--:|--:|--:|--:|--:|--:|');
   for (const s of sums) {
     if (s.n === 0 && (s.metric === 'newLeaderMs' || s.metric === 'lastFailStartMs')) continue;
-    L.push(`| ${s.scenario} | ${label(s.scenario, s.metric)} | ${s.heartbeat} | ${fmt(s.median)} | ${fmt(s.worst)} | ${fmt(s.min)} | ${fmt(s.spread)} | ${fmt(s.stdev)} | ${s.n}${s.missing > 0 ? ` (${s.missing} missing)` : ''} |`);
+    L.push(
+      `| ${s.scenario} | ${label(s.scenario, s.metric)} | ${s.heartbeat} | ${fmt(s.median)} | ${fmt(s.worst)} | ${fmt(s.min)} | ${fmt(s.spread)} | ${fmt(s.stdev)} | ${s.n}${s.missing > 0 ? ` (${s.missing} missing)` : ''} |`,
+    );
   }
   const errors = ms.filter((m) => m.error !== null);
   if (errors.length > 0) {
@@ -201,7 +236,12 @@ export function markdown(meta: ReportMeta, ms: readonly Measurement[], sums: rea
     }
   }
   if (warned.size > 0) {
-    L.push('## Warnings and errors the nodes logged', '', '(besides the expected "server node ... is gone"; numbers and ids folded)', '');
+    L.push(
+      '## Warnings and errors the nodes logged',
+      '',
+      '(besides the expected "server node ... is gone"; numbers and ids folded)',
+      '',
+    );
     L.push('| scenario, heartbeat | host: message | lines | runs |', '|---|---|--:|--:|');
     for (const [k, per] of warned) {
       for (const [msg, w] of per) L.push(`| ${k} | ${msg.replace(/\|/g, '\\|')} | ${w.count} | ${w.runs.size} |`);
@@ -215,7 +255,7 @@ export function markdown(meta: ReportMeta, ms: readonly Measurement[], sums: rea
       L.push(`**run ${m.run}, ${m.heartbeat}: ${e.title}**`, '', '```', ...e.lines, '```', '');
     }
   }
-  return L.join('\n') + '\n';
+  return `${L.join('\n')}\n`;
 }
 
 function cell(v: unknown): string {
@@ -223,7 +263,9 @@ function cell(v: unknown): string {
   if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toFixed(1);
   if (typeof v === 'boolean') return v ? 'yes' : 'no';
   if (typeof v === 'object') {
-    const s = Object.entries(v as Record<string, unknown>).map(([k, n]) => `${k}: ${String(n)}`).join('; ');
+    const s = Object.entries(v as Record<string, unknown>)
+      .map(([k, n]) => `${k}: ${String(n)}`)
+      .join('; ');
     return s === '' ? '–' : s.replace(/\|/g, '\\|').slice(0, 200);
   }
   return String(v).replace(/\|/g, '\\|');
@@ -231,10 +273,33 @@ function cell(v: unknown): string {
 
 /** The short table printed at the end. */
 export function consoleTable(sums: readonly Summary[]): string {
-  const rows = sums.filter((s) => s.n > 0 && ['spawnToFirstOkMs', 'listeningToFirstOkMs', 'listeningToFoundLogMs', 'dropMs', 'goneLogMs', 'gapMs', 'failed', 'reappeared', 'rejoinMs'].includes(s.metric));
+  const rows = sums.filter(
+    (s) =>
+      s.n > 0 &&
+      [
+        'spawnToFirstOkMs',
+        'listeningToFirstOkMs',
+        'listeningToFoundLogMs',
+        'dropMs',
+        'goneLogMs',
+        'gapMs',
+        'failed',
+        'reappeared',
+        'rejoinMs',
+      ].includes(s.metric),
+  );
   const head = ['scenario', 'metric', 'hb', 'median', 'worst', 'spread', 'n'];
-  const body = rows.map((s) => [s.scenario, s.metric, s.heartbeat, fmt(s.median), fmt(s.worst), fmt(s.spread), String(s.n)]);
+  const body = rows.map((s) => [
+    s.scenario,
+    s.metric,
+    s.heartbeat,
+    fmt(s.median),
+    fmt(s.worst),
+    fmt(s.spread),
+    String(s.n),
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (r: readonly string[]): string => r.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  const line = (r: readonly string[]): string =>
+    r.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }

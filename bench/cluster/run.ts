@@ -15,23 +15,43 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { NS_PREFIX, netnsSkipReason } from '../../testkit/netns.ts';
-import { BenchUsageError, bool, existingFile, helpText, ids, parseOptions, path, positive, type OptionSpec, type Parsed } from '../lib/cli.ts';
+import {
+  BenchUsageError,
+  bool,
+  existingFile,
+  helpText,
+  ids,
+  parseOptions,
+  path,
+  positive,
+  type OptionSpec,
+  type Parsed,
+} from '../lib/cli.ts';
 import { writeReport } from '../lib/report/write.ts';
 import { REPO_ROOT, RunClock, gitCommit } from '../lib/run-meta.ts';
 import { runBench } from '../lib/runner.ts';
 import { MAIN, removeHomes, setOllanaMain } from './harness.ts';
 import { consoleTable, markdown, summarize, type Measurement, type ReportMeta } from './report.ts';
-import { RunCluster, SCENARIO_IDS, detect, discover, failover, type ScenarioEnv, type ScenarioId, type ScenarioResult } from './scenarios.ts';
+import {
+  RunCluster,
+  SCENARIO_IDS,
+  detect,
+  discover,
+  failover,
+  type ScenarioEnv,
+  type ScenarioId,
+  type ScenarioResult,
+} from './scenarios.ts';
 
 /** Bound on one scenario (set-up, measurement, teardown); past it the whole bench stops. */
 const SCENARIO_LIMIT_MS = 120_000;
 
 /** The scenarios, by id (scenarios.ts describes each measurement). */
 const SCENARIOS: Readonly<Record<ScenarioId, (c: RunCluster, env: ScenarioEnv) => Promise<ScenarioResult>>> = {
-  'discover': discover,
+  discover: discover,
   'detect-kill': (c, env) => detect(c, env, 'kill'),
   'detect-cut': (c, env) => detect(c, env, 'cut'),
-  'bye': (c, env) => detect(c, env, 'bye'),
+  bye: (c, env) => detect(c, env, 'bye'),
   'failover-kill': (c, env) => failover(c, env, 'kill'),
   'failover-cut': (c, env) => failover(c, env, 'cut'),
 };
@@ -47,26 +67,88 @@ function heartbeat(text: string, source: string): { text: string; ms: number } {
 
 /** Every option: flag, BENCH_CLUSTER_ variable, help, parser and default. */
 const OPTIONS = {
-  runs: { flag: 'runs', arg: 'N', env: 'RUNS', help: 'runs per heartbeat setting', shows: 'default 5', parse: positive({ min: 1, max: 100 }), fallback: () => 5 },
-  heartbeats: { flag: 'heartbeat', arg: 'D', env: 'HEARTBEAT', repeat: true, shows: 'default 1000ms',
+  runs: {
+    flag: 'runs',
+    arg: 'N',
+    env: 'RUNS',
+    help: 'runs per heartbeat setting',
+    shows: 'default 5',
+    parse: positive({ min: 1, max: 100 }),
+    fallback: () => 5,
+  },
+  heartbeats: {
+    flag: 'heartbeat',
+    arg: 'D',
+    env: 'HEARTBEAT',
+    repeat: true,
+    shows: 'default 1000ms',
     help: 'ollana --heartbeat, e.g. 1000ms (the product default) or 300ms;\nrepeat it or give a comma list to compare settings (runs interleave)',
-    parse: (raw: string, source: string) => [...new Set(raw.split(',').map((h) => h.trim()).filter(Boolean))].map((h) => heartbeat(h, source)),
-    fallback: () => [{ text: '1000ms', ms: 1000 }] },
-  scenarios: { flag: 'scenarios', arg: 'a,b', env: 'SCENARIOS', help: `subset of: ${SCENARIO_IDS.join(', ')}`, shows: 'default: all',
-    parse: ids(SCENARIO_IDS), fallback: () => [...SCENARIO_IDS] },
-  out: { flag: 'out', arg: 'DIR', env: 'OUT', help: 'report directory', shows: 'default bench/results/cluster-<timestamp>',
-    parse: path, fallback: (d) => `${REPO_ROOT}/bench/results/cluster-${d.stamp}` },
-  ollana: { flag: 'ollana', arg: 'FILE', env: 'OLLANA', help: "the ollana entry point to run, e.g. another worktree's\nbin/ollana.mjs to compare versions",
-    shows: "default: this checkout's bin/ollana.mjs", parse: existingFile, fallback: () => MAIN },
-  lanes: { flag: 'lanes', arg: 'N', env: 'LANES', help: 'concurrent request loops in the failover scenarios', shows: 'default 1: one client doing back-to-back requests',
-    parse: positive({ min: 1, max: 64 }), fallback: () => 1 },
-  verbose: { flag: 'verbose', short: 'v', boolean: 'on', env: 'VERBOSE', help: 'print the phases of each scenario', parse: bool, fallback: () => false },
+    parse: (raw: string, source: string) =>
+      [
+        ...new Set(
+          raw
+            .split(',')
+            .map((h) => h.trim())
+            .filter(Boolean),
+        ),
+      ].map((h) => heartbeat(h, source)),
+    fallback: () => [{ text: '1000ms', ms: 1000 }],
+  },
+  scenarios: {
+    flag: 'scenarios',
+    arg: 'a,b',
+    env: 'SCENARIOS',
+    help: `subset of: ${SCENARIO_IDS.join(', ')}`,
+    shows: 'default: all',
+    parse: ids(SCENARIO_IDS),
+    fallback: () => [...SCENARIO_IDS],
+  },
+  out: {
+    flag: 'out',
+    arg: 'DIR',
+    env: 'OUT',
+    help: 'report directory',
+    shows: 'default bench/results/cluster-<timestamp>',
+    parse: path,
+    fallback: (d) => `${REPO_ROOT}/bench/results/cluster-${d.stamp}`,
+  },
+  ollana: {
+    flag: 'ollana',
+    arg: 'FILE',
+    env: 'OLLANA',
+    help: "the ollana entry point to run, e.g. another worktree's\nbin/ollana.mjs to compare versions",
+    shows: "default: this checkout's bin/ollana.mjs",
+    parse: existingFile,
+    fallback: () => MAIN,
+  },
+  lanes: {
+    flag: 'lanes',
+    arg: 'N',
+    env: 'LANES',
+    help: 'concurrent request loops in the failover scenarios',
+    shows: 'default 1: one client doing back-to-back requests',
+    parse: positive({ min: 1, max: 64 }),
+    fallback: () => 1,
+  },
+  verbose: {
+    flag: 'verbose',
+    short: 'v',
+    boolean: 'on',
+    env: 'VERBOSE',
+    help: 'print the phases of each scenario',
+    parse: bool,
+    fallback: () => false,
+  },
 } satisfies Record<string, OptionSpec<unknown>>;
 type Options = Parsed<typeof OPTIONS>;
 
-const HELP = helpText('Usage: node bench/cluster/run.ts [options]        (npm run bench:cluster)', OPTIONS, 'BENCH_CLUSTER_',
+const HELP = helpText(
+  'Usage: node bench/cluster/run.ts [options]        (npm run bench:cluster)',
+  OPTIONS,
+  'BENCH_CLUSTER_',
   `Needs root, iproute2 and util-linux (network namespaces). About 45 s per run at
-1000ms and 30 s at 300ms on a 2-CPU machine (most of it is node start-up).`);
+1000ms and 30 s at 300ms on a 2-CPU machine (most of it is node start-up).`,
+);
 
 const OVERTIME = 'scenario took longer than';
 
@@ -89,20 +171,33 @@ async function measure(cluster: RunCluster, scenario: ScenarioId, env: ScenarioE
     clearTimeout(watchdog);
   }
   return {
-    run: env.run, heartbeat: env.heartbeat, heartbeatMs: env.heartbeatMs, scenario,
-    startedAt: new Date(t).toISOString(), wallMs: Date.now() - t, result, error, warnings: cluster.warnings(t),
+    run: env.run,
+    heartbeat: env.heartbeat,
+    heartbeatMs: env.heartbeatMs,
+    scenario,
+    startedAt: new Date(t).toISOString(),
+    wallMs: Date.now() - t,
+    result,
+    error,
+    warnings: cluster.warnings(t),
   };
 }
 
 function oneLine(r: ScenarioResult): string {
   const o = r as unknown as Record<string, unknown>;
-  return Object.entries(o).filter(([k, v]) => k !== 'scenario' && typeof v !== 'object')
-    .map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(0) : String(v)}`).join(' ');
+  return Object.entries(o)
+    .filter(([k, v]) => k !== 'scenario' && typeof v !== 'object')
+    .map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(0) : String(v)}`)
+    .join(' ');
 }
 
 function otherNamespaces(): number {
   try {
-    const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000 });
+    const out = execFileSync('ip', ['netns', 'list'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 5_000,
+    });
     return out.split('\n').filter((l) => l.startsWith(NS_PREFIX)).length;
   } catch {
     return 0;
@@ -114,10 +209,15 @@ async function main(opts: Options, log: (msg: string) => void): Promise<number> 
   setOllanaMain(opts.ollana);
   const clock = new RunClock();
   const others = otherNamespaces();
-  log(`cluster bench: ${opts.runs} run(s) x heartbeat ${opts.heartbeats.map((h) => h.text).join(', ')} x ${opts.scenarios.join(', ')}`);
+  log(
+    `cluster bench: ${opts.runs} run(s) x heartbeat ${opts.heartbeats.map((h) => h.text).join(', ')} x ${opts.scenarios.join(', ')}`,
+  );
   log(`report: ${opts.out}`);
   if (opts.ollana !== MAIN) log(`ollana: ${opts.ollana}`);
-  if (others > 0) log(`note: ${others} network namespaces of other runs exist; the machine is shared (load ${clock.loadBefore.map((x) => x.toFixed(1)).join(' ')})`);
+  if (others > 0)
+    log(
+      `note: ${others} network namespaces of other runs exist; the machine is shared (load ${clock.loadBefore.map((x) => x.toFixed(1)).join(' ')})`,
+    );
 
   const measurements: Measurement[] = [];
   let aborted: string | null = null;
@@ -129,7 +229,9 @@ async function main(opts: Options, log: (msg: string) => void): Promise<number> 
         for (const [index, scenario] of opts.scenarios.entries()) {
           const m = await measure(cluster, scenario, { ...base, index });
           measurements.push(m);
-          log(`[run ${run} ${hb.text} ${scenario} ${(m.wallMs / 1000).toFixed(1)} s] ${m.result !== null ? oneLine(m.result) : `FAILED: ${m.error!.split('\n').slice(0, 3).join(' / ')}`}`);
+          log(
+            `[run ${run} ${hb.text} ${scenario} ${(m.wallMs / 1000).toFixed(1)} s] ${m.result !== null ? oneLine(m.result) : `FAILED: ${m.error!.split('\n').slice(0, 3).join(' / ')}`}`,
+          );
           if (m.error?.includes(OVERTIME)) {
             aborted = `run ${run} ${hb.text} ${scenario} exceeded ${SCENARIO_LIMIT_MS} ms: stopped there`;
             break outer;
@@ -147,9 +249,17 @@ async function main(opts: Options, log: (msg: string) => void): Promise<number> 
   const { startedAt, finishedAt, wallSeconds, machine } = clock.finish();
   const meta: ReportMeta = {
     command: `node bench/cluster/run.ts ${process.argv.slice(2).join(' ')}`.trim(),
-    startedAt, finishedAt, wallS: wallSeconds,
-    runs: opts.runs, lanes: opts.lanes, heartbeats: opts.heartbeats.map((h) => h.text), scenarios: opts.scenarios,
-    machine, commit: opts.ollana === MAIN ? gitCommit() : `not this checkout: ${opts.ollana}`, ollana: opts.ollana, otherNamespacesAtStart: others,
+    startedAt,
+    finishedAt,
+    wallS: wallSeconds,
+    runs: opts.runs,
+    lanes: opts.lanes,
+    heartbeats: opts.heartbeats.map((h) => h.text),
+    scenarios: opts.scenarios,
+    machine,
+    commit: opts.ollana === MAIN ? gitCommit() : `not this checkout: ${opts.ollana}`,
+    ollana: opts.ollana,
+    otherNamespacesAtStart: others,
     aborted,
   };
   const sums = summarize(measurements, meta.heartbeats, opts.scenarios);
@@ -164,7 +274,9 @@ async function main(opts: Options, log: (msg: string) => void): Promise<number> 
 }
 
 runBench({
-  name: 'bench/cluster', script: 'bench/cluster/run.ts', help: HELP,
+  name: 'bench/cluster',
+  script: 'bench/cluster/run.ts',
+  help: HELP,
   parse: (argv, env) => parseOptions(OPTIONS, argv, env, 'BENCH_CLUSTER_'),
   cannotRun: () => netnsSkipReason({ nft: false }),
   // Data directories go on every way out; the LANs are removed by netns.ts's own exit/signal hooks.

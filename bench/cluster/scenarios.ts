@@ -19,13 +19,34 @@
  */
 import { createLan, cut, heal, type Host, type HostProcess, type Lan } from '../../testkit/netns.ts';
 import {
-  NODE, PROBES, StatusWatch, hasUpstream, jsonLines, levelOf, logLines, logTime, nodeIdOf, sleep, spawnNode, startEmulator, startNode,
-  tail, type OllanaNode, type StatusSnap,
+  NODE,
+  PROBES,
+  StatusWatch,
+  hasUpstream,
+  jsonLines,
+  levelOf,
+  logLines,
+  logTime,
+  nodeIdOf,
+  sleep,
+  spawnNode,
+  startEmulator,
+  startNode,
+  tail,
+  type OllanaNode,
+  type StatusSnap,
 } from './harness.ts';
 import { spread } from '../lib/stats.ts';
 
 export type ScenarioId = 'discover' | 'detect-kill' | 'detect-cut' | 'failover-kill' | 'failover-cut' | 'bye';
-export const SCENARIO_IDS: readonly ScenarioId[] = ['discover', 'detect-kill', 'detect-cut', 'failover-kill', 'failover-cut', 'bye'];
+export const SCENARIO_IDS: readonly ScenarioId[] = [
+  'discover',
+  'detect-kill',
+  'detect-cut',
+  'failover-kill',
+  'failover-cut',
+  'bye',
+];
 
 export interface ScenarioEnv {
   /** As given to --heartbeat, e.g. "1000ms". */
@@ -128,7 +149,8 @@ export type ScenarioResult = DiscoverResult | DetectResult | FailoverResult;
 
 // -------------------------------------------------------------------------------------------------
 
-const rel = (t: number | null | undefined, t0: number): number | null => (t === null || t === undefined ? null : t - t0);
+const rel = (t: number | null | undefined, t0: number): number | null =>
+  t === null || t === undefined ? null : t - t0;
 
 function countKeys(list: readonly string[]): Record<string, number> {
   const out: Record<string, number> = {};
@@ -141,7 +163,9 @@ function countKeys(list: readonly string[]): Record<string, number> {
 
 /** Lines of a node's log from `after` on that are warnings or errors, or match `pred`. */
 function excerpt(p: HostProcess, after: number, pred: (msg: string) => boolean, max = 16): string[] {
-  return logLines(p).filter((l) => l.time >= after && (levelOf(l) >= 40 || pred(l.msg))).slice(0, max)
+  return logLines(p)
+    .filter((l) => l.time >= after && (levelOf(l) >= 40 || pred(l.msg)))
+    .slice(0, max)
     .map((l) => `${new Date(l.time).toISOString().slice(11, 23)} ${l.msg}`);
 }
 
@@ -192,7 +216,8 @@ export class RunCluster {
     this.servers[i] = n;
     const id = nodeIdOf(n);
     if (id === null) throw new Error(`the server node on h${i + 1} did not log its node id`);
-    if (this.ids[i] !== '' && this.ids[i] !== id) throw new Error(`the restarted server on h${i + 1} has a new id ${id}`);
+    if (this.ids[i] !== '' && this.ids[i] !== id)
+      throw new Error(`the restarted server on h${i + 1} has a new id ${id}`);
     this.ids[i] = id;
     return n;
   }
@@ -204,7 +229,12 @@ export class RunCluster {
     const starts: Promise<unknown>[] = [];
     if (this.servers[0] === null) starts.push(this.startServer(0));
     if (this.servers[1] === null) starts.push(this.startServer(1));
-    if (this.client === null) starts.push(startNode(this.hosts[2], env.heartbeat).then((c) => { this.setClient(c); }));
+    if (this.client === null)
+      starts.push(
+        startNode(this.hosts[2], env.heartbeat).then((c) => {
+          this.setClient(c);
+        }),
+      );
     await Promise.all(starts);
     this.watch ??= new StatusWatch(this.hosts[2], 50, 600_000);
     await this.bothListed('the client to list both servers and a leader');
@@ -213,8 +243,15 @@ export class RunCluster {
 
   /** Waits (bounded) until the client's status lists both servers and one of them leads. */
   bothListed(what: string, since = 0): Promise<StatusSnap> {
-    return this.watch!.until(what, (s) => s.t >= since && this.ids.every((id) => hasUpstream(s, id))
-      && s.leader !== undefined && this.ids.includes(s.leader), 15_000 + 5 * this.#env.heartbeatMs);
+    return this.watch!.until(
+      what,
+      (s) =>
+        s.t >= since &&
+        this.ids.every((id) => hasUpstream(s, id)) &&
+        s.leader !== undefined &&
+        this.ids.includes(s.leader),
+      15_000 + 5 * this.#env.heartbeatMs,
+    );
   }
 
   setClient(c: OllanaNode): void {
@@ -245,10 +282,16 @@ export class RunCluster {
     const snaps = this.watch?.snaps().filter((x) => x.t >= since - 2_000) ?? [];
     out.push(`servers: h1 ${this.ids[0]}, h2 ${this.ids[1]}`, 'client status changes:');
     for (const x of snaps.slice(-8)) {
-      out.push(`  ${new Date(x.t).toISOString().slice(11, 23)} ${x.error ?? `upstreams [${(x.upstreams ?? []).map((u) => u.id.slice(0, 8)).join(', ')}] leader ${x.leader?.slice(0, 8)} term ${x.term}`}`);
+      out.push(
+        `  ${new Date(x.t).toISOString().slice(11, 23)} ${x.error ?? `upstreams [${(x.upstreams ?? []).map((u) => u.id.slice(0, 8)).join(', ')}] leader ${x.leader?.slice(0, 8)} term ${x.term}`}`,
+      );
     }
     const pred = (m: string): boolean => /server node|leader|peer|conflict|term/i.test(m);
-    const nodes: [string, OllanaNode | null][] = [['client', this.client], ['h1', this.servers[0] ?? null], ['h2', this.servers[1] ?? null]];
+    const nodes: [string, OllanaNode | null][] = [
+      ['client', this.client],
+      ['h1', this.servers[0] ?? null],
+      ['h2', this.servers[1] ?? null],
+    ];
     for (const [name, n] of nodes) {
       if (n === null) continue;
       out.push(`${name} log:`, ...excerpt(n.proc, since - 2_000, pred, 20).map((l) => `  ${l}`));
@@ -266,7 +309,12 @@ export class RunCluster {
 
   /** The leader in the client's latest status. */
   currentLeader(): string {
-    return this.watch?.snaps().filter((x) => x.error === undefined).at(-1)?.leader ?? '';
+    return (
+      this.watch
+        ?.snaps()
+        .filter((x) => x.error === undefined)
+        .at(-1)?.leader ?? ''
+    );
   }
 
   async close(): Promise<void> {
@@ -292,7 +340,12 @@ function victimOf(c: RunCluster, env: ScenarioEnv): { i: 0 | 1; id: string; role
 }
 
 /** What the client's status did with the victim after the event at `t0`. */
-function dropInfo(snaps: readonly StatusSnap[], id: string, t0: number, until = Infinity): { drop: number | null; reappeared: number } {
+function dropInfo(
+  snaps: readonly StatusSnap[],
+  id: string,
+  t0: number,
+  until = Infinity,
+): { drop: number | null; reappeared: number } {
   let drop: number | null = null;
   let reappeared = 0;
   let present = true;
@@ -308,13 +361,19 @@ function dropInfo(snaps: readonly StatusSnap[], id: string, t0: number, until = 
 
 /** Waits (bounded) for the client to drop `id` after t0, then a little longer to see it stay dropped. */
 async function awaitDrop(c: RunCluster, id: string, t0: number, env: ScenarioEnv): Promise<number> {
-  await c.watch!.until('the victim to leave the client\'s upstreams', (s) => s.t >= t0 && !hasUpstream(s, id), 3.5 * env.heartbeatMs + 10_000);
+  await c.watch!.until(
+    "the victim to leave the client's upstreams",
+    (s) => s.t >= t0 && !hasUpstream(s, id),
+    3.5 * env.heartbeatMs + 10_000,
+  );
   await sleep(0.5 * env.heartbeatMs + 500);
   return Date.now();
 }
 
 function goneFromLog(client: OllanaNode, id: string, t0: number): { at: number | null; reason: string | null } {
-  const l = logLines(client.proc).find((x) => x.time >= t0 && x.msg.includes(`server node ${id} `) && x.msg.includes(' is gone'));
+  const l = logLines(client.proc).find(
+    (x) => x.time >= t0 && x.msg.includes(`server node ${id} `) && x.msg.includes(' is gone'),
+  );
   if (l === undefined) return { at: null, reason: null };
   return { at: l.time, reason: /is gone \(([^)]+)\)/.exec(l.msg)?.[1] ?? null };
 }
@@ -366,13 +425,18 @@ export async function discover(c: RunCluster, env: ScenarioEnv): Promise<Discove
   c.setClient(client);
   const outLine = await probe.waitForLine((t) => t.includes('"firstOkAt"'), 25_000);
   const out = JSON.parse(outLine) as {
-    ok: boolean; firstOkAt: number | null; attemptStartedAt?: number; attempts: number; errors: Record<string, number>;
+    ok: boolean;
+    firstOkAt: number | null;
+    attemptStartedAt?: number;
+    attempts: number;
+    errors: Record<string, number>;
   };
   await client.proc.waitForLine((t) => t.includes('server node') && t.includes('found at'), 2_000).catch(() => '');
   const listening = logTime(client.proc, (m) => m.includes('listening on'));
   const found = logTime(client.proc, (m) => m.startsWith('server node') && m.includes(' found at '));
   const excerpts: Excerpt[] = [];
-  if (!out.ok) excerpts.push({ title: 'discover: no success within 20 s; client log', lines: tail(client.proc, 20).split('\n') });
+  if (!out.ok)
+    excerpts.push({ title: 'discover: no success within 20 s; client log', lines: tail(client.proc, 20).split('\n') });
   return {
     scenario: 'discover',
     spawnToFirstOkMs: rel(out.firstOkAt, client.spawnedAt),
@@ -381,7 +445,8 @@ export async function discover(c: RunCluster, env: ScenarioEnv): Promise<Discove
     spawnToListeningMs: rel(listening, client.spawnedAt),
     spawnToFirstLogMs: rel(logLines(client.proc)[0]?.time, client.spawnedAt),
     foundToFirstOkMs: found === null || out.firstOkAt === null ? null : out.firstOkAt - found,
-    firstOkRequestMs: out.firstOkAt === null || out.attemptStartedAt === undefined ? null : out.firstOkAt - out.attemptStartedAt,
+    firstOkRequestMs:
+      out.firstOkAt === null || out.attemptStartedAt === undefined ? null : out.firstOkAt - out.attemptStartedAt,
     probeAttempts: out.attempts,
     probeErrors: out.errors,
     excerpts,
@@ -403,19 +468,32 @@ export async function detect(c: RunCluster, env: ScenarioEnv, how: 'kill' | 'cut
   const snaps = c.watch!.snaps();
   const d = dropInfo(snaps, id, t0, end);
   const gone = goneFromLog(c.client!, id, t0);
-  const newLeader = role === 'leader'
-    ? snaps.find((s) => s.t >= t0 && s.t <= end && s.leader !== undefined && s.leader !== '' && s.leader !== id) : undefined;
+  const newLeader =
+    role === 'leader'
+      ? snaps.find((s) => s.t >= t0 && s.t <= end && s.leader !== undefined && s.leader !== '' && s.leader !== id)
+      : undefined;
   const scenario = how === 'bye' ? 'bye' : how === 'kill' ? 'detect-kill' : 'detect-cut';
   const excerpts: Excerpt[] = [];
   const expectedReason = how === 'bye' ? 'bye' : 'timeout';
   if (d.reappeared > 0 || (gone.reason !== null && gone.reason !== expectedReason) || d.drop === null) {
-    excerpts.push(clientExcerpt(`${scenario} (${role} victim ${id}, event at ${new Date(t0).toISOString().slice(11, 23)}): client log`, c, t0));
+    excerpts.push(
+      clientExcerpt(
+        `${scenario} (${role} victim ${id}, event at ${new Date(t0).toISOString().slice(11, 23)}): client log`,
+        c,
+        t0,
+      ),
+    );
   }
   const rejoinMs = await restore(c, i, how, env);
   return {
-    scenario, victimRole: role,
-    dropMs: d.drop, goneLogMs: rel(gone.at, t0), goneReason: gone.reason, reappeared: d.reappeared,
-    newLeaderMs: newLeader === undefined ? null : newLeader.t - t0, rejoinMs,
+    scenario,
+    victimRole: role,
+    dropMs: d.drop,
+    goneLogMs: rel(gone.at, t0),
+    goneReason: gone.reason,
+    reappeared: d.reappeared,
+    newLeaderMs: newLeader === undefined ? null : newLeader.t - t0,
+    rejoinMs,
     excerpts,
   };
 }
@@ -423,12 +501,24 @@ export async function detect(c: RunCluster, env: ScenarioEnv, how: 'kill' | 'cut
 // -------------------------------------------------------------------------------------------------
 // 3. failover
 
-interface ReqLine { l: number; s: number; e: number; ok: boolean; err?: string }
+interface ReqLine {
+  l: number;
+  s: number;
+  e: number;
+  ok: boolean;
+  err?: string;
+}
 
 /** The failover numbers from the request log, the event at t0 and the loop stopped at `end`. */
-export function analyseFailover(reqs: readonly ReqLine[], t0: number, end: number):
-  Omit<FailoverResult, 'scenario' | 'victimRole' | 'dropMs' | 'retries' | 'upstreamErrors' | 'excerpts'> {
-  const oks = reqs.filter((r) => r.ok).map((r) => r.e).sort((a, b) => a - b);
+export function analyseFailover(
+  reqs: readonly ReqLine[],
+  t0: number,
+  end: number,
+): Omit<FailoverResult, 'scenario' | 'victimRole' | 'dropMs' | 'retries' | 'upstreamErrors' | 'excerpts'> {
+  const oks = reqs
+    .filter((r) => r.ok)
+    .map((r) => r.e)
+    .sort((a, b) => a - b);
   let gap: { from: number; to: number } | null = null;
   let open = false;
   const firstAfter = oks.findIndex((e) => e > t0);
@@ -444,7 +534,10 @@ export function analyseFailover(reqs: readonly ReqLine[], t0: number, end: numbe
   }
   const failedAfter = reqs.filter((r) => !r.ok && r.e >= t0);
   const before = reqs.filter((r) => r.e < t0 && r.e >= t0 - 3_000);
-  const okBefore = before.filter((r) => r.ok).map((r) => r.e).sort((a, b) => a - b);
+  const okBefore = before
+    .filter((r) => r.ok)
+    .map((r) => r.e)
+    .sort((a, b) => a - b);
   let baseMax: number | null = null;
   for (let k = 1; k < okBefore.length; k++) baseMax = Math.max(baseMax ?? 0, okBefore[k]! - okBefore[k - 1]!);
   const okAfter = reqs.filter((r) => r.ok && r.e >= t0);
@@ -461,14 +554,24 @@ export function analyseFailover(reqs: readonly ReqLine[], t0: number, end: numbe
     baselineMedianMs: spread(before.filter((r) => r.ok).map((r) => r.e - r.s))?.median ?? null,
     baselineMaxIntervalMs: baseMax,
     maxOkLatencyAfterMs: okAfter.length === 0 ? null : Math.max(...okAfter.map((r) => r.e - r.s)),
-    window: reqs.filter((r) => r.e >= t0 - 300 && (gap === null || r.s <= gap.to + 300)).slice(0, 200)
+    window: reqs
+      .filter((r) => r.e >= t0 - 300 && (gap === null || r.s <= gap.to + 300))
+      .slice(0, 200)
       .map((r) => ({ s: r.s - t0, e: r.e - t0, ok: r.ok, ...(r.err === undefined ? {} : { err: r.err }) })),
   };
 }
 
 export async function failover(c: RunCluster, env: ScenarioEnv, how: 'kill' | 'cut'): Promise<FailoverResult> {
   await c.trio(env);
-  const loop = c.hosts[2].spawn(NODE, [PROBES.loadLoop, '--lanes', String(env.lanes), '--deadline-ms', '90000', '--request-timeout-ms', '10000']);
+  const loop = c.hosts[2].spawn(NODE, [
+    PROBES.loadLoop,
+    '--lanes',
+    String(env.lanes),
+    '--deadline-ms',
+    '90000',
+    '--request-timeout-ms',
+    '10000',
+  ]);
   try {
     await loop.waitForLine((x) => x.includes('"ready"'), 20_000);
     // Warm up: both servers used, keep-alive connections open, a steady rhythm.
@@ -477,7 +580,8 @@ export async function failover(c: RunCluster, env: ScenarioEnv, how: 'kill' | 'c
       await sleep(50);
       okCount = jsonLines<ReqLine>(loop).filter((r) => r.ok === true).length;
     }
-    if (okCount < 50) throw new Error(`the request loop did not get going (${okCount} ok); loop output:\n${tail(loop)}`);
+    if (okCount < 50)
+      throw new Error(`the request loop did not get going (${okCount} ok); loop output:\n${tail(loop)}`);
     await sleep(500 + Math.random() * env.heartbeatMs);
     const { i, id, role } = victimOf(c, env);
     const t0 = Date.now();
@@ -490,13 +594,29 @@ export async function failover(c: RunCluster, env: ScenarioEnv, how: 'kill' | 'c
     const d = dropInfo(c.watch!.snaps(), id, t0, end);
     const after = logLines(c.client!.proc).filter((l) => l.time >= t0 && l.time <= end);
     const retries = after.filter((l) => l.msg.startsWith('retrying on another server node')).length;
-    const upstreamErrors = after.filter((l) => l.msg === 'upstream broke off a response' || l.msg === 'upstream failed before responding').length;
+    const upstreamErrors = after.filter(
+      (l) => l.msg === 'upstream broke off a response' || l.msg === 'upstream failed before responding',
+    ).length;
     const excerpts: Excerpt[] = [];
     if (a.failed > 1 || a.gapOpen || d.reappeared > 0) {
-      excerpts.push(clientExcerpt(`failover-${how} (${role} victim ${id}): ${a.failed} failed, gap ${a.gapMs} ms; client log`, c, t0));
+      excerpts.push(
+        clientExcerpt(
+          `failover-${how} (${role} victim ${id}): ${a.failed} failed, gap ${a.gapMs} ms; client log`,
+          c,
+          t0,
+        ),
+      );
     }
     await restore(c, i, how, env);
-    return { scenario: how === 'kill' ? 'failover-kill' : 'failover-cut', victimRole: role, dropMs: d.drop, retries, upstreamErrors, ...a, excerpts };
+    return {
+      scenario: how === 'kill' ? 'failover-kill' : 'failover-cut',
+      victimRole: role,
+      dropMs: d.drop,
+      retries,
+      upstreamErrors,
+      ...a,
+      excerpts,
+    };
   } finally {
     if (loop.kill('SIGKILL')) await loop.exited;
   }

@@ -34,7 +34,11 @@ function hookExit(): void {
   // 'exit' handlers must be synchronous: SIGKILL is the only thing left to do there.
   process.on('exit', () => {
     for (const c of live) {
-      try { process.kill(c.pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
   });
 }
@@ -56,9 +60,8 @@ export function pinProcess(pid: number, cpus: string): boolean {
 
 export function startChild(name: string, command: string, args: readonly string[], opts: SpawnOptions): Child {
   hookExit();
-  const [cmd, argv] = opts.cpus !== null && canPin()
-    ? ['taskset', ['-c', opts.cpus, command, ...args]]
-    : [command, [...args]];
+  const [cmd, argv] =
+    opts.cpus !== null && canPin() ? ['taskset', ['-c', opts.cpus, command, ...args]] : [command, [...args]];
   // taskset execs the command, so the pid is the pinned program's own.
   const proc = spawn(cmd, argv, {
     cwd: opts.cwd,
@@ -68,13 +71,17 @@ export function startChild(name: string, command: string, args: readonly string[
   if (proc.pid === undefined) throw new Error(`cannot start ${name} (${command}): spawn failed`);
   const lines: string[] = [];
   const listeners = new Set<(line: string) => void>();
-  const keep = (prefix: string) => (line: string): void => {
-    lines.push(prefix + line);
-    if (lines.length > TAIL_LINES) lines.shift();
-  };
+  const keep =
+    (prefix: string) =>
+    (line: string): void => {
+      lines.push(prefix + line);
+      if (lines.length > TAIL_LINES) lines.shift();
+    };
   const out = createInterface({ input: proc.stdout! });
   out.on('line', keep(''));
-  out.on('line', (line) => { for (const fn of listeners) fn(line); });
+  out.on('line', (line) => {
+    for (const fn of listeners) fn(line);
+  });
   createInterface({ input: proc.stderr! }).on('line', keep('stderr: '));
 
   const exited = new Promise<number>((resolve) => {
@@ -82,7 +89,10 @@ export function startChild(name: string, command: string, args: readonly string[
       live.delete(child);
       resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : signal === 'SIGTERM' ? 15 : 1));
     });
-    proc.once('error', () => { live.delete(child); resolve(127); });
+    proc.once('error', () => {
+      live.delete(child);
+      resolve(127);
+    });
   });
   const child: Child = {
     name,
@@ -90,7 +100,10 @@ export function startChild(name: string, command: string, args: readonly string[
     proc,
     exited,
     tail: () => lines.join('\n'),
-    onLine: (fn) => { listeners.add(fn); return () => listeners.delete(fn); },
+    onLine: (fn) => {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
   };
   live.add(child);
   return child;
@@ -100,15 +113,32 @@ export function startChild(name: string, command: string, args: readonly string[
  * Resolves with the first stdout line for which `parse` returns a value; rejects when the child
  * exits first or nothing comes within `timeoutMs`, quoting the child's last output.
  */
-export function waitForLine<T>(child: Child, parse: (line: string) => T | undefined, timeoutMs: number, what: string): Promise<T> {
+export function waitForLine<T>(
+  child: Child,
+  parse: (line: string) => T | undefined,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => { done(); reject(new Error(`${child.name}: no ${what} within ${timeoutMs} ms\n${child.tail()}`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`${child.name}: no ${what} within ${timeoutMs} ms\n${child.tail()}`));
+    }, timeoutMs);
     const off = child.onLine((line) => {
       const value = parse(line);
-      if (value !== undefined) { done(); resolve(value); }
+      if (value !== undefined) {
+        done();
+        resolve(value);
+      }
     });
-    void child.exited.then((code) => { done(); reject(new Error(`${child.name} exited (${code}) before ${what}\n${child.tail()}`)); });
-    function done(): void { clearTimeout(timer); off(); }
+    void child.exited.then((code) => {
+      done();
+      reject(new Error(`${child.name} exited (${code}) before ${what}\n${child.tail()}`));
+    });
+    function done(): void {
+      clearTimeout(timer);
+      off();
+    }
   });
 }
 
@@ -116,10 +146,17 @@ export function waitForLine<T>(child: Child, parse: (line: string) => T | undefi
  * Polls `probe` every 100 ms until it resolves true; bounded by `timeoutMs` and by the child's
  * exit. Used where readiness shows only on the network (a health endpoint).
  */
-export async function waitUntil(child: Child, probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+export async function waitUntil(
+  child: Child,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   let gone = false;
-  void child.exited.then(() => { gone = true; });
+  void child.exited.then(() => {
+    gone = true;
+  });
   while (performance.now() < deadline) {
     if (gone) throw new Error(`${child.name} exited before ${what}\n${child.tail()}`);
     if (await probe().catch(() => false)) return;
@@ -131,8 +168,18 @@ export async function waitUntil(child: Child, probe: () => Promise<boolean>, tim
 /** SIGTERM (or `signal`), then SIGKILL after `graceMs`. Resolves with the exit code. */
 export async function stopChild(child: Child, graceMs = 15_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
   if (!live.has(child)) return child.exited;
-  try { process.kill(child.pid, signal); } catch { /* gone */ }
-  const timer = setTimeout(() => { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } }, graceMs);
+  try {
+    process.kill(child.pid, signal);
+  } catch {
+    /* gone */
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, graceMs);
   try {
     return await child.exited;
   } finally {

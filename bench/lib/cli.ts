@@ -65,23 +65,45 @@ export function stamp(now: Date): string {
  * argv (without node and script) and environment -> options. A spec keyed `ci` (boolean) is read
  * first, so that the other defaults can depend on it. Throws BenchUsageError.
  */
-export function parseOptions<S extends Specs>(specs: S, argv: readonly string[], env: Env, envPrefix: string,
-  extra: { readonly now?: Date; readonly positionals?: boolean } = {}): ParseResult<S> {
-  const config: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { help: { type: 'boolean', short: 'h' } };
+export function parseOptions<S extends Specs>(
+  specs: S,
+  argv: readonly string[],
+  env: Env,
+  envPrefix: string,
+  extra: { readonly now?: Date; readonly positionals?: boolean } = {},
+): ParseResult<S> {
+  const config: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
   for (const s of Object.values(specs)) {
-    config[s.flag] = { type: s.boolean ? 'boolean' : 'string', ...(s.short ? { short: s.short } : {}), ...(s.repeat ? { multiple: true } : {}) };
+    config[s.flag] = {
+      type: s.boolean ? 'boolean' : 'string',
+      ...(s.short ? { short: s.short } : {}),
+      ...(s.repeat ? { multiple: true } : {}),
+    };
   }
   let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({ args: [...argv], strict: true, allowPositionals: extra.positionals ?? false, options: config }));
+    ({ values, positionals } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: extra.positionals ?? false,
+      options: config,
+    }));
   } catch (err) {
     throw new BenchUsageError((err as Error).message);
   }
   const raw = (spec: OptionSpec<unknown>): { text: string; source: string } | undefined => {
     const v = values[spec.flag];
     if (v !== undefined) {
-      const text = Array.isArray(v) ? v.join(',') : typeof v === 'boolean' ? (v === (spec.boolean === 'on') ? '1' : '0') : v;
+      const text = Array.isArray(v)
+        ? v.join(',')
+        : typeof v === 'boolean'
+          ? v === (spec.boolean === 'on')
+            ? '1'
+            : '0'
+          : v;
       return { text, source: `--${spec.flag}` };
     }
     const name = spec.env === undefined ? undefined : `${envPrefix}${spec.env}`;
@@ -108,10 +130,16 @@ export function helpText(usage: string, specs: Specs, envPrefix: string, footer 
   const indent = ' '.repeat(23);
   for (const s of Object.values(specs)) {
     const head = `  ${s.short ? `-${s.short}, ` : ''}--${s.flag}${s.arg ? ` ${s.arg}` : ''}`;
-    const env = s.env === undefined ? '' : `${envPrefix}${s.env}${s.boolean === undefined ? '' : s.boolean === 'on' ? '=1' : '=0'}`;
+    const env =
+      s.env === undefined
+        ? ''
+        : `${envPrefix}${s.env}${s.boolean === undefined ? '' : s.boolean === 'on' ? '=1' : '=0'}`;
     const notes = [env, s.shows ?? ''].filter((n) => n !== '').join('; ');
     const text = `${s.help}${notes === '' ? '' : ` (${notes})`}`.split('\n');
-    lines.push(head.length < 22 ? `${head.padEnd(23)}${text[0]}` : `${head}  ${text[0]}`, ...text.slice(1).map((t) => `${indent}${t}`));
+    lines.push(
+      head.length < 22 ? `${head.padEnd(23)}${text[0]}` : `${head}  ${text[0]}`,
+      ...text.slice(1).map((t) => `${indent}${t}`),
+    );
   }
   lines.push(`  -h, --help           this text`);
   if (footer !== '') lines.push('', footer);
@@ -121,14 +149,27 @@ export function helpText(usage: string, specs: Specs, envPrefix: string, footer 
 // Value parsers, shared by the runners' specs.
 
 /** A positive number (integer unless `integer: false`), at most `max`; `zero` admits 0. */
-export function positive(o: { integer?: boolean; max?: number; min?: number; zero?: boolean } = {}): (raw: string, source: string) => number {
+export function positive(
+  o: { integer?: boolean; max?: number; min?: number; zero?: boolean } = {},
+): (raw: string, source: string) => number {
   const integer = o.integer ?? true;
   return (raw, source) => {
     const n = Number(raw);
     const low = o.min ?? (o.zero ? 0 : Number.MIN_VALUE);
-    if (raw.trim() === '' || !Number.isFinite(n) || n < low || (o.max !== undefined && n > o.max) || (integer && !Number.isInteger(n))) {
-      const range = o.min !== undefined ? (o.max === undefined ? `at least ${o.min}` : `${o.min}..${o.max}`) : `a ${o.zero ? 'non-negative' : 'positive'} ${integer ? 'integer' : 'number'}` +
-        `${o.max === undefined ? '' : ` up to ${o.max}`}`;
+    if (
+      raw.trim() === '' ||
+      !Number.isFinite(n) ||
+      n < low ||
+      (o.max !== undefined && n > o.max) ||
+      (integer && !Number.isInteger(n))
+    ) {
+      const range =
+        o.min !== undefined
+          ? o.max === undefined
+            ? `at least ${o.min}`
+            : `${o.min}..${o.max}`
+          : `a ${o.zero ? 'non-negative' : 'positive'} ${integer ? 'integer' : 'number'}` +
+            `${o.max === undefined ? '' : ` up to ${o.max}`}`;
       throw new BenchUsageError(`${source} must be ${range}, got "${raw}"`);
     }
     return n;
@@ -138,15 +179,27 @@ export function positive(o: { integer?: boolean; max?: number; min?: number; zer
 /** Comma list of positive integers. */
 export function integers(max?: number): (raw: string, source: string) => number[] {
   const one = positive(max === undefined ? {} : { max });
-  return (raw, source) => nonEmpty(source, raw.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => one(s, source)));
+  return (raw, source) =>
+    nonEmpty(
+      source,
+      raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+        .map((s) => one(s, source)),
+    );
 }
 
 /** Comma list of ids out of `known`. */
 export function ids<T extends string>(known: readonly T[]): (raw: string, source: string) => T[] {
   return (raw, source) => {
-    const list = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const list = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
     for (const id of list) {
-      if (!(known as readonly string[]).includes(id)) throw new BenchUsageError(`${source}: unknown "${id}"; choose from ${known.join(', ')}`);
+      if (!(known as readonly string[]).includes(id))
+        throw new BenchUsageError(`${source}: unknown "${id}"; choose from ${known.join(', ')}`);
     }
     return nonEmpty(source, list as T[]);
   };
@@ -155,7 +208,8 @@ export function ids<T extends string>(known: readonly T[]): (raw: string, source
 /** One id out of `known`. */
 export function oneOf<T extends string>(known: readonly T[]): (raw: string, source: string) => T {
   return (raw, source) => {
-    if (!(known as readonly string[]).includes(raw)) throw new BenchUsageError(`${source}: unknown "${raw}"; choose from ${known.join(', ')}`);
+    if (!(known as readonly string[]).includes(raw))
+      throw new BenchUsageError(`${source}: unknown "${raw}"; choose from ${known.join(', ')}`);
     return raw as T;
   };
 }
@@ -166,7 +220,10 @@ function nonEmpty<T>(source: string, list: T[]): T[] {
 }
 
 /** A default that --ci changes. */
-export const byCi = <T>(full: T, ci: T) => (d: Defaults): T => (d.ci ? ci : full);
+export const byCi =
+  <T>(full: T, ci: T) =>
+  (d: Defaults): T =>
+    d.ci ? ci : full;
 
 /** On unless 0, false, no or off. */
 export const bool = (raw: string): boolean => !['0', 'false', 'no', 'off'].includes(raw.toLowerCase());

@@ -37,7 +37,10 @@ export interface ProfileSummary {
 function originOf(functionName: string, url: string): string {
   if (functionName === '(garbage collector)') return 'GC';
   if (functionName === '(program)') return 'V8/native (program)';
-  if (url === '') return functionName.startsWith('wasm') || functionName.includes('wasm') ? 'undici (llhttp wasm)' : 'native (syscalls, C++)';
+  if (url === '')
+    return functionName.startsWith('wasm') || functionName.includes('wasm')
+      ? 'undici (llhttp wasm)'
+      : 'native (syscalls, C++)';
   if (url.includes('/node_modules/undici/')) return 'undici';
   if (url.includes('/node_modules/')) return 'other packages';
   if (url.startsWith('node:')) return 'Node core JS (http, net, streams)';
@@ -88,9 +91,19 @@ export function summarizeProfiles(system: string, dir: string, limit = 15): Prof
       self.set(key, entry);
     }
   }
-  const top = [...self.values()].sort((a, b) => b.us - a.us).slice(0, limit)
-    .map((e) => ({ name: e.name, where: e.where, selfMs: e.us / 1000, percent: busyUs > 0 ? (100 * e.us) / busyUs : 0 }));
-  const byOrigin = Object.fromEntries([...origins].sort((a, b) => b[1] - a[1])
-    .map(([k, us]) => [k, busyUs > 0 ? Math.round((1000 * us) / busyUs) / 10 : 0]));
+  const top = [...self.values()]
+    .sort((a, b) => b.us - a.us)
+    .slice(0, limit)
+    .map((e) => ({
+      name: e.name,
+      where: e.where,
+      selfMs: e.us / 1000,
+      percent: busyUs > 0 ? (100 * e.us) / busyUs : 0,
+    }));
+  const byOrigin = Object.fromEntries(
+    [...origins]
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, us]) => [k, busyUs > 0 ? Math.round((1000 * us) / busyUs) / 10 : 0]),
+  );
   return { system, files: files.length, busyMs: busyUs / 1000, top, byOrigin };
 }

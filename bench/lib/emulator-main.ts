@@ -12,10 +12,15 @@ const emu = await startEmulator(opts);
 process.stdout.write(`${JSON.stringify({ url: emu.url, port: emu.port, pid: process.pid })}\n`);
 
 const stop = (): void => {
-  emu.close().then(() => process.exit(0), () => process.exit(1));
+  emu.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
 };
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
 // Do not outlive a bench that was killed before it could stop us (we get re-parented).
 const parent = process.ppid;
-setInterval(() => { if (process.ppid !== parent) stop(); }, 2_000).unref();
+setInterval(() => {
+  if (process.ppid !== parent) stop();
+}, 2_000).unref();

@@ -20,17 +20,39 @@ export interface RunningEmulator {
 
 const ENTRY = fileURLToPath(new URL('./emulator-main.ts', import.meta.url));
 
-export async function startEmulator(cpus: string | null, settings: EmulatorSettings = STREAM_SETTINGS): Promise<RunningEmulator> {
-  const child = startChild('emulator', process.execPath, [ENTRY, '--port', '0',
-    '--ttft-ms', String(settings.ttftMs), '--token-interval-ms', String(settings.tokenIntervalMs),
-    '--tokens', String(settings.tokens), '--stamp-tokens'], { cpus });
-  const ready = await waitForLine(child, (line) => {
-    try {
-      const j = JSON.parse(line) as { url?: unknown; port?: unknown };
-      return typeof j.url === 'string' && typeof j.port === 'number' ? { url: j.url, port: j.port } : undefined;
-    } catch {
-      return undefined;
-    }
-  }, 20_000, 'ready line {"url","port"}');
+export async function startEmulator(
+  cpus: string | null,
+  settings: EmulatorSettings = STREAM_SETTINGS,
+): Promise<RunningEmulator> {
+  const child = startChild(
+    'emulator',
+    process.execPath,
+    [
+      ENTRY,
+      '--port',
+      '0',
+      '--ttft-ms',
+      String(settings.ttftMs),
+      '--token-interval-ms',
+      String(settings.tokenIntervalMs),
+      '--tokens',
+      String(settings.tokens),
+      '--stamp-tokens',
+    ],
+    { cpus },
+  );
+  const ready = await waitForLine(
+    child,
+    (line) => {
+      try {
+        const j = JSON.parse(line) as { url?: unknown; port?: unknown };
+        return typeof j.url === 'string' && typeof j.port === 'number' ? { url: j.url, port: j.port } : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    20_000,
+    'ready line {"url","port"}',
+  );
   return { ...ready, child, settings };
 }

@@ -48,7 +48,7 @@ export interface FrontCounts {
 export async function frontCounts(url: string): Promise<FrontCounts | null> {
   try {
     const res = await fetch(`${url}/ollana/v1/status`, { signal: AbortSignal.timeout(5_000) });
-    const totals = (await res.json() as { workers?: { totals?: Partial<FrontCounts> } }).workers?.totals;
+    const totals = ((await res.json()) as { workers?: { totals?: Partial<FrontCounts> } }).workers?.totals;
     if (typeof totals?.requests !== 'number' || typeof totals.fastRequests !== 'number') return null;
     return { requests: totals.requests, fastRequests: totals.fastRequests };
   } catch {
@@ -72,40 +72,60 @@ function failures(c: CaseResult | undefined): number {
   return c === undefined ? 0 : c.samples.filter((s) => s.system === 'one-hop' && !s.ok).length;
 }
 
-export function evaluateGate(scenarios: readonly ScenarioResult[], tokenIntervalMs: number, front: FrontCounts | null = null): GateCheck[] {
+export function evaluateGate(
+  scenarios: readonly ScenarioResult[],
+  tokenIntervalMs: number,
+  front: FrontCounts | null = null,
+): GateCheck[] {
   const checks: GateCheck[] = [];
   const rate = findCase(scenarios, 'generate-c32');
-  const rateRatio = rate === undefined ? null
-    : summarize(rate, 'one-hop', rate.metrics.find((m) => m.key === 'reqPerSec')!).vs.direct?.median ?? null;
+  const rateRatio =
+    rate === undefined
+      ? null
+      : (summarize(rate, 'one-hop', rate.metrics.find((m) => m.key === 'reqPerSec')!).vs.direct?.median ?? null);
   checks.push({
     name: 'request rate, one-hop ÷ direct (POST /api/generate, c=32)',
-    measured: rateRatio, threshold: GATE_THRESHOLDS.rateRatio, op: '>=',
+    measured: rateRatio,
+    threshold: GATE_THRESHOLDS.rateRatio,
+    op: '>=',
     pass: rateRatio !== null && rateRatio >= GATE_THRESHOLDS.rateRatio,
     detail: rate === undefined ? 'not measured' : 'median over rounds of the paired ratio',
   });
 
   const streams = findCase(scenarios, 'streams-200');
-  const delivery = streams === undefined ? null
-    : summarize(streams, 'one-hop', streams.metrics.find((m) => m.key === 'onTimePct')!).vs.direct?.median ?? null;
+  const delivery =
+    streams === undefined
+      ? null
+      : (summarize(streams, 'one-hop', streams.metrics.find((m) => m.key === 'onTimePct')!).vs.direct?.median ?? null);
   checks.push({
     name: `streamed tokens on time (within ${tokenIntervalMs} ms of the write), one-hop ÷ direct, 200 streams`,
-    measured: delivery, threshold: GATE_THRESHOLDS.deliveryRatio, op: '>=',
+    measured: delivery,
+    threshold: GATE_THRESHOLDS.deliveryRatio,
+    op: '>=',
     pass: delivery !== null && delivery >= GATE_THRESHOLDS.deliveryRatio,
     detail: streams === undefined ? 'not measured' : 'median over rounds of the paired ratio',
   });
 
   const share = front === null || front.requests === 0 ? null : front.fastRequests / front.requests;
   checks.push({
-    name: 'one-hop requests the fast front relayed itself ÷ all its requests (the node\'s own counters)',
-    measured: share, threshold: GATE_THRESHOLDS.fastShare, op: '>=',
+    name: "one-hop requests the fast front relayed itself ÷ all its requests (the node's own counters)",
+    measured: share,
+    threshold: GATE_THRESHOLDS.fastShare,
+    op: '>=',
     pass: share !== null && share >= GATE_THRESHOLDS.fastShare,
-    detail: front === null ? 'the one-hop node\'s status did not answer' : `${front.fastRequests} of ${front.requests} requests`,
+    detail:
+      front === null
+        ? "the one-hop node's status did not answer"
+        : `${front.fastRequests} of ${front.requests} requests`,
   });
 
   const failed = failures(rate) + failures(streams);
   checks.push({
     name: 'one-hop measurements with failed requests or streams',
-    measured: failed, threshold: 0, op: '<=', pass: failed === 0 && rate !== undefined && streams !== undefined,
+    measured: failed,
+    threshold: 0,
+    op: '<=',
+    pass: failed === 0 && rate !== undefined && streams !== undefined,
     detail: 'any non-2xx answer, connection error or broken stream through ollana fails the gate',
   });
   return checks;

@@ -121,7 +121,11 @@ export function processTree(pid: number): number[] {
     }
     for (const tid of tasks) {
       let kids = '';
-      try { kids = readFileSync(`/proc/${p}/task/${tid}/children`, 'latin1'); } catch { /* no such file */ }
+      try {
+        kids = readFileSync(`/proc/${p}/task/${tid}/children`, 'latin1');
+      } catch {
+        /* no such file */
+      }
       for (const k of kids.split(' ')) if (k.trim() !== '') visit(Number(k));
     }
   };
@@ -155,7 +159,9 @@ export class UsageWindow {
     this.#startRss = this.#rss();
     this.#sampledPeak = this.#startRss;
     this.#cpu0 = this.#cpu();
-    this.#timer = setInterval(() => { this.#sampledPeak = Math.max(this.#sampledPeak, this.#rss()); }, 100);
+    this.#timer = setInterval(() => {
+      this.#sampledPeak = Math.max(this.#sampledPeak, this.#rss());
+    }, 100);
     this.#timer.unref();
   }
 
@@ -176,6 +182,11 @@ export class UsageWindow {
     let hwm = 0;
     for (const p of this.#pids) hwm += memory(p)?.hwmBytes ?? 0;
     const peak = this.#hwmReset ? Math.max(hwm, this.#sampledPeak) : Math.max(this.#sampledPeak, this.#rss());
-    return { cpuMs: this.#cpu() - this.#cpu0, peakRssBytes: peak, startRssBytes: this.#startRss, wallMs: performance.now() - this.#t0 };
+    return {
+      cpuMs: this.#cpu() - this.#cpu0,
+      peakRssBytes: peak,
+      startRssBytes: this.#startRss,
+      wallMs: performance.now() - this.#t0,
+    };
   }
 }

@@ -20,7 +20,9 @@ interface Settings {
 
 const HEAD_END = Buffer.from('\r\n\r\n');
 const MAX_HEAD = 64 * 1024;
-const BAD_GATEWAY = Buffer.from('HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: 36\r\nconnection: close\r\n\r\n{"error":"raw proxy: upstream died"}');
+const BAD_GATEWAY = Buffer.from(
+  'HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: 36\r\nconnection: close\r\n\r\n{"error":"raw proxy: upstream died"}',
+);
 
 /** Finds where a response body ends: Content-Length countdown or a chunked-framing scanner. */
 class BodyEnd {
@@ -48,7 +50,10 @@ class BodyEnd {
       switch (this.#state) {
         case 0: {
           const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
-          if (d >= 0) { this.#size = this.#size * 16 + d; i++; } else this.#state = 1;
+          if (d >= 0) {
+            this.#size = this.#size * 16 + d;
+            i++;
+          } else this.#state = 1;
           break;
         }
         case 1:
@@ -65,8 +70,15 @@ class BodyEnd {
           if (this.#size === 0) this.#state = 3;
           break;
         }
-        case 3: i++; this.#state = 4; break;
-        case 4: i++; this.#state = 0; this.#size = 0; break;
+        case 3:
+          i++;
+          this.#state = 4;
+          break;
+        case 4:
+          i++;
+          this.#state = 0;
+          this.#size = 0;
+          break;
         case 5:
           // Last chunk: no trailers from Ollama, so the next LF closes the message.
           i++;
@@ -100,7 +112,9 @@ function serve(s: Settings): void {
     let up: Socket | null = null;
 
     client.on('error', () => client.destroy());
-    client.on('close', () => { if (busy && up !== null) up.destroy(); });
+    client.on('close', () => {
+      if (busy && up !== null) up.destroy();
+    });
     client.on('data', onClientData);
 
     function onClientData(chunk: Buffer): void {
@@ -111,10 +125,16 @@ function serve(s: Settings): void {
     function startRequest(): void {
       if (buf === null) return;
       const end = buf.indexOf(HEAD_END);
-      if (end < 0) { if (buf.length > MAX_HEAD) client.destroy(); return; }
+      if (end < 0) {
+        if (buf.length > MAX_HEAD) client.destroy();
+        return;
+      }
       const headText = buf.toString('latin1', 0, end + 2);
       const length = Number(headerValue(headText, 'content-length') ?? '0');
-      if (headerValue(headText, 'transfer-encoding') !== null) { client.destroy(); return; } // not needed by the bench
+      if (headerValue(headText, 'transfer-encoding') !== null) {
+        client.destroy();
+        return;
+      } // not needed by the bench
       const total = end + 4 + length;
       if (buf.length < total) return; // bodies here are small JSON: wait for all of it
       // Rewrite Host, drop Connection; the rest of the head and the body pass as they came.
@@ -154,20 +174,28 @@ function serve(s: Settings): void {
           chunk = head;
           from = e + 4;
           head = null;
-          if (!chunked && (cl === null || cl === '0')) { client.write(chunk.subarray(0, from)); done(); return; }
+          if (!chunked && (cl === null || cl === '0')) {
+            client.write(chunk.subarray(0, from));
+            done();
+            return;
+          }
         }
         const at = bodyEnd.feed(chunk, from);
         client.write(at < 0 ? chunk : chunk.subarray(0, at));
         if (at >= 0) done();
       };
-      const onEnd = (): void => { fail(); };
+      const onEnd = (): void => {
+        fail();
+      };
       const fail = (): void => {
         cleanup();
-        if (bodyEnd === null && !client.destroyed) client.end(BAD_GATEWAY); else client.destroy();
+        if (bodyEnd === null && !client.destroyed) client.end(BAD_GATEWAY);
+        else client.destroy();
       };
       const done = (): void => {
         cleanup();
-        if (keep) idle.push(u); else u.destroy();
+        if (keep) idle.push(u);
+        else u.destroy();
         busy = false;
         up = null;
         client.resume();
@@ -184,19 +212,28 @@ function serve(s: Settings): void {
       u.write(request);
     }
   });
-  server.listen({ host: '127.0.0.1', port: s.port, reusePort: true, backlog: 4096 }, () => parentPort?.postMessage('ready'));
+  server.listen({ host: '127.0.0.1', port: s.port, reusePort: true, backlog: 4096 }, () =>
+    parentPort?.postMessage('ready'),
+  );
 }
 
 if (isMainThread) {
-  const { values } = parseArgs({ options: { port: { type: 'string' }, upstream: { type: 'string' }, workers: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { port: { type: 'string' }, upstream: { type: 'string' }, workers: { type: 'string' } },
+  });
   const up = new URL(String(values.upstream));
   const settings: Settings = { port: Number(values.port), upstreamHost: up.hostname, upstreamPort: Number(up.port) };
   const workers = Number(values.workers ?? 1);
   let ready = 0;
   for (let i = 0; i < workers; i++) {
     const t = new Worker(new URL(import.meta.url), { workerData: settings });
-    t.on('message', () => { if (++ready === workers) process.stdout.write(`${JSON.stringify({ port: settings.port })}\n`); });
-    t.on('error', (err) => { process.stderr.write(`raw proxy worker died: ${err.stack ?? err.message}\n`); process.exit(1); });
+    t.on('message', () => {
+      if (++ready === workers) process.stdout.write(`${JSON.stringify({ port: settings.port })}\n`);
+    });
+    t.on('error', (err) => {
+      process.stderr.write(`raw proxy worker died: ${err.stack ?? err.message}\n`);
+      process.exit(1);
+    });
   }
   process.once('SIGTERM', () => process.exit(0));
 } else {

@@ -73,7 +73,9 @@ export function summarize(c: CaseResult, system: SystemId, metric: MetricSpec): 
         const b = c.samples.find((x) => x.system === base && x.round === s.round)?.values[metric.key];
         if (b === undefined || !Number.isFinite(b)) continue;
         const v = s.values[metric.key]!;
-        if (metric.compare === 'ratio') { if (b !== 0) paired.push(v / b); } else paired.push(v - b);
+        if (metric.compare === 'ratio') {
+          if (b !== 0) paired.push(v / b);
+        } else paired.push(v - b);
       }
       if (paired.length > 0) vs[base] = spread(paired);
     }

@@ -12,7 +12,8 @@ export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url)).replac
 /** HEAD of the checkout at `root` (short), marked when its src/ has uncommitted changes; null without git. */
 export function gitCommit(root: string = REPO_ROOT): string | null {
   try {
-    const git = (...args: string[]): string => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (...args: string[]): string =>
+      execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const head = git('rev-parse', '--short', 'HEAD');
     return git('status', '--porcelain', '--', 'src') === '' ? head : `${head} + uncommitted src changes`;
   } catch {
@@ -42,8 +43,13 @@ export class RunClock {
       finishedAt: finished.toISOString(),
       wallSeconds: (finished.getTime() - this.started.getTime()) / 1000,
       machine: {
-        cpuModel: cpus()[0]?.model ?? '?', cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(),
-        node: process.version, loadBefore: this.loadBefore, loadAfter: loadavg(),
+        cpuModel: cpus()[0]?.model ?? '?',
+        cpus: cpus().length,
+        memGiB: Math.round(totalmem() / 2 ** 30),
+        kernel: release(),
+        node: process.version,
+        loadBefore: this.loadBefore,
+        loadAfter: loadavg(),
       },
     };
   }
@@ -67,7 +73,13 @@ export function cpuHalves(pin: boolean): CpuHalves {
   const n = availableParallelism();
   const all = `0-${n - 1}`;
   if (!pin) return { first: null, second: null, all, unpinned: 'No CPU pinning (--no-pin)' };
-  if (n < 2 || !canPin()) return { first: null, second: null, all, unpinned: `No CPU pinning (${n < 2 ? 'one CPU' : 'taskset missing'})` };
+  if (n < 2 || !canPin())
+    return { first: null, second: null, all, unpinned: `No CPU pinning (${n < 2 ? 'one CPU' : 'taskset missing'})` };
   const half = Math.floor(n / 2);
-  return { first: half === 1 ? '0' : `0-${half - 1}`, second: n - half === 1 ? String(half) : `${half}-${n - 1}`, all, unpinned: null };
+  return {
+    first: half === 1 ? '0' : `0-${half - 1}`,
+    second: n - half === 1 ? String(half) : `${half}-${n - 1}`,
+    all,
+    unpinned: null,
+  };
 }

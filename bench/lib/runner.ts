@@ -27,7 +27,9 @@ export interface Runner<O> {
 
 const SIGNALS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
 
-export const log = (msg: string): void => { process.stdout.write(`${msg}\n`); };
+export const log = (msg: string): void => {
+  process.stdout.write(`${msg}\n`);
+};
 
 /** Runs `r` as the process's main program and exits with its status. */
 export function runBench<O>(r: Runner<O>): void {
@@ -66,8 +68,11 @@ export function runBench<O>(r: Runner<O>): void {
       stopThenExit(1);
     }, limit).unref();
   }
-  r.run(o, log).then((code) => process.exit(code), (err: unknown) => {
-    process.stderr.write(`${r.name}: ${(err as Error).stack ?? String(err)}\n`);
-    stopThenExit(1);
-  });
+  r.run(o, log).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`${r.name}: ${(err as Error).stack ?? String(err)}\n`);
+      stopThenExit(1);
+    },
+  );
 }

@@ -51,7 +51,10 @@ const READY_TIMEOUT_MS = 30_000;
 /** A free loopback port (tiny race between close and reuse; fine on a bench machine). */
 export async function freePort(): Promise<number> {
   const srv = createServer();
-  await new Promise<void>((resolve, reject) => { srv.once('error', reject); srv.listen(0, '127.0.0.1', resolve); });
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', resolve);
+  });
   const port = (srv.address() as { port: number }).port;
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   return port;
@@ -68,7 +71,9 @@ const direct: SystemDef = {
   label: 'direct (emulator)',
   unavailable: () => null,
   start: async (ctx) => ({
-    id: 'direct', label: 'direct (emulator)', url: ctx.emulator.url,
+    id: 'direct',
+    label: 'direct (emulator)',
+    url: ctx.emulator.url,
     pids: () => [],
     stop: async () => null,
   }),
@@ -86,33 +91,64 @@ function ollanaDef(id: 'one-hop' | 'one-hop-b', label: string, variant: (o: Benc
     label,
     unavailable: (ctx) => {
       const o = ctx.options;
-      return id === 'one-hop-b' && o.ollanaBRoot === null && o.ollanaBArgs.length === 0 && o.ollanaBNodeArgs.length === 0
-        ? 'give --ollana-b-root, --ollana-b-args or --ollana-b-node-args to define it' : null;
+      return id === 'one-hop-b' &&
+        o.ollanaBRoot === null &&
+        o.ollanaBArgs.length === 0 &&
+        o.ollanaBNodeArgs.length === 0
+        ? 'give --ollana-b-root, --ollana-b-args or --ollana-b-node-args to define it'
+        : null;
     },
     async start(ctx, workers) {
       const port = await freePort();
       const home = mkdtempSync(join(ctx.workDir, `${id}-home-`));
-      const prof = ctx.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(ctx.profileDir, `${id}-w${workers}`)];
+      const prof =
+        ctx.profileDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', join(ctx.profileDir, `${id}-w${workers}`)];
       const v = variant(ctx.options);
-      const child = startChild(id, process.execPath, [...v.nodeArgs, ...prof, join(v.root, 'bin/ollana.mjs'), 'serve',
-        '--mode', 'server', '--listen', `127.0.0.1:${port}`, '--ollama-url', ctx.emulator.url,
-        '--workers', String(workers), '--log-level', ctx.options.ollanaLogLevel, ...noLanFlags(v.root), ...v.args],
+      const child = startChild(
+        id,
+        process.execPath,
+        [
+          ...v.nodeArgs,
+          ...prof,
+          join(v.root, 'bin/ollana.mjs'),
+          'serve',
+          '--mode',
+          'server',
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--ollama-url',
+          ctx.emulator.url,
+          '--workers',
+          String(workers),
+          '--log-level',
+          ctx.options.ollanaLogLevel,
+          ...noLanFlags(v.root),
+          ...v.args,
+        ],
         // OLLANA_HOME: pid file and identity in a scratch dir, so runs never collide with a real node.
-        { cpus: ctx.sutCpus, env: { OLLANA_HOME: home, OLLANA_DISCOVERY: 'off' } });
+        { cpus: ctx.sutCpus, env: { OLLANA_HOME: home, OLLANA_DISCOVERY: 'off' } },
+      );
       const url = `http://127.0.0.1:${port}`;
       try {
         // Ready = every proxy worker listens. The status endpoint says so at any log level, where the
         // "listening" log line exists only at info and below.
-        await waitUntil(child, async () => {
-          const status = await getJson(`${url}/ollana/v1/status`) as { workers?: { live?: number } };
-          return status.workers?.live === workers;
-        }, READY_TIMEOUT_MS, `${workers} live workers in /ollana/v1/status`);
+        await waitUntil(
+          child,
+          async () => {
+            const status = (await getJson(`${url}/ollana/v1/status`)) as { workers?: { live?: number } };
+            return status.workers?.live === workers;
+          },
+          READY_TIMEOUT_MS,
+          `${workers} live workers in /ollana/v1/status`,
+        );
       } catch (err) {
         await stopChild(child, 2_000, 'SIGKILL');
         throw err;
       }
       return {
-        id, label: `${label}, ${workers} worker${workers === 1 ? '' : 's'}`, url,
+        id,
+        label: `${label}, ${workers} worker${workers === 1 ? '' : 's'}`,
+        url,
         // Every process of the node: a launcher that stayed as its parent would count too.
         pids: () => processTree(child.pid),
         stop: () => stopOllana(child),
@@ -130,7 +166,10 @@ const discoveryFlag = new Map<string, readonly string[]>();
 function noLanFlags(root: string): readonly string[] {
   let flags = discoveryFlag.get(root);
   if (flags === undefined) {
-    const help = spawnSync(process.execPath, [join(root, 'bin/ollana.mjs'), 'serve', '--help'], { encoding: 'utf8', timeout: 20_000 });
+    const help = spawnSync(process.execPath, [join(root, 'bin/ollana.mjs'), 'serve', '--help'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     flags = [
       ...(/--discovery <value>/.test(help.stdout ?? '') ? ['--discovery', 'off'] : []),
       // One hop is measured in plain HTTP against plain-HTTP nginx; TLS costs are the two-hop bench's.
@@ -152,7 +191,8 @@ const twoHop: SystemDef = {
   label: 'two hops (client node, server node)',
   // A client node finds server nodes only by UDP discovery, which runs only inside network namespaces,
   // never here on the machine's loopback: two hops have their own bench.
-  unavailable: () => 'measured by npm run bench:two-hop (a client node finds its server node by LAN discovery, so two hops run in network namespaces)',
+  unavailable: () =>
+    'measured by npm run bench:two-hop (a client node finds its server node by LAN discovery, so two hops run in network namespaces)',
   start: () => Promise.reject(new Error('two hops run in npm run bench:two-hop')),
 };
 
@@ -172,21 +212,34 @@ const nginx: SystemDef = {
     writeFileSync(conf, nginxConf({ dir, port, upstreamPort: ctx.emulator.port, workers }));
     const child = startChild('nginx', bin, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { cpus: ctx.sutCpus });
     const url = `http://127.0.0.1:${port}`;
-    const errorLog = (): string => { try { return readFileSync(join(dir, 'error.log'), 'utf8').slice(-2000); } catch { return ''; } };
+    const errorLog = (): string => {
+      try {
+        return readFileSync(join(dir, 'error.log'), 'utf8').slice(-2000);
+      } catch {
+        return '';
+      }
+    };
     try {
-      await waitUntil(child, async () => {
-        const res = await fetch(`${url}/api/version`, { signal: AbortSignal.timeout(2_000) });
-        await res.arrayBuffer();
-        // All workers up too: the master forks them right after binding.
-        return res.ok && processTree(child.pid).length >= workers + 1;
-      }, READY_TIMEOUT_MS, 'an answer through nginx');
+      await waitUntil(
+        child,
+        async () => {
+          const res = await fetch(`${url}/api/version`, { signal: AbortSignal.timeout(2_000) });
+          await res.arrayBuffer();
+          // All workers up too: the master forks them right after binding.
+          return res.ok && processTree(child.pid).length >= workers + 1;
+        },
+        READY_TIMEOUT_MS,
+        'an answer through nginx',
+      );
     } catch (err) {
       await stopChild(child, 2_000, 'SIGKILL');
       throw new Error(`${(err as Error).message}\nnginx error.log: ${errorLog()}`);
     }
     const version = ctx.tools.get('nginx')!.version;
     return {
-      id: 'nginx', label: `nginx ${version ?? ''}, ${workers} worker${workers === 1 ? '' : 's'}`.replace('  ', ' '), url,
+      id: 'nginx',
+      label: `nginx ${version ?? ''}, ${workers} worker${workers === 1 ? '' : 's'}`.replace('  ', ' '),
+      url,
       pids: () => processTree(child.pid),
       async stop() {
         // SIGQUIT = graceful shutdown for nginx (SIGTERM is its fast one; either is fine when idle).
@@ -206,11 +259,17 @@ function referenceDef(id: 'naive' | 'raw', label: string, file: string): SystemD
     unavailable: () => null,
     async start(ctx, workers) {
       const port = await freePort();
-      const child = startChild(id, process.execPath, [entry, '--port', String(port), '--upstream', ctx.emulator.url,
-        '--workers', String(workers)], { cpus: ctx.sutCpus });
+      const child = startChild(
+        id,
+        process.execPath,
+        [entry, '--port', String(port), '--upstream', ctx.emulator.url, '--workers', String(workers)],
+        { cpus: ctx.sutCpus },
+      );
       await waitForLine(child, (l) => (l.startsWith('{"port"') ? true : undefined), READY_TIMEOUT_MS, 'ready line');
       return {
-        id, label: `${label}, ${workers} worker${workers === 1 ? '' : 's'}`, url: `http://127.0.0.1:${port}`,
+        id,
+        label: `${label}, ${workers} worker${workers === 1 ? '' : 's'}`,
+        url: `http://127.0.0.1:${port}`,
         pids: () => [child.pid],
         async stop() {
           const code = await stopChild(child, 10_000);
@@ -223,9 +282,22 @@ function referenceDef(id: 'naive' | 'raw', label: string, file: string): SystemD
 
 export const SYSTEMS: ReadonlyMap<SystemId, SystemDef> = new Map<SystemId, SystemDef>([
   ['direct', direct],
-  ['one-hop', ollanaDef('one-hop', 'ollana one hop', (o) => ({ root: o.ollanaRoot, args: o.ollanaArgs, nodeArgs: o.ollanaNodeArgs }))],
-  ['one-hop-b', ollanaDef('one-hop-b', 'ollana one hop (variant b)',
-    (o) => ({ root: o.ollanaBRoot ?? o.ollanaRoot, args: o.ollanaBArgs, nodeArgs: o.ollanaBNodeArgs }))],
+  [
+    'one-hop',
+    ollanaDef('one-hop', 'ollana one hop', (o) => ({
+      root: o.ollanaRoot,
+      args: o.ollanaArgs,
+      nodeArgs: o.ollanaNodeArgs,
+    })),
+  ],
+  [
+    'one-hop-b',
+    ollanaDef('one-hop-b', 'ollana one hop (variant b)', (o) => ({
+      root: o.ollanaBRoot ?? o.ollanaRoot,
+      args: o.ollanaBArgs,
+      nodeArgs: o.ollanaBNodeArgs,
+    })),
+  ],
   ['two-hop', twoHop],
   ['nginx', nginx],
   ['naive', referenceDef('naive', 'minimal node:http + undici proxy (reference)', './naive-proxy.ts')],

@@ -49,11 +49,16 @@ function nginxServicePid(): number | null {
 }
 
 function aptInstall(packages: readonly string[], log: (msg: string) => void): { ok: boolean; why: string } {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return { ok: false, why: 'not running as root, cannot apt-get install' };
+  if (typeof process.getuid === 'function' && process.getuid() !== 0)
+    return { ok: false, why: 'not running as root, cannot apt-get install' };
   if (locate('apt-get') === null) return { ok: false, why: 'apt-get not found (not a Debian system?)' };
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = (): ReturnType<typeof spawnSync> => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...packages],
-    { encoding: 'utf8', env, timeout: INSTALL_TIMEOUT_MS });
+  const install = (): ReturnType<typeof spawnSync> =>
+    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...packages], {
+      encoding: 'utf8',
+      env,
+      timeout: INSTALL_TIMEOUT_MS,
+    });
   log(`bench: installing ${packages.join(' ')} with apt-get install -y (missing on this machine)`);
   let r = install();
   if (r.status !== 0) {
@@ -63,11 +68,18 @@ function aptInstall(packages: readonly string[], log: (msg: string) => void): { 
   }
   if (r.status === 0) return { ok: true, why: '' };
   const err = `${String(r.stderr ?? '')}`.trim().split('\n').slice(-2).join(' ');
-  return { ok: false, why: `apt-get install ${packages.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}): ${err}` };
+  return {
+    ok: false,
+    why: `apt-get install ${packages.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}): ${err}`,
+  };
 }
 
 /** Finds (and, when `install`, installs) the tools; never throws. */
-export function ensureTools(names: readonly ToolName[], install: boolean, log: (msg: string) => void): Map<ToolName, ToolState> {
+export function ensureTools(
+  names: readonly ToolName[],
+  install: boolean,
+  log: (msg: string) => void,
+): Map<ToolName, ToolState> {
   const out = new Map<ToolName, ToolState>();
   const missing = names.filter((n) => locate(n) === null);
   let installNote = '';
@@ -90,7 +102,7 @@ export function ensureTools(names: readonly ToolName[], install: boolean, log: (
   for (const name of names) {
     const path = locate(name);
     const version = path === null ? null : versionOf(name, path);
-    const note = path === null ? (installNote || 'not found') : missing.includes(name) ? installNote : 'found';
+    const note = path === null ? installNote || 'not found' : missing.includes(name) ? installNote : 'found';
     out.set(name, { name, path, version, note });
     if (path === null) log(`bench: ${name} is unavailable (${note}); what needs it is skipped and the report says so`);
   }

@@ -65,10 +65,16 @@ export interface ClientCounters {
 async function streams(c: StreamsCommand): Promise<StreamsSummary> {
   const r = await runStreams(c.url, c.n, c.body, c.timeoutMs);
   return {
-    completed: r.completed, failed: r.failed, failures: r.failures, tokens: r.tokens, wallMs: r.wallMs,
+    completed: r.completed,
+    failed: r.failed,
+    failures: r.failures,
+    tokens: r.tokens,
+    wallMs: r.wallMs,
     onTime: countAtMost(r.delayMs, c.intervalMs),
-    ttfbP50Ms: percentileSorted(r.ttfbMs, 50), ttfbP99Ms: percentileSorted(r.ttfbMs, 99),
-    delayP50Ms: percentileSorted(r.delayMs, 50), delayP99Ms: percentileSorted(r.delayMs, 99),
+    ttfbP50Ms: percentileSorted(r.ttfbMs, 50),
+    ttfbP99Ms: percentileSorted(r.ttfbMs, 99),
+    delayP50Ms: percentileSorted(r.delayMs, 50),
+    delayP99Ms: percentileSorted(r.delayMs, 99),
     delayP999Ms: percentileSorted(r.delayMs, 99.9),
     delayMaxMs: r.delayMs.length > 0 ? r.delayMs[r.delayMs.length - 1]! : Number.NaN,
   };
@@ -77,9 +83,14 @@ async function streams(c: StreamsCommand): Promise<StreamsSummary> {
 async function client(): Promise<ClientCounters> {
   const res = await fetch(CLIENT_STATUS, { signal: AbortSignal.timeout(5_000) });
   if (!res.ok) throw new Error(`${CLIENT_STATUS}: HTTP ${res.status}`);
-  const s = await res.json() as { upstreams?: unknown[]; workers?: { totals?: Record<string, number> } };
+  const s = (await res.json()) as { upstreams?: unknown[]; workers?: { totals?: Record<string, number> } };
   const t = s.workers?.totals ?? {};
-  return { upstreams: s.upstreams?.length ?? 0, requests: t.requests ?? 0, tlsHandshakes: t.tlsHandshakes ?? 0, tlsResumed: t.tlsResumed ?? 0 };
+  return {
+    upstreams: s.upstreams?.length ?? 0,
+    requests: t.requests ?? 0,
+    tlsHandshakes: t.tlsHandshakes ?? 0,
+    tlsResumed: t.tlsResumed ?? 0,
+  };
 }
 
 async function body(req: IncomingMessage): Promise<unknown> {
@@ -98,10 +109,10 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   try {
     const path = `${req.method} ${req.url}`;
     if (path === 'POST /rate') {
-      const c = await body(req) as RateCommand;
+      const c = (await body(req)) as RateCommand;
       reply(res, 200, await runRate(c.url, c.request, c.connections, c.seconds));
     } else if (path === 'POST /streams') {
-      reply(res, 200, await streams(await body(req) as StreamsCommand));
+      reply(res, 200, await streams((await body(req)) as StreamsCommand));
     } else if (path === 'GET /client') {
       reply(res, 200, await client());
     } else {
@@ -115,7 +126,9 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
 const { values } = parseArgs({ options: { socket: { type: 'string' }, 'deadline-ms': { type: 'string' } } });
 if (values.socket === undefined) throw new Error('--socket PATH is required');
 const socket = values.socket;
-const server = createServer((req, res) => { void handle(req, res); });
+const server = createServer((req, res) => {
+  void handle(req, res);
+});
 // A load run is bounded by the bench; only the deadline below ends an idle connection.
 server.requestTimeout = 0;
 server.listen(socket, () => process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid })}\n`));
@@ -129,4 +142,6 @@ process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
 setTimeout(stop, Number(values['deadline-ms'] ?? 600_000)).unref();
 const parent = process.ppid;
-setInterval(() => { if (process.ppid !== parent) stop(); }, 1_000).unref();
+setInterval(() => {
+  if (process.ppid !== parent) stop();
+}, 1_000).unref();

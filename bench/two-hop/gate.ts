@@ -74,14 +74,22 @@ export function evaluateTwoHopGate(cases: readonly CaseResult[], ahead: Ahead | 
   const perWorker = ahead === null ? null : ahead.handshakes / workers;
   checks.push({
     name: 'TLS handshakes per client-node worker before the first request (connections ahead)',
-    measured: perWorker, threshold: T.aheadPerWorker, op: '>=',
+    measured: perWorker,
+    threshold: T.aheadPerWorker,
+    op: '>=',
     pass: perWorker !== null && perWorker >= T.aheadPerWorker && ahead!.requests === 0,
-    detail: ahead === null ? 'not measured' : `${ahead.handshakes} handshakes, ${ahead.requests} requests, seen after ${ahead.waitedMs} ms`,
+    detail:
+      ahead === null
+        ? 'not measured'
+        : `${ahead.handshakes} handshakes, ${ahead.requests} requests, seen after ${ahead.waitedMs} ms`,
   });
   const coldShare = share(cold);
   checks.push({
     name: 'resumed ÷ TLS handshakes, first burst on an empty pool (cold)',
-    measured: coldShare, threshold: T.coldResumed, op: '>=', pass: coldShare !== null && coldShare >= T.coldResumed,
+    measured: coldShare,
+    threshold: T.coldResumed,
+    op: '>=',
+    pass: coldShare !== null && coldShare >= T.coldResumed,
     detail: cold === undefined ? 'not measured' : `${twoHop(cold, 'tlsResumed')} of ${twoHop(cold, 'tlsHandshakes')}`,
   });
   const requests = twoHop(rate, 'requests');
@@ -90,22 +98,35 @@ export function evaluateTwoHopGate(cases: readonly CaseResult[], ahead: Ahead | 
   const growth = 2 * RATE_CONCURRENCY * workers;
   checks.push({
     name: `TLS handshakes ÷ requests, POST /api/generate c=${RATE_CONCURRENCY} after warm-up`,
-    measured: perRequest, threshold: T.handshakesPerRequest, op: '<=',
+    measured: perRequest,
+    threshold: T.handshakesPerRequest,
+    op: '<=',
     pass: perRequest !== null && (perRequest <= T.handshakesPerRequest || rateHandshakes <= growth),
-    detail: rate === undefined ? 'not measured' : `${rateHandshakes} handshakes over ${requests} requests ` +
-      `(up to ${growth}, pool growth, always pass)`,
+    detail:
+      rate === undefined
+        ? 'not measured'
+        : `${rateHandshakes} handshakes over ${requests} requests ` + `(up to ${growth}, pool growth, always pass)`,
   });
   const reShare = share(reconnect);
   checks.push({
     name: 'resumed ÷ TLS handshakes, burst after every connection was reset (reconnect)',
-    measured: reShare, threshold: T.reconnectResumed, op: '>=', pass: reShare !== null && reShare >= T.reconnectResumed,
-    detail: reconnect === undefined ? 'not measured' : `${twoHop(reconnect, 'tlsResumed')} of ${twoHop(reconnect, 'tlsHandshakes')}`,
+    measured: reShare,
+    threshold: T.reconnectResumed,
+    op: '>=',
+    pass: reShare !== null && reShare >= T.reconnectResumed,
+    detail:
+      reconnect === undefined
+        ? 'not measured'
+        : `${twoHop(reconnect, 'tlsResumed')} of ${twoHop(reconnect, 'tlsHandshakes')}`,
   });
   const measured = [cold, rate, reconnect];
   const failed = measured.flatMap((c) => c?.samples ?? []).filter((s) => s.system === 'two-hop' && !s.ok).length;
   checks.push({
     name: 'two-hop measurements with failed requests or streams',
-    measured: failed, threshold: 0, op: '<=', pass: failed === 0 && measured.every((c) => c !== undefined),
+    measured: failed,
+    threshold: 0,
+    op: '<=',
+    pass: failed === 0 && measured.every((c) => c !== undefined),
     detail: 'any non-2xx answer, connection error or broken stream through two hops fails the gate',
   });
   return checks;

@@ -26,7 +26,10 @@ import { deviceIdFromDer } from '../../src/identity/device-id.ts';
 import { peerDeviceId, pinnedConnector, tlsServerOptions, type TlsIdentity } from '../../src/net/tls.ts';
 import { cpuMs } from '../lib/proc-stats.ts';
 
-interface Side { readonly certPem: string; readonly keyPem: string }
+interface Side {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
 
 export interface HandshakeCost {
   readonly connections: number;
@@ -44,13 +47,16 @@ export interface HandshakeCosts {
 }
 
 async function serve(s: Side): Promise<void> {
-  const server = createServer(tlsServerOptions({ id: '', ...s, ticketKeys: randomBytes(48).toString('base64') }), (sock: TLSSocket) => {
-    // What the server node does with every new connection: the device id of the peer's certificate.
-    peerDeviceId(sock);
-    sock.on('error', () => undefined);
-    // OpenSSL sends TLS 1.3 session tickets with the server's first write: one byte, as an answer would.
-    sock.end('k');
-  });
+  const server = createServer(
+    tlsServerOptions({ id: '', ...s, ticketKeys: randomBytes(48).toString('base64') }),
+    (sock: TLSSocket) => {
+      // What the server node does with every new connection: the device id of the peer's certificate.
+      peerDeviceId(sock);
+      sock.on('error', () => undefined);
+      // OpenSSL sends TLS 1.3 session tickets with the server's first write: one byte, as an answer would.
+      sock.end('k');
+    },
+  );
   server.listen(0, '127.0.0.1', () => process.send!({ port: (server.address() as { port: number }).port }));
   process.on('disconnect', () => process.exit(0));
 }
@@ -59,17 +65,34 @@ type Handshake = (session: Buffer | undefined) => Promise<{ reused: boolean; tic
 
 /** Plain tls.connect with the PEM certificate and key, the session given (or none). */
 function pemHandshake(port: number, self: Side): Handshake {
-  return (session) => new Promise((resolve, reject) => {
-    let ticket: Buffer | undefined;
-    const s = connect({ host: '127.0.0.1', port, cert: self.certPem, key: self.keyPem, session,
-      rejectUnauthorized: false, minVersion: 'TLSv1.3', ALPNProtocols: ['http/1.1'] });
-    s.on('session', (t: Buffer) => { ticket = t; });
-    s.once('secureConnect', () => { if (!s.isSessionReused()) peerDeviceId(s); });
-    // The server writes one byte and ends; its tickets arrive before the end.
-    s.once('end', () => { const reused = s.isSessionReused(); s.destroy(); resolve({ reused, ticket }); });
-    s.resume();
-    s.once('error', reject);
-  });
+  return (session) =>
+    new Promise((resolve, reject) => {
+      let ticket: Buffer | undefined;
+      const s = connect({
+        host: '127.0.0.1',
+        port,
+        cert: self.certPem,
+        key: self.keyPem,
+        session,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: ['http/1.1'],
+      });
+      s.on('session', (t: Buffer) => {
+        ticket = t;
+      });
+      s.once('secureConnect', () => {
+        if (!s.isSessionReused()) peerDeviceId(s);
+      });
+      // The server writes one byte and ends; its tickets arrive before the end.
+      s.once('end', () => {
+        const reused = s.isSessionReused();
+        s.destroy();
+        resolve({ reused, ticket });
+      });
+      s.resume();
+      s.once('error', reject);
+    });
 }
 
 /**
@@ -79,24 +102,38 @@ function pemHandshake(port: number, self: Side): Handshake {
 function connectorHandshake(port: number, self: TlsIdentity, expectedId: string, resume: boolean): Handshake {
   const make = () => pinnedConnector({ self, expectedId, timeoutMs: 10_000 });
   const shared = make();
-  return () => new Promise((resolve, reject) => {
-    (resume ? shared : make())({ hostname: '127.0.0.1', port: String(port), protocol: 'https:' }, (err, socket) => {
-      if (err !== null) { reject(err); return; }
-      const s = socket as TLSSocket;
-      s.once('end', () => { const reused = s.isSessionReused(); s.destroy(); resolve({ reused, ticket: undefined }); });
-      s.once('error', reject);
-      s.resume();
+  return () =>
+    new Promise((resolve, reject) => {
+      (resume ? shared : make())({ hostname: '127.0.0.1', port: String(port), protocol: 'https:' }, (err, socket) => {
+        if (err !== null) {
+          reject(err);
+          return;
+        }
+        const s = socket as TLSSocket;
+        s.once('end', () => {
+          const reused = s.isSessionReused();
+          s.destroy();
+          resolve({ reused, ticket: undefined });
+        });
+        s.once('error', reject);
+        s.resume();
+      });
     });
-  });
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { n: { type: 'string' }, server: { type: 'string' } } });
-  if (values.server !== undefined) { await serve(JSON.parse(values.server) as Side); return; }
+  if (values.server !== undefined) {
+    await serve(JSON.parse(values.server) as Side);
+    return;
+  }
   const n = Number(values.n ?? '300');
-  const [serverId, clientId] = await Promise.all([createSelfSigned('ollana server', 1), createSelfSigned('ollana client', 1)]);
+  const [serverId, clientId] = await Promise.all([
+    createSelfSigned('ollana server', 1),
+    createSelfSigned('ollana client', 1),
+  ]);
   const child = fork(new URL(import.meta.url).pathname, ['--server', JSON.stringify(serverId)]);
-  const [{ port }] = await once(child, 'message') as [{ port: number }];
+  const [{ port }] = (await once(child, 'message')) as [{ port: number }];
   const serverDeviceId = deviceIdFromDer(new X509Certificate(serverId.certPem).raw);
   const client: TlsIdentity = { id: '', ...clientId };
   const run = async (handshake: Handshake, resume: boolean): Promise<HandshakeCost> => {
@@ -113,7 +150,13 @@ async function main(): Promise<void> {
     }
     const wall = performance.now() - t0;
     const c = process.cpuUsage(c0);
-    return { connections: n, reused, wallMsPer: wall / n, clientCpuUsPer: (c.user + c.system) / n, serverCpuUsPer: ((cpuMs(child.pid!)! - s0) * 1000) / n };
+    return {
+      connections: n,
+      reused,
+      wallMsPer: wall / n,
+      clientCpuUsPer: (c.user + c.system) / n,
+      serverCpuUsPer: ((cpuMs(child.pid!)! - s0) * 1000) / n,
+    };
   };
   const pem = pemHandshake(port, clientId);
   await run(pem, false); // warm-up: JIT, OpenSSL tables

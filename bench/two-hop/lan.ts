@@ -16,7 +16,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLan, type Host, type HostProcess, type Lan } from '../../testkit/netns.ts';
-import { NODE, levelOf, logLines, sleep, spawnPinned, startEmulator, startNode, tail, type OllanaNode } from '../cluster/harness.ts';
+import {
+  NODE,
+  levelOf,
+  logLines,
+  sleep,
+  spawnPinned,
+  startEmulator,
+  startNode,
+  tail,
+  type OllanaNode,
+} from '../cluster/harness.ts';
 import type { EmulatorSettings as TokenSettings } from '../lib/emulator.ts';
 import type { RateResult } from '../lib/load/rate.ts';
 import type { ClientCounters, RateCommand, StreamsCommand, StreamsSummary } from './agent.ts';
@@ -47,17 +57,26 @@ export class Agent {
   #call<T>(method: 'GET' | 'POST', path: string, body: unknown, timeoutMs: number): Promise<T> {
     const payload = body === null ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise<T>((resolve, reject) => {
-      const req = request({ socketPath: this.#socket, method, path, timeout: timeoutMs,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const j = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T & { error?: string };
-          if (res.statusCode === 200) resolve(j);
-          else reject(new Error(`load agent ${path}: ${j.error ?? res.statusCode}`));
-        });
-        res.on('error', reject);
-      });
+      const req = request(
+        {
+          socketPath: this.#socket,
+          method,
+          path,
+          timeout: timeoutMs,
+          headers:
+            payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': payload.length },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const j = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T & { error?: string };
+            if (res.statusCode === 200) resolve(j);
+            else reject(new Error(`load agent ${path}: ${j.error ?? res.statusCode}`));
+          });
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`load agent ${path}: no answer within ${timeoutMs} ms`)));
       req.on('error', reject);
       req.end(payload);
@@ -108,8 +127,15 @@ export class TwoHopLan {
   readonly agent: Agent;
   readonly #nft: boolean;
 
-  private constructor(parts: { lan: Lan; emulator: HostProcess; server: OllanaNode; client: OllanaNode; agentProc: HostProcess;
-    socketDir: string; nft: boolean }) {
+  private constructor(parts: {
+    lan: Lan;
+    emulator: HostProcess;
+    server: OllanaNode;
+    client: OllanaNode;
+    agentProc: HostProcess;
+    socketDir: string;
+    nft: boolean;
+  }) {
     this.lan = parts.lan;
     this.h1 = parts.lan.hosts[0]!;
     this.h2 = parts.lan.hosts[1]!;
@@ -131,7 +157,9 @@ export class TwoHopLan {
 
   /** Every process of the run (for /proc accounting of what is ours). */
   pids(): number[] {
-    return [this.emulator.pid, this.server.proc.pid, this.client.proc.pid, this.agentProc.pid].filter((p): p is number => p !== undefined);
+    return [this.emulator.pid, this.server.proc.pid, this.client.proc.pid, this.agentProc.pid].filter(
+      (p): p is number => p !== undefined,
+    );
   }
 
   async serverSockets(): Promise<ServerSockets> {
@@ -152,7 +180,10 @@ export class TwoHopLan {
    */
   notableLogs(): string[] {
     const out: string[] = [];
-    for (const [who, node] of [['server', this.server], ['client', this.client]] as const) {
+    for (const [who, node] of [
+      ['server', this.server],
+      ['client', this.client],
+    ] as const) {
       for (const l of logLines(node.proc)) {
         if (levelOf(l) < 40 && !/ gone|found|left|refus|retry/i.test(l.msg)) continue;
         const err = l.err as { code?: string; message?: string } | undefined;
@@ -180,14 +211,37 @@ export class TwoHopLan {
     try {
       const [h1, h2] = [lan.hosts[0]!, lan.hosts[1]!];
       const t = s.tokens;
-      const emulator = await startEmulator(h1, { entry: EMULATOR_MAIN, cpus: s.serverCpus, args: ['--host', '0.0.0.0',
-        '--ttft-ms', String(t.ttftMs), '--token-interval-ms', String(t.tokenIntervalMs), '--tokens', String(t.tokens), '--stamp-tokens'] });
+      const emulator = await startEmulator(h1, {
+        entry: EMULATOR_MAIN,
+        cpus: s.serverCpus,
+        args: [
+          '--host',
+          '0.0.0.0',
+          '--ttft-ms',
+          String(t.ttftMs),
+          '--token-interval-ms',
+          String(t.tokenIntervalMs),
+          '--tokens',
+          String(t.tokens),
+          '--stamp-tokens',
+        ],
+      });
       const nft = await countSyns(h1);
       const [server, client] = await Promise.all([
-        startNode(h1, '1000ms', undefined, { workers: s.workers, cpus: s.serverCpus, args: ['--mode', 'server', ...(s.nodeArgs ?? [])] }),
-        startNode(h2, '1000ms', undefined, { workers: s.workers, cpus: s.clientCpus, args: ['--mode', 'client', ...(s.nodeArgs ?? [])] }),
+        startNode(h1, '1000ms', undefined, {
+          workers: s.workers,
+          cpus: s.serverCpus,
+          args: ['--mode', 'server', ...(s.nodeArgs ?? [])],
+        }),
+        startNode(h2, '1000ms', undefined, {
+          workers: s.workers,
+          cpus: s.clientCpus,
+          args: ['--mode', 'client', ...(s.nodeArgs ?? [])],
+        }),
       ]);
-      const agentProc = spawnPinned(h2, NODE, [AGENT, '--socket', join(socketDir, 'agent.sock')], { cpus: s.clientCpus });
+      const agentProc = spawnPinned(h2, NODE, [AGENT, '--socket', join(socketDir, 'agent.sock')], {
+        cpus: s.clientCpus,
+      });
       await agentProc.waitForLine((l) => l.startsWith('{"ready":true'), 20_000);
       const two = new TwoHopLan({ lan, emulator, server, client, agentProc, socketDir, nft });
       await two.#untilClientFindsServer();
@@ -211,7 +265,9 @@ export class TwoHopLan {
       }
       await sleep(100);
     }
-    throw new Error(`the client node did not find the server node within 30 s (${last})\nclient:\n${tail(this.client.proc)}\nserver:\n${tail(this.server.proc)}`);
+    throw new Error(
+      `the client node did not find the server node within 30 s (${last})\nclient:\n${tail(this.client.proc)}\nserver:\n${tail(this.server.proc)}`,
+    );
   }
 
   async close(): Promise<void> {

@@ -36,7 +36,15 @@ export interface Env {
 const TWO_HOP_COLUMNS: readonly MetricSpec[] = [
   { key: 'clientCpuPct', label: 'client node CPU', unit: '%', digits: 0, better: 'lower', compare: 'none' },
   { key: 'serverCpuPct', label: 'server node CPU', unit: '%', digits: 0, better: 'lower', compare: 'none' },
-  { key: 'peakRssMB', label: 'peak RSS client+server', unit: 'MB', digits: 0, better: 'lower', compare: 'none', agg: 'max' },
+  {
+    key: 'peakRssMB',
+    label: 'peak RSS client+server',
+    unit: 'MB',
+    digits: 0,
+    better: 'lower',
+    compare: 'none',
+    agg: 'max',
+  },
   { key: 'tlsHandshakes', label: 'TLS handshakes', unit: '', digits: 0, better: 'lower', compare: 'none' },
   { key: 'tlsResumed', label: 'resumed', unit: '', digits: 0, better: 'higher', compare: 'none' },
 ];
@@ -97,9 +105,12 @@ async function window<T>(env: Env, sys: SystemUnderTest, work: () => Promise<T>)
   const values: Record<string, number> = { foreignPct: 100 * foreign.end(), emuCpuMs: e.cpuMs };
   if (c !== null && s !== null) {
     Object.assign(values, {
-      clientCpuMs: c.cpuMs, serverCpuMs: s.cpuMs,
-      clientCpuPct: (100 * c.cpuMs) / c.wallMs, serverCpuPct: (100 * s.cpuMs) / s.wallMs,
-      clientPeakRssMB: c.peakRssBytes / MB, serverPeakRssMB: s.peakRssBytes / MB,
+      clientCpuMs: c.cpuMs,
+      serverCpuMs: s.cpuMs,
+      clientCpuPct: (100 * c.cpuMs) / c.wallMs,
+      serverCpuPct: (100 * s.cpuMs) / s.wallMs,
+      clientPeakRssMB: c.peakRssBytes / MB,
+      serverPeakRssMB: s.peakRssBytes / MB,
       peakRssMB: (c.peakRssBytes + s.peakRssBytes) / MB,
     });
   }
@@ -109,7 +120,9 @@ async function window<T>(env: Env, sys: SystemUnderTest, work: () => Promise<T>)
       tlsHandshakes: after.client.tlsHandshakes - before.client.tlsHandshakes,
       tlsResumed: after.client.tlsResumed - before.client.tlsResumed,
       serverConnections: after.sockets.established,
-      ...(after.sockets.syns !== null && before.sockets.syns !== null ? { serverSyns: after.sockets.syns - before.sockets.syns } : {}),
+      ...(after.sockets.syns !== null && before.sockets.syns !== null
+        ? { serverSyns: after.sockets.syns - before.sockets.syns }
+        : {}),
     });
   }
   return { result, values, client: c, server: s };
@@ -126,15 +139,34 @@ function perUnit(values: Record<string, number>, units: number, suffix: 'Req' | 
 
 type Measurement = Omit<Sample, 'system' | 'round'>;
 
-async function rateSample(env: Env, sys: SystemUnderTest, name: RateCaseId, c: number, seconds: number): Promise<Measurement> {
+async function rateSample(
+  env: Env,
+  sys: SystemUnderTest,
+  name: RateCaseId,
+  c: number,
+  seconds: number,
+): Promise<Measurement> {
   const rc = RATE_CASES.find((x) => x.name === name)!;
-  const w = await window(env, sys, () => env.two.agent.rate({ url: sys.url, request: rc.request, connections: c, seconds }));
+  const w = await window(env, sys, () =>
+    env.two.agent.rate({ url: sys.url, request: rc.request, connections: c, seconds }),
+  );
   await settle();
   const r = w.result;
-  const values = { ...w.values, reqPerSec: r.reqPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, requests: r.ok };
+  const values = {
+    ...w.values,
+    reqPerSec: r.reqPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    p999Ms: r.p999Ms,
+    requests: r.ok,
+  };
   perUnit(values, r.ok, 'Req');
   const bad = r.non2xx + r.errors;
-  return { ok: bad === 0 && r.ok > 0, values, note: bad === 0 ? null : `${r.non2xx} non-2xx, ${r.errors} errors/timeouts of ${r.ok + bad}` };
+  return {
+    ok: bad === 0 && r.ok > 0,
+    values,
+    note: bad === 0 ? null : `${r.non2xx} non-2xx, ${r.errors} errors/timeouts of ${r.ok + bad}`,
+  };
 }
 
 export interface StreamShape {
@@ -146,7 +178,9 @@ export interface StreamShape {
 
 async function streamSample(env: Env, sys: SystemUnderTest, s: StreamShape): Promise<Measurement> {
   const timeoutMs = s.ttftMs + s.tokens * s.intervalMs + 30_000;
-  const w = await window(env, sys, () => env.two.agent.streams({ url: sys.url, n: s.n, body: STREAM_BODY, timeoutMs, intervalMs: s.intervalMs }));
+  const w = await window(env, sys, () =>
+    env.two.agent.streams({ url: sys.url, n: s.n, body: STREAM_BODY, timeoutMs, intervalMs: s.intervalMs }),
+  );
   // Closed connections (TIME_WAIT, the nodes' bookkeeping) settle before the next system runs.
   await settle(500);
   const r = w.result;
@@ -154,12 +188,23 @@ async function streamSample(env: Env, sys: SystemUnderTest, s: StreamShape): Pro
   const values: Record<string, number> = {
     ...w.values,
     onTimePct: (100 * r.onTime) / expected,
-    ttfbP50Ms: r.ttfbP50Ms, ttfbP99Ms: r.ttfbP99Ms, delayP50Ms: r.delayP50Ms, delayP99Ms: r.delayP99Ms,
-    delayP999Ms: r.delayP999Ms, delayMaxMs: r.delayMaxMs, tokens: r.tokens, streams: s.n, wallMs: r.wallMs,
+    ttfbP50Ms: r.ttfbP50Ms,
+    ttfbP99Ms: r.ttfbP99Ms,
+    delayP50Ms: r.delayP50Ms,
+    delayP99Ms: r.delayP99Ms,
+    delayP999Ms: r.delayP999Ms,
+    delayMaxMs: r.delayMaxMs,
+    tokens: r.tokens,
+    streams: s.n,
+    wallMs: r.wallMs,
   };
   perUnit(values, r.tokens, 'Token');
   const ok = r.failed === 0 && r.tokens === expected;
-  return { ok, values, note: ok ? null : `${r.failed}/${s.n} streams failed (${r.failures.join('; ')}), ${r.tokens}/${expected} tokens` };
+  return {
+    ok,
+    values,
+    note: ok ? null : `${r.failed}/${s.n} streams failed (${r.failures.join('; ')}), ${r.tokens}/${expected} tokens`,
+  };
 }
 
 function labels(env: Env): Partial<Record<SystemUnderTest['id'], string>> {
@@ -175,25 +220,54 @@ export async function coldCase(env: Env, s: StreamShape, workers: number): Promi
     samples.push({ system: sys.id, round: 0, ...m });
     env.log(`  cold ${s.n} streams ${sys.id.padEnd(8)} ${brief(m.values)}${m.ok ? '' : `  FAILED: ${m.note}`}`);
   }
-  return { id: `cold-${s.n}`, title: `first ${s.n} streams after start (cold pool)`, workers, metrics: STREAM_METRICS, samples, labels: labels(env) };
+  return {
+    id: `cold-${s.n}`,
+    title: `first ${s.n} streams after start (cold pool)`,
+    workers,
+    metrics: STREAM_METRICS,
+    samples,
+    labels: labels(env),
+  };
 }
 
 export async function rateCase(env: Env, name: RateCaseId, c: number, workers: number): Promise<CaseResult> {
   const rc = RATE_CASES.find((x) => x.name === name)!;
   const title = `${rc.request.method} ${rc.request.path} c=${c}`;
   env.log(`rate: ${title}`);
-  const samples = await alternate(env, env.systems, env.rounds, title,
+  const samples = await alternate(
+    env,
+    env.systems,
+    env.rounds,
+    title,
     (sys) => rateSample(env, sys, name, c, env.duration),
-    async (sys) => { await env.two.agent.rate({ url: sys.url, request: rc.request, connections: c, seconds: 1 }); await settle(); });
+    async (sys) => {
+      await env.two.agent.rate({ url: sys.url, request: rc.request, connections: c, seconds: 1 });
+      await settle();
+    },
+  );
   return { id: `${name}-c${c}`, title, workers, metrics: RATE_METRICS, samples, labels: labels(env) };
 }
 
 export async function streamsCase(env: Env, s: StreamShape, workers: number): Promise<CaseResult> {
   env.log(`streams: ${s.n} concurrent`);
-  const samples = await alternate(env, env.systems, env.rounds, `${s.n} streams`,
+  const samples = await alternate(
+    env,
+    env.systems,
+    env.rounds,
+    `${s.n} streams`,
     (sys) => streamSample(env, sys, s),
-    async (sys) => { await streamSample(env, sys, s); });
-  return { id: `streams-${s.n}`, title: `${s.n} streams`, workers, metrics: STREAM_METRICS, samples, labels: labels(env) };
+    async (sys) => {
+      await streamSample(env, sys, s);
+    },
+  );
+  return {
+    id: `streams-${s.n}`,
+    title: `${s.n} streams`,
+    workers,
+    metrics: STREAM_METRICS,
+    samples,
+    labels: labels(env),
+  };
 }
 
 /**
@@ -204,18 +278,32 @@ export async function streamsCase(env: Env, s: StreamShape, workers: number): Pr
  */
 export async function reconnectCase(env: Env, s: StreamShape, workers: number): Promise<CaseResult> {
   env.log(`reconnect: ${s.n} streams, the client node's pool emptied before each two-hop sample`);
-  const samples = await alternate(env, env.systems, env.rounds, `${s.n} streams after a reset`, async (sys) => {
-    let left = 0;
-    if (sys.id === 'two-hop') {
-      left = await env.two.dropServerConnections();
-      // The resets must reach the client node's pool before the burst does: a request written to a
-      // pooled socket whose reset is not yet processed fails (502), which is not what this case measures.
-      await settle(1_000);
-    }
-    const m = await streamSample(env, sys, s);
-    return sys.id === 'two-hop' ? { ...m, values: { ...m.values, openAfterReset: left } } : m;
-  }, null);
-  return { id: `reconnect-${s.n}`, title: `${s.n} streams, pool emptied first`, workers, metrics: STREAM_METRICS, samples, labels: labels(env) };
+  const samples = await alternate(
+    env,
+    env.systems,
+    env.rounds,
+    `${s.n} streams after a reset`,
+    async (sys) => {
+      let left = 0;
+      if (sys.id === 'two-hop') {
+        left = await env.two.dropServerConnections();
+        // The resets must reach the client node's pool before the burst does: a request written to a
+        // pooled socket whose reset is not yet processed fails (502), which is not what this case measures.
+        await settle(1_000);
+      }
+      const m = await streamSample(env, sys, s);
+      return sys.id === 'two-hop' ? { ...m, values: { ...m.values, openAfterReset: left } } : m;
+    },
+    null,
+  );
+  return {
+    id: `reconnect-${s.n}`,
+    title: `${s.n} streams, pool emptied first`,
+    workers,
+    metrics: STREAM_METRICS,
+    samples,
+    labels: labels(env),
+  };
 }
 
 /** Unrecorded load before the first measurement (JIT tiers, heap sizing; see bench/README.md). */
@@ -230,7 +318,18 @@ export async function warmUp(env: Env, seconds: number): Promise<void> {
 }
 
 function brief(v: Readonly<Record<string, number>>): string {
-  const keys = ['ttfbP99Ms', 'delayP99Ms', 'onTimePct', 'cpuUsPerToken', 'tlsHandshakes', 'tlsResumed', 'serverSyns', 'foreignPct'];
-  return keys.filter((k) => v[k] !== undefined).map((k) => `${k}=${v[k]!.toPrecision(3)}`).join(' ');
+  const keys = [
+    'ttfbP99Ms',
+    'delayP99Ms',
+    'onTimePct',
+    'cpuUsPerToken',
+    'tlsHandshakes',
+    'tlsResumed',
+    'serverSyns',
+    'foreignPct',
+  ];
+  return keys
+    .filter((k) => v[k] !== undefined)
+    .map((k) => `${k}=${v[k]!.toPrecision(3)}`)
+    .join(' ');
 }
-

@@ -72,7 +72,10 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
     this.#policy.started();
     let worker: ActorWorker;
     try {
-      worker = (this.#opts.spawn ?? spawnWorker)(this.#opts.file, { workerData: this.#opts.workerData, name: this.#opts.name });
+      worker = (this.#opts.spawn ?? spawnWorker)(this.#opts.file, {
+        workerData: this.#opts.workerData,
+        name: this.#opts.name,
+      });
     } catch (err) {
       if (!outOfFiles(err)) throw err;
       this.#noteStarved(err);
@@ -82,13 +85,22 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
     this.#worker = worker;
     /** Whether this run failed for lack of file descriptors. */
     let starved = false;
-    this.#endpoint = new Endpoint<In, Out>(worker, decoderFor(this.#opts.accepts), (msg) => {
-      if (this.#starved) {
-        this.#starved = false;
-        this.#opts.log.info({ actor: this.#opts.name }, `the ${this.#opts.name} actor runs again: file descriptors are available again`);
-      }
-      this.emit('message', msg);
-    }, (err) => this.#opts.log.error({ err, actor: this.#opts.name }, `bad message from the ${this.#opts.name} actor dropped`));
+    this.#endpoint = new Endpoint<In, Out>(
+      worker,
+      decoderFor(this.#opts.accepts),
+      (msg) => {
+        if (this.#starved) {
+          this.#starved = false;
+          this.#opts.log.info(
+            { actor: this.#opts.name },
+            `the ${this.#opts.name} actor runs again: file descriptors are available again`,
+          );
+        }
+        this.emit('message', msg);
+      },
+      (err) =>
+        this.#opts.log.error({ err, actor: this.#opts.name }, `bad message from the ${this.#opts.name} actor dropped`),
+    );
     worker.on('error', (err: unknown) => {
       if (outOfFiles(err)) {
         starved = true;
@@ -116,11 +128,17 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
       }
       const decision = this.#policy.died();
       if (!decision.restart) {
-        this.emit('fatal', new OllanaError('OLN_WORKER_FAILED', `the ${this.#opts.name} actor keeps dying (exit ${code}); giving up`));
+        this.emit(
+          'fatal',
+          new OllanaError('OLN_WORKER_FAILED', `the ${this.#opts.name} actor keeps dying (exit ${code}); giving up`),
+        );
         return;
       }
       const delay = decision.delayMs;
-      this.#opts.log.error({ actor: this.#opts.name, code, restartInMs: delay }, `${this.#opts.name} actor exited (${code}); restarting in ${delay} ms`);
+      this.#opts.log.error(
+        { actor: this.#opts.name, code, restartInMs: delay },
+        `${this.#opts.name} actor exited (${code}); restarting in ${delay} ms`,
+      );
       this.#restartIn(delay);
     });
     this.#opts.onStart();
@@ -129,17 +147,21 @@ export class ActorThread<In extends Message, Out extends Message> extends EventE
   #noteStarved(err: unknown): void {
     if (this.#starved) return;
     this.#starved = true;
-    this.#opts.log.error({ err, actor: this.#opts.name, code: 'EMFILE' },
-      `the ${this.#opts.name} actor cannot start: ${outOfFilesAdvice()}; trying again every ${this.#policy.starvedDelayMs / 1000} s`);
+    this.#opts.log.error(
+      { err, actor: this.#opts.name, code: 'EMFILE' },
+      `the ${this.#opts.name} actor cannot start: ${outOfFilesAdvice()}; trying again every ${this.#policy.starvedDelayMs / 1000} s`,
+    );
   }
 
   #restartIn(delay: number): void {
-    unrefTimer(this.#clock.setTimeout(() => {
-      if (this.#stopping) return;
-      this.#restarts += 1;
-      this.start();
-      this.emit('restarted');
-    }, delay));
+    unrefTimer(
+      this.#clock.setTimeout(() => {
+        if (this.#stopping) return;
+        this.#restarts += 1;
+        this.start();
+        this.emit('restarted');
+      }, delay),
+    );
   }
 
   send(msg: Out): void {

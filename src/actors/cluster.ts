@@ -93,8 +93,12 @@ function undiciConnector(self: TlsIdentity): () => Promise<TagsConnector> {
       });
       return {
         async tags() {
-          const res = await request(`${origin}/api/tags`, { dispatcher: client, headersTimeout: TAGS_TIMEOUT_MS, bodyTimeout: TAGS_TIMEOUT_MS });
-          const body = await res.body.json() as { models?: { name?: unknown }[] };
+          const res = await request(`${origin}/api/tags`, {
+            dispatcher: client,
+            headersTimeout: TAGS_TIMEOUT_MS,
+            bodyTimeout: TAGS_TIMEOUT_MS,
+          });
+          const body = (await res.body.json()) as { models?: { name?: unknown }[] };
           if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
           return (body.models ?? []).map((m) => m.name).filter((n): n is string => typeof n === 'string');
         },
@@ -164,21 +168,39 @@ export class ClusterView {
     if (peer.role !== 'server') return;
     const known = this.#servers.get(peer.id);
     if (!routableAddress(peer.addr, this.#ownAddresses())) {
-      this.#warn('address', { peer: { id: peer.id, addr: peer.addr, port: peer.port } },
-        `server node ${peer.id} was heard from ${peer.addr}, which is this machine or no unicast address; not used`);
+      this.#warn(
+        'address',
+        { peer: { id: peer.id, addr: peer.addr, port: peer.port } },
+        `server node ${peer.id} was heard from ${peer.addr}, which is this machine or no unicast address; not used`,
+      );
       if (known !== undefined) this.gone(peer.id, `heard from ${peer.addr}`);
       return;
     }
     if (known === undefined) {
       if (this.#servers.size >= MAX_SERVERS) {
-        this.#warn('full', { peer: { id: peer.id, addr: peer.addr }, max: MAX_SERVERS },
-          `server node ${peer.id} at ${peerUrl(peer)} not used: ${MAX_SERVERS} server nodes are in use already`);
+        this.#warn(
+          'full',
+          { peer: { id: peer.id, addr: peer.addr }, max: MAX_SERVERS },
+          `server node ${peer.id} at ${peerUrl(peer)} not used: ${MAX_SERVERS} server nodes are in use already`,
+        );
         return;
       }
-      this.#servers.set(peer.id, { peer, models: [], modelsFor: null, fetching: false, client: null, fetchedAt: -Infinity, failures: 0,
-        deferred: null });
-      this.#lines.line('info', { peer: { id: peer.id, addr: peer.addr, port: peer.port } }, `server node ${peer.id} found at ${peerUrl(peer)}`,
-        this.#clock.now());
+      this.#servers.set(peer.id, {
+        peer,
+        models: [],
+        modelsFor: null,
+        fetching: false,
+        client: null,
+        fetchedAt: -Infinity,
+        failures: 0,
+        deferred: null,
+      });
+      this.#lines.line(
+        'info',
+        { peer: { id: peer.id, addr: peer.addr, port: peer.port } },
+        `server node ${peer.id} found at ${peerUrl(peer)}`,
+        this.#clock.now(),
+      );
     } else {
       const moved = known.peer.addr !== peer.addr || known.peer.port !== peer.port;
       known.peer = peer;
@@ -196,8 +218,12 @@ export class ClusterView {
     if (known === undefined) return;
     this.#servers.delete(id);
     this.#closeClient(known);
-    this.#lines.line('warn', { peer: { id, addr: known.peer.addr }, reason }, `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`,
-      this.#clock.now());
+    this.#lines.line(
+      'warn',
+      { peer: { id, addr: known.peer.addr }, reason },
+      `server node ${id} at ${peerUrl(known.peer)} is gone (${reason})`,
+      this.#clock.now(),
+    );
     this.#onChange();
   }
 
@@ -218,17 +244,19 @@ export class ClusterView {
   }
 
   upstreams(): Upstream[] {
-    return [...this.#servers.values()].map((s) => ({
-      id: s.peer.id,
-      url: peerUrl(s.peer),
-      device: s.peer.id,
-      basePath: '',
-      // A draining server keeps its place (its streams keep their connections) but gets no new request.
-      healthy: !s.peer.draining,
-      models: s.models,
-      leader: s.peer.id === this.#view.leader,
-      load: s.peer.load.inFlight,
-    })).sort((a, b) => a.id.localeCompare(b.id));
+    return [...this.#servers.values()]
+      .map((s) => ({
+        id: s.peer.id,
+        url: peerUrl(s.peer),
+        device: s.peer.id,
+        basePath: '',
+        // A draining server keeps its place (its streams keep their connections) but gets no new request.
+        healthy: !s.peer.draining,
+        models: s.models,
+        leader: s.peer.id === this.#view.leader,
+        load: s.peer.load.inFlight,
+      }))
+      .sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** Models per server, for status. */
@@ -251,7 +279,8 @@ export class ClusterView {
 
   #fetchModels(id: string): void {
     const entry = this.#servers.get(id);
-    if (entry === undefined || entry.fetching || entry.modelsFor === entry.peer.models || entry.deferred !== null) return;
+    if (entry === undefined || entry.fetching || entry.modelsFor === entry.peer.models || entry.deferred !== null)
+      return;
     const interval = Math.min(TAGS_MAX_INTERVAL_MS, TAGS_MIN_INTERVAL_MS * 2 ** entry.failures);
     const wait = entry.fetchedAt + interval - this.#clock.now();
     if (wait > 0) {
@@ -271,7 +300,8 @@ export class ClusterView {
       try {
         const connect = await this.#connector();
         if (this.#servers.get(id) !== entry) return; // it left (or moved) meanwhile
-        const client = entry.client ??= connect(origin, id);
+        entry.client ??= connect(origin, id);
+        const client = entry.client;
         const models = await client.tags();
         const now = this.#servers.get(id);
         if (now === undefined) return;
@@ -282,8 +312,12 @@ export class ClusterView {
         this.#onChange();
       } catch (err) {
         if (this.#servers.get(id) === entry) entry.failures++;
-        this.#lines.line('warn', { peer: { id }, url, err }, `cannot list the models of server node ${id}: ${(err as Error).message}`,
-          this.#clock.now());
+        this.#lines.line(
+          'warn',
+          { peer: { id }, url, err },
+          `cannot list the models of server node ${id}: ${(err as Error).message}`,
+          this.#clock.now(),
+        );
       } finally {
         const now = this.#servers.get(id);
         if (now !== undefined) {

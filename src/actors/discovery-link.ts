@@ -11,7 +11,10 @@ import type { Identity } from '../identity/identity.ts';
 import type { Logger, LogSettings } from '../log.ts';
 import { ownModule } from '../module-file.ts';
 import {
-  DISCOVERY_TO_SUPERVISOR, type DiscoveryToSupervisor, type MessageOf, type SupervisorToDiscovery,
+  DISCOVERY_TO_SUPERVISOR,
+  type DiscoveryToSupervisor,
+  type MessageOf,
+  type SupervisorToDiscovery,
 } from '../protocol/messages.ts';
 import type { DiscoveryInfo } from './node-status.ts';
 import { unref } from './supervisor-deps.ts';
@@ -49,21 +52,35 @@ export class DiscoveryLink {
     this.#opts = opts;
     const { config, identity, logSettings, log } = opts;
     this.#thread = opts.threads.actor<DiscoveryToSupervisor, SupervisorToDiscovery>({
-      name: 'discovery', file: DISCOVERY_FILE, workerData: discoveryWorkerData(config, identity, logSettings),
-      accepts: DISCOVERY_TO_SUPERVISOR, log, onStart: opts.onStart,
+      name: 'discovery',
+      file: DISCOVERY_FILE,
+      workerData: discoveryWorkerData(config, identity, logSettings),
+      accepts: DISCOVERY_TO_SUPERVISOR,
+      log,
+      onStart: opts.onStart,
     });
     this.#thread.on('message', (msg) => {
       if (msg.type !== 'discovery.ready') {
         opts.onMessage(msg);
         return;
       }
-      this.#info = { port: msg.port, group: msg.group, multicast: msg.multicast, broadcast: msg.broadcast, interfaces: msg.interfaces };
-      log.info({ discovery: this.#info }, `discovery on UDP ${msg.port} (${[msg.multicast ? `multicast ${msg.group}` : '', msg.broadcast ? 'broadcast' : ''].filter(Boolean).join(' + ')})`);
+      this.#info = {
+        port: msg.port,
+        group: msg.group,
+        multicast: msg.multicast,
+        broadcast: msg.broadcast,
+        interfaces: msg.interfaces,
+      };
+      log.info(
+        { discovery: this.#info },
+        `discovery on UDP ${msg.port} (${[msg.multicast ? `multicast ${msg.group}` : '', msg.broadcast ? 'broadcast' : ''].filter(Boolean).join(' + ')})`,
+      );
       this.#ready?.();
     });
     this.#thread.on('fatal', (err: Error) => {
       const e = err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', err.message);
-      if (this.#info === null && this.#failed !== null) this.#failed(e); // still starting: start() fails with it
+      if (this.#info === null && this.#failed !== null)
+        this.#failed(e); // still starting: start() fails with it
       else opts.onFatal(e);
     });
   }
@@ -75,15 +92,24 @@ export class DiscoveryLink {
 
   /** Starts the thread; resolves once it is ready or DISCOVERY_READY_MS passed, rejects if it fails meanwhile. */
   async start(): Promise<void> {
-    const readyP = new Promise<void>((resolve) => { this.#ready = resolve; });
-    const failedP = new Promise<never>((_resolve, reject) => { this.#failed = reject; });
+    const readyP = new Promise<void>((resolve) => {
+      this.#ready = resolve;
+    });
+    const failedP = new Promise<never>((_resolve, reject) => {
+      this.#failed = reject;
+    });
     this.#thread.start();
     try {
-      await Promise.race([readyP, failedP, new Promise((r) => unref(this.#opts.clock.setTimeout(() => r(undefined), DISCOVERY_READY_MS)))]);
+      await Promise.race([
+        readyP,
+        failedP,
+        new Promise((r) => unref(this.#opts.clock.setTimeout(() => r(undefined), DISCOVERY_READY_MS))),
+      ]);
     } finally {
       this.#failed = null;
     }
-    if (this.#info === null) this.#opts.log.warn('discovery did not report ready within 5 s; the node serves, but may not find peers');
+    if (this.#info === null)
+      this.#opts.log.warn('discovery did not report ready within 5 s; the node serves, but may not find peers');
   }
 
   send(msg: SupervisorToDiscovery): void {

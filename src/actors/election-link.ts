@@ -42,19 +42,32 @@ export interface ElectionLinkOptions {
  */
 export function startElection(o: ElectionLinkOptions): ElectionLink {
   if (o.solo) {
-    const actor = new ElectionActor({ send: (msg) => o.onView(msg.view), clock: o.clock,
-      log: o.rootLog.child({ actor: 'election' }), conflictTtlMs: CONFLICT_TTL_MS });
+    const actor = new ElectionActor({
+      send: (msg) => o.onView(msg.view),
+      clock: o.clock,
+      log: o.rootLog.child({ actor: 'election' }),
+      conflictTtlMs: CONFLICT_TTL_MS,
+    });
     const link: ElectionLink = { send: (msg) => actor.handle(msg), stop: () => Promise.resolve() };
     o.onStart(link);
     return link;
   }
   const data: ElectionWorkerData = { log: o.logSettings, conflictTtlMs: CONFLICT_TTL_MS };
-  const election: ActorHandle<ElectionToSupervisor, SupervisorToElection> = o.threads.actor<ElectionToSupervisor, SupervisorToElection>({
-    name: 'election', file: ELECTION_FILE, workerData: data, accepts: ['election.view'], log: o.log,
+  const election: ActorHandle<ElectionToSupervisor, SupervisorToElection> = o.threads.actor<
+    ElectionToSupervisor,
+    SupervisorToElection
+  >({
+    name: 'election',
+    file: ELECTION_FILE,
+    workerData: data,
+    accepts: ['election.view'],
+    log: o.log,
     onStart: () => o.onStart(election),
   });
   election.on('message', (msg) => o.onView(msg.view));
-  election.on('fatal', (err: Error) => o.onFatal(err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', err.message)));
+  election.on('fatal', (err: Error) =>
+    o.onFatal(err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', err.message)),
+  );
   election.start();
   return election;
 }

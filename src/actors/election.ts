@@ -24,7 +24,11 @@ export interface ElectionDeps {
   readonly conflictTtlMs: number;
 }
 
-interface BootRecord { boot: string; addr: string; at: number }
+interface BootRecord {
+  boot: string;
+  addr: string;
+  at: number;
+}
 
 const MAX_REMEMBERED = 1024;
 /** Conflicts reported at once at most: each is a warning and a line in status. */
@@ -61,15 +65,22 @@ export class ElectionActor {
       case 'peer.clone':
         if (msg.id !== this.#self.id) {
           const other = this.#peers.get(msg.id)?.addr ?? 'another address';
-          this.#conflict('duplicate-id', msg.id,
+          this.#conflict(
+            'duplicate-id',
+            msg.id,
             `two ollana nodes (at ${other} and ${msg.addr}) use the same id ${msg.id}: a cloned data directory or ` +
-            'machine image; give one of them a fresh identity and restart it', [other, msg.addr]);
+              'machine image; give one of them a fresh identity and restart it',
+            [other, msg.addr],
+          );
           break;
         }
-        this.#conflict('duplicate-id', this.#self.id,
+        this.#conflict(
+          'duplicate-id',
+          this.#self.id,
           `another ollana (at ${msg.addr}) uses this node's id ${this.#self.id}: a cloned data directory or machine image; ` +
-          'give one of them a fresh identity (remove its data directory\'s identity) and restart it',
-          ['self', msg.addr]);
+            "give one of them a fresh identity (remove its data directory's identity) and restart it",
+          ['self', msg.addr],
+        );
         break;
       default: {
         const never: never = msg;
@@ -125,9 +136,13 @@ export class ElectionActor {
       // ever moves forward to a new boot.)
       const returning = boots.find((b) => b.boot === peer.boot && now - b.at < this.#deps.conflictTtlMs);
       if (returning !== undefined && prev !== undefined) {
-        this.#conflict('duplicate-id', peer.id,
+        this.#conflict(
+          'duplicate-id',
+          peer.id,
           `two ollana nodes (at ${prev.addr} and ${peer.addr}) use the same id ${peer.id}: a cloned data directory or ` +
-          'machine image; give one of them a fresh identity and restart it', [prev.addr, peer.addr]);
+            'machine image; give one of them a fresh identity and restart it',
+          [prev.addr, peer.addr],
+        );
       }
       const kept = boots.filter((b) => b.boot !== peer.boot && now - b.at < this.#deps.conflictTtlMs);
       kept.push({ boot: peer.boot, addr: peer.addr, at: now });
@@ -140,13 +155,20 @@ export class ElectionActor {
     // Two leaders: a server back from a partition claims leadership while another (or this node)
     // claims it too.
     if (returning && peer.role === 'server' && peer.leader === peer.id) {
-      const rival = this.#leader !== '' && this.#leader !== peer.id && (this.#leader === this.#self.id
-        || this.#peers.get(this.#leader)?.leader === this.#leader);
+      const rival =
+        this.#leader !== '' &&
+        this.#leader !== peer.id &&
+        (this.#leader === this.#self.id || this.#peers.get(this.#leader)?.leader === this.#leader);
       if (rival) {
+        // biome-ignore lint/complexity/useMathMinMax: device ids are strings, compared as strings; Math.min would make NaN
         const winner = peer.id < this.#leader ? peer.id : this.#leader;
-        this.#conflict('two-leaders', `${[peer.id, this.#leader].sort().join('/')}`,
+        this.#conflict(
+          'two-leaders',
+          `${[peer.id, this.#leader].sort().join('/')}`,
           `two leaders after a partition healed: ${peer.id} (term ${peer.term}) and ${this.#leader} (term ${this.#term}); ` +
-          `${winner} stays leader`, [peer.addr]);
+            `${winner} stays leader`,
+          [peer.addr],
+        );
       }
     }
     if (peer.term > this.#term && peer.leader !== '' && peer.leader === this.#computeLeader()) this.#term = peer.term;
@@ -194,8 +216,13 @@ export class ElectionActor {
       const was = this.#leader;
       this.#leader = leader;
       if (leader === '') this.#deps.log.info({ term: this.#term, was }, 'no server node is left: no leader');
-      else this.#deps.log.info({ term: this.#term, leader, was: was || null },
-        leader === this.#self.id ? `this node is the leader (term ${this.#term})` : `leader is ${leader} (term ${this.#term})`);
+      else
+        this.#deps.log.info(
+          { term: this.#term, leader, was: was || null },
+          leader === this.#self.id
+            ? `this node is the leader (term ${this.#term})`
+            : `leader is ${leader} (term ${this.#term})`,
+        );
     }
     const view = this.view();
     const text = JSON.stringify(view);

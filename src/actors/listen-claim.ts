@@ -43,9 +43,12 @@ export async function claimListen(config: ServeConfig, role: NodeRole, probe: Po
   const listen = parseListen(listenText);
   if (listen === null) throw new OllanaError('OLN_BAD_FLAG', `--listen "${listenText}" must be host:port`);
   if (role === 'server' && config.insecureHttp && !isLoopback(listen.host)) {
-    throw new OllanaError('OLN_BAD_FLAG', `--insecure-http would serve plain HTTP on ${listen.host}:${listen.port}, ` +
-      'where the LAN could read every prompt; it is allowed only with a loopback --listen (e.g. 127.0.0.1:11435). ' +
-      'Leave it out to serve the LAN over TLS');
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      `--insecure-http would serve plain HTTP on ${listen.host}:${listen.port}, ` +
+        'where the LAN could read every prompt; it is allowed only with a loopback --listen (e.g. 127.0.0.1:11435). ' +
+        'Leave it out to serve the LAN over TLS',
+    );
   }
   try {
     listen.port = await probe.claimPort(listen.host, listen.port, '--listen');
@@ -53,17 +56,25 @@ export async function claimListen(config: ServeConfig, role: NodeRole, probe: Po
     if (!(err instanceof OllanaError && err.code === 'OLN_PORT_IN_USE')) throw err;
     const connectHost = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
     const origin = `http://${connectHost.includes(':') ? `[${connectHost}]` : connectHost}:${listen.port}`;
-    if (await probe.ollana(origin, config.probeTimeoutMs) || await probe.ollanaTls(connectHost, listen.port, config.probeTimeoutMs)) {
-      throw new OllanaError('OLN_PORT_IN_USE',
+    if (
+      (await probe.ollana(origin, config.probeTimeoutMs)) ||
+      (await probe.ollanaTls(connectHost, listen.port, config.probeTimeoutMs))
+    ) {
+      throw new OllanaError(
+        'OLN_PORT_IN_USE',
         `another ollana already serves on ${listen.host}:${listen.port}; stop it (\`ollana stop\`, or Ctrl-C where it runs), ` +
-        'or give this one its own --listen and --pid-file', { details: { host: listen.host, port: listen.port } });
+          'or give this one its own --listen and --pid-file',
+        { details: { host: listen.host, port: listen.port } },
+      );
     }
     if (role === 'client') {
       const there = await probe.ollama({ origin, basePath: '' }, config.probeTimeoutMs);
       if (there.ok) {
-        throw new OllanaError('OLN_OLLAMA_ON_PORT',
+        throw new OllanaError(
+          'OLN_OLLAMA_ON_PORT',
           `an Ollama already listens on ${listen.host}:${listen.port}, so this machine should share it, not borrow one: ` +
-          'run `ollana serve` (auto mode makes it a server node), or give the client node another --listen address');
+            'run `ollana serve` (auto mode makes it a server node), or give the client node another --listen address',
+        );
       }
     }
     throw err;

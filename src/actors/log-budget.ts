@@ -26,7 +26,10 @@ export class LogBudget {
   line(level: 'info' | 'warn', fields: Record<string, unknown>, msg: string, now: number): void {
     if (now - this.#windowAt >= this.#windowMs) {
       if (this.#skipped > 0) {
-        this.#log.info({ skipped: this.#skipped }, `${this.#skipped} more ${this.#what} in the last ${Math.round(this.#windowMs / 1000)} s, at debug level only`);
+        this.#log.info(
+          { skipped: this.#skipped },
+          `${this.#skipped} more ${this.#what} in the last ${Math.round(this.#windowMs / 1000)} s, at debug level only`,
+        );
       }
       this.#windowAt = now;
       this.#logged = 0;

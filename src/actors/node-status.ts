@@ -54,27 +54,50 @@ export function nodeStatus(p: StatusParts): NodeStatus {
   const { now, view } = p;
   const live = p.workers.filter((w) => 'requests' in w);
   const sum = (f: (w: (typeof live)[number]) => number): number => live.reduce((acc, w) => acc + f(w), 0);
-  const servers = p.role === 'client'
-    ? p.servers.map((peer) => ({
-        id: peer.id, addr: peer.addr, url: peerUrl(peer), role: peer.role, lastSeenMsAgo: now - peer.lastSeen, healthy: !peer.draining,
-        draining: peer.draining,
-        leader: peer.id === view.leader, load: peer.load, models: p.modelsOf(peer.id),
-      }))
-    : [];
-  const clients = [...p.clients].map((peer) => ({ id: peer.id, addr: peer.addr, role: peer.role, lastSeenMsAgo: now - peer.lastSeen }));
+  const servers =
+    p.role === 'client'
+      ? p.servers.map((peer) => ({
+          id: peer.id,
+          addr: peer.addr,
+          url: peerUrl(peer),
+          role: peer.role,
+          lastSeenMsAgo: now - peer.lastSeen,
+          healthy: !peer.draining,
+          draining: peer.draining,
+          leader: peer.id === view.leader,
+          load: peer.load,
+          models: p.modelsOf(peer.id),
+        }))
+      : [];
+  const clients = [...p.clients].map((peer) => ({
+    id: peer.id,
+    addr: peer.addr,
+    role: peer.role,
+    lastSeenMsAgo: now - peer.lastSeen,
+  }));
   return {
     ollana: { version: p.version, pid: p.pid, uptimeS: Math.round((now - p.startedAt) / 1000) },
     node: { id: p.identity.id, boot: p.boot, name: p.identity.name, fingerprint: p.identity.fingerprint },
-    trust: { trustLan: p.trustLan, allowed: p.trust.allowed.length,
-      disabled: p.trust.disabled.length, pending: p.pending,
-      tls: p.role === 'server' ? !p.insecureHttp : null },
+    trust: {
+      trustLan: p.trustLan,
+      allowed: p.trust.allowed.length,
+      disabled: p.trust.disabled.length,
+      pending: p.pending,
+      tls: p.role === 'server' ? !p.insecureHttp : null,
+    },
     mode: p.mode,
     role: p.role,
     listen: { host: p.listen.host, port: p.listen.port },
-    ollama: p.role === 'server'
-      ? { url: p.ollamaUrl, healthy: p.ollama.healthy, version: p.ollama.version, models: p.ollama.models,
-          checkedAt: new Date(p.ollama.checkedAt).toISOString() }
-      : null,
+    ollama:
+      p.role === 'server'
+        ? {
+            url: p.ollamaUrl,
+            healthy: p.ollama.healthy,
+            version: p.ollama.version,
+            models: p.ollama.models,
+            checkedAt: new Date(p.ollama.checkedAt).toISOString(),
+          }
+        : null,
     cluster: {
       term: view.term,
       leader: view.leader,
@@ -91,11 +114,17 @@ export function nodeStatus(p: StatusParts): NodeStatus {
       live: live.length,
       restarts: p.restarts,
       totals: {
-        requests: sum((w) => w.requests), inFlight: sum((w) => w.inFlight), completed: sum((w) => w.completed),
-        clientAborts: sum((w) => w.clientAborts), upstreamErrors: sum((w) => w.upstreamErrors),
-        bytesIn: sum((w) => w.bytesIn), bytesOut: sum((w) => w.bytesOut),
-        tlsHandshakes: sum((w) => w.tlsHandshakes), tlsResumed: sum((w) => w.tlsResumed),
-        fastRequests: sum((w) => w.fastRequests), handedToNode: sum((w) => w.handedToNode),
+        requests: sum((w) => w.requests),
+        inFlight: sum((w) => w.inFlight),
+        completed: sum((w) => w.completed),
+        clientAborts: sum((w) => w.clientAborts),
+        upstreamErrors: sum((w) => w.upstreamErrors),
+        bytesIn: sum((w) => w.bytesIn),
+        bytesOut: sum((w) => w.bytesOut),
+        tlsHandshakes: sum((w) => w.tlsHandshakes),
+        tlsResumed: sum((w) => w.tlsResumed),
+        fastRequests: sum((w) => w.fastRequests),
+        handedToNode: sum((w) => w.handedToNode),
       },
       list: p.workers,
     },

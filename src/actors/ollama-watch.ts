@@ -44,7 +44,10 @@ export interface HealthCheck {
 }
 
 export function modelsDigest(models: readonly string[]): string {
-  return createHash('sha256').update([...models].sort().join('\n')).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update([...models].sort().join('\n'))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 export class OllamaWatch {
@@ -80,9 +83,14 @@ export class OllamaWatch {
   /** The start-up probe; with `withModels` (a server node) its models are read when it answers. */
   async first(withModels: (probe: ProbeResult) => boolean): Promise<ProbeResult> {
     const probe = await this.#probe.ollama(this.#target, this.#timeoutMs);
-    this.#state = { healthy: probe.ok, version: probe.ok ? probe.version : null, models: [], checkedAt: this.#clock.now() };
+    this.#state = {
+      healthy: probe.ok,
+      version: probe.ok ? probe.version : null,
+      models: [],
+      checkedAt: this.#clock.now(),
+    };
     if (withModels(probe) && probe.ok) {
-      this.#state = { ...this.#state, models: await this.#probe.models(this.#target, this.#timeoutMs) ?? [] };
+      this.#state = { ...this.#state, models: (await this.#probe.models(this.#target, this.#timeoutMs)) ?? [] };
     }
     return probe;
   }
@@ -91,8 +99,12 @@ export class OllamaWatch {
   async appeared(): Promise<string | null> {
     const probe = await this.#probe.ollama(this.#target, this.#timeoutMs);
     if (!probe.ok || this.#stopped) return null;
-    this.#state = { healthy: true, version: probe.version, models: await this.#probe.models(this.#target, this.#timeoutMs) ?? [],
-      checkedAt: this.#clock.now() };
+    this.#state = {
+      healthy: true,
+      version: probe.version,
+      models: (await this.#probe.models(this.#target, this.#timeoutMs)) ?? [],
+      checkedAt: this.#clock.now(),
+    };
     this.#downSince = null;
     return probe.version;
   }
@@ -107,7 +119,11 @@ export class OllamaWatch {
     if (!probe.ok && probe.outOfFiles === true) {
       // This node could not open a connection to ask, which says nothing about Ollama: leaving the
       // cluster (or, in auto mode, becoming a client) would be wrong. Asked again next round.
-      if (!this.#starved) this.#log.error({ ollama: this.#target.origin }, `cannot check the local Ollama at ${this.#target.origin}: ${outOfFilesAdvice()}`);
+      if (!this.#starved)
+        this.#log.error(
+          { ollama: this.#target.origin },
+          `cannot check the local Ollama at ${this.#target.origin}: ${outOfFilesAdvice()}`,
+        );
       this.#starved = true;
       return null;
     }
@@ -115,15 +131,31 @@ export class OllamaWatch {
     const was = this.#state.healthy;
     const models = probe.ok ? await this.#probe.models(this.#target, this.#timeoutMs) : null;
     const modelsChanged = models !== null && modelsDigest(models) !== modelsDigest(this.#state.models);
-    this.#state = { healthy: probe.ok, version: probe.ok ? probe.version : this.#state.version,
-      models: models ?? this.#state.models, checkedAt: this.#clock.now() };
+    this.#state = {
+      healthy: probe.ok,
+      version: probe.ok ? probe.version : this.#state.version,
+      models: models ?? this.#state.models,
+      checkedAt: this.#clock.now(),
+    };
     if (probe.ok) this.#downSince = null;
     else this.#downSince ??= this.#clock.now();
     if (was !== probe.ok) {
-      if (probe.ok) this.#log.info({ ollama: this.#target.origin }, `local Ollama at ${this.#target.origin} answers again: announcing this server node`);
-      else this.#log.warn({ ollama: this.#target.origin, reason: probe.reason },
-        `local Ollama at ${this.#target.origin} stopped answering (${probe.reason}): this node leaves the cluster until it is back`);
+      if (probe.ok)
+        this.#log.info(
+          { ollama: this.#target.origin },
+          `local Ollama at ${this.#target.origin} answers again: announcing this server node`,
+        );
+      else
+        this.#log.warn(
+          { ollama: this.#target.origin, reason: probe.reason },
+          `local Ollama at ${this.#target.origin} stopped answering (${probe.reason}): this node leaves the cluster until it is back`,
+        );
     }
-    return { was, ok: probe.ok, modelsChanged, downForMs: this.#downSince === null ? null : this.#clock.now() - this.#downSince };
+    return {
+      was,
+      ok: probe.ok,
+      modelsChanged,
+      downForMs: this.#downSince === null ? null : this.#clock.now() - this.#downSince,
+    };
   }
 }

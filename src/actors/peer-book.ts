@@ -95,8 +95,10 @@ export class PeerBook {
     // Logged once pending.json lists it, so `ollana device pending` right after the line shows it.
     this.#trust.notePending(peer.id, '', peer.addr, 'server-seen', () => {
       const why = this.#trust.isDisabled(peer.id) ? 'it is disabled here' : 'it is not allowed yet';
-      this.#log.info({ peer: { id: peer.id, addr: peer.addr, port: peer.port } },
-        `server node ${peer.id} found at ${peer.addr}:${peer.port}, not used: ${why}; to use it run: ollana device allow ${peer.id}`);
+      this.#log.info(
+        { peer: { id: peer.id, addr: peer.addr, port: peer.port } },
+        `server node ${peer.id} found at ${peer.addr}:${peer.port}, not used: ${why}; to use it run: ollana device allow ${peer.id}`,
+      );
     });
   }
 
@@ -115,8 +117,11 @@ export class PeerBook {
     const w = this.#toldWindow;
     if (now - w.at >= 60_000) {
       if (w.skipped > 0) {
-        this.#log.info({ skipped: w.skipped }, `${w.skipped} more server nodes this device does not use were heard in the last minute ` +
-          '(not logged, not listed as pending); `ollana status` lists the peers');
+        this.#log.info(
+          { skipped: w.skipped },
+          `${w.skipped} more server nodes this device does not use were heard in the last minute ` +
+            '(not logged, not listed as pending); `ollana status` lists the peers',
+        );
       }
       this.#toldWindow = { at: now, count: 0, skipped: 0 };
     }
@@ -136,19 +141,26 @@ export class PeerBook {
   /** A server node's worker turned a device away after the handshake. */
   refused(m: TrustRefused): void {
     if (m.verdict === 'bad-handshake') {
-      this.#log.info({ addr: m.addr, reason: m.name },
-        `refused a connection from ${m.addr}: TLS handshake failed (${m.name}); plain HTTP to the TLS port, or not an ollana node`);
+      this.#log.info(
+        { addr: m.addr, reason: m.name },
+        `refused a connection from ${m.addr}: TLS handshake failed (${m.name}); plain HTTP to the TLS port, or not an ollana node`,
+      );
       return;
     }
     if (m.verdict === 'no-certificate') {
-      this.#log.info({ addr: m.addr }, `refused a connection from ${m.addr} without a device certificate (not an ollana node)`);
+      this.#log.info(
+        { addr: m.addr },
+        `refused a connection from ${m.addr} without a device certificate (not an ollana node)`,
+      );
       return;
     }
     this.#trust.notePending(m.id, m.name, m.addr, 'client-refused', (first) => {
-      this.#log.info({ device: m.id, name: m.name, addr: m.addr, verdict: m.verdict, first },
+      this.#log.info(
+        { device: m.id, name: m.name, addr: m.addr, verdict: m.verdict, first },
         m.verdict === 'disabled'
           ? `refused disabled device ${m.id} (${m.name || 'no name'}) from ${m.addr}`
-          : `refused device ${m.id} (${m.name || 'no name'}) from ${m.addr}: not allowed; to allow it run: ollana device allow ${m.id}`);
+          : `refused device ${m.id} (${m.name || 'no name'}) from ${m.addr}: not allowed; to allow it run: ollana device allow ${m.id}`,
+      );
     });
   }
 
@@ -157,7 +169,9 @@ export class PeerBook {
     const key = `by ${server}`;
     if (this.#told.has(key)) return;
     this.#remember(key);
-    this.#log.warn({ peer: { id: server } },
-      `server node ${server} does not allow this device yet; on that server run: ollana device allow ${this.#id}`);
+    this.#log.warn(
+      { peer: { id: server } },
+      `server node ${server} does not allow this device yet; on that server run: ollana device allow ${this.#id}`,
+    );
   }
 }

@@ -11,8 +11,14 @@ import { OllanaError, errorFromData, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { ownModule } from '../module-file.ts';
 import { decoderFor } from '../protocol/codec.ts';
-import { PROXY_TO_SUPERVISOR, type ProxyToSupervisor, type RouteTable, type SupervisorToProxy, type TrustSettings,
-  type WorkerStats } from '../protocol/messages.ts';
+import {
+  PROXY_TO_SUPERVISOR,
+  type ProxyToSupervisor,
+  type RouteTable,
+  type SupervisorToProxy,
+  type TrustSettings,
+  type WorkerStats,
+} from '../protocol/messages.ts';
 import type { ProxyPoolEvents } from '../protocol/events.ts';
 import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
 import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/workers.ts';
@@ -151,31 +157,57 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   #spawn(index: number): Promise<void> {
     let slot = this.#slots[index];
     if (slot === undefined) {
-      slot = { index, endpoint: null, ready: false, policy: new RestartPolicy(this.#clock), done: Promise.resolve(), onReady: null,
-        abort: null, starved: false, cut: 0 };
+      slot = {
+        index,
+        endpoint: null,
+        ready: false,
+        policy: new RestartPolicy(this.#clock),
+        done: Promise.resolve(),
+        onReady: null,
+        abort: null,
+        starved: false,
+        cut: 0,
+      };
       this.#slots[index] = slot;
     }
     const s = slot;
     s.ready = false;
     s.policy.started();
     const { port1, port2 } = new MessageChannel();
-    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(port1, decoderFor(PROXY_TO_SUPERVISOR),
+    s.endpoint = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(
+      port1,
+      decoderFor(PROXY_TO_SUPERVISOR),
       (msg) => this.#onMessage(s, msg),
-      (err) => this.#log.error({ err, worker: index }, 'bad message from a proxy worker dropped'));
+      (err) => this.#log.error({ err, worker: index }, 'bad message from a proxy worker dropped'),
+    );
 
     return new Promise<void>((resolve, reject) => {
       s.onReady = resolve;
-      const task: ProxyTask = { worker: index, port: port2, routes: this.#table, loadBoard: this.#loadBoard,
-        connectionBoard: this.#connectionBoard };
+      const task: ProxyTask = {
+        worker: index,
+        port: port2,
+        routes: this.#table,
+        loadBoard: this.#loadBoard,
+        connectionBoard: this.#connectionBoard,
+      };
       const abort = new AbortController();
       s.abort = abort;
       s.done = (this.#pool.run(task, { transferList: [port2], signal: abort.signal }) as Promise<ProxyTaskResult>).then(
-        (result) => { s.cut = result.cut; this.#ended(s, port1); },
+        (result) => {
+          s.cut = result.cut;
+          this.#ended(s, port1);
+        },
         (err: unknown) => {
           this.#ended(s, port1);
-          const error = errorFromData(err) ?? (outOfFiles(err)
-            ? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} cannot start: ${outOfFilesAdvice()}`, { cause: err })
-            : new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, { cause: err }));
+          const error =
+            errorFromData(err) ??
+            (outOfFiles(err)
+              ? new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} cannot start: ${outOfFilesAdvice()}`, {
+                  cause: err,
+                })
+              : new OllanaError('OLN_WORKER_FAILED', `proxy worker ${index} died: ${errorMessage(err)}`, {
+                  cause: err,
+                }));
           if (s.onReady !== null) {
             // Died before this start reported ready: the caller decides (fail start-up, or back off).
             s.onReady = null;
@@ -183,7 +215,8 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
             return;
           }
           this.#onDied(s, error);
-        });
+        },
+      );
     });
   }
 
@@ -199,39 +232,55 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     if (this.#stopping) return;
     const decision = slot.policy.died();
     if (!decision.restart) {
-      this.#log.error({ err: error, worker: slot.index }, `proxy worker ${slot.index} keeps failing at start-up; giving up`);
+      this.#log.error(
+        { err: error, worker: slot.index },
+        `proxy worker ${slot.index} keeps failing at start-up; giving up`,
+      );
       this.emit('fatal', error);
       return;
     }
     const delay = decision.delayMs;
-    this.#log.error({ err: error, worker: slot.index, restartInMs: delay },
-      `proxy worker ${slot.index} died (${error.message}); its in-flight requests are lost, restarting it in ${delay} ms`);
+    this.#log.error(
+      { err: error, worker: slot.index, restartInMs: delay },
+      `proxy worker ${slot.index} died (${error.message}); its in-flight requests are lost, restarting it in ${delay} ms`,
+    );
     this.#respawnIn(slot, delay);
   }
 
   #respawnIn(slot: Slot, delay: number): void {
-    unrefTimer(this.#clock.setTimeout(() => {
-      if (this.#stopping) return;
-      this.#restarts += 1;
-      this.#spawn(slot.index).then(
-        () => {
-          this.#log.info({ worker: slot.index }, `proxy worker ${slot.index} restarted${slot.starved ? ': file descriptors are available again' : ''}`);
-          slot.starved = false;
-        },
-        (err: unknown) => {
-          const e = err instanceof OllanaError ? err : new OllanaError('OLN_WORKER_FAILED', errorMessage(err), { cause: err });
-          if (outOfFiles(e)) this.#starved(slot, e);
-          else this.#onDied(slot, e);
-        });
-    }, delay));
+    unrefTimer(
+      this.#clock.setTimeout(() => {
+        if (this.#stopping) return;
+        this.#restarts += 1;
+        this.#spawn(slot.index).then(
+          () => {
+            this.#log.info(
+              { worker: slot.index },
+              `proxy worker ${slot.index} restarted${slot.starved ? ': file descriptors are available again' : ''}`,
+            );
+            slot.starved = false;
+          },
+          (err: unknown) => {
+            const e =
+              err instanceof OllanaError
+                ? err
+                : new OllanaError('OLN_WORKER_FAILED', errorMessage(err), { cause: err });
+            if (outOfFiles(e)) this.#starved(slot, e);
+            else this.#onDied(slot, e);
+          },
+        );
+      }, delay),
+    );
   }
 
   /** The machine's state, not a fault of the thread: tried again at the slowest pace until it starts. */
   #starved(slot: Slot, error: OllanaError): void {
     if (!slot.starved) {
       slot.starved = true;
-      this.#log.error({ err: error, worker: slot.index, code: 'EMFILE' },
-        `proxy worker ${slot.index} cannot restart: ${outOfFilesAdvice()}; trying again every ${slot.policy.starvedDelayMs / 1000} s`);
+      this.#log.error(
+        { err: error, worker: slot.index, code: 'EMFILE' },
+        `proxy worker ${slot.index} cannot restart: ${outOfFilesAdvice()}; trying again every ${slot.policy.starvedDelayMs / 1000} s`,
+      );
     }
     this.#respawnIn(slot, slot.policy.starvedDelayMs);
   }
@@ -261,8 +310,12 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         break;
       case 'status.request':
         this.emit('status-request', (status: NodeStatus | null, error: string | null) => {
-          slot.endpoint?.send({ type: 'status.reply', id: msg.id, status,
-            error: error === null ? null : { code: 'OLN_INTERNAL', message: error } });
+          slot.endpoint?.send({
+            type: 'status.reply',
+            id: msg.id,
+            status,
+            error: error === null ? null : { code: 'OLN_INTERNAL', message: error },
+          });
         });
         break;
       case 'trust.refused':
@@ -292,16 +345,18 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
 
   /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */
   async stats(): Promise<WorkerReport[]> {
-    return Promise.all(this.#slots.map(async (slot): Promise<WorkerReport> => {
-      if (!slot.ready || slot.endpoint === null) return { worker: slot.index, ready: false };
-      const { id, reply } = this.#stats.open(STATS_DEADLINE_MS, `stats of proxy worker ${slot.index}`);
-      slot.endpoint.send({ type: 'stats.request', id });
-      try {
-        return await reply;
-      } catch {
-        return { worker: slot.index, ready: false };
-      }
-    }));
+    return Promise.all(
+      this.#slots.map(async (slot): Promise<WorkerReport> => {
+        if (!slot.ready || slot.endpoint === null) return { worker: slot.index, ready: false };
+        const { id, reply } = this.#stats.open(STATS_DEADLINE_MS, `stats of proxy worker ${slot.index}`);
+        slot.endpoint.send({ type: 'stats.request', id });
+        try {
+          return await reply;
+        } catch {
+          return { worker: slot.index, ready: false };
+        }
+      }),
+    );
   }
 
   /**
@@ -315,8 +370,14 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     const draining = this.#slots.filter((slot) => slot.ready);
     for (const slot of draining) slot.endpoint?.send({ type: 'proxy.drain', deadlineMs });
     const all = Promise.allSettled(this.#slots.map((s) => s.done));
-    await Promise.race([all, new Promise<void>((resolve) => unrefTimer(this.#clock.setTimeout(resolve, deadlineMs + 3_000)))]);
-    this.#cut = draining.reduce((n, s) => n + (s.ready ? Math.max(1, Atomics.load(this.#loadBoard, s.index)) : s.cut), 0);
+    await Promise.race([
+      all,
+      new Promise<void>((resolve) => unrefTimer(this.#clock.setTimeout(resolve, deadlineMs + 3_000))),
+    ]);
+    this.#cut = draining.reduce(
+      (n, s) => n + (s.ready ? Math.max(1, Atomics.load(this.#loadBoard, s.index)) : s.cut),
+      0,
+    );
     this.#stats.rejectAll(new Error('stopping'));
     await this.#pool.destroy();
     return this.#cut;

@@ -16,7 +16,12 @@ export interface RestartLimits {
   readonly maxRetries: number;
 }
 
-export const RESTART_LIMITS: RestartLimits = Object.freeze({ baseMs: 100, maxMs: 5_000, stableAfterMs: 10_000, maxRetries: 5 });
+export const RESTART_LIMITS: RestartLimits = Object.freeze({
+  baseMs: 100,
+  maxMs: 5_000,
+  stableAfterMs: 10_000,
+  maxRetries: 5,
+});
 
 export type RestartDecision =
   | { readonly restart: true; readonly delayMs: number; readonly failures: number }
@@ -66,6 +71,10 @@ export class RestartPolicy {
     if (this.#clock.now() - this.#startedAt >= this.#limits.stableAfterMs) this.#failures = 0;
     this.#failures += 1;
     if (this.#failures > this.#limits.maxRetries) return { restart: false, failures: this.#failures };
-    return { restart: true, delayMs: Math.min(this.#limits.maxMs, this.#limits.baseMs * 2 ** (this.#failures - 1)), failures: this.#failures };
+    return {
+      restart: true,
+      delayMs: Math.min(this.#limits.maxMs, this.#limits.baseMs * 2 ** (this.#failures - 1)),
+      failures: this.#failures,
+    };
   }
 }

@@ -21,12 +21,7 @@ export class Endpoint<In extends Message, Out extends Message> {
    *   or proxy-inbox.ts / actor-inbox.ts in a worker thread); it throws a ProtocolError for anything else.
    * @param onBad called for undecodable or unexpected messages; the endpoint keeps working.
    */
-  constructor(
-    port: PortLike,
-    decode: Decoder<In>,
-    onMessage: (msg: In) => void,
-    onBad: (err: ProtocolError) => void,
-  ) {
+  constructor(port: PortLike, decode: Decoder<In>, onMessage: (msg: In) => void, onBad: (err: ProtocolError) => void) {
     this.#port = port;
     port.on('message', (raw) => {
       let msg: In;

@@ -13,7 +13,10 @@ import { realThreads, type ThreadFactory } from './thread-factory.ts';
 import { TrustStore } from './trust-store.ts';
 
 /** What the supervisor uses of the trust store (devices.json, pending.json). */
-export type TrustHandle = Pick<TrustStore, 'settings' | 'trusts' | 'isDisabled' | 'pendingCount' | 'start' | 'stop' | 'notePending'> & {
+export type TrustHandle = Pick<
+  TrustStore,
+  'settings' | 'trusts' | 'isDisabled' | 'pendingCount' | 'start' | 'stop' | 'notePending'
+> & {
   on(event: 'change', listener: () => void): unknown;
 };
 /** What the supervisor uses of a client node's cluster view. */
@@ -43,6 +46,6 @@ export const realSupervisorDeps: SupervisorDeps = {
 
 /** A real timer keeps nothing alive (the node lives by its listeners); a fake one has no unref. */
 export function unref(handle: unknown): void {
-  if (typeof handle === 'object' && handle !== null && 'unref' in handle && typeof handle.unref === 'function') handle.unref();
+  if (typeof handle === 'object' && handle !== null && 'unref' in handle && typeof handle.unref === 'function')
+    handle.unref();
 }
-

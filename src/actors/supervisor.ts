@@ -29,7 +29,13 @@ import { nodeStatus } from './node-status.ts';
 import { HEALTH_INTERVAL_MS, OllamaWatch, modelsDigest } from './ollama-watch.ts';
 import { PeerBook } from './peer-book.ts';
 import { PendingReplies } from './runtime.ts';
-import { realSupervisorDeps, unref, type ClusterHandle, type SupervisorDeps, type TrustHandle } from './supervisor-deps.ts';
+import {
+  realSupervisorDeps,
+  unref,
+  type ClusterHandle,
+  type SupervisorDeps,
+  type TrustHandle,
+} from './supervisor-deps.ts';
 import type { PoolHandle } from './thread-factory.ts';
 import { proxyWorkerData } from './worker-data.ts';
 
@@ -118,15 +124,23 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const probe = await this.#ollama.first((p) => (config.mode === 'auto' ? p.ok : config.mode === 'server'));
     if (config.mode === 'auto') {
       this.#role = probe.ok ? 'server' : 'client';
-      if (probe.ok) this.#log.info({ ollama: this.#target.origin, ollamaVersion: probe.version },
-        `Ollama ${probe.version} answers at ${this.#target.origin}: this machine is a server node`);
-      else this.#log.info({ ollama: this.#target.origin, reason: probe.reason },
-        `no Ollama answers at ${this.#target.origin} (${probe.reason}): this machine is a client node`);
+      if (probe.ok)
+        this.#log.info(
+          { ollama: this.#target.origin, ollamaVersion: probe.version },
+          `Ollama ${probe.version} answers at ${this.#target.origin}: this machine is a server node`,
+        );
+      else
+        this.#log.info(
+          { ollama: this.#target.origin, reason: probe.reason },
+          `no Ollama answers at ${this.#target.origin} (${probe.reason}): this machine is a client node`,
+        );
     } else {
       this.#role = config.mode;
       if (config.mode === 'server' && !probe.ok) {
-        this.#log.warn({ ollama: this.#target.origin, reason: probe.reason },
-          `server mode forced, but no Ollama answers at ${this.#target.origin} yet (${probe.reason}); requests get 502 until it does`);
+        this.#log.warn(
+          { ollama: this.#target.origin, reason: probe.reason },
+          `server mode forced, but no Ollama answers at ${this.#target.origin} yet (${probe.reason}); requests get 502 until it does`,
+        );
       }
     }
 
@@ -135,7 +149,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#trust.start();
 
     this.#startElection();
-    if (config.discovery === 'off') this.#log.info('discovery is off: this node sends nothing to the LAN and finds no peers');
+    if (config.discovery === 'off')
+      this.#log.info('discovery is off: this node sends nothing to the LAN and finds no peers');
     else await this.#startDiscovery();
     // Server nodes watch their Ollama; in auto mode a client node watches for one appearing too.
     if (this.#role === 'server' || config.mode === 'auto') this.#every(HEALTH_INTERVAL_MS, () => this.#checkOllama());
@@ -149,21 +164,34 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const { host, port } = this.#listen;
     const workers = this.#opts.config.workers;
     const url = listenUrl(this.#listen, this.#role === 'server' && !this.#opts.config.insecureHttp);
-    this.#log.info({ role: this.#role, url, host, port, workers, deviceId: this.#id },
-      `ollana ${this.#role} node listening on ${url} with ${workers} proxy worker${workers === 1 ? '' : 's'}`);
+    this.#log.info(
+      { role: this.#role, url, host, port, workers, deviceId: this.#id },
+      `ollana ${this.#role} node listening on ${url} with ${workers} proxy worker${workers === 1 ? '' : 's'}`,
+    );
     return { role: this.#role, host, port, url };
   }
 
   async #startPool(): Promise<void> {
     const { config } = this.#opts;
     this.#table = this.#buildTable();
-    const workerData = proxyWorkerData({ config, identity: this.#opts.identity, logSettings: this.#opts.logSettings,
-      listen: this.#listen, role: this.#role, ticketKeys: this.#ticketKeys, trust: this.#trust.settings, debugHooks: this.#opts.debugHooks });
+    const workerData = proxyWorkerData({
+      config,
+      identity: this.#opts.identity,
+      logSettings: this.#opts.logSettings,
+      listen: this.#listen,
+      role: this.#role,
+      ticketKeys: this.#ticketKeys,
+      trust: this.#trust.settings,
+      debugHooks: this.#opts.debugHooks,
+    });
     const pool = this.#deps.threads.pool(config.workers, workerData, this.#table, this.#log);
     pool.on('refused', (m) => this.#peers.refused(m));
     pool.on('refused-by', (server) => this.#peers.refusedBy(server));
     pool.on('status-request', (reply) => {
-      this.status().then((s) => reply(s, null), (err: unknown) => reply(null, errorMessage(err)));
+      this.status().then(
+        (s) => reply(s, null),
+        (err: unknown) => reply(null, errorMessage(err)),
+      );
     });
     pool.on('fatal', (err) => this.emit('fatal', err));
     this.#pool = pool;
@@ -186,7 +214,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         try {
           listen = await claimListen(this.#opts.config, to, this.#deps.ports);
         } catch (err) {
-          this.#log.warn({ err, from, to }, `cannot become a ${to} node yet (${errorMessage(err)}); staying a ${from} node`);
+          this.#log.warn(
+            { err, from, to },
+            `cannot become a ${to} node yet (${errorMessage(err)}); staying a ${from} node`,
+          );
           return;
         }
       }
@@ -212,8 +243,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #every(ms: number, fn: () => Promise<void> | void): void {
     const loop = (): void => {
       const t = this.#clock.setTimeout(() => {
-        void Promise.resolve(fn()).catch((err: unknown) => this.#log.error({ err }, 'periodic task failed'))
-          .finally(() => { if (!this.#stopping) loop(); });
+        void Promise.resolve(fn())
+          .catch((err: unknown) => this.#log.error({ err }, 'periodic task failed'))
+          .finally(() => {
+            if (!this.#stopping) loop();
+          });
       }, ms);
       unref(t);
       this.#timers.push(t);
@@ -223,14 +257,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   #startElection(): void {
-    this.#election = startElection({ solo: this.#opts.config.discovery === 'off', logSettings: this.#opts.logSettings, log: this.#log,
-      rootLog: this.#opts.log, threads: this.#deps.threads, clock: this.#clock, onView: (view) => this.#onView(view),
+    this.#election = startElection({
+      solo: this.#opts.config.discovery === 'off',
+      logSettings: this.#opts.logSettings,
+      log: this.#log,
+      rootLog: this.#opts.log,
+      threads: this.#deps.threads,
+      clock: this.#clock,
+      onView: (view) => this.#onView(view),
       onFatal: (err) => this.emit('fatal', err),
       onStart: (election) => {
         this.#sendSelfToElection(election);
         for (const peer of this.#peers.clients) election.send({ type: 'peer.seen', peer });
         for (const peer of this.#peers.servers) election.send({ type: 'peer.seen', peer });
-      } });
+      },
+    });
   }
 
   #onView(view: ElectionView): void {
@@ -240,14 +281,28 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   #sendSelfToElection(election = this.#election): void {
-    election?.send({ type: 'election.self', id: this.#id, boot: this.#boot, role: this.#role,
-      healthy: this.#role === 'server' && this.#ollama.state.healthy });
+    election?.send({
+      type: 'election.self',
+      id: this.#id,
+      boot: this.#boot,
+      role: this.#role,
+      healthy: this.#role === 'server' && this.#ollama.state.healthy,
+    });
   }
 
   async #startDiscovery(): Promise<void> {
     const { config, identity, logSettings } = this.#opts;
-    const discovery = new DiscoveryLink({ config, identity, logSettings, log: this.#log, threads: this.#deps.threads, clock: this.#clock,
-      onStart: () => this.#configureDiscovery(), onMessage: (msg) => this.#onDiscovery(msg), onFatal: (err) => this.emit('fatal', err) });
+    const discovery = new DiscoveryLink({
+      config,
+      identity,
+      logSettings,
+      log: this.#log,
+      threads: this.#deps.threads,
+      clock: this.#clock,
+      onStart: () => this.#configureDiscovery(),
+      onMessage: (msg) => this.#onDiscovery(msg),
+      onFatal: (err) => this.emit('fatal', err),
+    });
     this.#discovery = discovery;
     try {
       await discovery.start();
@@ -350,8 +405,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return {
       version: this.#table.version + 1,
       role: 'server',
-      upstreams: [{ id: 'local', url: this.#target.origin, device: '', basePath: this.#target.basePath, healthy: ollama.healthy,
-        models: ollama.models, leader: true, load: 0 }],
+      upstreams: [
+        {
+          id: 'local',
+          url: this.#target.origin,
+          device: '',
+          basePath: this.#target.basePath,
+          healthy: ollama.healthy,
+          models: ollama.models,
+          leader: true,
+          load: 0,
+        },
+      ],
     };
   }
 
@@ -380,14 +445,33 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     ]);
     const { config } = this.#opts;
     return nodeStatus({
-      now: this.#clock.now(), startedAt: this.#startedAt, version: this.#opts.version, pid: process.pid, boot: this.#boot,
-      identity: this.#opts.identity, mode: config.mode, role: this.#role, trustLan: config.trustLan,
-      insecureHttp: config.insecureHttp, trust: this.#trust.settings, pending: this.#trust.pendingCount, listen: this.#listen,
-      ollamaUrl: this.#target.origin, ollama: this.#ollama.state, view: this.#view,
-      servers: this.#role === 'client' ? this.#cluster.peers() : [], modelsOf: (id) => this.#cluster.models(id),
-      clients: this.#peers.clients, discovery: this.#discovery?.info ?? null, discoveryStats, table: this.#table,
+      now: this.#clock.now(),
+      startedAt: this.#startedAt,
+      version: this.#opts.version,
+      pid: process.pid,
+      boot: this.#boot,
+      identity: this.#opts.identity,
+      mode: config.mode,
+      role: this.#role,
+      trustLan: config.trustLan,
+      insecureHttp: config.insecureHttp,
+      trust: this.#trust.settings,
+      pending: this.#trust.pendingCount,
+      listen: this.#listen,
+      ollamaUrl: this.#target.origin,
+      ollama: this.#ollama.state,
+      view: this.#view,
+      servers: this.#role === 'client' ? this.#cluster.peers() : [],
+      modelsOf: (id) => this.#cluster.models(id),
+      clients: this.#peers.clients,
+      discovery: this.#discovery?.info ?? null,
+      discoveryStats,
+      table: this.#table,
       connections: { open: this.#pool?.openConnections() ?? 0, max: config.maxConnections },
-      workers, configuredWorkers: config.workers, restarts: this.#pool?.restarts ?? 0, rssBytes: rssBytes(),
+      workers,
+      configuredWorkers: config.workers,
+      restarts: this.#pool?.restarts ?? 0,
+      rssBytes: rssBytes(),
     });
   }
 
@@ -403,15 +487,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#trust.stop();
     this.#cluster.close();
     const deadline = this.#opts.config.drainTimeoutMs;
-    this.#log.info({ reason, drainTimeoutMs: deadline }, `stopping (${reason}); in-flight requests have ${deadline} ms to finish`);
+    this.#log.info(
+      { reason, drainTimeoutMs: deadline },
+      `stopping (${reason}); in-flight requests have ${deadline} ms to finish`,
+    );
     // Draining first (#self says so now that #stopping is set): clients stop sending new requests
     // here while the in-flight ones finish; the bye, which makes them drop this node, comes after.
     this.#configureDiscovery();
     await this.#pool?.stop(deadline);
-    await this.#discovery?.stop(500, () => new Promise<void>((resolve) => {
-      this.once('discovery-stopped', resolve);
-      this.#discovery?.send({ type: 'discovery.stop' });
-    }));
+    await this.#discovery?.stop(
+      500,
+      () =>
+        new Promise<void>((resolve) => {
+          this.once('discovery-stopped', resolve);
+          this.#discovery?.send({ type: 'discovery.stop' });
+        }),
+    );
     await this.#election?.stop();
     this.#discoveryStats.rejectAll(new Error('stopping'));
     this.#log.info('stopped');

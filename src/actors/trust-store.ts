@@ -12,7 +12,13 @@ import { EventEmitter } from 'node:events';
 import { unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import {
-  DEVICES_FILE, PENDING_FILE, readDevices, readPendingChecked, writePending, type DeviceEntry, type PendingEntry,
+  DEVICES_FILE,
+  PENDING_FILE,
+  readDevices,
+  readPendingChecked,
+  writePending,
+  type DeviceEntry,
+  type PendingEntry,
 } from '../identity/devices.ts';
 import { parseDeviceId } from '../identity/device-id.ts';
 import { withTrustLock } from '../identity/trust-lock.ts';
@@ -143,9 +149,10 @@ export class TrustStore extends EventEmitter {
     const now = new Date(this.#clock.now()).toISOString();
     const known = this.#pending.get(id);
     this.#pending.delete(id);
-    const entry: PendingEntry = known === undefined
-      ? { id, name, addr, kind, firstSeen: now, lastSeen: now, count: 1 }
-      : { ...known, name: name || known.name, addr, kind, lastSeen: now, count: known.count + 1 };
+    const entry: PendingEntry =
+      known === undefined
+        ? { id, name, addr, kind, firstSeen: now, lastSeen: now, count: 1 }
+        : { ...known, name: name || known.name, addr, kind, lastSeen: now, count: known.count + 1 };
     this.#pending.set(id, { ...entry, name: entry.name.slice(0, MAX_TEXT), addr: entry.addr.slice(0, MAX_TEXT) });
     while (this.#pending.size > MAX_PENDING) this.#pending.delete(this.#pending.keys().next().value!);
     const first = known === undefined;
@@ -167,7 +174,10 @@ export class TrustStore extends EventEmitter {
       this.#devices = readDevices(this.#dataDir);
     } catch (err) {
       // A half-edited or broken file: keep the last good list rather than lock everyone out.
-      this.#log.error({ err }, `ignoring ${DEVICES_FILE} until it is fixed, keeping the previous allow list: ${errorMessage(err)}`);
+      this.#log.error(
+        { err },
+        `ignoring ${DEVICES_FILE} until it is fixed, keeping the previous allow list: ${errorMessage(err)}`,
+      );
       return;
     }
     const next = this.#compute();
@@ -175,11 +185,16 @@ export class TrustStore extends EventEmitter {
     this.#settings = next;
     let pruned = false;
     for (const id of this.#pending.keys()) {
-      if (this.trusts(id) || this.isDisabled(id)) { this.#pending.delete(id); pruned = true; }
+      if (this.trusts(id) || this.isDisabled(id)) {
+        this.#pending.delete(id);
+        pruned = true;
+      }
     }
     if (pruned) this.#schedulePendingWrite(false);
-    this.#log.info({ allowed: next.allowed.length, disabled: next.disabled.length },
-      `allow list changed: ${next.allowed.length} allowed, ${next.disabled.length} disabled device(s)`);
+    this.#log.info(
+      { allowed: next.allowed.length, disabled: next.disabled.length },
+      `allow list changed: ${next.allowed.length} allowed, ${next.disabled.length} disabled device(s)`,
+    );
     this.emit('change', next);
   }
 
@@ -190,8 +205,10 @@ export class TrustStore extends EventEmitter {
       if (problem !== null) this.#log.warn({ code: 'OLN_BAD_DEVICES_FILE' }, `${problem} [OLN_BAD_DEVICES_FILE]`);
       return pending;
     } catch (err) {
-      this.#log.warn({ err, code: isOllanaError(err) ? err.code : undefined },
-        `cannot read ${PENDING_FILE}, starting with no pending devices: ${errorMessage(err)}`);
+      this.#log.warn(
+        { err, code: isOllanaError(err) ? err.code : undefined },
+        `cannot read ${PENDING_FILE}, starting with no pending devices: ${errorMessage(err)}`,
+      );
       return [];
     }
   }
@@ -212,7 +229,8 @@ export class TrustStore extends EventEmitter {
     this.#lastWrite = this.#clock.now();
     try {
       this.#write(this.#dataDir, [...this.#pending.values()]);
-      if (this.#unsaved !== null) this.#log.info(`${PENDING_FILE} can be written again: the devices met are listed by \`ollana device pending\``);
+      if (this.#unsaved !== null)
+        this.#log.info(`${PENDING_FILE} can be written again: the devices met are listed by \`ollana device pending\``);
       this.#unsaved = null;
     } catch (err) {
       this.#cannotWrite(err);
@@ -239,7 +257,9 @@ export class TrustStore extends EventEmitter {
     const cause = isOllanaError(err) ? (systemCode(err.cause) ?? code) : (systemCode(err) ?? code);
     if (this.#unsaved === cause) return;
     this.#unsaved = cause;
-    this.#log.warn({ err, code, errno: cause },
-      `${errorMessage(err)}. The node keeps serving; the devices it meets are not saved for \`ollana device pending\` until it can write there [${code}]`);
+    this.#log.warn(
+      { err, code, errno: cause },
+      `${errorMessage(err)}. The node keeps serving; the devices it meets are not saved for \`ollana device pending\` until it can write there [${code}]`,
+    );
   }
 }

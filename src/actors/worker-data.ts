@@ -50,7 +50,11 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
   };
 }
 
-export function discoveryWorkerData(config: ServeConfig, identity: Identity, logSettings: LogSettings): DiscoveryWorkerData {
+export function discoveryWorkerData(
+  config: ServeConfig,
+  identity: Identity,
+  logSettings: LogSettings,
+): DiscoveryWorkerData {
   return {
     log: logSettings,
     options: {

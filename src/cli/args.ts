@@ -9,7 +9,12 @@ import { OllanaError } from '../errors.ts';
 export type CliCommand =
   | { readonly command: 'serve'; readonly flags: Partial<Record<ConfigKey, unknown>> }
   | { readonly command: 'stop'; readonly flags: Partial<Record<ConfigKey, unknown>>; readonly timeoutMs: string | null }
-  | { readonly command: 'status'; readonly flags: Partial<Record<ConfigKey, unknown>>; readonly url: string | null; readonly json: boolean }
+  | {
+      readonly command: 'status';
+      readonly flags: Partial<Record<ConfigKey, unknown>>;
+      readonly url: string | null;
+      readonly json: boolean;
+    }
   | DeviceCommand
   | { readonly command: 'print'; readonly text: string };
 
@@ -26,11 +31,23 @@ export interface DeviceCommand {
 }
 
 const DEVICE_VERBS: readonly { verb: DeviceVerb; args: string; help: string }[] = [
-  { verb: 'show', args: '', help: 'print this machine\'s device id (made on first use), to allow it on the others' },
+  { verb: 'show', args: '', help: "print this machine's device id (made on first use), to allow it on the others" },
   { verb: 'list', args: '', help: 'the devices this machine allows or has disabled' },
-  { verb: 'pending', args: '', help: 'devices seen on the LAN or refused that are not allowed yet, with the command to allow each' },
-  { verb: 'allow', args: '<id>', help: 'allow a device: its full id as `ollana device show` prints it there (a unique prefix only for a device in `list`)' },
-  { verb: 'disable', args: '<id>', help: 'refuse a device from now on (its full id, or a unique prefix of one in `list`)' },
+  {
+    verb: 'pending',
+    args: '',
+    help: 'devices seen on the LAN or refused that are not allowed yet, with the command to allow each',
+  },
+  {
+    verb: 'allow',
+    args: '<id>',
+    help: 'allow a device: its full id as `ollana device show` prints it there (a unique prefix only for a device in `list`)',
+  },
+  {
+    verb: 'disable',
+    args: '<id>',
+    help: 'refuse a device from now on (its full id, or a unique prefix of one in `list`)',
+  },
 ];
 
 /** --name: shown in lists and logs, so one printable line of reasonable length. */
@@ -38,7 +55,10 @@ function deviceName(raw: string | undefined): string | null {
   if (raw === undefined) return null;
   const name = raw.trim();
   if (name.length === 0 || name.length > 64 || /[\p{Cc}]/u.test(name)) {
-    throw new OllanaError('OLN_BAD_FLAG', `--name (flag) must be 1 to 64 printable characters; got ${JSON.stringify(raw)}`);
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      `--name (flag) must be 1 to 64 printable characters; got ${JSON.stringify(raw)}`,
+    );
   }
   return name;
 }
@@ -95,19 +115,34 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
     .description('Ollama over LAN: share one Ollama with every machine on the network, with no configuration')
     .version(version, '-v, --version')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => { printed += s; }, writeErr: (s) => { printed += s; } })
+    .configureOutput({
+      writeOut: (s) => {
+        printed += s;
+      },
+      writeErr: (s) => {
+        printed += s;
+      },
+    })
     .showHelpAfterError(false)
-    .addHelpText('after', '\nRun `ollana serve` on every machine: the one with Ollama shares it, the others use it.\n' +
-      'Each command has its own help: ollana serve --help');
+    .addHelpText(
+      'after',
+      '\nRun `ollana serve` on every machine: the one with Ollama shares it, the others use it.\n' +
+        'Each command has its own help: ollana serve --help',
+    );
 
   const serveKeys = OPTION_SPECS.map((s) => s.key);
-  const serve = program.command('serve').description(
-    'run this machine\'s node: a server node if a local Ollama answers, else a client node');
+  const serve = program
+    .command('serve')
+    .description("run this machine's node: a server node if a local Ollama answers, else a client node");
   for (const key of serveKeys) serve.addOption(optionFor(key));
-  serve.action(() => { result = { command: 'serve', flags: collectFlags(serve, serveKeys) }; });
+  serve.action(() => {
+    result = { command: 'serve', flags: collectFlags(serve, serveKeys) };
+  });
 
   const stopKeys: ConfigKey[] = ['pidFile', 'dataDir'];
-  const stop = program.command('stop').description('stop the ollana started with `ollana serve -d`: in-flight streams finish first');
+  const stop = program
+    .command('stop')
+    .description('stop the ollana started with `ollana serve -d`: in-flight streams finish first');
   for (const key of stopKeys) stop.addOption(optionFor(key));
   stop.addOption(new Option('--timeout <value>', 'how long to wait for it to exit (default: its drain timeout + 10s)'));
   stop.action(() => {
@@ -118,33 +153,50 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
   const statusKeys: ConfigKey[] = ['listen', 'dataDir'];
   const status = program.command('status').description('show the local node: role, upstreams, workers and their stats');
   for (const key of statusKeys) status.addOption(optionFor(key));
-  status.addOption(new Option('--url <url>', 'the node to ask (default: the local server node, else the local client node)'));
+  status.addOption(
+    new Option('--url <url>', 'the node to ask (default: the local server node, else the local client node)'),
+  );
   status.addOption(new Option('--json', 'print the raw JSON'));
   status.action(() => {
     const o = status.opts() as { url?: string; json?: boolean };
     result = { command: 'status', flags: collectFlags(status, statusKeys), url: o.url ?? null, json: o.json === true };
   });
 
-  const device = program.command('device').description('this machine\'s device id, and which devices it trusts');
+  const device = program.command('device').description("this machine's device id, and which devices it trusts");
   const deviceCmds = DEVICE_VERBS.map(({ verb, args, help }) => {
     const sub = device.command(`${verb}${args ? ` ${args}` : ''}`).description(help);
     sub.addOption(optionFor('dataDir'));
-    if (verb === 'allow') sub.addOption(new Option('--name <name>', 'what to call it in lists and logs (default: the name it announces)'));
+    if (verb === 'allow')
+      sub.addOption(new Option('--name <name>', 'what to call it in lists and logs (default: the name it announces)'));
     sub.addOption(new Option('--json', 'print JSON'));
     sub.action((id?: string) => {
       const o = sub.opts() as { name?: string; json?: boolean };
       result = {
-        command: 'device', verb, flags: collectFlags(sub, ['dataDir']),
-        id: typeof id === 'string' ? id : null, name: deviceName(o.name), json: o.json === true,
+        command: 'device',
+        verb,
+        flags: collectFlags(sub, ['dataDir']),
+        id: typeof id === 'string' ? id : null,
+        name: deviceName(o.name),
+        json: o.json === true,
       };
     });
     return sub;
   });
-  device.addHelpText('after', '\nPairing: run `ollana device show` on one machine, then `ollana device allow <ID>` on the other, and the\n' +
-    'same the other way round. `ollana device pending` lists the devices this machine met but does not allow.');
+  device.addHelpText(
+    'after',
+    '\nPairing: run `ollana device show` on one machine, then `ollana device allow <ID>` on the other, and the\n' +
+      'same the other way round. `ollana device pending` lists the devices this machine met but does not allow.',
+  );
 
   for (const cmd of [program, serve, stop, status, device, ...deviceCmds]) {
-    cmd.exitOverride().configureOutput({ writeOut: (s) => { printed += s; }, writeErr: (s) => { printed += s; } });
+    cmd.exitOverride().configureOutput({
+      writeOut: (s) => {
+        printed += s;
+      },
+      writeErr: (s) => {
+        printed += s;
+      },
+    });
   }
 
   // Commander acts on --help before it looks up the command, so `ollana doctor --help` would print the
@@ -160,7 +212,10 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
         return { command: 'print', text: printed };
       }
       const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
-      const code = err.code === 'commander.invalidArgument' || err.code === 'commander.optionMissingArgument' ? 'OLN_BAD_FLAG' : 'OLN_USAGE';
+      const code =
+        err.code === 'commander.invalidArgument' || err.code === 'commander.optionMissingArgument'
+          ? 'OLN_BAD_FLAG'
+          : 'OLN_USAGE';
       throw new OllanaError(code, `${message}; see \`ollana --help\``);
     }
     throw err;

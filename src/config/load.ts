@@ -32,9 +32,8 @@ export function loadConfig(flags: Partial<Record<ConfigKey, unknown>>, env: Env)
 
   // The data directory decides where the config file is, so it cannot come from that file.
   const dataDirSpec = specByKey.get('dataDir')!;
-  const dataDir = flags.dataDir !== undefined
-    ? (parseValue(dataDirSpec, flags.dataDir, 'flag') as string)
-    : defaultDataDir(env);
+  const dataDir =
+    flags.dataDir !== undefined ? (parseValue(dataDirSpec, flags.dataDir, 'flag') as string) : defaultDataDir(env);
 
   const file = join(dataDir, CONFIG_FILE_NAME);
   const fromFile = readConfigFile(file);
@@ -43,8 +42,10 @@ export function loadConfig(flags: Partial<Record<ConfigKey, unknown>>, env: Env)
       const spec = specByKey.get(key as ConfigKey);
       if (!spec || NOT_IN_CONFIG_FILE.includes(spec.key)) {
         const known = OPTION_SPECS.filter((s) => !NOT_IN_CONFIG_FILE.includes(s.key)).map((s) => s.key);
-        throw new OllanaError('OLN_BAD_CONFIG',
-          `${file}: unknown setting "${key}"; the settings are ${known.join(', ')}`);
+        throw new OllanaError(
+          'OLN_BAD_CONFIG',
+          `${file}: unknown setting "${key}"; the settings are ${known.join(', ')}`,
+        );
       }
       values[key] = parseValue(spec, raw, 'config file');
       origins[spec.key] = 'config file';
@@ -83,14 +84,19 @@ function readConfigFile(file: string): Record<string, unknown> | null {
     // No file, or no directory to hold one: nothing to read (an unusable data directory is reported
     // by the command that needs to write there, with the fix).
     if (systemCode(err) === 'ENOENT' || systemCode(err) === 'ENOTDIR') return null;
-    throw new OllanaError('OLN_BAD_CONFIG', `cannot read the config file ${file}: ${(err as Error).message}`, { cause: err });
+    throw new OllanaError('OLN_BAD_CONFIG', `cannot read the config file ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new OllanaError('OLN_BAD_CONFIG',
-      `the config file ${file} is not valid JSON (${(err as Error).message}); fix it or move it away`, { cause: err });
+    throw new OllanaError(
+      'OLN_BAD_CONFIG',
+      `the config file ${file} is not valid JSON (${(err as Error).message}); fix it or move it away`,
+      { cause: err },
+    );
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new OllanaError('OLN_BAD_CONFIG', `the config file ${file} must hold a JSON object of settings`);

@@ -20,7 +20,10 @@ export interface OllamaTarget {
 }
 
 export function parseOllamaHost(raw: string | undefined, source = 'OLLAMA_HOST'): OllamaTarget {
-  let value = (raw ?? '').trim().replace(/^["']+|["']+$/g, '').trim();
+  let value = (raw ?? '')
+    .trim()
+    .replace(/^["']+|["']+$/g, '')
+    .trim();
   if (value === '') value = '127.0.0.1:11434';
   if (value === 'ollama.com') return { origin: 'https://ollama.com:443', basePath: '' };
 

@@ -13,13 +13,18 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 
 
 const duration = z.union([
   z.number().int().min(0),
-  z.string().trim().regex(/^\d+(\.\d+)?(ms|s|m|h)?$/).transform((text) => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text)!;
-    return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!);
-  }),
+  z
+    .string()
+    .trim()
+    .regex(/^\d+(\.\d+)?(ms|s|m|h)?$/)
+    .transform((text) => {
+      const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text)!;
+      return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!);
+    }),
 ]);
 
-const count = z.union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)])
+const count = z
+  .union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)])
   .pipe(z.number().int().min(1).max(1024));
 
 /** host:port, [v6]:port, :port or a bare port (every interface). Port 0 asks the OS for a free port. */
@@ -43,22 +48,39 @@ export function parseListen(text: string): { host: string; port: number } | null
 const SCHEMAS: Record<ValueKind, z.ZodType> = {
   mode: z.enum(MODES),
   discovery: z.enum(DISCOVERY_MODES),
-  port: z.union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(1).max(65535)),
+  port: z
+    .union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)])
+    .pipe(z.number().int().min(1).max(65535)),
   level: z.string().trim().toLowerCase().pipe(z.enum(LOG_LEVELS)),
   count,
-  limit: z.union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().min(0).max(1_000_000)),
+  limit: z
+    .union([z.number(), z.string().trim().regex(/^\d+$/).transform(Number)])
+    .pipe(z.number().int().min(0).max(1_000_000)),
   duration,
-  bool: z.union([z.boolean(), z.enum(['1', 'true', 'yes', 'on', '0', 'false', 'no', 'off'])
-    .transform((v) => ['1', 'true', 'yes', 'on'].includes(v))]),
+  bool: z.union([
+    z.boolean(),
+    z
+      .enum(['1', 'true', 'yes', 'on', '0', 'false', 'no', 'off'])
+      .transform((v) => ['1', 'true', 'yes', 'on'].includes(v)),
+  ]),
   path: z.string().trim().min(1),
   listen: z.string().refine((s) => parseListen(s) !== null),
   url: z.string().superRefine((s, ctx) => {
     // The value's source is named by parseValue; here only the reason is wanted.
-    try { parseOllamaHost(s, 'the address'); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); }
+    try {
+      parseOllamaHost(s, 'the address');
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
   }),
   list: z.union([
     z.array(z.string()),
-    z.string().transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x !== '')),
+    z.string().transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x !== ''),
+    ),
   ]),
 };
 
@@ -79,10 +101,14 @@ const EXPECTED: Record<ValueKind, string> = {
 
 export function describeSource(spec: OptionSpec, origin: Origin, envName?: string): string {
   switch (origin) {
-    case 'flag': return `${spec.flag} (flag)`;
-    case 'environment': return `${envName ?? spec.env[0]} (environment)`;
-    case 'config file': return `"${spec.key}" (config file)`;
-    case 'default': return `${spec.key} (default)`;
+    case 'flag':
+      return `${spec.flag} (flag)`;
+    case 'environment':
+      return `${envName ?? spec.env[0]} (environment)`;
+    case 'config file':
+      return `"${spec.key}" (config file)`;
+    case 'default':
+      return `${spec.key} (default)`;
   }
 }
 

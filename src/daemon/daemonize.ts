@@ -19,7 +19,10 @@ export function isDaemonChild(env: Readonly<Record<string, string | undefined>>)
 /** In the child: tell the waiting parent how start-up went, then let go of the channel. */
 export function reportToParent(report: DaemonReport): Promise<void> {
   return new Promise((resolve) => {
-    if (typeof process.send !== 'function' || !process.connected) { resolve(); return; }
+    if (typeof process.send !== 'function' || !process.connected) {
+      resolve();
+      return;
+    }
     process.send(report, undefined, {}, () => {
       if (process.connected) process.disconnect();
       resolve();
@@ -27,14 +30,22 @@ export function reportToParent(report: DaemonReport): Promise<void> {
   });
 }
 
-export async function daemonize(mainScript: string, argv: readonly string[], logFile: string, pidFile: string): Promise<DaemonReport & { type: 'daemon.ready' }> {
+export async function daemonize(
+  mainScript: string,
+  argv: readonly string[],
+  logFile: string,
+  pidFile: string,
+): Promise<DaemonReport & { type: 'daemon.ready' }> {
   let fd: number;
   try {
     mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
     fd = openSync(logFile, 'a', 0o600);
   } catch (err) {
-    throw new OllanaError('OLN_DIR_UNWRITABLE',
-      `cannot open the log file ${logFile}: ${(err as Error).message}; choose another with --log-file`, { cause: err });
+    throw new OllanaError(
+      'OLN_DIR_UNWRITABLE',
+      `cannot open the log file ${logFile}: ${(err as Error).message}; choose another with --log-file`,
+      { cause: err },
+    );
   }
   const child = spawn(process.execPath, [...process.execArgv, mainScript, ...argv], {
     detached: true,
@@ -46,8 +57,12 @@ export async function daemonize(mainScript: string, argv: readonly string[], log
   try {
     return await new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new OllanaError('OLN_DAEMON_FAILED',
-          `the background ollana (pid ${child.pid}) did not report ready within ${READY_DEADLINE_MS / 1000} s; see ${logFile}`));
+        reject(
+          new OllanaError(
+            'OLN_DAEMON_FAILED',
+            `the background ollana (pid ${child.pid}) did not report ready within ${READY_DEADLINE_MS / 1000} s; see ${logFile}`,
+          ),
+        );
       }, READY_DEADLINE_MS);
       child.once('message', (msg: DaemonReport) => {
         clearTimeout(timer);
@@ -56,12 +71,18 @@ export async function daemonize(mainScript: string, argv: readonly string[], log
       });
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        reject(new OllanaError('OLN_DAEMON_FAILED',
-          `the background ollana exited (${signal ?? `status ${code}`}) before it was ready; see ${logFile} (pid file ${pidFile})`));
+        reject(
+          new OllanaError(
+            'OLN_DAEMON_FAILED',
+            `the background ollana exited (${signal ?? `status ${code}`}) before it was ready; see ${logFile} (pid file ${pidFile})`,
+          ),
+        );
       });
       child.once('error', (err) => {
         clearTimeout(timer);
-        reject(new OllanaError('OLN_DAEMON_FAILED', `cannot start the background ollana: ${err.message}`, { cause: err }));
+        reject(
+          new OllanaError('OLN_DAEMON_FAILED', `cannot start the background ollana: ${err.message}`, { cause: err }),
+        );
       });
     });
   } finally {

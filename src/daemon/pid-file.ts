@@ -14,7 +14,18 @@
  * killed writer leaves at most its temporary file, which the next start removes and reports.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { OllanaError, systemCode } from '../errors.ts';
 import { processArgs, processRuns, processStart, processStartedAt } from './process-info.ts';
@@ -72,14 +83,21 @@ export function parsePidRecord(text: string): PidRecord | null {
 
 function unwritable(file: string, err: unknown, action: 'write' | 'read'): OllanaError {
   const code = systemCode(err);
-  const why = code === 'ENOSPC' ? 'the disk is full'
-    : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
-    : code === 'EROFS' ? 'the file system is read-only'
-    : code === 'ENOTDIR' ? 'a part of the path is a file, not a directory'
-    : (err as Error).message;
-  return new OllanaError('OLN_DIR_UNWRITABLE',
+  const why =
+    code === 'ENOSPC'
+      ? 'the disk is full'
+      : code === 'EACCES' || code === 'EPERM'
+        ? 'permission denied'
+        : code === 'EROFS'
+          ? 'the file system is read-only'
+          : code === 'ENOTDIR'
+            ? 'a part of the path is a file, not a directory'
+            : (err as Error).message;
+  return new OllanaError(
+    'OLN_DIR_UNWRITABLE',
     `cannot ${action} the pid file ${file}: ${why}; free the space or fix the permissions, or choose another place with --pid-file`,
-    { cause: err, details: { file } });
+    { cause: err, details: { file } },
+  );
 }
 
 /** The file's text, or null when there is none. */
@@ -199,23 +217,31 @@ export interface PidFileHandle {
  * Takes the pid file for this process. Throws OLN_ALREADY_RUNNING when the live ollana that wrote it
  * holds it, OLN_DIR_UNWRITABLE when it cannot be written. `self` is for tests (another pid and start).
  */
-export function takePidFile(file: string, opts: { drainTimeoutMs: number; self?: { pid: number; start: string | null } }): PidFileHandle {
+export function takePidFile(
+  file: string,
+  opts: { drainTimeoutMs: number; self?: { pid: number; start: string | null } },
+): PidFileHandle {
   const pid = opts.self?.pid ?? process.pid;
   const start = opts.self === undefined ? processStart(pid) : opts.self.start;
   const found = inspectPidFile(file);
   if (found.kind === 'running' && found.record.pid !== pid) {
-    throw new OllanaError('OLN_ALREADY_RUNNING',
+    throw new OllanaError(
+      'OLN_ALREADY_RUNNING',
       `ollana is already running (pid ${found.record.pid}, pid file ${file}); stop it with \`ollana stop\`, ` +
-      'or give this one its own --pid-file and --listen',
-      { details: { pid: found.record.pid, file } });
+        'or give this one its own --pid-file and --listen',
+      { details: { pid: found.record.pid, file } },
+    );
   }
   const notes = removeLeftovers(file, pid);
   switch (found.kind) {
     case 'gone':
-      if (found.record.pid !== pid) notes.push(`replaced a stale pid file left by pid ${found.record.pid}, which is not running`);
+      if (found.record.pid !== pid)
+        notes.push(`replaced a stale pid file left by pid ${found.record.pid}, which is not running`);
       break;
     case 'other':
-      notes.push(`replaced a stale pid file: its pid ${found.record.pid} is a different process now (not the ollana that wrote the file), left alone`);
+      notes.push(
+        `replaced a stale pid file: its pid ${found.record.pid} is a different process now (not the ollana that wrote the file), left alone`,
+      );
       break;
     case 'unreadable':
       notes.push(`replaced ${file}, which held no pid (it began ${JSON.stringify(found.text)})`);
@@ -225,7 +251,13 @@ export function takePidFile(file: string, opts: { drainTimeoutMs: number; self?:
       break;
   }
 
-  let record: PidRecord = { pid, start, token: randomBytes(16).toString('hex'), drainTimeoutMs: opts.drainTimeoutMs, listen: null };
+  let record: PidRecord = {
+    pid,
+    start,
+    token: randomBytes(16).toString('hex'),
+    drainTimeoutMs: opts.drainTimeoutMs,
+    listen: null,
+  };
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     writeAtomically(file, formatPidRecord(record), pid);
@@ -240,7 +272,9 @@ export function takePidFile(file: string, opts: { drainTimeoutMs: number; self?:
     }
   };
   return {
-    get record() { return record; },
+    get record() {
+      return record;
+    },
     notes,
     setListen(hostPort) {
       if (!ours()) return;

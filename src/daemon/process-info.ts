@@ -22,7 +22,12 @@ function statFields(path: string): string[] | null {
     return null;
   }
   const close = text.lastIndexOf(')');
-  return close < 0 ? null : text.slice(close + 2).trim().split(' ');
+  return close < 0
+    ? null
+    : text
+        .slice(close + 2)
+        .trim()
+        .split(' ');
 }
 
 /**
@@ -46,7 +51,11 @@ export function processStart(pid: number): string | null {
     return `${bootId}/${start}`;
   }
   try {
-    const out = execFileSync('ps', ['-o', 'lstart=', '-p', String(pid)], { encoding: 'utf8', timeout: 5_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('ps', ['-o', 'lstart=', '-p', String(pid)], {
+      encoding: 'utf8',
+      timeout: 5_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     return out.trim() === '' ? null : out.trim().replace(/\s+/g, ' ');
   } catch {
     return null;
@@ -71,7 +80,14 @@ export function processStartedAt(pid: number): number | null {
     if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return null;
     if (clockTicks === undefined) {
       try {
-        clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim()) || 100;
+        clockTicks =
+          Number(
+            execFileSync('getconf', ['CLK_TCK'], {
+              encoding: 'utf8',
+              timeout: 5_000,
+              stdio: ['ignore', 'pipe', 'ignore'],
+            }).trim(),
+          ) || 100;
       } catch {
         clockTicks = 100; // USER_HZ, the same on every common architecture
       }

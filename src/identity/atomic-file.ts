@@ -6,7 +6,17 @@
  * Throws the raw system error; callers say which file and what to do.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, linkSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { systemCode } from '../errors.ts';
 
@@ -116,7 +126,9 @@ export function removeStaleTemps(dir: string): string[] {
     try {
       rmSync(join(dir, name), { force: true });
       removed.push(name);
-    } catch { /* a read-only directory: left for a later start */ }
+    } catch {
+      /* a read-only directory: left for a later start */
+    }
   }
   return removed;
 }

@@ -25,8 +25,10 @@ function whyAndFix(err: unknown): string {
 
 /** OLN_DIR_UNWRITABLE for `what` (a file or the directory itself), with the way out that fits the cause. */
 export function dirError(what: string, action: 'read' | 'write' | 'use', err: unknown): OllanaError {
-  return new OllanaError('OLN_DIR_UNWRITABLE', `cannot ${action} ${what}: ${whyAndFix(err)}`,
-    { cause: err, details: { path: what } });
+  return new OllanaError('OLN_DIR_UNWRITABLE', `cannot ${action} ${what}: ${whyAndFix(err)}`, {
+    cause: err,
+    details: { path: what },
+  });
 }
 
 export function ensurePrivateDir(dir: string): void {

@@ -111,32 +111,46 @@ export function resolveDeviceId(input: string, decided: readonly string[], metOn
   if (s === '') throw bad(`no device id given; ${WHERE}`);
   const strange = [...new Set(s.replace(/[A-Z2-7]/g, ''))];
   if (strange.length > 0) {
-    throw bad(`device id ${shown} contains ${strange.map((c) => JSON.stringify(c)).join(', ')}: ids use only the ` +
-      'letters A-Z and the digits 2-7 (read 0 as O, 1 as I, 8 as B); check it against ' + WHERE);
+    throw bad(
+      `device id ${shown} contains ${strange.map((c) => JSON.stringify(c)).join(', ')}: ids use only the ` +
+        'letters A-Z and the digits 2-7 (read 0 as O, 1 as I, 8 as B); check it against ' +
+        WHERE,
+    );
   }
   if (s.length === CHECKED_LENGTH) {
     const wrong = badQuarters(s);
     if (wrong.length === 0) return group(s);
     const groups = wrong.map((q) => `characters ${q * 14 + 1}-${q * 14 + 14}`).join(' and ');
-    throw bad(`device id ${shown} is not valid: its check characters do not match in ${groups} (a typo?); ` +
-      `copy it again from ${WHERE}`);
+    throw bad(
+      `device id ${shown} is not valid: its check characters do not match in ${groups} (a typo?); ` +
+        `copy it again from ${WHERE}`,
+    );
   }
   if (s.length > CHECKED_LENGTH) {
-    throw bad(`device id ${shown} has ${s.length} characters, a device id has ${CHECKED_LENGTH} (63 with dashes); ${WHERE}`);
+    throw bad(
+      `device id ${shown} has ${s.length} characters, a device id has ${CHECKED_LENGTH} (63 with dashes); ${WHERE}`,
+    );
   }
   if (s.length < MIN_PREFIX) {
-    throw bad(`device id ${shown} is too short: give the full id, or at least ${MIN_PREFIX} first characters of a device already in \`ollana device list\``);
+    throw bad(
+      `device id ${shown} is too short: give the full id, or at least ${MIN_PREFIX} first characters of a device already in \`ollana device list\``,
+    );
   }
-  const matching = (ids: readonly string[]): string[] => [...new Set(ids.map(normalize))].filter((k) => k.startsWith(s)).map(group);
+  const matching = (ids: readonly string[]): string[] =>
+    [...new Set(ids.map(normalize))].filter((k) => k.startsWith(s)).map(group);
   const matches = matching(decided);
   if (matches.length === 1) return matches[0]!;
   if (matches.length > 1) {
-    throw bad(`device id prefix ${shown} matches ${matches.length} devices: ${matches.join(', ')}; type more of the id`);
+    throw bad(
+      `device id prefix ${shown} matches ${matches.length} devices: ${matches.join(', ')}; type more of the id`,
+    );
   }
   const full = `type the full id (56 characters, or 63 with dashes) as ${WHERE.replace('its id', 'it')}`;
   if (matching(metOnly).length > 0) {
-    throw bad(`device id prefix ${shown} matches only a device this machine met on the LAN, and an id met on the LAN ` +
-      `is not proof of anything: anyone can make one that starts with the same few characters; ${full}`);
+    throw bad(
+      `device id prefix ${shown} matches only a device this machine met on the LAN, and an id met on the LAN ` +
+        `is not proof of anything: anyone can make one that starts with the same few characters; ${full}`,
+    );
   }
   const hint = s.length === RAW_LENGTH ? ` (it has ${RAW_LENGTH} characters: the 4 check characters are missing)` : '';
   throw bad(`no device in the allow list has an id starting with ${shown}${hint}; ${full}`);

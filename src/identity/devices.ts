@@ -39,7 +39,12 @@ export interface PendingEntry {
 export const DEVICES_FILE = 'devices.json';
 export const PENDING_FILE = 'pending.json';
 
-const deviceId = z.string().refine((s) => parseDeviceId(s) === s, 'not a device id as `ollana device show` prints it (8 groups of 7 characters joined by dashes)');
+const deviceId = z
+  .string()
+  .refine(
+    (s) => parseDeviceId(s) === s,
+    'not a device id as `ollana device show` prints it (8 groups of 7 characters joined by dashes)',
+  );
 const name = z.string().max(256);
 const time = z.iso.datetime({ offset: true });
 
@@ -47,13 +52,19 @@ const uniqueIds = <T extends { id: string }>(list: T[]): boolean => new Set(list
 
 const devicesSchema = z.strictObject({
   version: z.literal(1),
-  devices: z.array(z.strictObject({ id: deviceId, name, state: z.enum(['allowed', 'disabled']), since: time }))
+  devices: z
+    .array(z.strictObject({ id: deviceId, name, state: z.enum(['allowed', 'disabled']), since: time }))
     .refine(uniqueIds, 'lists a device twice'),
 });
 
 const pendingEntrySchema = z.strictObject({
-  id: deviceId, name, addr: z.string().max(256), kind: z.enum(['server-seen', 'client-refused']),
-  firstSeen: time, lastSeen: time, count: z.number().int().min(1),
+  id: deviceId,
+  name,
+  addr: z.string().max(256),
+  kind: z.enum(['server-seen', 'client-refused']),
+  firstSeen: time,
+  lastSeen: time,
+  count: z.number().int().min(1),
 });
 
 const pendingSchema = z.strictObject({
@@ -79,11 +90,18 @@ function readJson<T>(file: string, schema: z.ZodType<T>, fix: string): T | null 
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new OllanaError('OLN_BAD_DEVICES_FILE', `${file} is not valid JSON (${errorMessage(err)}); ${fix}`, { cause: err, details: { file } });
+    throw new OllanaError('OLN_BAD_DEVICES_FILE', `${file} is not valid JSON (${errorMessage(err)}); ${fix}`, {
+      cause: err,
+      details: { file },
+    });
   }
   const parsed = schema.safeParse(data);
   if (!parsed.success) {
-    throw new OllanaError('OLN_BAD_DEVICES_FILE', `${file} is not valid${describeIssue(parsed.error.issues[0]!)}; ${fix}`, { details: { file } });
+    throw new OllanaError(
+      'OLN_BAD_DEVICES_FILE',
+      `${file} is not valid${describeIssue(parsed.error.issues[0]!)}; ${fix}`,
+      { details: { file } },
+    );
   }
   return parsed.data;
 }
@@ -93,8 +111,11 @@ function writeJson<T>(dataDir: string, fileName: string, schema: z.ZodType<T>, d
   const checked = schema.safeParse(data);
   if (!checked.success) {
     // A bug upstream (an unchecked id or name reached this far): refuse to write what no reader accepts.
-    throw new OllanaError('OLN_INTERNAL', `refusing to write ${file}: the new content would not be valid` +
-      `${describeIssue(checked.error.issues[0]!)}`, { details: { file } });
+    throw new OllanaError(
+      'OLN_INTERNAL',
+      `refusing to write ${file}: the new content would not be valid` + `${describeIssue(checked.error.issues[0]!)}`,
+      { details: { file } },
+    );
   }
   ensurePrivateDir(dataDir);
   try {
@@ -144,7 +165,8 @@ export function readPendingChecked(dataDir: string): PendingRead {
     return { pending: [], problem: why(`not valid JSON (${errorMessage(err)}), ignored`) };
   }
   const outer = z.strictObject({ version: z.literal(1), pending: z.array(z.unknown()) }).safeParse(data);
-  if (!outer.success) return { pending: [], problem: why(`not valid${describeIssue(outer.error.issues[0]!)}, ignored`) };
+  if (!outer.success)
+    return { pending: [], problem: why(`not valid${describeIssue(outer.error.issues[0]!)}, ignored`) };
   const pending: PendingEntry[] = [];
   const skipped: string[] = [];
   outer.data.pending.forEach((raw, i) => {
@@ -153,7 +175,15 @@ export function readPendingChecked(dataDir: string): PendingRead {
     else if (pending.some((p) => p.id === entry.data.id)) skipped.push(`pending.${i}: lists ${entry.data.id} twice`);
     else pending.push(entry.data);
   });
-  return { pending, problem: skipped.length === 0 ? null : why(`skipped ${skipped.length} malformed entr${skipped.length === 1 ? 'y' : 'ies'} (${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''})`) };
+  return {
+    pending,
+    problem:
+      skipped.length === 0
+        ? null
+        : why(
+            `skipped ${skipped.length} malformed entr${skipped.length === 1 ? 'y' : 'ies'} (${skipped.slice(0, 3).join('; ')}${skipped.length > 3 ? '; ...' : ''})`,
+          ),
+  };
 }
 
 /** The well-formed entries of pending.json ([] when there is none); see readPendingChecked. */

@@ -41,10 +41,12 @@ function readOptional(file: string): string | null {
 }
 
 function badIdentity(certFile: string, keyFile: string, what: string, cause?: unknown): OllanaError {
-  return new OllanaError('OLN_IDENTITY_BAD',
+  return new OllanaError(
+    'OLN_IDENTITY_BAD',
     `${what}; put back the matching ${certFile} and ${keyFile}, or move both away to make a new identity ` +
-    '(that changes this node\'s device id: the other machines must then allow the new one)',
-    { cause, details: { certFile, keyFile } });
+      "(that changes this node's device id: the other machines must then allow the new one)",
+    { cause, details: { certFile, keyFile } },
+  );
 }
 
 function fromPem(certPem: string, keyPem: string, certFile: string, keyFile: string): Identity {
@@ -63,13 +65,18 @@ function fromPem(certPem: string, keyPem: string, certFile: string, keyFile: str
   let matches = false;
   try {
     matches = cert.checkPrivateKey(key);
-  } catch { /* a key of another type: not this certificate's either */ }
+  } catch {
+    /* a key of another type: not this certificate's either */
+  }
   if (!matches) throw badIdentity(certFile, keyFile, `${keyFile} is not the private key of ${certFile}`);
   const cn = cert.toLegacyObject().subject?.CN;
   const name = (Array.isArray(cn) ? cn[0] : cn) ?? '';
   return Object.freeze({
     id: deviceIdFromDer(cert.raw),
-    certPem, keyPem, certFile, keyFile,
+    certPem,
+    keyPem,
+    certFile,
+    keyFile,
     fingerprint: createHash('sha256').update(cert.raw).digest('hex'),
     name: name.replace(/^ollana /, ''),
   });
@@ -159,5 +166,9 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<LoadedIdent
     }
     return { identity: fromPem(made.certPem, made.keyPem, certFile, keyFile), created: true, removed };
   }
-  throw badIdentity(certFile, keyFile, `could not settle this node's identity in ${dataDir}: another process keeps replacing ${keyFile}`);
+  throw badIdentity(
+    certFile,
+    keyFile,
+    `could not settle this node's identity in ${dataDir}: another process keeps replacing ${keyFile}`,
+  );
 }

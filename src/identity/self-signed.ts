@@ -5,8 +5,13 @@
  */
 import 'reflect-metadata';
 import {
-  BasicConstraintsExtension, ExtendedKeyUsage, ExtendedKeyUsageExtension, KeyUsageFlags, KeyUsagesExtension,
-  SubjectKeyIdentifierExtension, X509CertificateGenerator,
+  BasicConstraintsExtension,
+  ExtendedKeyUsage,
+  ExtendedKeyUsageExtension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  SubjectKeyIdentifierExtension,
+  X509CertificateGenerator,
 } from '@peculiar/x509';
 import { createPrivateKey, randomBytes } from 'node:crypto';
 
@@ -40,7 +45,10 @@ export async function createSelfSigned(commonName: string, years: number): Promi
     ],
   });
   const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
-  const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' });
+  const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({
+    format: 'pem',
+    type: 'pkcs8',
+  });
   const certPem = cert.toString('pem');
   return { certPem: certPem.endsWith('\n') ? certPem : `${certPem}\n`, keyPem: String(keyPem) };
 }

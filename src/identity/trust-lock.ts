@@ -47,14 +47,19 @@ export function withTrustLock<T>(dataDir: string, waitMs: number, fn: () => T): 
   } catch (err) {
     opened?.close();
     if (isBusy(err)) {
-      throw new OllanaError('OLN_DATA_DIR_BUSY',
+      throw new OllanaError(
+        'OLN_DATA_DIR_BUSY',
         `another ollana process has held ${file} for more than ${waitMs} ms while changing devices.json or pending.json; ` +
-        'try again, and if it keeps happening, look for a stuck `ollana device` command (ps) and end it',
-        { cause: err, details: { file } });
+          'try again, and if it keeps happening, look for a stuck `ollana device` command (ps) and end it',
+        { cause: err, details: { file } },
+      );
     }
-    throw new OllanaError('OLN_DIR_UNWRITABLE', `cannot lock ${file}: ${errorMessage(err)}; ` +
-      'make sure the data directory is on a local, writable file system, or choose another with --data-dir or OLLANA_HOME',
-    { cause: err, details: { path: file } });
+    throw new OllanaError(
+      'OLN_DIR_UNWRITABLE',
+      `cannot lock ${file}: ${errorMessage(err)}; ` +
+        'make sure the data directory is on a local, writable file system, or choose another with --data-dir or OLLANA_HOME',
+      { cause: err, details: { path: file } },
+    );
   }
   const db = opened;
   try {

@@ -8,8 +8,13 @@
  */
 import { decode, encode } from '@msgpack/msgpack';
 import {
-  LAN_MAGIC, LAN_PROTOCOL_VERSION, MAX_DATAGRAM,
-  type LanDatagram, type LanKind, type LoadSummary, type NodeRole,
+  LAN_MAGIC,
+  LAN_PROTOCOL_VERSION,
+  MAX_DATAGRAM,
+  type LanDatagram,
+  type LanKind,
+  type LoadSummary,
+  type NodeRole,
 } from '../protocol/lan.ts';
 import type { InputErrorCode } from '../errors.ts';
 
@@ -71,7 +76,8 @@ export function encodeDatagram(d: LanDatagram, signer: DatagramSigner): Buffer {
   buf.writeUInt16BE(body.length, LAN_MAGIC.length + 1);
   buf.set(body, HEADER_LENGTH);
   const signature = signer.sign(buf.subarray(0, HEADER_LENGTH + body.length));
-  if (signature.length !== SIGNATURE_LENGTH) throw new TypeError(`a LAN datagram signature must be ${SIGNATURE_LENGTH} bytes`);
+  if (signature.length !== SIGNATURE_LENGTH)
+    throw new TypeError(`a LAN datagram signature must be ${SIGNATURE_LENGTH} bytes`);
   buf.set(signature, HEADER_LENGTH + body.length);
   return buf;
 }
@@ -92,12 +98,16 @@ export function decodeDatagram(buf: Uint8Array): DecodeResult {
     if (buf.length !== HEADER_LENGTH + bodyLength + SIGNATURE_LENGTH) return { ok: false, reason: 'malformed' };
     // The 1200-byte bound already limits every length; the explicit maxima make intent plain.
     const value: unknown = decode(buf.subarray(HEADER_LENGTH, HEADER_LENGTH + bodyLength), {
-      maxStrLength: MAX_DATAGRAM, maxBinLength: MAX_DATAGRAM, maxArrayLength: MAX_DATAGRAM,
-      maxMapLength: MAX_DATAGRAM, maxExtLength: MAX_DATAGRAM,
+      maxStrLength: MAX_DATAGRAM,
+      maxBinLength: MAX_DATAGRAM,
+      maxArrayLength: MAX_DATAGRAM,
+      maxMapLength: MAX_DATAGRAM,
+      maxExtLength: MAX_DATAGRAM,
     });
     if (!isRecord(value)) return { ok: false, reason: 'malformed' };
     const cert = value.cert;
-    if (!(cert instanceof Uint8Array) || cert.length === 0 || cert.length > MAX_CERT_LENGTH) return { ok: false, reason: 'malformed' };
+    if (!(cert instanceof Uint8Array) || cert.length === 0 || cert.length > MAX_CERT_LENGTH)
+      return { ok: false, reason: 'malformed' };
     return {
       ok: true,
       datagram: checkDatagram(value),
@@ -114,8 +124,16 @@ export function decodeDatagram(buf: Uint8Array): DecodeResult {
 /** The map that goes on the wire (without the certificate): known keys only. */
 function bodyOf(d: LanDatagram): Record<string, unknown> {
   return {
-    kind: d.kind, id: d.id, boot: d.boot, role: d.role, port: d.port, seq: d.seq,
-    load: { inFlight: d.load.inFlight, workers: d.load.workers }, models: d.models, term: d.term, leader: d.leader,
+    kind: d.kind,
+    id: d.id,
+    boot: d.boot,
+    role: d.role,
+    port: d.port,
+    seq: d.seq,
+    load: { inFlight: d.load.inFlight, workers: d.load.workers },
+    models: d.models,
+    term: d.term,
+    leader: d.leader,
     draining: d.draining,
   };
 }

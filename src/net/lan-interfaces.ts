@@ -29,7 +29,7 @@ export function directedBroadcast(iface: LanInterface): string | null {
   const addr = ipv4ToInt(iface.address);
   const mask = ipv4ToInt(iface.netmask);
   if (addr === null || mask === null) return null;
-  if ((~mask >>> 0) <= 1) return null;
+  if (~mask >>> 0 <= 1) return null;
   return intToIpv4((addr | ~mask) >>> 0);
 }
 

@@ -64,8 +64,10 @@ export class FdWatch {
     } catch (err) {
       if (this.#out || !outOfFiles(err)) return;
       this.#out = true;
-      this.#log.error({ code: (err as { code?: string }).code },
-        `${WHAT()}: new client connections are closed unanswered, and requests that need a new upstream connection get 503; ${TO_DO}`);
+      this.#log.error(
+        { code: (err as { code?: string }).code },
+        `${WHAT()}: new client connections are closed unanswered, and requests that need a new upstream connection get 503; ${TO_DO}`,
+      );
       return;
     }
     closeSync(fd);

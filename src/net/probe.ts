@@ -44,7 +44,8 @@ function fetchText(url: string, timeoutMs: number, retried = false): Promise<{ s
     });
     req.on('error', (err: Error & { code?: string }) => {
       if (signal.aborted) reject(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-      else if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) fetchText(url, timeoutMs, true).then(resolve, reject);
+      else if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))
+        fetchText(url, timeoutMs, true).then(resolve, reject);
       else reject(err);
     });
   });
@@ -83,7 +84,10 @@ export async function probeOllana(origin: string, timeoutMs: number): Promise<bo
 export function probeOllanaTls(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host, port, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
-    const done = (ok: boolean): void => { socket.destroy(); resolve(ok); };
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
     socket.setTimeout(timeoutMs, () => done(false));
     socket.once('error', () => done(false));
     socket.once('secureConnect', () => {
@@ -120,21 +124,29 @@ export async function claimPort(host: string, port: number, flag: string): Promi
   } catch (err) {
     const code = systemCode(err);
     if (code === 'EADDRINUSE') {
-      throw new OllanaError('OLN_PORT_IN_USE',
+      throw new OllanaError(
+        'OLN_PORT_IN_USE',
         `port ${port} on ${host} is already in use by another program; stop it, or choose another address with ${flag}`,
-        { details: { host, port } });
+        { details: { host, port } },
+      );
     }
     if (code === 'EACCES') {
-      throw new OllanaError('OLN_PORT_DENIED',
+      throw new OllanaError(
+        'OLN_PORT_DENIED',
         `not allowed to listen on ${host}:${port} (ports below 1024 need privileges); choose another with ${flag}`,
-        { details: { host, port } });
+        { details: { host, port } },
+      );
     }
     if (code === 'EADDRNOTAVAIL') {
-      throw new OllanaError('OLN_BAD_FLAG',
+      throw new OllanaError(
+        'OLN_BAD_FLAG',
         `${host} is not an address of this machine; choose one of its addresses (or 0.0.0.0) with ${flag}`,
-        { details: { host, port } });
+        { details: { host, port } },
+      );
     }
-    throw new OllanaError('OLN_INTERNAL', `cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+    throw new OllanaError('OLN_INTERNAL', `cannot listen on ${host}:${port}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   const address = server.address();
   const actual = typeof address === 'object' && address !== null ? address.port : port;

@@ -83,8 +83,10 @@ export class PinMismatchError extends Error {
   readonly actual: string | null;
 
   constructor(address: string, expected: string, actual: string | null) {
-    super(`${address} presented ${actual === null ? 'no certificate' : `device ${actual}`}, not ${expected} as announced; ` +
-      'nothing was sent to it (a forged announcement, or that server was given a new identity)');
+    super(
+      `${address} presented ${actual === null ? 'no certificate' : `device ${actual}`}, not ${expected} as announced; ` +
+        'nothing was sent to it (a forged announcement, or that server was given a new identity)',
+    );
     this.expected = expected;
     this.actual = actual;
   }
@@ -178,7 +180,14 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
   const dial = (hostname: string, portText: string, callback: buildConnector.Callback): TLSSocket => {
     const { host, port, address } = target(hostname, portText);
     let settled = false;
-    const socket = connect({ host, port, secureContext: context, session, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    const socket = connect({
+      host,
+      port,
+      secureContext: context,
+      session,
+      rejectUnauthorized: false,
+      ALPNProtocols: ['http/1.1'],
+    });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     const settle = (err: Error | null): void => {
@@ -195,13 +204,24 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
       callback(err, null);
     };
     const onError = (err: Error): void => settle(err);
-    const timer = setTimeout(() => settle(new UpstreamError('OLN_UPSTREAM_CONNECT_TIMEOUT',
-      `connect timeout: ${address} did not complete a TLS handshake in ${o.timeoutMs} ms`)), o.timeoutMs);
+    const timer = setTimeout(
+      () =>
+        settle(
+          new UpstreamError(
+            'OLN_UPSTREAM_CONNECT_TIMEOUT',
+            `connect timeout: ${address} did not complete a TLS handshake in ${o.timeoutMs} ms`,
+          ),
+        ),
+      o.timeoutMs,
+    );
     timer.unref();
     // A ticket may arrive before or after the pin check; only a pinned server's is kept.
     let pinned = false;
     let ticket: Buffer | undefined;
-    socket.on('session', (s: Buffer) => { if (pinned) session = s; else ticket = s; });
+    socket.on('session', (s: Buffer) => {
+      if (pinned) session = s;
+      else ticket = s;
+    });
     socket.once('error', onError);
     socket.once('secureConnect', () => {
       countHandshake(socket);
@@ -231,7 +251,8 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
     if (err === null) completedAt = performance.now();
     else if ((err as { code?: string }).code === 'OLN_UPSTREAM_CONNECT_TIMEOUT' && completedAt < startedAt) {
       const given = waiting.splice(0);
-      const cause = `connect timeout: ${address} completed no TLS handshake in ${o.timeoutMs} ms; ` +
+      const cause =
+        `connect timeout: ${address} completed no TLS handshake in ${o.timeoutMs} ms; ` +
         'this connection was waiting its turn behind those and is given up too';
       for (const w of given) w.fail(new UpstreamError('OLN_UPSTREAM_CONNECT_TIMEOUT', cause));
     }
@@ -255,51 +276,70 @@ export function pinnedConnector(o: PinnedConnectorOptions): PinnedConnector {
     else waiting.push(entry);
     return {
       cancel: (err) => {
-        if (socket !== null) { socket.destroy(err); return; } // dial's callback reports it
+        if (socket !== null) {
+          socket.destroy(err);
+          return;
+        } // dial's callback reports it
         const at = waiting.indexOf(entry);
-        if (at >= 0) { waiting.splice(at, 1); entry.fail(err); }
+        if (at >= 0) {
+          waiting.splice(at, 1);
+          entry.fail(err);
+        }
       },
     };
   };
 
-  const connector = ((opts, callback) => { take(opts.hostname, opts.port, callback); }) as PinnedConnector;
-  connector.warm = (origin, signal) => new Promise<boolean>((resolve, reject) => {
-    const aborted = (): Error => Object.assign(new Error(`connection ahead to ${origin} cancelled`), { code: 'ABORT_ERR' });
-    if (signal?.aborted === true) { reject(aborted()); return; }
-    const before = session;
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    let open: TLSSocket | null = null;
-    const finish = (err: Error | null): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      if (open !== null) {
-        // close_notify and FIN; the server's http layer sees a connection that ends before a request.
-        open.on('error', () => undefined);
-        open.destroySoon();
+  const connector = ((opts, callback) => {
+    take(opts.hostname, opts.port, callback);
+  }) as PinnedConnector;
+  connector.warm = (origin, signal) =>
+    new Promise<boolean>((resolve, reject) => {
+      const aborted = (): Error =>
+        Object.assign(new Error(`connection ahead to ${origin} cancelled`), { code: 'ABORT_ERR' });
+      if (signal?.aborted === true) {
+        reject(aborted());
+        return;
       }
-      if (err !== null) reject(err);
-      else resolve(session !== undefined);
-    };
-    const onAbort = (): void => {
-      if (open !== null) finish(aborted());
-      else turn.cancel(aborted()); // waiting or still connecting: the callback reports it
-    };
-    const { hostname, port } = new URL(origin);
-    const turn = take(hostname, port, (err, s) => {
-      if (err !== null) { finish(err); return; }
-      open = s as TLSSocket;
-      // TLS 1.3 tickets follow the handshake; the connector's own 'session' listener (added first)
-      // has stored it by the time this one runs.
-      if (session !== before) { finish(null); return; }
-      open.once('session', () => finish(null));
-      open.once('close', () => finish(null));
-      timer = setTimeout(() => finish(null), o.timeoutMs);
-      timer.unref();
+      const before = session;
+      let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      let open: TLSSocket | null = null;
+      const finish = (err: Error | null): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (open !== null) {
+          // close_notify and FIN; the server's http layer sees a connection that ends before a request.
+          open.on('error', () => undefined);
+          open.destroySoon();
+        }
+        if (err !== null) reject(err);
+        else resolve(session !== undefined);
+      };
+      const onAbort = (): void => {
+        if (open !== null) finish(aborted());
+        else turn.cancel(aborted()); // waiting or still connecting: the callback reports it
+      };
+      const { hostname, port } = new URL(origin);
+      const turn = take(hostname, port, (err, s) => {
+        if (err !== null) {
+          finish(err);
+          return;
+        }
+        open = s as TLSSocket;
+        // TLS 1.3 tickets follow the handshake; the connector's own 'session' listener (added first)
+        // has stored it by the time this one runs.
+        if (session !== before) {
+          finish(null);
+          return;
+        }
+        open.once('session', () => finish(null));
+        open.once('close', () => finish(null));
+        timer = setTimeout(() => finish(null), o.timeoutMs);
+        timer.unref();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
   return connector;
 }

@@ -36,6 +36,9 @@ export function request(url: string, options: RequestOptions = {}): Promise<Disp
   const target = new URL(url);
   if (dispatcher === undefined) shared ??= new Agent();
   return (dispatcher ?? (shared as UndiciAgent)).request({
-    ...rest, origin: target.origin, path: `${target.pathname}${target.search}`, method: rest.method ?? 'GET',
+    ...rest,
+    origin: target.origin,
+    path: `${target.pathname}${target.search}`,
+    method: rest.method ?? 'GET',
   });
 }

@@ -44,7 +44,11 @@ function self(v: unknown, path: Path): SelfInfo {
 
 function peer(v: unknown, path: Path): PeerInfo {
   const o = object(v, path);
-  return { ...nodeFields(o, path), addr: str(o.addr, [...path, 'addr']), lastSeen: num(o.lastSeen, [...path, 'lastSeen']) };
+  return {
+    ...nodeFields(o, path),
+    addr: str(o.addr, [...path, 'addr']),
+    lastSeen: num(o.lastSeen, [...path, 'lastSeen']),
+  };
 }
 
 /** The message's type, or the ProtocolError a message without one (or of another port) deserves. */
@@ -57,10 +61,14 @@ export function decodeForDiscovery(raw: unknown): SupervisorToDiscovery {
   const m = object(unpack(raw), []);
   const type = typeOf(m);
   switch (type) {
-    case 'discovery.configure': return { type, self: self(m.self, ['self']), announce: bool(m.announce, ['announce']) };
-    case 'discovery.stop': return { type };
-    case 'discovery.stats.request': return { type, id: int(m.id, ['id']) };
-    default: throw unexpectedType(type);
+    case 'discovery.configure':
+      return { type, self: self(m.self, ['self']), announce: bool(m.announce, ['announce']) };
+    case 'discovery.stop':
+      return { type };
+    case 'discovery.stats.request':
+      return { type, id: int(m.id, ['id']) };
+    default:
+      throw unexpectedType(type);
   }
 }
 
@@ -69,11 +77,21 @@ export function decodeForElection(raw: unknown): SupervisorToElection {
   const m = object(unpack(raw), []);
   const type = typeOf(m);
   switch (type) {
-    case 'election.self': return { type, id: str(m.id, ['id']), boot: str(m.boot, ['boot']), role: oneOf(m.role, ['role'], ROLES),
-      healthy: bool(m.healthy, ['healthy']) };
-    case 'peer.seen': return { type, peer: peer(m.peer, ['peer']) };
-    case 'peer.gone': return { type, id: str(m.id, ['id']), reason: oneOf(m.reason, ['reason'], GONE_REASONS) };
-    case 'peer.clone': return { type, id: str(m.id, ['id']), addr: str(m.addr, ['addr']), boot: str(m.boot, ['boot']) };
-    default: throw unexpectedType(type);
+    case 'election.self':
+      return {
+        type,
+        id: str(m.id, ['id']),
+        boot: str(m.boot, ['boot']),
+        role: oneOf(m.role, ['role'], ROLES),
+        healthy: bool(m.healthy, ['healthy']),
+      };
+    case 'peer.seen':
+      return { type, peer: peer(m.peer, ['peer']) };
+    case 'peer.gone':
+      return { type, id: str(m.id, ['id']), reason: oneOf(m.reason, ['reason'], GONE_REASONS) };
+    case 'peer.clone':
+      return { type, id: str(m.id, ['id']), addr: str(m.addr, ['addr']), boot: str(m.boot, ['boot']) };
+    default:
+      throw unexpectedType(type);
   }
 }

@@ -15,7 +15,9 @@ export function decodeMessage(bytes: unknown): Message {
   const result = messageSchema.safeParse(value);
   if (!result.success) {
     const first = result.error.issues[0];
-    throw new ProtocolError(`malformed message: ${first ? `${first.path.join('.') || 'message'}: ${first.message}` : 'invalid'}`);
+    throw new ProtocolError(
+      `malformed message: ${first ? `${first.path.join('.') || 'message'}: ${first.message}` : 'invalid'}`,
+    );
   }
   return result.data;
 }

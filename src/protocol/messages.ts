@@ -115,8 +115,12 @@ export const discoveryStatsSchema = z.object({
   sendErrors: z.number(),
   peers: z.number(),
   dropped: z.object({
-    magic: z.number(), version: z.number(), malformed: z.number(), oversize: z.number(),
-    rateLimited: z.number(), duplicate: z.number(),
+    magic: z.number(),
+    version: z.number(),
+    malformed: z.number(),
+    oversize: z.number(),
+    rateLimited: z.number(),
+    duplicate: z.number(),
     /** id not its certificate's, or a bad signature */
     forged: z.number(),
     /** over the budget for checking certificates and signatures */
@@ -140,14 +144,23 @@ export type Conflict = z.infer<typeof conflictSchema>;
 
 const messageSchema = z.discriminatedUnion('type', [
   // supervisor -> discovery
-  z.object({ type: z.literal('discovery.configure'), self: selfSchema,
+  z.object({
+    type: z.literal('discovery.configure'),
+    self: selfSchema,
     /** false: stay silent (a server whose Ollama stopped answering); a change to false sends bye once */
-    announce: z.boolean() }),
+    announce: z.boolean(),
+  }),
   z.object({ type: z.literal('discovery.stop') }),
   z.object({ type: z.literal('discovery.stats.request'), id: z.number().int() }),
   // discovery -> supervisor
-  z.object({ type: z.literal('discovery.ready'), port: z.number().int(), group: z.string(),
-    multicast: z.boolean(), broadcast: z.boolean(), interfaces: z.array(z.string()) }),
+  z.object({
+    type: z.literal('discovery.ready'),
+    port: z.number().int(),
+    group: z.string(),
+    multicast: z.boolean(),
+    broadcast: z.boolean(),
+    interfaces: z.array(z.string()),
+  }),
   /** a new peer, or a known one whose fields (other than lastSeen/load) changed */
   z.object({ type: z.literal('peer.seen'), peer: peerSchema }),
   z.object({ type: z.literal('peer.gone'), id: z.string(), reason: z.enum(['bye', 'timeout']) }),
@@ -156,18 +169,26 @@ const messageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('discovery.stats.report'), id: z.number().int(), stats: discoveryStatsSchema }),
   z.object({ type: z.literal('discovery.stopped') }),
   // supervisor -> election
-  z.object({ type: z.literal('election.self'), id: z.string(), boot: z.string(), role: z.enum(['server', 'client']),
+  z.object({
+    type: z.literal('election.self'),
+    id: z.string(),
+    boot: z.string(),
+    role: z.enum(['server', 'client']),
     /** a server node counts as a member only while its Ollama answers */
-    healthy: z.boolean() }),
+    healthy: z.boolean(),
+  }),
   // and discovery's peer.seen, peer.gone and peer.clone, forwarded as they are
   // election -> supervisor
-  z.object({ type: z.literal('election.view'), view: z.object({
-    term: z.number().int(),
-    leader: z.string(),
-    /** ids of the live, healthy server members, leader first */
-    servers: z.array(z.string()),
-    conflicts: z.array(conflictSchema),
-  }) }),
+  z.object({
+    type: z.literal('election.view'),
+    view: z.object({
+      term: z.number().int(),
+      leader: z.string(),
+      /** ids of the live, healthy server members, leader first */
+      servers: z.array(z.string()),
+      conflicts: z.array(conflictSchema),
+    }),
+  }),
 
   // supervisor -> proxy worker
   z.object({ type: z.literal('routes.update'), table: routeTableSchema }),
@@ -175,15 +196,24 @@ const messageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('stats.request'), id: z.number().int() }),
   z.object({ type: z.literal('proxy.drain'), deadlineMs: z.number() }),
   z.object({ type: z.literal('trust.update'), trust: trustSchema }),
-  z.object({ type: z.literal('status.reply'), id: z.number().int(), status: z.record(z.string(), z.unknown()).nullable(),
-    error: errorData.nullable() }),
+  z.object({
+    type: z.literal('status.reply'),
+    id: z.number().int(),
+    status: z.record(z.string(), z.unknown()).nullable(),
+    error: errorData.nullable(),
+  }),
   // proxy worker -> supervisor
   z.object({ type: z.literal('proxy.ready'), worker: z.number().int(), threadId: z.number().int() }),
   z.object({ type: z.literal('stats.report'), id: z.number().int(), stats: workerStatsSchema }),
   z.object({ type: z.literal('status.request'), id: z.number().int() }),
   /** a server node's worker refused a device after the handshake */
-  z.object({ type: z.literal('trust.refused'), id: z.string(), name: z.string(), addr: z.string(),
-    verdict: z.enum(['no-certificate', 'unknown', 'disabled', 'bad-handshake']) }),
+  z.object({
+    type: z.literal('trust.refused'),
+    id: z.string(),
+    name: z.string(),
+    addr: z.string(),
+    verdict: z.enum(['no-certificate', 'unknown', 'disabled', 'bad-handshake']),
+  }),
   /** a client node's worker was refused by a server node (it does not allow this device yet) */
   z.object({ type: z.literal('trust.refused-by'), server: z.string() }),
 ]);
@@ -192,15 +222,34 @@ export type Message = z.infer<typeof messageSchema>;
 export type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 
-export const SUPERVISOR_TO_PROXY = ['routes.update', 'log.level', 'stats.request', 'proxy.drain', 'status.reply', 'trust.update'] as const;
+export const SUPERVISOR_TO_PROXY = [
+  'routes.update',
+  'log.level',
+  'stats.request',
+  'proxy.drain',
+  'status.reply',
+  'trust.update',
+] as const;
 export type SupervisorToProxy = MessageOf<(typeof SUPERVISOR_TO_PROXY)[number]>;
-export const PROXY_TO_SUPERVISOR = ['proxy.ready', 'stats.report', 'status.request', 'trust.refused', 'trust.refused-by'] as const;
+export const PROXY_TO_SUPERVISOR = [
+  'proxy.ready',
+  'stats.report',
+  'status.request',
+  'trust.refused',
+  'trust.refused-by',
+] as const;
 export type ProxyToSupervisor = MessageOf<(typeof PROXY_TO_SUPERVISOR)[number]>;
 
 export const SUPERVISOR_TO_DISCOVERY = ['discovery.configure', 'discovery.stop', 'discovery.stats.request'] as const;
 export type SupervisorToDiscovery = MessageOf<(typeof SUPERVISOR_TO_DISCOVERY)[number]>;
-export const DISCOVERY_TO_SUPERVISOR = ['discovery.ready', 'peer.seen', 'peer.gone', 'peer.clone', 'discovery.stats.report',
-  'discovery.stopped'] as const;
+export const DISCOVERY_TO_SUPERVISOR = [
+  'discovery.ready',
+  'peer.seen',
+  'peer.gone',
+  'peer.clone',
+  'discovery.stats.report',
+  'discovery.stopped',
+] as const;
 export type DiscoveryToSupervisor = MessageOf<(typeof DISCOVERY_TO_SUPERVISOR)[number]>;
 
 /** The election hears about peers through discovery's own messages, which the supervisor forwards unchanged. */

@@ -47,7 +47,12 @@ function details(v: unknown, path: Path): Details {
   const o = plainRecord(v, path);
   const out: Details = {};
   for (const [k, x] of Object.entries(o)) {
-    if (x !== null && typeof x !== 'string' && typeof x !== 'boolean' && !(typeof x === 'number' && Number.isFinite(x))) {
+    if (
+      x !== null &&
+      typeof x !== 'string' &&
+      typeof x !== 'boolean' &&
+      !(typeof x === 'number' && Number.isFinite(x))
+    ) {
       bad([...path, k], 'expected a string, number, boolean or null');
     }
     out[k] = x;
@@ -70,17 +75,23 @@ export function decodeForProxy(raw: unknown): SupervisorToProxy {
   const m = object(unpack(raw), []);
   const type = m.type;
   switch (type) {
-    case 'routes.update': return { type, table: routeTable(m.table, ['table']) };
-    case 'log.level': return { type, level: oneOf<LogLevel>(m.level, ['level'], LOG_LEVELS) };
-    case 'stats.request': return { type, id: int(m.id, ['id']) };
-    case 'proxy.drain': return { type, deadlineMs: num(m.deadlineMs, ['deadlineMs']) };
-    case 'trust.update': return { type, trust: trust(m.trust, ['trust']) };
-    case 'status.reply': return {
-      type,
-      id: int(m.id, ['id']),
-      status: m.status === null ? null : plainRecord(m.status, ['status']),
-      error: m.error === null ? null : errorData(m.error, ['error']),
-    };
+    case 'routes.update':
+      return { type, table: routeTable(m.table, ['table']) };
+    case 'log.level':
+      return { type, level: oneOf<LogLevel>(m.level, ['level'], LOG_LEVELS) };
+    case 'stats.request':
+      return { type, id: int(m.id, ['id']) };
+    case 'proxy.drain':
+      return { type, deadlineMs: num(m.deadlineMs, ['deadlineMs']) };
+    case 'trust.update':
+      return { type, trust: trust(m.trust, ['trust']) };
+    case 'status.reply':
+      return {
+        type,
+        id: int(m.id, ['id']),
+        status: m.status === null ? null : plainRecord(m.status, ['status']),
+        error: m.error === null ? null : errorData(m.error, ['error']),
+      };
     default:
       if (typeof type === 'string') throw unexpectedType(type);
       return bad(['type'], 'expected a string');

@@ -9,7 +9,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream } from '../protocol/messages.ts';
-import { CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE, OriginPolicy, hostAllowedOnLoopback } from './listen/cors.ts';
+import {
+  CORS_ALLOW_HEADERS,
+  CORS_ALLOW_METHODS,
+  CORS_MAX_AGE,
+  OriginPolicy,
+  hostAllowedOnLoopback,
+} from './listen/cors.ts';
 import { sendError, sendJson } from './http/errors-http.ts';
 import { aggregate } from './route/aggregate.ts';
 import { type ConnectionGuard, afterBody } from './listen/connection-guard.ts';
@@ -38,8 +44,12 @@ const MODEL_SCAN_BYTES = 1024 * 1024;
  */
 export const SMALL_BODY = 64 * 1024;
 
-const DROP_UPSTREAM_CORS = new Set(['access-control-allow-origin', 'access-control-allow-credentials',
-  'access-control-expose-headers', 'vary']);
+const DROP_UPSTREAM_CORS = new Set([
+  'access-control-allow-origin',
+  'access-control-allow-credentials',
+  'access-control-expose-headers',
+  'vary',
+]);
 
 /**
  * Reads a request body of a declared small size whole. The HTTP parser enforces Content-Length, so
@@ -56,7 +66,7 @@ function readWhole(req: IncomingMessage, then: (body: Buffer) => void): void {
       rest.push(chunk);
     }
   });
-  req.once('end', () => then(rest !== null ? Buffer.concat(rest) : first ?? Buffer.alloc(0)));
+  req.once('end', () => then(rest !== null ? Buffer.concat(rest) : (first ?? Buffer.alloc(0))));
 }
 
 /**
@@ -84,10 +94,14 @@ function prepended(head: Buffer[], req: IncomingMessage): Readable {
   const onData = (chunk: Buffer): void => {
     if (!out.push(chunk)) req.pause();
   };
-  const onEnd = (): void => { out.push(null); };
+  const onEnd = (): void => {
+    out.push(null);
+  };
   req.on('data', onData);
   req.once('end', onEnd);
-  req.once('close', () => { if (!req.complete) out.destroy(new Error('the client went away during its request body')); });
+  req.once('close', () => {
+    if (!req.complete) out.destroy(new Error('the client went away during its request body'));
+  });
   return out;
 }
 
@@ -111,8 +125,16 @@ export class NodeHandler {
    * `hostCheck`: the listener is on loopback, so a foreign Host is refused. `onFinish`: called when a
    * forwarded request ends (the drain waits on it).
    */
-  constructor(settings: ProxySettings, log: Logger, host: ProxyHost, stats: StatsCollector, guard: ConnectionGuard,
-    upstreams: Upstreams, hostCheck: boolean, onFinish: () => void) {
+  constructor(
+    settings: ProxySettings,
+    log: Logger,
+    host: ProxyHost,
+    stats: StatsCollector,
+    guard: ConnectionGuard,
+    upstreams: Upstreams,
+    hostCheck: boolean,
+    onFinish: () => void,
+  ) {
     this.#settings = settings;
     this.#log = log;
     this.#stats = stats;
@@ -152,8 +174,19 @@ export class NodeHandler {
       cors = allow;
       if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
         this.#stats.status(204);
-        afterBody(req, () => res.writeHead(204, [...allow, 'access-control-allow-methods', CORS_ALLOW_METHODS,
-          'access-control-allow-headers', CORS_ALLOW_HEADERS, 'access-control-max-age', CORS_MAX_AGE]).end());
+        afterBody(req, () =>
+          res
+            .writeHead(204, [
+              ...allow,
+              'access-control-allow-methods',
+              CORS_ALLOW_METHODS,
+              'access-control-allow-headers',
+              CORS_ALLOW_HEADERS,
+              'access-control-max-age',
+              CORS_MAX_AGE,
+            ])
+            .end(),
+        );
         return;
       }
     }
@@ -166,16 +199,19 @@ export class NodeHandler {
 
     const ups = this.table.upstreams;
     if (ups.length === 0) {
-      const body = this.table.role === 'client'
-        ? 'ollana: no Ollama server found on the LAN yet; still looking (is `ollana serve` running on a machine with Ollama?)'
-        : 'ollana: no upstream Ollama is configured';
+      const body =
+        this.table.role === 'client'
+          ? 'ollana: no Ollama server found on the LAN yet; still looking (is `ollana serve` running on a machine with Ollama?)'
+          : 'ollana: no upstream Ollama is configured';
       this.#stats.status(503);
       const extra = ['retry-after', '1', ...(cors ?? [])];
       afterBody(req, () => sendError(res, url, 503, body, extra));
       return;
     }
-    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0'
-      : req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      req.headers['content-length'] !== undefined
+        ? req.headers['content-length'] !== '0'
+        : req.headers['transfer-encoding'] !== undefined;
     // A server node (one upstream): nothing to decide. Small bodies are read whole first; large or
     // chunked ones stream with backpressure so a 1 GiB upload never sits in memory.
     if (ups.length === 1) {
@@ -201,7 +237,10 @@ export class NodeHandler {
         return;
       case 'affine': {
         const target = affineTarget(ups);
-        if (target === null) { this.#noServer(res, url, cors); return; }
+        if (target === null) {
+          this.#noServer(res, url, cors);
+          return;
+        }
         this.#forward(req, res, [target], hasBody ? req : null, null, cors);
         return;
       }
@@ -214,13 +253,17 @@ export class NodeHandler {
             return;
           }
           // A body read whole can be sent again to the next server; one still streaming cannot.
-          if (body === null || Buffer.isBuffer(body)) this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
+          if (body === null || Buffer.isBuffer(body))
+            this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
           else this.#forward(req, res, [list[0]!], body, null, cors);
         });
         return;
       case 'any': {
         const list = candidates(ups, null, this.#upstreams.inFlight, this.#turn++);
-        if (list.length === 0) { this.#noServer(res, url, cors); return; }
+        if (list.length === 0) {
+          this.#noServer(res, url, cors);
+          return;
+        }
         // Without a body a request can be replayed on the next server; with one, it goes to the first.
         if (hasBody) this.#forward(req, res, [list[0]!], req, null, cors);
         else this.#forward(req, res, list, null, (status) => retryableStatus(status, cls), cors);
@@ -235,19 +278,34 @@ export class NodeHandler {
 
   #noServer(res: ServerResponse, url: string, cors: string[] | null): void {
     this.#stats.status(503);
-    afterBody(res.req, () => sendError(res, url, 503, 'ollana: no healthy Ollama server node right now; retry shortly', ['retry-after', '1', ...(cors ?? [])]));
+    afterBody(res.req, () =>
+      sendError(res, url, 503, 'ollana: no healthy Ollama server node right now; retry shortly', [
+        'retry-after',
+        '1',
+        ...(cors ?? []),
+      ]),
+    );
   }
 
-  #forward(req: IncomingMessage, res: ServerResponse, list: Upstream[], body: Readable | Buffer | null,
-    retryable: ((status: number) => boolean) | null, cors: string[] | null): void {
+  #forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    list: Upstream[],
+    body: Readable | Buffer | null,
+    retryable: ((status: number) => boolean) | null,
+    cors: string[] | null,
+  ): void {
     if (!undiciLoaded()) {
       // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
-      loadUndici().then(() => {
-        if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors);
-      }, (err: Error) => {
-        this.#stats.status(500);
-        sendError(res, req.url ?? '/', 500, `ollana: cannot load its HTTP client: ${err.message}`, cors ?? []);
-      });
+      loadUndici().then(
+        () => {
+          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors);
+        },
+        (err: Error) => {
+          this.#stats.status(500);
+          sendError(res, req.url ?? '/', 500, `ollana: cannot load its HTTP client: ${err.message}`, cors ?? []);
+        },
+      );
       return;
     }
     const headers = upstreamRequestHeaders(req, 'http');
@@ -258,15 +316,19 @@ export class NodeHandler {
       log: this.#log,
       candidates: this.#upstreams.reachableFirst(list),
       describe: (u) => (u.id === 'local' ? `Ollama at ${u.url}` : `server node ${u.id} at ${u.url}`),
-      dispatch: (u, h) => this.#upstreams.pool(u).dispatch({
-        path: u.basePath === '' ? url : u.basePath + url,
-        method,
-        headers,
-        body,
-        // Never let undici retry or pipeline behind a generation: each request is its own exchange.
-        idempotent: false,
-        blocking: true,
-      }, h),
+      dispatch: (u, h) =>
+        this.#upstreams.pool(u).dispatch(
+          {
+            path: u.basePath === '' ? url : u.basePath + url,
+            method,
+            headers,
+            body,
+            // Never let undici retry or pipeline behind a generation: each request is its own exchange.
+            idempotent: false,
+            blocking: true,
+          },
+          h,
+        ),
       retryable,
       unreachable: this.#upstreams.onUnreachable,
       refusedBy: this.#upstreams.onRefusedBy,
@@ -280,8 +342,18 @@ export class NodeHandler {
     handler.start();
   }
 
-  #relay(req: IncomingMessage, res: ServerResponse, up: Upstream, body: Buffer | IncomingMessage | null, cors: string[] | null): void {
-    const relay = new Relay(new NodeDownstream(req, res, body, this.#guard.broken), this.relayOptions(up, cors), downstreamResponseHeaders);
+  #relay(
+    req: IncomingMessage,
+    res: ServerResponse,
+    up: Upstream,
+    body: Buffer | IncomingMessage | null,
+    cors: string[] | null,
+  ): void {
+    const relay = new Relay(
+      new NodeDownstream(req, res, body, this.#guard.broken),
+      this.relayOptions(up, cors),
+      downstreamResponseHeaders,
+    );
     res.once('close', () => relay.clientGone());
     // node:http hands over a request as soon as its head is parsed and parses the rest of the same
     // read afterwards, so bad bytes behind the head (broken chunk framing, a smuggled request) reach
@@ -346,33 +418,41 @@ export class NodeHandler {
 
   #aggregate(cls: 'tags' | 'ps' | 'models', req: IncomingMessage, res: ServerResponse, cors: string[] | null): void {
     if (!undiciLoaded()) {
-      loadUndici().then(() => { if (!res.destroyed) this.#aggregate(cls, req, res, cors); }, (err: Error) => {
-        this.#stats.status(500);
-        sendError(res, req.url ?? '/', 500, `ollana: cannot load its HTTP client: ${err.message}`, cors ?? []);
-      });
+      loadUndici().then(
+        () => {
+          if (!res.destroyed) this.#aggregate(cls, req, res, cors);
+        },
+        (err: Error) => {
+          this.#stats.status(500);
+          sendError(res, req.url ?? '/', 500, `ollana: cannot load its HTTP client: ${err.message}`, cors ?? []);
+        },
+      );
       return;
     }
     const url = req.url ?? '/';
     const ups = this.table.upstreams.filter((u) => u.healthy);
     this.#stats.requests += 1;
-    aggregate(cls, ups, (u) => this.#upstreams.pool(u)).then((result) => {
-      if (result.answered === 0) {
+    aggregate(cls, ups, (u) => this.#upstreams.pool(u)).then(
+      (result) => {
+        if (result.answered === 0) {
+          this.#stats.status(502);
+          sendError(res, url, 502, `ollana: no server node answered ${url}: ${result.failures.join('; ')}`, cors ?? []);
+          return;
+        }
+        if (result.failures.length > 0)
+          this.#log.debug({ failures: result.failures }, 'some server nodes did not answer');
+        this.#stats.status(200);
+        this.#stats.completed += 1;
+        if (req.method === 'HEAD') {
+          res.writeHead(200, ['content-type', 'application/json; charset=utf-8', ...(cors ?? [])]).end();
+          return;
+        }
+        sendJson(res, 200, result.body, cors ?? []);
+      },
+      (err: Error) => {
         this.#stats.status(502);
-        sendError(res, url, 502, `ollana: no server node answered ${url}: ${result.failures.join('; ')}`, cors ?? []);
-        return;
-      }
-      if (result.failures.length > 0) this.#log.debug({ failures: result.failures }, 'some server nodes did not answer');
-      this.#stats.status(200);
-      this.#stats.completed += 1;
-      if (req.method === 'HEAD') {
-        res.writeHead(200, ['content-type', 'application/json; charset=utf-8', ...(cors ?? [])]).end();
-        return;
-      }
-      sendJson(res, 200, result.body, cors ?? []);
-    }, (err: Error) => {
-      this.#stats.status(502);
-      sendError(res, url, 502, `ollana: ${err.message}`, cors ?? []);
-    });
+        sendError(res, url, 502, `ollana: ${err.message}`, cors ?? []);
+      },
+    );
   }
-
 }

@@ -21,7 +21,14 @@ export class OwnEndpoints {
   }
 
   /** Answers `req` for `url` under /ollana/ with the headers `cors`; `role` and `draining` are the worker's now. */
-  answer(req: IncomingMessage, res: ServerResponse, url: string, cors: string[], role: RouteTable['role'], draining: boolean): void {
+  answer(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: string,
+    cors: string[],
+    role: RouteTable['role'],
+    draining: boolean,
+  ): void {
     const path = url.split('?', 1)[0];
     if (path === '/ollana/v1/health' && (req.method === 'GET' || req.method === 'HEAD')) {
       sendJson(res, 200, { ok: true, role, draining }, cors);

@@ -82,24 +82,43 @@ export class ProxyServer {
     this.stats = new StatsCollector(settings.worker, settings.loadBoard ?? null);
     const hostCheck = isLoopbackHost(settings.host);
     this.#guard = new ConnectionGuard(settings, log, settings.worker);
-    this.#upstreams = new Upstreams(settings, log, () => this.#draining, (server) => host.refusedBy(server));
-    this.#handler = new NodeHandler(settings, log, host, this.stats, this.#guard, this.#upstreams, hostCheck,
-      () => this.#afterRequest());
-    this.#front = new FastFront({
-      maxHeaderBytes: MAX_HEADER_BYTES,
-      smallBody: SMALL_BODY,
-      headersTimeoutMs: settings.requestHeadersTimeoutMs,
-      keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
-      requestBodyTimeoutMs: settings.requestBodyTimeoutMs,
-      hostCheck,
-    }, this.#guard, this.stats, () => this.#fastTarget, () => this.#draining);
+    this.#upstreams = new Upstreams(
+      settings,
+      log,
+      () => this.#draining,
+      (server) => host.refusedBy(server),
+    );
+    this.#handler = new NodeHandler(settings, log, host, this.stats, this.#guard, this.#upstreams, hostCheck, () =>
+      this.#afterRequest(),
+    );
+    this.#front = new FastFront(
+      {
+        maxHeaderBytes: MAX_HEADER_BYTES,
+        smallBody: SMALL_BODY,
+        headersTimeoutMs: settings.requestHeadersTimeoutMs,
+        keepAliveTimeoutMs: settings.keepAliveTimeoutMs,
+        requestBodyTimeoutMs: settings.requestBodyTimeoutMs,
+        hostCheck,
+      },
+      this.#guard,
+      this.stats,
+      () => this.#fastTarget,
+      () => this.#draining,
+    );
     this.#guard.evictAlso(() => {
       this.#front.closeIdle();
       this.#front.closeStalled(this.#guard.stalledBodyEvictMs);
     });
     const handler = this.#handler;
-    this.#listener = new Listener(settings, log, host, this.stats, this.#guard, this.#front,
-      (req: IncomingMessage, res: ServerResponse): void => handler.handle(req, res));
+    this.#listener = new Listener(
+      settings,
+      log,
+      host,
+      this.stats,
+      this.#guard,
+      this.#front,
+      (req: IncomingMessage, res: ServerResponse): void => handler.handle(req, res),
+    );
   }
 
   /** Applies a new allow list at once: connections of devices no longer allowed are cut. */
@@ -115,8 +134,10 @@ export class ProxyServer {
     this.#handler.table = table;
     this.#upstreams.setRoutes(table);
     const only = table.upstreams.length === 1 ? table.upstreams[0]! : null;
-    this.#fastTarget = table.role === 'server' && only !== null && only.device === '' && only.url.startsWith('http://')
-      ? this.#handler.relayOptions(only, null) : null;
+    this.#fastTarget =
+      table.role === 'server' && only !== null && only.device === '' && only.url.startsWith('http://')
+        ? this.#handler.relayOptions(only, null)
+        : null;
   }
 
   snapshot(): WorkerStats {
@@ -139,7 +160,10 @@ export class ProxyServer {
     if (this.stats.inFlight > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, deadlineMs);
-        this.#drained = () => { clearTimeout(timer); resolve(); };
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
     }
     const cut = this.stats.inFlight;

@@ -14,8 +14,14 @@ function summary(h: RecordableHistogram): LatencySummary {
   if (h.count === 0) return { count: 0, min: 0, max: 0, mean: 0, p50: 0, p90: 0, p99: 0, p999: 0 };
   const ms = (us: number): number => Math.round(us) / 1000;
   return {
-    count: h.count, min: ms(h.min), max: ms(h.max), mean: ms(h.mean),
-    p50: ms(h.percentile(50)), p90: ms(h.percentile(90)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)),
+    count: h.count,
+    min: ms(h.min),
+    max: ms(h.max),
+    mean: ms(h.mean),
+    p50: ms(h.percentile(50)),
+    p90: ms(h.percentile(90)),
+    p99: ms(h.percentile(99)),
+    p999: ms(h.percentile(99.9)),
   };
 }
 
@@ -83,8 +89,13 @@ export class StatsCollector {
       upstreamErrors: this.upstreamErrors,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
-      statuses: { '1xx': this.#statuses[1]!, '2xx': this.#statuses[2]!, '3xx': this.#statuses[3]!,
-        '4xx': this.#statuses[4]!, '5xx': this.#statuses[5]! },
+      statuses: {
+        '1xx': this.#statuses[1]!,
+        '2xx': this.#statuses[2]!,
+        '3xx': this.#statuses[3]!,
+        '4xx': this.#statuses[4]!,
+        '5xx': this.#statuses[5]!,
+      },
       ttfbMs: summary(this.#ttfb),
       durationMs: summary(this.#duration),
       rssBytes: rssBytes(),

@@ -38,8 +38,12 @@ const actor = new DiscoveryActor({
 });
 
 // Listening before the bind completes: a configure or stop sent meanwhile is kept, not lost.
-endpoint = new Endpoint<SupervisorToDiscovery, DiscoveryToSupervisor>(port, decodeForDiscovery,
-  (msg) => actor.handle(msg), (err) => log.error({ err }, 'bad message from the supervisor dropped'));
+endpoint = new Endpoint<SupervisorToDiscovery, DiscoveryToSupervisor>(
+  port,
+  decodeForDiscovery,
+  (msg) => actor.handle(msg),
+  (err) => log.error({ err }, 'bad message from the supervisor dropped'),
+);
 
 try {
   await actor.start();

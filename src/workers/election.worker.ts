@@ -18,6 +18,10 @@ const actor = new ElectionActor({
   log,
   conflictTtlMs: data.conflictTtlMs,
 });
-endpoint = new Endpoint<SupervisorToElection, ElectionToSupervisor>(port, decodeForElection, (msg) => actor.handle(msg),
-  (err) => log.error({ err }, 'bad message from the supervisor dropped'));
+endpoint = new Endpoint<SupervisorToElection, ElectionToSupervisor>(
+  port,
+  decodeForElection,
+  (msg) => actor.handle(msg),
+  (err) => log.error({ err }, 'bad message from the supervisor dropped'),
+);
 systemClock.setInterval(() => actor.tick(), 1_000);

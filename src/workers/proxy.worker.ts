@@ -38,54 +38,78 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   // What the per-source limit held back, summed up once a window (a host presenting many identities).
   const summarize = (): void => {
     for (const h of refusals.summary()) {
-      log.warn({ addr: h.source, count: h.count, ids: h.ids },
+      log.warn(
+        { addr: h.source, count: h.count, ids: h.ids },
         `held back ${h.count} more refused TLS connections from ${h.source} (${h.ids} distinct device ids or none) ` +
-        `in the last ${REFUSAL_REPORTS.sourceWindowMs / 1000} s: one host presenting many certificates is not listed as pending`);
+          `in the last ${REFUSAL_REPORTS.sourceWindowMs / 1000} s: one host presenting many certificates is not listed as pending`,
+      );
     }
   };
   const summaries = setInterval(summarize, REFUSAL_REPORTS.sourceWindowMs).unref();
 
-  const server = new ProxyServer({ ...data.proxy, worker: task.worker, loadBoard: task.loadBoard,
-    connectionBoard: task.connectionBoard }, log, {
-    status: () => {
-      const { id, reply } = statusReplies.open(STATUS_DEADLINE_MS, 'status request to the supervisor');
-      endpoint?.send({ type: 'status.request', id });
-      return reply;
+  const server = new ProxyServer(
+    { ...data.proxy, worker: task.worker, loadBoard: task.loadBoard, connectionBoard: task.connectionBoard },
+    log,
+    {
+      status: () => {
+        const { id, reply } = statusReplies.open(STATUS_DEADLINE_MS, 'status request to the supervisor');
+        endpoint?.send({ type: 'status.request', id });
+        return reply;
+      },
+      crash: () => {
+        setImmediate(() => {
+          throw new Error(`proxy worker ${task.worker} crashed on purpose (debug hook)`);
+        });
+      },
+      refused: (a, addr) => {
+        if (a.verdict === 'allowed' || !refusals.due(a.id, addr)) return;
+        endpoint?.send({ type: 'trust.refused', id: a.id ?? '', name: a.name, addr, verdict: a.verdict });
+      },
+      refusedBy: (server) => {
+        if (dueFor(reported, `by ${server}`)) endpoint?.send({ type: 'trust.refused-by', server });
+      },
     },
-    crash: () => {
-      setImmediate(() => { throw new Error(`proxy worker ${task.worker} crashed on purpose (debug hook)`); });
-    },
-    refused: (a, addr) => {
-      if (a.verdict === 'allowed' || !refusals.due(a.id, addr)) return;
-      endpoint?.send({ type: 'trust.refused', id: a.id ?? '', name: a.name, addr, verdict: a.verdict });
-    },
-    refusedBy: (server) => {
-      if (dueFor(reported, `by ${server}`)) endpoint?.send({ type: 'trust.refused-by', server });
-    },
-  });
+  );
   server.setRoutes(task.routes);
 
   let drainRequested: (deadlineMs: number) => void = () => undefined;
-  const drainOrder = new Promise<number>((resolve) => { drainRequested = resolve; });
+  const drainOrder = new Promise<number>((resolve) => {
+    drainRequested = resolve;
+  });
 
-  endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(task.port, decodeForProxy, (msg) => {
-    switch (msg.type) {
-      case 'routes.update': server.setRoutes(msg.table); break;
-      case 'log.level': log.level = msg.level; break;
-      case 'stats.request': endpoint?.send({ type: 'stats.report', id: msg.id, stats: server.snapshot() }); break;
-      case 'proxy.drain': drainRequested(msg.deadlineMs); break;
-      case 'trust.update': server.setTrust(msg.trust); break;
-      case 'status.reply':
-        // Checked as a plain record on arrival (proxy-inbox.ts); the supervisor built it as a NodeStatus,
-        // and this worker only serves it as JSON.
-        if (msg.status !== null) statusReplies.settle(msg.id, msg.status as unknown as NodeStatus);
-        break;
-      default: {
-        const never: never = msg;
-        throw new Error(`unhandled message ${JSON.stringify(never)}`);
+  endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(
+    task.port,
+    decodeForProxy,
+    (msg) => {
+      switch (msg.type) {
+        case 'routes.update':
+          server.setRoutes(msg.table);
+          break;
+        case 'log.level':
+          log.level = msg.level;
+          break;
+        case 'stats.request':
+          endpoint?.send({ type: 'stats.report', id: msg.id, stats: server.snapshot() });
+          break;
+        case 'proxy.drain':
+          drainRequested(msg.deadlineMs);
+          break;
+        case 'trust.update':
+          server.setTrust(msg.trust);
+          break;
+        case 'status.reply':
+          // Checked as a plain record on arrival (proxy-inbox.ts); the supervisor built it as a NodeStatus,
+          // and this worker only serves it as JSON.
+          if (msg.status !== null) statusReplies.settle(msg.id, msg.status as unknown as NodeStatus);
+          break;
+        default: {
+          const never: never = msg;
+          throw new Error(`unhandled message ${JSON.stringify(never)}`);
+        }
       }
-    }
-  }, (err) => log.error({ err }, 'bad message from the supervisor dropped'));
+    },
+    (err) => log.error({ err }, 'bad message from the supervisor dropped'),
+  );
 
   try {
     await server.listen();
@@ -93,8 +117,10 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
     task.port.close();
     // Crosses the thread as data; the supervisor rebuilds the OllanaError from code and message.
     const code = (err as { code?: string }).code;
-    throw new OllanaError(code === 'EADDRINUSE' ? 'OLN_PORT_IN_USE' : code === 'EACCES' ? 'OLN_PORT_DENIED' : 'OLN_WORKER_FAILED',
-      `proxy worker ${task.worker} cannot listen on ${data.proxy.host}:${data.proxy.port}: ${(err as Error).message}`).toData();
+    throw new OllanaError(
+      code === 'EADDRINUSE' ? 'OLN_PORT_IN_USE' : code === 'EACCES' ? 'OLN_PORT_DENIED' : 'OLN_WORKER_FAILED',
+      `proxy worker ${task.worker} cannot listen on ${data.proxy.host}:${data.proxy.port}: ${(err as Error).message}`,
+    ).toData();
   }
   endpoint.send({ type: 'proxy.ready', worker: task.worker, threadId: server.stats.snapshot().threadId });
   log.debug({ host: data.proxy.host, port: data.proxy.port }, 'proxy worker listening');

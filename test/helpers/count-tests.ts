@@ -36,7 +36,11 @@ let failed = false;
 for (const file of globSync('test/**/*.test.ts').sort()) {
   let out = '';
   try {
-    out = execFileSync(process.execPath, ['--import', dataUrl(REGISTER), file], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    out = execFileSync(process.execPath, ['--import', dataUrl(REGISTER), file], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (err) {
     out = String((err as { stdout?: string }).stdout ?? '');
   }

@@ -26,7 +26,12 @@ export function tcp(port: number, host = '127.0.0.1'): Connect {
 /** TLS as a device (its certificate and key), for attacks on a server node's TLS port. */
 export function tlsAs(port: number, device: { certPem: string; keyPem: string } | null, host = '127.0.0.1'): Connect {
   return async () => {
-    const socket = tlsConnect({ port, host, rejectUnauthorized: false, ...(device === null ? {} : { cert: device.certPem, key: device.keyPem }) });
+    const socket = tlsConnect({
+      port,
+      host,
+      rejectUnauthorized: false,
+      ...(device === null ? {} : { cert: device.certPem, key: device.keyPem }),
+    });
     await once(socket, 'secureConnect');
     return socket;
   };
@@ -68,7 +73,10 @@ export function parseResponses(raw: Buffer): { responses: ParsedResponse[]; rest
         const lineEnd = text.indexOf('\r\n', next);
         if (lineEnd < 0) return { responses, rest: text.slice(at) };
         const size = parseInt(text.slice(next, lineEnd), 16);
-        if (size === 0) { next = lineEnd + 4; break; }
+        if (size === 0) {
+          next = lineEnd + 4;
+          break;
+        }
         body += text.slice(lineEnd + 2, lineEnd + 2 + size);
         next = lineEnd + 2 + size + 2;
       }
@@ -96,15 +104,21 @@ export interface Exchange {
  * Writes `steps` in order (a function step is awaited between writes, to split a request across
  * reads), then collects what the server sends until it closes the connection or `deadlineMs` passes.
  */
-export async function exchange(connect: Connect, steps: ReadonlyArray<string | Buffer | (() => Promise<void>)>,
-  deadlineMs = 5_000): Promise<Exchange> {
+export async function exchange(
+  connect: Connect,
+  steps: ReadonlyArray<string | Buffer | (() => Promise<void>)>,
+  deadlineMs = 5_000,
+): Promise<Exchange> {
   const socket = await connect();
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
   socket.on('error', () => undefined); // a reset is a close too
   const closed = new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), deadlineMs);
-    socket.once('close', () => { clearTimeout(timer); resolve(true); });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
   });
   for (const step of steps) {
     if (typeof step === 'function') await step();
@@ -140,18 +154,30 @@ export interface Slowloris {
  * finish it. Bounded: stop() ends it, and each
  * client stops by itself after `maxPieces` pieces.
  */
-export async function slowloris(connect: Connect, count: number,
-  opts: { everyMs: number; silent?: number; maxPieces?: number; head?: string; initial?: string }): Promise<Slowloris> {
+export async function slowloris(
+  connect: Connect,
+  count: number,
+  opts: { everyMs: number; silent?: number; maxPieces?: number; head?: string; initial?: string },
+): Promise<Slowloris> {
   const head = opts.head ?? 'GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\n';
   const maxPieces = opts.maxPieces ?? 1_000;
   const clients: SlowClient[] = [];
   const sockets: Duplex[] = [];
   for (let i = 0; i < count; i++) {
     const socket = await connect();
-    const client: SlowClient = { openedAt: performance.now(), closedAt: null, received: '', closed: once(socket, 'close').then(() => undefined) };
-    socket.on('data', (c: Buffer) => { client.received += c.toString('latin1'); });
+    const client: SlowClient = {
+      openedAt: performance.now(),
+      closedAt: null,
+      received: '',
+      closed: once(socket, 'close').then(() => undefined),
+    };
+    socket.on('data', (c: Buffer) => {
+      client.received += c.toString('latin1');
+    });
     socket.on('error', () => undefined);
-    socket.once('close', () => { client.closedAt = performance.now(); });
+    socket.once('close', () => {
+      client.closedAt = performance.now();
+    });
     clients.push(client);
     sockets.push(socket);
     // A large first piece (most of the header budget at once) makes each connection cost the most.
@@ -160,7 +186,10 @@ export async function slowloris(connect: Connect, count: number,
   const silent = opts.silent ?? 0;
   let piece = 0;
   const timer = setInterval(() => {
-    if (piece >= maxPieces) { clearInterval(timer); return; }
+    if (piece >= maxPieces) {
+      clearInterval(timer);
+      return;
+    }
     // The head first, byte by byte, then one made-up header line after another.
     const text = piece < head.length ? head[piece]! : `X-Slow-${piece}: x\r\n`;
     piece += 1;
@@ -173,7 +202,10 @@ export async function slowloris(connect: Connect, count: number,
     async allClosed(deadlineMs) {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${open()} of ${count} slow connections still open after ${deadlineMs} ms`)), deadlineMs);
+        timer = setTimeout(
+          () => reject(new Error(`${open()} of ${count} slow connections still open after ${deadlineMs} ms`)),
+          deadlineMs,
+        );
       });
       try {
         await Promise.race([Promise.all(clients.map((c) => c.closed)), late]);
@@ -213,11 +245,24 @@ export interface Flood {
  * Opens `count` connections as fast as `batch` at a time allows; connection i sends `request(i)` if
  * that is not null and keeps the connection open after the answer, the others stay silent.
  */
-export async function flood(connect: Connect, count: number, request: (i: number) => string | null, batch = 200): Promise<Flood> {
+export async function flood(
+  connect: Connect,
+  count: number,
+  request: (i: number) => string | null,
+  batch = 200,
+): Promise<Flood> {
   const connections: FloodConnection[] = [];
   const sockets: Duplex[] = [];
   const one = async (i: number): Promise<void> => {
-    const c: FloodConnection = { connected: false, asked: false, openedAt: performance.now(), closedAt: null, status: null, refused: false, closed: false };
+    const c: FloodConnection = {
+      connected: false,
+      asked: false,
+      openedAt: performance.now(),
+      closedAt: null,
+      status: null,
+      refused: false,
+      closed: false,
+    };
     connections.push(c);
     let socket: Duplex;
     try {
@@ -326,7 +371,12 @@ export async function keptAlive(connect: Connect, host = '127.0.0.1'): Promise<K
       return closedAt;
     },
     get unasked() {
-      return parseResponses(received).responses.slice(answered).map((r) => `${r.status} ${r.body}`).join('\n') + parseResponses(received).rest;
+      return (
+        parseResponses(received)
+          .responses.slice(answered)
+          .map((r) => `${r.status} ${r.body}`)
+          .join('\n') + parseResponses(received).rest
+      );
     },
     closed,
     destroy() {
@@ -351,7 +401,13 @@ export interface ReopeningFlood {
  * `reopenMs` after the server closes it, as an attacker holding a listener's connection cap does.
  * Bounded: at most `maxOpens` connections in all, and stop() ends it.
  */
-export function reopeningFlood(port: number, count: number, reopenMs: number, maxOpens: number, host = '127.0.0.1'): ReopeningFlood {
+export function reopeningFlood(
+  port: number,
+  count: number,
+  reopenMs: number,
+  maxOpens: number,
+  host = '127.0.0.1',
+): ReopeningFlood {
   let opened = 0;
   let closedByServer = 0;
   let stopped = false;
@@ -367,14 +423,21 @@ export function reopeningFlood(port: number, count: number, reopenMs: number, ma
       open.delete(socket);
       if (stopped) return;
       closedByServer += 1;
-      const timer = setTimeout(() => { timers.delete(timer); one(); }, reopenMs);
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        one();
+      }, reopenMs);
       timers.add(timer);
     });
   };
   for (let i = 0; i < count; i++) one();
   return {
-    get opened() { return opened; },
-    get closedByServer() { return closedByServer; },
+    get opened() {
+      return opened;
+    },
+    get closedByServer() {
+      return closedByServer;
+    },
     held: () => open.size,
     stop() {
       stopped = true;

@@ -37,18 +37,30 @@ function main(): void {
   const what = missing.map((t) => `\`${t.command}\` (${t.pkg})`).join(', ');
   const root = process.getuid?.() === 0;
   if (!root || process.env.OLLANA_TEST_NO_INSTALL === '1' || !installed('apt-get')) {
-    const why = !root ? 'this is not root' : process.env.OLLANA_TEST_NO_INSTALL === '1' ? 'OLLANA_TEST_NO_INSTALL=1' : 'there is no apt-get';
-    say(`the network-namespace tests need ${what}, which ${missing.length === 1 ? 'is' : 'are'} missing, and ${why}: ` +
-      `they will be reported as skipped. To run them: as root, \`apt-get install ${pkgs.join(' ')}\` (or your system's packages), then \`npm test\``);
+    const why = !root
+      ? 'this is not root'
+      : process.env.OLLANA_TEST_NO_INSTALL === '1'
+        ? 'OLLANA_TEST_NO_INSTALL=1'
+        : 'there is no apt-get';
+    say(
+      `the network-namespace tests need ${what}, which ${missing.length === 1 ? 'is' : 'are'} missing, and ${why}: ` +
+        `they will be reported as skipped. To run them: as root, \`apt-get install ${pkgs.join(' ')}\` (or your system's packages), then \`npm test\``,
+    );
     return;
   }
   say(`installing ${pkgs.join(' ')}: the network-namespace tests need ${what}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
     execFileSync('apt-get', ['update', '-qq'], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 300_000 });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 600_000 });
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env,
+      timeout: 600_000,
+    });
   } catch (err) {
-    say(`could not install ${pkgs.join(' ')} (${(err as Error).message.split('\n')[0]}); the tests that need them will be reported as skipped`);
+    say(
+      `could not install ${pkgs.join(' ')} (${(err as Error).message.split('\n')[0]}); the tests that need them will be reported as skipped`,
+    );
   }
 }
 

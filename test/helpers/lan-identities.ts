@@ -20,7 +20,13 @@ export interface TestIdentity {
 export async function makeIdentity(name = 'test'): Promise<TestIdentity> {
   const { certPem, keyPem } = await createSelfSigned(`ollana ${name}`, 1);
   const der = new X509Certificate(certPem).raw;
-  return { id: deviceIdFromDer(der), certPem, keyPem, fp: createHash('sha256').update(der).digest('hex'), signer: pemSigner(certPem, keyPem) };
+  return {
+    id: deviceIdFromDer(der),
+    certPem,
+    keyPem,
+    fp: createHash('sha256').update(der).digest('hex'),
+    signer: pemSigner(certPem, keyPem),
+  };
 }
 
 export async function makeIdentities(n: number): Promise<TestIdentity[]> {

@@ -48,7 +48,10 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return port;
 }
 
-export function runOllana(args: readonly string[], opts: { env?: Record<string, string>; home?: string } = {}): OllanaProcess {
+export function runOllana(
+  args: readonly string[],
+  opts: { env?: Record<string, string>; home?: string } = {},
+): OllanaProcess {
   const home = opts.home ?? tempHome();
   const proc = spawn(process.execPath, [MAIN, ...args], {
     // Discovery off unless a test turns it on: outside a test's own network namespaces, a node must
@@ -67,7 +70,11 @@ export function runOllana(args: readonly string[], opts: { env?: Record<string, 
       line = { level: 'raw', msg: text };
     }
     lines.push(line);
-    for (const w of waiters) if (w.pred(line)) { waiters.delete(w); w.resolve(line); }
+    for (const w of waiters)
+      if (w.pred(line)) {
+        waiters.delete(w);
+        w.resolve(line);
+      }
   });
   createInterface({ input: proc.stderr! }).on('line', (text) => stderr.push(text));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -75,22 +82,40 @@ export function runOllana(args: readonly string[], opts: { env?: Record<string, 
   });
 
   const result: OllanaProcess = {
-    proc, home, lines, stderr, exited,
+    proc,
+    home,
+    lines,
+    stderr,
+    exited,
     waitFor(pred, timeoutMs = 15_000, what = 'a matching log line') {
       const seen = lines.find(pred);
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
-        const entry = { pred, resolve: (l: LogLine) => { clearTimeout(timer); resolve(l); } };
+        const entry = {
+          pred,
+          resolve: (l: LogLine) => {
+            clearTimeout(timer);
+            resolve(l);
+          },
+        };
         const timer = setTimeout(() => {
           waiters.delete(entry);
-          reject(new Error(`ollana did not log ${what} within ${timeoutMs} ms; stdout:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr.join('\n')}`));
+          reject(
+            new Error(
+              `ollana did not log ${what} within ${timeoutMs} ms; stdout:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr.join('\n')}`,
+            ),
+          );
         }, timeoutMs);
         waiters.add(entry);
         void exited.then(({ code, signal }) => {
           if (!waiters.has(entry)) return;
           waiters.delete(entry);
           clearTimeout(timer);
-          reject(new Error(`ollana exited (${signal ?? code}) before logging ${what}; stdout:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr.join('\n')}`));
+          reject(
+            new Error(
+              `ollana exited (${signal ?? code}) before logging ${what}; stdout:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr.join('\n')}`,
+            ),
+          );
         });
       });
     },
@@ -107,14 +132,24 @@ export function runOllana(args: readonly string[], opts: { env?: Record<string, 
 }
 
 /** Starts `ollana serve ...args` and waits until it logs that it listens. */
-export async function startOllana(args: readonly string[], opts: { env?: Record<string, string>; home?: string } = {}): Promise<Started> {
+export async function startOllana(
+  args: readonly string[],
+  opts: { env?: Record<string, string>; home?: string } = {},
+): Promise<Started> {
   const p = runOllana(['serve', ...args], opts);
-  const line = await p.waitFor((l) => typeof l.msg === 'string' && l.msg.includes('listening on'), 20_000, 'that it listens');
+  const line = await p.waitFor(
+    (l) => typeof l.msg === 'string' && l.msg.includes('listening on'),
+    20_000,
+    'that it listens',
+  );
   return Object.assign(p, { url: String(line.url), port: Number(line.port) });
 }
 
 /** Runs the CLI to completion (for commands that exit: stop, status, serve -d, bad flags). */
-export async function runCli(args: readonly string[], opts: { env?: Record<string, string>; home?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: readonly string[],
+  opts: { env?: Record<string, string>; home?: string; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const home = opts.home ?? tempHome();
   const proc = spawn(process.execPath, [MAIN, ...args], {
     env: { ...process.env, OLLANA_HOME: home, OLLANA_DISCOVERY: 'off', ...opts.env },
@@ -122,8 +157,12 @@ export async function runCli(args: readonly string[], opts: { env?: Record<strin
   });
   let stdout = '';
   let stderr = '';
-  proc.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  proc.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  proc.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  proc.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
   const code = await new Promise<number | null>((resolve) => proc.once('close', (c) => resolve(c)));
   clearTimeout(timer);

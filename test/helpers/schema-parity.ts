@@ -32,8 +32,27 @@ export function assertRefusedAlike<T>(mine: Decode<T>, schema: Decode<T>, values
 }
 
 /** Values of other kinds to put in a field; Dates and bytes are what msgpack's extensions decode to. */
-const REPLACEMENTS: unknown[] = [null, 0, -1, 1.5, 2 ** 60, '', 'x', true, false, [], [1], {}, { a: 1 }, new Date(0),
-  Uint8Array.of(1), 'server', 'client', 'debug', 'bye'];
+const REPLACEMENTS: unknown[] = [
+  null,
+  0,
+  -1,
+  1.5,
+  2 ** 60,
+  '',
+  'x',
+  true,
+  false,
+  [],
+  [1],
+  {},
+  { a: 1 },
+  new Date(0),
+  Uint8Array.of(1),
+  'server',
+  'client',
+  'debug',
+  'bye',
+];
 
 /**
  * Replaces one field somewhere in a valid message with a value of another kind, or removes it, `count` times
@@ -42,7 +61,9 @@ const REPLACEMENTS: unknown[] = [null, 0, -1, 1.5, 2 ** 60, '', 'x', true, false
 export function assertMutationsAlike<T>(mine: Decode<T>, schema: Decode<T>, valid: readonly T[], count: number): void {
   let seed = 0x2545f491;
   const rand = (n: number): number => {
-    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
     return (seed >>> 0) % n;
   };
   const paths = (v: unknown, prefix: (string | number)[] = []): (string | number)[][] => {
@@ -58,7 +79,8 @@ export function assertMutationsAlike<T>(mine: Decode<T>, schema: Decode<T>, vali
     let parent: Record<string | number, unknown> = msg;
     for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
     const pick = rand(REPLACEMENTS.length + 1);
-    if (pick === REPLACEMENTS.length) delete parent[path.at(-1)!]; // a missing field (or a hole in an array)
+    if (pick === REPLACEMENTS.length)
+      delete parent[path.at(-1)!]; // a missing field (or a hole in an array)
     else parent[path.at(-1)!] = REPLACEMENTS[pick];
     const bytes = encode(msg);
     assert.deepEqual(verdict(mine, bytes), verdict(schema, bytes), `verdicts differ on ${JSON.stringify(msg)}`);

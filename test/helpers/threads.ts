@@ -7,11 +7,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 /** The names of the process's threads, sorted. */
 export function threadNames(pid: number): string[] {
-  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
-    try {
-      return [readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()];
-    } catch {
-      return []; // a thread that ended between the listing and the read
-    }
-  }).sort();
+  return readdirSync(`/proc/${pid}/task`)
+    .flatMap((tid) => {
+      try {
+        return [readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()];
+      } catch {
+        return []; // a thread that ended between the listing and the read
+      }
+    })
+    .sort();
 }

@@ -17,8 +17,18 @@ let emu: Emulator;
 const started: Started[] = [];
 
 async function serverNode(args: readonly string[]): Promise<Started> {
-  const n = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`,
-    '--ollama-url', emu.url, '--workers', '2', ...args]);
+  const n = await startOllana([
+    '--mode',
+    'server',
+    '--insecure-http',
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--ollama-url',
+    emu.url,
+    '--workers',
+    '2',
+    ...args,
+  ]);
   started.push(n);
   return n;
 }
@@ -41,7 +51,10 @@ const mark = (): string => `b${++seq}b`;
 /** Resolves when the emulator saw the request for `m` end before its answer (the upstream request was aborted). */
 function abortedAtOllama(m: string, ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { emu.events.off('aborted', on); reject(new Error(`Ollama saw no abort of ${m} within ${ms} ms`)); }, ms);
+    const timer = setTimeout(() => {
+      emu.events.off('aborted', on);
+      reject(new Error(`Ollama saw no abort of ${m} within ${ms} ms`));
+    }, ms);
     const on = (e: { url: string }): void => {
       if (!e.url.includes(m)) return;
       clearTimeout(timer);
@@ -53,7 +66,10 @@ function abortedAtOllama(m: string, ms: number): Promise<void> {
 }
 
 // A browser's Origin takes a request through node:http (body-watch.ts); the others through the fast front.
-const PATHS = [['fast front', ''], ['node:http', 'Origin: http://localhost\r\n']] as const;
+const PATHS = [
+  ['fast front', ''],
+  ['node:http', 'Origin: http://localhost\r\n'],
+] as const;
 
 describe('a stalled request body', () => {
   let node: Started;
@@ -68,14 +84,20 @@ describe('a stalled request body', () => {
         // A body over 64 KiB streams upstream at once: Ollama must then see its request end.
         const upstream = size > 64 * 1024 ? abortedAtOllama(m, 10_000) : null;
         const t0 = performance.now();
-        const ex = await exchange(tcp(node.port), [
-          `POST /api/blobs/sha256:${'0'.repeat(64)}?m=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\n${origin}Content-Length: ${size}\r\n\r\n0123456789`,
-        ], TIMEOUT_MS + 8_000);
+        const ex = await exchange(
+          tcp(node.port),
+          [
+            `POST /api/blobs/sha256:${'0'.repeat(64)}?m=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\n${origin}Content-Length: ${size}\r\n\r\n0123456789`,
+          ],
+          TIMEOUT_MS + 8_000,
+        );
         const lived = performance.now() - t0;
         assert.ok(ex.closed, 'the node closed the connection');
         assert.equal(ex.responses[0]?.status, 408, JSON.stringify(ex.raw.toString('latin1').slice(0, 300)));
-        assert.match((JSON.parse(ex.responses[0]!.body) as { error: string }).error,
-          /^ollana: the request body sent nothing for \d+(\.\d)? s; send the body without long pauses \(--request-body-timeout 1 s\)$/);
+        assert.match(
+          (JSON.parse(ex.responses[0]!.body) as { error: string }).error,
+          /^ollana: the request body sent nothing for \d+(\.\d)? s; send the body without long pauses \(--request-body-timeout 1 s\)$/,
+        );
         assert.ok(lived >= TIMEOUT_MS - 100 && lived < TIMEOUT_MS + 4_000, `closed after ${lived.toFixed(0)} ms`);
         await upstream;
       });
@@ -84,8 +106,10 @@ describe('a stalled request body', () => {
     test(`${path}: a body that keeps coming, a byte every 300 ms, is not cut and is answered`, async () => {
       const m = mark();
       const body = '{"model":"llama3.2","prompt":"hi","stream":false}';
-      const steps: (string | (() => Promise<void>))[] = [`POST /api/generate?m=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\n${origin}Connection: close\r\n` +
-        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 40)}`];
+      const steps: (string | (() => Promise<void>))[] = [
+        `POST /api/generate?m=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\n${origin}Connection: close\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 40)}`,
+      ];
       // 10 more bytes over 3 s: three times the timeout in all, never that long without a byte.
       for (const ch of body.slice(40)) steps.push(() => new Promise((r) => setTimeout(r, 300)), ch);
       const ex = await exchange(tcp(node.port), steps, 15_000);
@@ -95,7 +119,10 @@ describe('a stalled request body', () => {
 
   test('the refusals are logged as stalled bodies, a few lines for many', async () => {
     const line = await node.waitFor((l) => l.refusal === 'body-timeout', 5_000, 'the body-timeout refusal');
-    assert.match(line.msg, /^closed a connection from 127\.0\.0\.1 whose request body sent nothing for \d+(\.\d)? s \(--request-body-timeout 1 s\); answered 408$/);
+    assert.match(
+      line.msg,
+      /^closed a connection from 127\.0\.0\.1 whose request body sent nothing for \d+(\.\d)? s \(--request-body-timeout 1 s\); answered 408$/,
+    );
   });
 });
 
@@ -103,23 +130,33 @@ describe('stalled bodies at the connection cap', () => {
   test('connections whose body stalled are closed to make room for a new client', async (t) => {
     const LIMIT = 20;
     const node = await serverNode(['--max-connections', String(LIMIT), '--request-body-timeout', '60s']);
-    const held = await Promise.all(Array.from({ length: LIMIT }, async (_, i) => {
-      const socket = await tcp(node.port)();
-      socket.write(`POST /api/blobs/sha256:${'0'.repeat(64)}?cap=${i} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\nx`);
-      let closed = false;
-      socket.once('close', () => { closed = true; });
-      return { socket, closed: () => closed };
-    }));
+    const held = await Promise.all(
+      Array.from({ length: LIMIT }, async (_, i) => {
+        const socket = await tcp(node.port)();
+        socket.write(
+          `POST /api/blobs/sha256:${'0'.repeat(64)}?cap=${i} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\nx`,
+        );
+        let closed = false;
+        socket.once('close', () => {
+          closed = true;
+        });
+        return { socket, closed: () => closed };
+      }),
+    );
     try {
       // Every upload under way at Ollama (bodies over 64 KiB stream upstream at once): the node holds them all.
-      for (let i = 0; i < 100 && emu.requests.filter((r) => r.url.includes('?cap=')).length < LIMIT; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 100 && emu.requests.filter((r) => r.url.includes('?cap=')).length < LIMIT; i++)
+        await new Promise((r) => setTimeout(r, 50));
       assert.equal(emu.requests.filter((r) => r.url.includes('?cap=')).length, LIMIT);
       // Past the 5 s after which a stalled body counts as idle at the cap, a new client gets in
       // (its first connection may be refused: that is what asks the workers for room). Bounded retries.
       const t0 = performance.now();
       let status = 0;
       for (let attempt = 0; attempt < 60 && status !== 200; attempt++) {
-        status = await raw(`${node.url}/api/tags`).then((r) => r.status, () => 0);
+        status = await raw(`${node.url}/api/tags`).then(
+          (r) => r.status,
+          () => 0,
+        );
         if (status !== 200) await new Promise((r) => setTimeout(r, 250));
       }
       const waited = performance.now() - t0;

@@ -13,7 +13,9 @@ import { startEmulator } from '../../testkit/ollama-emulator.ts';
 import { freePort, removeHome, runCli, startOllana, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
-after(() => { for (const h of homes) removeHome(h); });
+after(() => {
+  for (const h of homes) removeHome(h);
+});
 function home(): string {
   const h = tempHome('ollana-cli-');
   homes.push(h);
@@ -48,20 +50,62 @@ test('port in use: exit 4, names the port and the flag', async () => {
   await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve));
   const port = (blocker.address() as { port: number }).port;
   try {
-    const r = await runCli(['serve', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--ollama-url', 'http://127.0.0.1:1'], { home: home() });
+    const r = await runCli(
+      [
+        'serve',
+        '--mode',
+        'server',
+        '--insecure-http',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--ollama-url',
+        'http://127.0.0.1:1',
+      ],
+      { home: home() },
+    );
     assert.equal(r.code, 4);
-    assert.match(r.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use.*--listen.*\\[OLN_PORT_IN_USE\\]`));
+    assert.match(
+      r.stderr,
+      new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use.*--listen.*\\[OLN_PORT_IN_USE\\]`),
+    );
   } finally {
     blocker.close();
   }
 });
 
 test('two ollana processes on one port: the second says another ollana holds it', async () => {
-  const first = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', 'http://127.0.0.1:1', '--workers', '1']);
+  const first = await startOllana([
+    '--mode',
+    'server',
+    '--insecure-http',
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--ollama-url',
+    'http://127.0.0.1:1',
+    '--workers',
+    '1',
+  ]);
   try {
-    const r = await runCli(['serve', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${first.port}`, '--ollama-url', 'http://127.0.0.1:1'], { home: home() });
+    const r = await runCli(
+      [
+        'serve',
+        '--mode',
+        'server',
+        '--insecure-http',
+        '--listen',
+        `127.0.0.1:${first.port}`,
+        '--ollama-url',
+        'http://127.0.0.1:1',
+      ],
+      { home: home() },
+    );
     assert.equal(r.code, 4);
-    assert.match(r.stderr, new RegExp(`another ollana already serves on 127\\.0\\.0\\.1:${first.port}.*--listen and --pid-file \\[OLN_PORT_IN_USE\\]`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `another ollana already serves on 127\\.0\\.0\\.1:${first.port}.*--listen and --pid-file \\[OLN_PORT_IN_USE\\]`,
+      ),
+    );
   } finally {
     await first.stop();
     removeHome(first.home);
@@ -110,27 +154,51 @@ test('unwritable data directory: exit 5, names it and what to do', async () => {
   writeFileSync(file, 'x');
   const r = await runCli(['serve', '--data-dir', join(file, 'ollana')], { home: h });
   assert.equal(r.code, 5);
-  assert.match(r.stderr, /cannot use the data directory .*not-a-dir\/ollana.*--data-dir or OLLANA_HOME \[OLN_DIR_UNWRITABLE\]/);
+  assert.match(
+    r.stderr,
+    /cannot use the data directory .*not-a-dir\/ollana.*--data-dir or OLLANA_HOME \[OLN_DIR_UNWRITABLE\]/,
+  );
 });
 
 // Mounting the tmpfs needs root: elsewhere the test is reported skipped with the reason (never in CI,
 // which runs as root: there a failure to mount fails it).
 const mountSkip = process.getuid?.() !== 0 && process.env.CI !== 'true' ? 'mounting a tmpfs needs root' : undefined;
 
-test('a full disk for the pid file: exit 5, nothing left half-written', { timeout: 30_000, skip: mountSkip }, async (t) => {
+test('a full disk for the pid file: exit 5, nothing left half-written', {
+  timeout: 30_000,
+  skip: mountSkip,
+}, async (t) => {
   // A real full file system: a 16 KiB tmpfs filled to the brim (tests run as root, as CI does).
   const h = home();
   const mnt = join(h, 'full');
   mkdirSync(mnt);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', mnt]);
-  t.after(() => { execFileSync('umount', ['-l', mnt]); });
+  t.after(() => {
+    execFileSync('umount', ['-l', mnt]);
+  });
   try {
     execFileSync('dd', ['if=/dev/zero', `of=${join(mnt, 'fill')}`, 'bs=4k', 'count=64'], { stdio: 'ignore' });
   } catch {
     // dd stops with ENOSPC once the file system is full: that is the point.
   }
-  const r = await runCli(['serve', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', 'http://127.0.0.1:1',
-    '--pid-file', join(mnt, 'ollana.pid')], { home: h });
+  const r = await runCli(
+    [
+      'serve',
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--ollama-url',
+      'http://127.0.0.1:1',
+      '--pid-file',
+      join(mnt, 'ollana.pid'),
+    ],
+    { home: h },
+  );
   assert.equal(r.code, 5);
-  assert.match(r.stderr, /cannot write the pid file .*full\/ollana\.pid: the disk is full; .*--pid-file \[OLN_DIR_UNWRITABLE\]/);
+  assert.match(
+    r.stderr,
+    /cannot write the pid file .*full\/ollana\.pid: the disk is full; .*--pid-file \[OLN_DIR_UNWRITABLE\]/,
+  );
 });

@@ -13,8 +13,19 @@ let emu: Emulator;
 const started: Started[] = [];
 
 async function node(args: readonly string[], env: Record<string, string> = {}): Promise<Started> {
-  const n = await startOllana(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url,
-    '--listen', `127.0.0.1:${await freePort()}`, ...args], { env });
+  const n = await startOllana(
+    [
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--ollama-url',
+      emu.url,
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      ...args,
+    ],
+    { env },
+  );
   started.push(n);
   return n;
 }
@@ -35,7 +46,15 @@ after(async () => {
 async function allClosed(conns: readonly KeptAlive[], ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${conns.filter((c) => c.closedAt === null).length} of ${conns.length} connections still open after ${ms} ms`)), ms);
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `${conns.filter((c) => c.closedAt === null).length} of ${conns.length} connections still open after ${ms} ms`,
+          ),
+        ),
+      ms,
+    );
   });
   try {
     await Promise.race([Promise.all(conns.map((c) => c.closed)), late]);
@@ -57,13 +76,23 @@ describe('--max-connections is per node', () => {
     const conns: KeptAlive[] = [];
     try {
       for (let i = 0; i < LIMIT; i++) {
-        const status = await keptAlive(tcp(n.port)).then((c) => { conns.push(c); return c.ask(`/api/tags?conn=${i}`); })
+        const status = await keptAlive(tcp(n.port))
+          .then((c) => {
+            conns.push(c);
+            return c.ask(`/api/tags?conn=${i}`);
+          })
           .catch((err: Error) => `refused or closed: ${err.message}`);
         assert.equal(status, 200, `connection ${i + 1} of ${LIMIT} answered`);
       }
       // Each one still open and usable: none was refused or closed to make room below the limit.
-      const again = await Promise.all(conns.map((c, i) => c.ask(`/api/tags?again=${i}`).catch((err: Error) => `connection ${i}: ${err.message}`)));
-      assert.deepEqual(again.filter((s) => s !== 200), [], `all ${LIMIT} connections served twice`);
+      const again = await Promise.all(
+        conns.map((c, i) => c.ask(`/api/tags?again=${i}`).catch((err: Error) => `connection ${i}: ${err.message}`)),
+      );
+      assert.deepEqual(
+        again.filter((s) => s !== 200),
+        [],
+        `all ${LIMIT} connections served twice`,
+      );
 
       const over = await keptAlive(tcp(n.port));
       await over.closed;
@@ -72,8 +101,13 @@ describe('--max-connections is per node', () => {
       await allClosed(conns, 10_000);
       const line = await n.waitFor((l) => l.refusal === 'connection-limit', 5_000, 'the connection-limit warning');
       assert.equal(line.level, 'warn');
-      assert.match(line.msg, new RegExp(`^connection limit reached: the node holds ${LIMIT} connections \\(--max-connections ${LIMIT}\\); ` +
-        'refused one from 127\\.0\\.0\\.1 and closed the idle ones to make room'));
+      assert.match(
+        line.msg,
+        new RegExp(
+          `^connection limit reached: the node holds ${LIMIT} connections \\(--max-connections ${LIMIT}\\); ` +
+            'refused one from 127\\.0\\.0\\.1 and closed the idle ones to make room',
+        ),
+      );
 
       const next = await keptAlive(tcp(n.port));
       conns.push(next);
@@ -84,7 +118,7 @@ describe('--max-connections is per node', () => {
   });
 });
 
-describe('a dead worker\'s connections', () => {
+describe("a dead worker's connections", () => {
   const LIMIT = 12;
   let n: Started;
   before(async () => {
@@ -117,7 +151,9 @@ describe('a dead worker\'s connections', () => {
       conns.push(status);
       status.write('GET /ollana/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
       await status.closed;
-      const report = JSON.parse(status.unasked.slice(status.unasked.indexOf('{'))) as { connections: { open: number; max: number } };
+      const report = JSON.parse(status.unasked.slice(status.unasked.indexOf('{'))) as {
+        connections: { open: number; max: number };
+      };
       assert.deepEqual(report.connections, { open: LIMIT, max: LIMIT });
     } finally {
       for (const c of conns) c.destroy();
@@ -130,7 +166,14 @@ describe('idle keep-alive connections', () => {
   const HEADERS_MS = 1_000;
   let n: Started;
   before(async () => {
-    n = await node(['--workers', '2', '--keep-alive-timeout', `${KEEP_ALIVE_MS}ms`, '--request-headers-timeout', `${HEADERS_MS}ms`]);
+    n = await node([
+      '--workers',
+      '2',
+      '--keep-alive-timeout',
+      `${KEEP_ALIVE_MS}ms`,
+      '--request-headers-timeout',
+      `${HEADERS_MS}ms`,
+    ]);
   });
 
   test('one that sends nothing after its answer is closed once --keep-alive-timeout has passed, not before', async () => {
@@ -138,8 +181,14 @@ describe('idle keep-alive connections', () => {
     try {
       assert.equal(await c.ask('/api/tags?idle=1'), 200);
       const answeredAt = performance.now();
-      await Promise.race([c.closed, new Promise((_, reject) => setTimeout(() => reject(new Error('still open after 15 s')), 15_000))]);
-      assert.ok(c.closedAt! - answeredAt >= KEEP_ALIVE_MS - 100, `closed ${(c.closedAt! - answeredAt).toFixed(0)} ms after the answer`);
+      await Promise.race([
+        c.closed,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('still open after 15 s')), 15_000)),
+      ]);
+      assert.ok(
+        c.closedAt! - answeredAt >= KEEP_ALIVE_MS - 100,
+        `closed ${(c.closedAt! - answeredAt).toFixed(0)} ms after the answer`,
+      );
     } finally {
       c.destroy();
     }
@@ -154,13 +203,26 @@ describe('idle keep-alive connections', () => {
       // Node's parser skips empty lines between requests, but each one is traffic that resets the
       // socket's idle timer. Bounded: 15 s of them at most.
       let sent = 0;
-      timer = setInterval(() => { if (sent++ < 75) c.write('\r\n'); }, 200);
-      await Promise.race([c.closed, new Promise((_, reject) => setTimeout(() => reject(new Error(`still open after ${sent} empty lines (15 s)`)), 15_000))]);
+      timer = setInterval(() => {
+        if (sent++ < 75) c.write('\r\n');
+      }, 200);
+      await Promise.race([
+        c.closed,
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`still open after ${sent} empty lines (15 s)`)), 15_000),
+        ),
+      ]);
       assert.ok(c.closedAt! - answeredAt >= KEEP_ALIVE_MS - 100, 'not closed before the keep-alive timeout');
-      assert.match(c.unasked, /^408 \{"error":"ollana: no request within \d+(\.\d+)? s on an idle connection that sent only empty lines/);
+      assert.match(
+        c.unasked,
+        /^408 \{"error":"ollana: no request within \d+(\.\d+)? s on an idle connection that sent only empty lines/,
+      );
       const line = await n.waitFor((l) => l.refusal === 'idle-trickle', 5_000, 'the idle-trickle refusal');
       assert.equal(line.level, 'info');
-      assert.match(line.msg, /^closed a connection from 127\.0\.0\.1 that sent only empty lines after its last request for \d+(\.\d+)? s \(--keep-alive-timeout 1 s\); answered 408$/);
+      assert.match(
+        line.msg,
+        /^closed a connection from 127\.0\.0\.1 that sent only empty lines after its last request for \d+(\.\d+)? s \(--keep-alive-timeout 1 s\); answered 408$/,
+      );
     } finally {
       clearInterval(timer);
       c.destroy();
@@ -190,11 +252,19 @@ describe('idle keep-alive connections', () => {
       const slow = await new Promise<number>((resolve, reject) => {
         // /api/generate waits ttftMs before answering; sent raw on the same connection.
         const body = '{"model":"llama3.2","prompt":"hi","stream":false}';
-        c.write(`POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        c.write(
+          `POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        );
         const poll = setInterval(() => {
           const m = /^(\d{3}) /.exec(c.unasked);
-          if (m !== null) { clearInterval(poll); resolve(Number(m[1])); }
-          if (c.closedAt !== null) { clearInterval(poll); reject(new Error(`closed during the slow answer after ${(performance.now() - t0).toFixed(0)} ms`)); }
+          if (m !== null) {
+            clearInterval(poll);
+            resolve(Number(m[1]));
+          }
+          if (c.closedAt !== null) {
+            clearInterval(poll);
+            reject(new Error(`closed during the slow answer after ${(performance.now() - t0).toFixed(0)} ms`));
+          }
         }, 50);
       });
       assert.equal(slow, 200);

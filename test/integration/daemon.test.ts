@@ -67,9 +67,30 @@ function home(): string {
   return h;
 }
 
-async function serveDaemon(h: string, port: number, extra: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string; pid: number | null }> {
-  const r = await runCli(['serve', '-d', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url,
-    '--workers', '1', '--drain-timeout', '10s', ...extra], { home: h });
+async function serveDaemon(
+  h: string,
+  port: number,
+  extra: string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string; pid: number | null }> {
+  const r = await runCli(
+    [
+      'serve',
+      '-d',
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--ollama-url',
+      emu.url,
+      '--workers',
+      '1',
+      '--drain-timeout',
+      '10s',
+      ...extra,
+    ],
+    { home: h },
+  );
   const m = /\(pid (\d+)\)/.exec(r.stdout);
   const pid = m ? Number(m[1]) : null;
   if (pid !== null) pids.push(pid);
@@ -96,12 +117,23 @@ test('serve -d, a refused second copy, stop while a stream runs: the whole cycle
   assert.match(second.stderr, /ollana stop/);
 
   // A 40-token stream (about 2 s) is in flight when stop is asked: it must finish whole.
-  const stream = await ollama.generate({ model: 'llama3.2', prompt: 'x', stream: true,
-    options: { emulator_tokens: 40, emulator_interval_ms: 50 } as Record<string, number> });
+  const stream = await ollama.generate({
+    model: 'llama3.2',
+    prompt: 'x',
+    stream: true,
+    options: { emulator_tokens: 40, emulator_interval_ms: 50 } as Record<string, number>,
+  });
   const parts: { done: boolean }[] = [];
   let firstPart: () => void = () => undefined;
-  const streaming = new Promise<void>((resolve) => { firstPart = resolve; });
-  const consumed = (async () => { for await (const p of stream) { parts.push(p); firstPart(); } })();
+  const streaming = new Promise<void>((resolve) => {
+    firstPart = resolve;
+  });
+  const consumed = (async () => {
+    for await (const p of stream) {
+      parts.push(p);
+      firstPart();
+    }
+  })();
   await streaming;
   const stop = await runCli(['stop'], { home: h });
   await consumed;
@@ -122,11 +154,16 @@ test('serve -d, a refused second copy, stop while a stream runs: the whole cycle
   assert.match(again.stderr, /no ollana is running/);
 });
 
-test('issue #14: `ollana stop` returns once the node has exited and its port is free', { timeout: 60_000 }, async () => {
+test('issue #14: `ollana stop` returns once the node has exited and its port is free', {
+  timeout: 60_000,
+}, async () => {
   const h = home();
   const port = await freePort();
   // Over TLS and with a live upstream, as users run it: such a node's last threads take longest to end.
-  const r = await runCli(['serve', '-d', '--mode', 'auto', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url, '--workers', '1'], { home: h });
+  const r = await runCli(
+    ['serve', '-d', '--mode', 'auto', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url, '--workers', '1'],
+    { home: h },
+  );
   assert.equal(r.code, 0, r.stderr);
   const pid = Number(/\(pid (\d+)\)/.exec(r.stdout)?.[1]);
   pids.push(pid);
@@ -149,29 +186,50 @@ test('issue #14: `ollana stop` returns once the node has exited and its port is 
   assert.equal(free, true, 'the port is free when stop says stopped');
 });
 
-test('issue #14: a stop whose drain deadline cut a stream says so, exit 14 [OLN_DRAIN_CUT]', { timeout: 60_000 }, async () => {
+test('issue #14: a stop whose drain deadline cut a stream says so, exit 14 [OLN_DRAIN_CUT]', {
+  timeout: 60_000,
+}, async () => {
   const h = home();
   const port = await freePort();
   const r = await serveDaemon(h, port, ['--drain-timeout', '300']);
   assert.equal(r.code, 0, r.stderr);
   const ollama = new Ollama({ host: `http://127.0.0.1:${port}` });
   // A stream of about 10 s against a 300 ms drain timeout.
-  const stream = await ollama.generate({ model: 'llama3.2', prompt: 'x', stream: true,
-    options: { emulator_tokens: 200, emulator_interval_ms: 50 } as Record<string, number> });
+  const stream = await ollama.generate({
+    model: 'llama3.2',
+    prompt: 'x',
+    stream: true,
+    options: { emulator_tokens: 200, emulator_interval_ms: 50 } as Record<string, number>,
+  });
   const it = stream[Symbol.asyncIterator]();
   assert.equal((await it.next()).done, false, 'the stream has begun');
-  const consumed = (async () => { try { while (!(await it.next()).done); } catch { /* cut: expected */ } })();
+  const consumed = (async () => {
+    try {
+      while (!(await it.next()).done);
+    } catch {
+      /* cut: expected */
+    }
+  })();
   const stop = await runCli(['stop'], { home: h });
   await consumed;
   assert.equal(stop.code, 14, stop.stderr);
   assert.equal(stop.stdout, '');
-  assert.equal(stop.stderr, `ollana: ollana (pid ${r.pid}) stopped, but its drain timeout (0.3 s) ran out first: 1 in-flight request was cut; ` +
-    'start it with a longer --drain-timeout to let them finish [OLN_DRAIN_CUT]\n');
+  assert.equal(
+    stop.stderr,
+    `ollana: ollana (pid ${r.pid}) stopped, but its drain timeout (0.3 s) ran out first: 1 in-flight request was cut; ` +
+      'start it with a longer --drain-timeout to let them finish [OLN_DRAIN_CUT]\n',
+  );
   assert.equal(alive(r.pid!), false);
-  assert.deepEqual(readdirSync(h).filter((f) => f.startsWith('ollana.pid')), [], 'no pid file and no drain report left');
+  assert.deepEqual(
+    readdirSync(h).filter((f) => f.startsWith('ollana.pid')),
+    [],
+    'no pid file and no drain report left',
+  );
 });
 
-test('issue #22 item 9: a pid file naming a live process that only looks like ollana: stop leaves it alone, serve starts', { timeout: 60_000 }, async () => {
+test('issue #22 item 9: a pid file naming a live process that only looks like ollana: stop leaves it alone, serve starts', {
+  timeout: 60_000,
+}, async () => {
   const h = home();
   const pidFile = join(h, 'ollana.pid');
   // An old-style pid file (the pid alone), left an hour ago by an ollana that has gone since; its pid
@@ -183,8 +241,11 @@ test('issue #22 item 9: a pid file naming a live process that only looks like ol
   utimesSync(pidFile, anHourAgo, anHourAgo);
   const stop = await runCli(['stop'], { home: h });
   assert.equal(stop.code, 7, stop.stderr);
-  assert.equal(stop.stderr, `ollana: no ollana is running: pid ${other.pid} from ${pidFile} is a different process now ` +
-    '(not the ollana that wrote the file); left it alone and removed the stale pid file [OLN_NOT_RUNNING]\n');
+  assert.equal(
+    stop.stderr,
+    `ollana: no ollana is running: pid ${other.pid} from ${pidFile} is a different process now ` +
+      '(not the ollana that wrote the file); left it alone and removed the stale pid file [OLN_NOT_RUNNING]\n',
+  );
   assert.equal(alive(other.pid), true, 'the other program was not signalled');
   assert.equal(existsSync(pidFile), false);
 
@@ -193,8 +254,12 @@ test('issue #22 item 9: a pid file naming a live process that only looks like ol
   const r = await serveDaemon(h, await freePort());
   assert.equal(r.code, 0, r.stderr);
   assert.equal(alive(other.pid), true);
-  assert.match(readFileSync(join(h, 'ollana.log'), 'utf8'),
-    new RegExp(`replaced a stale pid file: its pid ${other.pid} is a different process now \\(not the ollana that wrote the file\\), left alone`));
+  assert.match(
+    readFileSync(join(h, 'ollana.log'), 'utf8'),
+    new RegExp(
+      `replaced a stale pid file: its pid ${other.pid} is a different process now \\(not the ollana that wrote the file\\), left alone`,
+    ),
+  );
   assert.equal((await runCli(['stop'], { home: h })).code, 0);
   assert.equal(alive(other.pid), true);
   other.kill('SIGKILL');
@@ -207,7 +272,10 @@ test('a stale pid file is replaced', { timeout: 60_000 }, async () => {
   const r = await serveDaemon(h, await freePort());
   assert.equal(r.code, 0, r.stderr);
   assert.equal(readFileSync(join(h, 'ollana.pid'), 'utf8').split('\n')[0], String(r.pid));
-  assert.match(readFileSync(join(h, 'ollana.log'), 'utf8'), new RegExp(`replaced a stale pid file left by pid ${dead}`));
+  assert.match(
+    readFileSync(join(h, 'ollana.log'), 'utf8'),
+    new RegExp(`replaced a stale pid file left by pid ${dead}`),
+  );
   assert.equal((await runCli(['stop'], { home: h })).code, 0);
 });
 
@@ -227,12 +295,29 @@ test('a daemon that cannot start says why and leaves no pid file', { timeout: 60
   }
 });
 
-test('a SIGTERM while the node is still starting is held, then drains: exit 0, pid file removed', { timeout: 60_000 }, async () => {
+test('a SIGTERM while the node is still starting is held, then drains: exit 0, pid file removed', {
+  timeout: 60_000,
+}, async () => {
   const h = home();
   const pidFile = join(h, 'starting.pid');
   const port = await freePort();
-  const p = runOllana(['serve', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url,
-    '--workers', '1', '--pid-file', pidFile], { home: h });
+  const p = runOllana(
+    [
+      'serve',
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--ollama-url',
+      emu.url,
+      '--workers',
+      '1',
+      '--pid-file',
+      pidFile,
+    ],
+    { home: h },
+  );
   pids.push(p.proc.pid!);
   // The pid file is taken before the supervisor starts, so it appearing means the node is mid-start.
   // Bounded polling: no event tells a test when another process creates a file.
@@ -243,7 +328,14 @@ test('a SIGTERM while the node is still starting is held, then drains: exit 0, p
   const listened = p.lines.some((l) => typeof l.msg === 'string' && l.msg.includes('listening on'));
   p.proc.kill('SIGTERM');
   const exit = await p.exited;
-  assert.deepEqual(exit, { code: 0, signal: null }, `a signal during start ended the node without a drain (listening already: ${listened})`);
+  assert.deepEqual(
+    exit,
+    { code: 0, signal: null },
+    `a signal during start ended the node without a drain (listening already: ${listened})`,
+  );
   assert.equal(existsSync(pidFile), false, 'the pid file was left behind');
-  assert.ok(p.lines.some((l) => typeof l.msg === 'string' && /stopp/.test(l.msg)), 'the node did not log its stop');
+  assert.ok(
+    p.lines.some((l) => typeof l.msg === 'string' && /stopp/.test(l.msg)),
+    'the node did not log its stop',
+  );
 });

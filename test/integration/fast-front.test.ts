@@ -25,8 +25,17 @@ let node: Started;
 
 before(async () => {
   emu = await startEmulator({ tokens: 3, tokenIntervalMs: 5, ttftMs: 1 });
-  node = await startOllana(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url,
-    '--listen', `127.0.0.1:${await freePort()}`, '--workers', '1']);
+  node = await startOllana([
+    '--mode',
+    'server',
+    '--insecure-http',
+    '--ollama-url',
+    emu.url,
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--workers',
+    '1',
+  ]);
 });
 
 after(async () => {
@@ -35,7 +44,11 @@ after(async () => {
   await emu?.close();
 });
 
-interface Counts { fastRequests: number; handedToNode: number; requests: number }
+interface Counts {
+  fastRequests: number;
+  handedToNode: number;
+  requests: number;
+}
 
 async function counts(): Promise<Counts> {
   const r = await raw(`${node.url}/ollana/v1/status`);
@@ -48,14 +61,18 @@ async function delta(work: () => Promise<void>): Promise<Counts> {
   const a = await counts();
   await work();
   const b = await counts();
-  return { fastRequests: b.fastRequests - a.fastRequests, handedToNode: b.handedToNode - a.handedToNode - 1, requests: b.requests - a.requests };
+  return {
+    fastRequests: b.fastRequests - a.fastRequests,
+    handedToNode: b.handedToNode - a.handedToNode - 1,
+    requests: b.requests - a.requests,
+  };
 }
 
 let seq = 0;
 const mark = (): string => `q${++seq}q`; // q is no hex digit: no digest in a URL contains it
 const seen = (m: string): string[] => emu.requests.filter((r) => r.url.includes(m)).map((r) => `${r.method} ${r.url}`);
 
-test('keep-alive requests take the fast front, answered in order with node:http\'s connection headers', async () => {
+test("keep-alive requests take the fast front, answered in order with node:http's connection headers", async () => {
   const m = mark();
   let ex!: Awaited<ReturnType<typeof exchange>>;
   const d = await delta(async () => {
@@ -65,7 +82,10 @@ test('keep-alive requests take the fast front, answered in order with node:http\
       `GET /api/version?${m}=3 HTTP/1.1\r\n${HOST}\r\nConnection: close\r\n\r\n`,
     ]);
   });
-  assert.deepEqual(ex.responses.map((r) => r.status), [200, 200, 200]);
+  assert.deepEqual(
+    ex.responses.map((r) => r.status),
+    [200, 200, 200],
+  );
   assert.ok(ex.closed, 'closed after the request that asked for it');
   assert.equal(ex.rest, '');
   assert.equal(ex.responses[0]!.headers.connection, 'keep-alive');
@@ -77,21 +97,25 @@ test('keep-alive requests take the fast front, answered in order with node:http\
   assert.deepEqual(d, { fastRequests: 3, handedToNode: 0, requests: 3 });
 });
 
-test('pipelined requests, one of them ollana\'s own: every answer in order, the connection goes to node:http at that one', async () => {
+test("pipelined requests, one of them ollana's own: every answer in order, the connection goes to node:http at that one", async () => {
   const m = mark();
   let ex!: Awaited<ReturnType<typeof exchange>>;
   const d = await delta(async () => {
     ex = await exchange(tcp(node.port), [
       `POST /api/generate?${m}=1 HTTP/1.1\r\n${HOST}\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}` +
-      `POST /api/generate?${m}=2 HTTP/1.1\r\n${HOST}\r\nContent-Length: ${BODY.length - 15}\r\n\r\n${BODY.replace(',"stream":false', '')}` +
-      `GET /ollana/v1/health HTTP/1.1\r\n${HOST}\r\n\r\n` +
-      `GET /api/tags?${m}=3 HTTP/1.1\r\n${HOST}\r\nConnection: close\r\n\r\n`,
+        `POST /api/generate?${m}=2 HTTP/1.1\r\n${HOST}\r\nContent-Length: ${BODY.length - 15}\r\n\r\n${BODY.replace(',"stream":false', '')}` +
+        `GET /ollana/v1/health HTTP/1.1\r\n${HOST}\r\n\r\n` +
+        `GET /api/tags?${m}=3 HTTP/1.1\r\n${HOST}\r\nConnection: close\r\n\r\n`,
     ]);
   });
-  assert.deepEqual(ex.responses.map((r) => r.status), [200, 200, 200, 200], ex.raw.toString('latin1').slice(0, 400));
+  assert.deepEqual(
+    ex.responses.map((r) => r.status),
+    [200, 200, 200, 200],
+    ex.raw.toString('latin1').slice(0, 400),
+  );
   assert.equal(ex.responses[1]!.headers['transfer-encoding'], 'chunked', 'the second one streams');
   assert.equal(ex.responses[1]!.body.trim().split('\n').length, 4, 'three tokens and the done line');
-  assert.equal((JSON.parse(ex.responses[2]!.body) as { role: string }).role, 'server', 'ollana\'s own answer, third');
+  assert.equal((JSON.parse(ex.responses[2]!.body) as { role: string }).role, 'server', "ollana's own answer, third");
   assert.match(ex.responses[3]!.body, /"models"/);
   assert.deepEqual(seen(m), [`POST /api/generate?${m}=1`, `POST /api/generate?${m}=2`, `GET /api/tags?${m}=3`]);
   assert.equal(d.fastRequests, 2);
@@ -145,8 +169,16 @@ test('after a large body, the next request on the connection is parsed from its 
   const head = `POST /api/blobs/sha256:${digest} HTTP/1.1\r\n${HOST}\r\nContent-Length: ${blob.length}\r\n\r\n`;
   const next = `GET /api/tags?${m} HTTP/1.1\r\n${HOST}\r\nConnection: close\r\n\r\n`;
   // The body's last bytes and the next request arrive in one read.
-  const ex = await exchange(tcp(node.port), [head, blob.subarray(0, blob.length - 5), Buffer.concat([blob.subarray(blob.length - 5), Buffer.from(next)])]);
-  assert.deepEqual(ex.responses.map((r) => r.status), [201, 200], ex.raw.toString('latin1').slice(0, 300));
+  const ex = await exchange(tcp(node.port), [
+    head,
+    blob.subarray(0, blob.length - 5),
+    Buffer.concat([blob.subarray(blob.length - 5), Buffer.from(next)]),
+  ]);
+  assert.deepEqual(
+    ex.responses.map((r) => r.status),
+    [201, 200],
+    ex.raw.toString('latin1').slice(0, 300),
+  );
   assert.deepEqual(seen(m), [`GET /api/tags?${m}`]);
 });
 
@@ -193,7 +225,12 @@ test('a client that goes away mid-stream aborts the generation at Ollama', async
   emu.set({ tokens: 200, tokenIntervalMs: 20 });
   try {
     const aborted = new Promise<number>((resolve) => {
-      const on = (e: { url: string; tokensSent: number }): void => { if (e.url.includes(m)) { emu.events.off('aborted', on); resolve(e.tokensSent); } };
+      const on = (e: { url: string; tokensSent: number }): void => {
+        if (e.url.includes(m)) {
+          emu.events.off('aborted', on);
+          resolve(e.tokensSent);
+        }
+      };
       emu.events.on('aborted', on);
     });
     const socket = connect(node.port, '127.0.0.1');
@@ -201,11 +238,20 @@ test('a client that goes away mid-stream aborts the generation at Ollama', async
     const body = '{"model":"llama3.2","prompt":"long"}';
     socket.write(`POST /api/generate?${m} HTTP/1.1\r\n${HOST}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
     let got = '';
-    await new Promise<void>((resolve) => socket.on('data', (c: Buffer) => { got += c.toString(); if ((got.match(/"done":false/g) ?? []).length >= 3) resolve(); }));
+    await new Promise<void>((resolve) =>
+      socket.on('data', (c: Buffer) => {
+        got += c.toString();
+        if ((got.match(/"done":false/g) ?? []).length >= 3) resolve();
+      }),
+    );
     const cutAt = performance.now();
     socket.destroy();
-    const tokens = await Promise.race([aborted,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('Ollama saw no abort within 5 s')), 5_000).unref())]);
+    const tokens = await Promise.race([
+      aborted,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('Ollama saw no abort within 5 s')), 5_000).unref(),
+      ),
+    ]);
     const ms = performance.now() - cutAt;
     assert.ok(tokens < 200, `stopped after ${tokens} tokens`);
     assert.ok(ms < 1_000, `Ollama saw the abort ${ms.toFixed(0)} ms after the client left`);
@@ -214,7 +260,7 @@ test('a client that goes away mid-stream aborts the generation at Ollama', async
   }
 });
 
-test('HTTP/1.0, Expect: 100-continue and a browser\'s Origin go to node:http, and are answered as before', async () => {
+test("HTTP/1.0, Expect: 100-continue and a browser's Origin go to node:http, and are answered as before", async () => {
   const m = mark();
   let http10!: Awaited<ReturnType<typeof exchange>>;
   let expect!: Awaited<ReturnType<typeof exchange>>;
@@ -244,6 +290,9 @@ test('after node:http took a connection, its later requests are still served', a
     () => new Promise((resolve) => setTimeout(resolve, 20)),
     `POST /api/generate?${m} HTTP/1.1\r\n${HOST}\r\nContent-Length: ${BODY.length}\r\nConnection: close\r\n\r\n${BODY}`,
   ]);
-  assert.deepEqual(ex.responses.map((r) => r.status), [200, 200]);
+  assert.deepEqual(
+    ex.responses.map((r) => r.status),
+    [200, 200],
+  );
   assert.deepEqual(seen(m), [`POST /api/generate?${m}`]);
 });

@@ -8,12 +8,24 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { X509Certificate, randomBytes } from 'node:crypto';
-import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server,
+  type Socket,
+} from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { deviceIdFromDer } from '../../src/identity/device-id.ts';
 import { createSelfSigned } from '../../src/identity/self-signed.ts';
-import { HANDSHAKES_IN_FLIGHT, pinnedConnector, tlsServerOptions, type PinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
+import {
+  HANDSHAKES_IN_FLIGHT,
+  pinnedConnector,
+  tlsServerOptions,
+  type PinnedConnector,
+  type TlsIdentity,
+} from '../../src/net/tls.ts';
 
 /** Where settle() connects from: told apart from the connector's connections by address alone. */
 const SENTINEL_ADDR = '127.0.0.2';
@@ -30,10 +42,13 @@ class GatedTlsServer {
   #sentinelArrived: (() => void) | null = null;
 
   constructor(server: TlsIdentity) {
-    this.#tls = createTlsServer(tlsServerOptions({ ...server, ticketKeys: randomBytes(48).toString('base64') }), (s: TLSSocket) => {
-      s.on('error', () => undefined);
-      this.#all.push(s);
-    });
+    this.#tls = createTlsServer(
+      tlsServerOptions({ ...server, ticketKeys: randomBytes(48).toString('base64') }),
+      (s: TLSSocket) => {
+        s.on('error', () => undefined);
+        this.#all.push(s);
+      },
+    );
     this.#tcp = createNetServer({ pauseOnConnect: true }, (socket) => {
       socket.on('error', () => undefined);
       this.#all.push(socket);
@@ -57,7 +72,9 @@ class GatedTlsServer {
    * accepted connections in order, so when a connection opened now arrives, all earlier ones have.
    */
   async settle(port: string): Promise<void> {
-    const arrived = new Promise<void>((resolve) => { this.#sentinelArrived = resolve; });
+    const arrived = new Promise<void>((resolve) => {
+      this.#sentinelArrived = resolve;
+    });
     const s = netConnect({ host: '127.0.0.1', port: Number(port), localAddress: SENTINEL_ADDR });
     s.on('error', () => undefined);
     await arrived;
@@ -87,7 +104,9 @@ before(async () => {
   client = { id: deviceIdFromDer(new X509Certificate(c.certPem).raw), certPem: c.certPem, keyPem: c.keyPem };
 });
 
-after(() => { for (const s of servers) s.close(); });
+after(() => {
+  for (const s of servers) s.close();
+});
 
 async function gated(): Promise<{ server: GatedTlsServer; port: string }> {
   const server = new GatedTlsServer(serverIdentity);
@@ -95,18 +114,28 @@ async function gated(): Promise<{ server: GatedTlsServer; port: string }> {
   return { server, port: await server.listen() };
 }
 
-interface Outcome { err: (Error & { code?: string }) | null; socket: TLSSocket | null; at: number }
+interface Outcome {
+  err: (Error & { code?: string }) | null;
+  socket: TLSSocket | null;
+  at: number;
+}
 
 /** Starts `n` connects through `connector` in one go (as a burst of requests makes undici do). */
 function burst(connector: PinnedConnector, port: string, n: number): { outcomes: Outcome[]; all: Promise<Outcome[]> } {
   const outcomes: Outcome[] = [];
-  const all = Promise.all(Array.from({ length: n }, () => new Promise<Outcome>((resolve) => {
-    connector({ hostname: '127.0.0.1', port, protocol: 'https:' }, (err, socket) => {
-      const o = { err, socket: socket as TLSSocket | null, at: performance.now() };
-      outcomes.push(o);
-      resolve(o);
-    });
-  })));
+  const all = Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<Outcome>((resolve) => {
+          connector({ hostname: '127.0.0.1', port, protocol: 'https:' }, (err, socket) => {
+            const o = { err, socket: socket as TLSSocket | null, at: performance.now() };
+            outcomes.push(o);
+            resolve(o);
+          });
+        }),
+    ),
+  );
   return { outcomes, all };
 }
 
@@ -118,7 +147,9 @@ async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promi
   }
 }
 
-test(`a burst of connects runs at most ${HANDSHAKES_IN_FLIGHT} handshakes at once, and waiting its turn is no timeout`, { timeout: 60_000 }, async () => {
+test(`a burst of connects runs at most ${HANDSHAKES_IN_FLIGHT} handshakes at once, and waiting its turn is no timeout`, {
+  timeout: 60_000,
+}, async () => {
   const { server, port } = await gated();
   const timeoutMs = 2_000;
   // Each round's handshakes are held this long, so the last round waits 3 x 800 ms, longer than the
@@ -131,12 +162,20 @@ test(`a burst of connects runs at most ${HANDSHAKES_IN_FLIGHT} handshakes at onc
   for (let round = 1; started < n; round++) {
     await server.settle(port);
     const expected = Math.min(HANDSHAKES_IN_FLIGHT, n - started);
-    assert.equal(server.held.length, expected, `round ${round}: connections opened while ${started} of ${n} handshakes are done`);
+    assert.equal(
+      server.held.length,
+      expected,
+      `round ${round}: connections opened while ${started} of ${n} handshakes are done`,
+    );
     started += expected;
     await new Promise((r) => setTimeout(r, holdMs));
     server.release();
     await until(`round ${round}'s handshakes to complete`, () => outcomes.length >= started);
-    assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], `round ${round}: no connect failed`);
+    assert.deepEqual(
+      outcomes.filter((o) => o.err !== null).map((o) => o.err!.message),
+      [],
+      `round ${round}: no connect failed`,
+    );
   }
   const done = await all;
   assert.equal(done.length, n);
@@ -147,7 +186,9 @@ test(`a burst of connects runs at most ${HANDSHAKES_IN_FLIGHT} handshakes at onc
   }
 });
 
-test('a server that never answers: every connect of a burst fails in about the timeout, waiting ones included', { timeout: 60_000 }, async () => {
+test('a server that never answers: every connect of a burst fails in about the timeout, waiting ones included', {
+  timeout: 60_000,
+}, async () => {
   const { server, port } = await gated();
   const timeoutMs = 1_500;
   const n = 4 * HANDSHAKES_IN_FLIGHT;
@@ -155,12 +196,21 @@ test('a server that never answers: every connect of a burst fails in about the t
   const t0 = performance.now();
   const done = await burst(connector, port, n).all;
   const elapsed = performance.now() - t0;
-  assert.equal(done.filter((o) => o.err?.code === 'OLN_UPSTREAM_CONNECT_TIMEOUT').length, n,
-    done.map((o) => o.err?.message ?? 'connected').join('\n'));
+  assert.equal(
+    done.filter((o) => o.err?.code === 'OLN_UPSTREAM_CONNECT_TIMEOUT').length,
+    n,
+    done.map((o) => o.err?.message ?? 'connected').join('\n'),
+  );
   // Taking turns, the last of four rounds would fail after four timeouts.
-  assert.ok(elapsed < 2 * timeoutMs, `all ${n} failed after ${elapsed.toFixed(0)} ms (connect timeout ${timeoutMs} ms)`);
+  assert.ok(
+    elapsed < 2 * timeoutMs,
+    `all ${n} failed after ${elapsed.toFixed(0)} ms (connect timeout ${timeoutMs} ms)`,
+  );
   const waited = done.filter((o) => /waiting its turn/.test(o.err!.message));
   assert.equal(waited.length, n - HANDSHAKES_IN_FLIGHT, 'the connects that never started say they were waiting');
-  assert.match(waited[0]!.err!.message, new RegExp(`127\\.0\\.0\\.1:${port} completed no TLS handshake in ${timeoutMs} ms`));
+  assert.match(
+    waited[0]!.err!.message,
+    new RegExp(`127\\.0\\.0\\.1:${port} completed no TLS handshake in ${timeoutMs} ms`),
+  );
   assert.equal(server.held.length, HANDSHAKES_IN_FLIGHT, 'only the first turn ever connected');
 });

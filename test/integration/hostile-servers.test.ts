@@ -25,7 +25,9 @@ const open = new Set<Socket>();
 
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms); });
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
@@ -44,13 +46,22 @@ before(async () => {
     };
     socket.on('data', onData);
   });
-  good = createHttpServer((req, res) => { req.resume(); req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"server":"good"}')); });
-  await Promise.all([new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r)), new Promise<void>((r) => good.listen(0, '127.0.0.1', r))]);
+  good = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"server":"good"}'));
+  });
+  await Promise.all([
+    new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r)),
+    new Promise<void>((r) => good.listen(0, '127.0.0.1', r)),
+  ]);
   port = await freePort();
   const h = `http://127.0.0.1:${(hostile.address() as { port: number }).port}`;
   const g = `http://127.0.0.1:${(good.address() as { port: number }).port}`;
-  child = spawn(process.execPath, [FIXTURE, String(port), `hostile=${h}=only-hostile:latest,both:latest`, `good=${g}=both:latest`],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
+  child = spawn(
+    process.execPath,
+    [FIXTURE, String(port), `hostile=${h}=only-hostile:latest,both:latest`, `good=${g}=both:latest`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`client pool exited with ${code}`)));
@@ -66,13 +77,20 @@ after(() => {
 });
 
 const chat = (model: string): Promise<{ status: number; body: Buffer }> =>
-  raw(`http://127.0.0.1:${port}/api/chat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, messages: [] }) });
+  raw(`http://127.0.0.1:${port}/api/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, messages: [] }),
+  });
 
 const CASES: readonly [string, (socket: Socket) => void][] = [
   ['bytes that are not HTTP', (s) => s.end('SSH-2.0-OpenSSH_9.6\r\n\r\n')],
   ['a bad status line, then silence', (s) => s.write('HTTP/1.1 2OO OK\r\n\r\n')],
   ['a head with bare LF, then silence', (s) => s.write('HTTP/1.1 200 OK\ncontent-length: 2\n\n{}')],
-  ['both Content-Length and Transfer-Encoding', (s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n')],
+  [
+    'both Content-Length and Transfer-Encoding',
+    (s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n'),
+  ],
   ['a connection closed without a byte', (s) => s.destroy()],
 ];
 
@@ -98,10 +116,17 @@ test('a model both servers have: the request moves past the broken one to the go
 
 test('a stream the server breaks with garbage mid-way ends with an error line, not a hang', async () => {
   script = (s) => {
-    s.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n11\r\n{"response":"a"}\n\r\n');
-    setTimeout(() => { if (!s.destroyed) s.write('not a chunk size\r\n'); }, 50);
+    s.write(
+      'HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n11\r\n{"response":"a"}\n\r\n',
+    );
+    setTimeout(() => {
+      if (!s.destroyed) s.write('not a chunk size\r\n');
+    }, 50);
   };
-  const r = await within(10_000, 'broken stream', chat('only-hostile')).catch((err: Error) => ({ status: -1, body: Buffer.from(err.message) }));
+  const r = await within(10_000, 'broken stream', chat('only-hostile')).catch((err: Error) => ({
+    status: -1,
+    body: Buffer.from(err.message),
+  }));
   // Either an error line after the first one, or a connection cut the client sees as truncated: never a clean end.
   if (r.status === 200) {
     const lines = r.body.toString().trim().split('\n');

@@ -32,7 +32,10 @@ function gibStream(): Readable {
   let sent = 0;
   return new Readable({
     read() {
-      if (sent >= GIB / BLOCK.length) { this.push(null); return; }
+      if (sent >= GIB / BLOCK.length) {
+        this.push(null);
+        return;
+      }
       sent += 1;
       this.push(BLOCK);
     },
@@ -41,7 +44,17 @@ function gibStream(): Readable {
 
 before(async () => {
   emu = await startEmulator();
-  node = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '1']);
+  node = await startOllana([
+    '--mode',
+    'server',
+    '--insecure-http',
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--ollama-url',
+    emu.url,
+    '--workers',
+    '1',
+  ]);
   // Warm up the path so start-up allocations are not counted as growth.
   await (await request(`${node.url}/api/tags`)).body.text();
 });
@@ -60,7 +73,9 @@ test('a 1 GiB blob upload streams through with flat memory', { timeout: 120_000 
   const baseline = peakRssMb(pid);
   const started = performance.now();
   const res = await request(`${node.url}/api/blobs/${digest}`, {
-    method: 'POST', body: gibStream(), headers: { 'content-length': String(GIB) },
+    method: 'POST',
+    body: gibStream(),
+    headers: { 'content-length': String(GIB) },
   });
   await res.body.text();
   const seconds = (performance.now() - started) / 1000;
@@ -68,7 +83,9 @@ test('a 1 GiB blob upload streams through with flat memory', { timeout: 120_000 
   const rec = emu.requests.find((r) => r.url === `/api/blobs/${digest}`)!;
   assert.equal(rec.bodyBytes, GIB, 'every byte reached Ollama');
   const growth = peakRssMb(pid) - baseline;
-  t.diagnostic(`upload: ${(GIB / 1024 / 1024 / seconds).toFixed(0)} MB/s, peak RSS ${baseline.toFixed(0)} -> ${(baseline + growth).toFixed(0)} MB`);
+  t.diagnostic(
+    `upload: ${(GIB / 1024 / 1024 / seconds).toFixed(0)} MB/s, peak RSS ${baseline.toFixed(0)} -> ${(baseline + growth).toFixed(0)} MB`,
+  );
   assert.ok(growth < FLAT_MB, `peak RSS grew by ${growth.toFixed(1)} MB`);
 });
 
@@ -83,6 +100,8 @@ test('a 1 GiB response streams through with flat memory', { timeout: 120_000 }, 
   const seconds = (performance.now() - started) / 1000;
   assert.equal(bytes, GIB);
   const growth = peakRssMb(pid) - baseline;
-  t.diagnostic(`download: ${(GIB / 1024 / 1024 / seconds).toFixed(0)} MB/s, peak RSS ${baseline.toFixed(0)} -> ${(baseline + growth).toFixed(0)} MB`);
+  t.diagnostic(
+    `download: ${(GIB / 1024 / 1024 / seconds).toFixed(0)} MB/s, peak RSS ${baseline.toFixed(0)} -> ${(baseline + growth).toFixed(0)} MB`,
+  );
   assert.ok(growth < FLAT_MB, `peak RSS grew by ${growth.toFixed(1)} MB`);
 });

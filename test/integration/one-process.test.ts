@@ -19,11 +19,17 @@ const NODE24 = realpathSync(join(ROOT, 'node_modules', 'node', 'bin', 'node'));
 /** The README's first command, `npm ci && ./bin/... serve`: its program is what this file starts. */
 const README_ENTRY = /^npm ci && (\.\/bin\/\S+) serve\b/m.exec(readFileSync(join(ROOT, 'README.md'), 'utf8'))?.[1];
 /** PATH without node_modules/.bin (which npm puts first): `node` is the system's, as for a user. */
-const SYSTEM_PATH = (process.env.PATH ?? '').split(delimiter)
-  .filter((d) => !/node_modules[\\/]\.bin$/.test(d) && !/node-gyp-bin$/.test(d)).join(delimiter);
+const SYSTEM_PATH = (process.env.PATH ?? '')
+  .split(delimiter)
+  .filter((d) => !/node_modules[\\/]\.bin$/.test(d) && !/node-gyp-bin$/.test(d))
+  .join(delimiter);
 const systemNode = spawnSync('node', ['--version'], { env: { ...process.env, PATH: SYSTEM_PATH }, encoding: 'utf8' });
-const skip = process.platform !== 'linux' ? 'reads /proc (Linux)'
-  : systemNode.status !== 0 ? 'no Node.js on the system PATH' : undefined;
+const skip =
+  process.platform !== 'linux'
+    ? 'reads /proc (Linux)'
+    : systemNode.status !== 0
+      ? 'no Node.js on the system PATH'
+      : undefined;
 
 const homes: string[] = [];
 const started: ChildProcess[] = [];
@@ -32,7 +38,8 @@ after(() => {
   // A node left by a failed assertion, and anything it started (a launcher's child, were there one).
   const tree = (pid: number): number[] => [pid, ...childrenOf(pid).flatMap(tree)];
   for (const c of started) {
-    if (c.exitCode === null && c.signalCode === null) for (const pid of tree(c.pid!).reverse()) process.kill(pid, 'SIGKILL');
+    if (c.exitCode === null && c.signalCode === null)
+      for (const pid of tree(c.pid!).reverse()) process.kill(pid, 'SIGKILL');
     c.stdout?.destroy();
     c.stderr?.destroy();
   }
@@ -46,8 +53,23 @@ function home(): string {
   return h;
 }
 
-const env = (h: string): NodeJS.ProcessEnv => ({ ...process.env, PATH: SYSTEM_PATH, OLLANA_HOME: h, OLLANA_LOG: 'info', OLLANA_DISCOVERY: 'off' });
-const clientArgs = (port: number): string[] => ['--mode', 'client', '--discovery', 'off', '--listen', `127.0.0.1:${port}`, '--workers', '1'];
+const env = (h: string): NodeJS.ProcessEnv => ({
+  ...process.env,
+  PATH: SYSTEM_PATH,
+  OLLANA_HOME: h,
+  OLLANA_LOG: 'info',
+  OLLANA_DISCOVERY: 'off',
+});
+const clientArgs = (port: number): string[] => [
+  '--mode',
+  'client',
+  '--discovery',
+  'off',
+  '--listen',
+  `127.0.0.1:${port}`,
+  '--workers',
+  '1',
+];
 
 interface Node {
   readonly proc: ChildProcess;
@@ -79,7 +101,12 @@ async function ready(node: Node, port: number): Promise<void> {
 
 /** Starts `entry serve ...args` from the checkout, as a user would type it; `group`: its own process group (a shell's foreground job). */
 function serve(entry: string, args: readonly string[], h: string, group = false): Node {
-  const proc = spawn(entry, ['serve', ...args], { cwd: ROOT, env: env(h), stdio: ['ignore', 'pipe', 'pipe'], detached: group });
+  const proc = spawn(entry, ['serve', ...args], {
+    cwd: ROOT,
+    env: env(h),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: group,
+  });
   started.push(proc);
   const msgs: string[] = [];
   const stderr: string[] = [];
@@ -96,20 +123,30 @@ function serve(entry: string, args: readonly string[], h: string, group = false)
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     proc.once('exit', (code, signal) => resolve({ code, signal }));
   });
-  const logged = (text: string): Promise<void> => new Promise((resolve, reject) => {
-    const check = (): void => {
-      if (msgs.some((m) => m.includes(text))) { done(); resolve(); }
-    };
-    const timer = setTimeout(() => { done(); reject(new Error(`no "${text}" within 20 s:\n${msgs.join('\n')}\n${stderr.join('\n')}`)); }, 20_000);
-    const done = (): void => { clearTimeout(timer); waiters.delete(check); };
-    waiters.add(check);
-    void exited.then(({ code, signal }) => {
-      if (!waiters.has(check)) return;
-      done();
-      reject(new Error(`exited (${signal ?? code}) before "${text}":\n${msgs.join('\n')}\n${stderr.join('\n')}`));
+  const logged = (text: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (msgs.some((m) => m.includes(text))) {
+          done();
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no "${text}" within 20 s:\n${msgs.join('\n')}\n${stderr.join('\n')}`));
+      }, 20_000);
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      void exited.then(({ code, signal }) => {
+        if (!waiters.has(check)) return;
+        done();
+        reject(new Error(`exited (${signal ?? code}) before "${text}":\n${msgs.join('\n')}\n${stderr.join('\n')}`));
+      });
+      check();
     });
-    check();
-  });
   return { proc, pid: proc.pid!, msgs, logged, exited };
 }
 
@@ -124,15 +161,31 @@ function listeningInode(port: number): string {
   throw new Error(`nothing listens on 127.0.0.1:${port}`);
 }
 
-const pids = (): number[] => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+const pids = (): number[] =>
+  readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
 
 /** Every process with a file descriptor on that socket. */
 function holders(inode: string): number[] {
   const out: number[] = [];
   for (const pid of pids()) {
     let fds: string[];
-    try { fds = readdirSync(`/proc/${pid}/fd`); } catch { continue; }
-    if (fds.some((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`; } catch { return false; } })) out.push(pid);
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    if (
+      fds.some((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`;
+        } catch {
+          return false;
+        }
+      })
+    )
+      out.push(pid);
   }
   return out;
 }
@@ -142,8 +195,21 @@ function parentOf(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
 }
 
-const childrenOf = (pid: number): number[] => pids().filter((p) => { try { return parentOf(p) === pid; } catch { return false; } });
-const cmdline = (pid: number): string => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' '); } catch { return ''; } };
+const childrenOf = (pid: number): number[] =>
+  pids().filter((p) => {
+    try {
+      return parentOf(p) === pid;
+    } catch {
+      return false;
+    }
+  });
+const cmdline = (pid: number): string => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+};
 
 function alive(pid: number): boolean {
   try {
@@ -160,7 +226,10 @@ function assertOneProcess(pid: number, port: number): void {
   assert.deepEqual(childrenOf(pid).map(cmdline), [], 'the node has no child process (its workers are threads)');
 }
 
-test('the README\'s command under the system Node: the process spawned is the node, in Node 24; SIGTERM drains it and it exits 0', { skip, timeout: 60_000 }, async () => {
+test("the README's command under the system Node: the process spawned is the node, in Node 24; SIGTERM drains it and it exits 0", {
+  skip,
+  timeout: 60_000,
+}, async () => {
   assert.ok(README_ENTRY !== undefined, 'the README starts with `npm ci && ./bin/... serve`');
   const port = await freePort();
   const node = serve(README_ENTRY, clientArgs(port), home());
@@ -169,17 +238,26 @@ test('the README\'s command under the system Node: the process spawned is the no
   assert.equal(parentOf(node.pid), process.pid, 'no launcher between this test and the node');
   node.proc.kill('SIGTERM');
   assert.deepEqual(await node.exited, { code: 0, signal: null });
-  assert.ok(node.msgs.some((m) => m.startsWith('stopping (SIGTERM)')) && node.msgs.includes('stopped'), node.msgs.join('\n'));
+  assert.ok(
+    node.msgs.some((m) => m.startsWith('stopping (SIGTERM)')) && node.msgs.includes('stopped'),
+    node.msgs.join('\n'),
+  );
 });
 
-test('Ctrl-C (SIGINT to the foreground process group) drains the node once and it exits 0; a hang-up stops it too', { skip, timeout: 60_000 }, async () => {
+test('Ctrl-C (SIGINT to the foreground process group) drains the node once and it exits 0; a hang-up stops it too', {
+  skip,
+  timeout: 60_000,
+}, async () => {
   assert.ok(README_ENTRY !== undefined);
   const port = await freePort();
   const node = serve(README_ENTRY, clientArgs(port), home(), true);
   await ready(node, port);
   process.kill(-node.pid, 'SIGINT');
   assert.deepEqual(await node.exited, { code: 0, signal: null });
-  assert.ok(node.msgs.some((m) => m.startsWith('stopping (SIGINT)')) && node.msgs.includes('stopped'), node.msgs.join('\n'));
+  assert.ok(
+    node.msgs.some((m) => m.startsWith('stopping (SIGINT)')) && node.msgs.includes('stopped'),
+    node.msgs.join('\n'),
+  );
   assert.ok(!node.msgs.some((m) => m.includes('second interrupt')), node.msgs.join('\n'));
 
   const hupPort = await freePort();
@@ -187,10 +265,16 @@ test('Ctrl-C (SIGINT to the foreground process group) drains the node once and i
   await ready(hup, hupPort);
   process.kill(-hup.pid, 'SIGHUP');
   assert.deepEqual(await hup.exited, { code: 0, signal: null });
-  assert.ok(hup.msgs.some((m) => m.startsWith('stopping (SIGHUP)')), hup.msgs.join('\n'));
+  assert.ok(
+    hup.msgs.some((m) => m.startsWith('stopping (SIGHUP)')),
+    hup.msgs.join('\n'),
+  );
 });
 
-test('serve -d and ollana stop through the README\'s command: the daemon is one process in Node 24, and stop drains it', { skip, timeout: 60_000 }, async () => {
+test("serve -d and ollana stop through the README's command: the daemon is one process in Node 24, and stop drains it", {
+  skip,
+  timeout: 60_000,
+}, async () => {
   assert.ok(README_ENTRY !== undefined);
   const h = home();
   const port = await freePort();
@@ -201,29 +285,49 @@ test('serve -d and ollana stop through the README\'s command: the daemon is one 
   const pid = Number(/\(pid (\d+)\)/.exec(up.stdout)?.[1]);
   daemons.push(pid);
   assertOneProcess(pid, port);
-  assert.ok(!cmdline(parentOf(pid)).includes('ollana'), `the daemon's parent is no ollana launcher: ${cmdline(parentOf(pid))}`);
+  assert.ok(
+    !cmdline(parentOf(pid)).includes('ollana'),
+    `the daemon's parent is no ollana launcher: ${cmdline(parentOf(pid))}`,
+  );
   const stop = run(['stop']);
   assert.equal(stop.status, 0, stop.stderr);
   assert.ok(!alive(pid), 'the daemon is gone once `ollana stop` returns');
 });
 
-test('through the README\'s command, bad input still says what to do with its code and exit status, and --version prints', { skip, timeout: 30_000 }, () => {
+test("through the README's command, bad input still says what to do with its code and exit status, and --version prints", {
+  skip,
+  timeout: 30_000,
+}, () => {
   assert.ok(README_ENTRY !== undefined);
   const h = home();
-  const bad = spawnSync(README_ENTRY, ['serve', '--workers', 'many'], { cwd: ROOT, env: env(h), encoding: 'utf8', timeout: 20_000 });
+  const bad = spawnSync(README_ENTRY, ['serve', '--workers', 'many'], {
+    cwd: ROOT,
+    env: env(h),
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--workers.*\[OLN_BAD_FLAG\]/s);
   const version = spawnSync(README_ENTRY, ['--version'], { cwd: ROOT, env: env(h), encoding: 'utf8', timeout: 20_000 });
   assert.equal(version.status, 0, version.stderr);
-  assert.equal(version.stdout.trim(), (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version);
+  assert.equal(
+    version.stdout.trim(),
+    (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version,
+  );
 });
 
-test('the command of earlier READMEs, ./bin/ollana.mjs under the system Node, still runs the node, and Ctrl-C drains it once', { skip, timeout: 60_000 }, async () => {
+test('the command of earlier READMEs, ./bin/ollana.mjs under the system Node, still runs the node, and Ctrl-C drains it once', {
+  skip,
+  timeout: 60_000,
+}, async () => {
   const port = await freePort();
   const node = serve('./bin/ollana.mjs', clientArgs(port), home(), true);
   await ready(node, port);
   process.kill(-node.pid, 'SIGINT');
   assert.deepEqual(await node.exited, { code: 0, signal: null });
-  assert.ok(node.msgs.some((m) => m.startsWith('stopping (SIGINT)')) && node.msgs.includes('stopped'), node.msgs.join('\n'));
+  assert.ok(
+    node.msgs.some((m) => m.startsWith('stopping (SIGINT)')) && node.msgs.includes('stopped'),
+    node.msgs.join('\n'),
+  );
   assert.ok(!node.msgs.some((m) => m.includes('second interrupt')), node.msgs.join('\n'));
 });

@@ -22,11 +22,15 @@ import { freePort } from '../helpers/ollana-process.ts';
 const FIXTURE = fileURLToPath(new URL('../fixtures/client-pool/client-pool.ts', import.meta.url));
 const cleanup: (() => void)[] = [];
 
-after(() => { for (const c of cleanup.reverse()) c(); });
+after(() => {
+  for (const c of cleanup.reverse()) c();
+});
 
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms); });
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
@@ -38,7 +42,9 @@ async function tlsServer(cert: { certPem: string; keyPem: string }, port: number
     if (req.url === '/api/generate') {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
       let n = 0;
-      const timer = setInterval(() => { if (n++ < 5_000) res.write('{"response":"t","done":false}\n'); }, 20);
+      const timer = setInterval(() => {
+        if (n++ < 5_000) res.write('{"response":"t","done":false}\n');
+      }, 20);
       res.once('close', () => clearInterval(timer));
       return;
     }
@@ -49,7 +55,11 @@ async function tlsServer(cert: { certPem: string; keyPem: string }, port: number
 }
 
 test('the server behind a pinned pool changes its certificate: the live stream ends, the next request gets 502 naming both ids', async (t) => {
-  const [a, b, me] = await Promise.all([createSelfSigned('ollana server-a', 1), createSelfSigned('ollana server-b', 1), createSelfSigned('ollana client', 1)]);
+  const [a, b, me] = await Promise.all([
+    createSelfSigned('ollana server-a', 1),
+    createSelfSigned('ollana server-b', 1),
+    createSelfSigned('ollana client', 1),
+  ]);
   const idOf = (c: { certPem: string }): string => deviceIdFromDer(new X509Certificate(c.certPem).raw);
   const dir = mkdtempSync(join(tmpdir(), 'ollana-pinned-'));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -60,10 +70,19 @@ test('the server behind a pinned pool changes its certificate: the live stream e
   const seenA: string[] = [];
   const seenB: string[] = [];
   const serverA = await tlsServer(a, serverPort, seenA);
-  cleanup.push(() => { serverA.closeAllConnections(); serverA.close(); });
+  cleanup.push(() => {
+    serverA.closeAllConnections();
+    serverA.close();
+  });
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [FIXTURE, String(port), `a=https://127.0.0.1:${serverPort}=llama3.2:latest=${idOf(a)}`],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CLIENT_POOL_CERT: join(dir, 'cert.pem'), CLIENT_POOL_KEY: join(dir, 'key.pem') } });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [FIXTURE, String(port), `a=https://127.0.0.1:${serverPort}=llama3.2:latest=${idOf(a)}`],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, CLIENT_POOL_CERT: join(dir, 'cert.pem'), CLIENT_POOL_KEY: join(dir, 'key.pem') },
+    },
+  );
   cleanup.push(() => child.kill('SIGKILL'));
   await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
@@ -76,16 +95,22 @@ test('the server behind a pinned pool changes its certificate: the live stream e
   // A stream through the pool, then server A goes and server B takes its address with another identity.
   const { request } = await import('node:http');
   const stream = await new Promise<{ lines: () => number; ended: Promise<string> }>((resolve, reject) => {
-    const req = request(`${url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      const ended = new Promise<string>((done) => {
-        res.on('data', (c: Buffer) => { text += c.toString(); });
-        res.on('end', () => done(`ended: ${text.trim().split('\n').at(-1)}`));
-        res.on('error', (err) => done(`cut: ${err.message}`));
-        res.on('aborted', () => done('cut: aborted'));
-      });
-      resolve({ lines: () => text.split('\n').length - 1, ended });
-    });
+    const req = request(
+      `${url}/api/generate`,
+      { method: 'POST', headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        const ended = new Promise<string>((done) => {
+          res.on('data', (c: Buffer) => {
+            text += c.toString();
+          });
+          res.on('end', () => done(`ended: ${text.trim().split('\n').at(-1)}`));
+          res.on('error', (err) => done(`cut: ${err.message}`));
+          res.on('aborted', () => done('cut: aborted'));
+        });
+        resolve({ lines: () => text.split('\n').length - 1, ended });
+      },
+    );
     req.on('error', reject);
     req.end('{"model":"llama3.2","prompt":"long"}');
   });
@@ -93,7 +118,10 @@ test('the server behind a pinned pool changes its certificate: the live stream e
   serverA.closeAllConnections();
   await new Promise<void>((resolve) => serverA.close(() => resolve()));
   const serverB = await tlsServer(b, serverPort, seenB);
-  cleanup.push(() => { serverB.closeAllConnections(); serverB.close(); });
+  cleanup.push(() => {
+    serverB.closeAllConnections();
+    serverB.close();
+  });
 
   const how = await within(10_000, 'the stream to end', stream.ended);
   t.diagnostic(`the live stream: ${how}`);

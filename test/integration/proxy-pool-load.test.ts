@@ -32,20 +32,47 @@ async function until(probe: () => boolean, ms: number, what: string): Promise<vo
   }
 }
 
-test('ProxyPool.inFlight counts the requests in flight across workers, and drops to 0 when they end', { timeout: 60_000 }, async (t) => {
+test('ProxyPool.inFlight counts the requests in flight across workers, and drops to 0 when they end', {
+  timeout: 60_000,
+}, async (t) => {
   const emu = await startEmulator({ ttftMs: 0, tokenIntervalMs: 20, tokens: 1000 });
   t.after(() => emu.close());
   const dir = mkdtempSync(join(tmpdir(), 'ollana-pool-load-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const port = await freePort();
-  const table: RouteTable = { version: 1, role: 'server', upstreams: [
-    { id: 'local', url: emu.url, device: '', basePath: '', healthy: true, models: [], leader: true, load: 0 }] };
-  const pool = new ProxyPool(2, {
-    log: { level: 'warn', file: join(dir, 'proxy.log'), pretty: false },
-    proxy: { host: '127.0.0.1', port, origins: [], connectTimeoutMs: 5_000, headersTimeoutMs: 0, bodyTimeoutMs: 0,
-      upstreamConnections: 16, upstreamKeepAliveMs: 60_000, debugHooks: false, requestHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 65_000, requestBodyTimeoutMs: 30_000, maxConnections: 0,
-      tls: null, listenTls: false, trust: { trustLan: false, allowed: [], disabled: [] } },
-  }, table, pino({ level: 'silent' }));
+  const table: RouteTable = {
+    version: 1,
+    role: 'server',
+    upstreams: [
+      { id: 'local', url: emu.url, device: '', basePath: '', healthy: true, models: [], leader: true, load: 0 },
+    ],
+  };
+  const pool = new ProxyPool(
+    2,
+    {
+      log: { level: 'warn', file: join(dir, 'proxy.log'), pretty: false },
+      proxy: {
+        host: '127.0.0.1',
+        port,
+        origins: [],
+        connectTimeoutMs: 5_000,
+        headersTimeoutMs: 0,
+        bodyTimeoutMs: 0,
+        upstreamConnections: 16,
+        upstreamKeepAliveMs: 60_000,
+        debugHooks: false,
+        requestHeadersTimeoutMs: 10_000,
+        keepAliveTimeoutMs: 65_000,
+        requestBodyTimeoutMs: 30_000,
+        maxConnections: 0,
+        tls: null,
+        listenTls: false,
+        trust: { trustLan: false, allowed: [], disabled: [] },
+      },
+    },
+    table,
+    pino({ level: 'silent' }),
+  );
   t.after(() => pool.stop(1_000));
   await pool.start();
   assert.equal(pool.inFlight(), 0);
@@ -59,7 +86,11 @@ test('ProxyPool.inFlight counts the requests in flight across workers, and drops
   });
   await until(() => pool.inFlight() === 6, 20_000, '6 requests in flight');
   const perWorker = (await pool.stats()).map((w) => ('inFlight' in w ? w.inFlight : 0));
-  assert.equal(perWorker.reduce((a, b) => a + b, 0), 6, `workers report ${perWorker.join(' + ')}`);
+  assert.equal(
+    perWorker.reduce((a, b) => a + b, 0),
+    6,
+    `workers report ${perWorker.join(' + ')}`,
+  );
 
   for (const req of streams.slice(0, 4)) req.destroy();
   await until(() => pool.inFlight() === 2, 10_000, '2 requests left in flight after 4 clients left');

@@ -16,8 +16,17 @@ let node: Started;
 
 before(async () => {
   emu = await startEmulator({ tokens: 5, tokenIntervalMs: 5 });
-  node = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`,
-    '--ollama-url', emu.url, '--workers', '2']);
+  node = await startOllana([
+    '--mode',
+    'server',
+    '--insecure-http',
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--ollama-url',
+    emu.url,
+    '--workers',
+    '2',
+  ]);
 });
 
 after(async () => {
@@ -46,13 +55,13 @@ describe('ollama-js through a server node', () => {
     const parts: string[] = [];
     let last: { done: boolean; done_reason?: string } | null = null;
     for await (const part of await ollama.generate({ model: 'llama3.2', prompt: 'hi', stream: true })) {
-      parts.push(part.response ?? "");
+      parts.push(part.response ?? '');
       last = part;
     }
     assert.equal(parts.length, 6, 'five tokens and the final line');
     assert.equal(last?.done, true);
     assert.equal(last?.done_reason, 'stop');
-    assert.equal(parts.join(""), whole.response);
+    assert.equal(parts.join(''), whole.response);
   });
 
   test('chat, streamed and not', async () => {
@@ -82,7 +91,10 @@ describe('ollama-js through a server node', () => {
     assert.equal(statuses.at(-1), 'success');
     assert.ok(sawCompleted, 'progress with completed byte counts');
     const tags = await ollama.list();
-    assert.ok(tags.models.some((m) => m.name === 'qwen3:0.6b'), 'the pulled model is listed');
+    assert.ok(
+      tags.models.some((m) => m.name === 'qwen3:0.6b'),
+      'the pulled model is listed',
+    );
   });
 
   test('aborting a stream stops the emulator within 100 ms', async () => {
@@ -90,8 +102,12 @@ describe('ollama-js through a server node', () => {
     const aborted = new Promise<number>((resolve) => emu.events.once('aborted', (e: { at: number }) => resolve(e.at)));
     // The next token is a minute away: the emulator can see the abort within the test's timeout only
     // because ollana passed it on, however slow the machine (no bound in ms to miss).
-    const stream = await ollama.generate({ model: 'llama3.2', prompt: 'long', stream: true,
-      options: { emulator_tokens: 1000, emulator_interval_ms: 60_000 } as Record<string, number> });
+    const stream = await ollama.generate({
+      model: 'llama3.2',
+      prompt: 'long',
+      stream: true,
+      options: { emulator_tokens: 1000, emulator_interval_ms: 60_000 } as Record<string, number>,
+    });
     let received = 0;
     await assert.rejects(async () => {
       for await (const _part of stream) {
@@ -105,19 +121,28 @@ describe('ollama-js through a server node', () => {
 
   test('an unknown model is the same 404 error Ollama sends', async () => {
     const ollama = new Ollama({ host: node.url });
-    await assert.rejects(ollama.generate({ model: 'nope', prompt: 'x', stream: false }),
-      (err: Error & { status_code?: number }) => err.status_code === 404 && /not found/.test(err.message));
+    await assert.rejects(
+      ollama.generate({ model: 'nope', prompt: 'x', stream: false }),
+      (err: Error & { status_code?: number }) => err.status_code === 404 && /not found/.test(err.message),
+    );
   });
 });
 
 describe('openai client on /v1 through a server node', () => {
   test('chat completions, streamed and not', async () => {
     const client = new OpenAI({ baseURL: `${node.url}/v1`, apiKey: 'ollama', maxRetries: 0 });
-    const whole = await client.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }] });
+    const whole = await client.chat.completions.create({
+      model: 'llama3.2',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     assert.equal(whole.choices[0]?.finish_reason, 'stop');
     const text = whole.choices[0]?.message.content ?? '';
     assert.ok(text.length > 0);
-    const stream = await client.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'llama3.2',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
     let streamed = '';
     let chunks = 0;
     for await (const chunk of stream) {
@@ -130,37 +155,50 @@ describe('openai client on /v1 through a server node', () => {
 
   test('an error keeps the OpenAI shape', async () => {
     const client = new OpenAI({ baseURL: `${node.url}/v1`, apiKey: 'ollama', maxRetries: 0 });
-    await assert.rejects(client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }),
-      (err: Error & { status?: number }) => err.status === 404 && /not found/.test(err.message));
+    await assert.rejects(
+      client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }),
+      (err: Error & { status?: number }) => err.status === 404 && /not found/.test(err.message),
+    );
   });
 });
 
 describe('streaming', () => {
   test('NDJSON line k reaches the client before line k+1 is produced', async () => {
     const produced: number[] = [];
-    const onToken = (e: { index: number; at: number }): void => { produced[e.index] = e.at; };
+    const onToken = (e: { index: number; at: number }): void => {
+      produced[e.index] = e.at;
+    };
     emu.events.on('token', onToken);
     const received: number[] = [];
     await new Promise<void>((resolve, reject) => {
-      const req = httpRequest(`${node.url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-        let buf = '';
-        res.on('data', (chunk: Buffer) => {
-          buf += chunk.toString();
-          for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
-            buf = buf.slice(nl + 1);
-            received.push(performance.now());
-          }
-        });
-        res.on('end', resolve);
-        res.on('error', reject);
-      });
+      const req = httpRequest(
+        `${node.url}/api/generate`,
+        { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          let buf = '';
+          res.on('data', (chunk: Buffer) => {
+            buf += chunk.toString();
+            for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
+              buf = buf.slice(nl + 1);
+              received.push(performance.now());
+            }
+          });
+          res.on('end', resolve);
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
-      req.end(JSON.stringify({ model: 'llama3.2', prompt: 'x', options: { emulator_tokens: 6, emulator_interval_ms: 60 } }));
+      req.end(
+        JSON.stringify({ model: 'llama3.2', prompt: 'x', options: { emulator_tokens: 6, emulator_interval_ms: 60 } }),
+      );
     });
     emu.events.off('token', onToken);
     assert.equal(received.length, 7, 'six tokens and the final line');
     for (let k = 0; k + 1 < produced.length; k++) {
-      assert.ok(received[k]! < produced[k + 1]!, `line ${k} arrived at ${received[k]}, after line ${k + 1} was produced at ${produced[k + 1]}`);
+      assert.ok(
+        received[k]! < produced[k + 1]!,
+        `line ${k} arrived at ${received[k]}, after line ${k + 1} was produced at ${produced[k + 1]}`,
+      );
     }
   });
 
@@ -170,10 +208,19 @@ describe('streaming', () => {
     // comes from the client leaving, however slow the machine (no bound in ms to miss).
     await new Promise<void>((resolve) => {
       const req = httpRequest(`${node.url}/api/chat`, { method: 'POST' }, (res) => {
-        res.once('data', () => { req.destroy(); resolve(); });
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
       });
       req.on('error', () => undefined);
-      req.end(JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], options: { emulator_tokens: 500, emulator_interval_ms: 60_000 } }));
+      req.end(
+        JSON.stringify({
+          model: 'llama3.2',
+          messages: [{ role: 'user', content: 'x' }],
+          options: { emulator_tokens: 500, emulator_interval_ms: 60_000 },
+        }),
+      );
     });
     const seen = await aborted;
     assert.equal(seen.tokensSent, 1, 'the emulator stopped while waiting for the second token');
@@ -181,8 +228,15 @@ describe('streaming', () => {
 
   test('a slow first token is waited for (no default headers timeout)', async () => {
     const started = performance.now();
-    const r = await raw(`${node.url}/api/generate`, { method: 'POST',
-      body: JSON.stringify({ model: 'llama3.2', prompt: 'x', stream: false, options: { emulator_ttft_ms: 2500, emulator_tokens: 2 } }) });
+    const r = await raw(`${node.url}/api/generate`, {
+      method: 'POST',
+      body: JSON.stringify({
+        model: 'llama3.2',
+        prompt: 'x',
+        stream: false,
+        options: { emulator_ttft_ms: 2500, emulator_tokens: 2 },
+      }),
+    });
     assert.equal(r.status, 200);
     assert.ok(performance.now() - started >= 2400);
     assert.equal((json(r) as { done: boolean }).done, true);
@@ -201,10 +255,17 @@ describe('raw HTTP semantics', () => {
   test('query strings, Host, X-Forwarded-For, Forwarded, Authorization, Content-Encoding', async () => {
     emu.requests = [];
     const body = Buffer.from('{"model":"nomic-embed-text","input":"x"}');
-    await raw(`${node.url}/api/embed?a=1&b=%20two`, { method: 'POST', body, headers: {
-      authorization: 'Bearer sk-secret', 'content-encoding': 'identity', 'content-type': 'application/json',
-      'x-forwarded-for': '10.9.8.7', 'user-agent': 'ollama-js/0.6.4 (test)',
-    } });
+    await raw(`${node.url}/api/embed?a=1&b=%20two`, {
+      method: 'POST',
+      body,
+      headers: {
+        authorization: 'Bearer sk-secret',
+        'content-encoding': 'identity',
+        'content-type': 'application/json',
+        'x-forwarded-for': '10.9.8.7',
+        'user-agent': 'ollama-js/0.6.4 (test)',
+      },
+    });
     // Found by path: the node's own health checks (/api/version, /api/tags) reach the emulator too.
     const rec = emu.requests.find((r) => r.url.startsWith('/api/embed'))!;
     assert.equal(rec.url, '/api/embed?a=1&b=%20two');
@@ -219,10 +280,16 @@ describe('raw HTTP semantics', () => {
 
   test('hop-by-hop headers stop at ollana', async () => {
     emu.requests = [];
-    await raw(`${node.url}/api/version`, { headers: {
-      connection: 'keep-alive, x-hop-secret', 'x-hop-secret': '1', 'keep-alive': 'timeout=5', te: 'trailers',
-      'proxy-authorization': 'Basic eA==', 'x-end-to-end': 'kept',
-    } });
+    await raw(`${node.url}/api/version`, {
+      headers: {
+        connection: 'keep-alive, x-hop-secret',
+        'x-hop-secret': '1',
+        'keep-alive': 'timeout=5',
+        te: 'trailers',
+        'proxy-authorization': 'Basic eA==',
+        'x-end-to-end': 'kept',
+      },
+    });
     const h = emu.requests.find((r) => r.headers['x-end-to-end'] === 'kept')!.headers;
     assert.equal(h['x-hop-secret'], undefined);
     assert.equal(h['keep-alive'], undefined);
@@ -237,9 +304,18 @@ describe('raw HTTP semantics', () => {
     assert.equal(ok.status, 200);
     assert.equal(ok.headers['access-control-allow-origin'], 'http://localhost:3000');
     assert.ok(emu.requests.some((r) => r.url === '/api/tags'));
-    assert.ok(emu.requests.every((r) => r.headers.origin === undefined), 'Origin is decided at ollana, not forwarded');
-    const pre = await raw(`${node.url}/api/chat`, { method: 'OPTIONS', headers: {
-      origin: 'http://localhost:3000', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+    assert.ok(
+      emu.requests.every((r) => r.headers.origin === undefined),
+      'Origin is decided at ollana, not forwarded',
+    );
+    const pre = await raw(`${node.url}/api/chat`, {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'http://localhost:3000',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type',
+      },
+    });
     assert.equal(pre.status, 204);
     assert.match(String(pre.headers['access-control-allow-methods']), /POST/);
     const count = emu.requests.length;
@@ -248,11 +324,15 @@ describe('raw HTTP semantics', () => {
     assert.equal(emu.requests.length, count, 'a refused origin never reaches Ollama');
   });
 
-  test('/ollana/ paths are ollana\'s own and never forwarded', async () => {
+  test("/ollana/ paths are ollana's own and never forwarded", async () => {
     emu.requests = [];
     const s = await raw(`${node.url}/ollana/v1/status`);
     assert.equal(s.status, 200);
-    const status = json(s) as { role: string; workers: { configured: number; live: number; list: unknown[] }; upstreams: { url: string }[] };
+    const status = json(s) as {
+      role: string;
+      workers: { configured: number; live: number; list: unknown[] };
+      upstreams: { url: string }[];
+    };
     assert.equal(status.role, 'server');
     assert.equal(status.workers.configured, 2);
     assert.equal(status.workers.live, 2);
@@ -264,7 +344,7 @@ describe('raw HTTP semantics', () => {
     assert.equal(emu.requests.length, 0);
   });
 
-  test('Ollama\'s own 404 and 405 pass through untouched', async () => {
+  test("Ollama's own 404 and 405 pass through untouched", async () => {
     const nf = await raw(`${node.url}/no/such/path`);
     assert.equal(nf.status, 404);
     assert.equal(nf.body.toString(), '404 page not found');
@@ -276,8 +356,17 @@ describe('raw HTTP semantics', () => {
 describe('upstream trouble', () => {
   test('Ollama down: 502 with a JSON error naming it', async () => {
     const deadPort = await freePort();
-    const n = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`,
-      '--ollama-url', `http://127.0.0.1:${deadPort}`, '--workers', '1']);
+    const n = await startOllana([
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--ollama-url',
+      `http://127.0.0.1:${deadPort}`,
+      '--workers',
+      '1',
+    ]);
     try {
       const r = await raw(`${n.url}/api/tags`);
       assert.equal(r.status, 502);
@@ -296,19 +385,38 @@ describe('upstream trouble', () => {
 
   test('a stream the upstream breaks off ends with an error line, not a hang', async () => {
     const ollama = new Ollama({ host: node.url });
-    const stream = await ollama.generate({ model: 'llama3.2', prompt: 'x', stream: true,
-      options: { emulator_tokens: 50, emulator_fail_after: 3 } as Record<string, number> });
+    const stream = await ollama.generate({
+      model: 'llama3.2',
+      prompt: 'x',
+      stream: true,
+      options: { emulator_tokens: 50, emulator_fail_after: 3 } as Record<string, number>,
+    });
     let parts = 0;
-    await assert.rejects(async () => { for await (const _ of stream) parts += 1; }, /./);
+    await assert.rejects(async () => {
+      for await (const _ of stream) parts += 1;
+    }, /./);
     assert.equal(parts, 3);
   });
 
   test('--headers-timeout bounds the wait for the first byte: 504', async () => {
-    const n = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`,
-      '--ollama-url', emu.url, '--workers', '1', '--headers-timeout', '300ms']);
+    const n = await startOllana([
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--ollama-url',
+      emu.url,
+      '--workers',
+      '1',
+      '--headers-timeout',
+      '300ms',
+    ]);
     try {
-      const r = await raw(`${n.url}/api/generate`, { method: 'POST',
-        body: JSON.stringify({ model: 'llama3.2', prompt: 'x', stream: false, options: { emulator_ttft_ms: 3000 } }) });
+      const r = await raw(`${n.url}/api/generate`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'llama3.2', prompt: 'x', stream: false, options: { emulator_ttft_ms: 3000 } }),
+      });
       assert.equal(r.status, 504);
       assert.match((json(r) as { error: string }).error, /no response headers within/);
     } finally {

@@ -17,8 +17,17 @@ let server: Started;
 before(async () => {
   emu = await startEmulator({ tokens: 2, tokenIntervalMs: 1, ttftMs: 1 });
   // A loopback listener, so the node checks Host the way Ollama does on a loopback bind.
-  server = await startOllana(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url,
-    '--listen', `127.0.0.1:${await freePort()}`, '--workers', '2']);
+  server = await startOllana([
+    '--mode',
+    'server',
+    '--insecure-http',
+    '--ollama-url',
+    emu.url,
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--workers',
+    '2',
+  ]);
 });
 
 after(async () => {
@@ -68,7 +77,9 @@ describe('duplicate Host headers', () => {
 
   test('a Host value that is not a host[:port] gets 400 too', async () => {
     const m = mark();
-    const ex = await exchange(tcp(server.port), [`GET /api/tags?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1/x@evil\r\n\r\n`]);
+    const ex = await exchange(tcp(server.port), [
+      `GET /api/tags?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1/x@evil\r\n\r\n`,
+    ]);
     assert.equal(ex.responses[0]?.status, 400, show(ex));
     assert.match(errorOf(ex), /^ollana: the Host header "127\.0\.0\.1\/x@evil" is not a host name or address/);
     assert.deepEqual(reached(m), []);
@@ -77,7 +88,10 @@ describe('duplicate Host headers', () => {
   test('each refusal is logged as one line saying what was wrong', async () => {
     const line = await server.waitFor((l) => l.refusal === 'bad-host', 5_000, 'a bad-host refusal');
     assert.equal(line.level, 'info');
-    assert.match(line.msg, /^refused a request from 127\.0\.0\.1 with (2 Host headers|an invalid Host header); answered 400$/);
+    assert.match(
+      line.msg,
+      /^refused a request from 127\.0\.0\.1 with (2 Host headers|an invalid Host header); answered 400$/,
+    );
   });
 });
 
@@ -126,8 +140,9 @@ describe('no Host header', () => {
 describe('absolute-form request targets', () => {
   test('accepted: Ollama gets the path, and the node answers as for the origin form', async () => {
     const m = mark();
-    const ex = await exchange(tcp(server.port),
-      [`GET http://127.0.0.1:${server.port}/api/tags?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nConnection: close\r\n\r\n`]);
+    const ex = await exchange(tcp(server.port), [
+      `GET http://127.0.0.1:${server.port}/api/tags?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nConnection: close\r\n\r\n`,
+    ]);
     assert.equal(ex.responses[0]?.status, 200, show(ex));
     assert.ok(Array.isArray((JSON.parse(ex.responses[0]!.body) as { models?: unknown }).models));
     assert.deepEqual(reached(m), [`GET /api/tags?attack=${m}`]);
@@ -135,8 +150,9 @@ describe('absolute-form request targets', () => {
 
   test('the authority replaces the Host header: what Ollama is told about the host is the authority', async () => {
     const m = mark();
-    const ex = await exchange(tcp(server.port),
-      [`GET http://localhost:${server.port}/api/tags?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`]);
+    const ex = await exchange(tcp(server.port), [
+      `GET http://localhost:${server.port}/api/tags?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+    ]);
     assert.equal(ex.responses[0]?.status, 200, show(ex));
     const rec = emu.requests.find((r) => r.url.includes(`attack=${m}`));
     assert.ok(rec !== undefined, 'the request reached Ollama');
@@ -146,21 +162,24 @@ describe('absolute-form request targets', () => {
 
   test('a foreign authority on a loopback listener is refused like a foreign Host (403), whatever the Host header says', async () => {
     const m = mark();
-    const ex = await exchange(tcp(server.port),
-      [`GET http://evil.example/api/tags?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`]);
+    const ex = await exchange(tcp(server.port), [
+      `GET http://evil.example/api/tags?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+    ]);
     assert.equal(ex.responses[0]?.status, 403, show(ex));
     assert.deepEqual(reached(m), []);
     // And the other way round: an allowed authority is not refused for a foreign Host header.
     const m2 = mark();
-    const ok = await exchange(tcp(server.port),
-      [`GET http://127.0.0.1/api/tags?attack=${m2} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n`]);
+    const ok = await exchange(tcp(server.port), [
+      `GET http://127.0.0.1/api/tags?attack=${m2} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n`,
+    ]);
     assert.equal(ok.responses[0]?.status, 200, show(ok));
     assert.deepEqual(reached(m2), [`GET /api/tags?attack=${m2}`]);
   });
 
-  test('ollana\'s own paths answer in absolute form too, and are never forwarded', async () => {
-    const ex = await exchange(tcp(server.port),
-      [`GET http://127.0.0.1/ollana/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`]);
+  test("ollana's own paths answer in absolute form too, and are never forwarded", async () => {
+    const ex = await exchange(tcp(server.port), [
+      `GET http://127.0.0.1/ollana/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+    ]);
     assert.equal(ex.responses[0]?.status, 200, show(ex));
     assert.equal((JSON.parse(ex.responses[0]!.body) as { ok?: unknown }).ok, true);
     assert.ok(!emu.requests.some((r) => r.url.includes('/ollana/')), 'nothing under /ollana/ reached Ollama');
@@ -169,7 +188,9 @@ describe('absolute-form request targets', () => {
   test('an empty authority or one with user info gets 400', async () => {
     for (const target of ['http:///api/tags', 'http://user:pw@127.0.0.1/api/tags']) {
       const m = mark();
-      const ex = await exchange(tcp(server.port), [`GET ${target}?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`]);
+      const ex = await exchange(tcp(server.port), [
+        `GET ${target}?attack=${m} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+      ]);
       assert.equal(ex.responses[0]?.status, 400, `${target}: ${show(ex)}`);
       assert.match(errorOf(ex), /^ollana: the request target .* has (an empty host|user info)/);
       assert.deepEqual(reached(m), []);

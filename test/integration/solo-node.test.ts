@@ -48,16 +48,37 @@ async function statusUntil(node: Started, what: string, ok: (s: Status) => boole
   throw new Error(`the node's status never showed ${what}; last: ${JSON.stringify(last?.cluster)}`);
 }
 
-test('a server node with --discovery off runs no election thread and is its own leader', { timeout: 90_000 }, async () => {
+test('a server node with --discovery off runs no election thread and is its own leader', {
+  timeout: 90_000,
+}, async () => {
   const emuPort = await freePort();
   let emu = await startEmulator({ port: emuPort });
   emulators.push(emu);
-  const node = await startOllana(['--mode', 'server', '--insecure-http', '--discovery', 'off', '--listen', `127.0.0.1:${await freePort()}`,
-    '--ollama-url', emu.url, '--workers', '2']);
+  const node = await startOllana([
+    '--mode',
+    'server',
+    '--insecure-http',
+    '--discovery',
+    'off',
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--ollama-url',
+    emu.url,
+    '--workers',
+    '2',
+  ]);
   nodes.push(node);
-  const first = await statusUntil(node, 'two live workers and this node leader', (s) => s.workers.live === 2 && s.cluster.isLeader);
+  const first = await statusUntil(
+    node,
+    'two live workers and this node leader',
+    (s) => s.workers.live === 2 && s.cluster.isLeader,
+  );
   const threads = threadNames(first.ollana.pid);
-  assert.equal(threads.filter((t) => t === 'WorkerThread').length, 2, `the two proxy workers, by name: ${threads.join(', ')}`);
+  assert.equal(
+    threads.filter((t) => t === 'WorkerThread').length,
+    2,
+    `the two proxy workers, by name: ${threads.join(', ')}`,
+  );
   assert.ok(!threads.includes('election') && !threads.includes('discovery'), `threads: ${threads.join(', ')}`);
 
   const id = first.node.id;
@@ -72,25 +93,53 @@ test('a server node with --discovery off runs no election thread and is its own 
   await emu.close();
   emulators.splice(emulators.indexOf(emu), 1);
   // Health and the election's view change one after the other: wait for both, then check the whole.
-  const down = await statusUntil(node, 'the local Ollama down and no leader', (s) => s.ollama?.healthy === false && s.cluster.leader === '');
+  const down = await statusUntil(
+    node,
+    'the local Ollama down and no leader',
+    (s) => s.ollama?.healthy === false && s.cluster.leader === '',
+  );
   assert.deepEqual(down.cluster, { term: 2, leader: '', isLeader: false, servers: [], conflicts: [] });
   emu = await startEmulator({ port: emuPort });
   emulators.push(emu);
-  const back = await statusUntil(node, 'the local Ollama back and this node leader', (s) => s.ollama?.healthy === true && s.cluster.isLeader);
+  const back = await statusUntil(
+    node,
+    'the local Ollama back and this node leader',
+    (s) => s.ollama?.healthy === true && s.cluster.isLeader,
+  );
   assert.deepEqual(back.cluster, { term: 3, leader: id, isLeader: true, servers: [id], conflicts: [] });
   assert.ok(!threadNames(back.ollana.pid).includes('election'), 'no election thread started later');
   // The log line may reach the pipe after the status showed the new term.
-  await node.waitFor((l) => l.actor === 'election' && l.msg === 'this node is the leader (term 3)', 15_000, 'the third term logged');
-  assert.deepEqual(node.lines.filter((l) => l.actor === 'election').map((l) => l.msg),
-    ['this node is the leader (term 1)', 'no server node is left: no leader', 'this node is the leader (term 3)']);
+  await node.waitFor(
+    (l) => l.actor === 'election' && l.msg === 'this node is the leader (term 3)',
+    15_000,
+    'the third term logged',
+  );
+  assert.deepEqual(
+    node.lines.filter((l) => l.actor === 'election').map((l) => l.msg),
+    ['this node is the leader (term 1)', 'no server node is left: no leader', 'this node is the leader (term 3)'],
+  );
 });
 
-test('a client node with --discovery off runs no election thread and knows no leader', { timeout: 60_000 }, async () => {
-  const node = await startOllana(['--mode', 'client', '--discovery', 'off', '--listen', `127.0.0.1:${await freePort()}`, '--workers', '1']);
+test('a client node with --discovery off runs no election thread and knows no leader', {
+  timeout: 60_000,
+}, async () => {
+  const node = await startOllana([
+    '--mode',
+    'client',
+    '--discovery',
+    'off',
+    '--listen',
+    `127.0.0.1:${await freePort()}`,
+    '--workers',
+    '1',
+  ]);
   nodes.push(node);
   const s = await statusUntil(node, 'one live worker', (x) => x.workers.live === 1);
   assert.equal(s.role, 'client');
   assert.deepEqual(s.cluster, { term: 0, leader: '', isLeader: false, servers: [], conflicts: [] });
   const threads = threadNames(s.ollana.pid);
-  assert.ok(threads.includes('WorkerThread') && !threads.includes('election') && !threads.includes('discovery'), `threads: ${threads.join(', ')}`);
+  assert.ok(
+    threads.includes('WorkerThread') && !threads.includes('election') && !threads.includes('discovery'),
+    `threads: ${threads.join(', ')}`,
+  );
 });

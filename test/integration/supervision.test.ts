@@ -13,8 +13,20 @@ let node: Started;
 
 before(async () => {
   emu = await startEmulator({ tokens: 1, tokenIntervalMs: 0, ttftMs: 0 });
-  node = await startOllana(['--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '2'],
-    { env: { OLLANA_DEBUG_HOOKS: '1' } });
+  node = await startOllana(
+    [
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--ollama-url',
+      emu.url,
+      '--workers',
+      '2',
+    ],
+    { env: { OLLANA_DEBUG_HOOKS: '1' } },
+  );
 });
 
 after(async () => {
@@ -36,8 +48,11 @@ test('killing a worker under load fails only its in-flight requests', async (t) 
   const loops = clients.map(async (client, i) => {
     while (running) {
       try {
-        const res = await client.request({ path: '/api/generate', method: 'POST',
-          body: JSON.stringify({ model: 'llama3.2', prompt: 'x', stream: false }) });
+        const res = await client.request({
+          path: '/api/generate',
+          method: 'POST',
+          body: JSON.stringify({ model: 'llama3.2', prompt: 'x', stream: false }),
+        });
         await res.body.text();
         assert.equal(res.statusCode, 200);
         perClient[i]!.ok += 1;
@@ -61,15 +76,22 @@ test('killing a worker under load fails only its in-flight requests', async (t) 
     }
   })();
 
-  const deadline = setTimeout(() => { running = false; }, LIMIT_MS);
+  const deadline = setTimeout(() => {
+    running = false;
+  }, LIMIT_MS);
   try {
     // Wait until every connection has been served a few times (bounded), so all are live.
     for (let i = 0; i < 200 && !perClient.every((c) => c.ok >= 3); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(perClient.every((c) => c.ok >= 3), 'load is running on every connection before the crash');
+    assert.ok(
+      perClient.every((c) => c.ok >= 3),
+      'load is running on every connection before the crash',
+    );
 
     // The crash request lands on one of the two workers; that worker dies with whatever it holds.
     crashed = true;
-    await assert.rejects(request(`${node.url}/ollana/v1/debug/crash`, { method: 'POST', reset: true }).then((r) => r.body.text()));
+    await assert.rejects(
+      request(`${node.url}/ollana/v1/debug/crash`, { method: 'POST', reset: true }).then((r) => r.body.text()),
+    );
     await node.waitFor((l) => /proxy worker \d+ died/.test(l.msg), 10_000, 'the worker death');
     await node.waitFor((l) => /proxy worker \d+ restarted/.test(l.msg), 10_000, 'the worker restart');
     restarted = true;
@@ -84,16 +106,23 @@ test('killing a worker under load fails only its in-flight requests', async (t) 
   }
 
   const failed = perClient.reduce((a, c) => a + c.failed, 0);
-  t.diagnostic(`connections lost ${failed} requests; fresh connections ${fresh.ok} ok, ${fresh.failed} failed; ${perClient.reduce((a, c) => a + c.ok, 0)} ok in all`);
+  t.diagnostic(
+    `connections lost ${failed} requests; fresh connections ${fresh.ok} ok, ${fresh.failed} failed; ${perClient.reduce((a, c) => a + c.ok, 0)} ok in all`,
+  );
   const maxPerClient = Math.max(...perClient.map((c) => c.failed));
   assert.ok(maxPerClient <= 1, `a connection lost at most its one in-flight request (worst: ${maxPerClient})`);
   assert.ok(failed < CONNECTIONS, `only the dead worker's connections lost a request (${failed} of ${CONNECTIONS})`);
-  assert.ok(perClient.every((c) => c.okAfterRestart > 0), 'every connection works again after the restart');
+  assert.ok(
+    perClient.every((c) => c.okAfterRestart > 0),
+    'every connection works again after the restart',
+  );
   // A count, not a rate: how many fit in the window depends on the machine, not on ollana.
   assert.ok(fresh.okSinceCrash >= 10, `new connections kept being served after the crash (${fresh.okSinceCrash})`);
   assert.ok(fresh.failed <= 1, `new connections during the crash: ${fresh.failed} failed`);
 
-  const status = await (await request(`${node.url}/ollana/v1/status`)).body.json() as { workers: { live: number; restarts: number } };
+  const status = (await (await request(`${node.url}/ollana/v1/status`)).body.json()) as {
+    workers: { live: number; restarts: number };
+  };
   assert.equal(status.workers.live, 2);
   assert.equal(status.workers.restarts, 1);
 });

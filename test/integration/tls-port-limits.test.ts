@@ -28,11 +28,18 @@ async function identity(home: string): Promise<TlsIdentity> {
   const r = await runCli(['device', 'show', '--json'], { home });
   assert.equal(r.code, 0, r.stderr);
   const id = (JSON.parse(r.stdout) as { id: string }).id;
-  return { id, certPem: readFileSync(join(home, 'cert.pem'), 'utf8'), keyPem: readFileSync(join(home, 'key.pem'), 'utf8') };
+  return {
+    id,
+    certPem: readFileSync(join(home, 'cert.pem'), 'utf8'),
+    keyPem: readFileSync(join(home, 'key.pem'), 'utf8'),
+  };
 }
 
 /** A server node on loopback that allows `allowed`; its identity is made first. */
-async function serverNode(allowed: TlsIdentity | null, args: readonly string[] = []): Promise<{ node: Started; id: string; home: string }> {
+async function serverNode(
+  allowed: TlsIdentity | null,
+  args: readonly string[] = [],
+): Promise<{ node: Started; id: string; home: string }> {
   const home = tempHome('ollana-tlslim-s-');
   homes.push(home);
   const id = (await identity(home)).id;
@@ -40,8 +47,20 @@ async function serverNode(allowed: TlsIdentity | null, args: readonly string[] =
     const r = await runCli(['device', 'allow', allowed.id], { home });
     assert.equal(r.code, 0, r.stderr);
   }
-  const node = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url,
-    '--workers', '2', ...args], { home });
+  const node = await startOllana(
+    [
+      '--mode',
+      'server',
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--ollama-url',
+      emu.url,
+      '--workers',
+      '2',
+      ...args,
+    ],
+    { home },
+  );
   started.push(node);
   return { node, id, home };
 }
@@ -56,7 +75,9 @@ async function freshRequest(node: Started, self: TlsIdentity, serverId: string, 
         await res.body.text();
         return res.statusCode;
       }),
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      }),
     ]);
   } finally {
     clearTimeout(timer);
@@ -83,14 +104,35 @@ describe('TLS handshakes that never finish', () => {
     socket.on('data', (c: Buffer) => got.push(c));
     const t0 = performance.now();
     await once(socket, 'connect');
-    await Promise.race([once(socket, 'close'),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('the silent connection was never closed')), HANDSHAKE_TIMEOUT_MS + 5_000).unref())]);
+    await Promise.race([
+      once(socket, 'close'),
+      new Promise((_, reject) =>
+        setTimeout(
+          () => reject(new Error('the silent connection was never closed')),
+          HANDSHAKE_TIMEOUT_MS + 5_000,
+        ).unref(),
+      ),
+    ]);
     const lived = performance.now() - t0;
-    assert.ok(lived >= HANDSHAKE_TIMEOUT_MS - 200 && lived < HANDSHAKE_TIMEOUT_MS + 3_000, `closed after ${lived.toFixed(0)} ms`);
+    assert.ok(
+      lived >= HANDSHAKE_TIMEOUT_MS - 200 && lived < HANDSHAKE_TIMEOUT_MS + 3_000,
+      `closed after ${lived.toFixed(0)} ms`,
+    );
     const line = await node.waitFor((l) => /TLS handshake failed/.test(l.msg), 5_000, 'the handshake refusal');
-    assert.match(line.msg, new RegExp(`no handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, ERR_TLS_HANDSHAKE_TIMEOUT`));
-    assert.deepEqual(node.lines.filter((l) => l.refusal === 'malformed').map((l) => l.msg), [], 'not called a malformed request');
-    assert.equal(Buffer.concat(got).toString('latin1').includes('HTTP/1.1 400'), false, 'no HTTP answer to a client that spoke no TLS');
+    assert.match(
+      line.msg,
+      new RegExp(`no handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, ERR_TLS_HANDSHAKE_TIMEOUT`),
+    );
+    assert.deepEqual(
+      node.lines.filter((l) => l.refusal === 'malformed').map((l) => l.msg),
+      [],
+      'not called a malformed request',
+    );
+    assert.equal(
+      Buffer.concat(got).toString('latin1').includes('HTTP/1.1 400'),
+      false,
+      'no HTTP answer to a client that spoke no TLS',
+    );
   });
 });
 
@@ -100,7 +142,13 @@ describe('refused certificates from one host', () => {
     const COUNT = 200;
     const certs = await Promise.all(Array.from({ length: COUNT }, (_, i) => createSelfSigned(`ollana forged-${i}`, 1)));
     for (const c of certs) {
-      const s = tlsConnect({ port: node.port, host: '127.0.0.1', rejectUnauthorized: false, cert: c.certPem, key: c.keyPem });
+      const s = tlsConnect({
+        port: node.port,
+        host: '127.0.0.1',
+        rejectUnauthorized: false,
+        cert: c.certPem,
+        key: c.keyPem,
+      });
       s.on('error', () => undefined);
       s.resume();
       await once(s, 'close');
@@ -113,7 +161,7 @@ describe('refused certificates from one host', () => {
     s.on('error', () => undefined);
     s.resume();
     await once(s, 'close');
-    await node.waitFor((l) => l.msg.startsWith(`refused device ${realId}`), 5_000, 'the real device\'s refusal');
+    await node.waitFor((l) => l.msg.startsWith(`refused device ${realId}`), 5_000, "the real device's refusal");
     const refusedLines = node.lines.filter((l) => /^refused device /.test(l.msg));
     // Four per source per minute, in each of the two workers, plus the real device.
     assert.ok(refusedLines.length <= 2 * 4 + 1, `${refusedLines.length} refusal lines for ${COUNT} certificates`);
@@ -131,14 +179,22 @@ describe('refused certificates from one host', () => {
     await node.stop();
     const held = node.lines.filter((l) => /^held back \d+ more refused TLS connections from 127\.0\.0\.1 /.test(l.msg));
     assert.ok(held.length >= 1, 'a summary line');
-    assert.equal(held.reduce((n, l) => n + Number(l.count), 0) + refusedLines.length - 1, COUNT, 'every refusal accounted for');
+    assert.equal(
+      held.reduce((n, l) => n + Number(l.count), 0) + refusedLines.length - 1,
+      COUNT,
+      'every refusal accounted for',
+    );
   });
 });
 
 describe('connection cap against connections that never send a ClientHello', () => {
   test('a held and reopened flood over the cap: an allowed device still gets every request through', async (t) => {
     const c = await createSelfSigned('ollana allowed', 1);
-    const allowed: TlsIdentity = { id: deviceIdFromDer(new X509Certificate(c.certPem).raw), certPem: c.certPem, keyPem: c.keyPem };
+    const allowed: TlsIdentity = {
+      id: deviceIdFromDer(new X509Certificate(c.certPem).raw),
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+    };
     const LIMIT = 200;
     const { node, id } = await serverNode(allowed, ['--max-connections', String(LIMIT)]);
     assert.equal(await freshRequest(node, allowed, id, 5_000), 200, 'served before the flood');
@@ -153,12 +209,13 @@ describe('connection cap against connections that never send a ClientHello', () 
       const failures: string[] = [];
       for (let i = 0; i < N; i++) {
         try {
-          if (await freshRequest(node, allowed, id, 3_000) === 200) ok += 1;
+          if ((await freshRequest(node, allowed, id, 3_000)) === 200) ok += 1;
         } catch (err) {
           failures.push((err as Error).message);
         }
       }
-      const report = `${ok}/${N} requests of the allowed device succeeded on fresh TLS connections while ${flood.held()} silent connections ` +
+      const report =
+        `${ok}/${N} requests of the allowed device succeeded on fresh TLS connections while ${flood.held()} silent connections ` +
         `were held (${flood.opened} opened, ${flood.closedByServer} closed by the node) against --max-connections ${LIMIT}`;
       t.diagnostic(report);
       assert.equal(ok, N, `${report}; failures: ${[...new Set(failures)].join('; ')}`);
@@ -173,16 +230,29 @@ describe('connection cap against connections that never send a ClientHello', () 
 describe('trust changes under live streams', () => {
   test('`ollana device disable` while that device streams: the stream is cut within a second, Ollama sees the abort, nothing hangs', async (t) => {
     const c = await createSelfSigned('ollana streamer', 1);
-    const device: TlsIdentity = { id: deviceIdFromDer(new X509Certificate(c.certPem).raw), certPem: c.certPem, keyPem: c.keyPem };
+    const device: TlsIdentity = {
+      id: deviceIdFromDer(new X509Certificate(c.certPem).raw),
+      certPem: c.certPem,
+      keyPem: c.keyPem,
+    };
     const { node, id, home } = await serverNode(device);
-    const dispatcher = new Client(node.url, { connect: pinnedConnector({ self: device, expectedId: id, timeoutMs: 5_000 }) });
+    const dispatcher = new Client(node.url, {
+      connect: pinnedConnector({ self: device, expectedId: id, timeoutMs: 5_000 }),
+    });
     try {
       const aborted = new Promise<void>((resolve) => {
-        const on = (e: { url: string }): void => { if (e.url === '/api/generate') { emu.events.off('aborted', on); resolve(); } };
+        const on = (e: { url: string }): void => {
+          if (e.url === '/api/generate') {
+            emu.events.off('aborted', on);
+            resolve();
+          }
+        };
         emu.events.on('aborted', on);
       });
       const res = await request(`${node.url}/api/generate`, {
-        dispatcher, method: 'POST', headers: { 'content-type': 'application/json' },
+        dispatcher,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'llama3.2', prompt: 'long', emulator_tokens: 100_000, emulator_interval_ms: 10 }),
       });
       assert.equal(res.statusCode, 200);
@@ -193,19 +263,33 @@ describe('trust changes under live streams', () => {
           lines += (chunk as Buffer).toString().split('\n').length - 1;
         }
       })();
-      const outcome = reading.then(() => 'ended', (err: Error) => `cut: ${err.message}`);
+      const outcome = reading.then(
+        () => 'ended',
+        (err: Error) => `cut: ${err.message}`,
+      );
       while (lines < 5) await new Promise((r) => setTimeout(r, 20));
       const r = await runCli(['device', 'disable', device.id], { home });
       assert.equal(r.code, 0, r.stderr);
       const t0 = performance.now();
-      const how = await Promise.race([outcome, new Promise<string>((resolve) => setTimeout(() => resolve('still streaming after 5 s'), 5_000))]);
+      const how = await Promise.race([
+        outcome,
+        new Promise<string>((resolve) => setTimeout(() => resolve('still streaming after 5 s'), 5_000)),
+      ]);
       cutAt = performance.now() - t0;
       t.diagnostic(`stream ${how} ${cutAt.toFixed(0)} ms after \`device disable\` returned, after ${lines} lines`);
       assert.match(how, /^cut: /);
       assert.ok(cutAt < 2_000, `cut ${cutAt.toFixed(0)} ms after the command (changes apply within a second)`);
-      await Promise.race([aborted, new Promise((_, reject) => setTimeout(() => reject(new Error('Ollama saw no abort')), 5_000))]);
+      await Promise.race([
+        aborted,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('Ollama saw no abort')), 5_000)),
+      ]);
       // And a new connection of that device is refused.
-      await assert.rejects(freshRequest(node, device, id, 3_000).then((status) => { if (status !== 200) throw new Error(`refused: ${status}`); }), /refused: 403/);
+      await assert.rejects(
+        freshRequest(node, device, id, 3_000).then((status) => {
+          if (status !== 200) throw new Error(`refused: ${status}`);
+        }),
+        /refused: 403/,
+      );
     } finally {
       await dispatcher.destroy().catch(() => undefined);
     }

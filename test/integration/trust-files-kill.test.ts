@@ -15,7 +15,9 @@ import { loadIdentity } from '../../src/identity/identity.ts';
 import { freePort, removeHome, runCli, startOllana, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
-after(() => { for (const h of homes) removeHome(h); });
+after(() => {
+  for (const h of homes) removeHome(h);
+});
 function home(): string {
   const h = tempHome('ollana-kill-');
   homes.push(h);
@@ -28,11 +30,12 @@ const killAt = (point: string): Record<string, string> => ({ OLLANA_DEBUG_HOOKS:
  * (temp, then rename) after it says it listens, so a temp file named after a live pid is a write in
  * progress, not a leftover.
  */
-const temps = (h: string): string[] => readdirSync(h).filter((f) => {
-  if (!f.endsWith('.tmp')) return false;
-  const writer = /\.(\d+)\.(?:[0-9a-f]+\.)?tmp$/.exec(f);
-  return writer === null || !alive(Number(writer[1]));
-});
+const temps = (h: string): string[] =>
+  readdirSync(h).filter((f) => {
+    if (!f.endsWith('.tmp')) return false;
+    const writer = /\.(\d+)\.(?:[0-9a-f]+\.)?tmp$/.exec(f);
+    return writer === null || !alive(Number(writer[1]));
+  });
 
 function alive(pid: number): boolean {
   try {
@@ -50,7 +53,9 @@ function allParse(h: string): void {
   loadIdentity(h);
 }
 
-test('SIGKILL at each step of making the identity: the files parse, and the next command cleans up and says so', { timeout: 120_000 }, async () => {
+test('SIGKILL at each step of making the identity: the files parse, and the next command cleans up and says so', {
+  timeout: 120_000,
+}, async () => {
   for (const point of ['key.pem:temp-written', 'key.pem:in-place', 'cert.pem:temp-written', 'cert.pem:in-place']) {
     const h = home();
     const killed = await runCli(['device', 'show', '--json'], { home: h, env: killAt(point) });
@@ -62,7 +67,11 @@ test('SIGKILL at each step of making the identity: the files parse, and the next
     const next = await runCli(['device', 'show', '--json'], { home: h });
     assert.equal(next.code, 0, `${point}: ${next.stderr}`);
     const shown = JSON.parse(next.stdout) as { id: string; created: boolean };
-    for (const f of left) assert.match(next.stderr, new RegExp(`removed what an interrupted write \\(a killed ollana\\) left in .*${f.replace(/\./g, '\\.')}`));
+    for (const f of left)
+      assert.match(
+        next.stderr,
+        new RegExp(`removed what an interrupted write \\(a killed ollana\\) left in .*${f.replace(/\./g, '\\.')}`),
+      );
     if (point === 'key.pem:in-place') assert.match(next.stderr, /key\.pem \(without its cert\.pem\)/);
     assert.deepEqual(temps(h), [], `${point}: no temporary file (no private key) left`);
     assert.equal(loadIdentity(h)?.id, shown.id);
@@ -70,7 +79,9 @@ test('SIGKILL at each step of making the identity: the files parse, and the next
   }
 });
 
-test('SIGKILL at each step of `device allow`: devices.json is the old or the new list, never half, and the next allow works', { timeout: 120_000 }, async () => {
+test('SIGKILL at each step of `device allow`: devices.json is the old or the new list, never half, and the next allow works', {
+  timeout: 120_000,
+}, async () => {
   const h = home();
   assert.equal((await runCli(['device', 'show'], { home: h })).code, 0);
   const first = deviceIdFromDer(Buffer.from('kill first'));
@@ -95,20 +106,36 @@ test('SIGKILL at each step of `device allow`: devices.json is the old or the new
 
 /** A TLS connection from an unknown device (certificate of `from`), which the node refuses and notes as pending. */
 function knock(port: number, from: string): TLSSocket {
-  const socket = connect({ port, host: '127.0.0.1', rejectUnauthorized: false,
-    cert: readFileSync(join(from, 'cert.pem')), key: readFileSync(join(from, 'key.pem')) });
+  const socket = connect({
+    port,
+    host: '127.0.0.1',
+    rejectUnauthorized: false,
+    cert: readFileSync(join(from, 'cert.pem')),
+    key: readFileSync(join(from, 'key.pem')),
+  });
   socket.on('error', () => undefined);
   socket.end('GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n');
   return socket;
 }
 
-test('SIGKILL at each step of the node writing pending.json: the next start removes what was left, says so, and lists devices again', { timeout: 120_000 }, async (t) => {
+test('SIGKILL at each step of the node writing pending.json: the next start removes what was left, says so, and lists devices again', {
+  timeout: 120_000,
+}, async (t) => {
   const stranger = home();
   assert.equal((await runCli(['device', 'show'], { home: stranger })).code, 0);
   for (const point of ['pending.json:temp-written', 'pending.json:in-place']) {
     const h = home();
     const port = await freePort();
-    const args = ['--mode', 'server', '--listen', `127.0.0.1:${port}`, '--ollama-url', 'http://127.0.0.1:1', '--workers', '1'];
+    const args = [
+      '--mode',
+      'server',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--ollama-url',
+      'http://127.0.0.1:1',
+      '--workers',
+      '1',
+    ];
     const node = await startOllana(args, { home: h, env: killAt(point) });
     t.after(() => node.stop());
     // An unknown device knocks: the node notes it in pending.json, and dies at that step of the write.
@@ -121,13 +148,18 @@ test('SIGKILL at each step of the node writing pending.json: the next start remo
     allParse(h);
     const left = temps(h);
     if (point.endsWith('temp-written')) assert.match(left.join(' '), /^pending\.json\.\d+\.[0-9a-f]{8}\.tmp$/);
-    else assert.ok(readPendingChecked(h).pending.length === 1 && left.length === 0, `${point}: the new file is in place`);
+    else
+      assert.ok(readPendingChecked(h).pending.length === 1 && left.length === 0, `${point}: the new file is in place`);
 
     const next = await startOllana(args, { home: h });
     t.after(() => next.stop());
     // Said before "listening": what was found is all in the lines read so far.
     const said = next.lines.filter((l) => l.msg.startsWith('removed what an interrupted write'));
-    assert.deepEqual(said.map((l) => [l.level, l.removed]), left.length === 0 ? [] : [['warn', left]], point);
+    assert.deepEqual(
+      said.map((l) => [l.level, l.removed]),
+      left.length === 0 ? [] : [['warn', left]],
+      point,
+    );
     assert.deepEqual(temps(h), []);
     const pending = await runCli(['device', 'pending'], { home: h });
     assert.equal(pending.code, 0, pending.stderr);
@@ -135,7 +167,10 @@ test('SIGKILL at each step of the node writing pending.json: the next start remo
     const again = knock(port, stranger);
     t.after(() => again.destroy());
     const line = await next.waitFor((l) => l.msg.startsWith('refused device'), 10_000, 'the refusal');
-    assert.ok(readPendingChecked(h).pending.some((p) => p.id === line.device), 'listed by the time the refusal is logged');
+    assert.ok(
+      readPendingChecked(h).pending.some((p) => p.id === line.device),
+      'listed by the time the refusal is logged',
+    );
     await next.stop();
   }
 });

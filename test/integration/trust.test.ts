@@ -30,10 +30,17 @@ async function deviceShow(home: string): Promise<TlsIdentity> {
   const r = await runCli(['device', 'show', '--json'], { home });
   assert.equal(r.code, 0, r.stderr);
   const id = (JSON.parse(r.stdout) as { id: string }).id;
-  return { id, certPem: readFileSync(join(home, 'cert.pem'), 'utf8'), keyPem: readFileSync(join(home, 'key.pem'), 'utf8') };
+  return {
+    id,
+    certPem: readFileSync(join(home, 'cert.pem'), 'utf8'),
+    keyPem: readFileSync(join(home, 'key.pem'), 'utf8'),
+  };
 }
 
-async function device(home: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function device(
+  home: string,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runCli(['device', ...args], { home });
 }
 
@@ -43,7 +50,11 @@ function reached(path: string): number {
 }
 
 /** One request over a fresh pinned TLS connection as device `self`. */
-async function asDevice(self: TlsIdentity, path = '/api/ps', expectedId = serverId): Promise<{ status: number; refused: string | null; body: string }> {
+async function asDevice(
+  self: TlsIdentity,
+  path = '/api/ps',
+  expectedId = serverId,
+): Promise<{ status: number; refused: string | null; body: string }> {
   const dispatcher = new Client(server.url, { connect: pinnedConnector({ self, expectedId, timeoutMs: 5_000 }) });
   try {
     const res = await request(`${server.url}${path}`, { dispatcher });
@@ -58,8 +69,13 @@ async function asDevice(self: TlsIdentity, path = '/api/ps', expectedId = server
 /** Raw TLS connection as `self` (null: no certificate). */
 function tlsSocket(self: TlsIdentity | null, session?: Buffer): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false, session,
-      ...(self === null ? {} : { cert: self.certPem, key: self.keyPem }) });
+    const s = tlsConnect({
+      host: '127.0.0.1',
+      port: server.port,
+      rejectUnauthorized: false,
+      session,
+      ...(self === null ? {} : { cert: self.certPem, key: self.keyPem }),
+    });
     s.once('secureConnect', () => resolve(s));
     s.once('error', reject);
   });
@@ -73,10 +89,20 @@ function exchange(s: TLSSocket, path: string): Promise<string> {
       text += d.toString();
       const head = text.indexOf('\r\n\r\n');
       const len = /content-length: (\d+)/i.exec(text);
-      if (head >= 0 && len !== null && text.length >= head + 4 + Number(len[1])) { cleanup(); resolve(text); }
+      if (head >= 0 && len !== null && text.length >= head + 4 + Number(len[1])) {
+        cleanup();
+        resolve(text);
+      }
     };
-    const onEnd = (): void => { cleanup(); resolve(text); };
-    const cleanup = (): void => { s.off('data', onData); s.off('end', onEnd); s.off('error', reject); };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(text);
+    };
+    const cleanup = (): void => {
+      s.off('data', onData);
+      s.off('end', onEnd);
+      s.off('error', reject);
+    };
     s.on('data', onData);
     s.once('end', onEnd);
     s.once('error', reject);
@@ -101,8 +127,10 @@ before(async () => {
   homes.push(serverHome, clientHome);
   serverId = (await deviceShow(serverHome)).id;
   client = await deviceShow(clientHome);
-  server = await startOllana(['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '2'],
-    { home: serverHome });
+  server = await startOllana(
+    ['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '2'],
+    { home: serverHome },
+  );
 });
 
 after(async () => {
@@ -121,11 +149,18 @@ test('plain HTTP to the TLS port is refused and reaches nothing', async () => {
   const before = reached('/api/ps');
   const answer = await new Promise<string>((resolve, reject) => {
     let text = '';
-    const s = netConnect({ host: '127.0.0.1', port: server.port }, () => s.write('GET /api/ps HTTP/1.1\r\nHost: x\r\n\r\n'));
-    s.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+    const s = netConnect({ host: '127.0.0.1', port: server.port }, () =>
+      s.write('GET /api/ps HTTP/1.1\r\nHost: x\r\n\r\n'),
+    );
+    s.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
     s.once('close', () => resolve(text));
     s.once('error', reject);
-    setTimeout(() => { s.destroy(); reject(new Error('plain HTTP connection was left open')); }, 15_000).unref();
+    setTimeout(() => {
+      s.destroy();
+      reject(new Error('plain HTTP connection was left open'));
+    }, 15_000).unref();
   });
   assert.doesNotMatch(answer, /^HTTP\//, 'no HTTP answer on the TLS port');
   assert.equal(reached('/api/ps'), before);
@@ -150,12 +185,19 @@ test('an unknown device is refused after the handshake; the server lists it as p
   assert.equal(r.refused, 'unknown');
   assert.ok(r.body.includes(`ollana device allow ${client.id}`), r.body);
   assert.equal(reached('/api/ps'), before, 'nothing reached Ollama');
-  await server.waitFor((l) => l.msg.includes(`refused device ${client.id}`) && l.msg.includes(`ollana device allow ${client.id}`), 5_000,
-    'one clear line with the command');
-  const pending = await until(async () => {
-    const p = await device(serverHome, 'pending', '--json');
-    return p.code === 0 && p.stdout.includes(client.id);
-  }, 5_000, 'the device listed by `ollana device pending`');
+  await server.waitFor(
+    (l) => l.msg.includes(`refused device ${client.id}`) && l.msg.includes(`ollana device allow ${client.id}`),
+    5_000,
+    'one clear line with the command',
+  );
+  const pending = await until(
+    async () => {
+      const p = await device(serverHome, 'pending', '--json');
+      return p.code === 0 && p.stdout.includes(client.id);
+    },
+    5_000,
+    'the device listed by `ollana device pending`',
+  );
   assert.ok(pending >= 0);
 });
 
@@ -172,7 +214,11 @@ test('pairing: `ollana device allow <id>` admits the device within a second, wit
   assert.equal(reached('/api/ps'), before + 1);
 });
 
-interface Counts { done: number; resumed: number; requests: number }
+interface Counts {
+  done: number;
+  resumed: number;
+  requests: number;
+}
 
 /**
  * The server node's TLS handshake counters and forwarded requests (status totals), read as the allowed
@@ -181,11 +227,17 @@ interface Counts { done: number; resumed: number; requests: number }
 async function handshakes(): Promise<Counts> {
   const r = await asDevice(client, '/ollana/v1/status');
   assert.equal(r.status, 200, r.body);
-  const t = (JSON.parse(r.body) as { workers: { totals: { tlsHandshakes: number; tlsResumed: number; requests: number } } }).workers.totals;
+  const t = (
+    JSON.parse(r.body) as { workers: { totals: { tlsHandshakes: number; tlsResumed: number; requests: number } } }
+  ).workers.totals;
   return { done: t.tlsHandshakes, resumed: t.tlsResumed, requests: t.requests };
 }
 
-const delta = (a: Counts, b: Counts): Counts => ({ done: b.done - a.done, resumed: b.resumed - a.resumed, requests: b.requests - a.requests });
+const delta = (a: Counts, b: Counts): Counts => ({
+  done: b.done - a.done,
+  resumed: b.resumed - a.resumed,
+  requests: b.requests - a.requests,
+});
 
 test('TLS sessions resume: the handshake is paid once per client, whichever worker answers', async () => {
   const before = await handshakes();
@@ -199,7 +251,11 @@ test('TLS sessions resume: the handshake is paid once per client, whichever work
   for (let i = 0; i < 8; i++) {
     const s = await tlsSocket(client, session);
     if (s.isSessionReused()) resumed += 1;
-    assert.match(await exchange(s, '/api/ps'), /^HTTP\/1\.1 200/, 'a resumed session is still admitted by its certificate');
+    assert.match(
+      await exchange(s, '/api/ps'),
+      /^HTTP\/1\.1 200/,
+      'a resumed session is still admitted by its certificate',
+    );
     s.destroy();
   }
   assert.equal(resumed, 8, 'every later connection resumed (the two workers share ticket keys)');
@@ -211,7 +267,9 @@ test('TLS sessions resume: the handshake is paid once per client, whichever work
 
 test('a pinned client resumes its TLS session on new connections and is still served', async () => {
   const before = await handshakes();
-  const dispatcher = new Client(server.url, { connect: pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 5_000 }) });
+  const dispatcher = new Client(server.url, {
+    connect: pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 5_000 }),
+  });
   try {
     for (let i = 0; i < 4; i++) {
       // connection: close makes every request open a new connection, resumed from the previous ticket.
@@ -233,7 +291,11 @@ test('a connection ahead (warm) takes a session ticket and forwards nothing; the
   const connector = pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 5_000 });
   assert.equal(await connector.warm(server.url), true, 'the connector holds a ticket');
   const warmed = await handshakes();
-  assert.deepEqual(delta(before, warmed), { done: 2, resumed: 0, requests: 0 }, 'one full handshake ahead (and the status read), no request');
+  assert.deepEqual(
+    delta(before, warmed),
+    { done: 2, resumed: 0, requests: 0 },
+    'one full handshake ahead (and the status read), no request',
+  );
   const dispatcher = new Client(server.url, { connect: connector });
   try {
     const res = await request(`${server.url}/api/ps`, { dispatcher });
@@ -242,27 +304,41 @@ test('a connection ahead (warm) takes a session ticket and forwards nothing; the
   } finally {
     await dispatcher.close();
   }
-  assert.deepEqual(delta(warmed, await handshakes()), { done: 2, resumed: 1, requests: 1 }, 'the first request\'s connection resumed');
+  assert.deepEqual(
+    delta(warmed, await handshakes()),
+    { done: 2, resumed: 1, requests: 1 },
+    "the first request's connection resumed",
+  );
   assert.equal(reached('/api/ps'), reachedBefore + 1);
 });
 
 test('a connection ahead that stalls or is cancelled is given up and leaves no socket open', async () => {
   // A TCP listener that accepts and never speaks TLS: the handshake cannot finish.
   const accepted: Socket[] = [];
-  const silent = createNetServer((s) => { accepted.push(s); s.on('error', () => undefined); s.resume(); });
+  const silent = createNetServer((s) => {
+    accepted.push(s);
+    s.on('error', () => undefined);
+    s.resume();
+  });
   silent.listen(0, '127.0.0.1');
   await once(silent, 'listening');
   const origin = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
   try {
-    const closed = (s: Socket): Promise<void> => (s.destroyed ? Promise.resolve() : once(s, 'close').then(() => undefined));
+    const closed = (s: Socket): Promise<void> =>
+      s.destroyed ? Promise.resolve() : once(s, 'close').then(() => undefined);
     const ac = new AbortController();
-    const cancelled = pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 30_000 }).warm(origin, ac.signal);
+    const cancelled = pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 30_000 }).warm(
+      origin,
+      ac.signal,
+    );
     await until(async () => accepted.length === 1, 5_000, 'the connection accepted');
     ac.abort();
     await assert.rejects(cancelled, (err: Error & { code?: string }) => err.code === 'ABORT_ERR');
     await closed(accepted[0]!);
-    await assert.rejects(pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 300 }).warm(origin),
-      (err: Error & { code?: string }) => err.code === 'OLN_UPSTREAM_CONNECT_TIMEOUT');
+    await assert.rejects(
+      pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 300 }).warm(origin),
+      (err: Error & { code?: string }) => err.code === 'OLN_UPSTREAM_CONNECT_TIMEOUT',
+    );
     assert.equal(accepted.length, 2);
     await closed(accepted[1]!);
   } finally {
@@ -282,7 +358,10 @@ test('a server that is not the device expected gets nothing: the pin fails befor
   // Every connector of an identity shares one SecureContext: one holding this server's session ticket
   // does not let another connector, pinned to another id, resume past its pin check.
   assert.equal(await pinnedConnector({ self: client, expectedId: serverId, timeoutMs: 5_000 }).warm(server.url), true);
-  await assert.rejects(pinnedConnector({ self: client, expectedId: client.id, timeoutMs: 5_000 }).warm(server.url), isPinMismatch);
+  await assert.rejects(
+    pinnedConnector({ self: client, expectedId: client.id, timeoutMs: 5_000 }).warm(server.url),
+    isPinMismatch,
+  );
   await assert.rejects(asDevice(client, '/api/ps', client.id), isPinMismatch);
   assert.equal(reached('/api/ps'), before);
 });
@@ -290,7 +369,8 @@ test('a server that is not the device expected gets nothing: the pin fails befor
 test('smuggling over TLS, as an allowed device: 400, the connection closes, nothing reaches Ollama', async () => {
   const ex = await hostileExchange(tlsAs(server.port, client), [
     'POST /api/generate?smuggled=tls HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n' +
-    '0\r\n\r\nGET /api/ps?smuggled=inner HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n']);
+      '0\r\n\r\nGET /api/ps?smuggled=inner HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+  ]);
   assert.equal(ex.responses[0]?.status, 400);
   assert.equal(ex.responses.length, 1, 'nothing answered after the refusal');
   assert.ok(ex.closed, 'the connection is closed');
@@ -313,10 +393,15 @@ test('stalled handshakes and slow headers on the TLS port are cut; the node serv
     }
     await Promise.all([stalled.allClosed(20_000), slow.allClosed(20_000)]);
     const lived = slow.clients.map((c) => (c.closedAt ?? 0) - c.openedAt);
-    t.diagnostic(`served ${served} requests meanwhile; slow TLS clients lived ${Math.round(Math.min(...lived))}-${Math.round(Math.max(...lived))} ms; ` +
-      `RSS ${before} -> ${rssMiB(pid)} MiB`);
+    t.diagnostic(
+      `served ${served} requests meanwhile; slow TLS clients lived ${Math.round(Math.min(...lived))}-${Math.round(Math.max(...lived))} ms; ` +
+        `RSS ${before} -> ${rssMiB(pid)} MiB`,
+    );
     assert.ok(served > 0, 'others were served while the slow ones were open');
-    assert.ok(slow.clients.every((c) => c.received.startsWith('HTTP/1.1 408')), 'slow headers get 408');
+    assert.ok(
+      slow.clients.every((c) => c.received.startsWith('HTTP/1.1 408')),
+      'slow headers get 408',
+    );
     assert.ok(rssMiB(pid) - before < 150, 'memory stays bounded');
   } finally {
     stalled.stop();
@@ -331,14 +416,17 @@ test('`ollana device disable` cuts the live connections of that device and refus
   const r = await device(serverHome, 'disable', client.id);
   assert.equal(r.code, 0, r.stderr);
   const t0 = Date.now();
-  await Promise.race([closed, new Promise((_r, reject) => setTimeout(() => reject(new Error('live connection not cut')), 5_000).unref())]);
+  await Promise.race([
+    closed,
+    new Promise((_r, reject) => setTimeout(() => reject(new Error('live connection not cut')), 5_000).unref()),
+  ]);
   t.diagnostic(`live connection cut after ${Date.now() - t0} ms`);
   const again = await asDevice(client);
   assert.equal(again.status, 403);
   assert.equal(again.refused, 'disabled');
 });
 
-test('`ollana status` reaches the TLS port with the node\'s own certificate', async () => {
+test("`ollana status` reaches the TLS port with the node's own certificate", async () => {
   const r = await runCli(['status', '--json', '--listen', `127.0.0.1:${server.port}`], { home: serverHome });
   assert.equal(r.code, 0, r.stderr);
   const s = JSON.parse(r.stdout) as { node: { id: string }; trust: { tls: boolean; disabled: number } };
@@ -355,8 +443,19 @@ test('`ollana status` reaches the TLS port with the node\'s own certificate', as
 test('--insecure-http on a LAN address is refused with the reason', async () => {
   const home = tempHome('ollana-trust-x-');
   homes.push(home);
-  const r = await runCli(['serve', '--mode', 'server', '--insecure-http', '--listen', `0.0.0.0:${await freePort()}`, '--ollama-url', emu.url],
-    { home });
+  const r = await runCli(
+    [
+      'serve',
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--listen',
+      `0.0.0.0:${await freePort()}`,
+      '--ollama-url',
+      emu.url,
+    ],
+    { home },
+  );
   assert.notEqual(r.code, 0);
   assert.match(r.stderr + r.stdout, /--insecure-http would serve plain HTTP on 0\.0\.0\.0:\d+.*loopback --listen/);
 });

@@ -37,23 +37,63 @@ after(async () => {
   await new Promise<void>((resolve) => upstream.close(() => resolve()));
 });
 
-interface Logged { readonly msg: string; readonly code?: string }
+interface Logged {
+  readonly msg: string;
+  readonly code?: string;
+}
 
 /** A proxy in this thread for `role`, its warnings collected; stopped by the returned function. */
 async function proxy(role: RouteTable['role']): Promise<{ url: string; logged: Logged[]; stop: () => Promise<void> }> {
   const logged: Logged[] = [];
-  const log = pino({ level: 'warn' }, { write: (line: string) => { logged.push(JSON.parse(line) as Logged); } });
+  const log = pino(
+    { level: 'warn' },
+    {
+      write: (line: string) => {
+        logged.push(JSON.parse(line) as Logged);
+      },
+    },
+  );
   const port = await freePort();
   const settings: ProxySettings = {
-    worker: 0, host: '127.0.0.1', port, origins: [], connectTimeoutMs: 2_000, headersTimeoutMs: 300, bodyTimeoutMs: 300,
-    upstreamConnections: 4, upstreamKeepAliveMs: 10_000, requestHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000,
-    requestBodyTimeoutMs: 10_000, maxConnections: 0, debugHooks: false, tls: null, listenTls: false,
+    worker: 0,
+    host: '127.0.0.1',
+    port,
+    origins: [],
+    connectTimeoutMs: 2_000,
+    headersTimeoutMs: 300,
+    bodyTimeoutMs: 300,
+    upstreamConnections: 4,
+    upstreamKeepAliveMs: 10_000,
+    requestHeadersTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 5_000,
+    requestBodyTimeoutMs: 10_000,
+    maxConnections: 0,
+    debugHooks: false,
+    tls: null,
+    listenTls: false,
     trust: { trustLan: false, allowed: [], disabled: [] },
   };
-  const server = new ProxyServer(settings, log, { status: () => Promise.reject(new Error('no status in this test')), crash: () => undefined, refused: () => undefined, refusedBy: () => undefined });
-  server.setRoutes({ version: 1, role, upstreams: [{ id: 'local', url: upstreamUrl, device: '', basePath: '', healthy: true, models: [], leader: true, load: 0 }] });
+  const server = new ProxyServer(settings, log, {
+    status: () => Promise.reject(new Error('no status in this test')),
+    crash: () => undefined,
+    refused: () => undefined,
+    refusedBy: () => undefined,
+  });
+  server.setRoutes({
+    version: 1,
+    role,
+    upstreams: [
+      { id: 'local', url: upstreamUrl, device: '', basePath: '', healthy: true, models: [], leader: true, load: 0 },
+    ],
+  });
   await server.listen();
-  return { url: `http://127.0.0.1:${port}`, logged, stop: async () => { await server.drain(500); } };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    logged,
+    stop: async () => {
+      await server.drain(500);
+    },
+  };
 }
 
 /** The code of the first warning logged as `msg`, waiting for it (bounded). */
@@ -70,7 +110,13 @@ async function codeLogged(logged: Logged[], msg: string): Promise<string | undef
 /** Sends one request and settles when it is answered or cut, whichever comes. */
 async function send(url: string): Promise<number> {
   try {
-    return (await raw(`${url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"m"}' })).status;
+    return (
+      await raw(`${url}/api/generate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"model":"m"}',
+      })
+    ).status;
   } catch {
     return 0;
   }
@@ -90,7 +136,8 @@ for (const role of ['server', 'client'] as const) {
   });
 
   test(`${way}: a response body that stalls is cut, logged as OLN_UPSTREAM_BODY_TIMEOUT`, async () => {
-    script = (socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a"');
+    script = (socket) =>
+      socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a"');
     const p = await proxy(role);
     try {
       await send(p.url);

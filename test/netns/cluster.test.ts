@@ -9,7 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'node:test';
 import {
-  createLan, cut, dropMulticast, dropRandomUdp, heal, netnsTest as test, type Host, type HostProcess, type Lan,
+  createLan,
+  cut,
+  dropMulticast,
+  dropRandomUdp,
+  heal,
+  netnsTest as test,
+  type Host,
+  type HostProcess,
+  type Lan,
 } from '../../testkit/netns.ts';
 import { threadNames } from '../helpers/threads.ts';
 import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
@@ -26,7 +34,11 @@ async function lan(hosts: number): Promise<Lan> {
   return l;
 }
 
-interface Node { proc: HostProcess; home: string; host: Host }
+interface Node {
+  proc: HostProcess;
+  home: string;
+  host: Host;
+}
 
 async function node(host: Host, opts: { home?: string; extra?: string[] } = {}): Promise<Node> {
   const home = opts.home ?? mkdtempSync(join(tmpdir(), 'ollana-lan-'));
@@ -48,7 +60,9 @@ function logTime(p: HostProcess, pred: (msg: string) => boolean): number | null 
 const upstreamCount = (s: { upstreams?: unknown[] }): number => s.upstreams?.length ?? -1;
 
 describe('LAN cluster in network namespaces', { concurrency: false }, () => {
-  test('1 server, 2 clients: both clients serve ollama-js through the server within 1 s', { timeout: 90_000 }, async () => {
+  test('1 server, 2 clients: both clients serve ollama-js through the server within 1 s', {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(3);
     const [h1, h2, h3] = l.hosts as [Host, Host, Host];
     await emulator(h1);
@@ -61,7 +75,11 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     for (const c of clients) {
       assert.ok(c.proc.lines.some((x) => x.text.includes('this machine is a client node')));
       const listening = logTime(c.proc, (m) => m.includes('listening on'))!;
-      const found = await until('the client to find the server', async () => logTime(c.proc, (m) => m.startsWith('server node')), (t) => t !== null);
+      const found = await until(
+        'the client to find the server',
+        async () => logTime(c.proc, (m) => m.startsWith('server node')),
+        (t) => t !== null,
+      );
       assert.ok(found.value! - listening < 1_000, `found the server ${found.value! - listening} ms after listening`);
       const tags = await client(c.host, 'list');
       assert.deepEqual(tags.models?.sort(), ['llama3.2:latest', 'nomic-embed-text:latest']);
@@ -74,19 +92,28 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     assert.equal(st.peers[0].addr, h1.addr);
   });
 
-  test('3 servers elect one leader; the leader dies: a new one, and requests after detection all succeed', { timeout: 90_000 }, async () => {
+  test('3 servers elect one leader; the leader dies: a new one, and requests after detection all succeed', {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(4);
     const servers = l.hosts.slice(0, 3);
     const ch = l.hosts[3]!;
     await Promise.all(servers.map((h) => emulator(h)));
     const nodes = await Promise.all(servers.map((h) => node(h)));
     await node(ch);
-    const seen = await until('the client to see 3 servers and a leader', () => client(ch, 'status'),
-      (s) => upstreamCount(s) === 3 && s.cluster.leader !== '');
+    const seen = await until(
+      'the client to see 3 servers and a leader',
+      () => client(ch, 'status'),
+      (s) => upstreamCount(s) === 3 && s.cluster.leader !== '',
+    );
     const leader: string = seen.value.cluster.leader;
     const ids: string[] = [];
     for (const n of nodes) {
-      const s = await until('server agreement on the leader', () => client(n.host, 'status', '11435'), (x) => x.cluster.leader === leader);
+      const s = await until(
+        'server agreement on the leader',
+        () => client(n.host, 'status', '11435'),
+        (x) => x.cluster.leader === leader,
+      );
       ids.push(s.value.node.id);
     }
     assert.equal(leader, [...ids].sort()[0], 'the lowest id leads');
@@ -94,48 +121,84 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
 
     const victim = nodes[ids.indexOf(leader)]!;
     victim.proc.kill('SIGKILL'); // no bye: only missed heartbeats tell
-    const after = await until('a new leader', () => client(ch, 'status'),
-      (s) => s.cluster.leader !== leader && s.cluster.leader !== '' && upstreamCount(s) === 2, 8_000);
+    const after = await until(
+      'a new leader',
+      () => client(ch, 'status'),
+      (s) => s.cluster.leader !== leader && s.cluster.leader !== '' && upstreamCount(s) === 2,
+      8_000,
+    );
     assert.equal(after.value.cluster.leader, ids.filter((id) => id !== leader).sort()[0]);
     assert.ok(after.value.cluster.term > seen.value.cluster.term, 'a new term');
     const gen = await client(ch, 'generate', '20');
     assert.deepEqual(gen, { ok: 20, failed: 0, errors: [] }, 'no request after the detection window fails');
   });
 
-  test('a cut link: clients stop routing to that server within the detection time; healed: it is used again', { timeout: 90_000 }, async () => {
+  test('a cut link: clients stop routing to that server within the detection time; healed: it is used again', {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(3);
     const [h1, h2, h3] = l.hosts as [Host, Host, Host];
     await Promise.all([emulator(h1), emulator(h2)]);
     await Promise.all([node(h1), node(h2)]);
     await node(h3);
-    await until('the client to see both servers', () => client(h3, 'status'), (s) => upstreamCount(s) === 2);
+    await until(
+      'the client to see both servers',
+      () => client(h3, 'status'),
+      (s) => upstreamCount(s) === 2,
+    );
     await cut(h1);
-    const gone = await until('the cut server to be dropped', () => client(h3, 'status'), (s) => upstreamCount(s) === 1, 8_000);
+    const gone = await until(
+      'the cut server to be dropped',
+      () => client(h3, 'status'),
+      (s) => upstreamCount(s) === 1,
+      8_000,
+    );
     assert.ok(gone.ms < DETECT_MS + 2_000, `dropped after ${gone.ms.toFixed(0)} ms`);
     assert.equal(gone.value.upstreams[0].url, `https://${h2.addr}:11435`);
     assert.deepEqual(await client(h3, 'generate', '5'), { ok: 5, failed: 0, errors: [] });
     await heal(h1);
-    await until('the healed server to be used again', () => client(h3, 'status'), (s) => upstreamCount(s) === 2, 8_000);
+    await until(
+      'the healed server to be used again',
+      () => client(h3, 'status'),
+      (s) => upstreamCount(s) === 2,
+      8_000,
+    );
     const before = (await client(h1, 'status', '11435')).workers.totals.requests as number;
     assert.deepEqual(await client(h3, 'generate', '10'), { ok: 10, failed: 0, errors: [] });
     const afterCount = (await client(h1, 'status', '11435')).workers.totals.requests as number;
     assert.ok(afterCount > before, `the healed server took requests (${before} -> ${afterCount})`);
   });
 
-  test('a server whose Ollama stops leaves the cluster; when it starts again, it returns', { timeout: 90_000 }, async () => {
+  test('a server whose Ollama stops leaves the cluster; when it starts again, it returns', {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(2);
     const [h1, h2] = l.hosts as [Host, Host];
     let emu = await emulator(h1);
     const server = await node(h1);
     await node(h2);
-    await until('the client to see the server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
+    await until(
+      'the client to see the server',
+      () => client(h2, 'status'),
+      (s) => upstreamCount(s) === 1,
+    );
     await emu.stop();
-    await until('the server to leave', () => client(h2, 'status'), (s) => upstreamCount(s) === 0, 8_000);
+    await until(
+      'the server to leave',
+      () => client(h2, 'status'),
+      (s) => upstreamCount(s) === 0,
+      8_000,
+    );
     const down = await client(h2, 'list');
     assert.match(String(down.error), /503|still looking|no Ollama server/i);
     await server.proc.waitForLine((t) => t.includes('stopped answering'), 5_000);
     emu = await emulator(h1);
-    await until('the server to return', () => client(h2, 'status'), (s) => upstreamCount(s) === 1, 8_000);
+    await until(
+      'the server to return',
+      () => client(h2, 'status'),
+      (s) => upstreamCount(s) === 1,
+      8_000,
+    );
     assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
   });
 
@@ -148,12 +211,18 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     for (const f of ['cert.pem', 'key.pem']) copyFileSync(join(a.home, f), join(cloneHome, f)); // a cloned data directory
     await node(h2, { home: cloneHome });
     await node(h3);
-    const seen = await until('a duplicate-id conflict', () => client(h3, 'status'),
-      (s) => s.cluster.conflicts.some((c: { kind: string }) => c.kind === 'duplicate-id'));
+    const seen = await until(
+      'a duplicate-id conflict',
+      () => client(h3, 'status'),
+      (s) => s.cluster.conflicts.some((c: { kind: string }) => c.kind === 'duplicate-id'),
+    );
     const c = seen.value.cluster.conflicts.find((x: { kind: string }) => x.kind === 'duplicate-id');
     assert.match(c.detail, /same id/);
-    const self = await until('the clone to be reported on the server too', () => client(h1, 'status', '11435'),
-      (s) => s.cluster.conflicts.some((x: { kind: string }) => x.kind === 'duplicate-id'));
+    const self = await until(
+      'the clone to be reported on the server too',
+      () => client(h1, 'status', '11435'),
+      (s) => s.cluster.conflicts.some((x: { kind: string }) => x.kind === 'duplicate-id'),
+    );
     assert.ok(self.value.cluster.conflicts.length >= 1);
     // Logged when the node saw the conflict; the line may reach this process after its status did.
     await a.proc.waitForLine((text) => text.includes('uses this node'), 10_000);
@@ -175,7 +244,12 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     // The same server with broadcast as well (the default): the client hears its broadcast announces.
     await mcServer.proc.stop();
     await node(h1);
-    const found = await until('discovery over broadcast', () => client(h2, 'status'), (s) => upstreamCount(s) === 1, 5_000);
+    const found = await until(
+      'discovery over broadcast',
+      () => client(h2, 'status'),
+      (s) => upstreamCount(s) === 1,
+      5_000,
+    );
     assert.equal(found.value.upstreams[0].url, `https://${h1.addr}:11435`);
     assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
   });
@@ -187,17 +261,28 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     await Promise.all([emulator(h1), emulator(h2)]);
     await Promise.all([node(h1), node(h2)]);
     await node(h3);
-    await until('both servers despite loss', () => client(h3, 'status'), (s) => upstreamCount(s) === 2, 10_000);
+    await until(
+      'both servers despite loss',
+      () => client(h3, 'status'),
+      (s) => upstreamCount(s) === 2,
+      10_000,
+    );
     assert.deepEqual(await client(h3, 'generate', '5'), { ok: 5, failed: 0, errors: [] });
   });
 
-  test('a stream from a server whose link is cut ends with an error line, not a hang', { timeout: 90_000 }, async () => {
+  test('a stream from a server whose link is cut ends with an error line, not a hang', {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(2);
     const [h1, h2] = l.hosts as [Host, Host];
     await emulator(h1);
     await node(h1);
     await node(h2);
-    await until('the client to see the server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
+    await until(
+      'the client to see the server',
+      () => client(h2, 'status'),
+      (s) => upstreamCount(s) === 1,
+    );
     const streamer = h2.spawn(NODE, [CLIENT, 'stream', '500', '20']); // 10 s of tokens
     await streamer.waitForLine((t) => t === 'started', 10_000);
     const cutAt = Date.now();
@@ -211,13 +296,19 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     assert.ok(result.parts > 0 && result.parts < 500);
   });
 
-  test('hostile datagrams are dropped and counted; the node keeps serving; `ollana status` shows it', { timeout: 90_000 }, async () => {
+  test('hostile datagrams are dropped and counted; the node keeps serving; `ollana status` shows it', {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(3);
     const [h1, h2, h3] = l.hosts as [Host, Host, Host];
     await emulator(h1);
     await node(h1);
     await node(h2);
-    await until('the client to see the server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
+    await until(
+      'the client to see the server',
+      () => client(h2, 'status'),
+      (s) => upstreamCount(s) === 1,
+    );
     const flood = client(h3, 'garbage', h2.addr, '5000');
     const during = await client(h2, 'generate', '5');
     assert.equal((await flood).sent, 5000);
@@ -225,8 +316,14 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     // The flood is sent; the client's discovery thread may still be reading it: wait for the counts.
     type Dropped = { magic: number; version: number; malformed: number; oversize: number; rateLimited: number };
     const dropped = (s: { discovery: { stats: { dropped: Dropped } } }): Dropped => s.discovery.stats.dropped;
-    const { value: st } = await until('the client to count the garbage it dropped', () => client(h2, 'status'),
-      (s) => { const x = dropped(s); return x.magic + x.version + x.malformed + x.oversize + x.rateLimited >= 1000; });
+    const { value: st } = await until(
+      'the client to count the garbage it dropped',
+      () => client(h2, 'status'),
+      (s) => {
+        const x = dropped(s);
+        return x.magic + x.version + x.malformed + x.oversize + x.rateLimited >= 1000;
+      },
+    );
     const d = dropped(st);
     assert.ok(d.version > 0 && d.oversize > 0, 'each kind of garbage is told apart');
     assert.equal(upstreamCount(st), 1, 'the real server is still known');
@@ -240,7 +337,9 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     assert.match(human.stdout, new RegExp(`${h1.addr.replace(/\./g, '\\.')}.*leader`));
   });
 
-  test('auto mode: a server whose Ollama stays away becomes a client node and uses the LAN', { timeout: 90_000 }, async () => {
+  test('auto mode: a server whose Ollama stays away becomes a client node and uses the LAN', {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(2);
     const [h1, h2] = l.hosts as [Host, Host];
     const emu1 = await emulator(h1);
@@ -250,7 +349,11 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     await emu1.stop();
     await n1.proc.waitForLine((t) => t.includes('turns from server into client'), 15_000);
     await n1.proc.waitForLine((t) => t.includes('client node listening on http://127.0.0.1:11434'), 15_000);
-    await until('the new client to find the other server', () => client(h1, 'status'), (s) => upstreamCount(s) === 1);
+    await until(
+      'the new client to find the other server',
+      () => client(h1, 'status'),
+      (s) => upstreamCount(s) === 1,
+    );
     assert.deepEqual(await client(h1, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
   });
 
@@ -260,23 +363,48 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     const n1 = await node(h1, { extra: ['--ollama-url', '127.0.0.1:11500'] });
     assert.ok(n1.proc.lines.some((x) => x.text.includes('this machine is a client node')));
     await node(h2);
-    const emu = h1.spawn(NODE, [EMULATOR, '--port', '11500', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0']);
+    const emu = h1.spawn(NODE, [
+      EMULATOR,
+      '--port',
+      '11500',
+      '--tokens',
+      '3',
+      '--token-interval-ms',
+      '2',
+      '--ttft-ms',
+      '0',
+    ]);
     await emu.waitForLine((t) => t.includes('"url"'), 10_000);
     await n1.proc.waitForLine((t) => t.includes('turns from client into server'), 15_000);
-    await until('the other client to find the new server', () => client(h2, 'status'), (s) => upstreamCount(s) === 1);
+    await until(
+      'the other client to find the new server',
+      () => client(h2, 'status'),
+      (s) => upstreamCount(s) === 1,
+    );
     assert.deepEqual(await client(h2, 'generate', '2'), { ok: 2, failed: 0, errors: [] });
   });
 
-  test('a client node fetches a server\'s changed model list over the connection it keeps: no full TLS handshake per refresh', { timeout: 90_000 }, async () => {
+  test("a client node fetches a server's changed model list over the connection it keeps: no full TLS handshake per refresh", {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(2);
     const [h1, h2] = l.hosts as [Host, Host];
     await emulator(h1, 'm0:latest');
     await node(h1);
     await node(h2);
-    const listed = (s: { upstreams?: { models: string[] }[] }): string => [...(s.upstreams?.[0]?.models ?? [])].sort().join(',');
-    await until('the client to list the server\'s model', () => client(h2, 'status'), (s) => listed(s) === 'm0:latest');
+    const listed = (s: { upstreams?: { models: string[] }[] }): string =>
+      [...(s.upstreams?.[0]?.models ?? [])].sort().join(',');
+    await until(
+      "the client to list the server's model",
+      () => client(h2, 'status'),
+      (s) => listed(s) === 'm0:latest',
+    );
     const tls = async (): Promise<{ requests: number; full: number; resumed: number }> => {
-      const t = (await client(h1, 'status', '11435')).workers.totals as { requests: number; tlsHandshakes: number; tlsResumed: number };
+      const t = (await client(h1, 'status', '11435')).workers.totals as {
+        requests: number;
+        tlsHandshakes: number;
+        tlsResumed: number;
+      };
       return { requests: t.requests, full: t.tlsHandshakes - t.tlsResumed, resumed: t.tlsResumed };
     };
     const before = await tls();
@@ -286,39 +414,64 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
       // the client fetches the list again.
       assert.deepEqual(await client(h1, 'copy', 'm0', `m${i}`), { ok: true });
       models.push(`m${i}:latest`);
-      await until(`the client to list m${i}`, () => client(h2, 'status'), (s) => listed(s) === models.join(','), 10_000);
+      await until(
+        `the client to list m${i}`,
+        () => client(h2, 'status'),
+        (s) => listed(s) === models.join(','),
+        10_000,
+      );
     }
     const after = await tls();
-    assert.ok(after.requests - before.requests >= 3, `the 3 list fetches reached the server (${before.requests} -> ${after.requests} requests)`);
+    assert.ok(
+      after.requests - before.requests >= 3,
+      `the 3 list fetches reached the server (${before.requests} -> ${after.requests} requests)`,
+    );
     // Each status read connects afresh (a full handshake of its own, counted in its answer); the list
     // fetches reuse the client node's connection, or resume its session when the connection has closed.
-    assert.equal(after.full - before.full, 1, `full handshakes on the server during 3 refreshes: ${JSON.stringify({ before, after })}`);
+    assert.equal(
+      after.full - before.full,
+      1,
+      `full handshakes on the server during 3 refreshes: ${JSON.stringify({ before, after })}`,
+    );
   });
 
-  test('the discovery port held by another program: a clear error naming it and the flag', { timeout: 60_000 }, async () => {
+  test('the discovery port held by another program: a clear error naming it and the flag', {
+    timeout: 60_000,
+  }, async () => {
     const l = await lan(1);
     const h1 = l.hosts[0]!;
-    const holder = h1.spawn(NODE, ['-e', "const s=require('node:dgram').createSocket('udp4');s.bind(11436,'0.0.0.0',()=>console.log('held'))"]);
+    const holder = h1.spawn(NODE, [
+      '-e',
+      "const s=require('node:dgram').createSocket('udp4');s.bind(11436,'0.0.0.0',()=>console.log('held'))",
+    ]);
     await holder.waitForLine((t) => t === 'held', 10_000);
     const home = mkdtempSync(join(tmpdir(), 'ollana-lan-'));
     homes.push(home);
-    const r = await h1.exec(NODE, [MAIN, 'serve', '--workers', '1'], 30_000, { env: { OLLANA_HOME: home, OLLANA_DISCOVERY: undefined } });
+    const r = await h1.exec(NODE, [MAIN, 'serve', '--workers', '1'], 30_000, {
+      env: { OLLANA_HOME: home, OLLANA_DISCOVERY: undefined },
+    });
     assert.equal(r.code, 4, r.stderr);
     assert.match(r.stderr, /discovery UDP port 0\.0\.0\.0:11436 is in use.*--discovery-port.*\[OLN_PORT_IN_USE\]/);
   });
 
-  test('requests go to a server that has the model; /api/tags is the union; a failing server is retried elsewhere', { timeout: 90_000 }, async () => {
+  test('requests go to a server that has the model; /api/tags is the union; a failing server is retried elsewhere', {
+    timeout: 90_000,
+  }, async () => {
     const l = await lan(3);
     const [h1, h2, h3] = l.hosts as [Host, Host, Host];
     const emu1 = await emulator(h1, 'llama3.2:latest,shared:latest');
     await emulator(h2, 'qwen3:0.6b,shared:latest');
     await Promise.all([node(h1), node(h2)]);
     const c3 = await node(h3);
-    await until('both servers with their models', () => client(h3, 'status'),
-      (s) => upstreamCount(s) === 2 && s.upstreams.every((u: { models: string[] }) => u.models.length === 2));
+    await until(
+      'both servers with their models',
+      () => client(h3, 'status'),
+      (s) => upstreamCount(s) === 2 && s.upstreams.every((u: { models: string[] }) => u.models.length === 2),
+    );
     const tags = await client(h3, 'list');
     assert.deepEqual(tags.models.sort(), ['llama3.2:latest', 'qwen3:0.6b', 'shared:latest']);
-    const count = async (h: Host): Promise<number> => (await client(h, 'status', '11435')).workers.totals.requests as number;
+    const count = async (h: Host): Promise<number> =>
+      (await client(h, 'status', '11435')).workers.totals.requests as number;
     const [a0, b0] = [await count(h1), await count(h2)];
     assert.deepEqual(await client(h3, 'generate', '4', 'qwen3:0.6b'), { ok: 4, failed: 0, errors: [] });
     assert.deepEqual(await client(h3, 'generate', '4', 'llama3.2'), { ok: 4, failed: 0, errors: [] });
@@ -327,11 +480,16 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     assert.equal(b1 - b0, 4, 'the qwen requests went to the server that has qwen');
     // h1's Ollama dies; until h1's health check notices, h1 answers 502: those requests move to h2.
     const load = client(h3, 'generate', '150', 'shared');
-    await until('the shared-model requests to reach h1', () => count(h1), (n) => n > a1, 10_000);
+    await until(
+      'the shared-model requests to reach h1',
+      () => count(h1),
+      (n) => n > a1,
+      10_000,
+    );
     await emu1.stop();
     // The one request streaming from h1 at the instant its Ollama dies cannot move (bytes went out):
     // it ends with an error line. Every other request is answered, by h2 when h1 cannot.
-    const result = await load as { ok: number; failed: number; errors: string[] };
+    const result = (await load) as { ok: number; failed: number; errors: string[] };
     assert.ok(result.failed <= 1 && result.ok + result.failed === 150, JSON.stringify(result));
     for (const e of result.errors) assert.match(e, /broke off the response/);
     // A request was moved to the other server; the node's log line may reach this process after the load ended.

@@ -11,8 +11,19 @@ import { hostname as osHostname } from 'node:os';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  cleanupStale, clearRules, createLan, cut, dropMulticast, dropRandomUdp, heal, netnsSkipReason, netnsTest as it, withLan,
-  type Host, type HostProcess, type Lan,
+  cleanupStale,
+  clearRules,
+  createLan,
+  cut,
+  dropMulticast,
+  dropRandomUdp,
+  heal,
+  netnsSkipReason,
+  netnsTest as it,
+  withLan,
+  type Host,
+  type HostProcess,
+  type Lan,
 } from '../../testkit/netns.ts';
 
 const skip = netnsSkipReason();
@@ -48,7 +59,9 @@ s.bind(0, async () => {
 
 /** Payloads received so far by a receiver process (optionally only lines from index `since`). */
 function received(p: HostProcess, since = 0): string[] {
-  return p.lines.slice(since).filter((l) => l.stream === 'stdout' && l.text.startsWith('{'))
+  return p.lines
+    .slice(since)
+    .filter((l) => l.stream === 'stdout' && l.text.startsWith('{'))
     .map((l) => (JSON.parse(l.text) as { msg: string }).msg);
 }
 
@@ -62,7 +75,10 @@ async function send(from: Host, ...pairs: [dest: string, payload: string][]): Pr
 }
 
 function nsList(): string[] {
-  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter(Boolean);
 }
 
 /** True once the pid is gone or a zombie (bounded wait). */
@@ -72,7 +88,9 @@ async function waitPidGone(pid: number, timeoutMs = 3000): Promise<boolean> {
     if (!existsSync(`/proc/${pid}`)) return true;
     try {
       if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return true;
-    } catch { return true; }
+    } catch {
+      return true;
+    }
     await new Promise((r) => setTimeout(r, 10));
   }
   return false;
@@ -92,9 +110,14 @@ describe('virtual LAN with 3 hosts', { timeout: 30_000 }, () => {
     bcast = lan.broadcast;
     rx1 = h1.spawn(NODE, ['-e', RECEIVER]);
     rx3 = h3.spawn(NODE, ['-e', RECEIVER]);
-    await Promise.all([rx1.waitForLine((t) => t.startsWith('ready '), 5000), rx3.waitForLine((t) => t.startsWith('ready '), 5000)]);
+    await Promise.all([
+      rx1.waitForLine((t) => t.startsWith('ready '), 5000),
+      rx3.waitForLine((t) => t.startsWith('ready '), 5000),
+    ]);
   });
-  after(async () => { await lan?.close(); });
+  after(async () => {
+    await lan?.close();
+  });
 
   it('gives each host its own namespace, hostname and address, and no default route', async () => {
     assert.equal(new Set(lan.hosts.map((h) => h.hostname)).size, 3);
@@ -102,16 +125,26 @@ describe('virtual LAN with 3 hosts', { timeout: 30_000 }, () => {
     assert.ok(rx1.lines.some((l) => l.text === `ready ${h1.hostname}`));
     for (const h of lan.hosts) {
       assert.match(h.addr, /^10\.211\.\d+\.\d+$/);
-      const r = await h.exec('sh', ['-c', 'cat /proc/sys/kernel/hostname; ip -4 route show default | wc -l; ip -4 -o addr show dev eth0']);
+      const r = await h.exec('sh', [
+        '-c',
+        'cat /proc/sys/kernel/hostname; ip -4 route show default | wc -l; ip -4 -o addr show dev eth0',
+      ]);
       const [name, defaults, addr] = r.stdout.split('\n');
       assert.equal(name, h.hostname);
       assert.equal(defaults?.trim(), '0');
-      assert.match(addr ?? '', new RegExp(`inet ${h.addr.replaceAll('.', '\\.')}/24 brd ${bcast.replaceAll('.', '\\.')}`));
+      assert.match(
+        addr ?? '',
+        new RegExp(`inet ${h.addr.replaceAll('.', '\\.')}/24 brd ${bcast.replaceAll('.', '\\.')}`),
+      );
     }
     assert.equal(osHostname(), ownHostname, 'the machine hostname must not change');
     const nf = '/proc/sys/net/bridge/bridge-nf-call-iptables';
     if (existsSync(nf)) {
-      assert.equal(execFileSync('ip', ['netns', 'exec', lan.bridgeNs, 'cat', nf], { encoding: 'utf8' }).trim(), '0', 'bridged frames must bypass iptables');
+      assert.equal(
+        execFileSync('ip', ['netns', 'exec', lan.bridgeNs, 'cat', nf], { encoding: 'utf8' }).trim(),
+        '0',
+        'bridged frames must bypass iptables',
+      );
     }
   });
 
@@ -129,7 +162,10 @@ describe('virtual LAN with 3 hosts', { timeout: 30_000 }, () => {
     await send(h2, [GROUP, 'B-mc'], ['255.255.255.255', 'B-lb']);
     await waitMsg(rx1, 'B-lb', since); // the marker, sent after B-mc over a path that still works
     await waitMsg(rx3, 'B-mc'); // B-mc was really on the LAN
-    assert.deepEqual(received(rx1, since).filter((m) => m.startsWith('B-')), ['B-lb']);
+    assert.deepEqual(
+      received(rx1, since).filter((m) => m.startsWith('B-')),
+      ['B-lb'],
+    );
 
     await clearRules(h1);
     const since2 = rx1.lines.length;
@@ -158,21 +194,36 @@ describe('virtual LAN with 3 hosts', { timeout: 30_000 }, () => {
     await heal(h1);
     await send(h2, [GROUP, 'E-mc'], ['255.255.255.255', 'E-lb'], [bcast, 'E-db'], [h1.addr, 'E-uc']);
     for (const m of ['E-mc', 'E-lb', 'E-db', 'E-uc']) await waitMsg(rx1, m, since);
-    assert.deepEqual(received(rx1, since).filter((m) => m.startsWith('D-')), [], 'nothing sent during the cut may arrive');
+    assert.deepEqual(
+      received(rx1, since).filter((m) => m.startsWith('D-')),
+      [],
+      'nothing sent during the cut may arrive',
+    );
   });
 
   it('carries TCP from host 2 to host 1', async () => {
-    const server = h1.spawn(NODE, ['-e', `
+    const server = h1.spawn(NODE, [
+      '-e',
+      `
       const net = require('node:net');
       const srv = net.createServer((c) => { console.log('peer ' + c.remoteAddress); c.end(require('node:os').hostname() + '\\n'); });
       srv.listen(11437, '0.0.0.0', () => console.log('listening'));
-    `]);
+    `,
+    ]);
     await server.waitForLine((t) => t === 'listening', 5000);
-    const r = await h2.exec(NODE, ['-e', `
+    const r = await h2.exec(
+      NODE,
+      [
+        '-e',
+        `
       const c = require('node:net').connect(11437, process.argv[1]);
       let data = ''; c.on('data', (d) => { data += d; }); c.on('end', () => console.log(require('node:os').hostname() + ' got ' + data.trim()));
       c.on('error', (e) => { console.error(e.message); process.exit(2); });
-    `, h1.addr], 5000);
+    `,
+        h1.addr,
+      ],
+      5000,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), `${h2.hostname} got ${h1.hostname}`);
     await server.waitForLine((t) => t === `peer ${h2.addr}`, 3000);
@@ -184,16 +235,29 @@ describe('cleanup', { timeout: 30_000 }, () => {
   it('close() removes every namespace and process even when the test body throws', async () => {
     let names: readonly string[] = [];
     let pid: number | undefined;
-    await assert.rejects(withLan({ hosts: 2 }, async (lan) => {
-      names = lan.namespaces;
-      const p = lan.hosts[1]!.spawn('sh', ['-c', 'trap "" TERM; echo up; while :; do sleep 1; done']); // ignores SIGTERM
-      await p.waitForLine((t) => t === 'up', 3000);
-      pid = p.pid;
-      assert.deepEqual(names.filter((n) => nsList().includes(n)), names);
-      throw new Error('boom');
-    }, 500), /boom/);
+    await assert.rejects(
+      withLan(
+        { hosts: 2 },
+        async (lan) => {
+          names = lan.namespaces;
+          const p = lan.hosts[1]!.spawn('sh', ['-c', 'trap "" TERM; echo up; while :; do sleep 1; done']); // ignores SIGTERM
+          await p.waitForLine((t) => t === 'up', 3000);
+          pid = p.pid;
+          assert.deepEqual(
+            names.filter((n) => nsList().includes(n)),
+            names,
+          );
+          throw new Error('boom');
+        },
+        500,
+      ),
+      /boom/,
+    );
     assert.equal(names.length, 3);
-    assert.deepEqual(names.filter((n) => nsList().includes(n)), []);
+    assert.deepEqual(
+      names.filter((n) => nsList().includes(n)),
+      [],
+    );
     assert.ok(pid !== undefined && (await waitPidGone(pid)), 'the spawned process must be gone');
   });
 
@@ -208,16 +272,23 @@ describe('cleanup', { timeout: 30_000 }, () => {
         if (${JSON.stringify(how)} === 'uncaught exception') throw new Error('crash on purpose');
         setTimeout(() => {}, 20_000);
       `;
-      const child = spawn(NODE, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_TEST_CONTEXT: undefined } });
+      const child = spawn(NODE, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NODE_TEST_CONTEXT: undefined },
+      });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         if (how === 'SIGTERM' && out.includes('\n')) child.kill('SIGTERM');
       });
-      child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once('close', (c, s) => r([c, s])));
+      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+        child.once('close', (c, s) => r([c, s])),
+      );
       clearTimeout(timer);
       if (how === 'SIGTERM') assert.equal(signal, 'SIGTERM', err);
       else {
@@ -226,7 +297,10 @@ describe('cleanup', { timeout: 30_000 }, () => {
       }
       const { names, pid } = JSON.parse(out.trim()) as { names: string[]; pid: number };
       assert.equal(names.length, 3);
-      assert.deepEqual(names.filter((n) => nsList().includes(n)), []);
+      assert.deepEqual(
+        names.filter((n) => nsList().includes(n)),
+        [],
+      );
       assert.ok(await waitPidGone(pid), 'the spawned process must be gone');
     });
   }
@@ -237,14 +311,19 @@ describe('cleanup', { timeout: 30_000 }, () => {
     const r = randomBytes(4).toString('hex');
     const stale = [`oln${deadPid}x${r}b`, `oln${deadPid}x${r}h1`];
     const liveName = `oln${process.ppid}x${r}b`; // creator alive: must be kept
-    t.after(() => { for (const n of [...stale, liveName]) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' }); });
+    t.after(() => {
+      for (const n of [...stale, liveName]) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+    });
     const lan = await createLan({ hosts: 1 }); // first: createLan may run cleanupStale itself
     for (const n of [...stale, liveName]) execFileSync('ip', ['netns', 'add', n]);
     try {
       const removed = cleanupStale();
       for (const n of stale) assert.ok(removed.includes(n), `${n} must be removed`);
       const now = nsList();
-      assert.deepEqual(stale.filter((n) => now.includes(n)), []);
+      assert.deepEqual(
+        stale.filter((n) => now.includes(n)),
+        [],
+      );
       assert.ok(now.includes(liveName));
       for (const n of lan.namespaces) assert.ok(now.includes(n), `own namespace ${n} must be kept`);
     } finally {

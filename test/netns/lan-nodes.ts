@@ -30,16 +30,31 @@ export function madeByThisFile(): { readonly lans: Lan[]; readonly homes: string
 
 /** The Ollama emulator on the host's loopback, where a server node probes for Ollama. */
 export async function emulator(host: Host, models?: string): Promise<HostProcess> {
-  const p = host.spawn(NODE, [EMULATOR, '--port', '11434', '--tokens', '3', '--token-interval-ms', '2', '--ttft-ms', '0',
-    ...(models === undefined ? [] : ['--models', models])]);
+  const p = host.spawn(NODE, [
+    EMULATOR,
+    '--port',
+    '11434',
+    '--tokens',
+    '3',
+    '--token-interval-ms',
+    '2',
+    '--ttft-ms',
+    '0',
+    ...(models === undefined ? [] : ['--models', models]),
+  ]);
   await p.waitForLine((t) => t.includes('"url"'), 10_000);
   return p;
 }
 
 /** `ollana serve` in auto mode with discovery on, on data dir `home`; resolves with its "listening" line. */
-export async function serve(host: Host, home: string, args: readonly string[]): Promise<{ proc: HostProcess; line: string }> {
-  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', ...args],
-    { env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined } });
+export async function serve(
+  host: Host,
+  home: string,
+  args: readonly string[],
+): Promise<{ proc: HostProcess; line: string }> {
+  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', ...args], {
+    env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined },
+  });
   const line = await proc.waitForLine((t) => t.includes('listening on'), 20_000);
   return { proc, line };
 }
@@ -57,7 +72,12 @@ export async function client(host: Host, ...args: string[]): Promise<any> {
 }
 
 /** Polls `probe` every 100 ms until `ok` holds, at most `timeoutMs`; fails saying what was missing. */
-export async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 8_000): Promise<{ value: T; ms: number }> {
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T>,
+  ok: (v: T) => boolean,
+  timeoutMs = 8_000,
+): Promise<{ value: T; ms: number }> {
   const start = performance.now();
   let last: T | undefined;
   while (performance.now() - start < timeoutMs) {

@@ -8,7 +8,11 @@ import { encode } from '@msgpack/msgpack';
 import { decodeForDiscovery, decodeForElection } from '../../src/protocol/actor-inbox.ts';
 import { decoderFor, encodeMessage, ProtocolError } from '../../src/protocol/codec.ts';
 import {
-  SUPERVISOR_TO_DISCOVERY, SUPERVISOR_TO_ELECTION, type SelfInfo, type SupervisorToDiscovery, type SupervisorToElection,
+  SUPERVISOR_TO_DISCOVERY,
+  SUPERVISOR_TO_ELECTION,
+  type SelfInfo,
+  type SupervisorToDiscovery,
+  type SupervisorToElection,
 } from '../../src/protocol/messages.ts';
 import type { PeerInfo } from '../../src/protocol/lan.ts';
 import { assertMutationsAlike, assertRefusedAlike } from '../helpers/schema-parity.ts';
@@ -18,12 +22,30 @@ const discoveryBySchema = decoderFor<SupervisorToDiscovery>(SUPERVISOR_TO_DISCOV
 const electionBySchema = decoderFor<SupervisorToElection>(SUPERVISOR_TO_ELECTION);
 
 const SELF: SelfInfo = {
-  id: 'AAAAAAA-BBBBBBB', boot: 'b00t', role: 'server', port: 11435, fp: 'ab:cd', load: { inFlight: 3, workers: 2 },
-  models: '0123456789abcdef', term: 4, leader: 'AAAAAAA-BBBBBBB', draining: false,
+  id: 'AAAAAAA-BBBBBBB',
+  boot: 'b00t',
+  role: 'server',
+  port: 11435,
+  fp: 'ab:cd',
+  load: { inFlight: 3, workers: 2 },
+  models: '0123456789abcdef',
+  term: 4,
+  leader: 'AAAAAAA-BBBBBBB',
+  draining: false,
 };
 const PEER: PeerInfo = {
-  id: 'CCCCCCC', boot: 'b1', role: 'client', addr: '10.0.0.3', port: 0, fp: '', load: { inFlight: 0, workers: 8 },
-  models: '', term: 0, leader: '', draining: false, lastSeen: 1_767_000_000_000.5,
+  id: 'CCCCCCC',
+  boot: 'b1',
+  role: 'client',
+  addr: '10.0.0.3',
+  port: 0,
+  fp: '',
+  load: { inFlight: 0, workers: 8 },
+  models: '',
+  term: 0,
+  leader: '',
+  draining: false,
+  lastSeen: 1_767_000_000_000.5,
 };
 
 const DISCOVERY_VALID: SupervisorToDiscovery[] = [
@@ -38,7 +60,10 @@ const ELECTION_VALID: SupervisorToElection[] = [
   { type: 'election.self', id: 'AAAAAAA', boot: 'b00t', role: 'server', healthy: true },
   { type: 'election.self', id: '', boot: '', role: 'client', healthy: false },
   { type: 'peer.seen', peer: PEER },
-  { type: 'peer.seen', peer: { ...PEER, role: 'server', port: 11435, term: 9, leader: 'CCCCCCC', load: { inFlight: 1.5, workers: 1 } } },
+  {
+    type: 'peer.seen',
+    peer: { ...PEER, role: 'server', port: 11435, term: 9, leader: 'CCCCCCC', load: { inFlight: 1.5, workers: 1 } },
+  },
   { type: 'peer.gone', id: 'CCCCCCC', reason: 'bye' },
   { type: 'peer.gone', id: 'CCCCCCC', reason: 'timeout' },
   { type: 'peer.clone', id: 'AAAAAAA', addr: '10.0.0.9', boot: 'other' },
@@ -58,8 +83,12 @@ test('every valid supervisor-to-discovery and -election message decodes as the s
 });
 
 test('unknown keys are dropped, as the schema drops them', () => {
-  const configure = encode({ type: 'discovery.configure', extra: 1, announce: true,
-    self: { ...SELF, secret: 'x', load: { ...SELF.load, more: 1 }, members: [{ evil: true }] } });
+  const configure = encode({
+    type: 'discovery.configure',
+    extra: 1,
+    announce: true,
+    self: { ...SELF, secret: 'x', load: { ...SELF.load, more: 1 }, members: [{ evil: true }] },
+  });
   assert.deepEqual(decodeForDiscovery(configure), discoveryBySchema(configure));
   assert.deepEqual(decodeForDiscovery(configure), { type: 'discovery.configure', self: SELF, announce: true });
   const peer = encode({ type: 'peer.seen', peer: { ...PEER, members: [] }, extra: 'x' });
@@ -69,7 +98,12 @@ test('unknown keys are dropped, as the schema drops them', () => {
 
 test('malformed messages are refused naming the same field as the schema', () => {
   assertRefusedAlike(decodeForDiscovery, discoveryBySchema, [
-    42, null, [1, 2], 'text', {}, new Date(0),
+    42,
+    null,
+    [1, 2],
+    'text',
+    {},
+    new Date(0),
     { type: 'discovery.configure' },
     { type: 'discovery.configure', self: SELF },
     { type: 'discovery.configure', self: SELF, announce: 'yes' },
@@ -85,7 +119,10 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'discovery.stats.request', id: 2 ** 60 },
   ]);
   assertRefusedAlike(decodeForElection, electionBySchema, [
-    42, null, {}, { type: null },
+    42,
+    null,
+    {},
+    { type: null },
     { type: 'election.self', id: 'a', boot: 'b', role: 'server' },
     { type: 'election.self', id: 'a', boot: 'b', role: 'both', healthy: true },
     { type: 'election.self', id: 1, boot: 2, role: 3, healthy: 4 },
@@ -104,15 +141,30 @@ test('malformed messages are refused naming the same field as the schema', () =>
 });
 
 test('a message of another direction or an unknown type is refused as unexpected, garbage as undecodable', () => {
-  assert.throws(() => decodeForDiscovery(encodeMessage({ type: 'peer.gone', id: 'x', reason: 'bye' })),
-    { name: 'ProtocolError', message: 'unexpected message peer.gone on this port' });
-  assert.throws(() => decodeForElection(encodeMessage({ type: 'discovery.stop' })),
-    { name: 'ProtocolError', message: 'unexpected message discovery.stop on this port' });
-  assert.throws(() => decodeForElection(encode({ type: 'x'.repeat(1000) })),
-    (err: Error) => err instanceof ProtocolError && err.message.length < 100);
-  assert.throws(() => decodeForDiscovery(encode({ type: 7 })), { name: 'ProtocolError', message: 'malformed message: type: expected a string' });
-  assert.throws(() => decodeForElection(new Uint8Array([0xc1])), { name: 'ProtocolError', message: /^undecodable msgpack/ });
-  assert.throws(() => decodeForDiscovery('hello'), { name: 'ProtocolError', message: 'expected a msgpack buffer, got string' });
+  assert.throws(() => decodeForDiscovery(encodeMessage({ type: 'peer.gone', id: 'x', reason: 'bye' })), {
+    name: 'ProtocolError',
+    message: 'unexpected message peer.gone on this port',
+  });
+  assert.throws(() => decodeForElection(encodeMessage({ type: 'discovery.stop' })), {
+    name: 'ProtocolError',
+    message: 'unexpected message discovery.stop on this port',
+  });
+  assert.throws(
+    () => decodeForElection(encode({ type: 'x'.repeat(1000) })),
+    (err: Error) => err instanceof ProtocolError && err.message.length < 100,
+  );
+  assert.throws(() => decodeForDiscovery(encode({ type: 7 })), {
+    name: 'ProtocolError',
+    message: 'malformed message: type: expected a string',
+  });
+  assert.throws(() => decodeForElection(new Uint8Array([0xc1])), {
+    name: 'ProtocolError',
+    message: /^undecodable msgpack/,
+  });
+  assert.throws(() => decodeForDiscovery('hello'), {
+    name: 'ProtocolError',
+    message: 'expected a msgpack buffer, got string',
+  });
 });
 
 test('mutated valid messages get the same verdict from both decoders', () => {

@@ -29,7 +29,10 @@ class FakeWorker extends EventEmitter implements ActorWorker {
   }
 }
 
-interface Line { level: string; msg: string }
+interface Line {
+  level: string;
+  msg: string;
+}
 
 function harness() {
   const clock = new FakeClock();
@@ -43,9 +46,14 @@ function harness() {
   });
   let starts = 0;
   const actor = new ActorThread<ElectionToSupervisor, SupervisorToElection>({
-    name: 'test', file: '/nowhere.js', workerData: null, accepts: ['election.view'],
+    name: 'test',
+    file: '/nowhere.js',
+    workerData: null,
+    accepts: ['election.view'],
     log: pino({ level: 'info', formatters: { level: (label) => ({ level: label }) } }, dest),
-    onStart: () => { starts++; },
+    onStart: () => {
+      starts++;
+    },
     clock,
     spawn: () => {
       const w = new FakeWorker();
@@ -126,9 +134,16 @@ test('out of file descriptors: tried again every 5 s without end, said once, and
   assert.equal(h.fatal.length, 0, 'never given up on');
   assert.equal(h.lines.filter((l) => l.level === 'error' && /file descriptors/.test(l.msg)).length, 1);
   const got = new Promise((resolve) => h.actor.once('message', resolve));
-  h.last().emit('message', encodeMessage({ type: 'election.view', view: { term: 1, leader: '', servers: [], conflicts: [] } }));
+  h.last().emit(
+    'message',
+    encodeMessage({ type: 'election.view', view: { term: 1, leader: '', servers: [], conflicts: [] } }),
+  );
   assert.deepEqual(await got, { type: 'election.view', view: { term: 1, leader: '', servers: [], conflicts: [] } });
-  assert.ok(h.lines.some((l) => l.level === 'info' && l.msg === 'the test actor runs again: file descriptors are available again'));
+  assert.ok(
+    h.lines.some(
+      (l) => l.level === 'info' && l.msg === 'the test actor runs again: file descriptors are available again',
+    ),
+  );
 });
 
 test('stop() ends the thread and no death after it is restarted', async () => {

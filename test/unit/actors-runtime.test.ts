@@ -27,9 +27,19 @@ function recorder(): Recorder & { onMessage: (m: Message) => void; onBad: (e: Pr
   };
   return {
     events,
-    until: (n) => new Promise<void>((resolve) => { waiters.push({ n, resolve }); check(); }),
-    onMessage: (m) => { events.push({ ok: m }); check(); },
-    onBad: (e) => { events.push({ bad: e }); check(); },
+    until: (n) =>
+      new Promise<void>((resolve) => {
+        waiters.push({ n, resolve });
+        check();
+      }),
+    onMessage: (m) => {
+      events.push({ ok: m });
+      check();
+    },
+    onBad: (e) => {
+      events.push({ bad: e });
+      check();
+    },
   };
 }
 
@@ -37,12 +47,18 @@ function recorder(): Recorder & { onMessage: (m: Message) => void; onBad: (e: Pr
  * A proxy-side endpoint, decoding as a proxy worker does (the hand-written guards of proxy-inbox.ts),
  * on one end of a real MessageChannel; the other end is returned raw.
  */
-function proxySide(t: TestContext): { rec: ReturnType<typeof recorder>; endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor>; peer: MessagePort } {
+function proxySide(t: TestContext): {
+  rec: ReturnType<typeof recorder>;
+  endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor>;
+  peer: MessagePort;
+} {
   const { port1, port2 } = new MessageChannel();
   const rec = recorder();
-  const endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(
-    port1, decodeForProxy, rec.onMessage, rec.onBad);
-  t.after(() => { endpoint.close(); port2.close(); });
+  const endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(port1, decodeForProxy, rec.onMessage, rec.onBad);
+  t.after(() => {
+    endpoint.close();
+    port2.close();
+  });
   return { rec, endpoint, peer: port2 };
 }
 
@@ -51,22 +67,42 @@ test('Endpoint delivers accepted messages in order', async (t) => {
   const sent: SupervisorToProxy[] = [
     { type: 'log.level', level: 'debug' },
     { type: 'stats.request', id: 4 },
-    { type: 'routes.update', table: { version: 1, role: 'client', upstreams: [
-      { id: 'a', url: 'https://10.0.0.2:11435', device: 'a', basePath: '', healthy: true, models: ['m'], leader: true, load: 0 }] } },
+    {
+      type: 'routes.update',
+      table: {
+        version: 1,
+        role: 'client',
+        upstreams: [
+          {
+            id: 'a',
+            url: 'https://10.0.0.2:11435',
+            device: 'a',
+            basePath: '',
+            healthy: true,
+            models: ['m'],
+            leader: true,
+            load: 0,
+          },
+        ],
+      },
+    },
     { type: 'proxy.drain', deadlineMs: 1000 },
   ];
   for (const m of sent) peer.postMessage(encodeMessage(m));
   await rec.until(4);
-  assert.deepEqual(rec.events, sent.map((ok) => ({ ok })));
+  assert.deepEqual(
+    rec.events,
+    sent.map((ok) => ({ ok })),
+  );
 });
 
 test('Endpoint reports garbage and unexpected messages through onBad and keeps working', async (t) => {
   const { rec, peer } = proxySide(t);
-  peer.postMessage(new Uint8Array([0xc1]));                                         // undecodable
-  peer.postMessage('not bytes');                                                    // not a buffer
-  peer.postMessage(encode({ type: 'stats.request', id: 'x' }));                     // wrong shape
+  peer.postMessage(new Uint8Array([0xc1])); // undecodable
+  peer.postMessage('not bytes'); // not a buffer
+  peer.postMessage(encode({ type: 'stats.request', id: 'x' })); // wrong shape
   peer.postMessage(encodeMessage({ type: 'proxy.ready', worker: 1, threadId: 2 })); // valid, wrong direction
-  peer.postMessage(encodeMessage({ type: 'stats.request', id: 11 }));               // still works
+  peer.postMessage(encodeMessage({ type: 'stats.request', id: 11 })); // still works
   await rec.until(5);
   const [a, b, c, d, e] = rec.events;
   assert.ok(a && 'bad' in a && a.bad instanceof ProtocolError);
@@ -84,10 +120,22 @@ test('Endpoint.send encodes for the peer, and two endpoints talk to each other',
   const { port1, port2 } = new MessageChannel();
   const proxyRec = recorder();
   const supRec = recorder();
-  const proxy = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(port1, decoderFor(['stats.request']), proxyRec.onMessage, proxyRec.onBad);
+  const proxy = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(
+    port1,
+    decoderFor(['stats.request']),
+    proxyRec.onMessage,
+    proxyRec.onBad,
+  );
   const supervisor = new Endpoint<ProxyToSupervisor, SupervisorToProxy>(
-    port2, decoderFor(['proxy.ready', 'stats.report', 'status.request']), supRec.onMessage, supRec.onBad);
-  t.after(() => { proxy.close(); supervisor.close(); });
+    port2,
+    decoderFor(['proxy.ready', 'stats.report', 'status.request']),
+    supRec.onMessage,
+    supRec.onBad,
+  );
+  t.after(() => {
+    proxy.close();
+    supervisor.close();
+  });
 
   proxy.send({ type: 'proxy.ready', worker: 3, threadId: 9 });
   supervisor.send({ type: 'stats.request', id: 1 });
@@ -102,8 +150,16 @@ test('Endpoint.send encodes for the peer, and two endpoints talk to each other',
 
 test('Endpoint.send posts msgpack bytes, not the object', async (t) => {
   const { port1, port2 } = new MessageChannel();
-  const endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(port1, decoderFor([]), () => {}, () => {});
-  t.after(() => { endpoint.close(); port2.close(); });
+  const endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(
+    port1,
+    decoderFor([]),
+    () => {},
+    () => {},
+  );
+  t.after(() => {
+    endpoint.close();
+    port2.close();
+  });
   const got = new Promise<unknown>((resolve) => port2.once('message', resolve));
   endpoint.send({ type: 'status.request', id: 8 });
   const raw = await got;
@@ -134,7 +190,14 @@ test('PendingReplies rejects at the deadline, not before, and ignores the late r
   const pending = new PendingReplies<number>();
   const { id, reply } = pending.open(1_000, 'stats from worker 2');
   let outcome: { value: number } | { err: unknown } | null = null;
-  reply.then((value) => { outcome = { value }; }, (err: unknown) => { outcome = { err }; });
+  reply.then(
+    (value) => {
+      outcome = { value };
+    },
+    (err: unknown) => {
+      outcome = { err };
+    },
+  );
 
   t.mock.timers.tick(999);
   await flushMicrotasks();
@@ -156,8 +219,14 @@ test('PendingReplies: a settled request never times out; deadlines are per reque
   const fast = pending.open(100, 'fast');
   const slow = pending.open(500, 'slow');
   const outcomes: string[] = [];
-  fast.reply.then((v) => outcomes.push(`fast:${v}`), (e: Error) => outcomes.push(`fast!${e.message}`));
-  slow.reply.then((v) => outcomes.push(`slow:${v}`), (e: Error) => outcomes.push(`slow!${e.message}`));
+  fast.reply.then(
+    (v) => outcomes.push(`fast:${v}`),
+    (e: Error) => outcomes.push(`fast!${e.message}`),
+  );
+  slow.reply.then(
+    (v) => outcomes.push(`slow:${v}`),
+    (e: Error) => outcomes.push(`slow!${e.message}`),
+  );
 
   assert.equal(pending.settle(slow.id, 'ok'), true);
   t.mock.timers.tick(100);
@@ -189,7 +258,14 @@ test('PendingReplies keeps its deadlines on the clock it is given', async () => 
   const pending = new PendingReplies<string>(clock);
   const { reply } = pending.open(250, 'status of worker 1');
   let outcome: string | null = null;
-  reply.then((v) => { outcome = v; }, (e: Error) => { outcome = e.message; });
+  reply.then(
+    (v) => {
+      outcome = v;
+    },
+    (e: Error) => {
+      outcome = e.message;
+    },
+  );
   clock.advance(249);
   await flushMicrotasks();
   assert.equal(outcome, null, 'rejected before its deadline on the injected clock');

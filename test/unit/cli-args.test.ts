@@ -42,13 +42,35 @@ test('serve with no flags returns no flags at all', () => {
 });
 
 test('serve returns raw string values only for the flags given', () => {
-  const r = parseCli(['serve', '--workers', '4', '--listen', ':1234', '--ollama-url=http://h:1', '--drain-timeout', '5s',
-    '--origins', 'a,b', '--upstream-keep-alive', '1m', '--log-level', 'DEBUG'], VERSION);
+  const r = parseCli(
+    [
+      'serve',
+      '--workers',
+      '4',
+      '--listen',
+      ':1234',
+      '--ollama-url=http://h:1',
+      '--drain-timeout',
+      '5s',
+      '--origins',
+      'a,b',
+      '--upstream-keep-alive',
+      '1m',
+      '--log-level',
+      'DEBUG',
+    ],
+    VERSION,
+  );
   assert.deepEqual(r, {
     command: 'serve',
     flags: {
-      workers: '4', listen: ':1234', ollamaUrl: 'http://h:1', drainTimeoutMs: '5s', origins: 'a,b',
-      upstreamKeepAliveMs: '1m', logLevel: 'DEBUG',
+      workers: '4',
+      listen: ':1234',
+      ollamaUrl: 'http://h:1',
+      drainTimeoutMs: '5s',
+      origins: 'a,b',
+      upstreamKeepAliveMs: '1m',
+      logLevel: 'DEBUG',
     },
   });
 });
@@ -56,19 +78,27 @@ test('serve returns raw string values only for the flags given', () => {
 test('every serve flag maps to its config key', () => {
   for (const spec of OPTION_SPECS) {
     const argv = spec.kind === 'bool' ? ['serve', spec.flag] : ['serve', spec.flag, 'v'];
-    assert.deepEqual(parseCli(argv, VERSION), { command: 'serve', flags: { [spec.key]: spec.kind === 'bool' ? true : 'v' } },
-      spec.flag);
+    assert.deepEqual(
+      parseCli(argv, VERSION),
+      { command: 'serve', flags: { [spec.key]: spec.kind === 'bool' ? true : 'v' } },
+      spec.flag,
+    );
   }
 });
 
 test('-d and --daemon set daemon', () => {
   assert.deepEqual(parseCli(['serve', '-d'], VERSION), { command: 'serve', flags: { daemon: true } });
-  assert.deepEqual(parseCli(['serve', '--daemon', '--workers', '2'], VERSION),
-    { command: 'serve', flags: { daemon: true, workers: '2' } });
+  assert.deepEqual(parseCli(['serve', '--daemon', '--workers', '2'], VERSION), {
+    command: 'serve',
+    flags: { daemon: true, workers: '2' },
+  });
 });
 
 test('a repeated flag keeps the last value', () => {
-  assert.deepEqual(parseCli(['serve', '--workers', '2', '--workers', '3'], VERSION), { command: 'serve', flags: { workers: '3' } });
+  assert.deepEqual(parseCli(['serve', '--workers', '2', '--workers', '3'], VERSION), {
+    command: 'serve',
+    flags: { workers: '3' },
+  });
 });
 
 test('serve --help lists every flag with its default and environment variables', () => {
@@ -114,15 +144,26 @@ test('--version and -v print the version', () => {
 
 test('stop --timeout 5s', () => {
   assert.deepEqual(parseCli(['stop', '--timeout', '5s'], VERSION), { command: 'stop', flags: {}, timeoutMs: '5s' });
-  assert.deepEqual(parseCli(['stop', '--pid-file', '/run/o.pid'], VERSION),
-    { command: 'stop', flags: { pidFile: '/run/o.pid' }, timeoutMs: null });
+  assert.deepEqual(parseCli(['stop', '--pid-file', '/run/o.pid'], VERSION), {
+    command: 'stop',
+    flags: { pidFile: '/run/o.pid' },
+    timeoutMs: null,
+  });
 });
 
 test('status --json --url http://x', () => {
-  assert.deepEqual(parseCli(['status', '--json', '--url', 'http://x'], VERSION),
-    { command: 'status', flags: {}, url: 'http://x', json: true });
-  assert.deepEqual(parseCli(['status', '--listen', ':1', '--data-dir', '/d'], VERSION),
-    { command: 'status', flags: { listen: ':1', dataDir: '/d' }, url: null, json: false });
+  assert.deepEqual(parseCli(['status', '--json', '--url', 'http://x'], VERSION), {
+    command: 'status',
+    flags: {},
+    url: 'http://x',
+    json: true,
+  });
+  assert.deepEqual(parseCli(['status', '--listen', ':1', '--data-dir', '/d'], VERSION), {
+    command: 'status',
+    flags: { listen: ':1', dataDir: '/d' },
+    url: null,
+    json: false,
+  });
 });
 
 test('an unknown flag is OLN_USAGE naming it', () => {
@@ -138,11 +179,21 @@ test('an unknown command is OLN_USAGE naming it', () => {
 });
 
 test('issue #14: an unknown command is OLN_USAGE with --help too, at every level and through `help`', () => {
-  for (const argv of [['doctor', '--help'], ['doctor', '-h'], ['--help', 'doctor'], ['help', 'doctor'], ['-v', 'doctor']]) {
+  for (const argv of [
+    ['doctor', '--help'],
+    ['doctor', '-h'],
+    ['--help', 'doctor'],
+    ['help', 'doctor'],
+    ['-v', 'doctor'],
+  ]) {
     const err = usageError(argv, 'OLN_USAGE');
     assert.equal(err.message, "unknown command 'doctor'; see `ollana --help`", argv.join(' '));
   }
-  for (const argv of [['device', 'forget', '--help'], ['device', 'help', 'forget'], ['help', 'device', 'forget']]) {
+  for (const argv of [
+    ['device', 'forget', '--help'],
+    ['device', 'help', 'forget'],
+    ['help', 'device', 'forget'],
+  ]) {
     assert.match(usageError(argv, 'OLN_USAGE').message, /^unknown command 'forget'/, argv.join(' '));
   }
   // Known commands keep their help, whatever follows them.
@@ -171,20 +222,45 @@ test('parseCli has no side effects on its input', () => {
 });
 
 test('device subcommands: verb, id, --name, --json and --data-dir', () => {
-  assert.deepEqual(parseCli(['device', 'show'], VERSION),
-    { command: 'device', verb: 'show', flags: {}, id: null, name: null, json: false });
-  assert.deepEqual(parseCli(['device', 'list', '--json', '--data-dir', '/tmp/d'], VERSION),
-    { command: 'device', verb: 'list', flags: { dataDir: '/tmp/d' }, id: null, name: null, json: true });
-  assert.deepEqual(parseCli(['device', 'allow', 'abcd-efg', '--name', ' gpu box '], VERSION),
-    { command: 'device', verb: 'allow', flags: {}, id: 'abcd-efg', name: 'gpu box', json: false });
-  assert.deepEqual(parseCli(['device', 'disable', 'ABCD', '--json'], VERSION),
-    { command: 'device', verb: 'disable', flags: {}, id: 'ABCD', name: null, json: true });
+  assert.deepEqual(parseCli(['device', 'show'], VERSION), {
+    command: 'device',
+    verb: 'show',
+    flags: {},
+    id: null,
+    name: null,
+    json: false,
+  });
+  assert.deepEqual(parseCli(['device', 'list', '--json', '--data-dir', '/tmp/d'], VERSION), {
+    command: 'device',
+    verb: 'list',
+    flags: { dataDir: '/tmp/d' },
+    id: null,
+    name: null,
+    json: true,
+  });
+  assert.deepEqual(parseCli(['device', 'allow', 'abcd-efg', '--name', ' gpu box '], VERSION), {
+    command: 'device',
+    verb: 'allow',
+    flags: {},
+    id: 'abcd-efg',
+    name: 'gpu box',
+    json: false,
+  });
+  assert.deepEqual(parseCli(['device', 'disable', 'ABCD', '--json'], VERSION), {
+    command: 'device',
+    verb: 'disable',
+    flags: {},
+    id: 'ABCD',
+    name: null,
+    json: true,
+  });
   assert.equal((parseCli(['device', 'pending'], VERSION) as { verb: string }).verb, 'pending');
 });
 
 test('device --help lists every subcommand; a bare `device` prints the same', () => {
   const help = flat(printed(['device', '--help']));
-  for (const verb of ['show', 'list', 'pending', 'allow [options] <id>', 'disable [options] <id>']) assert.ok(help.includes(verb), verb);
+  for (const verb of ['show', 'list', 'pending', 'allow [options] <id>', 'disable [options] <id>'])
+    assert.ok(help.includes(verb), verb);
   assert.match(help, /Pairing: run `ollana device show` on one machine, then `ollana device allow <ID>` on the other/);
   assert.equal(printed(['device']), printed(['device', '--help']));
   assert.match(flat(printed(['device', 'allow', '--help'])), /--data-dir <value>.*--name <name>.*--json/);
@@ -196,8 +272,15 @@ test('device usage errors: missing id, extra argument, unknown verb, bad --name'
   assert.match(usageError(['device', 'disable', 'ABCD', 'EFGH'], 'OLN_USAGE').message, /too many arguments/);
   assert.match(usageError(['device', 'forget', 'ABCD'], 'OLN_USAGE').message, /unknown command 'forget'/);
   assert.match(usageError(['device', 'show', 'ABCD'], 'OLN_USAGE').message, /too many arguments/);
-  assert.throws(() => parseCli(['device', 'allow', 'ABCD', '--name', 'a\u001b[31m'], VERSION),
-    (err: unknown) => err instanceof OllanaError && err.code === 'OLN_BAD_FLAG' && /--name \(flag\) must be 1 to 64 printable/.test(err.message));
-  assert.throws(() => parseCli(['device', 'allow', 'ABCD', '--name', '  '], VERSION),
-    (err: unknown) => err instanceof OllanaError && err.code === 'OLN_BAD_FLAG');
+  assert.throws(
+    () => parseCli(['device', 'allow', 'ABCD', '--name', 'a\u001b[31m'], VERSION),
+    (err: unknown) =>
+      err instanceof OllanaError &&
+      err.code === 'OLN_BAD_FLAG' &&
+      /--name \(flag\) must be 1 to 64 printable/.test(err.message),
+  );
+  assert.throws(
+    () => parseCli(['device', 'allow', 'ABCD', '--name', '  '], VERSION),
+    (err: unknown) => err instanceof OllanaError && err.code === 'OLN_BAD_FLAG',
+  );
 });

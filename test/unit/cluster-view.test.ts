@@ -12,7 +12,10 @@ import type { TlsIdentity } from '../../src/net/tls.ts';
 import type { PeerInfo } from '../../src/protocol/lan.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 
-interface Line { level: string; msg: string }
+interface Line {
+  level: string;
+  msg: string;
+}
 
 function sink(): { log: pino.Logger; lines: Line[] } {
   const lines: Line[] = [];
@@ -28,8 +31,20 @@ function sink(): { log: pino.Logger; lines: Line[] } {
 const SELF = {} as TlsIdentity; // used only by the real (undici) connector
 
 function server(id: string, addr: string, models = 'd1', port = 11435): PeerInfo {
-  return { id, boot: 'b1', role: 'server', addr, port, fp: `fp-${id}`, load: { inFlight: 0, workers: 2 }, models, term: 1,
-    leader: '', draining: false, lastSeen: 0 };
+  return {
+    id,
+    boot: 'b1',
+    role: 'server',
+    addr,
+    port,
+    fp: `fp-${id}`,
+    load: { inFlight: 0, workers: 2 },
+    models,
+    term: 1,
+    leader: '',
+    draining: false,
+    lastSeen: 0,
+  };
 }
 
 /** A connector whose fetches the test answers: each tags() call is recorded with the time and waits for `answer`. */
@@ -43,18 +58,24 @@ class FakeTags {
     this.#clock = clock;
   }
 
-  readonly connector = (): Promise<TagsConnector> => Promise.resolve((origin: string, id: string): TagsConnection => {
-    this.opened.push(id);
-    return {
-      tags: () => new Promise<string[]>((resolve, reject) => {
-        this.fetches.push({ origin, at: this.#clock.now(), answer: (m) => (m instanceof Error ? reject(m) : resolve(m)) });
-      }),
-      close: () => {
-        this.closed.push(id);
-        return Promise.resolve();
-      },
-    };
-  });
+  readonly connector = (): Promise<TagsConnector> =>
+    Promise.resolve((origin: string, id: string): TagsConnection => {
+      this.opened.push(id);
+      return {
+        tags: () =>
+          new Promise<string[]>((resolve, reject) => {
+            this.fetches.push({
+              origin,
+              at: this.#clock.now(),
+              answer: (m) => (m instanceof Error ? reject(m) : resolve(m)),
+            });
+          }),
+        close: () => {
+          this.closed.push(id);
+          return Promise.resolve();
+        },
+      };
+    });
 }
 
 async function settle(): Promise<void> {
@@ -65,7 +86,14 @@ function view(clock: FakeClock, own: ReadonlySet<string> = new Set(['10.0.0.1'])
   const { log, lines } = sink();
   const tags = new FakeTags(clock);
   let changes = 0;
-  const cluster = new ClusterView(log, SELF, () => { changes++; }, { clock, ownAddresses: () => own, connector: tags.connector });
+  const cluster = new ClusterView(
+    log,
+    SELF,
+    () => {
+      changes++;
+    },
+    { clock, ownAddresses: () => own, connector: tags.connector },
+  );
   return { cluster, tags, lines, changes: () => changes };
 }
 
@@ -105,10 +133,19 @@ test('model lists are fetched at most every 2 s, and after failures every 4, 8, 
   cluster.close();
 });
 
-test('a server node heard from this machine\'s address, loopback, multicast or broadcast is not used, and said so once a minute', async () => {
+test("a server node heard from this machine's address, loopback, multicast or broadcast is not used, and said so once a minute", async () => {
   const clock = new FakeClock();
   const { cluster, tags, lines } = view(clock, new Set(['10.0.0.1', '10.0.0.255']));
-  for (const [i, addr] of ['10.0.0.1', '10.0.0.255', '127.0.0.1', '::1', '0.0.0.0', '224.0.0.5', '255.255.255.255', '::ffff:127.0.0.1'].entries()) {
+  for (const [i, addr] of [
+    '10.0.0.1',
+    '10.0.0.255',
+    '127.0.0.1',
+    '::1',
+    '0.0.0.0',
+    '224.0.0.5',
+    '255.255.255.255',
+    '::ffff:127.0.0.1',
+  ].entries()) {
     cluster.seen(server(`X${i}`, addr));
     await settle();
     assert.deepEqual(cluster.upstreams(), [], `${addr} is not used`);

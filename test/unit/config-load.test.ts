@@ -129,7 +129,10 @@ test('OLLANA_OLLAMA_URL beats OLLAMA_HOST; the value is kept as given', (t) => {
   assert.equal(both.config.ollamaUrl, 'http://10.0.0.1:1');
   assert.equal(both.origins.ollamaUrl, 'environment');
   assert.equal(loadConfig({}, { OLLANA_HOME: dir, OLLAMA_HOST: '0.0.0.0' }).config.ollamaUrl, '0.0.0.0');
-  assert.equal(loadConfig({ ollamaUrl: ':9999' }, { OLLANA_HOME: dir, OLLAMA_HOST: '10.0.0.2' }).config.ollamaUrl, ':9999');
+  assert.equal(
+    loadConfig({ ollamaUrl: ':9999' }, { OLLANA_HOME: dir, OLLAMA_HOST: '10.0.0.2' }).config.ollamaUrl,
+    ':9999',
+  );
 });
 
 test('origins: OLLANA_ORIGINS beats OLLAMA_ORIGINS; a comma list is split and trimmed', (t) => {
@@ -144,8 +147,16 @@ test('origins: OLLANA_ORIGINS beats OLLAMA_ORIGINS; a comma list is split and tr
 });
 
 const DURATIONS: readonly (readonly [string | number, number])[] = [
-  ['30s', 30_000], ['2m', 120_000], ['1500', 1_500], ['250ms', 250], ['1h', 3_600_000], ['1.5s', 1_500],
-  [' 2m ', 120_000], ['0', 0], [1500, 1_500], [0, 0],
+  ['30s', 30_000],
+  ['2m', 120_000],
+  ['1500', 1_500],
+  ['250ms', 250],
+  ['1h', 3_600_000],
+  ['1.5s', 1_500],
+  [' 2m ', 120_000],
+  ['0', 0],
+  [1500, 1_500],
+  [0, 0],
 ];
 for (const [raw, ms] of DURATIONS) {
   test(`duration ${JSON.stringify(raw)} parses to ${ms} ms`, (t) => {
@@ -161,8 +172,11 @@ for (const raw of ['-1', '5 min', '1d', 's', '', '1.5.2s', -5, 1.5]) {
   test(`duration ${JSON.stringify(raw)} is refused naming the flag`, (t) => {
     const dir = dataDir(t);
     const err = catchOllana(() => loadConfig({ drainTimeoutMs: raw }, { OLLANA_HOME: dir }), 'OLN_BAD_FLAG');
-    assert.equal(err.message, '--drain-timeout (flag) must be a duration: milliseconds, or a number with ms, s, m ' +
-      `or h (30s, 2m); got ${JSON.stringify(raw)}`);
+    assert.equal(
+      err.message,
+      '--drain-timeout (flag) must be a duration: milliseconds, or a number with ms, s, m ' +
+        `or h (30s, 2m); got ${JSON.stringify(raw)}`,
+    );
   });
 }
 
@@ -180,8 +194,11 @@ for (const listen of ['localhost', 'host:70000', '[::1]', 'a b:1', '1.2.3.4:', '
   test(`listen ${JSON.stringify(listen)} is refused`, (t) => {
     const dir = dataDir(t);
     const err = catchOllana(() => loadConfig({ listen }, { OLLANA_HOME: dir }), 'OLN_BAD_FLAG');
-    assert.equal(err.message, '--listen (flag) must be host:port, e.g. 0.0.0.0:11435, [::1]:11434 or :11435 ' +
-      `(port 0 to 65535); got ${JSON.stringify(listen)}`);
+    assert.equal(
+      err.message,
+      '--listen (flag) must be host:port, e.g. 0.0.0.0:11435, [::1]:11434 or :11435 ' +
+        `(port 0 to 65535); got ${JSON.stringify(listen)}`,
+    );
   });
 }
 
@@ -195,18 +212,16 @@ test('parseListen splits host and port', () => {
   assert.equal(parseListen('localhost'), null);
 });
 
-test('parseListen reads a bare port as a port on every interface',
-  () => {
-    assert.deepEqual(parseListen('11435'), { host: '0.0.0.0', port: 11435 });
-  });
+test('parseListen reads a bare port as a port on every interface', () => {
+  assert.deepEqual(parseListen('11435'), { host: '0.0.0.0', port: 11435 });
+});
 
-test('parseListen refuses a host without a port',
-  (t) => {
-    assert.equal(parseListen('1.2.3.4'), null);
-    assert.equal(parseListen('localhost8080'), null);
-    // ...so loadConfig lets `--listen 1.2.3.4` through instead of saying a port is missing.
-    catchOllana(() => loadConfig({ listen: '1.2.3.4' }, { OLLANA_HOME: dataDir(t) }), 'OLN_BAD_FLAG');
-  });
+test('parseListen refuses a host without a port', (t) => {
+  assert.equal(parseListen('1.2.3.4'), null);
+  assert.equal(parseListen('localhost8080'), null);
+  // ...so loadConfig lets `--listen 1.2.3.4` through instead of saying a port is missing.
+  catchOllana(() => loadConfig({ listen: '1.2.3.4' }, { OLLANA_HOME: dataDir(t) }), 'OLN_BAD_FLAG');
+});
 
 test('booleans, modes and paths', (t) => {
   const dir = dataDir(t);
@@ -248,13 +263,25 @@ test('--workers accepts the bounds 1 and 1024', (t) => {
 test('--max-connections takes 0 (no limit) to 1000000; --request-headers-timeout a duration', (t) => {
   const dir = dataDir(t);
   assert.equal(loadConfig({ maxConnections: '0' }, { OLLANA_HOME: dir }).config.maxConnections, 0);
-  assert.equal(loadConfig({}, { OLLANA_HOME: dir, OLLANA_MAX_CONNECTIONS: '1000000' }).config.maxConnections, 1_000_000);
+  assert.equal(
+    loadConfig({}, { OLLANA_HOME: dir, OLLANA_MAX_CONNECTIONS: '1000000' }).config.maxConnections,
+    1_000_000,
+  );
   for (const bad of ['1000001', '-1', '2.5', 'lots']) {
     const err = catchOllana(() => loadConfig({ maxConnections: bad }, { OLLANA_HOME: dir }), 'OLN_BAD_FLAG');
-    assert.equal(err.message, `--max-connections (flag) must be a whole number from 0 (no limit) to 1000000; got ${JSON.stringify(bad)}`);
+    assert.equal(
+      err.message,
+      `--max-connections (flag) must be a whole number from 0 (no limit) to 1000000; got ${JSON.stringify(bad)}`,
+    );
   }
-  assert.equal(loadConfig({ requestHeadersTimeoutMs: '3s' }, { OLLANA_HOME: dir }).config.requestHeadersTimeoutMs, 3_000);
-  const env = catchOllana(() => loadConfig({}, { OLLANA_HOME: dir, OLLANA_REQUEST_HEADERS_TIMEOUT: 'soon' }), 'OLN_BAD_CONFIG');
+  assert.equal(
+    loadConfig({ requestHeadersTimeoutMs: '3s' }, { OLLANA_HOME: dir }).config.requestHeadersTimeoutMs,
+    3_000,
+  );
+  const env = catchOllana(
+    () => loadConfig({}, { OLLANA_HOME: dir, OLLANA_REQUEST_HEADERS_TIMEOUT: 'soon' }),
+    'OLN_BAD_CONFIG',
+  );
   assert.match(env.message, /^OLLANA_REQUEST_HEADERS_TIMEOUT \(environment\) must be a duration/);
 });
 
@@ -285,9 +312,12 @@ test('an unknown key in the config file is OLN_BAD_CONFIG listing the settings',
   const dir = dataDir(t);
   const file = writeConfig(dir, { workers: 2, colour: 'blue' });
   const err = catchOllana(() => loadConfig({}, { OLLANA_HOME: dir }), 'OLN_BAD_CONFIG');
-  assert.equal(err.message, `${file}: unknown setting "colour"; the settings are mode, listen, ollamaUrl, workers, ` +
-    'logLevel, logFile, pidFile, drainTimeoutMs, probeTimeoutMs, connectTimeoutMs, headersTimeoutMs, bodyTimeoutMs, ' +
-    'upstreamConnections, upstreamKeepAliveMs, requestHeadersTimeoutMs, keepAliveTimeoutMs, requestBodyTimeoutMs, maxConnections, origins, discoveryPort, discovery, heartbeatMs, roleSwitchAfterMs, trustLan, insecureHttp');
+  assert.equal(
+    err.message,
+    `${file}: unknown setting "colour"; the settings are mode, listen, ollamaUrl, workers, ` +
+      'logLevel, logFile, pidFile, drainTimeoutMs, probeTimeoutMs, connectTimeoutMs, headersTimeoutMs, bodyTimeoutMs, ' +
+      'upstreamConnections, upstreamKeepAliveMs, requestHeadersTimeoutMs, keepAliveTimeoutMs, requestBodyTimeoutMs, maxConnections, origins, discoveryPort, discovery, heartbeatMs, roleSwitchAfterMs, trustLan, insecureHttp',
+  );
 });
 
 for (const key of ['dataDir', 'daemon'] as const satisfies readonly ConfigKey[]) {
@@ -303,11 +333,19 @@ test('a config file that is not JSON is OLN_BAD_CONFIG naming the file', (t) => 
   const dir = dataDir(t);
   const file = writeConfig(dir, '{ workers: 2, }');
   const err = catchOllana(() => loadConfig({}, { OLLANA_HOME: dir }), 'OLN_BAD_CONFIG');
-  assert.match(err.message, new RegExp(`^the config file ${escapeRe(file)} is not valid JSON \\(.+\\); fix it or move it away$`));
+  assert.match(
+    err.message,
+    new RegExp(`^the config file ${escapeRe(file)} is not valid JSON \\(.+\\); fix it or move it away$`),
+  );
   assert.ok(err.cause instanceof SyntaxError);
 });
 
-for (const [what, content] of [['an array', '[{"workers":2}]'], ['null', 'null'], ['a number', '42'], ['a string', '"x"']] as const) {
+for (const [what, content] of [
+  ['an array', '[{"workers":2}]'],
+  ['null', 'null'],
+  ['a number', '42'],
+  ['a string', '"x"'],
+] as const) {
   test(`a config file holding ${what} is OLN_BAD_CONFIG`, (t) => {
     const dir = dataDir(t);
     const file = writeConfig(dir, content);
@@ -333,20 +371,25 @@ test('a bad Ollama address via flag is OLN_BAD_OLLAMA_URL naming the flag and th
   const dir = dataDir(t);
   const err = catchOllana(() => loadConfig({ ollamaUrl: 'ftp://x' }, { OLLANA_HOME: dir }), 'OLN_BAD_OLLAMA_URL');
   assert.ok(err.message.startsWith('--ollama-url (flag): '), err.message);
-  assert.match(err.message, /"ftp:\/\/x" uses the scheme "ftp"; Ollama speaks http or https, e\.g\. http:\/\/127\.0\.0\.1:11434$/);
+  assert.match(
+    err.message,
+    /"ftp:\/\/x" uses the scheme "ftp"; Ollama speaks http or https, e\.g\. http:\/\/127\.0\.0\.1:11434$/,
+  );
   assert.equal(err.exitCode, 3);
 });
 
 test('a bad Ollama address via environment is OLN_BAD_OLLAMA_URL naming the variable', (t) => {
   const dir = dataDir(t);
-  const err = catchOllana(() => loadConfig({}, { OLLANA_HOME: dir, OLLANA_OLLAMA_URL: 'exa mple' }), 'OLN_BAD_OLLAMA_URL');
+  const err = catchOllana(
+    () => loadConfig({}, { OLLANA_HOME: dir, OLLANA_OLLAMA_URL: 'exa mple' }),
+    'OLN_BAD_OLLAMA_URL',
+  );
   assert.ok(err.message.startsWith('OLLANA_OLLAMA_URL (environment): '), err.message);
   assert.match(err.message, /"exa mple" is not a host name or IP address/);
 });
 
-test('a bad Ollama address names only the layer it came from',
-  (t) => {
-    const dir = dataDir(t);
-    const err = catchOllana(() => loadConfig({ ollamaUrl: 'ftp://x' }, { OLLANA_HOME: dir }), 'OLN_BAD_OLLAMA_URL');
-    assert.doesNotMatch(err.message, /OLLAMA_HOST/);
-  });
+test('a bad Ollama address names only the layer it came from', (t) => {
+  const dir = dataDir(t);
+  const err = catchOllana(() => loadConfig({ ollamaUrl: 'ftp://x' }, { OLLANA_HOME: dir }), 'OLN_BAD_OLLAMA_URL');
+  assert.doesNotMatch(err.message, /OLLAMA_HOST/);
+});

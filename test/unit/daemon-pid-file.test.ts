@@ -2,13 +2,29 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
-  drainReportFile, formatPidRecord, inspectPidFile, parsePidRecord, takeDrainReport, takePidFile, type PidRecord,
+  drainReportFile,
+  formatPidRecord,
+  inspectPidFile,
+  parsePidRecord,
+  takeDrainReport,
+  takePidFile,
+  type PidRecord,
 } from '../../src/daemon/pid-file.ts';
 import { processRuns, processStart } from '../../src/daemon/process-info.ts';
 import { OllanaError } from '../../src/errors.ts';
@@ -45,8 +61,14 @@ async function liveChild(t: TestContext, ...args: string[]): Promise<ChildProces
   return child as ChildProcess & { pid: number };
 }
 
-const record = (pid: number, over: Partial<PidRecord> = {}): PidRecord =>
-  ({ pid, start: null, token: null, drainTimeoutMs: null, listen: null, ...over });
+const record = (pid: number, over: Partial<PidRecord> = {}): PidRecord => ({
+  pid,
+  start: null,
+  token: null,
+  drainTimeoutMs: null,
+  listen: null,
+  ...over,
+});
 
 /** A pid file's text as the previous versions wrote it (the pid alone), dated an hour back. */
 function legacyPidFile(file: string, pid: number, ageMs = 3_600_000): void {
@@ -61,8 +83,13 @@ test('takePidFile on a fresh path creates the directories and writes pid, start 
   const taken = takePidFile(file, { drainTimeoutMs: 1234 });
   const text = readFileSync(file, 'utf8');
   assert.equal(text.split('\n')[0], String(process.pid), 'the first line is the pid alone, as other tools read it');
-  assert.deepEqual(parsePidRecord(text), { pid: process.pid, start: processStart(process.pid), token: taken.record.token,
-    drainTimeoutMs: 1234, listen: null });
+  assert.deepEqual(parsePidRecord(text), {
+    pid: process.pid,
+    start: processStart(process.pid),
+    token: taken.record.token,
+    drainTimeoutMs: 1234,
+    listen: null,
+  });
   assert.match(taken.record.token ?? '', /^[0-9a-f]{32}$/);
   assert.deepEqual(taken.notes, []);
   assert.deepEqual(readdirSync(join(dir, 'run', 'nested')), ['ollana.pid'], 'no temporary file left behind');
@@ -73,7 +100,7 @@ test('takePidFile on a fresh path creates the directories and writes pid, start 
   assert.equal(existsSync(file), false);
 });
 
-test('the start time is this process\'s own, and differs between processes', async (t) => {
+test("the start time is this process's own, and differs between processes", async (t) => {
   const child = await liveChild(t);
   const own = processStart(process.pid);
   assert.ok(own !== null && own.length > 0);
@@ -109,8 +136,9 @@ test('issue #22 item 9: a pid file naming a live process with another start time
   writeFileSync(file, formatPidRecord(record(other.pid, { start: 'not-its-start', token: 'ab' })));
   assert.equal(inspectPidFile(file).kind, 'other');
   const taken = takePidFile(file, { drainTimeoutMs: 1, self: { pid: 778, start: 'y/2' } });
-  assert.deepEqual(taken.notes,
-    [`replaced a stale pid file: its pid ${other.pid} is a different process now (not the ollana that wrote the file), left alone`]);
+  assert.deepEqual(taken.notes, [
+    `replaced a stale pid file: its pid ${other.pid} is a different process now (not the ollana that wrote the file), left alone`,
+  ]);
   assert.equal(parsePidRecord(readFileSync(file, 'utf8'))?.pid, 778);
   assert.equal(processRuns(other.pid), true);
 });
@@ -121,15 +149,21 @@ test('a pid file naming a live process with its own start time is that ollana: O
   const start = processStart(child.pid);
   writeFileSync(file, formatPidRecord(record(child.pid, { start, token: 'ab' })));
   assert.equal(inspectPidFile(file).kind, 'running');
-  assert.throws(() => takePidFile(file, { drainTimeoutMs: 1 }), (err: unknown) => {
-    assert.ok(err instanceof OllanaError);
-    assert.equal(err.code, 'OLN_ALREADY_RUNNING');
-    assert.equal(err.message, `ollana is already running (pid ${child.pid}, pid file ${file}); stop it with \`ollana stop\`, ` +
-      'or give this one its own --pid-file and --listen');
-    assert.deepEqual(err.details, { pid: child.pid, file });
-    assert.equal(err.exitCode, 6);
-    return true;
-  });
+  assert.throws(
+    () => takePidFile(file, { drainTimeoutMs: 1 }),
+    (err: unknown) => {
+      assert.ok(err instanceof OllanaError);
+      assert.equal(err.code, 'OLN_ALREADY_RUNNING');
+      assert.equal(
+        err.message,
+        `ollana is already running (pid ${child.pid}, pid file ${file}); stop it with \`ollana stop\`, ` +
+          'or give this one its own --pid-file and --listen',
+      );
+      assert.deepEqual(err.details, { pid: child.pid, file });
+      assert.equal(err.exitCode, 6);
+      return true;
+    },
+  );
   assert.equal(parsePidRecord(readFileSync(file, 'utf8'))?.pid, child.pid, 'the running ollana keeps its pid file');
 });
 
@@ -167,8 +201,10 @@ test('parsePidRecord: the first line must be a positive pid; unknown keys are ig
     assert.equal(parsePidRecord(text), null, JSON.stringify(text));
   }
   assert.deepEqual(parsePidRecord('  123 \n'), record(123));
-  assert.deepEqual(parsePidRecord('123\nstart b/9\ntoken ff\ndrain-timeout-ms 5\nlisten [::1]:7\nfuture yes\n'),
-    record(123, { start: 'b/9', token: 'ff', drainTimeoutMs: 5, listen: '[::1]:7' }));
+  assert.deepEqual(
+    parsePidRecord('123\nstart b/9\ntoken ff\ndrain-timeout-ms 5\nlisten [::1]:7\nfuture yes\n'),
+    record(123, { start: 'b/9', token: 'ff', drainTimeoutMs: 5, listen: '[::1]:7' }),
+  );
   const r = record(5, { start: 'Mon Dec 7 22:24:09 2026', token: 'aa', drainTimeoutMs: 0, listen: '0.0.0.0:11435' });
   assert.deepEqual(parsePidRecord(formatPidRecord(r)), r, 'a start time with spaces (ps) survives');
 });
@@ -178,17 +214,20 @@ test('a pid file under a regular file is OLN_DIR_UNWRITABLE naming the file and 
   const blocker = join(dir, 'not-a-dir');
   writeFileSync(blocker, 'x');
   const file = join(blocker, 'ollana.pid');
-  assert.throws(() => takePidFile(file, { drainTimeoutMs: 1 }), (err: unknown) => {
-    assert.ok(err instanceof OllanaError);
-    assert.equal(err.code, 'OLN_DIR_UNWRITABLE');
-    assert.ok(err.message.includes(file), err.message);
-    assert.match(err.message, /a part of the path is a file, not a directory/);
-    assert.match(err.message, /choose another place with --pid-file$/);
-    assert.deepEqual(err.details, { file });
-    assert.equal((err.cause as NodeJS.ErrnoException).code, 'ENOTDIR');
-    assert.equal(err.exitCode, 5);
-    return true;
-  });
+  assert.throws(
+    () => takePidFile(file, { drainTimeoutMs: 1 }),
+    (err: unknown) => {
+      assert.ok(err instanceof OllanaError);
+      assert.equal(err.code, 'OLN_DIR_UNWRITABLE');
+      assert.ok(err.message.includes(file), err.message);
+      assert.match(err.message, /a part of the path is a file, not a directory/);
+      assert.match(err.message, /choose another place with --pid-file$/);
+      assert.deepEqual(err.details, { file });
+      assert.equal((err.cause as NodeJS.ErrnoException).code, 'ENOTDIR');
+      assert.equal(err.exitCode, 5);
+      return true;
+    },
+  );
   assert.equal(readFileSync(blocker, 'utf8'), 'x');
 });
 
@@ -197,21 +236,26 @@ test('a pid file whose directory cannot be created is OLN_DIR_UNWRITABLE saying 
   const dir = tempDir(t);
   symlinkSync(join(dir, 'nowhere', 'deeper'), join(dir, 'link'));
   const file = join(dir, 'link', 'ollana.pid');
-  assert.throws(() => takePidFile(file, { drainTimeoutMs: 1 }), (err: unknown) => {
-    assert.ok(err instanceof OllanaError);
-    assert.equal(err.code, 'OLN_DIR_UNWRITABLE');
-    assert.ok(err.message.startsWith(`cannot write the pid file ${file}: `), err.message);
-    assert.match(err.message, /choose another place with --pid-file$/);
-    return true;
-  });
+  assert.throws(
+    () => takePidFile(file, { drainTimeoutMs: 1 }),
+    (err: unknown) => {
+      assert.ok(err instanceof OllanaError);
+      assert.equal(err.code, 'OLN_DIR_UNWRITABLE');
+      assert.ok(err.message.startsWith(`cannot write the pid file ${file}: `), err.message);
+      assert.match(err.message, /choose another place with --pid-file$/);
+      return true;
+    },
+  );
 });
 
 test('a failed write still ends in OLN_DIR_UNWRITABLE when its clean-up fails too', (t) => {
   const dir = tempDir(t);
   const file = join(dir, 'ollana.pid');
   mkdirSync(`${file}.786.tmp`); // opening it for writing fails with EISDIR, and so does the clean-up
-  assert.throws(() => takePidFile(file, { drainTimeoutMs: 1, self: { pid: 786, start: 'y/2' } }),
-    { name: 'OllanaError', code: 'OLN_DIR_UNWRITABLE' });
+  assert.throws(() => takePidFile(file, { drainTimeoutMs: 1, self: { pid: 786, start: 'y/2' } }), {
+    name: 'OllanaError',
+    code: 'OLN_DIR_UNWRITABLE',
+  });
 });
 
 test('release leaves a pid file another node has since taken', (t) => {
@@ -240,7 +284,9 @@ test('a drain report a killed node was still writing is removed at the next star
   const dead = await deadPid();
   writeFileSync(`${file}.cut.${dead}.tmp`, 'token a');
   const taken = takePidFile(file, { drainTimeoutMs: 1 });
-  assert.deepEqual(taken.notes, [`removed ${file}.cut.${dead}.tmp, a pid file that pid ${dead} was still writing when it ended`]);
+  assert.deepEqual(taken.notes, [
+    `removed ${file}.cut.${dead}.tmp, a pid file that pid ${dead} was still writing when it ended`,
+  ]);
   assert.deepEqual(readdirSync(dir), ['ollana.pid']);
   taken.release();
 });
@@ -250,7 +296,9 @@ test('issue #14: a writer killed at any point of the write leaves the old file o
   const file = join(dir, 'ollana.pid');
   const dead = await deadPid();
   const old = formatPidRecord(record(dead, { start: 'b/1', token: 'aa', drainTimeoutMs: 1 }));
-  const written = formatPidRecord(record(dead, { start: 'b/2', token: 'bb', drainTimeoutMs: 1, listen: '127.0.0.1:1' }));
+  const written = formatPidRecord(
+    record(dead, { start: 'b/2', token: 'bb', drainTimeoutMs: 1, listen: '127.0.0.1:1' }),
+  );
   // Every state a kill can leave: the temporary file holding each prefix of what was being written
   // (the write is one temporary file renamed over the pid file), beside the old pid file or none.
   for (const before of [old, null]) {
@@ -269,7 +317,9 @@ test('issue #14: a writer killed at any point of the write leaves the old file o
   }
 });
 
-test('issue #14: real writers SIGKILLed while they rewrite the pid file never leave it damaged', { timeout: 60_000 }, async (t) => {
+test('issue #14: real writers SIGKILLed while they rewrite the pid file never leave it damaged', {
+  timeout: 60_000,
+}, async (t) => {
   const dir = tempDir(t);
   const file = join(dir, 'ollana.pid');
   // The child takes the pid file, then rewrites it (as a node does when it adds its port) in a loop.
@@ -278,10 +328,14 @@ test('issue #14: real writers SIGKILLed while they rewrite the pid file never le
     console.log('taken');
     for (let i = 0; ; i++) p.setListen('127.0.0.1:' + (i % 65535));`;
   for (let round = 0; round < 12; round++) {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const exited = once(child, 'exit');
-    t.after(() => { child.kill('SIGKILL'); });
-    const [line] = await once(createInterface({ input: child.stdout! }), 'line') as [string];
+    t.after(() => {
+      child.kill('SIGKILL');
+    });
+    const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
     assert.equal(line, 'taken');
     // Killed somewhere in its loop of writes; where exactly is left to chance, every place must do.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -291,10 +345,18 @@ test('issue #14: real writers SIGKILLed while they rewrite the pid file never le
     assert.equal(found.kind, 'gone', `round ${round}: the file names the killed writer, whole`);
     const taken = takePidFile(file, { drainTimeoutMs: 1 });
     for (const note of taken.notes) {
-      assert.match(note, new RegExp(`^(removed ${file}\\.${child.pid}\\.tmp, a pid file that pid ${child.pid} was still writing when it ended` +
-        `|replaced a stale pid file left by pid ${child.pid}, which is not running)$`));
+      assert.match(
+        note,
+        new RegExp(
+          `^(removed ${file}\\.${child.pid}\\.tmp, a pid file that pid ${child.pid} was still writing when it ended` +
+            `|replaced a stale pid file left by pid ${child.pid}, which is not running)$`,
+        ),
+      );
     }
-    assert.ok(taken.notes.some((n) => n.startsWith('replaced a stale pid file')), 'the next start says what it found');
+    assert.ok(
+      taken.notes.some((n) => n.startsWith('replaced a stale pid file')),
+      'the next start says what it found',
+    );
     assert.deepEqual(readdirSync(dir), ['ollana.pid']);
     taken.release();
   }

@@ -55,7 +55,7 @@ test('the id of a fixed DER, computed by hand: sha256 -> base32 -> 4 check chara
   assert.equal(deviceIdFromDer(new Uint8Array(0)), '4OYMIQU-Y7QOBJR-GX36TEJ-S35ZEQD-T24QPEM-SNZGTFB-ESWMRW6-CSXBKQD');
 });
 
-test('ids have Syncthing\'s shape, and Syncthing\'s documented id checks out', () => {
+test("ids have Syncthing's shape, and Syncthing's documented id checks out", () => {
   for (let i = 0; i < 20; i++) {
     const id = deviceIdFromDer(Uint8Array.of(i, 42, 7));
     assert.match(id, SHAPE);
@@ -110,29 +110,51 @@ test('resolve: full ids known or not, unique prefixes of known ids in any spelli
 });
 
 test('resolve: ambiguous prefixes list the matches; unknown ones say where ids come from', () => {
-  const twin1 = 'ABCDEFG-' + A.slice(8);
-  const twin2 = 'ABCDXYZ-' + B.slice(8);
-  badId(() => resolveDeviceId('abcd', [twin1, twin2, A]),
-    new RegExp(`"abcd" matches 2 devices: ${twin1}, ${twin2}; type more of the id`));
+  const twin1 = `ABCDEFG-${A.slice(8)}`;
+  const twin2 = `ABCDXYZ-${B.slice(8)}`;
+  badId(
+    () => resolveDeviceId('abcd', [twin1, twin2, A]),
+    new RegExp(`"abcd" matches 2 devices: ${twin1}, ${twin2}; type more of the id`),
+  );
   assert.equal(resolveDeviceId('abcde', [twin1, twin2]), twin1);
-  badId(() => resolveDeviceId('ZZZZ', [A, B]), /no device in the allow list has an id starting with "ZZZZ".*`ollana device show` on that machine prints it/);
+  badId(
+    () => resolveDeviceId('ZZZZ', [A, B]),
+    /no device in the allow list has an id starting with "ZZZZ".*`ollana device show` on that machine prints it/,
+  );
   badId(() => resolveDeviceId(A.slice(0, 4), []), /no device in the allow list/);
-  badId(() => resolveDeviceId('ab', [A]), /"ab" is too short: give the full id, or at least 4 first characters of a device already in `ollana device list`/);
+  badId(
+    () => resolveDeviceId('ab', [A]),
+    /"ab" is too short: give the full id, or at least 4 first characters of a device already in `ollana device list`/,
+  );
   badId(() => resolveDeviceId('', [A]), /no device id given/);
-  badId(() => resolveDeviceId('P56I0I7', [A]), /contains "0": ids use only the letters A-Z and the digits 2-7 \(read 0 as O/);
+  badId(
+    () => resolveDeviceId('P56I0I7', [A]),
+    /contains "0": ids use only the letters A-Z and the digits 2-7 \(read 0 as O/,
+  );
   badId(() => resolveDeviceId(`${A}A`, [A]), /has 57 characters, a device id has 56/);
-  badId(() => resolveDeviceId('P56IOI7MZJNU2IQGDREYDM2MGTMGL3BXNPQ6W5BTBBZ4TJXZWICQ', []), /the 4 check characters are missing/);
+  badId(
+    () => resolveDeviceId('P56IOI7MZJNU2IQGDREYDM2MGTMGL3BXNPQ6W5BTBBZ4TJXZWICQ', []),
+    /the 4 check characters are missing/,
+  );
 });
 
 test('issue #22: a prefix never resolves to an id only met on the LAN (forgeable); the full id always does', () => {
   // Ids from discovery or refused handshakes (pending) can be ground to share any short prefix.
   const real = deviceIdFromDer(Uint8Array.of(3));
   const forged = real.slice(0, 5) + deviceIdFromDer(Uint8Array.of(4)).slice(5);
-  badId(() => resolveDeviceId(real.slice(0, 5), [], [forged]),
-    new RegExp(`"${real.slice(0, 5)}" matches only a device this machine met on the LAN, .*type the full id.*\`ollana device show\` on that machine prints it`));
+  badId(
+    () => resolveDeviceId(real.slice(0, 5), [], [forged]),
+    new RegExp(
+      `"${real.slice(0, 5)}" matches only a device this machine met on the LAN, .*type the full id.*\`ollana device show\` on that machine prints it`,
+    ),
+  );
   badId(() => resolveDeviceId(real.slice(0, 20), [], [real]), /matches only a device this machine met on the LAN/);
   assert.doesNotThrow(() => resolveDeviceId(real, [], [forged]));
-  assert.equal(resolveDeviceId(real.replace(/-/g, ' ').toLowerCase(), [], [forged]), real, 'full id: dashes, spaces, case free');
+  assert.equal(
+    resolveDeviceId(real.replace(/-/g, ' ').toLowerCase(), [], [forged]),
+    real,
+    'full id: dashes, spaces, case free',
+  );
   // A device already in the allow list (typed in full once) is still found by a prefix, and wins over a met one.
   assert.equal(resolveDeviceId(real.slice(0, 5), [real], [forged]), real);
   assert.equal(resolveDeviceId(A.slice(0, 4), [A], [B]), A);

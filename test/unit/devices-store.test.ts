@@ -11,13 +11,22 @@ import { after, test } from 'node:test';
 import { OllanaError } from '../../src/errors.ts';
 import { deviceIdFromDer } from '../../src/identity/device-id.ts';
 import {
-  allowedIds, readDevices, readPending, readPendingChecked, writeDevices, writePending, type DeviceEntry, type PendingEntry,
+  allowedIds,
+  readDevices,
+  readPending,
+  readPendingChecked,
+  writeDevices,
+  writePending,
+  type DeviceEntry,
+  type PendingEntry,
 } from '../../src/identity/devices.ts';
 import { withTrustLock } from '../../src/identity/trust-lock.ts';
 import { removeHome, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
-after(() => { for (const h of homes) removeHome(h); });
+after(() => {
+  for (const h of homes) removeHome(h);
+});
 function dir(): string {
   const h = tempHome('ollana-devices-');
   homes.push(h);
@@ -32,7 +41,15 @@ const devices: DeviceEntry[] = [
   { id: B, name: '', state: 'disabled', since: SINCE },
 ];
 const pending: PendingEntry[] = [
-  { id: B, name: 'gpu-box', addr: '192.168.1.20:11435', kind: 'server-seen', firstSeen: SINCE, lastSeen: SINCE, count: 3 },
+  {
+    id: B,
+    name: 'gpu-box',
+    addr: '192.168.1.20:11435',
+    kind: 'server-seen',
+    firstSeen: SINCE,
+    lastSeen: SINCE,
+    count: 3,
+  },
 ];
 
 function badFile(fn: () => unknown, pattern: RegExp): void {
@@ -79,7 +96,10 @@ test('a malformed devices.json is refused whole, naming the file, the place and 
     ['[]', /is not valid: .*expected object/],
     ['{"version":2,"devices":[]}', /is not valid at version/],
     ['{"version":1,"devices":[],"extra":1}', /is not valid: .*extra/],
-    [JSON.stringify({ version: 1, devices: [{ ...devices[0], id: A.toLowerCase() }] }), /at devices\.0\.id: not a device id as `ollana device show` prints it/],
+    [
+      JSON.stringify({ version: 1, devices: [{ ...devices[0], id: A.toLowerCase() }] }),
+      /at devices\.0\.id: not a device id as `ollana device show` prints it/,
+    ],
     [JSON.stringify({ version: 1, devices: [{ ...devices[0], state: 'on' }] }), /at devices\.0\.state/],
     [JSON.stringify({ version: 1, devices: [{ ...devices[0], since: 'yesterday' }] }), /at devices\.0\.since/],
     [JSON.stringify({ version: 1, devices: [devices[0], devices[0]] }), /at devices: lists a device twice/],
@@ -97,13 +117,27 @@ test('issue #22: a malformed pending.json entry is skipped with a description; t
   const file = join(d, 'pending.json');
   const C = deviceIdFromDer(Uint8Array.of(3));
   const good = [pending[0]!, { ...pending[0]!, id: C }];
-  writeFileSync(file, JSON.stringify({ version: 1, pending: [good[0], { ...pending[0], id: 'CGOB' }, good[1], { ...pending[0], count: 0 }, good[0]] }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      version: 1,
+      pending: [good[0], { ...pending[0], id: 'CGOB' }, good[1], { ...pending[0], count: 0 }, good[0]],
+    }),
+  );
   const read = readPendingChecked(d);
   assert.deepEqual(read.pending, good);
-  assert.match(read.problem ?? '', new RegExp(`^${file}: skipped 3 malformed entries \\(pending\\.1\\.id: not a device id.*; pending\\.3\\.count: .*; ` +
-    `pending\\.4: lists ${B} twice\\); the running node writes it again`));
+  assert.match(
+    read.problem ?? '',
+    new RegExp(
+      `^${file}: skipped 3 malformed entries \\(pending\\.1\\.id: not a device id.*; pending\\.3\\.count: .*; ` +
+        `pending\\.4: lists ${B} twice\\); the running node writes it again`,
+    ),
+  );
   assert.deepEqual(readPending(d), good);
-  for (const [text, pattern] of [['garbage', /not valid JSON .*, ignored/], ['{"version":2,"pending":[]}', /not valid at version: .*, ignored/]] as const) {
+  for (const [text, pattern] of [
+    ['garbage', /not valid JSON .*, ignored/],
+    ['{"version":2,"pending":[]}', /not valid at version: .*, ignored/],
+  ] as const) {
     writeFileSync(file, text);
     const r = readPendingChecked(d);
     assert.deepEqual(r.pending, []);
@@ -117,8 +151,16 @@ test('issue #22: nothing that would not read back is written: a malformed id or 
   const d = dir();
   writePending(d, pending);
   const before = readFileSync(join(d, 'pending.json'), 'utf8');
-  const refused = (fn: () => void): void => assert.throws(fn, (err: unknown) => err instanceof OllanaError && err.code === 'OLN_INTERNAL' &&
-    /refusing to write .*pending\.json: the new content would not be valid at pending\.0\.(id|name)/.test(err.message));
+  const refused = (fn: () => void): void =>
+    assert.throws(
+      fn,
+      (err: unknown) =>
+        err instanceof OllanaError &&
+        err.code === 'OLN_INTERNAL' &&
+        /refusing to write .*pending\.json: the new content would not be valid at pending\.0\.(id|name)/.test(
+          err.message,
+        ),
+    );
   refused(() => writePending(d, [{ ...pending[0]!, id: 'CGOB' }]));
   refused(() => writePending(d, [{ ...pending[0]!, name: 'x'.repeat(300) }]));
   assert.throws(() => writeDevices(d, [{ ...devices[0]!, id: A.toLowerCase() }]), /refusing to write .*devices\.json/);
@@ -129,25 +171,40 @@ test('issue #22: nothing that would not read back is written: a malformed id or 
 test('the trust lock: another process holding it -> OLN_DATA_DIR_BUSY after the wait; a SIGKILLed holder frees it at once', async (t) => {
   const d = dir();
   // A holder that takes the lock, says so, and blocks (synchronously, as every holder does) until killed.
-  const holder = spawn(process.execPath, ['--input-type=module', '-e', `
+  const holder = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `
     import { withTrustLock } from ${JSON.stringify(new URL('../../src/identity/trust-lock.ts', import.meta.url).href)};
     withTrustLock(${JSON.stringify(d)}, 1000, () => {
       process.stdout.write('locked\\n');
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
-    });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    });`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   t.after(() => holder.kill('SIGKILL'));
-  const [first] = await once(holder.stdout, 'data') as [Buffer];
+  const [first] = (await once(holder.stdout, 'data')) as [Buffer];
   assert.equal(first.toString(), 'locked\n');
   const started = Date.now();
-  assert.throws(() => withTrustLock(d, 300, () => 'never'), (err: unknown) => {
-    assert.ok(err instanceof OllanaError, String(err));
-    assert.equal(err.code, 'OLN_DATA_DIR_BUSY');
-    assert.match(err.message, /another ollana process has held .*trust\.lock for more than 300 ms/);
-    return true;
-  });
+  assert.throws(
+    () => withTrustLock(d, 300, () => 'never'),
+    (err: unknown) => {
+      assert.ok(err instanceof OllanaError, String(err));
+      assert.equal(err.code, 'OLN_DATA_DIR_BUSY');
+      assert.match(err.message, /another ollana process has held .*trust\.lock for more than 300 ms/);
+      return true;
+    },
+  );
   assert.ok(Date.now() - started >= 250, 'it waited');
   holder.kill('SIGKILL');
   await once(holder, 'exit');
-  assert.equal(withTrustLock(d, 1000, () => 'mine'), 'mine', 'no stale lock after the holder died');
+  assert.equal(
+    withTrustLock(d, 1000, () => 'mine'),
+    'mine',
+    'no stale lock after the holder died',
+  );
   assert.deepEqual(readdirSync(d).sort(), ['trust.lock'], 'no journal or other file beside it');
 });

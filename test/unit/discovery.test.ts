@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { DiscoveryActor, MAX_PEERS, NEW_PEER_LIMIT, type DatagramSocketLike, type DiscoveryOptions } from '../../src/actors/discovery/index.ts';
+import {
+  DiscoveryActor,
+  MAX_PEERS,
+  NEW_PEER_LIMIT,
+  type DatagramSocketLike,
+  type DiscoveryOptions,
+} from '../../src/actors/discovery/index.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { encode } from '@msgpack/msgpack';
 import { decodeDatagram, encodeDatagram } from '../../src/net/datagram.ts';
@@ -13,7 +19,9 @@ import { parseDeviceId } from '../../src/identity/device-id.ts';
 
 /** The nodes these tests talk about, each with a real identity: its id is its certificate's. */
 const NAMES = ['self0000', 'peer0001', 'p2', 'otherclient', 'client1', 'q1', 'srv2', 'attacker'] as const;
-const IDENTITIES = new Map<string, TestIdentity>((await makeIdentities(NAMES.length)).map((ident, i) => [NAMES[i]!, ident]));
+const IDENTITIES = new Map<string, TestIdentity>(
+  (await makeIdentities(NAMES.length)).map((ident, i) => [NAMES[i]!, ident]),
+);
 function who(name: (typeof NAMES)[number]): TestIdentity {
   return IDENTITIES.get(name)!;
 }
@@ -93,7 +101,8 @@ class FakeSocket implements DatagramSocketLike {
   }
 
   setMulticastInterface(iface: string): void {
-    if (this.failing.get(iface) === 'throw') throw Object.assign(new Error('setMulticastInterface EADDRNOTAVAIL'), { code: 'EADDRNOTAVAIL' });
+    if (this.failing.get(iface) === 'throw')
+      throw Object.assign(new Error('setMulticastInterface EADDRNOTAVAIL'), { code: 'EADDRNOTAVAIL' });
     this.#via = iface;
   }
 
@@ -130,14 +139,31 @@ const IFACE = { address: '192.168.1.10', netmask: '255.255.255.0' };
 const LAN_COPIES = [`${GROUP} via 192.168.1.10`, '192.168.1.255', '255.255.255.255'];
 
 const SERVER_SELF: SelfInfo = {
-  id: id('self0000'), boot: 'bootA', role: 'server', port: 11435, fp: '', load: { inFlight: 0, workers: 4 },
-  models: 'm1', term: 1, leader: 'other-leader', draining: false,
+  id: id('self0000'),
+  boot: 'bootA',
+  role: 'server',
+  port: 11435,
+  fp: '',
+  load: { inFlight: 0, workers: 4 },
+  models: 'm1',
+  term: 1,
+  leader: 'other-leader',
+  draining: false,
 };
 const CLIENT_SELF: SelfInfo = { ...SERVER_SELF, role: 'client', port: 0, leader: '' };
 
 const PEER: LanDatagram = {
-  kind: 'announce', id: id('peer0001'), boot: 'bootP', role: 'server', port: 11435, seq: 1,
-  load: { inFlight: 1, workers: 2 }, models: 'pm', term: 1, leader: '', draining: false,
+  kind: 'announce',
+  id: id('peer0001'),
+  boot: 'bootP',
+  role: 'server',
+  port: 11435,
+  seq: 1,
+  load: { inFlight: 1, workers: 2 },
+  models: 'pm',
+  term: 1,
+  leader: '',
+  draining: false,
 };
 
 async function setup(options: Partial<DiscoveryOptions> = {}) {
@@ -146,15 +172,25 @@ async function setup(options: Partial<DiscoveryOptions> = {}) {
   const out: DiscoveryToSupervisor[] = [];
   const rand = { value: 0.5 };
   const actor = new DiscoveryActor({
-    socket, clock, random: () => rand.value, log: pino({ level: 'silent' }), send: (m) => out.push(m),
-    options: { interfaces: [IFACE], ...options }, signer: who('self0000').signer,
+    socket,
+    clock,
+    random: () => rand.value,
+    log: pino({ level: 'silent' }),
+    send: (m) => out.push(m),
+    options: { interfaces: [IFACE], ...options },
+    signer: who('self0000').signer,
   });
   await actor.start();
   const ready = out.splice(0);
   // Peers' numbers start at their clocks too: above this node's first (the fake clock's start).
   let seq = clock.now() + 100;
   return {
-    clock, socket, out, rand, actor, ready,
+    clock,
+    socket,
+    out,
+    rand,
+    actor,
+    ready,
     /** delivers a datagram from a peer (a fresh seq unless given) */
     hear(d: Partial<LanDatagram>, from = '192.168.1.20', port = 11436): void {
       const full = { ...PEER, seq: seq++, ...d };
@@ -183,21 +219,47 @@ test('start binds 0.0.0.0:port, joins the group per interface, sets the socket u
   const two = [IFACE, { address: '10.0.5.3', netmask: '255.255.0.0' }];
   const { socket, ready } = await setup({ port: 11436, interfaces: two });
   assert.equal(socket.boundTo, '0.0.0.0:11436');
-  assert.deepEqual(socket.memberships, [['add', GROUP, '192.168.1.10'], ['add', GROUP, '10.0.5.3']]);
+  assert.deepEqual(socket.memberships, [
+    ['add', GROUP, '192.168.1.10'],
+    ['add', GROUP, '10.0.5.3'],
+  ]);
   assert.deepEqual(socket.flags, { broadcast: true, ttl: 1, loopback: true });
-  assert.deepEqual(ready, [{ type: 'discovery.ready', port: 11436, group: GROUP, multicast: true, broadcast: true,
-    interfaces: ['192.168.1.10', '10.0.5.3'] }]);
+  assert.deepEqual(ready, [
+    {
+      type: 'discovery.ready',
+      port: 11436,
+      group: GROUP,
+      multicast: true,
+      broadcast: true,
+      interfaces: ['192.168.1.10', '10.0.5.3'],
+    },
+  ]);
 });
 
 test('without any LAN interface the group is joined without an interface address', async () => {
   const clock = new FakeClock(START);
   const socket = new FakeSocket();
   const out: DiscoveryToSupervisor[] = [];
-  const actor = new DiscoveryActor({ socket, clock, random: () => 0, log: pino({ level: 'silent' }), send: (m) => out.push(m),
-    options: { port: 11436 }, scanInterfaces: () => [], signer: who('self0000').signer });
+  const actor = new DiscoveryActor({
+    socket,
+    clock,
+    random: () => 0,
+    log: pino({ level: 'silent' }),
+    send: (m) => out.push(m),
+    options: { port: 11436 },
+    scanInterfaces: () => [],
+    signer: who('self0000').signer,
+  });
   await actor.start();
   assert.deepEqual(socket.memberships, [['add', GROUP, undefined]]);
-  assert.deepEqual(out[0], { type: 'discovery.ready', port: 11436, group: GROUP, multicast: true, broadcast: true, interfaces: [] });
+  assert.deepEqual(out[0], {
+    type: 'discovery.ready',
+    port: 11436,
+    group: GROUP,
+    multicast: true,
+    broadcast: true,
+    interfaces: [],
+  });
   actor.handle({ type: 'discovery.configure', self: SERVER_SELF, announce: true });
   await actor.flushed();
   assert.deepEqual(socket.take().map(where), [GROUP, '255.255.255.255']);
@@ -207,8 +269,15 @@ test('without any LAN interface the group is joined without an interface address
 test('a bind failure rejects start() with an error naming the port and --discovery-port', async () => {
   const socket = new FakeSocket();
   socket.bindError = Object.assign(new Error('bind EADDRINUSE 0.0.0.0:11436'), { code: 'EADDRINUSE' });
-  const actor = new DiscoveryActor({ socket, clock: new FakeClock(START), random: () => 0, log: pino({ level: 'silent' }),
-    send: () => assert.fail('nothing may be sent'), options: { port: 11436, interfaces: [] }, signer: who('self0000').signer });
+  const actor = new DiscoveryActor({
+    socket,
+    clock: new FakeClock(START),
+    random: () => 0,
+    log: pino({ level: 'silent' }),
+    send: () => assert.fail('nothing may be sent'),
+    options: { port: 11436, interfaces: [] },
+    signer: who('self0000').signer,
+  });
   await assert.rejects(actor.start(), (err: unknown) => {
     assert.ok(err instanceof OllanaError);
     assert.equal(err.code, 'OLN_PORT_IN_USE');
@@ -217,8 +286,15 @@ test('a bind failure rejects start() with an error naming the port and --discove
     return true;
   });
   socket.bindError = Object.assign(new Error('bind EACCES'), { code: 'EACCES' });
-  const denied = new DiscoveryActor({ socket, clock: new FakeClock(START), random: () => 0, log: pino({ level: 'silent' }),
-    send: () => undefined, options: { port: 436, interfaces: [] }, signer: who('self0000').signer });
+  const denied = new DiscoveryActor({
+    socket,
+    clock: new FakeClock(START),
+    random: () => 0,
+    log: pino({ level: 'silent' }),
+    send: () => undefined,
+    options: { port: 436, interfaces: [] },
+    signer: who('self0000').signer,
+  });
   await assert.rejects(denied.start(), { code: 'OLN_PORT_DENIED', message: /436.*--discovery-port/ });
 });
 
@@ -228,9 +304,25 @@ test('a server announces at once, then on every heartbeat, one seq per datagram 
   await h.configure(SERVER_SELF, true);
   const first = h.socket.take();
   assert.deepEqual(first.map(where), LAN_COPIES);
-  assert.ok(first.every((s) => s.datagram.kind === 'announce' && s.datagram.seq === first[0]!.datagram.seq && s.port === 11436));
-  assert.deepEqual({ ...first[0]!.datagram, seq: 0 }, { kind: 'announce', id: id('self0000'), boot: 'bootA', role: 'server',
-    port: 11435, seq: 0, load: { inFlight: 0, workers: 4 }, models: 'm1', term: 1, leader: 'other-leader', draining: false });
+  assert.ok(
+    first.every((s) => s.datagram.kind === 'announce' && s.datagram.seq === first[0]!.datagram.seq && s.port === 11436),
+  );
+  assert.deepEqual(
+    { ...first[0]!.datagram, seq: 0 },
+    {
+      kind: 'announce',
+      id: id('self0000'),
+      boot: 'bootA',
+      role: 'server',
+      port: 11435,
+      seq: 0,
+      load: { inFlight: 0, workers: 4 },
+      models: 'm1',
+      term: 1,
+      leader: 'other-leader',
+      draining: false,
+    },
+  );
   assert.ok(first[0]!.datagram.seq > 1_000_000 - 1, 'numbers start at the clock');
   await h.advance(999);
   assert.equal(h.socket.take().length, 0);
@@ -240,7 +332,10 @@ test('a server announces at once, then on every heartbeat, one seq per datagram 
   const later = h.socket.take();
   assert.equal(later.length, 12);
   const seqs = [first[0]!, ...later].filter((_, i) => i % 3 === 0).map((s) => s.datagram.seq);
-  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+  assert.deepEqual(
+    seqs,
+    [...seqs].sort((a, b) => a - b),
+  );
   assert.equal(new Set(seqs).size, 5 + 1 - 1, 'one seq per heartbeat (first counted once)');
 });
 
@@ -275,21 +370,37 @@ test('a client announces too, queries at once and every interval until it knows 
   const h = await setup();
   await h.configure(CLIENT_SELF, true);
   const first = h.socket.take();
-  assert.deepEqual(first.map((s) => s.datagram.kind), ['announce', 'announce', 'announce', 'query', 'query', 'query']);
+  assert.deepEqual(
+    first.map((s) => s.datagram.kind),
+    ['announce', 'announce', 'announce', 'query', 'query', 'query'],
+  );
   assert.equal(first[0]!.datagram.port, 0);
   assert.equal(first[0]!.datagram.role, 'client');
   await h.advance(1000);
-  assert.deepEqual(h.socket.take().map((s) => s.datagram.kind).sort(), ['announce', 'announce', 'announce', 'query', 'query', 'query']);
+  assert.deepEqual(
+    h.socket
+      .take()
+      .map((s) => s.datagram.kind)
+      .sort(),
+    ['announce', 'announce', 'announce', 'query', 'query', 'query'],
+  );
   h.hear({ role: 'client', id: id('otherclient') }); // a client does not count
   await h.advance(1000);
   assert.equal(h.socket.take().filter((s) => s.datagram.kind === 'query').length, 3);
   h.hear({});
   await h.advance(3000);
-  assert.deepEqual(new Set(h.socket.take().map((s) => s.datagram.kind)), new Set(['announce']), 'no query once a server is known');
+  assert.deepEqual(
+    new Set(h.socket.take().map((s) => s.datagram.kind)),
+    new Set(['announce']),
+    'no query once a server is known',
+  );
   // The server goes: querying resumes at once.
   h.hear({ kind: 'bye' });
   await h.advance(0);
-  assert.deepEqual(h.socket.take().map((s) => s.datagram.kind), ['query', 'query', 'query']);
+  assert.deepEqual(
+    h.socket.take().map((s) => s.datagram.kind),
+    ['query', 'query', 'query'],
+  );
 });
 
 test('a server answers a query by unicast after a jittered delay', async () => {
@@ -311,9 +422,16 @@ test('a server answers a query by unicast after a jittered delay', async () => {
 
   // Jitter 0.999 -> 199 ms.
   h.rand.value = 0.999;
-  h.socket.deliver(enc({ ...PEER, id: id('client1'), kind: 'query', role: 'client', port: 0, seq: 1_000_008 }), '192.168.1.21', 11436);
+  h.socket.deliver(
+    enc({ ...PEER, id: id('client1'), kind: 'query', role: 'client', port: 0, seq: 1_000_008 }),
+    '192.168.1.21',
+    11436,
+  );
   await h.advance(198);
-  assert.deepEqual(h.socket.take().filter((x) => x.address === '192.168.1.21'), []);
+  assert.deepEqual(
+    h.socket.take().filter((x) => x.address === '192.168.1.21'),
+    [],
+  );
   await h.advance(1);
   const [plain] = h.socket.take().filter((x) => x.address === '192.168.1.21');
   assert.equal(plain?.datagram.kind, 'announce');
@@ -329,7 +447,10 @@ test('only an announcing server answers queries', async () => {
     h.socket.take();
     h.hear({ id: id('q1'), kind: 'query', role: 'client', port: 0 });
     await h.advance(300);
-    assert.deepEqual(h.socket.take().filter((s) => s.address === '192.168.1.20'), []);
+    assert.deepEqual(
+      h.socket.take().filter((s) => s.address === '192.168.1.20'),
+      [],
+    );
   }
 });
 
@@ -338,7 +459,10 @@ test('announce turning false sends one bye, then silence; receiving goes on', as
   await h.configure(SERVER_SELF, true);
   h.socket.take();
   await h.configure(SERVER_SELF, false);
-  assert.deepEqual(h.socket.take().map((s) => `${s.datagram.kind} ${where(s)}`), LAN_COPIES.map((c) => `bye ${c}`));
+  assert.deepEqual(
+    h.socket.take().map((s) => `${s.datagram.kind} ${where(s)}`),
+    LAN_COPIES.map((c) => `bye ${c}`),
+  );
   await h.advance(10_000);
   assert.deepEqual(h.socket.take(), []);
   h.hear({});
@@ -355,7 +479,10 @@ test('stop says bye when announcing, closes the socket, then discovery.stopped',
   h.socket.take();
   h.actor.handle({ type: 'discovery.stop' });
   await h.actor.stop();
-  assert.deepEqual(h.socket.take().map((s) => s.datagram.kind), ['bye', 'bye', 'bye']);
+  assert.deepEqual(
+    h.socket.take().map((s) => s.datagram.kind),
+    ['bye', 'bye', 'bye'],
+  );
   assert.ok(h.socket.closed);
   assert.deepEqual(h.out.at(-1), { type: 'discovery.stopped' });
   assert.equal(h.out.filter((m) => m.type === 'discovery.stopped').length, 1);
@@ -405,7 +532,10 @@ test('the multicast and broadcast copies of one datagram count once', async () =
   assert.equal(report?.stats.peers, 1);
   // A restarted peer (another boot) continues above the numbers of the earlier one: taken at once.
   h.socket.deliver(enc({ ...PEER, boot: 'bootQ', seq: 6 }), '192.168.1.20');
-  assert.deepEqual(h.events('peer.seen').map((m) => m.peer.boot), ['bootQ']);
+  assert.deepEqual(
+    h.events('peer.seen').map((m) => m.peer.boot),
+    ['bootQ'],
+  );
   // The earlier boot's datagrams (a replay) are stale, not news.
   h.socket.deliver(enc({ ...PEER, boot: 'bootP', seq: 3 }), '192.168.1.20');
   assert.deepEqual(h.events('peer.seen'), []);
@@ -417,14 +547,19 @@ test('two live processes with one id are a clone, whichever started first; repla
   const h = await setup({ deadAfterMs: 3500 });
   h.hear({ boot: 'bootA', seq: 1_000_100 }, '192.168.1.20');
   h.hear({ boot: 'bootB', seq: 1_005_000 }, '192.168.1.21'); // started later: numbers above A's, taken
-  assert.deepEqual(h.events('peer.seen').map((m) => `${m.peer.boot}@${m.peer.addr}`), ['bootA@192.168.1.20', 'bootB@192.168.1.21']);
+  assert.deepEqual(
+    h.events('peer.seen').map((m) => `${m.peer.boot}@${m.peer.addr}`),
+    ['bootA@192.168.1.20', 'bootB@192.168.1.21'],
+  );
   // A replay of A's datagrams already heard: stale, nothing reported.
   h.hear({ boot: 'bootA', seq: 1_000_100 }, '192.168.1.66');
   assert.deepEqual(h.events('peer.clone'), []);
   // A is still alive: a number above its own last, within the dead-after time.
   await h.advance(1000);
   h.hear({ boot: 'bootA', seq: 1_000_101 }, '192.168.1.20');
-  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', id: id('peer0001'), addr: '192.168.1.20', boot: 'bootA' }]);
+  assert.deepEqual(h.events('peer.clone'), [
+    { type: 'peer.clone', id: id('peer0001'), addr: '192.168.1.20', boot: 'bootA' },
+  ]);
   assert.deepEqual(h.events('peer.seen'), [], 'the boot in use stays in use: no flapping');
   // Heard in the other order (a node that joins late hears B first): A's second datagram tells.
   const late = await setup({ deadAfterMs: 3500 });
@@ -451,9 +586,13 @@ test('its own datagrams are ignored; its id with another boot is a clone, report
   assert.deepEqual(h.out, []);
   h.hear({ id: id('self0000'), boot: 'bootZ' }, '192.168.1.66');
   h.hear({ id: id('self0000'), boot: 'bootZ' }, '192.168.1.66');
-  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', id: id('self0000'), addr: '192.168.1.66', boot: 'bootZ' }]);
+  assert.deepEqual(h.events('peer.clone'), [
+    { type: 'peer.clone', id: id('self0000'), addr: '192.168.1.66', boot: 'bootZ' },
+  ]);
   h.hear({ id: id('self0000'), boot: 'bootY' }, '192.168.1.67');
-  assert.deepEqual(h.events('peer.clone'), [{ type: 'peer.clone', id: id('self0000'), addr: '192.168.1.67', boot: 'bootY' }]);
+  assert.deepEqual(h.events('peer.clone'), [
+    { type: 'peer.clone', id: id('self0000'), addr: '192.168.1.67', boot: 'bootY' },
+  ]);
   await h.advance(9_999);
   h.hear({ id: id('self0000'), boot: 'bootZ' }, '192.168.1.66');
   assert.deepEqual(h.events('peer.clone'), []);
@@ -463,7 +602,10 @@ test('its own datagrams are ignored; its id with another boot is a clone, report
   // A replay of an earlier boot of this node (numbers below its first) is no clone.
   h.hear({ id: id('self0000'), boot: 'bootOld', seq: 999_000 }, '192.168.1.68');
   // Nor is a datagram with this id from another key.
-  h.socket.deliver(enc({ ...PEER, id: id('self0000'), boot: 'bootX', seq: 2_000_000 }, who('attacker')), '192.168.1.69');
+  h.socket.deliver(
+    enc({ ...PEER, id: id('self0000'), boot: 'bootX', seq: 2_000_000 }, who('attacker')),
+    '192.168.1.69',
+  );
   assert.deepEqual(h.events('peer.clone'), []);
   assert.equal(h.actor.peers().length, 0, 'neither itself nor its clone is a peer');
 });
@@ -501,9 +643,24 @@ test('every kind of garbage is dropped and counted by reason', async () => {
   h.socket.deliver(Buffer.alloc(1500), '192.168.1.5');
   h.actor.handle({ type: 'discovery.stats.request', id: 1 });
   const [report] = h.events('discovery.stats.report');
-  assert.deepEqual(report?.stats, { received: 4, sent: 0, sendErrors: 0, peers: 0,
-    dropped: { magic: 1, version: 1, malformed: 1, oversize: 1, rateLimited: 0, duplicate: 0, forged: 0, verifyLimited: 0, stale: 0,
-      peerLimit: 0 } });
+  assert.deepEqual(report?.stats, {
+    received: 4,
+    sent: 0,
+    sendErrors: 0,
+    peers: 0,
+    dropped: {
+      magic: 1,
+      version: 1,
+      malformed: 1,
+      oversize: 1,
+      rateLimited: 0,
+      duplicate: 0,
+      forged: 0,
+      verifyLimited: 0,
+      stale: 0,
+      peerLimit: 0,
+    },
+  });
   assert.deepEqual(h.out, []);
 });
 
@@ -511,8 +668,20 @@ test('peer.seen on news only, and at least every 5 s for a live peer', async () 
   const h = await setup({ refreshMs: 5000 });
   h.hear({});
   const [first] = h.events('peer.seen');
-  assert.deepEqual(first?.peer, { id: id('peer0001'), boot: 'bootP', role: 'server', addr: '192.168.1.20', port: 11435,
-    fp: who('peer0001').fp, load: { inFlight: 1, workers: 2 }, models: 'pm', term: 1, leader: '', draining: false, lastSeen: 1_000_000 });
+  assert.deepEqual(first?.peer, {
+    id: id('peer0001'),
+    boot: 'bootP',
+    role: 'server',
+    addr: '192.168.1.20',
+    port: 11435,
+    fp: who('peer0001').fp,
+    load: { inFlight: 1, workers: 2 },
+    models: 'pm',
+    term: 1,
+    leader: '',
+    draining: false,
+    lastSeen: 1_000_000,
+  });
   for (let i = 1; i <= 4; i++) {
     await h.advance(1000);
     h.hear({ load: { inFlight: i, workers: 2 } });
@@ -543,10 +712,13 @@ test('peer.seen on news only, and at least every 5 s for a live peer', async () 
   assert.deepEqual(h.events('peer.seen'), [], 'models news 10 ms after the last report waits');
   await h.advance(490);
   h.hear({ ...now, models: 'pm3', load: { inFlight: 1, workers: 2 } });
-  assert.deepEqual(h.events('peer.seen').map((m) => m.peer.models), ['pm3']);
+  assert.deepEqual(
+    h.events('peer.seen').map((m) => m.peer.models),
+    ['pm3'],
+  );
 });
 
-test('the address is the datagram\'s source, sticky while a multi-homed peer still delivers first copies on it', async () => {
+test("the address is the datagram's source, sticky while a multi-homed peer still delivers first copies on it", async () => {
   const h = await setup({ deadAfterMs: 3500 });
   h.hear({ seq: 1 }, '192.168.1.20');
   assert.equal(h.events('peer.seen')[0]?.peer.addr, '192.168.1.20');
@@ -563,7 +735,10 @@ test('the address is the datagram\'s source, sticky while a multi-homed peer sti
     await h.advance(1000);
     h.socket.deliver(enc({ ...PEER, seq }), '10.0.0.20');
   }
-  assert.deepEqual(h.events('peer.seen').map((m) => m.peer.addr), ['10.0.0.20']);
+  assert.deepEqual(
+    h.events('peer.seen').map((m) => m.peer.addr),
+    ['10.0.0.20'],
+  );
 });
 
 test('issue #22: a forged bye from another host neither removes the server nor locks out its datagrams', async () => {
@@ -573,7 +748,10 @@ test('issue #22: a forged bye from another host neither removes the server nor l
   // What the red team sent: the server's id and boot, seq 2^53-1, signed with the attacker's own key
   // (or unsigned garbage in the signature): dropped as forged.
   h.socket.deliver(enc({ ...PEER, kind: 'bye', seq: Number.MAX_SAFE_INTEGER }, who('attacker')), '192.168.1.66');
-  const stolen = { ...who('attacker'), signer: { certDer: who('peer0001').signer.certDer, sign: who('attacker').signer.sign } };
+  const stolen = {
+    ...who('attacker'),
+    signer: { certDer: who('peer0001').signer.certDer, sign: who('attacker').signer.sign },
+  };
   h.socket.deliver(enc({ ...PEER, kind: 'bye', seq: Number.MAX_SAFE_INTEGER }, stolen), '192.168.1.66');
   assert.deepEqual(h.events('peer.gone'), []);
   // The real server's next datagrams are taken as before, and it stays alive past deadAfterMs.
@@ -605,21 +783,43 @@ test('issue #22: a forged announce cannot move a server; a replay from elsewhere
     h.socket.deliver(real, '192.168.1.20');
     h.socket.deliver(real, '192.168.1.66');
   }
-  assert.deepEqual(h.events('peer.seen').map((m) => `${m.peer.addr}:${m.peer.port}`), ['192.168.1.20:11435'], 'the 5 s refresh only');
-  assert.deepEqual(h.actor.peers().map((p) => `${p.addr}:${p.port}`), ['192.168.1.20:11435']);
+  assert.deepEqual(
+    h.events('peer.seen').map((m) => `${m.peer.addr}:${m.peer.port}`),
+    ['192.168.1.20:11435'],
+    'the 5 s refresh only',
+  );
+  assert.deepEqual(
+    h.actor.peers().map((p) => `${p.addr}:${p.port}`),
+    ['192.168.1.20:11435'],
+  );
 });
 
 test('issue #22: members in a datagram (the old leader list) are never taken, whatever addresses they name', async () => {
   const h = await setup();
   await h.configure(CLIENT_SELF, true);
-  const body = { kind: 'announce', id: id('peer0001'), boot: 'bootP', role: 'server', port: 11435, seq: 1_000_900,
-    load: { inFlight: 0, workers: 1 }, models: '', term: 1, leader: id('peer0001'), draining: false,
-    members: [{ id: id('srv2'), addr: '127.0.0.1', port: 22 }], cert: Buffer.from(who('peer0001').signer.certDer) };
+  const body = {
+    kind: 'announce',
+    id: id('peer0001'),
+    boot: 'bootP',
+    role: 'server',
+    port: 11435,
+    seq: 1_000_900,
+    load: { inFlight: 0, workers: 1 },
+    models: '',
+    term: 1,
+    leader: id('peer0001'),
+    draining: false,
+    members: [{ id: id('srv2'), addr: '127.0.0.1', port: 22 }],
+    cert: Buffer.from(who('peer0001').signer.certDer),
+  };
   const packed = Buffer.from(encode(body));
   const head = Buffer.from([...LAN_MAGIC, LAN_PROTOCOL_VERSION, packed.length >> 8, packed.length & 255]);
   const signed = Buffer.concat([head, packed]);
   h.socket.deliver(Buffer.concat([signed, who('peer0001').signer.sign(signed)]), '192.168.1.20');
-  assert.deepEqual(h.actor.peers().map((p) => `${p.id}@${p.addr}`), [`${id('peer0001')}@192.168.1.20`]);
+  assert.deepEqual(
+    h.actor.peers().map((p) => `${p.id}@${p.addr}`),
+    [`${id('peer0001')}@192.168.1.20`],
+  );
 });
 
 test('issue #22: a flood of made-up nodes fills the peer table at a bounded rate and never past MAX_PEERS', async () => {
@@ -631,7 +831,10 @@ test('issue #22: a flood of made-up nodes fills the peer table at a bounded rate
   const flood = (): void => {
     // Each from an address of its own (spoofed sources: the per-source limit does not bound this).
     fakes.forEach((f, i) => {
-      h.socket.deliver(encodeDatagram({ ...PEER, id: f.id, seq: 2_000_000 + n++ }, f.signer), `10.1.${i >> 8}.${i & 255}`);
+      h.socket.deliver(
+        encodeDatagram({ ...PEER, id: f.id, seq: 2_000_000 + n++ }, f.signer),
+        `10.1.${i >> 8}.${i & 255}`,
+      );
     });
   };
   flood();
@@ -643,7 +846,10 @@ test('issue #22: a flood of made-up nodes fills the peer table at a bounded rate
   assert.equal(h.actor.peers().length, MAX_PEERS);
   // Datagrams that cannot verify, each claiming a made-up id (not even a device id), change nothing.
   for (let i = 0; i < 2_000; i++) {
-    h.socket.deliver(encodeDatagram({ ...PEER, id: `x${i}:bad`, seq: 3_000_000 + i }, fakes[i % fakes.length]!.signer), `10.2.${i >> 8 & 255}.${i & 255}`);
+    h.socket.deliver(
+      encodeDatagram({ ...PEER, id: `x${i}:bad`, seq: 3_000_000 + i }, fakes[i % fakes.length]!.signer),
+      `10.2.${(i >> 8) & 255}.${i & 255}`,
+    );
   }
   assert.equal(h.actor.peers().length, MAX_PEERS);
   h.actor.handle({ type: 'discovery.stats.request', id: 1 });
@@ -653,9 +859,15 @@ test('issue #22: a flood of made-up nodes fills the peer table at a bounded rate
   assert.equal(stats.dropped.forged + stats.dropped.verifyLimited >= 2_000, true, JSON.stringify(stats.dropped));
   const seen = h.events('peer.seen');
   // What reaches the supervisor (and from there pending.json) is a well-formed device id, always.
-  assert.ok(seen.every((m) => parseDeviceId(m.peer.id) === m.peer.id), 'only device ids are reported');
+  assert.ok(
+    seen.every((m) => parseDeviceId(m.peer.id) === m.peer.id),
+    'only device ids are reported',
+  );
   const reports = seen.length;
-  assert.ok(reports <= MAX_PEERS * (1 + 20 / 5), `${reports} peer.seen: one per admitted peer, then one per 5 s refresh`);
+  assert.ok(
+    reports <= MAX_PEERS * (1 + 20 / 5),
+    `${reports} peer.seen: one per admitted peer, then one per 5 s refresh`,
+  );
   // The flood stops: every made-up peer times out and the table is empty again.
   await h.advance(10_000);
   assert.equal(h.actor.peers().length, 0);
@@ -669,7 +881,10 @@ test('a draining server is reported as such', async () => {
   h.hear({});
   assert.equal(h.events('peer.seen')[0]?.peer.draining, false);
   h.hear({ draining: true });
-  assert.deepEqual(h.events('peer.seen').map((m) => m.peer.draining), [true]);
+  assert.deepEqual(
+    h.events('peer.seen').map((m) => m.peer.draining),
+    [true],
+  );
 });
 
 test('a configure with a self that cannot go on the wire is ignored', async () => {
@@ -687,7 +902,10 @@ test('a change of self while announcing is announced at once, at most once a hea
   await h.configure({ ...SERVER_SELF, load: { inFlight: 5, workers: 4 } }, true);
   assert.deepEqual(h.socket.take(), [], 'load waits for the heartbeat');
   await h.configure({ ...SERVER_SELF, models: 'm2' }, true);
-  assert.deepEqual(h.socket.take().map((s) => s.datagram.models), ['m2', 'm2', 'm2']);
+  assert.deepEqual(
+    h.socket.take().map((s) => s.datagram.models),
+    ['m2', 'm2', 'm2'],
+  );
   await h.advance(999);
   assert.deepEqual(h.socket.take(), [], 'the heartbeat restarted from the change');
   await h.advance(1);
@@ -705,15 +923,26 @@ test('a change of self while announcing is announced at once, at most once a hea
   await h.configure({ ...SERVER_SELF, models: 'm2', term: 200 }, true);
   h.socket.take();
   await h.configure({ ...SERVER_SELF, models: 'm2', term: 200, draining: true }, true);
-  assert.deepEqual(h.socket.take().map((s) => s.datagram.draining), [true, true, true]);
+  assert.deepEqual(
+    h.socket.take().map((s) => s.datagram.draining),
+    [true, true, true],
+  );
 });
 
 test('interfaces are rescanned: new ones joined and used, vanished ones no longer sent to but still joined, no repeated default join', async () => {
   const clock = new FakeClock(START);
   const socket = new FakeSocket();
   let scan: { address: string; netmask: string }[] = [];
-  const actor = new DiscoveryActor({ socket, clock, random: () => 0, log: pino({ level: 'silent' }), send: () => undefined,
-    options: { port: 11436, rescanMs: 30_000, limitedBroadcast: false }, scanInterfaces: () => scan, signer: who('self0000').signer });
+  const actor = new DiscoveryActor({
+    socket,
+    clock,
+    random: () => 0,
+    log: pino({ level: 'silent' }),
+    send: () => undefined,
+    options: { port: 11436, rescanMs: 30_000, limitedBroadcast: false },
+    scanInterfaces: () => scan,
+    signer: who('self0000').signer,
+  });
   await actor.start();
   actor.handle({ type: 'discovery.configure', self: SERVER_SELF, announce: true });
   clock.advance(60_000);
@@ -737,7 +966,11 @@ test('interfaces are rescanned: new ones joined and used, vanished ones no longe
   await actor.flushed();
   const after = socket.take().map(where);
   // (The socket's multicast interface option still names it, as a real socket's would: the kernel decides.)
-  assert.equal(after.filter((w) => w === '192.168.1.255').length, 0, `a vanished interface's broadcast is not sent to: ${after.join(', ')}`);
+  assert.equal(
+    after.filter((w) => w === '192.168.1.255').length,
+    0,
+    `a vanished interface's broadcast is not sent to: ${after.join(', ')}`,
+  );
   assert.deepEqual(socket.memberships.slice(2), [], 'no dropMembership');
   scan = [IFACE];
   clock.advance(30_000);

@@ -10,14 +10,30 @@ function harness() {
   const clock = new FakeClock(1_000_000);
   const views: ElectionToSupervisor['view'][] = [];
   const actor = new ElectionActor({
-    send: (m) => views.push(m.view), clock, log: pino({ level: 'silent' }), conflictTtlMs: 30_000,
+    send: (m) => views.push(m.view),
+    clock,
+    log: pino({ level: 'silent' }),
+    conflictTtlMs: 30_000,
   });
   return { actor, views, advance: (ms: number) => clock.advance(ms), last: () => views.at(-1)! };
 }
 
 function peer(id: string, over: Partial<PeerInfo> = {}): PeerInfo {
-  return { id, boot: `boot-${id}`, role: 'server', addr: `10.0.0.${id.charCodeAt(0) % 200}`, port: 11435, fp: '',
-    load: { inFlight: 0, workers: 2 }, models: 'd', term: 0, leader: '', draining: false, lastSeen: 0, ...over };
+  return {
+    id,
+    boot: `boot-${id}`,
+    role: 'server',
+    addr: `10.0.0.${id.charCodeAt(0) % 200}`,
+    port: 11435,
+    fp: '',
+    load: { inFlight: 0, workers: 2 },
+    models: 'd',
+    term: 0,
+    leader: '',
+    draining: false,
+    lastSeen: 0,
+    ...over,
+  };
 }
 
 test('the lowest healthy server id leads, and a leader change starts a new term', () => {
@@ -125,7 +141,8 @@ test('issue #22: the boots of a stream of short-lived ids are forgotten; conflic
   assert.equal(h.actor.rememberedBoots, 0, 'nothing left of ids gone for longer than the conflict window');
   // Clones (boots heard alternately) of 100 ids: at most 64 conflicts are kept.
   for (let i = 0; i < 100; i++) {
-    for (const boot of ['a', 'b', 'a']) h.actor.handle({ type: 'peer.seen', peer: peer(`c${i}`, { boot, role: 'client' }) });
+    for (const boot of ['a', 'b', 'a'])
+      h.actor.handle({ type: 'peer.seen', peer: peer(`c${i}`, { boot, role: 'client' }) });
   }
   assert.equal(h.last().conflicts.length, 64);
 });
@@ -133,9 +150,26 @@ test('issue #22: the boots of a stream of short-lived ids are forgotten; conflic
 test('routableAddress: loopback, unspecified, multicast, broadcast and own addresses are never connected to', async () => {
   const { routableAddress } = await import('../../src/actors/cluster.ts');
   const own = new Set(['10.0.0.5', '10.0.0.255']);
-  for (const a of ['10.0.0.7', '192.168.1.20', 'fd00::2', 'fe80::1', '::ffff:10.0.0.7']) assert.equal(routableAddress(a, own), true, a);
-  for (const a of ['127.0.0.1', '127.1.2.3', '0.0.0.0', '::', '::1', '224.0.0.1', '239.255.11.36', '255.255.255.255', '240.0.0.1',
-    'ff02::1', '10.0.0.5', '10.0.0.255', '::ffff:127.0.0.1', 'localhost', 'example.com', '']) {
+  for (const a of ['10.0.0.7', '192.168.1.20', 'fd00::2', 'fe80::1', '::ffff:10.0.0.7'])
+    assert.equal(routableAddress(a, own), true, a);
+  for (const a of [
+    '127.0.0.1',
+    '127.1.2.3',
+    '0.0.0.0',
+    '::',
+    '::1',
+    '224.0.0.1',
+    '239.255.11.36',
+    '255.255.255.255',
+    '240.0.0.1',
+    'ff02::1',
+    '10.0.0.5',
+    '10.0.0.255',
+    '::ffff:127.0.0.1',
+    'localhost',
+    'example.com',
+    '',
+  ]) {
     assert.equal(routableAddress(a, own), false, a);
   }
 });

@@ -13,7 +13,13 @@ import { fileURLToPath } from 'node:url';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import {
-  REQUEST_LOG_SIZE, startEmulator, type AbortedEvent, type Emulator, type EmulatorOptions, type RequestRecord, type TokenEvent,
+  REQUEST_LOG_SIZE,
+  startEmulator,
+  type AbortedEvent,
+  type Emulator,
+  type EmulatorOptions,
+  type RequestRecord,
+  type TokenEvent,
 } from '../../testkit/ollama-emulator.ts';
 
 const TIMEOUT = { timeout: 15_000 };
@@ -33,27 +39,47 @@ interface RawResponse {
 }
 
 /** node:http, for what fetch hides or forbids: Host, HEAD bodies, raw chunking. */
-function raw(emu: Emulator, opts: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer }): Promise<RawResponse> {
+function raw(
+  emu: Emulator,
+  opts: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer },
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({
-      host: '127.0.0.1', port: emu.port, method: opts.method ?? 'GET', path: opts.path, headers: opts.headers, agent: false,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port: emu.port,
+        method: opts.method ?? 'GET',
+        path: opts.path,
+        headers: opts.headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
 }
 
 async function postJson(emu: Emulator, path: string, body: unknown): Promise<Response> {
-  return fetch(`${emu.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return fetch(`${emu.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 }
 
 function ndjson(text: string): Array<Record<string, unknown>> {
-  return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 test('liveness, version and status answer like Ollama, HEAD included', TIMEOUT, async (t) => {
@@ -86,19 +112,19 @@ test('unknown paths get 404 and wrong methods 405, both text/plain like gin', TI
   const na = await raw(emu, { method: 'POST', path: '/api/tags', body: '{}' });
   assert.equal(na.status, 405);
   assert.equal(na.headers['content-type'], 'text/plain');
-  assert.equal(na.headers['allow'], 'HEAD, GET');
+  assert.equal(na.headers.allow, 'HEAD, GET');
   assert.equal(na.body.toString(), '405 method not allowed');
 
   // HEAD is only routed where Ollama registers it.
   assert.equal((await raw(emu, { method: 'HEAD', path: '/api/ps' })).status, 405);
   const gen = await raw(emu, { path: '/api/generate' });
   assert.equal(gen.status, 405);
-  assert.equal(gen.headers['allow'], 'POST');
+  assert.equal(gen.headers.allow, 'POST');
   assert.equal((await raw(emu, { method: 'POST', path: '/api/delete', body: '{}' })).status, 405);
 
   const slash = await raw(emu, { path: '/api/tags/' });
   assert.equal(slash.status, 301);
-  assert.equal(slash.headers['location'], '/api/tags');
+  assert.equal(slash.headers.location, '/api/tags');
 });
 
 test('requests are recorded and announced', TIMEOUT, async (t) => {
@@ -120,15 +146,23 @@ test('the request log keeps the latest requests and stays bounded under load', {
   const emu = await start(t);
   const total = 2 * REQUEST_LOG_SIZE + 500;
   // 8 keep-alive connections in parallel, each sending its share in order.
-  await Promise.all(Array.from({ length: 8 }, async (_, lane) => {
-    for (let i = lane; i < total; i += 8) await (await fetch(`${emu.url}/api/version?n=${i}`)).arrayBuffer();
-  }));
-  assert.ok(emu.requests.length >= REQUEST_LOG_SIZE && emu.requests.length < 2 * REQUEST_LOG_SIZE,
-    `${emu.requests.length} requests kept after ${total}`);
+  await Promise.all(
+    Array.from({ length: 8 }, async (_, lane) => {
+      for (let i = lane; i < total; i += 8) await (await fetch(`${emu.url}/api/version?n=${i}`)).arrayBuffer();
+    }),
+  );
+  assert.ok(
+    emu.requests.length >= REQUEST_LOG_SIZE && emu.requests.length < 2 * REQUEST_LOG_SIZE,
+    `${emu.requests.length} requests kept after ${total}`,
+  );
   const kept = new Set(emu.requests.map((r) => Number(new URL(r.url, 'http://x').searchParams.get('n'))));
   for (let i = total - 8 * 4; i < total; i++) assert.ok(kept.has(i), `the recent request ${i} was dropped`);
   const times = emu.requests.map((r) => r.time);
-  assert.deepEqual(times, [...times].sort((a, b) => a - b), 'oldest first');
+  assert.deepEqual(
+    times,
+    [...times].sort((a, b) => a - b),
+    'oldest first',
+  );
   emu.requests = [];
   await (await fetch(`${emu.url}/api/version`)).arrayBuffer();
   assert.equal(emu.requests.length, 1, 'a reset log starts again');
@@ -191,8 +225,16 @@ test('ollama client: generate and chat, streamed and not', TIMEOUT, async (t) =>
     last = part as unknown as Record<string, unknown>;
   }
   assert.deepEqual(parts, ['The', ' quick', ' brown', ' fox', ' jumps']);
-  assert.equal(last['done_reason'], 'stop');
-  for (const k of ['total_duration', 'load_duration', 'prompt_eval_count', 'prompt_eval_duration', 'eval_count', 'eval_duration', 'context']) {
+  assert.equal(last.done_reason, 'stop');
+  for (const k of [
+    'total_duration',
+    'load_duration',
+    'prompt_eval_count',
+    'prompt_eval_duration',
+    'eval_count',
+    'eval_duration',
+    'context',
+  ]) {
     assert.ok(k in last, `final line has ${k}`);
   }
 
@@ -202,12 +244,16 @@ test('ollama client: generate and chat, streamed and not', TIMEOUT, async (t) =>
 
   const chunks: string[] = [];
   let final: Record<string, unknown> = {};
-  for await (const part of await ollama.chat({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], stream: true })) {
+  for await (const part of await ollama.chat({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'hi' }],
+    stream: true,
+  })) {
     if (!part.done) chunks.push(part.message.content);
     final = part as unknown as Record<string, unknown>;
   }
   assert.equal(chunks.join(''), SENTENCE5);
-  assert.equal(final['done'], true);
+  assert.equal(final.done, true);
   assert.equal('context' in final, false, 'chat has no context');
 });
 
@@ -218,12 +264,19 @@ test('native stream is the default, stream:false gives one JSON object', TIMEOUT
   assert.equal(streamed.headers.get('content-length'), null);
   const lines = ndjson(await streamed.text());
   assert.equal(lines.length, 4);
-  assert.deepEqual(lines.map((l) => l['done']), [false, false, false, true]);
+  assert.deepEqual(
+    lines.map((l) => l.done),
+    [false, false, false, true],
+  );
 
-  const single = await postJson(emu, '/api/chat', { model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: false });
+  const single = await postJson(emu, '/api/chat', {
+    model: MODEL,
+    messages: [{ role: 'user', content: 'x' }],
+    stream: false,
+  });
   assert.equal(single.headers.get('content-type'), 'application/json; charset=utf-8');
-  const body = await single.json() as Record<string, unknown>;
-  assert.deepEqual(body['message'], { role: 'assistant', content: 'The quick brown' });
+  const body = (await single.json()) as Record<string, unknown>;
+  assert.deepEqual(body.message, { role: 'assistant', content: 'The quick brown' });
 });
 
 test('NDJSON lines leave one at a time, each produced only when its timer fires', TIMEOUT, async (t) => {
@@ -241,53 +294,72 @@ test('NDJSON lines leave one at a time, each produced only when its timer fires'
   });
 
   const sentAt = performance.now();
-  const { headersAt, chunksWithLines } = await new Promise<{ headersAt: number; chunksWithLines: number[] }>((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: emu.port, method: 'POST', path: '/api/generate', agent: false }, (res) => {
-      const at = performance.now();
-      assert.equal(res.headers['transfer-encoding'], 'chunked');
-      let buffer = '';
-      const perChunk: number[] = [];
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        const parts = buffer.split('\n');
-        buffer = parts.pop() ?? '';
-        perChunk.push(parts.length);
-        for (const p of parts) received.push(JSON.parse(p) as Record<string, unknown>);
-      });
-      res.on('end', () => resolve({ headersAt: at, chunksWithLines: perChunk }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify({ model: MODEL, prompt: 'count' }));
-  });
+  const { headersAt, chunksWithLines } = await new Promise<{ headersAt: number; chunksWithLines: number[] }>(
+    (resolve, reject) => {
+      const req = httpRequest(
+        { host: '127.0.0.1', port: emu.port, method: 'POST', path: '/api/generate', agent: false },
+        (res) => {
+          const at = performance.now();
+          assert.equal(res.headers['transfer-encoding'], 'chunked');
+          let buffer = '';
+          const perChunk: number[] = [];
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            buffer += chunk;
+            const parts = buffer.split('\n');
+            buffer = parts.pop() ?? '';
+            perChunk.push(parts.length);
+            for (const p of parts) received.push(JSON.parse(p) as Record<string, unknown>);
+          });
+          res.on('end', () => resolve({ headersAt: at, chunksWithLines: perChunk }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify({ model: MODEL, prompt: 'count' }));
+    },
+  );
 
   assert.deepEqual(violations, []);
-  assert.ok(headersAt - sentAt >= ttftMs - 5, `headers waited for the first token (${(headersAt - sentAt).toFixed(1)} ms)`);
+  assert.ok(
+    headersAt - sentAt >= ttftMs - 5,
+    `headers waited for the first token (${(headersAt - sentAt).toFixed(1)} ms)`,
+  );
   assert.equal(received.length, 6);
-  assert.equal(received.at(-1)!['done'], true);
-  assert.deepEqual(tokenEvents.map((e) => e.index), [0, 1, 2, 3, 4]);
+  assert.equal(received.at(-1)!.done, true);
+  assert.deepEqual(
+    tokenEvents.map((e) => e.index),
+    [0, 1, 2, 3, 4],
+  );
   // Timers may fire late under load, never early: token k is not produced before its slot.
   for (const ev of tokenEvents) {
     const due = ttftMs + ev.index * interval;
-    assert.ok(ev.at - sentAt >= due - 2, `token ${ev.index} produced at ${(ev.at - sentAt).toFixed(1)} ms, due at ${due} ms`);
+    assert.ok(
+      ev.at - sentAt >= due - 2,
+      `token ${ev.index} produced at ${(ev.at - sentAt).toFixed(1)} ms, due at ${due} ms`,
+    );
   }
-  assert.ok(chunksWithLines.slice(0, 4).every((n) => n === 1), `token lines arrived one per chunk: ${chunksWithLines.join(',')}`);
+  assert.ok(
+    chunksWithLines.slice(0, 4).every((n) => n === 1),
+    `token lines arrived one per chunk: ${chunksWithLines.join(',')}`,
+  );
 });
 
 test('load and unload replies, unknown model, bad bodies', TIMEOUT, async (t) => {
   const emu = await start(t);
   const load = await postJson(emu, '/api/generate', { model: MODEL });
   assert.equal(load.headers.get('content-type'), 'application/json; charset=utf-8');
-  const loaded = await load.json() as Record<string, unknown>;
-  assert.equal(loaded['done_reason'], 'load');
-  assert.equal(loaded['done'], true);
-  assert.equal((await (await fetch(`${emu.url}/api/ps`)).json() as { models: unknown[] }).models.length, 1);
+  const loaded = (await load.json()) as Record<string, unknown>;
+  assert.equal(loaded.done_reason, 'load');
+  assert.equal(loaded.done, true);
+  assert.equal(((await (await fetch(`${emu.url}/api/ps`)).json()) as { models: unknown[] }).models.length, 1);
 
-  const unload = await (await postJson(emu, '/api/chat', { model: MODEL, messages: [], keep_alive: 0 })).json() as Record<string, unknown>;
-  assert.equal(unload['done_reason'], 'unload');
-  assert.deepEqual(unload['message'], { role: 'assistant', content: '' });
-  assert.equal((await (await fetch(`${emu.url}/api/ps`)).json() as { models: unknown[] }).models.length, 0);
+  const unload = (await (
+    await postJson(emu, '/api/chat', { model: MODEL, messages: [], keep_alive: 0 })
+  ).json()) as Record<string, unknown>;
+  assert.equal(unload.done_reason, 'unload');
+  assert.deepEqual(unload.message, { role: 'assistant', content: '' });
+  assert.equal(((await (await fetch(`${emu.url}/api/ps`)).json()) as { models: unknown[] }).models.length, 0);
 
   const missing = await postJson(emu, '/api/generate', { model: 'nope', prompt: 'x' });
   assert.equal(missing.status, 404);
@@ -296,7 +368,7 @@ test('load and unload replies, unknown model, bad bodies', TIMEOUT, async (t) =>
 
   const bad = await fetch(`${emu.url}/api/chat`, { method: 'POST', body: '{"model": nope' });
   assert.equal(bad.status, 400);
-  assert.equal(typeof (await bad.json() as { error: unknown }).error, 'string');
+  assert.equal(typeof ((await bad.json()) as { error: unknown }).error, 'string');
   const empty = await fetch(`${emu.url}/api/generate`, { method: 'POST' });
   assert.equal(empty.status, 400);
   assert.deepEqual(await empty.json(), { error: 'missing request body' });
@@ -309,40 +381,60 @@ test('load and unload replies, unknown model, bad bodies', TIMEOUT, async (t) =>
 test('per-request options override tokens and timing; num_predict ends with "length"', TIMEOUT, async (t) => {
   const emu = await start(t, { tokens: 50, ttftMs: 2000 });
   const three = await postJson(emu, '/api/generate', {
-    model: MODEL, prompt: 'x', stream: false, options: { emulator_tokens: 3, emulator_ttft_ms: 1, emulator_interval_ms: 1 },
+    model: MODEL,
+    prompt: 'x',
+    stream: false,
+    options: { emulator_tokens: 3, emulator_ttft_ms: 1, emulator_interval_ms: 1 },
   });
-  const body = await three.json() as Record<string, unknown>;
-  assert.equal(body['response'], 'The quick brown');
-  assert.equal(body['eval_count'], 3);
+  const body = (await three.json()) as Record<string, unknown>;
+  assert.equal(body.response, 'The quick brown');
+  assert.equal(body.eval_count, 3);
 
   const capped = await postJson(emu, '/api/chat', {
-    model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: false,
+    model: MODEL,
+    messages: [{ role: 'user', content: 'x' }],
+    stream: false,
     options: { num_predict: 2, emulator_ttft_ms: 1, emulator_interval_ms: 1 },
   });
-  const cb = await capped.json() as Record<string, unknown>;
-  assert.equal(cb['done_reason'], 'length');
-  assert.deepEqual(cb['message'], { role: 'assistant', content: 'The quick' });
+  const cb = (await capped.json()) as Record<string, unknown>;
+  assert.equal(cb.done_reason, 'length');
+  assert.deepEqual(cb.message, { role: 'assistant', content: 'The quick' });
 
   emu.set({ ttftMs: 1, tokens: 2 });
-  const afterSet = await (await postJson(emu, '/api/generate', { model: MODEL, prompt: 'x', stream: false })).json() as Record<string, unknown>;
-  assert.equal(afterSet['response'], 'The quick');
+  const afterSet = (await (
+    await postJson(emu, '/api/generate', { model: MODEL, prompt: 'x', stream: false })
+  ).json()) as Record<string, unknown>;
+  assert.equal(afterSet.response, 'The quick');
 });
 
 test('injected failures: a status before the first byte, an error line after it', TIMEOUT, async (t) => {
   const emu = await start(t, { tokens: 5 });
-  const busy = await postJson(emu, '/api/chat', { model: MODEL, messages: [{ role: 'user', content: 'x' }], options: { emulator_status: 503 } });
+  const busy = await postJson(emu, '/api/chat', {
+    model: MODEL,
+    messages: [{ role: 'user', content: 'x' }],
+    options: { emulator_status: 503 },
+  });
   assert.equal(busy.status, 503);
-  assert.match((await busy.json() as { error: string }).error, /^server busy/);
+  assert.match(((await busy.json()) as { error: string }).error, /^server busy/);
 
-  const broken = await postJson(emu, '/api/generate', { model: MODEL, prompt: 'x', options: { emulator_fail_after: 2 } });
+  const broken = await postJson(emu, '/api/generate', {
+    model: MODEL,
+    prompt: 'x',
+    options: { emulator_fail_after: 2 },
+  });
   assert.equal(broken.status, 200);
   const lines = ndjson(await broken.text());
   assert.equal(lines.length, 3);
-  assert.equal(typeof lines[2]!['error'], 'string');
+  assert.equal(typeof lines[2]!.error, 'string');
 
   const ollama = new Ollama({ host: emu.url });
   await assert.rejects(async () => {
-    const it = await ollama.generate({ model: MODEL, prompt: 'x', stream: true, options: { emulator_fail_after: 1 } as never });
+    const it = await ollama.generate({
+      model: MODEL,
+      prompt: 'x',
+      stream: true,
+      options: { emulator_fail_after: 1 } as never,
+    });
     for await (const part of it) void part;
   }, /injected failure/);
 });
@@ -379,7 +471,9 @@ test('a client leaving a delayed non-streamed reply is seen too', TIMEOUT, async
   const aborted = once(emu.events, 'aborted') as Promise<[AbortedEvent]>;
   const ac = new AbortController();
   const pending = fetch(`${emu.url}/api/chat`, {
-    method: 'POST', signal: ac.signal, body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: false }),
+    method: 'POST',
+    signal: ac.signal,
+    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: false }),
   });
   await once(emu.events, 'request');
   ac.abort();
@@ -438,14 +532,14 @@ test('ollama client: pull reports progress, then the model is listed', TIMEOUT, 
 test('push and create stream progress; a failing push ends with an error line', TIMEOUT, async (t) => {
   const emu = await start(t, { tokenIntervalMs: 1 });
   const pushed = ndjson(await (await postJson(emu, '/api/push', { name: MODEL })).text());
-  assert.equal(pushed[0]!['status'], 'retrieving manifest');
-  assert.ok(pushed.some((p) => String(p['status']).startsWith('pushing ') && typeof p['total'] === 'number'));
+  assert.equal(pushed[0]!.status, 'retrieving manifest');
+  assert.ok(pushed.some((p) => String(p.status).startsWith('pushing ') && typeof p.total === 'number'));
   assert.deepEqual(pushed.at(-1), { status: 'success' });
 
   const failed = await postJson(emu, '/api/push', { model: 'ghost' });
   assert.equal(failed.status, 200, 'the error comes after the first progress line');
   const lines = ndjson(await failed.text());
-  assert.match(String(lines.at(-1)!['error']), /no such file or directory/);
+  assert.match(String(lines.at(-1)!.error), /no such file or directory/);
 
   const data = Buffer.from('GGUF fake weights');
   const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -454,7 +548,7 @@ test('push and create stream progress; a failing push ends with an error line', 
   assert.equal((await fetch(`${emu.url}/api/blobs/${digest}`, { method: 'POST', body: data })).status, 201);
   const created = await postJson(emu, '/api/create', { model: 'custom', files: { 'w.gguf': digest }, stream: false });
   assert.deepEqual(await created.json(), { status: 'success' });
-  const tags = await (await fetch(`${emu.url}/api/tags`)).json() as { models: Array<{ name: string }> };
+  const tags = (await (await fetch(`${emu.url}/api/tags`)).json()) as { models: Array<{ name: string }> };
   assert.ok(tags.models.some((m) => m.name === 'custom:latest'));
 });
 
@@ -490,10 +584,13 @@ test('blob upload is hashed while streaming: 201 on a match, 400 on a mismatch',
 
   // Chunked, without Content-Length, as the Go client uploads.
   const created = await new Promise<number>((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: emu.port, method: 'POST', path: `/api/blobs/${digest}`, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = httpRequest(
+      { host: '127.0.0.1', port: emu.port, method: 'POST', path: `/api/blobs/${digest}`, agent: false },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     for (let off = 0; off < data.length; off += 256 * 1024) req.write(data.subarray(off, off + 256 * 1024));
     req.end();
@@ -511,7 +608,10 @@ test('openai client: chat completions streamed and not, errors, models, embeddin
   const emu = await start(t, { tokens: 5 });
   const client = new OpenAI({ baseURL: `${emu.url}/v1`, apiKey: 'ollama', maxRetries: 0 });
 
-  const completion = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] });
+  const completion = await client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'hi' }],
+  });
   assert.equal(completion.object, 'chat.completion');
   assert.match(completion.id, /^chatcmpl-\d+$/);
   assert.equal(completion.choices[0]!.message.content, SENTENCE5);
@@ -519,7 +619,10 @@ test('openai client: chat completions streamed and not, errors, models, embeddin
   assert.equal(completion.usage?.completion_tokens, 5);
 
   const stream = await client.chat.completions.create({
-    model: MODEL, messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true },
+    model: MODEL,
+    messages: [{ role: 'user', content: 'hi' }],
+    stream: true,
+    stream_options: { include_usage: true },
   });
   let text = '';
   const finishes: Array<string | null> = [];
@@ -536,11 +639,14 @@ test('openai client: chat completions streamed and not, errors, models, embeddin
   assert.equal(finishes.at(-1), 'stop');
   assert.equal(usage?.completion_tokens, 5);
 
-  await assert.rejects(client.chat.completions.create({ model: 'missing', messages: [{ role: 'user', content: 'x' }] }), (err) => {
-    assert.ok(err instanceof OpenAI.NotFoundError);
-    assert.equal((err.error as { type?: string }).type, 'not_found_error');
-    return true;
-  });
+  await assert.rejects(
+    client.chat.completions.create({ model: 'missing', messages: [{ role: 'user', content: 'x' }] }),
+    (err) => {
+      assert.ok(err instanceof OpenAI.NotFoundError);
+      assert.equal((err.error as { type?: string }).type, 'not_found_error');
+      return true;
+    },
+  );
   await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [] }), OpenAI.BadRequestError);
 
   const models = await client.models.list();
@@ -560,25 +666,38 @@ test('openai client: chat completions streamed and not, errors, models, embeddin
 test('SSE framing: data lines, a finish chunk, a usage chunk, then [DONE]', TIMEOUT, async (t) => {
   const emu = await start(t, { tokens: 2 });
   const res = await postJson(emu, '/v1/chat/completions', {
-    model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: true, stream_options: { include_usage: true },
+    model: MODEL,
+    messages: [{ role: 'user', content: 'x' }],
+    stream: true,
+    stream_options: { include_usage: true },
   });
   assert.equal(res.headers.get('content-type'), 'text/event-stream');
   const events = (await res.text()).split('\n\n');
   assert.equal(events.pop(), '', 'every event ends with a blank line');
   assert.ok(events.every((e) => e.startsWith('data: ')));
   assert.equal(events.at(-1), 'data: [DONE]');
-  const json = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)) as { choices: Array<Record<string, unknown>>; usage?: unknown });
+  const json = events
+    .slice(0, -1)
+    .map((e) => JSON.parse(e.slice(6)) as { choices: Array<Record<string, unknown>>; usage?: unknown });
   assert.equal(json.length, 4);
-  assert.deepEqual(json[0]!.choices[0]!['delta'], { role: 'assistant', content: 'The' });
-  assert.deepEqual(json[1]!.choices[0]!['delta'], { content: ' quick' });
+  assert.deepEqual(json[0]!.choices[0]!.delta, { role: 'assistant', content: 'The' });
+  assert.deepEqual(json[1]!.choices[0]!.delta, { content: ' quick' });
   assert.deepEqual(json[2]!.choices[0], { index: 0, delta: {}, finish_reason: 'stop' });
   assert.deepEqual(json[3]!.choices, []);
   assert.deepEqual(json[3]!.usage, { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
 
-  const v1Error = await postJson(emu, '/v1/chat/completions', { model: 'missing', messages: [{ role: 'user', content: 'x' }] });
+  const v1Error = await postJson(emu, '/v1/chat/completions', {
+    model: 'missing',
+    messages: [{ role: 'user', content: 'x' }],
+  });
   assert.equal(v1Error.status, 404);
   assert.deepEqual(await v1Error.json(), {
-    error: { message: 'model "missing" not found, try pulling it first', type: 'not_found_error', param: null, code: null },
+    error: {
+      message: 'model "missing" not found, try pulling it first',
+      type: 'not_found_error',
+      param: null,
+      code: null,
+    },
   });
 });
 
@@ -603,16 +722,27 @@ test('CORS follows Ollama defaults and the Host check guards a loopback bind', T
   assert.equal(sameOrigin.headers['access-control-allow-origin'], undefined);
 
   const pre = await raw(emu, {
-    method: 'OPTIONS', path: '/api/chat',
+    method: 'OPTIONS',
+    path: '/api/chat',
     headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST' },
   });
   assert.equal(pre.status, 204);
   assert.equal(pre.headers['access-control-allow-origin'], 'http://localhost:5173');
   assert.equal(pre.headers['access-control-allow-methods'], 'GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS');
-  assert.match(pre.headers['access-control-allow-headers'] ?? '', /^Authorization,Content-Type,.*X-Stainless-Retry-Count/);
+  assert.match(
+    pre.headers['access-control-allow-headers'] ?? '',
+    /^Authorization,Content-Type,.*X-Stainless-Retry-Count/,
+  );
   assert.equal(pre.headers['access-control-max-age'], '43200');
 
-  for (const host of ['localhost:11434', 'box.local', 'api.internal:80', '10.1.2.3:11434', '192.168.1.9', '[::1]:11434']) {
+  for (const host of [
+    'localhost:11434',
+    'box.local',
+    'api.internal:80',
+    '10.1.2.3:11434',
+    '192.168.1.9',
+    '[::1]:11434',
+  ]) {
     assert.equal((await raw(emu, { path: '/', headers: { host } })).status, 200, host);
   }
   for (const host of ['example.com', 'evil.com:11434', '8.8.8.8']) {
@@ -635,12 +765,12 @@ test('extra origins work like OLLAMA_ORIGINS', TIMEOUT, async (t) => {
 test('stampTokens puts the write time into each token', TIMEOUT, async (t) => {
   const emu = await start(t, { stampTokens: true, tokens: 3, tokenIntervalMs: 5 });
   const res = await postJson(emu, '/api/generate', { model: MODEL, prompt: 'x' });
-  const lines = ndjson(await res.text()).filter((l) => l['done'] === false);
+  const lines = ndjson(await res.text()).filter((l) => l.done === false);
   assert.equal(lines.length, 3);
   const now = performance.timeOrigin + performance.now();
   let previous = 0;
   for (const l of lines) {
-    const text = String(l['response']);
+    const text = String(l.response);
     assert.match(text, /^\d+\.\d{3} $/);
     const stamp = Number(text);
     assert.ok(stamp <= now && now - stamp < 5000, `stamp ${stamp} is a recent epoch time`);
@@ -660,25 +790,34 @@ test('GET /emulator/bytes streams exactly n bytes', TIMEOUT, async (t) => {
 
 test('CLI prints its address first and exits cleanly on SIGTERM', TIMEOUT, async (t) => {
   const entry = fileURLToPath(new URL('../../testkit/ollama-emulator.ts', import.meta.url));
-  const child = spawn(process.execPath, [entry, '--port', '0', '--tokens', '3', '--ttft-ms', '1', '--models', 'a,b:7b'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [entry, '--port', '0', '--tokens', '3', '--ttft-ms', '1', '--models', 'a,b:7b'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   const exited = once(child, 'exit');
-  const [line] = await once(createInterface({ input: child.stdout }), 'line') as [string];
+  const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
   const info = JSON.parse(line) as { url: string; port: number; pid: number };
   assert.equal(info.pid, child.pid);
   assert.equal(info.url, `http://127.0.0.1:${info.port}`);
 
-  const tags = await (await fetch(`${info.url}/api/tags`)).json() as { models: Array<{ name: string }> };
+  const tags = (await (await fetch(`${info.url}/api/tags`)).json()) as { models: Array<{ name: string }> };
   assert.deepEqual(tags.models.map((m) => m.name).sort(), ['a:latest', 'b:7b']);
-  const gen = await (await fetch(`${info.url}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'a', prompt: 'x', stream: false }) })).json() as { response: string };
+  const gen = (await (
+    await fetch(`${info.url}/api/generate`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'a', prompt: 'x', stream: false }),
+    })
+  ).json()) as { response: string };
   assert.equal(gen.response, 'The quick brown');
 
   child.kill('SIGTERM');
-  const [code, signal] = await exited as [number | null, NodeJS.Signals | null];
+  const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
   assert.equal(signal, null);
   assert.equal(code, 0);
 });

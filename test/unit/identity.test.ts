@@ -18,7 +18,9 @@ import { loadIdentity, loadOrCreateIdentity } from '../../src/identity/identity.
 import { removeHome, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
-after(() => { for (const h of homes) removeHome(h); });
+after(() => {
+  for (const h of homes) removeHome(h);
+});
 function dir(): string {
   const h = tempHome('ollana-identity-');
   homes.push(h);
@@ -66,20 +68,28 @@ test('made once, then the same identity on every load; node:crypto agrees on the
   assert.ok(Date.parse(cert.validFrom) <= Date.now());
 });
 
-test('an identity works on both ends of a mutual TLS handshake (loopback), each trusting the other\'s cert', async (t) => {
+test("an identity works on both ends of a mutual TLS handshake (loopback), each trusting the other's cert", async (t) => {
   const server = (await loadOrCreateIdentity(dir())).identity;
   const client = (await loadOrCreateIdentity(dir())).identity;
-  const srv = createServer({ cert: server.certPem, key: server.keyPem, ca: [client.certPem], requestCert: true, rejectUnauthorized: true },
-    (socket) => socket.end(`peer ${deviceIdFromDer(socket.getPeerX509Certificate()!.raw)}`));
+  const srv = createServer(
+    { cert: server.certPem, key: server.keyPem, ca: [client.certPem], requestCert: true, rejectUnauthorized: true },
+    (socket) => socket.end(`peer ${deviceIdFromDer(socket.getPeerX509Certificate()!.raw)}`),
+  );
   t.after(() => srv.close());
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const socket = connect({ host: '127.0.0.1', port: (srv.address() as { port: number }).port, cert: client.certPem,
-    key: client.keyPem, ca: [server.certPem], checkServerIdentity: () => undefined });
+  const socket = connect({
+    host: '127.0.0.1',
+    port: (srv.address() as { port: number }).port,
+    cert: client.certPem,
+    key: client.keyPem,
+    ca: [server.certPem],
+    checkServerIdentity: () => undefined,
+  });
   t.after(() => socket.destroy());
   await once(socket, 'secureConnect');
   assert.equal(socket.authorized, true, String(socket.authorizationError));
   assert.equal(deviceIdFromDer(socket.getPeerX509Certificate()!.raw), server.id);
-  const [reply] = await once(socket, 'data') as [Buffer];
+  const [reply] = (await once(socket, 'data')) as [Buffer];
   assert.equal(reply.toString(), `peer ${client.id}`);
 });
 
@@ -103,10 +113,15 @@ test('two identities are different devices, and a key from another identity is r
   assert.notEqual(a.identity.id, b.identity.id);
   copyFileSync(b.identity.keyFile, a.identity.keyFile);
   const d = join(a.identity.keyFile, '..');
-  const pattern = new RegExp(`${a.identity.keyFile} is not the private key of ${a.identity.certFile}; .*move both away ` +
-    'to make a new identity \\(that changes this node\'s device id');
+  const pattern = new RegExp(
+    `${a.identity.keyFile} is not the private key of ${a.identity.certFile}; .*move both away ` +
+      "to make a new identity \\(that changes this node's device id",
+  );
   await identityError(() => loadOrCreateIdentity(d), pattern);
-  assert.throws(() => loadIdentity(d), (err: unknown) => err instanceof OllanaError && err.exitCode === 12);
+  assert.throws(
+    () => loadIdentity(d),
+    (err: unknown) => err instanceof OllanaError && err.exitCode === 12,
+  );
 });
 
 test('a certificate without its key, or a broken file, is refused rather than replaced', async () => {
@@ -156,17 +171,28 @@ test('a data directory that cannot be made: OLN_DIR_UNWRITABLE naming it', async
   const h = tempHome('ollana-identity-');
   homes.push(h);
   writeFileSync(join(h, 'file'), '');
-  await identityError(() => loadOrCreateIdentity(join(h, 'file', 'data')),
-    /cannot use the data directory .*file\/data: .*choose another data directory with --data-dir or OLLANA_HOME/, 'OLN_DIR_UNWRITABLE');
+  await identityError(
+    () => loadOrCreateIdentity(join(h, 'file', 'data')),
+    /cannot use the data directory .*file\/data: .*choose another data directory with --data-dir or OLLANA_HOME/,
+    'OLN_DIR_UNWRITABLE',
+  );
 });
 
 test('reading an identity does not load the certificate library; making one does', async () => {
   const d = dir();
   const url = new URL('../../src/identity/identity.ts', import.meta.url).href;
   // reflect-metadata, which @peculiar/x509 needs, patches the global Reflect: a visible trace.
-  const probe = (fn: string): string => execFileSync(process.execPath, ['--input-type=module', '-e',
-    `const m = await import(${JSON.stringify(url)}); const r = await m.${fn}(${JSON.stringify(d)});
-     process.stdout.write(JSON.stringify({ id: r?.identity?.id ?? r?.id, loaded: typeof Reflect.getMetadata }));`], { encoding: 'utf8' });
+  const probe = (fn: string): string =>
+    execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(url)}); const r = await m.${fn}(${JSON.stringify(d)});
+     process.stdout.write(JSON.stringify({ id: r?.identity?.id ?? r?.id, loaded: typeof Reflect.getMetadata }));`,
+      ],
+      { encoding: 'utf8' },
+    );
   const made = JSON.parse(probe('loadOrCreateIdentity')) as { id: string; loaded: string };
   assert.equal(made.loaded, 'function');
   const read = JSON.parse(probe('loadOrCreateIdentity')) as { id: string; loaded: string };

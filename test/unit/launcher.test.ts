@@ -7,7 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -19,9 +28,14 @@ const BIN = fileURLToPath(new URL('../../bin/', import.meta.url));
 /** Node 24 as `npm ci` installs it (the npm package "node"). */
 const NODE24 = realpathSync(fileURLToPath(new URL('../../node_modules/node/bin/node', import.meta.url)));
 /** PATH without node_modules/.bin: `node` is the system's, as for someone who types the README's command. */
-const SYSTEM_PATH = (process.env.PATH ?? '').split(delimiter)
-  .filter((d) => !/node_modules[\\/]\.bin$/.test(d) && !/node-gyp-bin$/.test(d)).join(delimiter);
-const systemNode = spawnSync('node', ['-p', 'process.versions.node'], { env: { ...process.env, PATH: SYSTEM_PATH }, encoding: 'utf8' });
+const SYSTEM_PATH = (process.env.PATH ?? '')
+  .split(delimiter)
+  .filter((d) => !/node_modules[\\/]\.bin$/.test(d) && !/node-gyp-bin$/.test(d))
+  .join(delimiter);
+const systemNode = spawnSync('node', ['-p', 'process.versions.node'], {
+  env: { ...process.env, PATH: SYSTEM_PATH },
+  encoding: 'utf8',
+});
 const SYSTEM_NODE_MAJOR = systemNode.status === 0 ? Number(systemNode.stdout.split('.')[0]) : null;
 
 /**
@@ -103,10 +117,17 @@ function run(command: string, args: readonly string[], opts: SpawnOptions = {}):
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.once('error', (err) => { clearTimeout(timer); reject(err); });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.once('close', (status, signal) => {
       clearTimeout(timer);
       resolve({ pid: child.pid!, status, signal, stdout, stderr });
@@ -170,7 +191,9 @@ test('the launcher runs the sources when there is no build', async (t) => {
 
 test('bin/ollana under the system Node replaces itself with Node 24: the process spawned is the program, with its arguments, stdio and exit status', async (t) => {
   const root = checkout(scratch(t), { node24: true });
-  const ran = await run(join(root, 'bin', 'ollana'), ['serve', '--listen', '127.0.0.1:1 with space'], { env: { ...process.env, PATH: SYSTEM_PATH } });
+  const ran = await run(join(root, 'bin', 'ollana'), ['serve', '--listen', '127.0.0.1:1 with space'], {
+    env: { ...process.env, PATH: SYSTEM_PATH },
+  });
   const r = report(ran);
   assert.equal(r.pid, ran.pid, 'the program runs in the process that was started: no launcher stays as its parent');
   assert.equal(r.ppid, process.pid);
@@ -188,7 +211,9 @@ test('bin/ollana reached through npm-link style symlinks finds its checkout and 
   symlinkSync(root, join(dir, 'global', 'lib', 'ollana'));
   mkdirSync(join(dir, 'global', 'bin'));
   symlinkSync('../lib/ollana/bin/ollana', join(dir, 'global', 'bin', 'ollana'));
-  const ran = await run(join(dir, 'global', 'bin', 'ollana'), ['status'], { env: { ...process.env, PATH: SYSTEM_PATH } });
+  const ran = await run(join(dir, 'global', 'bin', 'ollana'), ['status'], {
+    env: { ...process.env, PATH: SYSTEM_PATH },
+  });
   const r = report(ran);
   assert.equal(r.pid, ran.pid);
   assert.equal(realpathSync(r.execPath), NODE24);
@@ -196,7 +221,10 @@ test('bin/ollana reached through npm-link style symlinks finds its checkout and 
 });
 
 test('bin/ollana without Node 24 from npm and with an older system Node says what to do [OLN_USAGE]', async (t) => {
-  if (SYSTEM_NODE_MAJOR === null || SYSTEM_NODE_MAJOR >= 24) { t.skip(`the system Node is ${SYSTEM_NODE_MAJOR ?? 'missing'}, not older than 24`); return; }
+  if (SYSTEM_NODE_MAJOR === null || SYSTEM_NODE_MAJOR >= 24) {
+    t.skip(`the system Node is ${SYSTEM_NODE_MAJOR ?? 'missing'}, not older than 24`);
+    return;
+  }
   const root = checkout(scratch(t), { node24: false });
   const ran = await run(join(root, 'bin', 'ollana'), ['serve'], { env: { ...process.env, PATH: SYSTEM_PATH } });
   assert.equal(ran.status, 2);
@@ -235,13 +263,21 @@ test('a Node 24 from npm that is there by name but does not run says what to do 
   for (const facts of [`{ major: 22 }`, `{ major: 20, execve: null }`]) {
     const ran = await launchIn(root, facts, ['serve']);
     assert.equal(ran.status, 2, `${facts}: ${ran.stderr}`);
-    assert.match(ran.stderr, /^ollana: cannot start Node\.js 24 \(.*node_modules\/node\/bin\/node\): .*ENOENT.*npm ci.*\[OLN_USAGE\]\n$/s, facts);
+    assert.match(
+      ran.stderr,
+      /^ollana: cannot start Node\.js 24 \(.*node_modules\/node\/bin\/node\): .*ENOENT.*npm ci.*\[OLN_USAGE\]\n$/s,
+      facts,
+    );
   }
 });
 
 test('on Windows (no exec) Node 24 runs as a child: its output and exit status come through', async (t) => {
   const root = checkout(scratch(t), { node24: true });
-  const ran = await launchIn(root, `{ major: 20, platform: 'win32', execve: null, nodeBin: ${JSON.stringify(NODE24)} }`, ['serve']);
+  const ran = await launchIn(
+    root,
+    `{ major: 20, platform: 'win32', execve: null, nodeBin: ${JSON.stringify(NODE24)} }`,
+    ['serve'],
+  );
   const r = report(ran);
   assert.notEqual(r.pid, ran.pid);
   assert.equal(r.ppid, ran.pid);
@@ -254,7 +290,11 @@ test('the child fallback dies of the signal that killed Node 24, on Linux and ma
   const root = checkout(scratch(t), { node24: true });
   const posix = await launchIn(root, `{ major: 20, execve: null }`, ['die']);
   assert.deepEqual([posix.status, posix.signal], [null, 'SIGTERM']);
-  const windows = await launchIn(root, `{ major: 20, platform: 'win32', execve: null, nodeBin: ${JSON.stringify(NODE24)} }`, ['die']);
+  const windows = await launchIn(
+    root,
+    `{ major: 20, platform: 'win32', execve: null, nodeBin: ${JSON.stringify(NODE24)} }`,
+    ['die'],
+  );
   assert.deepEqual([windows.status, windows.signal], [null, 'SIGTERM']);
 });
 
@@ -267,11 +307,20 @@ async function ctrlCThenTerm(command: string, args: readonly string[], env: Node
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], detached: true, env });
   const lines = createInterface({ input: child.stdout! });
   const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  const timer = setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, 20_000);
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, 20_000);
   try {
     for await (const line of lines) {
       if (line === 'ready') process.kill(-child.pid!, 'SIGINT');
-      if (line === 'sigint 1') { child.kill('SIGTERM'); break; }
+      if (line === 'sigint 1') {
+        child.kill('SIGTERM');
+        break;
+      }
     }
     return await closed;
   } finally {
@@ -287,12 +336,21 @@ test('a Node older than 24 without execve (the child fallback, POSIX): Ctrl-C re
 });
 
 test('bin/ollana.mjs run by the system Node (the command of earlier READMEs): Ctrl-C reaches Node 24 once', async (t) => {
-  if (SYSTEM_NODE_MAJOR === null) { t.skip('no system Node'); return; }
+  if (SYSTEM_NODE_MAJOR === null) {
+    t.skip('no system Node');
+    return;
+  }
   const root = checkout(scratch(t), { node24: true });
-  assert.equal(await ctrlCThenTerm(join(root, 'bin', 'ollana.mjs'), ['wait-signals'], { ...process.env, PATH: SYSTEM_PATH }), 11);
+  assert.equal(
+    await ctrlCThenTerm(join(root, 'bin', 'ollana.mjs'), ['wait-signals'], { ...process.env, PATH: SYSTEM_PATH }),
+    11,
+  );
 });
 
 test('bin/ollana: Ctrl-C reaches Node 24 once', async (t) => {
   const root = checkout(scratch(t), { node24: true });
-  assert.equal(await ctrlCThenTerm(join(root, 'bin', 'ollana'), ['wait-signals'], { ...process.env, PATH: SYSTEM_PATH }), 11);
+  assert.equal(
+    await ctrlCThenTerm(join(root, 'bin', 'ollana'), ['wait-signals'], { ...process.env, PATH: SYSTEM_PATH }),
+    11,
+  );
 });

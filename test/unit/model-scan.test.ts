@@ -58,5 +58,9 @@ test('it stops as soon as `model` is read, and gives up at its bound', () => {
   const last = Buffer.from(`{"messages":[{"images":["${image}"]}],"model":"llama3.2"}`);
   const bounded = scan(last, [65_536, 131_072], 1 << 20);
   assert.deepEqual(bounded, { model: null, result: 'stop' }, 'past the bound the model is not known');
-  assert.deepEqual(scan(last, [65_536], 8 << 20), { model: 'llama3.2', result: 'found' }, 'within a larger bound it is');
+  assert.deepEqual(
+    scan(last, [65_536], 8 << 20),
+    { model: 'llama3.2', result: 'found' },
+    'within a larger bound it is',
+  );
 });

@@ -66,14 +66,17 @@ const BAD: readonly (readonly [string, RegExp])[] = [
 
 for (const [raw, why] of BAD) {
   test(`parseOllamaHost(${JSON.stringify(raw)}) throws OLN_BAD_OLLAMA_URL naming the value`, () => {
-    assert.throws(() => parseOllamaHost(raw), (err: unknown) => {
-      assert.ok(err instanceof OllanaError);
-      assert.equal(err.code, 'OLN_BAD_OLLAMA_URL');
-      assert.ok(err.message.startsWith(`OLLAMA_HOST "${raw}" `), err.message);
-      assert.match(err.message, why);
-      assert.match(err.message, /http:\/\/127\.0\.0\.1:11434/); // says what a good value looks like
-      return true;
-    });
+    assert.throws(
+      () => parseOllamaHost(raw),
+      (err: unknown) => {
+        assert.ok(err instanceof OllanaError);
+        assert.equal(err.code, 'OLN_BAD_OLLAMA_URL');
+        assert.ok(err.message.startsWith(`OLLAMA_HOST "${raw}" `), err.message);
+        assert.match(err.message, why);
+        assert.match(err.message, /http:\/\/127\.0\.0\.1:11434/); // says what a good value looks like
+        return true;
+      },
+    );
   });
 }
 

@@ -17,21 +17,52 @@ const [server, other] = await makeIdentities(2);
 const FROM = { address: '10.0.0.2', port: 11436 };
 
 function dropped(): DropCounts {
-  return { magic: 0, version: 0, malformed: 0, oversize: 0, rateLimited: 0, duplicate: 0, forged: 0, verifyLimited: 0, stale: 0, peerLimit: 0 };
+  return {
+    magic: 0,
+    version: 0,
+    malformed: 0,
+    oversize: 0,
+    rateLimited: 0,
+    duplicate: 0,
+    forged: 0,
+    verifyLimited: 0,
+    stale: 0,
+    peerLimit: 0,
+  };
 }
 
 function table() {
   const out: DiscoveryToSupervisor[] = [];
   const counts = dropped();
   let serversChanged = 0;
-  const peers = new PeerTable({ log: pino({ level: 'silent' }), verifier: new DatagramVerifier(), opts: DISCOVERY_DEFAULTS,
-    dropped: counts, send: (m) => out.push(m), serversChanged: () => { serversChanged++; } });
+  const peers = new PeerTable({
+    log: pino({ level: 'silent' }),
+    verifier: new DatagramVerifier(),
+    opts: DISCOVERY_DEFAULTS,
+    dropped: counts,
+    send: (m) => out.push(m),
+    serversChanged: () => {
+      serversChanged++;
+    },
+  });
   return { peers, out, counts, serversChanged: () => serversChanged };
 }
 
 function datagram(over: Partial<LanDatagram> = {}, by = server!): DecodedDatagram {
-  const d: LanDatagram = { kind: 'announce', id: server!.id, boot: 'b1', role: 'server', port: 11435, seq: 10,
-    load: { inFlight: 0, workers: 2 }, models: 'm', term: 1, leader: '', draining: false, ...over };
+  const d: LanDatagram = {
+    kind: 'announce',
+    id: server!.id,
+    boot: 'b1',
+    role: 'server',
+    port: 11435,
+    seq: 10,
+    load: { inFlight: 0, workers: 2 },
+    models: 'm',
+    term: 1,
+    leader: '',
+    draining: false,
+    ...over,
+  };
   const decoded = decodeDatagram(encodeDatagram(d, by.signer));
   assert.ok(decoded.ok);
   return decoded;
@@ -41,7 +72,10 @@ test('a verified announce adds the peer (peer.seen, servers changed); a copy is 
   const t = table();
   const now = 1_000;
   assert.equal(t.peers.take(datagram(), FROM, now, null, 0), null);
-  assert.deepEqual(t.out.map((m) => m.type), ['peer.seen']);
+  assert.deepEqual(
+    t.out.map((m) => m.type),
+    ['peer.seen'],
+  );
   assert.equal(t.peers.peers()[0]!.addr, '10.0.0.2');
   assert.equal(t.peers.peers()[0]!.fp, server!.fp);
   assert.equal(t.serversChanged(), 1);
@@ -59,7 +93,7 @@ test('a verified announce adds the peer (peer.seen, servers changed); a copy is 
   assert.equal(t.serversChanged(), 2);
 });
 
-test('a datagram signed by another key than its id\'s is dropped as forged; a query of an admitted peer is returned for an answer', () => {
+test("a datagram signed by another key than its id's is dropped as forged; a query of an admitted peer is returned for an answer", () => {
   const t = table();
   assert.equal(t.peers.take(datagram({}, other), FROM, 1_000, null, 0), null);
   assert.equal(t.counts.forged, 1);

@@ -3,52 +3,144 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { encode } from '@msgpack/msgpack';
 import { decodeMessage, encodeMessage, ProtocolError } from '../../src/protocol/codec.ts';
-import type { DiscoveryStats, LatencySummary, Message, MessageType, SelfInfo, WorkerStats } from '../../src/protocol/messages.ts';
+import type {
+  DiscoveryStats,
+  LatencySummary,
+  Message,
+  MessageType,
+  SelfInfo,
+  WorkerStats,
+} from '../../src/protocol/messages.ts';
 import type { PeerInfo } from '../../src/protocol/lan.ts';
 
 const latency: LatencySummary = { count: 3, min: 1, max: 9.5, mean: 4.25, p50: 3, p90: 9, p99: 9.5, p999: 9.5 };
 const stats: WorkerStats = {
-  worker: 2, threadId: 7, requests: 10, inFlight: 1, completed: 9, clientAborts: 0, fastRequests: 8, handedToNode: 1, upstreamErrors: 1,
-  bytesIn: 1234, bytesOut: 2 ** 40, statuses: { '2xx': 8, '5xx': 1 }, ttfbMs: latency, durationMs: latency,
-  rssBytes: 50_000_000, tlsHandshakes: 12, tlsResumed: 11,
+  worker: 2,
+  threadId: 7,
+  requests: 10,
+  inFlight: 1,
+  completed: 9,
+  clientAborts: 0,
+  fastRequests: 8,
+  handedToNode: 1,
+  upstreamErrors: 1,
+  bytesIn: 1234,
+  bytesOut: 2 ** 40,
+  statuses: { '2xx': 8, '5xx': 1 },
+  ttfbMs: latency,
+  durationMs: latency,
+  rssBytes: 50_000_000,
+  tlsHandshakes: 12,
+  tlsResumed: 11,
 };
 const self: SelfInfo = {
-  id: 'a'.repeat(64), boot: 'b00t', role: 'server', port: 11435, fp: '', load: { inFlight: 2, workers: 4 },
-  models: 'sha256:0f', term: 3, leader: 'a'.repeat(64), draining: false,
+  id: 'a'.repeat(64),
+  boot: 'b00t',
+  role: 'server',
+  port: 11435,
+  fp: '',
+  load: { inFlight: 2, workers: 4 },
+  models: 'sha256:0f',
+  term: 3,
+  leader: 'a'.repeat(64),
+  draining: false,
 };
 const peer: PeerInfo = {
-  id: 'c'.repeat(64), boot: 'x1', role: 'client', addr: 'fe80::1', port: 0, fp: 'AB:CD', load: { inFlight: 0, workers: 0 },
-  models: '', term: 0, leader: '', draining: true, lastSeen: 1_700_000_000_123,
+  id: 'c'.repeat(64),
+  boot: 'x1',
+  role: 'client',
+  addr: 'fe80::1',
+  port: 0,
+  fp: 'AB:CD',
+  load: { inFlight: 0, workers: 0 },
+  models: '',
+  term: 0,
+  leader: '',
+  draining: true,
+  lastSeen: 1_700_000_000_123,
 };
 const discoveryStats: DiscoveryStats = {
-  received: 10, sent: 4, sendErrors: 1, peers: 2,
-  dropped: { magic: 1, version: 2, malformed: 3, oversize: 4, rateLimited: 5000, duplicate: 6, forged: 7, verifyLimited: 8, stale: 9,
-    peerLimit: 10 },
+  received: 10,
+  sent: 4,
+  sendErrors: 1,
+  peers: 2,
+  dropped: {
+    magic: 1,
+    version: 2,
+    malformed: 3,
+    oversize: 4,
+    rateLimited: 5000,
+    duplicate: 6,
+    forged: 7,
+    verifyLimited: 8,
+    stale: 9,
+    peerLimit: 10,
+  },
 };
 
 /** One sample of every message type; the record's type makes a new message type a compile error here. */
 const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: T }>[] } = {
   'routes.update': [
     { type: 'routes.update', table: { version: 3, role: 'client', upstreams: [] } },
-    { type: 'routes.update', table: { version: 4, role: 'server', upstreams: [
-      { id: 'local', url: 'http://127.0.0.1:11434', device: '', basePath: '', healthy: true, models: ['llama3:8b', 'qwen3'], leader: true, load: 0 },
-      { id: 'peer-1', url: 'https://[fd00::1]:443', device: 'peer-1', basePath: '/ollama', healthy: false, models: [], leader: true, load: 0 },
-    ] } },
+    {
+      type: 'routes.update',
+      table: {
+        version: 4,
+        role: 'server',
+        upstreams: [
+          {
+            id: 'local',
+            url: 'http://127.0.0.1:11434',
+            device: '',
+            basePath: '',
+            healthy: true,
+            models: ['llama3:8b', 'qwen3'],
+            leader: true,
+            load: 0,
+          },
+          {
+            id: 'peer-1',
+            url: 'https://[fd00::1]:443',
+            device: 'peer-1',
+            basePath: '/ollama',
+            healthy: false,
+            models: [],
+            leader: true,
+            load: 0,
+          },
+        ],
+      },
+    },
   ],
-  'log.level': [{ type: 'log.level', level: 'trace' }, { type: 'log.level', level: 'error' }],
+  'log.level': [
+    { type: 'log.level', level: 'trace' },
+    { type: 'log.level', level: 'error' },
+  ],
   'stats.request': [{ type: 'stats.request', id: 1 }],
   'proxy.drain': [{ type: 'proxy.drain', deadlineMs: 30_000 }],
   'status.reply': [
-    { type: 'status.reply', id: 5, status: { role: 'server', workers: [1, 2], nested: { a: null, b: 'x' } }, error: null },
-    { type: 'status.reply', id: 6, status: null, error: { code: 'OLN_INTERNAL', message: 'boom', details: { n: 1, ok: false, z: null } } },
+    {
+      type: 'status.reply',
+      id: 5,
+      status: { role: 'server', workers: [1, 2], nested: { a: null, b: 'x' } },
+      error: null,
+    },
+    {
+      type: 'status.reply',
+      id: 6,
+      status: null,
+      error: { code: 'OLN_INTERNAL', message: 'boom', details: { n: 1, ok: false, z: null } },
+    },
     { type: 'status.reply', id: 7, status: null, error: { code: 'OLN_INTERNAL', message: 'no details' } },
   ],
   'proxy.ready': [{ type: 'proxy.ready', worker: 0, threadId: 12 }],
   'stats.report': [{ type: 'stats.report', id: 9, stats }],
   'status.request': [{ type: 'status.request', id: 2 }],
   'trust.update': [{ type: 'trust.update', trust: { trustLan: false, allowed: ['AAAAAAA-BBBBBBB'], disabled: [] } }],
-  'trust.refused': [{ type: 'trust.refused', id: 'AAAAAAA-BBBBBBB', name: 'lab-h2', addr: '10.0.0.2', verdict: 'unknown' },
-    { type: 'trust.refused', id: '', name: '', addr: '::1', verdict: 'no-certificate' }],
+  'trust.refused': [
+    { type: 'trust.refused', id: 'AAAAAAA-BBBBBBB', name: 'lab-h2', addr: '10.0.0.2', verdict: 'unknown' },
+    { type: 'trust.refused', id: '', name: '', addr: '::1', verdict: 'no-certificate' },
+  ],
   'trust.refused-by': [{ type: 'trust.refused-by', server: 'CCCCCCC-DDDDDDD' }],
   'discovery.configure': [
     { type: 'discovery.configure', self, announce: true },
@@ -57,11 +149,24 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   'discovery.stop': [{ type: 'discovery.stop' }],
   'discovery.stats.request': [{ type: 'discovery.stats.request', id: 11 }],
   'discovery.ready': [
-    { type: 'discovery.ready', port: 11436, group: '239.255.11.36', multicast: true, broadcast: false, interfaces: ['192.168.1.2', '10.0.0.5'] },
+    {
+      type: 'discovery.ready',
+      port: 11436,
+      group: '239.255.11.36',
+      multicast: true,
+      broadcast: false,
+      interfaces: ['192.168.1.2', '10.0.0.5'],
+    },
     { type: 'discovery.ready', port: 40000, group: '239.255.11.36', multicast: false, broadcast: true, interfaces: [] },
   ],
-  'peer.seen': [{ type: 'peer.seen', peer }, { type: 'peer.seen', peer: { ...peer, role: 'server', addr: '10.1.2.3', port: 11435 } }],
-  'peer.gone': [{ type: 'peer.gone', id: 'c1', reason: 'bye' }, { type: 'peer.gone', id: 'c2', reason: 'timeout' }],
+  'peer.seen': [
+    { type: 'peer.seen', peer },
+    { type: 'peer.seen', peer: { ...peer, role: 'server', addr: '10.1.2.3', port: 11435 } },
+  ],
+  'peer.gone': [
+    { type: 'peer.gone', id: 'c1', reason: 'bye' },
+    { type: 'peer.gone', id: 'c2', reason: 'timeout' },
+  ],
   'peer.clone': [{ type: 'peer.clone', id: 'a'.repeat(64), addr: '192.168.1.20', boot: 'other' }],
   'discovery.stats.report': [{ type: 'discovery.stats.report', id: 11, stats: discoveryStats }],
   'discovery.stopped': [{ type: 'discovery.stopped' }],
@@ -71,10 +176,24 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   ],
   'election.view': [
     { type: 'election.view', view: { term: 0, leader: '', servers: [], conflicts: [] } },
-    { type: 'election.view', view: { term: 7, leader: 'a1', servers: ['a1', 'a2'], conflicts: [
-      { kind: 'duplicate-id', id: 'a2', detail: 'two boots', addrs: ['10.0.0.2', '10.0.0.3'], since: 1_700_000_000_000 },
-      { kind: 'two-leaders', id: 'a3', detail: 'partition healed', addrs: [], since: 5 },
-    ] } },
+    {
+      type: 'election.view',
+      view: {
+        term: 7,
+        leader: 'a1',
+        servers: ['a1', 'a2'],
+        conflicts: [
+          {
+            kind: 'duplicate-id',
+            id: 'a2',
+            detail: 'two boots',
+            addrs: ['10.0.0.2', '10.0.0.3'],
+            since: 1_700_000_000_000,
+          },
+          { kind: 'two-leaders', id: 'a3', detail: 'partition healed', addrs: [], since: 5 },
+        ],
+      },
+    },
   ],
 };
 
@@ -137,10 +256,14 @@ test('well-formed msgpack of the wrong shape is a ProtocolError naming the path'
   assert.match(protocolError(encode({ type: 'stats.request', id: 1.5 })), /^malformed message: id: /);
   assert.match(protocolError(encode({ type: 'stats.request', id: '1' })), /^malformed message: id: /);
   assert.match(protocolError(encode({ type: 'log.level', level: 'loud' })), /^malformed message: level: /);
-  assert.match(protocolError(encode({ type: 'routes.update', table: { version: 1, role: 'client', upstreams: [{ id: 'x' }] } })),
-    /^malformed message: table\.upstreams\.0\.url: /);
-  assert.match(protocolError(encode({ type: 'status.reply', id: 1, status: null, error: { code: 1, message: 'm' } })),
-    /^malformed message: error\.code: /);
+  assert.match(
+    protocolError(encode({ type: 'routes.update', table: { version: 1, role: 'client', upstreams: [{ id: 'x' }] } })),
+    /^malformed message: table\.upstreams\.0\.url: /,
+  );
+  assert.match(
+    protocolError(encode({ type: 'status.reply', id: 1, status: null, error: { code: 1, message: 'm' } })),
+    /^malformed message: error\.code: /,
+  );
   assert.match(protocolError(encode(new Date(0))), /^malformed message: /); // msgpack timestamp extension
 });
 

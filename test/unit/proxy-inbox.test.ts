@@ -11,10 +11,35 @@ const bySchema = decoderFor<SupervisorToProxy>(SUPERVISOR_TO_PROXY);
 
 const VALID: SupervisorToProxy[] = [
   { type: 'routes.update', table: { version: 0, role: 'server', upstreams: [] } },
-  { type: 'routes.update', table: { version: 9, role: 'client', upstreams: [
-    { id: 'local', url: 'http://127.0.0.1:11434', device: '', basePath: '', healthy: true, models: ['llama3:8b', 'qwen3'], leader: true, load: 0 },
-    { id: 'peer-1', url: 'https://[fd00::1]:443', device: 'peer-1', basePath: '/ollama', healthy: false, models: [], leader: false, load: 2.5 },
-  ] } },
+  {
+    type: 'routes.update',
+    table: {
+      version: 9,
+      role: 'client',
+      upstreams: [
+        {
+          id: 'local',
+          url: 'http://127.0.0.1:11434',
+          device: '',
+          basePath: '',
+          healthy: true,
+          models: ['llama3:8b', 'qwen3'],
+          leader: true,
+          load: 0,
+        },
+        {
+          id: 'peer-1',
+          url: 'https://[fd00::1]:443',
+          device: 'peer-1',
+          basePath: '/ollama',
+          healthy: false,
+          models: [],
+          leader: false,
+          load: 2.5,
+        },
+      ],
+    },
+  },
   { type: 'log.level', level: 'trace' },
   { type: 'log.level', level: 'error' },
   { type: 'stats.request', id: 1 },
@@ -23,7 +48,12 @@ const VALID: SupervisorToProxy[] = [
   { type: 'proxy.drain', deadlineMs: 0 },
   { type: 'proxy.drain', deadlineMs: 1500.5 },
   { type: 'status.reply', id: 5, status: { role: 'server', workers: [1, 2], nested: { a: null } }, error: null },
-  { type: 'status.reply', id: 6, status: null, error: { code: 'OLN_INTERNAL', message: 'boom', details: { n: 1, ok: false, z: null, s: 'x' } } },
+  {
+    type: 'status.reply',
+    id: 6,
+    status: null,
+    error: { code: 'OLN_INTERNAL', message: 'boom', details: { n: 1, ok: false, z: null, s: 'x' } },
+  },
   { type: 'status.reply', id: 7, status: null, error: { code: 'OLN_INTERNAL', message: 'no details' } },
 ];
 
@@ -36,16 +66,48 @@ test('every valid supervisor-to-proxy message decodes as the schema decodes it',
 });
 
 test('unknown keys are dropped, as the schema drops them', () => {
-  const bytes = encode({ type: 'routes.update', extra: 1, table: { version: 1, role: 'server', evil: true,
-    upstreams: [{ id: 'a', url: 'http://x', device: 'd', basePath: '', healthy: true, models: [], leader: true, load: 0, more: 'x' }] } });
+  const bytes = encode({
+    type: 'routes.update',
+    extra: 1,
+    table: {
+      version: 1,
+      role: 'server',
+      evil: true,
+      upstreams: [
+        {
+          id: 'a',
+          url: 'http://x',
+          device: 'd',
+          basePath: '',
+          healthy: true,
+          models: [],
+          leader: true,
+          load: 0,
+          more: 'x',
+        },
+      ],
+    },
+  });
   assert.deepEqual(decodeForProxy(bytes), bySchema(bytes));
-  assert.deepEqual(decodeForProxy(bytes), { type: 'routes.update', table: { version: 1, role: 'server',
-    upstreams: [{ id: 'a', url: 'http://x', device: 'd', basePath: '', healthy: true, models: [], leader: true, load: 0 }] } });
+  assert.deepEqual(decodeForProxy(bytes), {
+    type: 'routes.update',
+    table: {
+      version: 1,
+      role: 'server',
+      upstreams: [
+        { id: 'a', url: 'http://x', device: 'd', basePath: '', healthy: true, models: [], leader: true, load: 0 },
+      ],
+    },
+  });
 });
 
 test('malformed messages are refused naming the same field as the schema', () => {
   const cases: unknown[] = [
-    42, null, [1, 2], 'text', {},
+    42,
+    null,
+    [1, 2],
+    'text',
+    {},
     { type: 'stats.request' },
     { type: 'stats.request', id: 1.5 },
     { type: 'stats.request', id: '1' },
@@ -60,12 +122,43 @@ test('malformed messages are refused naming the same field as the schema', () =>
     { type: 'routes.update', table: { version: 1.1, role: 'server', upstreams: [] } },
     { type: 'routes.update', table: { version: 1, role: 'client', upstreams: {} } },
     { type: 'routes.update', table: { version: 1, role: 'client', upstreams: [{ id: 'x' }] } },
-    { type: 'routes.update', table: { version: 1, role: 'client', upstreams: [
-      { id: 'a', url: 'http://x', device: 'a', basePath: '', healthy: true, models: ['m', 3], leader: true, load: 0 }] } },
-    { type: 'routes.update', table: { version: 1, role: 'client', upstreams: [
-      { id: 'a', url: 'http://x', device: 'a', basePath: '', healthy: 'yes', models: [], leader: true, load: 0 }] } },
-    { type: 'routes.update', table: { version: 1, role: 'client', upstreams: [
-      { id: 'a', url: 'http://x', basePath: '', healthy: true, models: [], leader: true, load: 0 }] } },
+    {
+      type: 'routes.update',
+      table: {
+        version: 1,
+        role: 'client',
+        upstreams: [
+          {
+            id: 'a',
+            url: 'http://x',
+            device: 'a',
+            basePath: '',
+            healthy: true,
+            models: ['m', 3],
+            leader: true,
+            load: 0,
+          },
+        ],
+      },
+    },
+    {
+      type: 'routes.update',
+      table: {
+        version: 1,
+        role: 'client',
+        upstreams: [
+          { id: 'a', url: 'http://x', device: 'a', basePath: '', healthy: 'yes', models: [], leader: true, load: 0 },
+        ],
+      },
+    },
+    {
+      type: 'routes.update',
+      table: {
+        version: 1,
+        role: 'client',
+        upstreams: [{ id: 'a', url: 'http://x', basePath: '', healthy: true, models: [], leader: true, load: 0 }],
+      },
+    },
     { type: 'trust.update' },
     { type: 'trust.update', trust: { trustLan: 'yes', allowed: [], disabled: [] } },
     { type: 'trust.update', trust: { trustLan: false, allowed: [1], disabled: [] } },
@@ -81,13 +174,26 @@ test('malformed messages are refused naming the same field as the schema', () =>
 });
 
 test('a message of another direction or an unknown type is refused as unexpected, garbage as undecodable', () => {
-  assert.throws(() => decodeForProxy(encodeMessage({ type: 'proxy.ready', worker: 1, threadId: 2 })),
-    { name: 'ProtocolError', message: 'unexpected message proxy.ready on this port' });
-  assert.throws(() => decodeForProxy(encode({ type: 'x'.repeat(1000) })),
-    (err: Error) => err instanceof ProtocolError && err.message.length < 100);
-  assert.throws(() => decodeForProxy(encode({ type: 7 })), { name: 'ProtocolError', message: 'malformed message: type: expected a string' });
-  assert.throws(() => decodeForProxy(new Uint8Array([0xc1])), { name: 'ProtocolError', message: /^undecodable msgpack/ });
-  assert.throws(() => decodeForProxy('hello'), { name: 'ProtocolError', message: 'expected a msgpack buffer, got string' });
+  assert.throws(() => decodeForProxy(encodeMessage({ type: 'proxy.ready', worker: 1, threadId: 2 })), {
+    name: 'ProtocolError',
+    message: 'unexpected message proxy.ready on this port',
+  });
+  assert.throws(
+    () => decodeForProxy(encode({ type: 'x'.repeat(1000) })),
+    (err: Error) => err instanceof ProtocolError && err.message.length < 100,
+  );
+  assert.throws(() => decodeForProxy(encode({ type: 7 })), {
+    name: 'ProtocolError',
+    message: 'malformed message: type: expected a string',
+  });
+  assert.throws(() => decodeForProxy(new Uint8Array([0xc1])), {
+    name: 'ProtocolError',
+    message: /^undecodable msgpack/,
+  });
+  assert.throws(() => decodeForProxy('hello'), {
+    name: 'ProtocolError',
+    message: 'expected a msgpack buffer, got string',
+  });
 });
 
 test('mutated valid messages get the same verdict from both decoders', () => {

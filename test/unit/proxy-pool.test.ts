@@ -26,12 +26,19 @@ class FakeWorker {
 
   constructor(task: ProxyTask) {
     this.task = task;
-    this.life = new Promise((resolve, reject) => { this.#settle = { resolve, reject }; });
-    this.#endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(task.port, decodeForProxy, (msg) => {
-      this.received.push(msg);
-      const i = this.#waiters.findIndex((w) => w.type === msg.type);
-      if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(msg);
-    }, (err) => assert.fail(`the pool sent a worker a bad message: ${err.message}`));
+    this.life = new Promise((resolve, reject) => {
+      this.#settle = { resolve, reject };
+    });
+    this.#endpoint = new Endpoint<SupervisorToProxy, ProxyToSupervisor>(
+      task.port,
+      decodeForProxy,
+      (msg) => {
+        this.received.push(msg);
+        const i = this.#waiters.findIndex((w) => w.type === msg.type);
+        if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(msg);
+      },
+      (err) => assert.fail(`the pool sent a worker a bad message: ${err.message}`),
+    );
   }
 
   /** The next message of `type` (one already received counts). */
@@ -101,7 +108,10 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-async function startedPool(t: TestContext, size: number): Promise<{ pool: ProxyPool; threads: FakeThreads; clock: FakeClock }> {
+async function startedPool(
+  t: TestContext,
+  size: number,
+): Promise<{ pool: ProxyPool; threads: FakeThreads; clock: FakeClock }> {
   const clock = new FakeClock();
   const threads = new FakeThreads();
   const pool = new ProxyPool(size, WORKER_DATA, table(1), pino({ level: 'silent' }), { clock, threads: () => threads });
@@ -118,9 +128,25 @@ async function startedPool(t: TestContext, size: number): Promise<{ pool: ProxyP
 
 function stats(worker: number, inFlight: number, requests: number): WorkerStats {
   const latency = { count: 0, min: 0, max: 0, mean: 0, p50: 0, p90: 0, p99: 0, p999: 0 };
-  return { worker, threadId: 100 + worker, requests, inFlight, completed: requests - inFlight, clientAborts: 0, upstreamErrors: 0,
-    bytesIn: 0, bytesOut: 0, statuses: {}, ttfbMs: latency, durationMs: latency, rssBytes: 0, tlsHandshakes: 0, tlsResumed: 0,
-    fastRequests: 0, handedToNode: 0 };
+  return {
+    worker,
+    threadId: 100 + worker,
+    requests,
+    inFlight,
+    completed: requests - inFlight,
+    clientAborts: 0,
+    upstreamErrors: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    statuses: {},
+    ttfbMs: latency,
+    durationMs: latency,
+    rssBytes: 0,
+    tlsHandshakes: 0,
+    tlsResumed: 0,
+    fastRequests: 0,
+    handedToNode: 0,
+  };
 }
 
 test('a worker that dies is restarted after its backoff, not before, and gets the newest route table when ready', async (t) => {
@@ -140,7 +166,11 @@ test('a worker that dies is restarted after its backoff, not before, and gets th
   const readyAgain = once(pool, 'worker-ready');
   threads.of(0).ready();
   assert.deepEqual(await readyAgain, [0]);
-  assert.equal((await threads.of(0).next('routes.update')).table.version, 3, 'the new worker gets the table set while it was down');
+  assert.equal(
+    (await threads.of(0).next('routes.update')).table.version,
+    3,
+    'the new worker gets the table set while it was down',
+  );
   assert.equal(pool.restarts, 1);
 });
 
@@ -188,22 +218,22 @@ test('a worker that ran 10 s before it died starts the count afresh: backoff 100
   assert.equal(threads.runsOf(0), runs + 1);
 });
 
-test('inFlight and openConnections sum the workers\' shared boards; a dead worker\'s share is cleared', async (t) => {
+test("inFlight and openConnections sum the workers' shared boards; a dead worker's share is cleared", async (t) => {
   const { pool, threads } = await startedPool(t, 3);
   const { loadBoard, connectionBoard } = threads.of(0).task;
-  [2, 5, 1].forEach((n, i) => Atomics.store(loadBoard, i, n));
-  [10, 0, 7].forEach((n, i) => Atomics.store(connectionBoard, i, n));
+  for (const [i, n] of [2, 5, 1].entries()) Atomics.store(loadBoard, i, n);
+  for (const [i, n] of [10, 0, 7].entries()) Atomics.store(connectionBoard, i, n);
   assert.equal(pool.inFlight(), 8);
   assert.equal(pool.openConnections(), 17);
   threads.of(1).crash();
   await settle();
-  assert.equal(pool.inFlight(), 3, 'the dead worker\'s requests went with it');
+  assert.equal(pool.inFlight(), 3, "the dead worker's requests went with it");
   threads.of(2).crash();
   await settle();
-  assert.equal(pool.openConnections(), 10, 'the dead worker\'s connections went with it');
+  assert.equal(pool.openConnections(), 10, "the dead worker's connections went with it");
 });
 
-test('stats(): each ready worker\'s report; one that does not answer by the 1 s deadline is listed as not ready', async (t) => {
+test("stats(): each ready worker's report; one that does not answer by the 1 s deadline is listed as not ready", async (t) => {
   const { pool, threads, clock } = await startedPool(t, 3);
   threads.of(2).crash();
   await settle();
@@ -215,7 +245,9 @@ test('stats(): each ready worker\'s report; one that does not answer by the 1 s 
   clock.advance(999);
   await settle();
   let done = false;
-  void gathering.then(() => { done = true; });
+  void gathering.then(() => {
+    done = true;
+  });
   await settle();
   assert.equal(done, false, 'gave up on worker 1 before its deadline');
   clock.advance(1);
@@ -258,10 +290,12 @@ test('stop(): a worker that does not finish its drain by deadline + 3 s is cut w
   clock.advance(3_999);
   await settle();
   let done = false;
-  void stopping.then(() => { done = true; });
+  void stopping.then(() => {
+    done = true;
+  });
   await settle();
   assert.equal(done, false, 'stopped before the drain deadline + 3 s');
   clock.advance(1);
-  assert.equal(await stopping, 4, 'the hung worker\'s 4 in-flight requests are cut');
+  assert.equal(await stopping, 4, "the hung worker's 4 in-flight requests are cut");
   assert.equal(threads.destroyed, true);
 });

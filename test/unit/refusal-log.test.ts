@@ -36,10 +36,13 @@ test('first refusal logged at once, the rest of the window summed up in one line
   for (let i = 0; i < 1000; i++) refusals.note('bad', { remote: `10.0.0.${i % 250}` }, 'refused a bad request');
   refusals.note('cap', { remote: '10.0.0.9' }, 'connection limit reached');
   await settle();
-  assert.deepEqual(lines.map((l) => [l.level, l.refusal, l.msg]), [
-    ['info', 'bad', 'refused a bad request'],
-    ['warn', 'cap', 'connection limit reached'],
-  ]);
+  assert.deepEqual(
+    lines.map((l) => [l.level, l.refusal, l.msg]),
+    [
+      ['info', 'bad', 'refused a bad request'],
+      ['warn', 'cap', 'connection limit reached'],
+    ],
+  );
   assert.equal(lines[0]!.remote, '10.0.0.0');
 
   t.mock.timers.tick(9_999);
@@ -77,7 +80,10 @@ test('flush logs pending summaries and leaves no window open', async (t) => {
   refusals.note('cap', {}, 'connection limit reached');
   refusals.flush();
   await settle();
-  assert.deepEqual(lines.map((l) => l.msg), ['connection limit reached', '1 more connections refused in the last 10 s']);
+  assert.deepEqual(
+    lines.map((l) => l.msg),
+    ['connection limit reached', '1 more connections refused in the last 10 s'],
+  );
   t.mock.timers.tick(60_000);
   await settle();
   assert.equal(lines.length, 2);

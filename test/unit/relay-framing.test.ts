@@ -22,13 +22,18 @@ function endOf(scanner: BodyEnd, bytes: Buffer, cuts: number[]): number {
 }
 
 test('a response head gives status, headers as sent, framing and keep-alive', () => {
-  const h = head('HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nDate: x\r\nTransfer-Encoding: chunked\r\n\r\n{"a"');
+  const h = head(
+    'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nDate: x\r\nTransfer-Encoding: chunked\r\n\r\n{"a"',
+  );
   assert.ok(h !== null);
   assert.equal(h.status, 200);
   assert.deepEqual(h.raw, ['Content-Type', 'application/x-ndjson', 'Date', 'x', 'Transfer-Encoding', 'chunked']);
   assert.equal(h.framing, 'chunked');
   assert.equal(h.keepAlive, true);
-  assert.equal(h.end, 'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nDate: x\r\nTransfer-Encoding: chunked\r\n\r\n'.length);
+  assert.equal(
+    h.end,
+    'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nDate: x\r\nTransfer-Encoding: chunked\r\n\r\n'.length,
+  );
 
   const cl = head('HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\nconnection: close\r\n\r\n');
   assert.deepEqual([cl?.status, cl?.framing, cl?.length, cl?.keepAlive], [404, 'length', 5, false]);
@@ -60,11 +65,11 @@ test('malformed or ambiguous heads are refused, never guessed', () => {
     'HTTP/2 200 OK\r\n\r\n',
     'HTTP/1.1 20 OK\r\n\r\n',
     'ICY 200 OK\r\n\r\n',
-    'HTTP/1.1 200 OK\r\n folded: value\r\n\r\n',          // obs-fold
-    'HTTP/1.1 200 OK\r\nbad header: 1\r\n\r\n',            // space in the name
+    'HTTP/1.1 200 OK\r\n folded: value\r\n\r\n', // obs-fold
+    'HTTP/1.1 200 OK\r\nbad header: 1\r\n\r\n', // space in the name
     'HTTP/1.1 200 OK\r\n: empty name\r\n\r\n',
     'HTTP/1.1 200 OK\r\nno colon\r\n\r\n',
-    'HTTP/1.1 200 OK\r\nx: a\nb\r\n\r\n',                  // bare LF inside a line
+    'HTTP/1.1 200 OK\r\nx: a\nb\r\n\r\n', // bare LF inside a line
     'HTTP/1.1 200 OK\r\nx: a\x00b\r\n\r\n',
     'HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n',
     'HTTP/1.1 200 OK\r\ncontent-length: 3, 4\r\n\r\n',
@@ -77,7 +82,10 @@ test('malformed or ambiguous heads are refused, never guessed', () => {
   for (const text of bad) assert.throws(() => head(text), FramingError, JSON.stringify(text));
 });
 
-const STREAM = Buffer.from('7\r\n{"a":1}\r\n1a;ext=1;q="a b"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: x\r\n\r\n', 'latin1');
+const STREAM = Buffer.from(
+  '7\r\n{"a":1}\r\n1a;ext=1;q="a b"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: x\r\n\r\n',
+  'latin1',
+);
 
 test('the chunk scanner finds the end of a chunked body however the reads are split', () => {
   for (let a = 0; a <= STREAM.length; a++) {
@@ -104,24 +112,28 @@ test('the scanner knows when it stands between chunks', () => {
 
 test('malformed chunk framing is refused', () => {
   const bad = [
-    '\r\n',                    // no size
-    'g\r\n',                   // not hex
-    '3\nabc\r\n0\r\n\r\n',     // bare LF after the size
-    '3\r\nabcd\r\n',           // data longer than its size
-    '3\r\nabc\n0\r\n\r\n',     // bare LF after the data
-    '1000000000000\r\n',       // 13 hex digits
-    '3;a\nb\r\n',              // LF inside an extension
-    '0\r\n\n',                 // bare LF after the last chunk
-    '0\r\nx: 1\n\r\n',         // bare LF in a trailer
-    '3 \r\nabc\r\n',           // whitespace after the size (llhttp refuses it)
-    '3;\r\nabc\r\n',           // an extension without a name
-    '3; a=1\r\nabc\r\n',       // whitespace in an extension
+    '\r\n', // no size
+    'g\r\n', // not hex
+    '3\nabc\r\n0\r\n\r\n', // bare LF after the size
+    '3\r\nabcd\r\n', // data longer than its size
+    '3\r\nabc\n0\r\n\r\n', // bare LF after the data
+    '1000000000000\r\n', // 13 hex digits
+    '3;a\nb\r\n', // LF inside an extension
+    '0\r\n\n', // bare LF after the last chunk
+    '0\r\nx: 1\n\r\n', // bare LF in a trailer
+    '3 \r\nabc\r\n', // whitespace after the size (llhttp refuses it)
+    '3;\r\nabc\r\n', // an extension without a name
+    '3; a=1\r\nabc\r\n', // whitespace in an extension
     '3;a=1 \r\nabc\r\n',
-    '3;a=\x80\r\nabc\r\n',      // a byte outside token in a value
-    '3;a="x\x01"\r\nabc\r\n',   // a control byte in a quoted value
+    '3;a=\x80\r\nabc\r\n', // a byte outside token in a value
+    '3;a="x\x01"\r\nabc\r\n', // a control byte in a quoted value
   ];
   for (const text of bad) {
-    assert.throws(() => new BodyEnd('chunked', 0).feed(Buffer.from(text, 'latin1'), 0), FramingError, JSON.stringify(text));
+    assert.throws(
+      () => new BodyEnd('chunked', 0).feed(Buffer.from(text, 'latin1'), 0),
+      FramingError,
+      JSON.stringify(text),
+    );
   }
 });
 
@@ -141,8 +153,16 @@ interface NativeResponseParser {
   [callback: number]: unknown;
 }
 const { HTTPParser } = createRequire(import.meta.url)('_http_common') as {
-  HTTPParser: { new (): NativeResponseParser; RESPONSE: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number;
-    kOnMessageComplete: number; kOnMessageBegin: number; kOnExecute: number };
+  HTTPParser: {
+    new (): NativeResponseParser;
+    RESPONSE: number;
+    kOnHeaders: number;
+    kOnHeadersComplete: number;
+    kOnBody: number;
+    kOnMessageComplete: number;
+    kOnMessageBegin: number;
+    kOnExecute: number;
+  };
 };
 
 /** Whether Node's own HTTP client parser (llhttp, strict) takes a chunked response with this body whole. */
@@ -150,8 +170,17 @@ function llhttpAccepts(body: Buffer): boolean {
   const p = new HTTPParser();
   let complete = false;
   const noop = (): number => 0;
-  for (const k of [HTTPParser.kOnHeaders, HTTPParser.kOnHeadersComplete, HTTPParser.kOnBody, HTTPParser.kOnMessageBegin, HTTPParser.kOnExecute]) p[k] = noop;
-  p[HTTPParser.kOnMessageComplete] = () => { complete = true; };
+  for (const k of [
+    HTTPParser.kOnHeaders,
+    HTTPParser.kOnHeadersComplete,
+    HTTPParser.kOnBody,
+    HTTPParser.kOnMessageBegin,
+    HTTPParser.kOnExecute,
+  ])
+    p[k] = noop;
+  p[HTTPParser.kOnMessageComplete] = () => {
+    complete = true;
+  };
   p.initialize(HTTPParser.RESPONSE, {}, 0, 0);
   const r = p.execute(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n'), body]));
   p.close();
@@ -167,7 +196,7 @@ function scannerAccepts(body: Buffer): boolean {
   }
 }
 
-test('chunk size lines and extensions: the scanner accepts exactly what Node\'s own client parser accepts', () => {
+test("chunk size lines and extensions: the scanner accepts exactly what Node's own client parser accepts", () => {
   // Every extension of up to 4 bytes over an alphabet of the characters that matter, behind a size.
   const alphabet = ['a', '=', '"', ';', ' ', '\t', '\\', '\x80', '\x01', '1'];
   const exts: string[] = [''];
@@ -181,10 +210,14 @@ test('chunk size lines and extensions: the scanner accepts exactly what Node\'s 
   const disagree: string[] = [];
   for (const ext of exts) {
     const body = Buffer.from(`3${ext}\r\nabc\r\n0\r\n\r\n`, 'latin1');
-    if (llhttpAccepts(body) !== scannerAccepts(body)) disagree.push(`${JSON.stringify(ext)}: llhttp ${llhttpAccepts(body)}`);
+    if (llhttpAccepts(body) !== scannerAccepts(body))
+      disagree.push(`${JSON.stringify(ext)}: llhttp ${llhttpAccepts(body)}`);
   }
   assert.deepEqual(disagree.slice(0, 20), [], `${disagree.length} of ${exts.length} size lines judged differently`);
-  assert.ok(exts.filter((e) => scannerAccepts(Buffer.from(`3${e}\r\nabc\r\n0\r\n\r\n`, 'latin1'))).length > 50, 'the comparison covers accepted lines too');
+  assert.ok(
+    exts.filter((e) => scannerAccepts(Buffer.from(`3${e}\r\nabc\r\n0\r\n\r\n`, 'latin1'))).length > 50,
+    'the comparison covers accepted lines too',
+  );
 });
 
 test('the chunk extension budget is per chunk: a long stream with extensions on every chunk is not cut', () => {
@@ -194,7 +227,10 @@ test('the chunk extension budget is per chunk: a long stream with extensions on 
   for (let i = 0; i < 200; i++) assert.equal(s.feed(chunk, 0), -1, `chunk ${i}`);
   assert.equal(s.feed(Buffer.from('0\r\n\r\n'), 0), 5);
   // One line over the budget is still refused.
-  assert.throws(() => new BodyEnd('chunked', 0).feed(Buffer.from(`1;${'e'.repeat(MAX_HEAD_BYTES + 1)}\r\n`, 'latin1'), 0), /chunk extension too long/);
+  assert.throws(
+    () => new BodyEnd('chunked', 0).feed(Buffer.from(`1;${'e'.repeat(MAX_HEAD_BYTES + 1)}\r\n`, 'latin1'), 0),
+    /chunk extension too long/,
+  );
 });
 
 test('a response head with bare LF line ends is refused at once, before its (never coming) CRLF CRLF', () => {

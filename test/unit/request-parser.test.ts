@@ -5,7 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PARSED_ALL, PARSE_FAILED, RequestParser, type ParserEvents, type RequestHead } from '../../src/proxy/fast/request-parser.ts';
+import {
+  PARSED_ALL,
+  PARSE_FAILED,
+  RequestParser,
+  type ParserEvents,
+  type RequestHead,
+} from '../../src/proxy/fast/request-parser.ts';
 
 interface Log {
   events: string[];
@@ -14,18 +20,33 @@ interface Log {
 }
 
 /** A parser whose events are logged; `pause` decides, per head, whether to stop after it. */
-function parser(pause: (head: RequestHead) => boolean = () => false, maxHeaderSize = 64 * 1024): { p: RequestParser; log: Log } {
+function parser(
+  pause: (head: RequestHead) => boolean = () => false,
+  maxHeaderSize = 64 * 1024,
+): { p: RequestParser; log: Log } {
   const log: Log = { events: [], heads: [], body: [] };
   const events: ParserEvents = {
-    parserBegin: () => { log.events.push('begin'); },
-    parserHead: (head) => { log.events.push(`head ${head.method} ${head.url}`); log.heads.push(head); return pause(head); },
-    parserBody: (chunk) => { log.events.push(`body ${chunk.length}`); log.body.push(Buffer.from(chunk)); },
-    parserComplete: () => { log.events.push('complete'); },
+    parserBegin: () => {
+      log.events.push('begin');
+    },
+    parserHead: (head) => {
+      log.events.push(`head ${head.method} ${head.url}`);
+      log.heads.push(head);
+      return pause(head);
+    },
+    parserBody: (chunk) => {
+      log.events.push(`body ${chunk.length}`);
+      log.body.push(Buffer.from(chunk));
+    },
+    parserComplete: () => {
+      log.events.push('complete');
+    },
   };
   return { p: RequestParser.take(maxHeaderSize, events), log };
 }
 
-const POST = 'POST /api/generate HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhello';
+const POST =
+  'POST /api/generate HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhello';
 const GET = 'GET /api/tags HTTP/1.1\r\nhost: b\r\n\r\n';
 
 test('a head gives method, URL, header lines as sent, version and keep-alive', () => {
@@ -77,10 +98,16 @@ test('a head that spans reads comes whole: URL and header lines given in parts a
   p.release();
 });
 
-test('bad bytes fail with llhttp\'s code and reason, as node:http reports them', () => {
+test("bad bytes fail with llhttp's code and reason, as node:http reports them", () => {
   const cases: Array<[string, string]> = [
-    ['POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 'HPE_INVALID_TRANSFER_ENCODING'],
-    ['POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd', 'HPE_UNEXPECTED_CONTENT_LENGTH'],
+    [
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      'HPE_INVALID_TRANSFER_ENCODING',
+    ],
+    [
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd',
+      'HPE_UNEXPECTED_CONTENT_LENGTH',
+    ],
     ['POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 'HPE_INVALID_CHUNK_SIZE'],
     ['P@ST / HTTP/1.1\r\n\r\n', 'HPE_INVALID_METHOD'],
     ['GET / HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n', 'HPE_INVALID_HEADER_TOKEN'],
@@ -94,7 +121,7 @@ test('bad bytes fail with llhttp\'s code and reason, as node:http reports them',
   }
 });
 
-test('the header size limit is llhttp\'s: HPE_HEADER_OVERFLOW past it', () => {
+test("the header size limit is llhttp's: HPE_HEADER_OVERFLOW past it", () => {
   const { p } = parser(() => false, 1024);
   assert.equal(p.execute(Buffer.from(`GET / HTTP/1.1\r\nX-Big: ${'b'.repeat(2000)}\r\n\r\n`)), PARSE_FAILED);
   assert.equal(p.error?.code, 'HPE_HEADER_OVERFLOW');
@@ -102,8 +129,10 @@ test('the header size limit is llhttp\'s: HPE_HEADER_OVERFLOW past it', () => {
 });
 
 test('CONNECT and Upgrade heads stop the parse after them and say so', () => {
-  for (const bytes of ['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nTLS...',
-    'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframes']) {
+  for (const bytes of [
+    'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nTLS...',
+    'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframes',
+  ]) {
     const { p, log } = parser(() => true);
     const at = p.execute(Buffer.from(bytes));
     assert.equal(at, bytes.indexOf('\r\n\r\n') + 4);

@@ -8,10 +8,18 @@ test('origin form passes as it is', () => {
 });
 
 test('absolute form splits into authority and path; an empty path is /, a bare query gets one', () => {
-  assert.deepEqual(parseTarget('http://127.0.0.1:11434/api/tags?x=1'), { form: 'absolute', authority: '127.0.0.1:11434', path: '/api/tags?x=1' });
+  assert.deepEqual(parseTarget('http://127.0.0.1:11434/api/tags?x=1'), {
+    form: 'absolute',
+    authority: '127.0.0.1:11434',
+    path: '/api/tags?x=1',
+  });
   assert.deepEqual(parseTarget('HTTPS://Host.Local'), { form: 'absolute', authority: 'Host.Local', path: '/' });
   assert.deepEqual(parseTarget('http://h?x=1'), { form: 'absolute', authority: 'h', path: '/?x=1' });
-  assert.deepEqual(parseTarget('http://[::1]:11434/api/ps'), { form: 'absolute', authority: '[::1]:11434', path: '/api/ps' });
+  assert.deepEqual(parseTarget('http://[::1]:11434/api/ps'), {
+    form: 'absolute',
+    authority: '[::1]:11434',
+    path: '/api/ps',
+  });
 });
 
 test('targets ollana refuses, each with its reason', () => {
@@ -22,9 +30,10 @@ test('targets ollana refuses, each with its reason', () => {
   assert.deepEqual(parseTarget('http://h"x/api/tags'), { form: 'bad', why: 'has an invalid host' });
 });
 
-test('Host lines are counted whatever their case; values are checked like Go\'s net/http does', () => {
+test("Host lines are counted whatever their case; values are checked like Go's net/http does", () => {
   assert.equal(hostLines(['Host', 'a', 'Accept', '*/*', 'HOST', 'b']), 2);
   assert.equal(hostLines(['Accept', '*/*']), 0);
-  for (const ok of ['localhost', '127.0.0.1:11434', '[::1]:11434', 'my-box.local', '']) assert.ok(validHostValue(ok), ok);
+  for (const ok of ['localhost', '127.0.0.1:11434', '[::1]:11434', 'my-box.local', ''])
+    assert.ok(validHostValue(ok), ok);
   for (const bad of ['a b', 'h/x', 'u@h', 'h"', 'h\\x']) assert.ok(!validHostValue(bad), bad);
 });

@@ -1,18 +1,43 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Upstream } from '../../src/protocol/messages.ts';
-import { affineTarget, candidates, classify, modelOf, normalizeModel, retryableStatus } from '../../src/proxy/route/router.ts';
+import {
+  affineTarget,
+  candidates,
+  classify,
+  modelOf,
+  normalizeModel,
+  retryableStatus,
+} from '../../src/proxy/route/router.ts';
 
 function up(id: string, models: string[], over: Partial<Upstream> = {}): Upstream {
-  return { id, url: `https://10.0.0.${id.length}:11435`, device: id, basePath: '', healthy: true, models, leader: false, load: 0, ...over };
+  return {
+    id,
+    url: `https://10.0.0.${id.length}:11435`,
+    device: id,
+    basePath: '',
+    healthy: true,
+    models,
+    leader: false,
+    load: 0,
+    ...over,
+  };
 }
 
-test('classify follows the API\'s retry-safety classes', () => {
+test("classify follows the API's retry-safety classes", () => {
   assert.equal(classify('GET', '/api/tags'), 'tags');
   assert.equal(classify('HEAD', '/api/tags'), 'tags');
   assert.equal(classify('GET', '/api/ps'), 'ps');
   assert.equal(classify('GET', '/v1/models'), 'models');
-  for (const p of ['/api/generate', '/api/chat', '/api/embed', '/api/embeddings', '/api/show', '/v1/chat/completions', '/v1/embeddings']) {
+  for (const p of [
+    '/api/generate',
+    '/api/chat',
+    '/api/embed',
+    '/api/embeddings',
+    '/api/show',
+    '/v1/chat/completions',
+    '/v1/embeddings',
+  ]) {
     assert.equal(classify('POST', p), 'by-model', p);
   }
   for (const p of ['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete', '/api/blobs/sha256:ab']) {
@@ -34,15 +59,34 @@ test('model names default their tag to latest', () => {
 test('candidates: only servers with the model, least busy first; any server when none has it', () => {
   const ups = [up('a', ['m:latest']), up('bb', ['m:latest', 'n:latest']), up('ccc', ['n:latest'])];
   const busy = new Map([['a', 3]]);
-  assert.deepEqual(candidates(ups, 'm', busy).map((u) => u.id), ['bb', 'a']);
-  assert.deepEqual(candidates(ups, 'n:latest', new Map()).map((u) => u.id), ['bb', 'ccc']);
-  assert.deepEqual(candidates(ups, 'unknown', new Map()).map((u) => u.id), ['a', 'bb', 'ccc']);
+  assert.deepEqual(
+    candidates(ups, 'm', busy).map((u) => u.id),
+    ['bb', 'a'],
+  );
+  assert.deepEqual(
+    candidates(ups, 'n:latest', new Map()).map((u) => u.id),
+    ['bb', 'ccc'],
+  );
+  assert.deepEqual(
+    candidates(ups, 'unknown', new Map()).map((u) => u.id),
+    ['a', 'bb', 'ccc'],
+  );
   assert.deepEqual(candidates([up('a', [], { healthy: false })], null, new Map()), []);
-  assert.deepEqual(candidates([up('a', [], { load: 9 }), up('b', [], { load: 1 })], null, new Map()).map((u) => u.id), ['b', 'a'],
-    'reported load breaks ties');
+  assert.deepEqual(
+    candidates([up('a', [], { load: 9 }), up('b', [], { load: 1 })], null, new Map()).map((u) => u.id),
+    ['b', 'a'],
+    'reported load breaks ties',
+  );
   const idle = [up('a', []), up('b', []), up('c', [], { load: 5 })];
-  assert.deepEqual([0, 1, 2].map((turn) => candidates(idle, null, new Map(), turn).map((u) => u.id).join('')), ['abc', 'bac', 'abc'],
-    'equally idle servers take turns; a busier one stays last');
+  assert.deepEqual(
+    [0, 1, 2].map((turn) =>
+      candidates(idle, null, new Map(), turn)
+        .map((u) => u.id)
+        .join(''),
+    ),
+    ['abc', 'bac', 'abc'],
+    'equally idle servers take turns; a busier one stays last',
+  );
 });
 
 test('affine requests go to the leader', () => {

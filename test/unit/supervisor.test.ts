@@ -96,13 +96,22 @@ class FakeActor<In extends Message, Out extends Message> extends EventEmitter im
     this.opts.onStart();
     // Discovery reports ready once its socket is bound.
     if (this.opts.name === 'discovery') {
-      queueMicrotask(() => this.emit('message', { type: 'discovery.ready', port: 11436, group: '239.255.11.36', multicast: true,
-        broadcast: true, interfaces: ['lo'] }));
+      queueMicrotask(() =>
+        this.emit('message', {
+          type: 'discovery.ready',
+          port: 11436,
+          group: '239.255.11.36',
+          multicast: true,
+          broadcast: true,
+          interfaces: ['lo'],
+        }),
+      );
     }
   }
   send(msg: Out): void {
     this.sent.push(msg);
-    if (msg.type === 'discovery.configure') this.steps.push(`discovery.configure draining=${String(msg.self.draining)} announce=${String(msg.announce)}`);
+    if (msg.type === 'discovery.configure')
+      this.steps.push(`discovery.configure draining=${String(msg.self.draining)} announce=${String(msg.announce)}`);
     if (msg.type === 'discovery.stop') {
       this.steps.push('discovery.stop');
       queueMicrotask(() => this.emit('message', { type: 'discovery.stopped' }));
@@ -168,7 +177,10 @@ const freePorts: PortProbe = {
   ollama: () => Promise.resolve({ ok: false, reason: 'nothing there' }),
 };
 
-interface Noted { readonly id: string; readonly kind: string }
+interface Noted {
+  readonly id: string;
+  readonly kind: string;
+}
 
 class FakeTrust extends EventEmitter implements TrustHandle {
   settings: TrustSettings = { trustLan: false, allowed: [], disabled: [] };
@@ -189,7 +201,13 @@ class FakeTrust extends EventEmitter implements TrustHandle {
   stop(): void {
     this.started = false;
   }
-  notePending(id: string, _name: string, _addr: string, kind: 'server-seen' | 'client-refused', then?: (first: boolean) => void): boolean {
+  notePending(
+    id: string,
+    _name: string,
+    _addr: string,
+    kind: 'server-seen' | 'client-refused',
+    then?: (first: boolean) => void,
+  ): boolean {
     const first = !this.noted.some((n) => n.id === id);
     this.noted.push({ id, kind });
     then?.(first); // pending.json "written" at once
@@ -219,8 +237,16 @@ class FakeCluster implements ClusterHandle {
   close(): void {}
   setView(): void {}
   upstreams(): Upstream[] {
-    return [...this.#servers.values()].map((p) => ({ id: p.id, url: `https://${p.addr}:${p.port}`, device: p.id, basePath: '',
-      healthy: true, models: [], leader: false, load: 0 }));
+    return [...this.#servers.values()].map((p) => ({
+      id: p.id,
+      url: `https://${p.addr}:${p.port}`,
+      device: p.id,
+      basePath: '',
+      healthy: true,
+      models: [],
+      leader: false,
+      load: 0,
+    }));
   }
   peers(): PeerInfo[] {
     return [...this.#servers.values()];
@@ -230,14 +256,37 @@ class FakeCluster implements ClusterHandle {
   }
 }
 
-interface LogRecord { readonly level: number; readonly msg: string; readonly [key: string]: unknown }
+interface LogRecord {
+  readonly level: number;
+  readonly msg: string;
+  readonly [key: string]: unknown;
+}
 
-const IDENTITY: Identity = { id: 'SELF-ID', certPem: 'cert', keyPem: 'key', fingerprint: 'ab'.repeat(32), certFile: '/nonexistent/cert.pem',
-  keyFile: '/nonexistent/key.pem', name: 'test' };
+const IDENTITY: Identity = {
+  id: 'SELF-ID',
+  certPem: 'cert',
+  keyPem: 'key',
+  fingerprint: 'ab'.repeat(32),
+  certFile: '/nonexistent/cert.pem',
+  keyFile: '/nonexistent/key.pem',
+  name: 'test',
+};
 
 function serverPeer(id: string, addr = '192.0.2.10'): PeerInfo {
-  return { id, boot: 'b1', role: 'server', addr, port: 11435, fp: 'f', load: { inFlight: 0, workers: 1 }, models: '', term: 1, leader: '',
-    draining: false, lastSeen: 0 };
+  return {
+    id,
+    boot: 'b1',
+    role: 'server',
+    addr,
+    port: 11435,
+    fp: 'f',
+    load: { inFlight: 0, workers: 1 },
+    models: '',
+    term: 1,
+    leader: '',
+    draining: false,
+    lastSeen: 0,
+  };
 }
 
 function setup(config: Partial<ServeConfig>, ollamaUp: boolean) {
@@ -247,14 +296,33 @@ function setup(config: Partial<ServeConfig>, ollamaUp: boolean) {
   const trust = new FakeTrust();
   let cluster: FakeCluster | null = null;
   const records: LogRecord[] = [];
-  const log = pino({ level: 'debug' }, { write: (line: string) => { records.push(JSON.parse(line) as LogRecord); } });
-  const supervisor = new Supervisor({
-    config: { ...DEFAULTS, workers: 2, discovery: 'off', ...config }, log, logSettings: { level: 'error', file: null, pretty: false },
-    version: 'test', identity: IDENTITY, dataDir: '/nonexistent', debugHooks: false,
-  }, {
-    clock, ollama, ports: freePorts, threads, trust: () => trust,
-    cluster: (_log, _identity, onChange) => (cluster = new FakeCluster(onChange)),
-  });
+  const log = pino(
+    { level: 'debug' },
+    {
+      write: (line: string) => {
+        records.push(JSON.parse(line) as LogRecord);
+      },
+    },
+  );
+  const supervisor = new Supervisor(
+    {
+      config: { ...DEFAULTS, workers: 2, discovery: 'off', ...config },
+      log,
+      logSettings: { level: 'error', file: null, pretty: false },
+      version: 'test',
+      identity: IDENTITY,
+      dataDir: '/nonexistent',
+      debugHooks: false,
+    },
+    {
+      clock,
+      ollama,
+      ports: freePorts,
+      threads,
+      trust: () => trust,
+      cluster: (_log, _identity, onChange) => (cluster = new FakeCluster(onChange)),
+    },
+  );
   const lines = (re: RegExp): LogRecord[] => records.filter((r) => re.test(r.msg));
   /** Moves time in health-check steps, letting each check finish before the next. */
   const advance = async (ms: number, step = 1_000): Promise<void> => {
@@ -274,7 +342,10 @@ test('auto mode: the role is decided by the Ollama probe (answers: server node s
   const pool = up.threads.lastPool;
   assert.equal(pool.workerData.proxy.listenTls, true);
   assert.equal(pool.table.role, 'server');
-  assert.deepEqual(pool.table.upstreams.map((u) => [u.id, u.url, u.healthy, u.models]), [['local', 'http://127.0.0.1:11434', true, ['llama3:8b']]]);
+  assert.deepEqual(
+    pool.table.upstreams.map((u) => [u.id, u.url, u.healthy, u.models]),
+    [['local', 'http://127.0.0.1:11434', true, ['llama3:8b']]],
+  );
   await up.supervisor.stop('test');
 
   const down = setup({ mode: 'auto' }, false);
@@ -296,14 +367,18 @@ test('auto mode: Ollama gone for roleSwitchAfterMs turns a server node into a cl
 
   n.ollama.up = false;
   await n.advance(2_000); // the health check that finds it gone
-  assert.equal(first.routes.at(-1)?.upstreams[0]?.healthy, false, 'the workers learn at once that the local Ollama is gone');
+  assert.equal(
+    first.routes.at(-1)?.upstreams[0]?.healthy,
+    false,
+    'the workers learn at once that the local Ollama is gone',
+  );
   await n.advance(8_000); // 8 s after: still under roleSwitchAfterMs
   assert.equal(n.supervisor.role, 'server');
   assert.equal(n.threads.pools.length, 1);
   await n.advance(2_000); // 10 s after the first failed check: the switch is due
   assert.equal(n.supervisor.role, 'client');
   assert.deepEqual(roles, ['client']);
-  assert.deepEqual(first.stops, [SWITCH_DRAIN_MS], 'the server role\'s workers are drained');
+  assert.deepEqual(first.stops, [SWITCH_DRAIN_MS], "the server role's workers are drained");
   assert.equal(n.threads.pools.length, 2);
   assert.equal(n.threads.lastPool.workerData.proxy.host, '127.0.0.1');
   assert.equal(n.threads.lastPool.workerData.proxy.port, 11434);
@@ -327,7 +402,7 @@ test('a server node in forced server mode stays one however long its Ollama is a
   await n.supervisor.stop('test');
 });
 
-test('a client node\'s route table reaches the pool when a trusted server appears and when trust changes', async () => {
+test("a client node's route table reaches the pool when a trusted server appears and when trust changes", async () => {
   const n = setup({ mode: 'client', discovery: 'both' }, false);
   await n.supervisor.start();
   const pool = n.threads.lastPool;
@@ -335,19 +410,37 @@ test('a client node\'s route table reaches the pool when a trusted server appear
   n.trust.settings = { trustLan: false, allowed: ['SRV-A'], disabled: [] };
 
   discovery.tell({ type: 'peer.seen', peer: serverPeer('SRV-A') });
-  assert.deepEqual(pool.routes.at(-1)?.upstreams.map((u) => u.id), ['SRV-A']);
+  assert.deepEqual(
+    pool.routes.at(-1)?.upstreams.map((u) => u.id),
+    ['SRV-A'],
+  );
   discovery.tell({ type: 'peer.seen', peer: serverPeer('SRV-B', '192.0.2.11') });
-  assert.deepEqual(pool.routes.at(-1)?.upstreams.map((u) => u.id), ['SRV-A'], 'a server not allowed is not used');
+  assert.deepEqual(
+    pool.routes.at(-1)?.upstreams.map((u) => u.id),
+    ['SRV-A'],
+    'a server not allowed is not used',
+  );
 
   // devices.json now allows B and disables A.
   n.trust.change({ trustLan: false, allowed: ['SRV-B'], disabled: ['SRV-A'] });
-  assert.deepEqual(pool.trusts.at(-1), { trustLan: false, allowed: ['SRV-B'], disabled: ['SRV-A'] }, 'the workers get the new allow list');
-  assert.deepEqual(pool.routes.at(-1)?.upstreams.map((u) => u.id), ['SRV-B']);
+  assert.deepEqual(
+    pool.trusts.at(-1),
+    { trustLan: false, allowed: ['SRV-B'], disabled: ['SRV-A'] },
+    'the workers get the new allow list',
+  );
+  assert.deepEqual(
+    pool.routes.at(-1)?.upstreams.map((u) => u.id),
+    ['SRV-B'],
+  );
 
   discovery.tell({ type: 'peer.gone', id: 'SRV-B', reason: 'bye' });
   assert.deepEqual(pool.routes.at(-1)?.upstreams, []);
   const versions = pool.routes.map((t) => t.version);
-  assert.deepEqual(versions, [...versions].sort((a, b) => a - b), 'each table is newer than the last');
+  assert.deepEqual(
+    versions,
+    [...versions].sort((a, b) => a - b),
+    'each table is newer than the last',
+  );
   await n.supervisor.stop('test');
 });
 
@@ -359,8 +452,14 @@ test('trust notices: a server not allowed is noted pending and logged once, with
 
   discovery.tell({ type: 'peer.seen', peer: serverPeer('SRV-0') });
   discovery.tell({ type: 'peer.seen', peer: { ...serverPeer('SRV-0'), models: 'changed' } });
-  assert.deepEqual(n.trust.noted, [{ id: 'SRV-0', kind: 'server-seen' }, { id: 'SRV-0', kind: 'server-seen' }],
-    'noted pending each time it is seen (its last-seen time)');
+  assert.deepEqual(
+    n.trust.noted,
+    [
+      { id: 'SRV-0', kind: 'server-seen' },
+      { id: 'SRV-0', kind: 'server-seen' },
+    ],
+    'noted pending each time it is seen (its last-seen time)',
+  );
   assert.equal(n.lines(found).length, 1, 'logged once');
 
   for (let i = 1; i < TOLD_PER_MINUTE + 2; i++) discovery.tell({ type: 'peer.seen', peer: serverPeer(`SRV-${i}`) });
@@ -374,10 +473,25 @@ test('trust notices: a server not allowed is noted pending and logged once, with
   const pool = n.threads.lastPool;
   pool.emitEvent('refused-by', 'SRV-X');
   pool.emitEvent('refused-by', 'SRV-X');
-  assert.equal(n.lines(/^server node SRV-X does not allow this device yet; on that server run: ollana device allow SELF-ID$/).length, 1);
-  pool.emitEvent('refused', { type: 'trust.refused', id: 'CLIENT-1', name: 'laptop', addr: '192.0.2.50', verdict: 'unknown' });
+  assert.equal(
+    n.lines(/^server node SRV-X does not allow this device yet; on that server run: ollana device allow SELF-ID$/)
+      .length,
+    1,
+  );
+  pool.emitEvent('refused', {
+    type: 'trust.refused',
+    id: 'CLIENT-1',
+    name: 'laptop',
+    addr: '192.0.2.50',
+    verdict: 'unknown',
+  });
   assert.deepEqual(n.trust.noted.at(-1), { id: 'CLIENT-1', kind: 'client-refused' });
-  assert.equal(n.lines(/^refused device CLIENT-1 \(laptop\) from 192\.0\.2\.50: not allowed; to allow it run: ollana device allow CLIENT-1$/).length, 1);
+  assert.equal(
+    n.lines(
+      /^refused device CLIENT-1 \(laptop\) from 192\.0\.2\.50: not allowed; to allow it run: ollana device allow CLIENT-1$/,
+    ).length,
+    1,
+  );
   await n.supervisor.stop('test');
 });
 
@@ -405,8 +519,10 @@ test('a server node whose Ollama stops answering stops announcing at once, and a
   await n.supervisor.start();
   const discovery = n.threads.discovery();
   const election = n.threads.actors.get('election');
-  const announces = (): boolean[] => discovery.sent.flatMap((m) => (m.type === 'discovery.configure' ? [m.announce] : []));
-  const healthy = (): boolean[] => (election?.sent ?? []).flatMap((m) => (m.type === 'election.self' ? [m.healthy] : []));
+  const announces = (): boolean[] =>
+    discovery.sent.flatMap((m) => (m.type === 'discovery.configure' ? [m.announce] : []));
+  const healthy = (): boolean[] =>
+    (election?.sent ?? []).flatMap((m) => (m.type === 'election.self' ? [m.healthy] : []));
   assert.equal(announces().at(-1), true);
   assert.equal(healthy().at(-1), true);
 
@@ -435,15 +551,35 @@ test('discovery that fails while starting (its port taken) fails start() with it
     return handle;
   };
   await assert.rejects(n.supervisor.start(), { code: 'OLN_PORT_IN_USE', message: 'UDP port 11436 is taken' });
-  assert.deepEqual(n.threads.lastPool.stops, [DEFAULTS.drainTimeoutMs], 'the workers already started are drained and ended');
+  assert.deepEqual(
+    n.threads.lastPool.stops,
+    [DEFAULTS.drainTimeoutMs],
+    'the workers already started are drained and ended',
+  );
 });
 
-test('status: role, listen address, upstreams and the workers\' totals, as `ollana status` reads them', async () => {
+test("status: role, listen address, upstreams and the workers' totals, as `ollana status` reads them", async () => {
   const n = setup({ mode: 'auto', listen: '127.0.0.1:0' }, true);
   await n.supervisor.start();
-  const stats = { worker: 0, threadId: 2, requests: 5, inFlight: 1, completed: 4, clientAborts: 0, upstreamErrors: 1, bytesIn: 10,
-    bytesOut: 20, statuses: { '2xx': 4 }, ttfbMs: LATENCY, durationMs: LATENCY, rssBytes: 1, tlsHandshakes: 3, tlsResumed: 1,
-    fastRequests: 4, handedToNode: 1 };
+  const stats = {
+    worker: 0,
+    threadId: 2,
+    requests: 5,
+    inFlight: 1,
+    completed: 4,
+    clientAborts: 0,
+    upstreamErrors: 1,
+    bytesIn: 10,
+    bytesOut: 20,
+    statuses: { '2xx': 4 },
+    ttfbMs: LATENCY,
+    durationMs: LATENCY,
+    rssBytes: 1,
+    tlsHandshakes: 3,
+    tlsResumed: 1,
+    fastRequests: 4,
+    handedToNode: 1,
+  };
   n.threads.lastPool.stats = () => Promise.resolve([stats, { worker: 1, ready: false }]);
   n.clock.advance(4_000);
   const s = await n.supervisor.status();
@@ -453,11 +589,17 @@ test('status: role, listen address, upstreams and the workers\' totals, as `olla
   assert.equal(s.ollana.uptimeS, 4);
   assert.equal(s.trust.tls, true);
   assert.deepEqual(s.ollama && [s.ollama.healthy, s.ollama.version, s.ollama.models], [true, '0.9.0', ['llama3:8b']]);
-  assert.deepEqual(s.upstreams.map((u) => u.id), ['local']);
+  assert.deepEqual(
+    s.upstreams.map((u) => u.id),
+    ['local'],
+  );
   assert.equal(s.cluster.leader, 'SELF-ID', 'with discovery off a healthy server node is its own leader');
   assert.equal(s.cluster.isLeader, true);
   assert.equal(s.discovery, null);
-  assert.deepEqual([s.workers.configured, s.workers.live, s.workers.totals.requests, s.workers.totals.upstreamErrors], [2, 1, 5, 1]);
+  assert.deepEqual(
+    [s.workers.configured, s.workers.live, s.workers.totals.requests, s.workers.totals.upstreamErrors],
+    [2, 1, 5, 1],
+  );
   assert.equal(s.workers.list.length, 2);
   await n.supervisor.stop('test');
 });

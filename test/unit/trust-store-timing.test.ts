@@ -19,9 +19,16 @@ import { FakeClock } from '../helpers/fake-clock.ts';
 import { removeHome, tempHome } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
-after(() => { for (const h of homes) removeHome(h); });
+after(() => {
+  for (const h of homes) removeHome(h);
+});
 
-interface Line { level: string; msg: string; code?: string; errno?: string }
+interface Line {
+  level: string;
+  msg: string;
+  code?: string;
+  errno?: string;
+}
 
 const ids = Array.from({ length: 5 }, (_, i) => deviceIdFromDer(Buffer.from(`timing ${i}`)));
 
@@ -57,7 +64,11 @@ function harness(t: TestContext): Harness {
   const log = pino({ level: 'info', formatters: { level: (label) => ({ level: label }) } }, dest);
   let onChange: (() => void) | null = null;
   const h: Harness = {
-    clock, dir, lines, writes: [], fail: null,
+    clock,
+    dir,
+    lines,
+    writes: [],
+    fail: null,
     touchDevices: () => onChange?.(),
     watching: () => onChange !== null,
     store: null as unknown as TrustStore,
@@ -66,7 +77,9 @@ function harness(t: TestContext): Harness {
     clock,
     watch: (_file, _intervalMs, listener) => {
       onChange = listener;
-      return () => { onChange = null; };
+      return () => {
+        onChange = null;
+      };
     },
     writePending: (_dir: string, entries: readonly PendingEntry[]) => {
       if (h.fail !== null) throw h.fail;
@@ -81,7 +94,10 @@ test('a device met first is written at once; more within 500 ms wait for the end
   const h = harness(t);
   const t0 = h.clock.now();
   const said: string[] = [];
-  assert.equal(h.store.notePending(ids[0]!, 'a', '10.0.0.2:5000', 'client-refused', (first) => said.push(`0:${first}`)), true);
+  assert.equal(
+    h.store.notePending(ids[0]!, 'a', '10.0.0.2:5000', 'client-refused', (first) => said.push(`0:${first}`)),
+    true,
+  );
   assert.deepEqual(h.writes, [{ at: t0, ids: [ids[0]] }]);
   assert.deepEqual(said, ['0:true'], 'the line runs once the device is written');
 
@@ -98,10 +114,18 @@ test('a device met first is written at once; more within 500 ms wait for the end
   assert.equal(h.store.pendingCount, 2);
 
   // A device this node trusts or disabled is not recorded, and its line runs at once.
-  const trusted = new TrustStore(h.dir, true, pino({ level: 'silent' }), { clock: h.clock, watch: () => () => undefined,
-    writePending: () => assert.fail('nothing to write for a trusted device') });
+  const trusted = new TrustStore(h.dir, true, pino({ level: 'silent' }), {
+    clock: h.clock,
+    watch: () => () => undefined,
+    writePending: () => assert.fail('nothing to write for a trusted device'),
+  });
   let line = '';
-  assert.equal(trusted.notePending(ids[2]!, 'c', '10.0.0.4:5000', 'server-seen', (first) => { line = `2:${first}`; }), false);
+  assert.equal(
+    trusted.notePending(ids[2]!, 'c', '10.0.0.4:5000', 'server-seen', (first) => {
+      line = `2:${first}`;
+    }),
+    false,
+  );
   assert.equal(line, '2:false');
   assert.equal(trusted.pendingCount, 0);
 });
@@ -119,8 +143,10 @@ test('a change of devices.json seen by the watch emits change with the new allow
 
   h.touchDevices(); // nothing changed in the file: no event
   assert.deepEqual(changes, []);
-  writeDevices(h.dir, [{ id: ids[0]!, name: 'a', state: 'allowed', since: '2026-01-01T00:00:00.000Z' },
-    { id: ids[3]!, name: 'd', state: 'disabled', since: '2026-01-01T00:00:00.000Z' }]);
+  writeDevices(h.dir, [
+    { id: ids[0]!, name: 'a', state: 'allowed', since: '2026-01-01T00:00:00.000Z' },
+    { id: ids[3]!, name: 'd', state: 'disabled', since: '2026-01-01T00:00:00.000Z' },
+  ]);
   h.touchDevices();
   assert.deepEqual(changes, [{ trustLan: false, allowed: [ids[0]], disabled: [ids[3]] }]);
   assert.equal(h.store.trusts(ids[0]!), true);
@@ -134,7 +160,12 @@ test('a change of devices.json seen by the watch emits change with the new allow
   h.touchDevices();
   assert.equal(changes.length, 1);
   assert.equal(h.store.trusts(ids[0]!), true);
-  assert.ok(h.lines.some((l) => l.level === 'error' && /ignoring devices\.json until it is fixed, keeping the previous allow list/.test(l.msg)));
+  assert.ok(
+    h.lines.some(
+      (l) =>
+        l.level === 'error' && /ignoring devices\.json until it is fixed, keeping the previous allow list/.test(l.msg),
+    ),
+  );
   h.store.stop();
   assert.equal(h.watching(), false, 'stop() ends the watch');
 });
@@ -144,7 +175,12 @@ test('a full data directory is warned about once, with the errno, while the stor
   h.fail = dirError(`${h.dir}/pending.json`, 'write', errno('ENOSPC'));
   for (const [i, id] of ids.slice(0, 3).entries()) {
     let said = false;
-    assert.equal(h.store.notePending(id, `n${i}`, '10.0.0.2:5000', 'client-refused', () => { said = true; }), true);
+    assert.equal(
+      h.store.notePending(id, `n${i}`, '10.0.0.2:5000', 'client-refused', () => {
+        said = true;
+      }),
+      true,
+    );
     h.clock.advance(500);
     assert.equal(said, true, 'the line still runs after a failed write');
   }
@@ -152,7 +188,10 @@ test('a full data directory is warned about once, with the errno, while the stor
   assert.equal(warns().length, 1, JSON.stringify(h.lines));
   assert.equal(warns()[0]!.code, 'OLN_DIR_UNWRITABLE');
   assert.equal(warns()[0]!.errno, 'ENOSPC');
-  assert.match(warns()[0]!.msg, /the disk is full; .*The node keeps serving; the devices it meets are not saved for `ollana device pending` until it can write there \[OLN_DIR_UNWRITABLE\]$/);
+  assert.match(
+    warns()[0]!.msg,
+    /the disk is full; .*The node keeps serving; the devices it meets are not saved for `ollana device pending` until it can write there \[OLN_DIR_UNWRITABLE\]$/,
+  );
   assert.equal(h.store.pendingCount, 3);
 
   // Another cause is told once too.
@@ -161,7 +200,10 @@ test('a full data directory is warned about once, with the errno, while the stor
   h.clock.advance(500);
   h.store.notePending(ids[3]!, 'n3', '10.0.0.2:5000', 'client-refused');
   h.clock.advance(500);
-  assert.deepEqual(warns().map((l) => l.errno), ['ENOSPC', 'EROFS']);
+  assert.deepEqual(
+    warns().map((l) => l.errno),
+    ['ENOSPC', 'EROFS'],
+  );
 
   // A lock held by `ollana device` is no fault: no warning, written again 500 ms later.
   h.fail = new OllanaError('OLN_DATA_DIR_BUSY', 'busy');

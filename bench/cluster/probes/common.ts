@@ -16,8 +16,10 @@ export function emit(obj: Record<string, unknown>): void {
 export function errText(err: unknown): string {
   const e = err as { message?: string; cause?: { code?: string; message?: string }; name?: string };
   const cause = e.cause?.code ?? e.cause?.message;
-  return `${e.name === 'TimeoutError' || e.name === 'AbortError' ? `${e.name}: ` : ''}${e.message ?? String(err)}${cause ? ` (${cause})` : ''}`
-    .slice(0, 300);
+  return `${e.name === 'TimeoutError' || e.name === 'AbortError' ? `${e.name}: ` : ''}${e.message ?? String(err)}${cause ? ` (${cause})` : ''}`.slice(
+    0,
+    300,
+  );
 }
 
 /**
@@ -28,7 +30,8 @@ export async function generateOnce(timeoutMs: number, model = 'llama3.2'): Promi
   const deadline = AbortSignal.timeout(timeoutMs);
   const ollama = new Ollama({
     host: CLIENT_URL,
-    fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline }),
+    fetch: (input, init) =>
+      fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline }),
   });
   let done = false;
   const stream = await ollama.generate({ model, prompt: 'x', stream: true });

@@ -18,7 +18,15 @@ while (Date.now() - started < f['deadline-ms']!) {
   const t = Date.now();
   try {
     await generateOnce(f['request-timeout-ms']!);
-    emit({ ok: true, firstOkAt: Date.now(), attemptStartedAt: t, started, attempts, lastError, errors: Object.fromEntries(errors) });
+    emit({
+      ok: true,
+      firstOkAt: Date.now(),
+      attemptStartedAt: t,
+      started,
+      attempts,
+      lastError,
+      errors: Object.fromEntries(errors),
+    });
     process.exit(0);
   } catch (err) {
     lastError = errText(err);

@@ -10,7 +10,10 @@ import { emit, errText, generateOnce, numFlags } from './common.ts';
 const f = numFlags(process.argv.slice(2), { lanes: 1, 'deadline-ms': 60_000, 'request-timeout-ms': 10_000 });
 const started = Date.now();
 let stopping = false;
-process.on('SIGTERM', () => { stopping = true; setTimeout(() => process.exit(0), 50).unref(); });
+process.on('SIGTERM', () => {
+  stopping = true;
+  setTimeout(() => process.exit(0), 50).unref();
+});
 emit({ ready: true, t: started });
 
 async function lane(l: number): Promise<void> {

@@ -18,7 +18,10 @@ while (Date.now() - started < f['deadline-ms']!) {
   const t0 = Date.now();
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(2_500) });
-    const s = await res.json() as { upstreams?: { id: string; url: string }[]; cluster?: { leader?: string; term?: number } };
+    const s = (await res.json()) as {
+      upstreams?: { id: string; url: string }[];
+      cluster?: { leader?: string; term?: number };
+    };
     const t = Date.now();
     const cur = {
       upstreams: (s.upstreams ?? []).map((u) => ({ id: u.id, url: u.url })),
@@ -26,8 +29,14 @@ while (Date.now() - started < f['deadline-ms']!) {
       term: s.cluster?.term ?? 0,
     };
     const key = JSON.stringify(cur);
-    if (!ready) { ready = true; emit({ ready: true, t }); }
-    if (key !== last) { last = key; emit({ t, pollStartedAt: t0, ...cur }); }
+    if (!ready) {
+      ready = true;
+      emit({ ready: true, t });
+    }
+    if (key !== last) {
+      last = key;
+      emit({ t, pollStartedAt: t0, ...cur });
+    }
     failing = false;
   } catch (err) {
     if (!failing) emit({ t: Date.now(), error: errText(err) });

@@ -64,14 +64,23 @@ export function upload(baseUrl: string, body: ReturnType<BlobBodies['next']>, ti
       if (!req.writableFinished) req.destroy();
       resolve(r);
     };
-    const req = request({
-      host: url.hostname, port: url.port, path: `/api/blobs/${body.digest}`, method: 'POST', agent: false,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': total },
-    }, (res: IncomingMessage) => {
-      res.resume();
-      res.on('end', () => done(result(res.statusCode === 201, total, t0, res.statusCode === 201 ? null : `HTTP ${res.statusCode}`)));
-      res.on('error', (err) => done(result(false, total, t0, err.message)));
-    });
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: `/api/blobs/${body.digest}`,
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': total },
+      },
+      (res: IncomingMessage) => {
+        res.resume();
+        res.on('end', () =>
+          done(result(res.statusCode === 201, total, t0, res.statusCode === 201 ? null : `HTTP ${res.statusCode}`)),
+        );
+        res.on('error', (err) => done(result(false, total, t0, err.message)));
+      },
+    );
     const timer = setTimeout(() => req.destroy(new Error(`upload unfinished after ${timeoutMs} ms`)), timeoutMs);
     req.on('error', (err) => done(result(false, total, t0, err.message)));
     void (async () => {
@@ -89,13 +98,30 @@ export function download(baseUrl: string, bytes: number, timeoutMs: number): Pro
   return new Promise<BulkResult>((resolve) => {
     let settled = false;
     let got = 0;
-    const done = (r: BulkResult): void => { if (!settled) { settled = true; clearTimeout(timer); resolve(r); } };
-    const req = request({ host: url.hostname, port: url.port, path: `/emulator/bytes?n=${bytes}`, method: 'GET', agent: false }, (res) => {
-      if (res.statusCode !== 200) { res.resume(); done(result(false, 0, t0, `HTTP ${res.statusCode}`)); return; }
-      res.on('data', (c: Buffer) => { got += c.length; });
-      res.on('end', () => done(result(got === bytes, got, t0, got === bytes ? null : `got ${got} of ${bytes} bytes`)));
-      res.on('error', (err) => done(result(false, got, t0, err.message)));
-    });
+    const done = (r: BulkResult): void => {
+      if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        resolve(r);
+      }
+    };
+    const req = request(
+      { host: url.hostname, port: url.port, path: `/emulator/bytes?n=${bytes}`, method: 'GET', agent: false },
+      (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          done(result(false, 0, t0, `HTTP ${res.statusCode}`));
+          return;
+        }
+        res.on('data', (c: Buffer) => {
+          got += c.length;
+        });
+        res.on('end', () =>
+          done(result(got === bytes, got, t0, got === bytes ? null : `got ${got} of ${bytes} bytes`)),
+        );
+        res.on('error', (err) => done(result(false, got, t0, err.message)));
+      },
+    );
     const timer = setTimeout(() => req.destroy(new Error(`download unfinished after ${timeoutMs} ms`)), timeoutMs);
     req.on('error', (err) => done(result(false, got, t0, err.message)));
     req.end();

@@ -36,12 +36,26 @@ export function parseHey(text: string, expected: number): HeyResult {
   };
 }
 
-export async function runHey(heyPath: string, url: string, body: string, n: number, c: number, cpus: string | null, timeoutMs: number): Promise<HeyResult> {
-  const child = startChild('hey', heyPath, ['-n', String(n), '-c', String(c), '-m', 'POST', '-T', 'application/json',
-    '-d', body, `${url}/api/generate`], { cpus });
+export async function runHey(
+  heyPath: string,
+  url: string,
+  body: string,
+  n: number,
+  c: number,
+  cpus: string | null,
+  timeoutMs: number,
+): Promise<HeyResult> {
+  const child = startChild(
+    'hey',
+    heyPath,
+    ['-n', String(n), '-c', String(c), '-m', 'POST', '-T', 'application/json', '-d', body, `${url}/api/generate`],
+    { cpus },
+  );
   const lines: string[] = [];
   child.onLine((l) => lines.push(l));
-  const timer = setTimeout(() => { void stopChild(child, 1_000, 'SIGKILL'); }, timeoutMs);
+  const timer = setTimeout(() => {
+    void stopChild(child, 1_000, 'SIGKILL');
+  }, timeoutMs);
   const code = await child.exited;
   clearTimeout(timer);
   const r = parseHey(lines.join('\n'), n);

@@ -25,34 +25,49 @@ export interface RateResult {
   readonly p999Ms: number;
 }
 
-export function runRate(baseUrl: string, req: RateRequest, connections: number, durationS: number): Promise<RateResult> {
+export function runRate(
+  baseUrl: string,
+  req: RateRequest,
+  connections: number,
+  durationS: number,
+): Promise<RateResult> {
   const latencies = new Samples(65_536);
   let ok = 0;
   let non2xx = 0;
   return new Promise<RateResult>((resolve, reject) => {
-    const instance = autocannon({
-      url: baseUrl + req.path,
-      method: req.method,
-      connections,
-      pipelining: 1,
-      duration: durationS,
-      timeout: 10,
-      ...(req.body !== undefined ? { body: req.body, headers: { 'content-type': 'application/json' } } : {}),
-    }, (err, result) => {
-      if (err) { reject(err); return; }
-      const sorted = latencies.sorted();
-      resolve({
-        ok, non2xx,
-        errors: result.errors,
-        seconds: result.duration,
-        reqPerSec: ok / result.duration,
-        p50Ms: percentileSorted(sorted, 50),
-        p99Ms: percentileSorted(sorted, 99),
-        p999Ms: percentileSorted(sorted, 99.9),
-      });
-    });
+    const instance = autocannon(
+      {
+        url: baseUrl + req.path,
+        method: req.method,
+        connections,
+        pipelining: 1,
+        duration: durationS,
+        timeout: 10,
+        ...(req.body !== undefined ? { body: req.body, headers: { 'content-type': 'application/json' } } : {}),
+      },
+      (err, result) => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        const sorted = latencies.sorted();
+        resolve({
+          ok,
+          non2xx,
+          errors: result.errors,
+          seconds: result.duration,
+          reqPerSec: ok / result.duration,
+          p50Ms: percentileSorted(sorted, 50),
+          p99Ms: percentileSorted(sorted, 99),
+          p999Ms: percentileSorted(sorted, 99.9),
+        });
+      },
+    );
     instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
-      if (status >= 200 && status < 300) { ok++; latencies.push(ms); } else non2xx++;
+      if (status >= 200 && status < 300) {
+        ok++;
+        latencies.push(ms);
+      } else non2xx++;
     });
   });
 }

@@ -61,14 +61,22 @@ export function parseStream(r: Received, out: Samples): Parsed {
   // ends[i]: offset just past read i in `all`
   const ends: number[] = [];
   let off = 0;
-  for (const c of r.chunks) { off += c.length; ends.push(off); }
+  for (const c of r.chunks) {
+    off += c.length;
+    ends.push(off);
+  }
   let readIndex = 0;
   const timeAt = (pos: number): number => {
     while (ends[readIndex]! <= pos) readIndex++;
     return r.times[readIndex]!;
   };
   const headEnd = all.indexOf(HEAD_END);
-  if (headEnd < 0) return { ok: false, why: all.length === 0 ? 'connection closed before any response' : 'incomplete response head', tokens: 0 };
+  if (headEnd < 0)
+    return {
+      ok: false,
+      why: all.length === 0 ? 'connection closed before any response' : 'incomplete response head',
+      tokens: 0,
+    };
   const head = all.toString('latin1', 0, headEnd);
   const status = Number(head.slice(9, 12));
   if (status !== 200) return { ok: false, why: `HTTP ${status}`, tokens: 0 };
@@ -84,9 +92,15 @@ export function parseStream(r: Received, out: Samples): Parsed {
       if (lineEnd < 0) break;
       const size = parseInt(all.toString('latin1', p, lineEnd), 16);
       if (!Number.isFinite(size)) return { ok: false, why: 'bad chunk size', tokens: 0 };
-      if (size === 0) { complete = true; break; }
+      if (size === 0) {
+        complete = true;
+        break;
+      }
       const start = lineEnd + 2;
-      if (start + size > all.length) { pieces.push([start, all.length]); break; }
+      if (start + size > all.length) {
+        pieces.push([start, all.length]);
+        break;
+      }
       pieces.push([start, start + size]);
       p = start + size + 2;
     }
@@ -107,7 +121,10 @@ export function parseStream(r: Received, out: Samples): Parsed {
     let s = from;
     for (;;) {
       const nl = all.indexOf(NL, s);
-      if (nl < 0 || nl >= to) { if (s < to) line.push(all.subarray(s, to)); break; }
+      if (nl < 0 || nl >= to) {
+        if (s < to) line.push(all.subarray(s, to));
+        break;
+      }
       line.push(all.subarray(s, nl));
       const text = line.length === 1 ? line[0]! : Buffer.concat(line);
       line = [];
@@ -137,8 +154,14 @@ export function runStreams(baseUrl: string, n: number, body: string, timeoutMs: 
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number(url.port || 80);
   const payload = Buffer.from(body);
-  const request = Buffer.concat([Buffer.from(`POST /api/generate HTTP/1.1\r\nhost: ${url.host}\r\n` +
-    `content-type: application/json\r\ncontent-length: ${payload.length}\r\nconnection: close\r\n\r\n`, 'latin1'), payload]);
+  const request = Buffer.concat([
+    Buffer.from(
+      `POST /api/generate HTTP/1.1\r\nhost: ${url.host}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${payload.length}\r\nconnection: close\r\n\r\n`,
+      'latin1',
+    ),
+    payload,
+  ]);
   const t0 = performance.now();
   const received: Received[] = [];
   const errors: Array<string | null> = [];
@@ -159,14 +182,23 @@ export function runStreams(baseUrl: string, n: number, body: string, timeoutMs: 
         const parsed = parseStream(received[i]!, delays);
         tokens += parsed.tokens;
         if (parsed.ttfbMs !== undefined) ttfb.push(parsed.ttfbMs);
-        const why = errors[i] ?? (parsed.ok ? null : parsed.why ?? 'failed');
+        const why = errors[i] ?? (parsed.ok ? null : (parsed.why ?? 'failed'));
         if (why === null) completed++;
         else {
           failed++;
           if (failures.length < 5) failures.push(why);
         }
       }
-      resolve({ streams: n, completed, failed, failures, ttfbMs: ttfb.sorted(), delayMs: delays.sorted(), tokens, wallMs });
+      resolve({
+        streams: n,
+        completed,
+        failed,
+        failures,
+        ttfbMs: ttfb.sorted(),
+        delayMs: delays.sorted(),
+        tokens,
+        wallMs,
+      });
     };
     const deadline = setTimeout(() => {
       for (const s of sockets) s.destroy(new Error(`stream still open after ${timeoutMs} ms`));
@@ -186,8 +218,12 @@ export function runStreams(baseUrl: string, n: number, body: string, timeoutMs: 
         // `Connection: close` does, whether or not the other side closes first.
         if (chunk.length >= 5 && chunk.subarray(-5).equals(LAST_CHUNK)) socket.destroy();
       });
-      socket.on('error', (err) => { errors[i] ??= err.message; });
-      socket.on('close', () => { if (--open === 0) finish(); });
+      socket.on('error', (err) => {
+        errors[i] ??= err.message;
+      });
+      socket.on('close', () => {
+        if (--open === 0) finish();
+      });
     }
   });
 }

@@ -24,7 +24,12 @@ function short(v: number): string {
   return v.toPrecision(2);
 }
 
-export function groupedBars(title: string, yLabel: string, groups: readonly string[], series: readonly Series[]): string {
+export function groupedBars(
+  title: string,
+  yLabel: string,
+  groups: readonly string[],
+  series: readonly Series[],
+): string {
   const bar = 18;
   const gap = 28;
   const groupW = series.length * bar + gap;
@@ -34,7 +39,10 @@ export function groupedBars(title: string, yLabel: string, groups: readonly stri
   const width = Math.max(420, left + groups.length * groupW + 20);
   const legendY = top + plotH + 50;
   const height = legendY + 20 * Math.ceil(series.length / 3) + 10;
-  const max = Math.max(1e-9, ...series.flatMap((s) => s.values.filter((v): v is number => v !== null && Number.isFinite(v))));
+  const max = Math.max(
+    1e-9,
+    ...series.flatMap((s) => s.values.filter((v): v is number => v !== null && Number.isFinite(v))),
+  );
   const y = (v: number): number => top + plotH - (v / max) * plotH;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
@@ -46,8 +54,10 @@ export function groupedBars(title: string, yLabel: string, groups: readonly stri
   ];
   for (const frac of [0.25, 0.5, 0.75, 1]) {
     const v = max * frac;
-    out.push(`<line x1="${left}" y1="${y(v)}" x2="${width - 10}" y2="${y(v)}" stroke="#ddd"/>`,
-      `<text x="${left - 4}" y="${y(v) + 4}" text-anchor="end">${short(v)}</text>`);
+    out.push(
+      `<line x1="${left}" y1="${y(v)}" x2="${width - 10}" y2="${y(v)}" stroke="#ddd"/>`,
+      `<text x="${left - 4}" y="${y(v) + 4}" text-anchor="end">${short(v)}</text>`,
+    );
   }
   groups.forEach((g, gi) => {
     const x0 = left + gap / 2 + gi * groupW;
@@ -55,16 +65,22 @@ export function groupedBars(title: string, yLabel: string, groups: readonly stri
       const v = s.values[gi];
       if (v === null || v === undefined || !Number.isFinite(v)) return;
       const x = x0 + si * bar;
-      out.push(`<rect x="${x}" y="${y(v)}" width="${bar - 2}" height="${top + plotH - y(v)}" fill="${COLORS[si % COLORS.length]}"/>`,
-        `<text x="${x + (bar - 2) / 2}" y="${y(v) - 3}" text-anchor="middle" font-size="9">${short(v)}</text>`);
+      out.push(
+        `<rect x="${x}" y="${y(v)}" width="${bar - 2}" height="${top + plotH - y(v)}" fill="${COLORS[si % COLORS.length]}"/>`,
+        `<text x="${x + (bar - 2) / 2}" y="${y(v) - 3}" text-anchor="middle" font-size="9">${short(v)}</text>`,
+      );
     });
-    out.push(`<text x="${x0 + (series.length * bar) / 2}" y="${top + plotH + 16}" text-anchor="middle">${esc(g)}</text>`);
+    out.push(
+      `<text x="${x0 + (series.length * bar) / 2}" y="${top + plotH + 16}" text-anchor="middle">${esc(g)}</text>`,
+    );
   });
   series.forEach((s, si) => {
     const lx = left + (si % 3) * 170;
     const ly = legendY + Math.floor(si / 3) * 20;
-    out.push(`<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${COLORS[si % COLORS.length]}"/>`,
-      `<text x="${lx + 16}" y="${ly}">${esc(s.name)}</text>`);
+    out.push(
+      `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${COLORS[si % COLORS.length]}"/>`,
+      `<text x="${lx + 16}" y="${ly}">${esc(s.name)}</text>`,
+    );
   });
   out.push('</svg>');
   return out.join('\n');
@@ -79,7 +95,12 @@ interface ChartSpec {
 
 const CHARTS: readonly ChartSpec[] = [
   { scenario: 'rate', metric: 'reqPerSec', title: 'Request rate (median req/s)', yLabel: 'req/s' },
-  { scenario: 'streams', metric: 'delayP99Ms', title: 'Per-token delivery delay p99 (ms, lower is better)', yLabel: 'ms' },
+  {
+    scenario: 'streams',
+    metric: 'delayP99Ms',
+    title: 'Per-token delivery delay p99 (ms, lower is better)',
+    yLabel: 'ms',
+  },
   { scenario: 'scaling', metric: 'reqPerSec', title: 'Scaling with --workers (median req/s)', yLabel: 'req/s' },
 ];
 
@@ -92,7 +113,12 @@ function chartFor(sc: ScenarioResult, spec: ChartSpec): string | null {
     name: sys,
     values: sc.cases.map((c) => summarize(c, sys, metric).value?.median ?? null),
   }));
-  return groupedBars(spec.title, spec.yLabel, sc.cases.map((c) => c.title.replace(/^(GET|POST) \/api\//, '')), series);
+  return groupedBars(
+    spec.title,
+    spec.yLabel,
+    sc.cases.map((c) => c.title.replace(/^(GET|POST) \/api\//, '')),
+    series,
+  );
 }
 
 /** The charts of a run, one per charted scenario that ran: file name, title and SVG. */

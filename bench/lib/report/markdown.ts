@@ -41,10 +41,16 @@ export function scenarioTable(sc: ScenarioResult): string {
   if (sc.cases.length === 0) return '';
   const metrics = sc.cases[0]!.metrics;
   // Show a comparison column only where at least one row has a value for it.
-  type Col = { head: string; cell: (c: ScenarioResult['cases'][number], sys: ReturnType<typeof systemsIn>[number]) => string };
+  type Col = {
+    head: string;
+    cell: (c: ScenarioResult['cases'][number], sys: ReturnType<typeof systemsIn>[number]) => string;
+  };
   const cols: Col[] = [];
   for (const m of metrics) {
-    cols.push({ head: `${m.label}${m.unit === '' ? '' : ` (${m.unit})`}`, cell: (c, sys) => withSpread(summarize(c, sys, m).value, m) });
+    cols.push({
+      head: `${m.label}${m.unit === '' ? '' : ` (${m.unit})`}`,
+      cell: (c, sys) => withSpread(summarize(c, sys, m).value, m),
+    });
     const has = (base: 'direct' | 'nginx'): boolean =>
       sc.cases.some((c) => systemsIn(c).some((sys) => summarize(c, sys, m).vs[base] != null));
     if (m.compare === 'ratio') {
@@ -63,15 +69,25 @@ export function scenarioTable(sc: ScenarioResult): string {
     for (const sys of systemsIn(c)) {
       const bad = c.samples.filter((s) => s.system === sys && !s.ok);
       for (const b of bad) problems.push(`${c.title}, ${sys}, round ${b.round + 1}: ${b.note ?? 'failed'}`);
-      lines.push(`| ${esc(c.title)} | ${sys}${bad.length > 0 ? ' ⚠' : ''} | ${cols.map((col) => esc(col.cell(c, sys))).join(' | ')} |`);
+      lines.push(
+        `| ${esc(c.title)} | ${sys}${bad.length > 0 ? ' ⚠' : ''} | ${cols.map((col) => esc(col.cell(c, sys))).join(' | ')} |`,
+      );
     }
   }
-  if (problems.length > 0) lines.push('', `⚠ measurements with failures (values above include them):`, ...problems.slice(0, 20).map((p) => `- ${esc(p)}`));
+  if (problems.length > 0)
+    lines.push(
+      '',
+      `⚠ measurements with failures (values above include them):`,
+      ...problems.slice(0, 20).map((p) => `- ${esc(p)}`),
+    );
   const foreign = sc.cases.flatMap((c) => c.samples.map((s) => s.values.foreignPct ?? 0));
   const busy = foreign.filter((f) => f > FOREIGN_LIMIT_PCT);
   if (busy.length > 0) {
-    lines.push('', `Other processes on the machine used more than ${FOREIGN_LIMIT_PCT}% of a CPU during ${busy.length} of ` +
-      `${foreign.length} measurements (up to ${Math.max(...busy).toFixed(0)}%), even after re-measuring: read those rows with care.`);
+    lines.push(
+      '',
+      `Other processes on the machine used more than ${FOREIGN_LIMIT_PCT}% of a CPU during ${busy.length} of ` +
+        `${foreign.length} measurements (up to ${Math.max(...busy).toFixed(0)}%), even after re-measuring: read those rows with care.`,
+    );
   }
   return lines.join('\n');
 }
@@ -80,33 +96,49 @@ export function renderMarkdown(r: RunReport, charts: readonly { file: string; ti
   const o = r.options;
   const out: string[] = [];
   out.push(`# ollana benchmark${o.ci ? ' (CI gate)' : ''}`, '');
-  out.push(`${r.startedAt} · ${r.wallSeconds.toFixed(0)} s · ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memGiB} GiB, ` +
-    `Linux ${r.machine.kernel}, Node ${r.machine.node} · ollana ${r.ollana.commit ?? '(no git)'}` +
-    `${r.ollana.args.length > 0 ? ` with \`${r.ollana.args.join(' ')}\`` : ''}`, '');
-  out.push(`Rounds ${o.rounds}, ${o.duration} s per request-rate measurement, ${o.warmup} s warm-up load per system before the first ` +
-    `measurement, --workers ${o.workers}, ollana --log-level ${o.ollanaLogLevel}` +
-    `${o.ollanaNodeArgs.length > 0 ? `, node ${o.ollanaNodeArgs.join(' ')}` : ''}. ${r.placement}.`, '');
+  out.push(
+    `${r.startedAt} · ${r.wallSeconds.toFixed(0)} s · ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memGiB} GiB, ` +
+      `Linux ${r.machine.kernel}, Node ${r.machine.node} · ollana ${r.ollana.commit ?? '(no git)'}` +
+      `${r.ollana.args.length > 0 ? ` with \`${r.ollana.args.join(' ')}\`` : ''}`,
+    '',
+  );
+  out.push(
+    `Rounds ${o.rounds}, ${o.duration} s per request-rate measurement, ${o.warmup} s warm-up load per system before the first ` +
+      `measurement, --workers ${o.workers}, ollana --log-level ${o.ollanaLogLevel}` +
+      `${o.ollanaNodeArgs.length > 0 ? `, node ${o.ollanaNodeArgs.join(' ')}` : ''}. ${r.placement}.`,
+    '',
+  );
 
   out.push('## Systems', '', '| system | status |', '|---|---|');
   for (const s of r.systems) out.push(`| ${s.id} | ${s.ran ? esc(s.label) : `not measured: ${esc(s.reason ?? '')}`} |`);
   const tools = Object.values(r.tools);
-  if (tools.length > 0) out.push('', `Tools: ${tools.map((t) => `${t.name} ${t.version ?? ''} (${t.note})`).join('; ')}.`);
+  if (tools.length > 0)
+    out.push('', `Tools: ${tools.map((t) => `${t.name} ${t.version ?? ''} (${t.note})`).join('; ')}.`);
   out.push('');
 
   if (r.gate !== null) {
     out.push('## CI gate', '', '| check | measured | threshold | result |', '|---|---:|---:|---|');
     for (const g of r.gate) {
-      out.push(`| ${esc(g.name)} | ${g.measured === null ? '–' : g.measured.toFixed(3)} | ${g.op} ${g.threshold} | ${g.pass ? 'pass' : '**FAIL**'} |`);
+      out.push(
+        `| ${esc(g.name)} | ${g.measured === null ? '–' : g.measured.toFixed(3)} | ${g.op} ${g.threshold} | ${g.pass ? 'pass' : '**FAIL**'} |`,
+      );
     }
     out.push('');
   }
 
   if (r.targets.some((t) => t.status !== 'n/a') || !o.ci) {
-    out.push('## Targets (one hop)', '', '| target | goal | ollana | nginx | status | how |', '|---|---|---:|---:|---|---|');
+    out.push(
+      '## Targets (one hop)',
+      '',
+      '| target | goal | ollana | nginx | status | how |',
+      '|---|---|---:|---:|---|---|',
+    );
     for (const t of r.targets) {
       const m = t.measured === null ? '–' : `${t.measured.toFixed(2)} ${t.unit}`;
       const n = t.nginx === null ? '–' : t.nginx.toFixed(2);
-      out.push(`| ${t.title} | ${esc(t.target)} | ${m} | ${n} | ${t.status === 'missed' ? '**missed**' : t.status} | ${esc(t.detail)} |`);
+      out.push(
+        `| ${t.title} | ${esc(t.target)} | ${m} | ${n} | ${t.status === 'missed' ? '**missed**' : t.status} | ${esc(t.detail)} |`,
+      );
     }
     out.push('');
   }
@@ -126,10 +158,18 @@ export function renderMarkdown(r: RunReport, charts: readonly { file: string; ti
   if (r.profiles.length > 0) {
     out.push('## CPU profiles (node --cpu-prof, all threads)', '');
     for (const p of r.profiles) {
-      out.push(`### ${p.system}: ${p.busyMs.toFixed(0)} ms busy over ${p.files} thread profiles`, '',
-        `Self time by origin: ${Object.entries(p.byOrigin).map(([k, v]) => `${k} ${v}%`).join(', ')}.`, '',
-        '| self | % | function | where |', '|---:|---:|---|---|');
-      for (const f of p.top) out.push(`| ${f.selfMs.toFixed(0)} ms | ${f.percent.toFixed(1)} | ${esc(f.name)} | ${esc(f.where)} |`);
+      out.push(
+        `### ${p.system}: ${p.busyMs.toFixed(0)} ms busy over ${p.files} thread profiles`,
+        '',
+        `Self time by origin: ${Object.entries(p.byOrigin)
+          .map(([k, v]) => `${k} ${v}%`)
+          .join(', ')}.`,
+        '',
+        '| self | % | function | where |',
+        '|---:|---:|---|---|',
+      );
+      for (const f of p.top)
+        out.push(`| ${f.selfMs.toFixed(0)} ms | ${f.percent.toFixed(1)} | ${esc(f.name)} | ${esc(f.where)} |`);
       out.push('');
     }
   }

@@ -26,7 +26,12 @@ export interface ScenarioContext {
    * Starts the given systems at `workers`, with or without pinning, runs `fn`, stops them. Used by
    * the scaling scenario; direct is passed through as is.
    */
-  withSystems<T>(ids: readonly SystemId[], workers: number, pinned: boolean, fn: (systems: readonly SystemUnderTest[]) => Promise<T>): Promise<T>;
+  withSystems<T>(
+    ids: readonly SystemId[],
+    workers: number,
+    pinned: boolean,
+    fn: (systems: readonly SystemUnderTest[]) => Promise<T>,
+  ): Promise<T>;
   /**
    * Time left for re-measuring rounds disturbed by other processes, shared by the whole run so a
    * busy machine cannot stretch it without bound (CI must stay under 2 minutes).
@@ -52,7 +57,11 @@ export interface Measured<T> {
 }
 
 /** Runs `work` inside /proc usage windows of the system (if it has processes) and the emulator. */
-export async function measure<T>(sys: SystemUnderTest, emu: RunningEmulator, work: () => Promise<T>): Promise<Measured<T>> {
+export async function measure<T>(
+  sys: SystemUnderTest,
+  emu: RunningEmulator,
+  work: () => Promise<T>,
+): Promise<Measured<T>> {
   const pids = sys.pids();
   const sutWin = pids.length > 0 ? new UsageWindow(pids) : null;
   const emuWin = new UsageWindow([emu.child.pid]);
@@ -88,10 +97,16 @@ export async function alternate(
   for (let r = 0; r < rounds; r++) {
     for (const sys of systems) {
       let s = await one(sys, r);
-      for (let retry = 1; retry <= MAX_RETRIES && (s.values.foreignPct ?? 0) > FOREIGN_LIMIT_PCT && ctx.retryBudget.remainingMs > 0; retry++) {
+      for (
+        let retry = 1;
+        retry <= MAX_RETRIES && (s.values.foreignPct ?? 0) > FOREIGN_LIMIT_PCT && ctx.retryBudget.remainingMs > 0;
+        retry++
+      ) {
         const t0 = performance.now();
-        ctx.log(`  ${what} round ${r + 1}/${rounds} ${sys.id}: other processes used ${s.values.foreignPct!.toFixed(0)}% of a CPU; ` +
-          'waiting for a quieter moment and measuring again');
+        ctx.log(
+          `  ${what} round ${r + 1}/${rounds} ${sys.id}: other processes used ${s.values.foreignPct!.toFixed(0)}% of a CPU; ` +
+            'waiting for a quieter moment and measuring again',
+        );
         await waitForQuiet();
         const again = await one(sys, r);
         // Keep the least disturbed of the attempts.
@@ -99,7 +114,9 @@ export async function alternate(
         ctx.retryBudget.remainingMs -= performance.now() - t0;
       }
       samples.push({ system: sys.id, round: r, ...s });
-      ctx.log(`  ${what} round ${r + 1}/${rounds} ${sys.id.padEnd(9)} ${describe(s.values)}${s.ok ? '' : `  FAILED: ${s.note ?? ''}`}`);
+      ctx.log(
+        `  ${what} round ${r + 1}/${rounds} ${sys.id.padEnd(9)} ${describe(s.values)}${s.ok ? '' : `  FAILED: ${s.note ?? ''}`}`,
+      );
     }
   }
   return samples;
@@ -116,9 +133,23 @@ async function waitForQuiet(): Promise<void> {
 }
 
 function describe(values: Readonly<Record<string, number>>): string {
-  const shown = ['reqPerSec', 'p99Ms', 'onTimePct', 'ttfbP99Ms', 'delayP99Ms', 'mibPerSec', 'cpuUsPerReq', 'cpuUsPerToken', 'rssGrowthMB', 'peakRssMB', 'foreignPct'];
-  return Object.entries(values).filter(([k]) => shown.includes(k))
-    .map(([k, v]) => `${k}=${Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)}`).join(' ');
+  const shown = [
+    'reqPerSec',
+    'p99Ms',
+    'onTimePct',
+    'ttfbP99Ms',
+    'delayP99Ms',
+    'mibPerSec',
+    'cpuUsPerReq',
+    'cpuUsPerToken',
+    'rssGrowthMB',
+    'peakRssMB',
+    'foreignPct',
+  ];
+  return Object.entries(values)
+    .filter(([k]) => shown.includes(k))
+    .map(([k, v]) => `${k}=${Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)}`)
+    .join(' ');
 }
 
 export const MB = 1024 * 1024;

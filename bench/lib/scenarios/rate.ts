@@ -16,10 +16,27 @@ export interface RateCase {
 /** Each answers at once: the emulator's ttft is 0 and the generate asks for a single token. */
 export const RATE_CASES: readonly RateCase[] = [
   { name: 'tags', request: { path: '/api/tags', method: 'GET' } },
-  { name: 'generate', request: { path: '/api/generate', method: 'POST',
-    body: JSON.stringify({ model: 'llama3.2', prompt: 'Why is the sky blue?', stream: false, options: { emulator_tokens: 1 } }) } },
-  { name: 'embed', request: { path: '/api/embed', method: 'POST',
-    body: JSON.stringify({ model: 'nomic-embed-text', input: 'Why is the sky blue?' }) } },
+  {
+    name: 'generate',
+    request: {
+      path: '/api/generate',
+      method: 'POST',
+      body: JSON.stringify({
+        model: 'llama3.2',
+        prompt: 'Why is the sky blue?',
+        stream: false,
+        options: { emulator_tokens: 1 },
+      }),
+    },
+  },
+  {
+    name: 'embed',
+    request: {
+      path: '/api/embed',
+      method: 'POST',
+      body: JSON.stringify({ model: 'nomic-embed-text', input: 'Why is the sky blue?' }),
+    },
+  },
 ];
 
 export const RATE_METRICS: readonly MetricSpec[] = [
@@ -39,7 +56,10 @@ export async function rateSample(ctx: ScenarioContext, sys: SystemUnderTest, rc:
   await settle();
   const r = m.result;
   const values: Record<string, number> = {
-    reqPerSec: r.reqPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms,
+    reqPerSec: r.reqPerSec,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    p999Ms: r.p999Ms,
     emuCpuUsPerReq: (m.emulator.cpuMs * 1000) / Math.max(1, r.ok),
     foreignPct: m.foreignPct,
   };
@@ -66,22 +86,38 @@ export const rateScenario: Scenario = {
     const { options } = ctx;
     const cases = RATE_CASES.filter((c) => options.rateCases.includes(c.name));
     const result: ScenarioResult = {
-      id: 'rate', title: this.title,
-      method: `autocannon (programmatic API, in the bench process) with N keep-alive connections for ${options.duration} s per ` +
+      id: 'rate',
+      title: this.title,
+      method:
+        `autocannon (programmatic API, in the bench process) with N keep-alive connections for ${options.duration} s per ` +
         `measurement after a ${WARMUP_S} s warm-up per system; ${options.rounds} rounds alternating systems. Latency percentiles ` +
-        'are exact over every 2xx response. CPU/req = utime+stime of the system\'s processes over the run ÷ 2xx responses. ' +
+        "are exact over every 2xx response. CPU/req = utime+stime of the system's processes over the run ÷ 2xx responses. " +
         `${ctx.placement}.`,
-      cases: [], notes: [], skipped: null,
+      cases: [],
+      notes: [],
+      skipped: null,
     };
     for (const rc of cases) {
       for (const c of options.concurrency) {
         const label = `${rc.request.method} ${rc.request.path} c=${c}`;
         ctx.log(`rate: ${label}`);
-        const samples = await alternate(ctx, ctx.systems, options.rounds, label,
+        const samples = await alternate(
+          ctx,
+          ctx.systems,
+          options.rounds,
+          label,
           (sys) => rateSample(ctx, sys, rc, c, options.duration),
-          async (sys) => { await runRate(sys.url, rc.request, c, WARMUP_S); await settle(); });
+          async (sys) => {
+            await runRate(sys.url, rc.request, c, WARMUP_S);
+            await settle();
+          },
+        );
         result.cases.push({
-          id: rateCaseId(rc, c), title: label, workers: options.workers, metrics: RATE_METRICS, samples,
+          id: rateCaseId(rc, c),
+          title: label,
+          workers: options.workers,
+          metrics: RATE_METRICS,
+          samples,
           labels: Object.fromEntries(ctx.systems.map((s) => [s.id, s.label])),
         });
       }

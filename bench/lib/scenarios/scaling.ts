@@ -28,22 +28,38 @@ export const scalingScenario: Scenario = {
     const rc = RATE_CASES.find((c) => c.name === 'generate')!;
     const ids = ctx.systems.map((s) => s.id).filter((id): id is SystemId => id !== 'two-hop');
     const result: ScenarioResult = {
-      id: 'scaling', title: this.title,
-      method: `${rc.request.method} ${rc.request.path} (one-token answer) at c=${CONNECTIONS}, autocannon, ${ctx.options.duration} s per ` +
+      id: 'scaling',
+      title: this.title,
+      method:
+        `${rc.request.method} ${rc.request.path} (one-token answer) at c=${CONNECTIONS}, autocannon, ${ctx.options.duration} s per ` +
         `measurement, ${ctx.options.rounds} rounds; ollana --workers and nginx worker_processes set to each value in turn. ` +
         `No CPU pinning in this scenario: load, emulator and proxy share all CPUs.`,
-      cases: [], notes: [], skipped: null,
+      cases: [],
+      notes: [],
+      skipped: null,
     };
     ctx.setLoadPlacement(false);
     try {
       for (const w of ctx.options.scaling) {
         ctx.log(`scaling: --workers ${w}`);
         await ctx.withSystems(ids, w, false, async (systems) => {
-          const samples = await alternate(ctx, systems, ctx.options.rounds, `workers=${w}`,
+          const samples = await alternate(
+            ctx,
+            systems,
+            ctx.options.rounds,
+            `workers=${w}`,
             (sys) => rateSample(ctx, sys, rc, CONNECTIONS, ctx.options.duration),
-            async (sys) => { await runRate(sys.url, rc.request, CONNECTIONS, 1); await settle(); });
+            async (sys) => {
+              await runRate(sys.url, rc.request, CONNECTIONS, 1);
+              await settle();
+            },
+          );
           result.cases.push({
-            id: `scaling-w${w}`, title: `--workers ${w}`, workers: w, metrics: SCALING_METRICS, samples,
+            id: `scaling-w${w}`,
+            title: `--workers ${w}`,
+            workers: w,
+            metrics: SCALING_METRICS,
+            samples,
             labels: Object.fromEntries(systems.map((x) => [x.id, x.label])),
           });
         });
@@ -54,12 +70,15 @@ export const scalingScenario: Scenario = {
     // Where the curve ends: the --workers value past which a system's median rate stops growing.
     const rate = SCALING_METRICS[0]!;
     for (const id of ids.filter((x) => x !== 'direct')) {
-      const points = result.cases.map((c) => ({ w: c.workers, v: summarize(c, id, rate).value?.median ?? Number.NaN }))
+      const points = result.cases
+        .map((c) => ({ w: c.workers, v: summarize(c, id, rate).value?.median ?? Number.NaN }))
         .filter((p) => Number.isFinite(p.v));
       if (points.length < 2) continue;
       const best = points.reduce((a, b) => (b.v > a.v ? b : a));
-      result.notes.push(`${id}: highest rate at --workers ${best.w} (${Math.round(best.v)} req/s); ` +
-        `${points.map((p) => `${p.w}: ${Math.round(p.v)}`).join(', ')}. This machine has ${cpus().length} CPUs shared by load, emulator and proxy.`);
+      result.notes.push(
+        `${id}: highest rate at --workers ${best.w} (${Math.round(best.v)} req/s); ` +
+          `${points.map((p) => `${p.w}: ${Math.round(p.v)}`).join(', ')}. This machine has ${cpus().length} CPUs shared by load, emulator and proxy.`,
+      );
     }
     return result;
   },

@@ -30,7 +30,8 @@ export function countAtMost(sorted: Float64Array, limit: number): number {
   let hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (sorted[mid]! <= limit) lo = mid + 1; else hi = mid;
+    if (sorted[mid]! <= limit) lo = mid + 1;
+    else hi = mid;
   }
   return lo;
 }
@@ -66,8 +67,11 @@ export async function streamSample(ctx: ScenarioContext, sys: SystemUnderTest, n
   }
   const ok = r.failed === 0 && r.tokens === expectedTokens;
   return {
-    ok, values,
-    note: ok ? null : `${r.failed}/${n} streams failed (${r.failures.join('; ')}), ${r.tokens}/${expectedTokens} tokens`,
+    ok,
+    values,
+    note: ok
+      ? null
+      : `${r.failed}/${n} streams failed (${r.failures.join('; ')}), ${r.tokens}/${expectedTokens} tokens`,
   };
 }
 
@@ -78,22 +82,38 @@ export const streamsScenario: Scenario = {
     const { options } = ctx;
     const s = ctx.emulator.settings;
     const result: ScenarioResult = {
-      id: 'streams', title: this.title,
-      method: `N streams started in one tick, each on a new connection; ${s.tokens} tokens each, one every ` +
+      id: 'streams',
+      title: this.title,
+      method:
+        `N streams started in one tick, each on a new connection; ${s.tokens} tokens each, one every ` +
         `${s.tokenIntervalMs} ms, first at once. Token delay = client receive time − the emulator's write stamp in the token ` +
         '(same clock), over every token of every stream; on time = share of tokens that arrived within one token interval of ' +
         'being written; TTFB = request start to first body byte. "added" = system − direct ' +
         `in the same round. One unrecorded warm-up round per system, then ${options.rounds} rounds. ` +
         `CPU/token = the system's utime+stime ÷ tokens delivered. ${ctx.placement}.`,
-      cases: [], notes: [], skipped: null,
+      cases: [],
+      notes: [],
+      skipped: null,
     };
     for (const n of options.streams) {
       ctx.log(`streams: ${n} concurrent`);
-      const samples = await alternate(ctx, ctx.systems, options.rounds, `${n} streams`,
+      const samples = await alternate(
+        ctx,
+        ctx.systems,
+        options.rounds,
+        `${n} streams`,
         (sys) => streamSample(ctx, sys, n),
-        async (sys) => { await runStreams(sys.url, n, STREAM_BODY, 60_000); await settle(500); });
+        async (sys) => {
+          await runStreams(sys.url, n, STREAM_BODY, 60_000);
+          await settle(500);
+        },
+      );
       result.cases.push({
-        id: `streams-${n}`, title: `${n} streams`, workers: options.workers, metrics: STREAM_METRICS, samples,
+        id: `streams-${n}`,
+        title: `${n} streams`,
+        workers: options.workers,
+        metrics: STREAM_METRICS,
+        samples,
         labels: Object.fromEntries(ctx.systems.map((x) => [x.id, x.label])),
       });
     }

@@ -12,7 +12,11 @@ import { RATE_CASES } from './rate.ts';
 
 const STREAMS = 200;
 
-export async function warmUp(systems: readonly SystemUnderTest[], seconds: number, log: (msg: string) => void): Promise<void> {
+export async function warmUp(
+  systems: readonly SystemUnderTest[],
+  seconds: number,
+  log: (msg: string) => void,
+): Promise<void> {
   if (seconds <= 0) return;
   const rc = RATE_CASES.find((c) => c.name === 'generate')!;
   for (const sys of systems) {

@@ -14,7 +14,12 @@ import type { Clock } from '../../clock.ts';
 import { OllanaError, errorMessage, systemCode } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { LanDatagram, LanKind, PeerInfo } from '../../protocol/lan.ts';
-import type { DiscoveryStats, DiscoveryToSupervisor, SelfInfo, SupervisorToDiscovery } from '../../protocol/messages.ts';
+import type {
+  DiscoveryStats,
+  DiscoveryToSupervisor,
+  SelfInfo,
+  SupervisorToDiscovery,
+} from '../../protocol/messages.ts';
 import { LanSender, lanTargets, type DatagramSocketLike, type Target } from './lan-sender.ts';
 import { resolveOptions, type DiscoveryOptions, type ResolvedOptions } from './options.ts';
 import { PeerTable } from './peer-table.ts';
@@ -72,9 +77,21 @@ export class DiscoveryActor {
   #stopSweep: (() => void) | null = null;
   #stopRescan: (() => void) | null = null;
   readonly #stats = {
-    received: 0, sent: 0, sendErrors: 0,
-    dropped: { magic: 0, version: 0, malformed: 0, oversize: 0, rateLimited: 0, duplicate: 0,
-      forged: 0, verifyLimited: 0, stale: 0, peerLimit: 0 },
+    received: 0,
+    sent: 0,
+    sendErrors: 0,
+    dropped: {
+      magic: 0,
+      version: 0,
+      malformed: 0,
+      oversize: 0,
+      rateLimited: 0,
+      duplicate: 0,
+      forged: 0,
+      verifyLimited: 0,
+      stale: 0,
+      peerLimit: 0,
+    },
   };
 
   constructor(deps: DiscoveryDeps) {
@@ -87,8 +104,14 @@ export class DiscoveryActor {
     this.#scan = deps.scanInterfaces ?? lanInterfaces;
     this.#limiter = new SourceRateLimiter(this.#opts.rateLimit);
     this.#signer = deps.signer;
-    this.#peers = new PeerTable({ log: this.#log, verifier: deps.verifier ?? new DatagramVerifier(), opts: this.#opts,
-      dropped: this.#stats.dropped, send: this.#out, serversChanged: () => this.#updateQuerying() });
+    this.#peers = new PeerTable({
+      log: this.#log,
+      verifier: deps.verifier ?? new DatagramVerifier(),
+      opts: this.#opts,
+      dropped: this.#stats.dropped,
+      send: this.#out,
+      serversChanged: () => this.#updateQuerying(),
+    });
     this.#sender = new LanSender(this.#socket, this.#log, this.#stats);
     // Starting at the clock makes every boot (and a restarted discovery thread) continue above the
     // numbers an earlier one sent, so receivers never take its datagrams for old copies.
@@ -114,9 +137,15 @@ export class DiscoveryActor {
   /** A message from the supervisor. */
   handle(msg: SupervisorToDiscovery): void {
     switch (msg.type) {
-      case 'discovery.configure': this.#configure(msg.self, msg.announce); break;
-      case 'discovery.stop': void this.stop(); break;
-      case 'discovery.stats.request': this.#out({ type: 'discovery.stats.report', id: msg.id, stats: this.stats() }); break;
+      case 'discovery.configure':
+        this.#configure(msg.self, msg.announce);
+        break;
+      case 'discovery.stop':
+        void this.stop();
+        break;
+      case 'discovery.stats.request':
+        this.#out({ type: 'discovery.stats.report', id: msg.id, stats: this.stats() });
+        break;
       default: {
         const never: never = msg;
         throw new Error(`unhandled message ${JSON.stringify(never)}`);
@@ -125,8 +154,13 @@ export class DiscoveryActor {
   }
 
   stats(): DiscoveryStats {
-    return { received: this.#stats.received, sent: this.#stats.sent, sendErrors: this.#stats.sendErrors,
-      peers: this.#peers.size, dropped: { ...this.#stats.dropped } };
+    return {
+      received: this.#stats.received,
+      sent: this.#stats.sent,
+      sendErrors: this.#stats.sendErrors,
+      peers: this.#peers.size,
+      dropped: { ...this.#stats.dropped },
+    };
   }
 
   /** The peers known now. */
@@ -170,10 +204,24 @@ export class DiscoveryActor {
       this.#stopRescan = this.#repeat(this.#opts.rescanMs, () => this.#adoptInterfaces(this.#scan()));
     }
     const interfaces = this.#interfaces.map((i) => i.address);
-    this.#log.info({ port: this.#port, group: this.#opts.group, multicast: this.#opts.multicast,
-      broadcast: this.#opts.broadcast, interfaces }, 'discovery listening');
-    this.#out({ type: 'discovery.ready', port: this.#port, group: this.#opts.group, multicast: this.#opts.multicast,
-      broadcast: this.#opts.broadcast, interfaces });
+    this.#log.info(
+      {
+        port: this.#port,
+        group: this.#opts.group,
+        multicast: this.#opts.multicast,
+        broadcast: this.#opts.broadcast,
+        interfaces,
+      },
+      'discovery listening',
+    );
+    this.#out({
+      type: 'discovery.ready',
+      port: this.#port,
+      group: this.#opts.group,
+      multicast: this.#opts.multicast,
+      broadcast: this.#opts.broadcast,
+      interfaces,
+    });
     this.#applyAnnounce(false);
   }
 
@@ -214,8 +262,10 @@ export class DiscoveryActor {
       this.#log.info('announcing stopped; bye sent');
       this.#sendLan('bye');
     }
-    this.#applyAnnounce(wasAnnouncing && before !== null && selfChanged(before, self),
-      before !== null && before.draining !== self.draining);
+    this.#applyAnnounce(
+      wasAnnouncing && before !== null && selfChanged(before, self),
+      before !== null && before.draining !== self.draining,
+    );
   }
 
   #announcing(): boolean {
@@ -250,8 +300,7 @@ export class DiscoveryActor {
 
   /** A client node that knows no server queries at once, then every queryIntervalMs until it knows one. */
   #updateQuerying(): void {
-    const want = this.#announcing() && this.#self?.role === 'client'
-      && !this.#peers.hasServer();
+    const want = this.#announcing() && this.#self?.role === 'client' && !this.#peers.hasServer();
     if (want && this.#stopQuerying === null) {
       this.#sendLan('query');
       this.#stopQuerying = this.#repeat(this.#opts.queryIntervalMs, () => this.#sendLan('query'));
@@ -273,13 +322,19 @@ export class DiscoveryActor {
     if (!decoded.ok) {
       this.#stats.dropped[decoded.reason]++;
       if (this.#log.isLevelEnabled('debug')) {
-        this.#log.debug({ from: { addr: rinfo.address, port: rinfo.port }, reason: decoded.reason, bytes: msg.length },
-          'datagram dropped');
+        this.#log.debug(
+          { from: { addr: rinfo.address, port: rinfo.port }, reason: decoded.reason, bytes: msg.length },
+          'datagram dropped',
+        );
       }
       return;
     }
     const self = this.#self;
-    if (this.#peers.take(decoded, rinfo, now, self, this.#firstSeq) === 'query' && this.#announcing() && self?.role === 'server') {
+    if (
+      this.#peers.take(decoded, rinfo, now, self, this.#firstSeq) === 'query' &&
+      this.#announcing() &&
+      self?.role === 'server'
+    ) {
       this.#scheduleAnswer(decoded.datagram.id, rinfo);
     }
   }
@@ -323,8 +378,10 @@ export class DiscoveryActor {
     // multicast after the cable is back, until a later rescan. So vanished interfaces only stop being
     // sent to; the kernel drops the membership itself when the address really goes. Re-joining one
     // that returns then answers EADDRINUSE, which means "already a member".
-    for (const iface of added) this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group, iface.address), 'EADDRINUSE');
-    if (this.#state === 'running') this.#log.info({ interfaces: next.map((i) => i.address) }, 'discovery interfaces changed');
+    for (const iface of added)
+      this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group, iface.address), 'EADDRINUSE');
+    if (this.#state === 'running')
+      this.#log.info({ interfaces: next.map((i) => i.address) }, 'discovery interfaces changed');
     this.#interfaces = [...next];
   }
 
@@ -333,13 +390,27 @@ export class DiscoveryActor {
       fn();
     } catch (err) {
       if (harmless !== undefined && systemCode(err) === harmless) return;
-      this.#log.warn({ err, code: systemCode(err) }, `discovery ${what} failed (${systemCode(err) ?? errorMessage(err)})`);
+      this.#log.warn(
+        { err, code: systemCode(err) },
+        `discovery ${what} failed (${systemCode(err) ?? errorMessage(err)})`,
+      );
     }
   }
 
   #datagram(kind: LanKind, self: SelfInfo): LanDatagram {
-    return { kind, id: self.id, boot: self.boot, role: self.role, port: self.port, seq: this.#seq, load: self.load,
-      models: self.models, term: self.term, leader: self.leader, draining: self.draining };
+    return {
+      kind,
+      id: self.id,
+      boot: self.boot,
+      role: self.role,
+      port: self.port,
+      seq: this.#seq,
+      load: self.load,
+      models: self.models,
+      term: self.term,
+      leader: self.leader,
+      draining: self.draining,
+    };
   }
 
   #sendLan(kind: LanKind): void {
@@ -380,15 +451,30 @@ export class DiscoveryActor {
 
 /** Anything but load: what makes an announce worth sending before the next heartbeat. */
 function selfChanged(a: SelfInfo, b: SelfInfo): boolean {
-  return a.id !== b.id || a.boot !== b.boot || a.role !== b.role || a.port !== b.port || a.fp !== b.fp
-    || a.models !== b.models || a.term !== b.term || a.leader !== b.leader || a.draining !== b.draining;
+  return (
+    a.id !== b.id ||
+    a.boot !== b.boot ||
+    a.role !== b.role ||
+    a.port !== b.port ||
+    a.fp !== b.fp ||
+    a.models !== b.models ||
+    a.term !== b.term ||
+    a.leader !== b.leader ||
+    a.draining !== b.draining
+  );
 }
 
 function bindError(port: number, err: unknown): OllanaError {
   const code = systemCode(err);
-  const what = code === 'EADDRINUSE' ? 'is in use by a program that does not share it'
-    : code === 'EACCES' ? 'needs privileges this user lacks' : `cannot be bound (${errorMessage(err)})`;
-  return new OllanaError(code === 'EADDRINUSE' ? 'OLN_PORT_IN_USE' : code === 'EACCES' ? 'OLN_PORT_DENIED' : 'OLN_INTERNAL',
+  const what =
+    code === 'EADDRINUSE'
+      ? 'is in use by a program that does not share it'
+      : code === 'EACCES'
+        ? 'needs privileges this user lacks'
+        : `cannot be bound (${errorMessage(err)})`;
+  return new OllanaError(
+    code === 'EADDRINUSE' ? 'OLN_PORT_IN_USE' : code === 'EACCES' ? 'OLN_PORT_DENIED' : 'OLN_INTERNAL',
     `discovery UDP port 0.0.0.0:${port} ${what}; choose another with --discovery-port (every node of the LAN must use the same one)`,
-    { cause: err, details: { port, code: code ?? null } });
+    { cause: err, details: { port, code: code ?? null } },
+  );
 }

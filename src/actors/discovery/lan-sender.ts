@@ -33,8 +33,11 @@ export interface Target {
 }
 
 /** "To the LAN": the group through each interface, and each broadcast address. */
-export function lanTargets(opts: Pick<ResolvedOptions, 'group' | 'multicast' | 'broadcast' | 'limitedBroadcast'>,
-  interfaces: readonly LanInterface[], port: number): Target[] {
+export function lanTargets(
+  opts: Pick<ResolvedOptions, 'group' | 'multicast' | 'broadcast' | 'limitedBroadcast'>,
+  interfaces: readonly LanInterface[],
+  port: number,
+): Target[] {
   const group = opts.group;
   const targets: Target[] = [];
   if (opts.multicast) {
@@ -69,7 +72,8 @@ export class LanSender {
   /** Sends `buf` to every target after everything queued before. */
   enqueue(buf: Buffer, targets: readonly Target[]): void {
     // #sendAll does not throw; the catch is what keeps one surprise from stopping every later send.
-    this.#sendChain = this.#sendChain.then(() => this.#sendAll(buf, targets))
+    this.#sendChain = this.#sendChain
+      .then(() => this.#sendAll(buf, targets))
       .catch((err: unknown) => this.#log.error({ err }, 'discovery send failed unexpectedly'));
   }
 

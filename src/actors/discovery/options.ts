@@ -74,8 +74,10 @@ function checkOptions(o: ResolvedOptions): ResolvedOptions {
   for (const key of positive) {
     if (!(o[key] > 0)) throw new RangeError(`discovery option ${key} must be > 0, got ${o[key]}`);
   }
-  if (!(o.answerJitterMs >= 0)) throw new RangeError(`discovery option answerJitterMs must be >= 0, got ${o.answerJitterMs}`);
-  if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535) throw new RangeError(`discovery port must be 0..65535, got ${o.port}`);
+  if (!(o.answerJitterMs >= 0))
+    throw new RangeError(`discovery option answerJitterMs must be >= 0, got ${o.answerJitterMs}`);
+  if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535)
+    throw new RangeError(`discovery port must be 0..65535, got ${o.port}`);
   if (!(o.rateLimit.perSecond > 0) || !(o.rateLimit.burst >= 1)) {
     throw new RangeError('discovery rateLimit needs perSecond > 0 and burst >= 1');
   }

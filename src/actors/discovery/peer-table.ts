@@ -93,13 +93,20 @@ export class PeerTable {
    * `firstSeq` the first number this process sent. Returns 'query' when it was a query of a peer now
    * in the table (a server node answers it), else null.
    */
-  take(decoded: DecodedDatagram, from: From, now: number, self: { id: string; boot: string } | null, firstSeq: number): 'query' | null {
+  take(
+    decoded: DecodedDatagram,
+    from: From,
+    now: number,
+    self: { id: string; boot: string } | null,
+    firstSeq: number,
+  ): 'query' | null {
     const d = decoded.datagram;
     if (self !== null && d.id === self.id) {
       if (d.boot === self.boot) return null; // our own, looped back
       // Another process with our key, if the signature holds; a replay of an earlier boot of ours
       // (numbers below our first) is not a clone.
-      if (this.#verified(decoded, from, now) !== null && d.seq > firstSeq) this.#reportClone(d.id, from.address, d.boot, now, true);
+      if (this.#verified(decoded, from, now) !== null && d.seq > firstSeq)
+        this.#reportClone(d.id, from.address, d.boot, now, true);
       return null;
     }
     const entry = this.#peers.get(d.id);
@@ -158,7 +165,8 @@ export class PeerTable {
     if (this.#verified(decoded, from, now) === null) return;
     this.#dropped.stale++;
     this.#rememberBoot(entry, d.boot, d.seq, now);
-    if (other !== undefined && now - other.at <= this.#opts.deadAfterMs) this.#reportClone(d.id, from.address, d.boot, now, false);
+    if (other !== undefined && now - other.at <= this.#opts.deadAfterMs)
+      this.#reportClone(d.id, from.address, d.boot, now, false);
   }
 
   #rememberBoot(entry: PeerEntry, boot: string, seq: number, now: number): void {
@@ -173,8 +181,10 @@ export class PeerTable {
     if (result.ok) return result.fp;
     this.#dropped[result.reason]++;
     if (this.#log.isLevelEnabled('debug')) {
-      this.#log.debug({ from: { addr: from.address, port: from.port }, reason: result.reason, peer: { id: decoded.datagram.id } },
-        'datagram dropped');
+      this.#log.debug(
+        { from: { addr: from.address, port: from.port }, reason: result.reason, peer: { id: decoded.datagram.id } },
+        'datagram dropped',
+      );
     }
     return null;
   }
@@ -190,14 +200,23 @@ export class PeerTable {
         this.#dropped.peerLimit++;
         if (now - this.#peerLimitWarnedAt >= MINUTE_MS) {
           this.#peerLimitWarnedAt = now;
-          this.#log.warn({ peers: this.#peers.size, max: MAX_PEERS, perSecond: NEW_PEER_LIMIT.perSecond },
+          this.#log.warn(
+            { peers: this.#peers.size, max: MAX_PEERS, perSecond: NEW_PEER_LIMIT.perSecond },
             `more new nodes on the LAN than discovery takes (${MAX_PEERS} in all, ${NEW_PEER_LIMIT.perSecond} new a second); ` +
-            'the rest are ignored until known ones leave (a flood of made-up nodes?); counted as dropped.peerLimit in status');
+              'the rest are ignored until known ones leave (a flood of made-up nodes?); counted as dropped.peerLimit in status',
+          );
         }
         return false;
       }
       const info = peerInfo(d, fp, addr, now);
-      this.#peers.set(d.id, { info, seq: d.seq, otherBoots: new Map(), reportedAt: now, reported: info, addrFreshAt: now });
+      this.#peers.set(d.id, {
+        info,
+        seq: d.seq,
+        otherBoots: new Map(),
+        reportedAt: now,
+        reported: info,
+        addrFreshAt: now,
+      });
       this.#peerLog.line('info', { peer: { id: d.id, addr, role: d.role, port: d.port } }, 'peer seen', now);
       this.#out({ type: 'peer.seen', peer: info });
       if (d.role === 'server') this.#serversChanged();
@@ -225,8 +244,11 @@ export class PeerTable {
     // half heartbeat, so a peer that changes them in every datagram (a flood of made-up nodes) does
     // not become a message to the supervisor and the election per datagram.
     const since = now - entry.reportedAt;
-    if (identityChanged(entry.reported, entry.info) || (peerChanged(entry.reported, entry.info) && since >= this.#opts.heartbeatMs / 2)
-      || since >= this.#opts.refreshMs) {
+    if (
+      identityChanged(entry.reported, entry.info) ||
+      (peerChanged(entry.reported, entry.info) && since >= this.#opts.heartbeatMs / 2) ||
+      since >= this.#opts.refreshMs
+    ) {
       entry.reportedAt = now;
       entry.reported = entry.info;
       this.#out({ type: 'peer.seen', peer: entry.info });
@@ -248,24 +270,54 @@ export class PeerTable {
     if (last !== undefined && now - last < CLONE_REPORT_MS) return;
     if (last === undefined && this.#cloneReports.size >= MAX_CLONE_REPORTS) return;
     this.#cloneReports.set(boot, now);
-    this.#log.warn({ peer: { id, addr, boot } }, self ? 'another process announces this node id'
-      : 'two processes announce one node id');
+    this.#log.warn(
+      { peer: { id, addr, boot } },
+      self ? 'another process announces this node id' : 'two processes announce one node id',
+    );
     this.#out({ type: 'peer.clone', id, addr, boot });
   }
 }
 
 function peerInfo(d: LanDatagram, fp: string, addr: string, now: number): PeerInfo {
-  return { id: d.id, boot: d.boot, role: d.role, addr, port: d.port, fp, load: d.load, models: d.models,
-    term: d.term, leader: d.leader, draining: d.draining, lastSeen: now };
+  return {
+    id: d.id,
+    boot: d.boot,
+    role: d.role,
+    addr,
+    port: d.port,
+    fp,
+    load: d.load,
+    models: d.models,
+    term: d.term,
+    leader: d.leader,
+    draining: d.draining,
+    lastSeen: now,
+  };
 }
 
 /** Where a peer is and what it is: a change goes to the supervisor at once. */
 function identityChanged(a: PeerInfo, b: PeerInfo): boolean {
-  return a.boot !== b.boot || a.role !== b.role || a.addr !== b.addr || a.port !== b.port || a.fp !== b.fp || a.draining !== b.draining;
+  return (
+    a.boot !== b.boot ||
+    a.role !== b.role ||
+    a.addr !== b.addr ||
+    a.port !== b.port ||
+    a.fp !== b.fp ||
+    a.draining !== b.draining
+  );
 }
 
 /** Anything but lastSeen and load: what makes a peer.seen worth sending before the refresh is due. */
 function peerChanged(a: PeerInfo, b: PeerInfo): boolean {
-  return a.boot !== b.boot || a.role !== b.role || a.addr !== b.addr || a.port !== b.port || a.fp !== b.fp
-    || a.models !== b.models || a.term !== b.term || a.leader !== b.leader || a.draining !== b.draining;
+  return (
+    a.boot !== b.boot ||
+    a.role !== b.role ||
+    a.addr !== b.addr ||
+    a.port !== b.port ||
+    a.fp !== b.fp ||
+    a.models !== b.models ||
+    a.term !== b.term ||
+    a.leader !== b.leader ||
+    a.draining !== b.draining
+  );
 }

@@ -7,7 +7,12 @@ import type { DeviceCommand } from '../args.ts';
 import { loadConfig } from '../../config/load.ts';
 import { OllanaError } from '../../errors.ts';
 import {
-  readDevices, readPendingChecked, writeDevices, type DeviceEntry, type DeviceState, type PendingEntry,
+  readDevices,
+  readPendingChecked,
+  writeDevices,
+  type DeviceEntry,
+  type DeviceState,
+  type PendingEntry,
 } from '../../identity/devices.ts';
 import { resolveDeviceId } from '../../identity/device-id.ts';
 import { loadIdentity, loadOrCreateIdentity } from '../../identity/identity.ts';
@@ -45,18 +50,28 @@ function out(json: boolean, data: unknown, text: string): number {
 async function show(dataDir: string, json: boolean): Promise<number> {
   const { identity: me, created, removed } = await loadOrCreateIdentity(dataDir);
   const { id, name, fingerprint, certFile, keyFile } = me;
-  if (removed.length > 0) process.stderr.write(`ollana: removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}\n`);
-  return out(json, { id, name, fingerprint, certFile, keyFile, created },
+  if (removed.length > 0)
+    process.stderr.write(
+      `ollana: removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}\n`,
+    );
+  return out(
+    json,
+    { id, name, fingerprint, certFile, keyFile, created },
     (created ? `made a new identity for this machine in ${dataDir}\n` : '') +
-    `device id:   ${id}\nname:        ${printable(name)}\nfingerprint: sha256 ${fingerprint}\ncertificate: ${certFile}\n\n` +
-    `to pair, on the other machine run: ollana device allow ${id}\n`);
+      `device id:   ${id}\nname:        ${printable(name)}\nfingerprint: sha256 ${fingerprint}\ncertificate: ${certFile}\n\n` +
+      `to pair, on the other machine run: ollana device allow ${id}\n`,
+  );
 }
 
 function list(dataDir: string, json: boolean): number {
   const devices = readDevices(dataDir);
   if (devices.length === 0) {
-    return out(json, { devices }, 'no devices allowed yet: run `ollana device show` on the other machine, then ' +
-      '`ollana device allow <ID>` here (`ollana device pending` lists the devices this machine met)\n');
+    return out(
+      json,
+      { devices },
+      'no devices allowed yet: run `ollana device show` on the other machine, then ' +
+        '`ollana device allow <ID>` here (`ollana device pending` lists the devices this machine met)\n',
+    );
   }
   const lines = devices.map((d) => `${d.state.padEnd(8)}  ${d.id}  ${printable(d.name)}  since ${d.since}`);
   return out(json, { devices }, `${lines.join('\n')}\n`);
@@ -66,12 +81,18 @@ function pending(dataDir: string, json: boolean): number {
   const decided = new Set(readDevices(dataDir).map((d) => d.id));
   const waiting = readPendingWarn(dataDir).filter((p) => !decided.has(p.id));
   if (waiting.length === 0) {
-    return out(json, { pending: waiting }, 'no devices waiting: none was seen on the LAN or refused without being allowed\n');
+    return out(
+      json,
+      { pending: waiting },
+      'no devices waiting: none was seen on the LAN or refused without being allowed\n',
+    );
   }
-  const blocks = waiting.map((p) =>
-    `${p.id}  ${printable(p.name)}  ${printable(p.addr)}\n  ${KIND_TEXT[p.kind]}\n` +
-    `  seen ${p.count} time(s), first ${p.firstSeen}, last ${p.lastSeen}\n` +
-    `  if \`ollana device show\` on that machine prints this id, allow it: ollana device allow ${p.id}\n`);
+  const blocks = waiting.map(
+    (p) =>
+      `${p.id}  ${printable(p.name)}  ${printable(p.addr)}\n  ${KIND_TEXT[p.kind]}\n` +
+      `  seen ${p.count} time(s), first ${p.firstSeen}, last ${p.lastSeen}\n` +
+      `  if \`ollana device show\` on that machine prints this id, allow it: ollana device allow ${p.id}\n`,
+  );
   return out(json, { pending: waiting }, blocks.join('\n'));
 }
 
@@ -84,22 +105,38 @@ function setState(dataDir: string, input: string, state: DeviceState, nameGiven:
   return withTrustLock(dataDir, CLI_LOCK_WAIT_MS, () => setStateLocked(dataDir, input, state, nameGiven, json));
 }
 
-function setStateLocked(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
+function setStateLocked(
+  dataDir: string,
+  input: string,
+  state: DeviceState,
+  nameGiven: string | null,
+  json: boolean,
+): number {
   const devices = readDevices(dataDir);
   const waiting = readPendingWarn(dataDir);
   // This machine's own id is among the decided ones so that its prefix, typed by mistake, gets that
   // error. Pending ids are only met on the LAN: a prefix must not resolve to one (resolveDeviceId).
   const own = loadIdentity(dataDir)?.id;
-  const id = resolveDeviceId(input, [...devices.map((d) => d.id), ...(own ? [own] : [])], waiting.map((p) => p.id));
+  const id = resolveDeviceId(
+    input,
+    [...devices.map((d) => d.id), ...(own ? [own] : [])],
+    waiting.map((p) => p.id),
+  );
   const prev = devices.find((d) => d.id === id);
   const seen = waiting.find((p) => p.id === id);
   if (id === own) {
-    throw new OllanaError('OLN_BAD_DEVICE_ID', `${id} is this machine's own device id; run \`ollana device show\` ` +
-      `on the other machine and ${state === 'allowed' ? 'allow' : 'disable'} the id it prints`);
+    throw new OllanaError(
+      'OLN_BAD_DEVICE_ID',
+      `${id} is this machine's own device id; run \`ollana device show\` ` +
+        `on the other machine and ${state === 'allowed' ? 'allow' : 'disable'} the id it prints`,
+    );
   }
   if (state === 'disabled' && prev === undefined && seen === undefined) {
-    throw new OllanaError('OLN_BAD_DEVICE_ID', `${id} is not a device this machine knows, so there is nothing to disable ` +
-      '(a device that is not allowed is refused anyway); `ollana device list` and `ollana device pending` show the known ones');
+    throw new OllanaError(
+      'OLN_BAD_DEVICE_ID',
+      `${id} is not a device this machine knows, so there is nothing to disable ` +
+        '(a device that is not allowed is refused anyway); `ollana device list` and `ollana device pending` show the known ones',
+    );
   }
   const name = nameGiven ?? (seen?.name || prev?.name || '');
   const changed = prev?.state !== state || prev.name !== name;
@@ -107,21 +144,29 @@ function setStateLocked(dataDir: string, input: string, state: DeviceState, name
   if (changed) writeDevices(dataDir, prev ? devices.map((d) => (d.id === id ? entry : d)) : [...devices, entry]);
 
   const label = `${id} (${printable(name)})`;
-  const text = !changed ? `${label} is already ${state}; nothing changed\n`
-    : prev?.state === state ? `renamed ${id} from ${printable(prev.name)} to ${printable(name)}\n`
-    : state === 'allowed' ? `allowed ${label}${prev?.state === 'disabled' ? ', which was disabled' : ''}\n${APPLIES}\n`
-    : `disabled ${label}: it is refused from now on\n${APPLIES}\n`;
+  const text = !changed
+    ? `${label} is already ${state}; nothing changed\n`
+    : prev?.state === state
+      ? `renamed ${id} from ${printable(prev.name)} to ${printable(name)}\n`
+      : state === 'allowed'
+        ? `allowed ${label}${prev?.state === 'disabled' ? ', which was disabled' : ''}\n${APPLIES}\n`
+        : `disabled ${label}: it is refused from now on\n${APPLIES}\n`;
   return out(json, { device: entry, previous: prev?.state ?? null, changed }, text);
 }
 
 export async function deviceCommand(cmd: DeviceCommand, env: Env): Promise<number> {
   const { dataDir } = loadConfig(cmd.flags, env);
   switch (cmd.verb) {
-    case 'show': return show(dataDir, cmd.json);
-    case 'list': return list(dataDir, cmd.json);
-    case 'pending': return pending(dataDir, cmd.json);
-    case 'allow': return setState(dataDir, cmd.id ?? '', 'allowed', cmd.name, cmd.json);
-    case 'disable': return setState(dataDir, cmd.id ?? '', 'disabled', null, cmd.json);
+    case 'show':
+      return show(dataDir, cmd.json);
+    case 'list':
+      return list(dataDir, cmd.json);
+    case 'pending':
+      return pending(dataDir, cmd.json);
+    case 'allow':
+      return setState(dataDir, cmd.id ?? '', 'allowed', cmd.name, cmd.json);
+    case 'disable':
+      return setState(dataDir, cmd.id ?? '', 'disabled', null, cmd.json);
     default: {
       const never: never = cmd.verb;
       throw new Error(`unknown device command ${String(never)}`);

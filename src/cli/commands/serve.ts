@@ -25,7 +25,12 @@ function ensureDataDir(dir: string): void {
   }
 }
 
-export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, argv: readonly string[], env: Env, version: string): Promise<number> {
+export async function serveCommand(
+  flags: Partial<Record<ConfigKey, unknown>>,
+  argv: readonly string[],
+  env: Env,
+  version: string,
+): Promise<number> {
   const { config, dataDir } = loadConfig(flags, env);
   ensureDataDir(dataDir);
   const pidFile = config.pidFile ?? defaultPidFile(env, dataDir);
@@ -36,7 +41,8 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
     const ready = await daemonize(MAIN_SCRIPT, argv, logFile, pidFile);
     process.stdout.write(
       `ollana ${ready.role} node started in the background (pid ${ready.pid}), listening on ${ready.url}\n` +
-      `  log: ${logFile}\n  pid file: ${pidFile}\n  stop it with: ollana stop\n`);
+        `  log: ${logFile}\n  pid file: ${pidFile}\n  stop it with: ollana stop\n`,
+    );
     return 0;
   }
 
@@ -56,20 +62,45 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
   let onStop: ((reason: string) => void) | null = null;
   let held: string | null = null;
   const request = (reason: string): void => {
-    if (onStop !== null) { onStop(reason); return; }
-    if (held === 'SIGINT' && reason === 'SIGINT') { log.warn('second interrupt: exiting at once'); pid?.release(); process.exit(130); }
+    if (onStop !== null) {
+      onStop(reason);
+      return;
+    }
+    if (held === 'SIGINT' && reason === 'SIGINT') {
+      log.warn('second interrupt: exiting at once');
+      pid?.release();
+      process.exit(130);
+    }
     held ??= reason;
   };
   process.on('SIGTERM', () => request('SIGTERM'));
   process.on('SIGINT', () => request('SIGINT'));
   // A daemon has no terminal; a hang-up must not kill it.
-  process.on('SIGHUP', () => { if (!child) request('SIGHUP'); });
+  process.on('SIGHUP', () => {
+    if (!child) request('SIGHUP');
+  });
 
   try {
     const { identity, created, removed } = await loadOrCreateIdentity(dataDir);
-    if (removed.length > 0) log.warn({ dataDir, removed }, `removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}`);
-    if (created) log.info({ deviceId: identity.id, cert: identity.certFile }, `created this node's identity: device id ${identity.id}`);
-    supervisor = new Supervisor({ config, log, logSettings, version, identity, dataDir, debugHooks: env.OLLANA_DEBUG_HOOKS === '1' });
+    if (removed.length > 0)
+      log.warn(
+        { dataDir, removed },
+        `removed what an interrupted write (a killed ollana) left in ${dataDir}: ${removed.join(', ')}`,
+      );
+    if (created)
+      log.info(
+        { deviceId: identity.id, cert: identity.certFile },
+        `created this node's identity: device id ${identity.id}`,
+      );
+    supervisor = new Supervisor({
+      config,
+      log,
+      logSettings,
+      version,
+      identity,
+      dataDir,
+      debugHooks: env.OLLANA_DEBUG_HOOKS === '1',
+    });
     pid = takePidFile(pidFile, { drainTimeoutMs: config.drainTimeoutMs });
     for (const note of pid.notes) log.warn({ pidFile }, note);
     const started = await supervisor.start();
@@ -90,16 +121,27 @@ export async function serveCommand(flags: Partial<Record<ConfigKey, unknown>>, a
     let stopping = false;
     const stop = (reason: string, status: number): void => {
       if (stopping) {
-        if (reason === 'SIGINT') { log.warn('second interrupt: exiting at once'); pid?.release(); process.exit(130); }
+        if (reason === 'SIGINT') {
+          log.warn('second interrupt: exiting at once');
+          pid?.release();
+          process.exit(130);
+        }
         return;
       }
       stopping = true;
       // A drain that had to cut requests leaves a report for `ollana stop`, before the pid file goes.
-      void supervisor.stop(reason).then(() => { if (supervisor.drainCut > 0) pid?.reportCut(supervisor.drainCut); },
-        (err: unknown) => log.error({ err }, `stopping failed: ${errorMessage(err)}`)).finally(() => {
-        pid?.release();
-        resolve(status);
-      });
+      void supervisor
+        .stop(reason)
+        .then(
+          () => {
+            if (supervisor.drainCut > 0) pid?.reportCut(supervisor.drainCut);
+          },
+          (err: unknown) => log.error({ err }, `stopping failed: ${errorMessage(err)}`),
+        )
+        .finally(() => {
+          pid?.release();
+          resolve(status);
+        });
     };
     onStop = (reason) => stop(reason, 0);
     supervisor.on('fatal', (err: OllanaError) => {

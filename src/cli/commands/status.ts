@@ -24,8 +24,11 @@ function connectable(listen: string, scheme: 'http' | 'https'): string {
  */
 async function fetchStatus(base: string, self: TlsIdentity | null): Promise<NodeStatus> {
   const tls = base.startsWith('https:');
-  if (tls && self === null) throw new Error('no identity in the data directory to connect with (is --data-dir the node\'s?)');
-  const dispatcher = tls ? new Client(base, { connect: pinnedConnector({ self: self!, expectedId: self!.id, timeoutMs: 5_000 }) }) : undefined;
+  if (tls && self === null)
+    throw new Error("no identity in the data directory to connect with (is --data-dir the node's?)");
+  const dispatcher = tls
+    ? new Client(base, { connect: pinnedConnector({ self: self!, expectedId: self!.id, timeoutMs: 5_000 }) })
+    : undefined;
   try {
     const res = await request(`${base}/ollana/v1/status`, { headersTimeout: 5_000, bodyTimeout: 5_000, dispatcher });
     const text = await res.body.text();
@@ -55,35 +58,61 @@ function human(s: NodeStatus): string {
   ];
   const t = s.trust;
   if (t) {
-    lines.push(`trust: ${t.trustLan ? 'every device (--trust-lan)' : `${t.allowed} allowed device(s)`}, ${t.disabled} disabled, ` +
-      `${t.pending} pending${t.pending > 0 ? ' (see `ollana device pending`)' : ''}`);
+    lines.push(
+      `trust: ${t.trustLan ? 'every device (--trust-lan)' : `${t.allowed} allowed device(s)`}, ${t.disabled} disabled, ` +
+        `${t.pending} pending${t.pending > 0 ? ' (see `ollana device pending`)' : ''}`,
+    );
   }
-  if (s.ollama) lines.push(`local Ollama: ${s.ollama.url} ${s.ollama.healthy ? `healthy, version ${s.ollama.version}, ${s.ollama.models?.length ?? 0} models` : 'NOT ANSWERING'}`);
+  if (s.ollama)
+    lines.push(
+      `local Ollama: ${s.ollama.url} ${s.ollama.healthy ? `healthy, version ${s.ollama.version}, ${s.ollama.models?.length ?? 0} models` : 'NOT ANSWERING'}`,
+    );
   const c = s.cluster ?? {};
-  lines.push(`cluster: leader ${c.leader || 'none'}${c.isLeader ? ' (this node)' : ''}, term ${c.term}, ${c.servers?.length ?? 0} server node(s)`);
+  lines.push(
+    `cluster: leader ${c.leader || 'none'}${c.isLeader ? ' (this node)' : ''}, term ${c.term}, ${c.servers?.length ?? 0} server node(s)`,
+  );
   for (const k of c.conflicts ?? []) lines.push(`  CONFLICT ${k.kind}: ${k.detail}`);
   const peers = s.peers ?? [];
   lines.push(`peers: ${peers.length === 0 ? (s.discovery ? 'none seen yet' : 'discovery is off') : ''}`);
   for (const p of peers) {
     const models = 'models' in p && Array.isArray(p.models) ? `  models: ${p.models.join(', ') || '?'}` : '';
-    lines.push(`  ${p.id}  ${p.role}  ${p.addr}${'leader' in p && p.leader ? '  leader' : ''}  seen ${Math.round(p.lastSeenMsAgo / 100) / 10} s ago${models}`);
+    lines.push(
+      `  ${p.id}  ${p.role}  ${p.addr}${'leader' in p && p.leader ? '  leader' : ''}  seen ${Math.round(p.lastSeenMsAgo / 100) / 10} s ago${models}`,
+    );
   }
   lines.push(`upstreams: ${(s.upstreams ?? []).length === 0 ? 'none yet' : ''}`);
   for (const u of s.upstreams ?? []) lines.push(`  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}`);
   const w = s.workers ?? {};
-  lines.push(`workers: ${w.live}/${w.configured} live, ${w.restarts} restarts; requests ${w.totals?.requests}, in flight ${w.totals?.inFlight}`);
+  lines.push(
+    `workers: ${w.live}/${w.configured} live, ${w.restarts} restarts; requests ${w.totals?.requests}, in flight ${w.totals?.inFlight}`,
+  );
   for (const x of w.list ?? []) {
     if ('ready' in x) lines.push(`  #${x.worker}  not ready`);
-    else lines.push(`  #${x.worker}  requests ${x.requests}  in flight ${x.inFlight}  p50 ${x.durationMs.p50} ms  p99 ${x.durationMs.p99} ms`);
+    else
+      lines.push(
+        `  #${x.worker}  requests ${x.requests}  in flight ${x.inFlight}  p50 ${x.durationMs.p50} ms  p99 ${x.durationMs.p99} ms`,
+      );
   }
   return `${lines.join('\n')}\n`;
 }
 
-export async function statusCommand(flags: Partial<Record<ConfigKey, unknown>>, url: string | null, json: boolean, env: Env): Promise<number> {
+export async function statusCommand(
+  flags: Partial<Record<ConfigKey, unknown>>,
+  url: string | null,
+  json: boolean,
+  env: Env,
+): Promise<number> {
   const { config, dataDir } = loadConfig(flags, env);
-  const candidates = url !== null ? [url.replace(/\/+$/, '')]
-    : config.listen !== null ? [connectable(config.listen, 'https'), connectable(config.listen, 'http')]
-    : [connectable('127.0.0.1:11435', 'https'), connectable('127.0.0.1:11435', 'http'), connectable('127.0.0.1:11434', 'http')];
+  const candidates =
+    url !== null
+      ? [url.replace(/\/+$/, '')]
+      : config.listen !== null
+        ? [connectable(config.listen, 'https'), connectable(config.listen, 'http')]
+        : [
+            connectable('127.0.0.1:11435', 'https'),
+            connectable('127.0.0.1:11435', 'http'),
+            connectable('127.0.0.1:11434', 'http'),
+          ];
   const self = await ownIdentity(dataDir);
   const failures: string[] = [];
   for (const base of candidates) {
@@ -95,6 +124,8 @@ export async function statusCommand(flags: Partial<Record<ConfigKey, unknown>>, 
       failures.push(`${base}: ${errorMessage(err)}`);
     }
   }
-  throw new OllanaError('OLN_STATUS_UNREACHABLE',
-    `no ollana node answers (${failures.join('; ')}); start one with \`ollana serve\`, or name it with --url`);
+  throw new OllanaError(
+    'OLN_STATUS_UNREACHABLE',
+    `no ollana node answers (${failures.join('; ')}); start one with \`ollana serve\`, or name it with --url`,
+  );
 }

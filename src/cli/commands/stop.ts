@@ -63,27 +63,46 @@ async function portFree(listen: string): Promise<boolean | null> {
   });
 }
 
-export async function stopCommand(flags: Partial<Record<ConfigKey, unknown>>, timeoutText: string | null, env: Env): Promise<number> {
+export async function stopCommand(
+  flags: Partial<Record<ConfigKey, unknown>>,
+  timeoutText: string | null,
+  env: Env,
+): Promise<number> {
   const { config, dataDir } = loadConfig(flags, env);
   const pidFile = config.pidFile ?? defaultPidFile(env, dataDir);
-  const timeoutFlag = timeoutText === null ? null
-    : parseValue({ key: 'drainTimeoutMs', flag: '--timeout', kind: 'duration', env: [], help: '' }, timeoutText, 'flag') as number;
+  const timeoutFlag =
+    timeoutText === null
+      ? null
+      : (parseValue(
+          { key: 'drainTimeoutMs', flag: '--timeout', kind: 'duration', env: [], help: '' },
+          timeoutText,
+          'flag',
+        ) as number);
   const found = inspectPidFile(pidFile);
   switch (found.kind) {
     case 'none':
-      throw new OllanaError('OLN_NOT_RUNNING', `no ollana is running: there is no pid file at ${pidFile} (pass --pid-file if it was started with one)`);
+      throw new OllanaError(
+        'OLN_NOT_RUNNING',
+        `no ollana is running: there is no pid file at ${pidFile} (pass --pid-file if it was started with one)`,
+      );
     case 'unreadable':
-      throw new OllanaError('OLN_NOT_RUNNING',
-        `no ollana is running: ${pidFile} holds no pid (it begins ${JSON.stringify(found.text)}); remove it, or pass the right --pid-file`);
+      throw new OllanaError(
+        'OLN_NOT_RUNNING',
+        `no ollana is running: ${pidFile} holds no pid (it begins ${JSON.stringify(found.text)}); remove it, or pass the right --pid-file`,
+      );
     case 'gone':
       removeIfStill(pidFile, found.record);
-      throw new OllanaError('OLN_NOT_RUNNING',
-        `no ollana is running: pid ${found.record.pid} from ${pidFile} is not running any more; removed the stale pid file`);
+      throw new OllanaError(
+        'OLN_NOT_RUNNING',
+        `no ollana is running: pid ${found.record.pid} from ${pidFile} is not running any more; removed the stale pid file`,
+      );
     case 'other':
       removeIfStill(pidFile, found.record);
-      throw new OllanaError('OLN_NOT_RUNNING',
+      throw new OllanaError(
+        'OLN_NOT_RUNNING',
         `no ollana is running: pid ${found.record.pid} from ${pidFile} is a different process now (not the ollana that wrote the file); ` +
-        'left it alone and removed the stale pid file');
+          'left it alone and removed the stale pid file',
+      );
     case 'running':
       break;
   }
@@ -101,9 +120,11 @@ export async function stopCommand(flags: Partial<Record<ConfigKey, unknown>>, ti
   const deadline = Date.now() + timeoutMs;
   while (writerState(record) === 'running') {
     if (Date.now() >= deadline) {
-      throw new OllanaError('OLN_STOP_TIMEOUT',
+      throw new OllanaError(
+        'OLN_STOP_TIMEOUT',
         `ollana (pid ${record.pid}) is still running ${Math.round(timeoutMs / 1000)} s after SIGTERM; ` +
-        `wait longer with --timeout, or end it with kill -9 ${record.pid}`);
+          `wait longer with --timeout, or end it with kill -9 ${record.pid}`,
+      );
     }
     await pause(POLL_MS);
   }
@@ -122,16 +143,20 @@ export async function stopCommand(flags: Partial<Record<ConfigKey, unknown>>, ti
       free = await portFree(record.listen);
     }
     if (free === false) {
-      process.stderr.write(`ollana: ollana (pid ${record.pid}) has exited, but ${record.listen} is still in use by another program\n`);
+      process.stderr.write(
+        `ollana: ollana (pid ${record.pid}) has exited, but ${record.listen} is still in use by another program\n`,
+      );
     }
   }
 
   const cut = takeDrainReport(pidFile, record.token);
   if (cut !== null) {
-    throw new OllanaError('OLN_DRAIN_CUT',
+    throw new OllanaError(
+      'OLN_DRAIN_CUT',
       `ollana (pid ${record.pid}) stopped, but its drain timeout (${drainMs / 1000} s) ran out first: ` +
-      `${cut} in-flight request${cut === 1 ? ' was' : 's were'} cut; start it with a longer --drain-timeout to let them finish`,
-      { details: { pid: record.pid, cut } });
+        `${cut} in-flight request${cut === 1 ? ' was' : 's were'} cut; start it with a longer --drain-timeout to let them finish`,
+      { details: { pid: record.pid, cut } },
+    );
   }
   process.stdout.write(`ollana (pid ${record.pid}) stopped\n`);
   return 0;

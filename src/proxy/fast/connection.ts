@@ -18,7 +18,14 @@ import type { ConnectionGuard } from '../listen/connection-guard.ts';
 import type { StatsCollector } from '../stats.ts';
 import { Relay, type RelayOptions } from '../relay/relay.ts';
 import { CRLF } from '../http/http1.ts';
-import { PARSED_ALL, PARSE_FAILED, RequestParser, type ParserError, type ParserEvents, type RequestHead } from './request-parser.ts';
+import {
+  PARSED_ALL,
+  PARSE_FAILED,
+  RequestParser,
+  type ParserError,
+  type ParserEvents,
+  type RequestHead,
+} from './request-parser.ts';
 import { factsOf, fastRequest, serializeHead } from './head-facts.ts';
 import { FastRequest } from './request.ts';
 
@@ -173,7 +180,10 @@ export class FastConnection implements ParserEvents {
       // The whole read is parsed before a request taken in it goes anywhere: bad bytes behind its head
       // (broken chunk framing, a smuggled request) are refused before anything reaches Ollama.
       const at = this.#parser.execute(buf);
-      if (at === PARSE_FAILED) { this.#malformed(this.#parser.error!); return; }
+      if (at === PARSE_FAILED) {
+        this.#malformed(this.#parser.error!);
+        return;
+      }
       if (at === PARSED_ALL) break;
       const head = this.#head;
       this.#head = null;
@@ -183,7 +193,10 @@ export class FastConnection implements ParserEvents {
         buf = rest;
         continue;
       }
-      if (this.#current === null) { this.#giveUp(head, rest); return; }
+      if (this.#current === null) {
+        this.#giveUp(head, rest);
+        return;
+      }
       // Pipelined: it waits until the request before it is over, as node:http makes it wait.
       this.#waiting = { head, rest };
       this.socket.pause();
@@ -247,7 +260,10 @@ export class FastConnection implements ParserEvents {
     setImmediate(() => {
       if (this.gone) return;
       this.#headersSince = 0;
-      if (!this.#take(waiting.head)) { this.#giveUp(waiting.head, waiting.rest); return; }
+      if (!this.#take(waiting.head)) {
+        this.#giveUp(waiting.head, waiting.rest);
+        return;
+      }
       this.socket.resume();
       // Its body and what follows (an empty rest still completes a request without a body).
       this.feed(waiting.rest);
@@ -265,7 +281,11 @@ export class FastConnection implements ParserEvents {
     const socket = this.socket;
     const handle = (socket as { _handle?: { _consumed?: boolean } | null })._handle;
     if (handle) handle._consumed = true;
-    socket.unshift(rest.length > 0 ? Buffer.concat([Buffer.from(serializeHead(head), 'latin1'), rest]) : Buffer.from(serializeHead(head), 'latin1'));
+    socket.unshift(
+      rest.length > 0
+        ? Buffer.concat([Buffer.from(serializeHead(head), 'latin1'), rest])
+        : Buffer.from(serializeHead(head), 'latin1'),
+    );
     this.#handOff();
     socket.resume();
   }

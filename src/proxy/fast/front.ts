@@ -35,15 +35,22 @@ export class FastFront {
    * @param target the relay to the local Ollama now, or null while this node is not a server node
    *   with one local Ollama (then every connection goes to node:http at once)
    */
-  constructor(settings: FrontSettings, guard: ConnectionGuard, stats: StatsCollector, target: () => RelayOptions | null,
-    draining: () => boolean) {
+  constructor(
+    settings: FrontSettings,
+    guard: ConnectionGuard,
+    stats: StatsCollector,
+    target: () => RelayOptions | null,
+    draining: () => boolean,
+  ) {
     this.#ctx = {
       ...settings,
       guard,
       stats,
       target,
       draining,
-      closed: (c) => { this.#connections.delete(c); },
+      closed: (c) => {
+        this.#connections.delete(c);
+      },
     };
     this.#sweepMs = Math.max(100, Math.min(1_000, Math.floor(settings.headersTimeoutMs / 4) || 1_000));
   }

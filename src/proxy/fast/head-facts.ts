@@ -20,18 +20,29 @@ export interface Facts {
 }
 
 export function factsOf(headers: readonly string[]): Facts {
-  const f: Facts = { hostLines: 0, host: undefined, connection: undefined, contentLength: undefined, chunked: false, other: false };
+  const f: Facts = {
+    hostLines: 0,
+    host: undefined,
+    connection: undefined,
+    contentLength: undefined,
+    chunked: false,
+    other: false,
+  };
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     switch (name.length) {
       case 4:
-        if (name.toLowerCase() === 'host') { f.hostLines += 1; f.host ??= headers[i + 1]; }
+        if (name.toLowerCase() === 'host') {
+          f.hostLines += 1;
+          f.host ??= headers[i + 1];
+        }
         break;
       case 6:
         if (name.toLowerCase() === 'origin' || name.toLowerCase() === 'expect') f.other = true;
         break;
       case 10:
-        if (name.toLowerCase() === 'connection') f.connection = f.connection === undefined ? headers[i + 1] : `${f.connection}, ${headers[i + 1]!}`;
+        if (name.toLowerCase() === 'connection')
+          f.connection = f.connection === undefined ? headers[i + 1] : `${f.connection}, ${headers[i + 1]!}`;
         break;
       case 14:
         if (name.toLowerCase() === 'content-length') f.contentLength = headers[i + 1];

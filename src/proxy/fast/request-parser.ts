@@ -96,8 +96,18 @@ function onHeaders(this: Owned, headers: string[], url: string): void {
   this.owner?.partial(headers, url);
 }
 
-function onHeadersComplete(this: Owned, versionMajor: number, versionMinor: number, headers: string[] | undefined,
-  method: number, url: string | undefined, _status: unknown, _message: unknown, upgrade: boolean, keepAlive: boolean): number {
+function onHeadersComplete(
+  this: Owned,
+  versionMajor: number,
+  versionMinor: number,
+  headers: string[] | undefined,
+  method: number,
+  url: string | undefined,
+  _status: unknown,
+  _message: unknown,
+  upgrade: boolean,
+  keepAlive: boolean,
+): number {
   const owner = this.owner;
   if (owner === null) return 0;
   return owner.head(versionMajor, versionMinor, headers, method, url, upgrade, keepAlive) ? PAUSE : 0;
@@ -151,13 +161,35 @@ export class RequestParser {
   }
 
   /** @internal llhttp's kOnHeadersComplete; returns whether to pause after it. */
-  head(versionMajor: number, versionMinor: number, headers: string[] | undefined, method: number, url: string | undefined,
-    upgrade: boolean, keepAlive: boolean): boolean {
-    if (headers === undefined) { headers = this.#headers; this.#headers = []; }
-    else if (headers.length > 2 * MAX_HEADER_PAIRS) headers.length = 2 * MAX_HEADER_PAIRS;
-    if (url === undefined) { url = this.#url; this.#url = ''; }
+  head(
+    versionMajor: number,
+    versionMinor: number,
+    headers: string[] | undefined,
+    method: number,
+    url: string | undefined,
+    upgrade: boolean,
+    keepAlive: boolean,
+  ): boolean {
+    if (headers === undefined) {
+      headers = this.#headers;
+      this.#headers = [];
+    } else if (headers.length > 2 * MAX_HEADER_PAIRS) headers.length = 2 * MAX_HEADER_PAIRS;
+    if (url === undefined) {
+      url = this.#url;
+      this.#url = '';
+    }
     const events = this.events;
-    const pause = events === null || events.parserHead({ method: methods[method] ?? 'GET', url, headers, versionMajor, versionMinor, upgrade, keepAlive });
+    const pause =
+      events === null ||
+      events.parserHead({
+        method: methods[method] ?? 'GET',
+        url,
+        headers,
+        versionMajor,
+        versionMinor,
+        upgrade,
+        keepAlive,
+      });
     this.#sawHead = pause;
     return pause;
   }

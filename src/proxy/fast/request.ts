@@ -17,7 +17,6 @@ import type { RequestHead } from './request-parser.ts';
 /** While a streamed body waits for its upstream connection, at most this much of it is held. */
 const MAX_QUEUED_BODY = 1024 * 1024;
 
-
 /** One request on a fast connection: the relay's downstream, and its request body's source. */
 export class FastRequest implements Downstream, BodyStream {
   readonly method: string;
@@ -77,7 +76,10 @@ export class FastRequest implements Downstream, BodyStream {
 
   bodyChunk(chunk: Buffer): void {
     if (this.#stopped || this.responseDone) return;
-    if (this.#onData !== null) { this.#onData(chunk); return; }
+    if (this.#onData !== null) {
+      this.#onData(chunk);
+      return;
+    }
     this.#chunks!.push(chunk);
     this.#size += chunk.length;
     if (this.mode === 'stream' && this.#size > MAX_QUEUED_BODY) this.#socket.pause();
@@ -204,7 +206,8 @@ export class FastRequest implements Downstream, BodyStream {
     if (this.responding || this.#c.gone) return;
     this.responding = true;
     const body = errorBody(this.url, status, message);
-    let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}${CRLF}content-type: application/json; charset=utf-8${CRLF}` +
+    let head =
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}${CRLF}content-type: application/json; charset=utf-8${CRLF}` +
       `content-length: ${Buffer.byteLength(body)}${CRLF}date: ${httpDate()}${CRLF}`;
     for (let i = 0; i < extra.length; i += 2) head += `${extra[i]!}: ${extra[i + 1]!}${CRLF}`;
     this.#head = head + this.#c.connectionHeaders(this.keepAlive) + CRLF;

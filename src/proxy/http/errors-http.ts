@@ -12,15 +12,33 @@ export function errorBody(path: string, status: number, message: string): string
   return JSON.stringify({ error: message });
 }
 
-export function sendError(res: ServerResponse, path: string, status: number, message: string, extra: string[] = []): void {
+export function sendError(
+  res: ServerResponse,
+  path: string,
+  status: number,
+  message: string,
+  extra: string[] = [],
+): void {
   const body = errorBody(path, status, message);
-  res.writeHead(status, ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), ...extra]);
+  res.writeHead(status, [
+    'content-type',
+    'application/json; charset=utf-8',
+    'content-length',
+    String(Buffer.byteLength(body)),
+    ...extra,
+  ]);
   res.end(body);
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown, extra: string[] = []): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), ...extra]);
+  res.writeHead(status, [
+    'content-type',
+    'application/json; charset=utf-8',
+    'content-length',
+    String(Buffer.byteLength(body)),
+    ...extra,
+  ]);
   res.end(body);
 }
 

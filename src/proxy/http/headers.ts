@@ -6,23 +6,36 @@
 import type { IncomingMessage } from 'node:http';
 
 const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
 ]);
 
 /** Request headers ollana never forwards upstream, beyond the hop-by-hop set. */
 const REQUEST_DROP = new Set([
   ...HOP_BY_HOP,
-  'host',        // rewritten to the upstream's by undici, so a loopback-bound Ollama accepts it
-  'expect',      // Node already answered 100-continue to the client; the upstream gets the body as is
-  'origin',      // CORS is decided by ollana at its edge (cors.ts); Ollama would refuse unknown origins
-  'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', // rebuilt below
+  'host', // rewritten to the upstream's by undici, so a loopback-bound Ollama accepts it
+  'expect', // Node already answered 100-continue to the client; the upstream gets the body as is
+  'origin', // CORS is decided by ollana at its edge (cors.ts); Ollama would refuse unknown origins
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host', // rebuilt below
 ]);
 
 function connectionListed(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
   const text = Array.isArray(value) ? value.join(',') : value;
-  const names = text.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== '' && s !== 'close' && s !== 'keep-alive');
+  const names = text
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== '' && s !== 'close' && s !== 'keep-alive');
   return names.length === 0 ? null : new Set(names);
 }
 
@@ -43,8 +56,13 @@ export function upstreamRequestHeaders(req: IncomingMessage, proto: 'http' | 'ht
  * The same from the parts of a request head: its raw header lines, the client's address, its Host
  * value and its Connection header (lines joined with ", "; undefined for none).
  */
-export function forwardedHeaders(raw: readonly string[], remoteAddress: string | undefined, host: string | undefined,
-  connection: string | string[] | undefined, proto: 'http' | 'https'): string[] {
+export function forwardedHeaders(
+  raw: readonly string[],
+  remoteAddress: string | undefined,
+  host: string | undefined,
+  connection: string | string[] | undefined,
+  proto: 'http' | 'https',
+): string[] {
   const extra = connectionListed(connection);
   const out: string[] = [];
   let priorXff: string | null = null;
@@ -76,7 +94,10 @@ export function forwardedHeaders(raw: readonly string[], remoteAddress: string |
  * Filters an upstream response's raw headers (undici gives Buffers) into the flat array
  * res.writeHead takes, dropping hop-by-hop headers and any the caller sets itself.
  */
-export function downstreamResponseHeaders(raw: readonly (Buffer | string)[], drop: ReadonlySet<string> | null): string[] {
+export function downstreamResponseHeaders(
+  raw: readonly (Buffer | string)[],
+  drop: ReadonlySet<string> | null,
+): string[] {
   const out: string[] = [];
   // One pass that decodes each name once; headers a Connection line names (rare: Ollama sends none)
   // are taken out afterwards, since that line may come after them.

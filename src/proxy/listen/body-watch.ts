@@ -45,7 +45,9 @@ export class BodyWatch {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (req.complete || !declaresBody(req)) return;
       this.#bodies.set(req, { res, bytes: req.socket.bytesRead, since: Date.now() });
-      const done = (): void => { this.#bodies.delete(req); };
+      const done = (): void => {
+        this.#bodies.delete(req);
+      };
       req.once('end', done);
       req.once('close', done);
       this.#timer ??= setInterval(() => this.#sweep(), SWEEP_EVERY_MS).unref();
@@ -76,7 +78,8 @@ export class BodyWatch {
     const now = Date.now();
     let closed = 0;
     for (const [req, body] of this.#bodies) {
-      if (now - body.since < minMs || waitingOnUs(req) || (req.socket?.bytesRead ?? body.bytes) !== body.bytes) continue;
+      if (now - body.since < minMs || waitingOnUs(req) || (req.socket?.bytesRead ?? body.bytes) !== body.bytes)
+        continue;
       this.#bodies.delete(req);
       req.socket?.destroy();
       closed += 1;

@@ -68,8 +68,9 @@ const KINDS = {
 export type Kind = keyof typeof KINDS;
 
 /** The createServer options the guard's limits live in. */
-export function guardedServerOptions(s: GuardSettings):
-  Pick<ServerOptions, 'headersTimeout' | 'connectionsCheckingInterval' | 'maxHeaderSize' | 'requireHostHeader'> {
+export function guardedServerOptions(
+  s: GuardSettings,
+): Pick<ServerOptions, 'headersTimeout' | 'connectionsCheckingInterval' | 'maxHeaderSize' | 'requireHostHeader'> {
   return {
     headersTimeout: s.requestHeadersTimeoutMs,
     // Node checks header deadlines on this interval (default 30 s): a slow connection lives at most
@@ -84,10 +85,11 @@ export function guardedServerOptions(s: GuardSettings):
 
 function jsonReply(status: number, reason: string, message: string): string {
   const body = JSON.stringify({ error: message });
-  return `HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
-    `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
 }
-
 
 /**
  * Runs `answer` once the request's body has been read (and dropped). ollana's own answers (503 with
@@ -95,7 +97,10 @@ function jsonReply(status: number, reason: string, message: string): string {
  * the clientError handler instead of both a 503 and a 400 on one request.
  */
 export function afterBody(req: IncomingMessage, answer: () => void): void {
-  if (req.complete || !declaresBody(req)) { answer(); return; }
+  if (req.complete || !declaresBody(req)) {
+    answer();
+    return;
+  }
   req.once('end', answer);
   req.resume();
 }
@@ -132,27 +137,44 @@ export class ConnectionGuard {
     this.#checks = new RequestChecks(this.#refusals);
     this.#worker = worker;
     this.#cap = new ConnectionCap(settings.connectionBoard ?? null, worker, settings.maxConnections);
-    this.#handshakeBudget = settings.maxConnections > 0
-      ? Math.max(MIN_HANDSHAKE_BUDGET, Math.floor(settings.maxConnections / HANDSHAKE_SHARE / this.#cap.workers))
-      : Number.POSITIVE_INFINITY;
+    this.#handshakeBudget =
+      settings.maxConnections > 0
+        ? Math.max(MIN_HANDSHAKE_BUDGET, Math.floor(settings.maxConnections / HANDSHAKE_SHARE / this.#cap.workers))
+        : Number.POSITIVE_INFINITY;
     // Answered already (the upstream did not wait for the whole body): only the close is left.
-    this.#bodies = new BodyWatch(settings.requestBodyTimeoutMs, (req, res, idleMs) => this.#bodyTimedOut(req.socket, res.headersSent, idleMs));
-    this.#idle = settings.keepAliveTimeoutMs > 0
-      ? new IdleWatch(settings.keepAliveTimeoutMs, settings.requestHeadersTimeoutMs, (socket, idleMs) => this.#closeTrickle(socket, idleMs))
-      : null;
+    this.#bodies = new BodyWatch(settings.requestBodyTimeoutMs, (req, res, idleMs) =>
+      this.#bodyTimedOut(req.socket, res.headersSent, idleMs),
+    );
+    this.#idle =
+      settings.keepAliveTimeoutMs > 0
+        ? new IdleWatch(settings.keepAliveTimeoutMs, settings.requestHeadersTimeoutMs, (socket, idleMs) =>
+            this.#closeTrickle(socket, idleMs),
+          )
+        : null;
   }
 
   /** Installs the handlers on the worker's HTTP server (before listen); `tls`: the listener speaks TLS. */
   attach(server: Server, tls = false): void {
     this.#http = server;
     this.#tls = tls;
-    server.on('clientError', (err: Error & { code?: string; reason?: string }, socket: Duplex) => this.#clientError(err, socket));
+    server.on('clientError', (err: Error & { code?: string; reason?: string }, socket: Duplex) =>
+      this.#clientError(err, socket),
+    );
     server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
       this.#broken.add(socket);
-      this.#refusals.note('connect-method', { remote: remote(socket) },
-        `refused a CONNECT request from ${remote(socket)}: ollana is not a forward proxy; answered 405`);
-      this.#answerAndClose(socket, jsonReply(405, 'Method Not Allowed',
-        'ollana: CONNECT is not supported; ollana forwards Ollama API requests, it is not a forward proxy'));
+      this.#refusals.note(
+        'connect-method',
+        { remote: remote(socket) },
+        `refused a CONNECT request from ${remote(socket)}: ollana is not a forward proxy; answered 405`,
+      );
+      this.#answerAndClose(
+        socket,
+        jsonReply(
+          405,
+          'Method Not Allowed',
+          'ollana: CONNECT is not supported; ollana forwards Ollama API requests, it is not a forward proxy',
+        ),
+      );
     });
     this.#limit(server);
     this.#idle?.attach(server);
@@ -174,7 +196,11 @@ export class ConnectionGuard {
 
   /** A connection parsed outside node:http sent no complete request headers in time. */
   headersTimedOut(socket: Duplex, responding: boolean): void {
-    this.#refuse(Object.assign(new Error('request headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket, responding);
+    this.#refuse(
+      Object.assign(new Error('request headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }),
+      socket,
+      responding,
+    );
   }
 
   /** A request body on a connection parsed outside node:http sent nothing for `idleMs`. */
@@ -197,12 +223,24 @@ export class ConnectionGuard {
     const from = remote(socket);
     const seconds = Math.round(idleMs / 100) / 10;
     const limit = this.#settings.requestBodyTimeoutMs / 1000;
-    this.#refusals.note('body-timeout', { remote: from, idleMs, responding },
+    this.#refusals.note(
+      'body-timeout',
+      { remote: from, idleMs, responding },
       `closed a connection from ${from} whose request body sent nothing for ${seconds} s (--request-body-timeout ${limit} s); ` +
-      (responding ? 'cut its response' : 'answered 408'));
-    if (responding || !socket.writable) { socket.destroy(); return; }
-    this.#answerAndClose(socket, jsonReply(408, 'Request Timeout',
-      `ollana: the request body sent nothing for ${seconds} s; send the body without long pauses (--request-body-timeout ${limit} s)`));
+        (responding ? 'cut its response' : 'answered 408'),
+    );
+    if (responding || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    this.#answerAndClose(
+      socket,
+      jsonReply(
+        408,
+        'Request Timeout',
+        `ollana: the request body sent nothing for ${seconds} s; send the body without long pauses (--request-body-timeout ${limit} s)`,
+      ),
+    );
   }
 
   /** An idle connection parsed outside node:http that sent only empty lines past the keep-alive deadline. */
@@ -215,12 +253,21 @@ export class ConnectionGuard {
     const from = remote(socket);
     const seconds = Math.round(idleMs / 100) / 10;
     const keepAlive = this.#settings.keepAliveTimeoutMs / 1000;
-    this.#refusals.note('idle-trickle', { remote: from, idleMs },
+    this.#refusals.note(
+      'idle-trickle',
+      { remote: from, idleMs },
       `closed a connection from ${from} that sent only empty lines after its last request for ${seconds} s ` +
-      `(--keep-alive-timeout ${keepAlive} s); answered 408`);
-    this.#answerAndClose(socket, jsonReply(408, 'Request Timeout',
-      `ollana: no request within ${seconds} s on an idle connection that sent only empty lines; ` +
-      `send a request within --keep-alive-timeout (${keepAlive} s) or close the connection`));
+        `(--keep-alive-timeout ${keepAlive} s); answered 408`,
+    );
+    this.#answerAndClose(
+      socket,
+      jsonReply(
+        408,
+        'Request Timeout',
+        `ollana: no request within ${seconds} s on an idle connection that sent only empty lines; ` +
+          `send a request within --keep-alive-timeout (${keepAlive} s) or close the connection`,
+      ),
+    );
   }
 
   /**
@@ -233,7 +280,8 @@ export class ConnectionGuard {
     server.removeAllListeners('connection');
     server.on('connection', (socket: Socket) => {
       // The handshake budget is full: the longest-waiting of those connections makes room.
-      if (this.#handshaking.size >= this.#handshakeBudget && this.#pruneEstablished() >= this.#handshakeBudget) this.#evictHandshake(socket);
+      if (this.#handshaking.size >= this.#handshakeBudget && this.#pruneEstablished() >= this.#handshakeBudget)
+        this.#evictHandshake(socket);
       // At the node's cap, a connection still in its handshake is closed before a new one is refused.
       if (!this.#cap.admit() && !(this.#evictHandshake(socket) && this.#cap.admit())) {
         this.#refuseConnection(socket);
@@ -257,8 +305,11 @@ export class ConnectionGuard {
       // Errors before 'listening' are listen() failures, reported by listen(). After it, they are
       // failed accepts (EMFILE: out of file descriptors), which must not kill the worker.
       if (!server.listening) return;
-      this.#refusals.note('accept-failed', { code: err.code, err },
-        `proxy worker ${this.#worker} failed to accept a connection: ${outOfFiles(err) ? outOfFilesAdvice() : err.message}`);
+      this.#refusals.note(
+        'accept-failed',
+        { code: err.code, err },
+        `proxy worker ${this.#worker} failed to accept a connection: ${outOfFiles(err) ? outOfFilesAdvice() : err.message}`,
+      );
     });
   }
 
@@ -275,7 +326,8 @@ export class ConnectionGuard {
    * event says so, so they are found here, each once). Returns how many remain in their handshake.
    */
   #pruneEstablished(): number {
-    if (!this.#tls) for (const socket of this.#handshaking.keys()) if (socket.bytesRead > 0) this.#handshaking.delete(socket);
+    if (!this.#tls)
+      for (const socket of this.#handshaking.keys()) if (socket.bytesRead > 0) this.#handshaking.delete(socket);
     return this.#handshaking.size;
   }
 
@@ -288,7 +340,10 @@ export class ConnectionGuard {
   #evictHandshake(arriving: Socket): boolean {
     let victim: Socket | null = null;
     for (const socket of this.#handshaking.keys()) {
-      if (socket.bytesRead === 0) { victim = socket; break; }
+      if (socket.bytesRead === 0) {
+        victim = socket;
+        break;
+      }
       if (!this.#tls) this.#handshaking.delete(socket);
       else victim ??= socket;
     }
@@ -299,10 +354,13 @@ export class ConnectionGuard {
     victim.destroy();
     const from = arriving.remoteAddress ?? 'unknown';
     const budget = this.#handshakeBudget;
-    this.#refusals.note('handshake-evicted', { remote: victim.remoteAddress ?? 'unknown', arriving: from, budget },
+    this.#refusals.note(
+      'handshake-evicted',
+      { remote: victim.remoteAddress ?? 'unknown', arriving: from, budget },
       `closed a connection from ${victim.remoteAddress ?? 'unknown'} that had not completed its ${this.#tls ? 'TLS handshake' : 'first request'} ` +
-      `to make room for one from ${from}: this worker lets ${budget} connections wait in their handshake ` +
-      `(1/${HANDSHAKE_SHARE} of --max-connections ${this.#cap.max}, split over the workers)`);
+        `to make room for one from ${from}: this worker lets ${budget} connections wait in their handshake ` +
+        `(1/${HANDSHAKE_SHARE} of --max-connections ${this.#cap.max}, split over the workers)`,
+    );
     return true;
   }
 
@@ -310,9 +368,12 @@ export class ConnectionGuard {
     const from = socket.remoteAddress ?? 'unknown';
     const max = this.#cap.max;
     socket.destroy();
-    this.#refusals.note('connection-limit', { remote: from, limit: max },
+    this.#refusals.note(
+      'connection-limit',
+      { remote: from, limit: max },
       `connection limit reached: the node holds ${max} connections (--max-connections ${max}); refused one from ${from} ` +
-      'and closed the idle ones to make room (raise --max-connections if this is legitimate load)');
+        'and closed the idle ones to make room (raise --max-connections if this is legitimate load)',
+    );
     const now = Date.now();
     if (now - this.#askedAt < EVICT_EVERY_MS) return;
     this.#askedAt = now;
@@ -336,8 +397,11 @@ export class ConnectionGuard {
 
   /** A request found no file descriptor for its upstream connection (forward.ts answered it 503). */
   readonly outOfFiles = (upstream: string, err: Error): void => {
-    this.#refusals.note('out-of-files', { code: (err as { code?: string }).code, upstream },
-      `proxy worker ${this.#worker} could not open a connection to ${upstream}: ${outOfFilesAdvice()}; answered 503`);
+    this.#refusals.note(
+      'out-of-files',
+      { code: (err as { code?: string }).code, upstream },
+      `proxy worker ${this.#worker} could not open a connection to ${upstream}: ${outOfFilesAdvice()}; answered 503`,
+    );
   };
 
   /** Whether the client's connection was refused after this request's head: then nothing goes upstream. */
@@ -369,33 +433,55 @@ export class ConnectionGuard {
 
   #refuse(err: Error & { code?: string; reason?: string }, socket: Duplex, responding: boolean): void {
     this.#broken.add(socket);
-    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return; }
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
     const from = remote(socket);
     let reply: string;
     switch (err.code) {
       case 'HPE_HEADER_OVERFLOW':
-        this.#refusals.note('headers-too-large', { remote: from, code: err.code },
-          `refused a request from ${from} whose request line and headers exceed ${MAX_HEADER_BYTES / 1024} KiB; answered 431`);
-        reply = jsonReply(431, 'Request Header Fields Too Large',
-          `ollana: request line and headers over ${MAX_HEADER_BYTES / 1024} KiB (or too many header fields); send fewer or smaller headers`);
+        this.#refusals.note(
+          'headers-too-large',
+          { remote: from, code: err.code },
+          `refused a request from ${from} whose request line and headers exceed ${MAX_HEADER_BYTES / 1024} KiB; answered 431`,
+        );
+        reply = jsonReply(
+          431,
+          'Request Header Fields Too Large',
+          `ollana: request line and headers over ${MAX_HEADER_BYTES / 1024} KiB (or too many header fields); send fewer or smaller headers`,
+        );
         break;
       case 'ERR_HTTP_REQUEST_TIMEOUT': {
         const seconds = this.#settings.requestHeadersTimeoutMs / 1000;
-        this.#refusals.note('headers-timeout', { remote: from, code: err.code },
-          `closed a connection from ${from} that sent no complete request headers within ${seconds} s; answered 408`);
-        reply = jsonReply(408, 'Request Timeout', `ollana: no complete request headers within ${seconds} s (--request-headers-timeout)`);
+        this.#refusals.note(
+          'headers-timeout',
+          { remote: from, code: err.code },
+          `closed a connection from ${from} that sent no complete request headers within ${seconds} s; answered 408`,
+        );
+        reply = jsonReply(
+          408,
+          'Request Timeout',
+          `ollana: no complete request headers within ${seconds} s (--request-headers-timeout)`,
+        );
         break;
       }
       default: {
         // llhttp's reason is a fixed phrase such as "Transfer-Encoding can't be present with Content-Length".
         const reason = err.reason ?? err.message;
-        this.#refusals.note('malformed', { remote: from, code: err.code, reason },
-          `refused a malformed HTTP request from ${from}: ${reason} (${err.code ?? 'unknown'}); answered 400 and closed the connection`);
+        this.#refusals.note(
+          'malformed',
+          { remote: from, code: err.code, reason },
+          `refused a malformed HTTP request from ${from}: ${reason} (${err.code ?? 'unknown'}); answered 400 and closed the connection`,
+        );
         reply = jsonReply(400, 'Bad Request', `ollana: malformed HTTP request: ${reason}`);
       }
     }
     // A response already under way cannot be followed by a 400 without corrupting it: cut instead.
-    if (responding) { socket.destroy(); return; }
+    if (responding) {
+      socket.destroy();
+      return;
+    }
     this.#answerAndClose(socket, reply);
   }
 

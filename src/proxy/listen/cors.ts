@@ -8,18 +8,45 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 
 const DEFAULT_ORIGINS = [
-  'http://localhost', 'https://localhost', 'http://localhost:*', 'https://localhost:*',
-  'http://127.0.0.1', 'https://127.0.0.1', 'http://127.0.0.1:*', 'https://127.0.0.1:*',
-  'http://0.0.0.0', 'https://0.0.0.0', 'http://0.0.0.0:*', 'https://0.0.0.0:*',
-  'app://*', 'file://*', 'tauri://*', 'vscode-webview://*', 'vscode-file://*',
+  'http://localhost',
+  'https://localhost',
+  'http://localhost:*',
+  'https://localhost:*',
+  'http://127.0.0.1',
+  'https://127.0.0.1',
+  'http://127.0.0.1:*',
+  'https://127.0.0.1:*',
+  'http://0.0.0.0',
+  'https://0.0.0.0',
+  'http://0.0.0.0:*',
+  'https://0.0.0.0:*',
+  'app://*',
+  'file://*',
+  'tauri://*',
+  'vscode-webview://*',
+  'vscode-file://*',
 ];
 
 export const CORS_ALLOW_METHODS = 'GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS';
 export const CORS_ALLOW_HEADERS = [
-  'Authorization', 'Content-Type', 'User-Agent', 'Accept', 'X-Requested-With', 'OpenAI-Beta',
-  'x-stainless-arch', 'x-stainless-async', 'x-stainless-custom-poll-interval', 'x-stainless-helper-method',
-  'x-stainless-lang', 'x-stainless-os', 'x-stainless-package-version', 'x-stainless-poll-helper',
-  'x-stainless-retry-count', 'x-stainless-runtime', 'x-stainless-runtime-version', 'x-stainless-timeout',
+  'Authorization',
+  'Content-Type',
+  'User-Agent',
+  'Accept',
+  'X-Requested-With',
+  'OpenAI-Beta',
+  'x-stainless-arch',
+  'x-stainless-async',
+  'x-stainless-custom-poll-interval',
+  'x-stainless-helper-method',
+  'x-stainless-lang',
+  'x-stainless-os',
+  'x-stainless-package-version',
+  'x-stainless-poll-helper',
+  'x-stainless-retry-count',
+  'x-stainless-runtime',
+  'x-stainless-runtime-version',
+  'x-stainless-timeout',
 ].join(', ');
 export const CORS_MAX_AGE = String(12 * 3600);
 
@@ -37,7 +64,8 @@ export class OriginPolicy {
     this.#any = all.includes('*');
     for (const origin of all) {
       if (origin === '*') continue;
-      if (origin.includes('*')) this.#patterns.push(new RegExp(`^${origin.split('*').map(escapeRegex).join('.*')}$`, 'i'));
+      if (origin.includes('*'))
+        this.#patterns.push(new RegExp(`^${origin.split('*').map(escapeRegex).join('.*')}$`, 'i'));
       else this.#exact.add(origin.toLowerCase());
     }
   }
@@ -46,7 +74,8 @@ export class OriginPolicy {
   allows(origin: string, host: string | undefined): boolean {
     if (this.#any) return true;
     const lower = origin.toLowerCase();
-    if (host !== undefined && (lower === `http://${host.toLowerCase()}` || lower === `https://${host.toLowerCase()}`)) return true;
+    if (host !== undefined && (lower === `http://${host.toLowerCase()}` || lower === `https://${host.toLowerCase()}`))
+      return true;
     if (this.#exact.has(lower)) return true;
     return this.#patterns.some((re) => re.test(origin));
   }
@@ -59,12 +88,24 @@ const HOSTNAME = hostname().toLowerCase();
 function isPrivateOrLocalIp(ip: string): boolean {
   if (isIP(ip) === 4) {
     const [a, b] = ip.split('.').map(Number) as [number, number];
-    return a === 127 || a === 10 || a === 0 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) ||
-      (a === 169 && b === 254);
+    return (
+      a === 127 ||
+      a === 10 ||
+      a === 0 ||
+      (a === 172 && b >= 16 && b <= 31) ||
+      (a === 192 && b === 168) ||
+      (a === 169 && b === 254)
+    );
   }
   const v6 = ip.toLowerCase();
-  return v6 === '::1' || v6 === '::' || v6.startsWith('fc') || v6.startsWith('fd') || v6.startsWith('fe80') ||
-    v6.startsWith('::ffff:127.');
+  return (
+    v6 === '::1' ||
+    v6 === '::' ||
+    v6.startsWith('fc') ||
+    v6.startsWith('fd') ||
+    v6.startsWith('fe80') ||
+    v6.startsWith('::ffff:127.')
+  );
 }
 
 /**

@@ -33,7 +33,11 @@ export class IdleWatch {
   readonly #sockets = new Map<Socket, Idle>();
   #timer: NodeJS.Timeout | null = null;
 
-  constructor(keepAliveTimeoutMs: number, headersTimeoutMs: number, onTrickle: (socket: Socket, idleMs: number) => void) {
+  constructor(
+    keepAliveTimeoutMs: number,
+    headersTimeoutMs: number,
+    onTrickle: (socket: Socket, idleMs: number) => void,
+  ) {
     this.#deadlineMs = keepAliveTimeoutMs + NODE_KEEP_ALIVE_BUFFER_MS + headersTimeoutMs;
     this.#onTrickle = onTrickle;
   }

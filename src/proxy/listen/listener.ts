@@ -30,8 +30,15 @@ export class Listener {
   readonly #gate: TrustGate | null;
 
   /** `handler`: the node:http path, for every request the front hands over (handler.ts). */
-  constructor(settings: ProxySettings, log: Logger, host: ProxyHost, stats: StatsCollector, guard: ConnectionGuard,
-    front: FastFront, handler: (req: IncomingMessage, res: ServerResponse) => void) {
+  constructor(
+    settings: ProxySettings,
+    log: Logger,
+    host: ProxyHost,
+    stats: StatsCollector,
+    guard: ConnectionGuard,
+    front: FastFront,
+    handler: (req: IncomingMessage, res: ServerResponse) => void,
+  ) {
     this.#settings = settings;
     this.#log = log;
     this.#host = host;
@@ -56,7 +63,9 @@ export class Listener {
       const parse = this.#server.listeners('connection')[0] as ((socket: Socket) => void) | undefined;
       if (parse === undefined) throw new Error('http server without a connection listener');
       this.#server.removeAllListeners('connection');
-      this.#server.on('connection', (socket: Socket) => this.#front.adopt(socket, () => parse.call(this.#server, socket)));
+      this.#server.on('connection', (socket: Socket) =>
+        this.#front.adopt(socket, () => parse.call(this.#server, socket)),
+      );
     }
     // The https server is the HTTP server too: one connection cap, one clientError handler.
     this.#guard.attach(this.#server, settings.listenTls && settings.tls !== null);
@@ -88,8 +97,10 @@ export class Listener {
     });
     server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
       // Plain HTTP on the TLS port, a port scanner, a handshake that stalled: nothing was served.
-      const name = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
-        ? `no handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, ${err.code}` : err.code ?? err.message;
+      const name =
+        err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+          ? `no handshake within ${HANDSHAKE_TIMEOUT_MS / 1000} s, ${err.code}`
+          : (err.code ?? err.message);
       this.#host.refused({ verdict: 'bad-handshake', id: null, name }, socket.remoteAddress ?? '?');
       socket.destroy();
     });
@@ -98,7 +109,8 @@ export class Listener {
   /** Applies a new allow list at once: connections of devices no longer allowed are cut. */
   setTrust(trust: TrustSettings): void {
     const cut = this.#gate?.update(trust) ?? [];
-    if (cut.length > 0) this.#log.info({ devices: cut }, `cut the connections of ${cut.length} device(s) no longer allowed`);
+    if (cut.length > 0)
+      this.#log.info({ devices: cut }, `cut the connections of ${cut.length} device(s) no longer allowed`);
   }
 
   async listen(): Promise<void> {

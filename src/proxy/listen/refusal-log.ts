@@ -62,8 +62,10 @@ export class RefusalLog<K extends string> {
 
   #summary(kind: K, open: Window): void {
     const { level, what } = this.#kinds[kind];
-    this.#log[level]({ refusal: kind, count: open.suppressed, last: open.last },
-      `${open.suppressed} more ${what} in the last ${this.#windowMs / 1000} s`);
+    this.#log[level](
+      { refusal: kind, count: open.suppressed, last: open.last },
+      `${open.suppressed} more ${what} in the last ${this.#windowMs / 1000} s`,
+    );
   }
 
   /** Logs the pending summaries now and closes every window (on drain). */

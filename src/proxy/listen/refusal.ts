@@ -11,8 +11,10 @@ export const REFUSED_HEADER = 'ollana-refused';
 function why(a: Admission, serverId: string): string {
   switch (a.verdict) {
     case 'no-certificate':
-      return 'this port is ollana\'s node-to-node port and needs a device certificate; ' +
-        'run `ollana serve` on your machine and use it at http://127.0.0.1:11434';
+      return (
+        "this port is ollana's node-to-node port and needs a device certificate; " +
+        'run `ollana serve` on your machine and use it at http://127.0.0.1:11434'
+      );
     case 'bad-handshake':
     case 'allowed':
       return 'refused';
@@ -25,6 +27,8 @@ function why(a: Admission, serverId: string): string {
 
 export function refusalReply(a: Admission, serverId: string): string {
   const body = JSON.stringify({ error: `ollana: ${why(a, serverId)}` });
-  return `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json; charset=utf-8\r\n${REFUSED_HEADER}: ${a.verdict}\r\n` +
-    `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  return (
+    `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json; charset=utf-8\r\n${REFUSED_HEADER}: ${a.verdict}\r\n` +
+    `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
 }

@@ -39,16 +39,30 @@ export class RequestChecks {
       // Node's parser takes a request line without a version as HTTP/0.9, and reads "HTTP/2.0" in
       // HTTP/1 syntax too: neither is a request ollana (or Ollama) speaks.
       const version = `HTTP/${req.httpVersion}`;
-      this.#refusals.note('bad-version', { remote: remote(req.socket), httpVersion: req.httpVersion },
-        `refused an ${version} request from ${remote(req.socket)}; answered 505`);
-      sendError(res, '/', 505, `ollana: ${version} is not supported; send HTTP/1.1 (or HTTP/1.0) requests`, ['connection', 'close']);
+      this.#refusals.note(
+        'bad-version',
+        { remote: remote(req.socket), httpVersion: req.httpVersion },
+        `refused an ${version} request from ${remote(req.socket)}; answered 505`,
+      );
+      sendError(res, '/', 505, `ollana: ${version} is not supported; send HTTP/1.1 (or HTTP/1.0) requests`, [
+        'connection',
+        'close',
+      ]);
       return true;
     }
     if (url.length > MAX_URL_BYTES) {
-      this.#refusals.note('bad-target', { remote: remote(req.socket), urlBytes: url.length },
-        `refused a request from ${remote(req.socket)} with a ${url.length}-byte URL (limit ${MAX_URL_BYTES}); answered 414`);
-      sendError(res, url, 414, `ollana: request URL of ${url.length} bytes is over the ${MAX_URL_BYTES}-byte limit; ` +
-        'Ollama API paths are short: check how the client builds its URL');
+      this.#refusals.note(
+        'bad-target',
+        { remote: remote(req.socket), urlBytes: url.length },
+        `refused a request from ${remote(req.socket)} with a ${url.length}-byte URL (limit ${MAX_URL_BYTES}); answered 414`,
+      );
+      sendError(
+        res,
+        url,
+        414,
+        `ollana: request URL of ${url.length} bytes is over the ${MAX_URL_BYTES}-byte limit; ` +
+          'Ollama API paths are short: check how the client builds its URL',
+      );
       return true;
     }
     if (this.#refusesHost(req, res)) return true;
@@ -56,10 +70,18 @@ export class RequestChecks {
     if (target.form === 'origin') return false;
     if (target.form === 'bad') {
       const shown = url.slice(0, 64);
-      this.#refusals.note('bad-target', { remote: remote(req.socket), target: shown },
-        `refused a request from ${remote(req.socket)} whose target ${target.why}; answered 400`);
-      sendError(res, '/', 400, `ollana: the request target ${JSON.stringify(shown)} ${target.why}; ` +
-        'send a path such as /api/chat (or http://<host>:<port>/api/chat)');
+      this.#refusals.note(
+        'bad-target',
+        { remote: remote(req.socket), target: shown },
+        `refused a request from ${remote(req.socket)} whose target ${target.why}; answered 400`,
+      );
+      sendError(
+        res,
+        '/',
+        400,
+        `ollana: the request target ${JSON.stringify(shown)} ${target.why}; ` +
+          'send a path such as /api/chat (or http://<host>:<port>/api/chat)',
+      );
       return true;
     }
     req.url = target.path;
@@ -86,13 +108,17 @@ export class RequestChecks {
     }
     const from = remote(req.socket);
     const what = lines > 1 ? `${lines} Host headers` : 'an invalid Host header';
-    this.#refusals.note('bad-host', { remote: from, hostLines: lines, host: host.slice(0, 100) },
-      `refused a request from ${from} with ${what}; answered 400`);
-    const message = lines > 1
-      ? `ollana: the request has ${lines} Host headers; an HTTP request names exactly one host (RFC 9112 section 3.2): ` +
-        'check the client, or the proxy in front of ollana that adds one'
-      : `ollana: the Host header ${JSON.stringify(host.slice(0, 100))} is not a host name or address with an optional :port; ` +
-        'send Host: <host>:<port>';
+    this.#refusals.note(
+      'bad-host',
+      { remote: from, hostLines: lines, host: host.slice(0, 100) },
+      `refused a request from ${from} with ${what}; answered 400`,
+    );
+    const message =
+      lines > 1
+        ? `ollana: the request has ${lines} Host headers; an HTTP request names exactly one host (RFC 9112 section 3.2): ` +
+          'check the client, or the proxy in front of ollana that adds one'
+        : `ollana: the Host header ${JSON.stringify(host.slice(0, 100))} is not a host name or address with an optional :port; ` +
+          'send Host: <host>:<port>';
     // Nothing more is read from a connection whose client cannot say which host it wants.
     sendError(res, req.url ?? '/', 400, message, ['connection', 'close']);
     return true;
@@ -101,10 +127,19 @@ export class RequestChecks {
   #refuseMissingHost(req: IncomingMessage, res: ServerResponse): true {
     const from = remote(req.socket);
     const version = `HTTP/${req.httpVersion}`;
-    this.#refusals.note('missing-host', { remote: from, httpVersion: req.httpVersion },
-      `refused an ${version} request from ${from} without a Host header; answered 400`);
-    sendError(res, req.url ?? '/', 400, `ollana: the ${version} request has no Host header; every HTTP/1.1 request names ` +
-      'its host (RFC 9112 section 3.2): send Host: <host>:<port>, as HTTP clients do by themselves', ['connection', 'close']);
+    this.#refusals.note(
+      'missing-host',
+      { remote: from, httpVersion: req.httpVersion },
+      `refused an ${version} request from ${from} without a Host header; answered 400`,
+    );
+    sendError(
+      res,
+      req.url ?? '/',
+      400,
+      `ollana: the ${version} request has no Host header; every HTTP/1.1 request names ` +
+        'its host (RFC 9112 section 3.2): send Host: <host>:<port>, as HTTP clients do by themselves',
+      ['connection', 'close'],
+    );
     return true;
   }
 }

@@ -7,7 +7,6 @@ import type { TLSSocket } from 'node:tls';
 import { peerDeviceId, peerName } from '../../net/tls.ts';
 import type { TrustSettings } from '../../protocol/messages.ts';
 
-
 /** 'bad-handshake': no TLS session came about at all (plain HTTP on the TLS port, a scanner, a stall). */
 export type Verdict = 'allowed' | 'no-certificate' | 'unknown' | 'disabled' | 'bad-handshake';
 

@@ -130,14 +130,28 @@ export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseH
 
 /** Chunk scanner states. */
 const S = {
-  SIZE: 0, SIZE_LF: 3, DATA: 4, DATA_CR: 5, DATA_LF: 6,
-  TRAILER: 7, TRAILER_LINE: 8, TRAILER_LF: 9, FINAL_LF: 10,
-  EXT_START: 11, EXT_NAME: 12, EXT_VALUE_START: 13, EXT_VALUE: 14, EXT_QUOTED: 15, EXT_QUOTED_ESC: 16, EXT_QUOTED_END: 17,
+  SIZE: 0,
+  SIZE_LF: 3,
+  DATA: 4,
+  DATA_CR: 5,
+  DATA_LF: 6,
+  TRAILER: 7,
+  TRAILER_LINE: 8,
+  TRAILER_LF: 9,
+  FINAL_LF: 10,
+  EXT_START: 11,
+  EXT_NAME: 12,
+  EXT_VALUE_START: 13,
+  EXT_VALUE: 14,
+  EXT_QUOTED: 15,
+  EXT_QUOTED_ESC: 16,
+  EXT_QUOTED_END: 17,
 } as const;
 
 /** tchar (RFC 9110 §5.6.2), by byte. */
 const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+  TCHAR[c.charCodeAt(0)] = 1;
 
 /** qdtext and quoted-pair's second byte (RFC 9110 §5.6.4): HTAB, SP, VCHAR but '"' and '\\', obs-text. */
 function qdtext(c: number): boolean {

@@ -64,8 +64,12 @@ export class NodeDownstream implements Downstream {
   /** The response head, until the first write hands it to node:http. */
   #head: { status: number; headers: string[] } | null = null;
 
-  constructor(req: IncomingMessage, res: ServerResponse, body: Buffer | IncomingMessage | null,
-    broken: (socket: IncomingMessage['socket']) => boolean) {
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer | IncomingMessage | null,
+    broken: (socket: IncomingMessage['socket']) => boolean,
+  ) {
     this.#req = req;
     this.#res = res;
     this.#broken = broken;

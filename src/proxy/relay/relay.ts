@@ -155,7 +155,10 @@ export class Relay implements UpstreamUser {
 
   upstreamReady(err: Error | null, socket: Socket | null, reused: boolean): void {
     this.#cancel = null;
-    if (err !== null) { this.#fail(err); return; }
+    if (err !== null) {
+      this.#fail(err);
+      return;
+    }
     this.#begin(socket!, reused);
   }
 
@@ -174,9 +177,11 @@ export class Relay implements UpstreamUser {
   }
 
   upstreamTimeout(): void {
-    this.#fail(this.#head === null
-      ? new UpstreamError('OLN_UPSTREAM_HEADERS_TIMEOUT', 'no response headers within the headers timeout')
-      : new UpstreamError('OLN_UPSTREAM_BODY_TIMEOUT', 'no response data within the body timeout'));
+    this.#fail(
+      this.#head === null
+        ? new UpstreamError('OLN_UPSTREAM_HEADERS_TIMEOUT', 'no response headers within the headers timeout')
+        : new UpstreamError('OLN_UPSTREAM_BODY_TIMEOUT', 'no response data within the body timeout'),
+    );
   }
 
   upstreamDrain(): void {
@@ -227,8 +232,16 @@ export class Relay implements UpstreamUser {
       return;
     }
     socket.cork();
-    socket.write(body.length !== undefined ? `${head}content-length: ${body.length}${CRLF}${CRLF}` : `${head}transfer-encoding: chunked${CRLF}${CRLF}`, 'latin1');
-    body.start((chunk) => this.#sendBody(chunk), () => this.#bodyDone());
+    socket.write(
+      body.length !== undefined
+        ? `${head}content-length: ${body.length}${CRLF}${CRLF}`
+        : `${head}transfer-encoding: chunked${CRLF}${CRLF}`,
+      'latin1',
+    );
+    body.start(
+      (chunk) => this.#sendBody(chunk),
+      () => this.#bodyDone(),
+    );
     socket.uncork();
   }
 
@@ -272,7 +285,10 @@ export class Relay implements UpstreamUser {
         buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
         const head = parseResponseHead(buf, this.#d.method);
         // Kept past this read: a copy, since the read's buffer is the connection's to reuse.
-        if (head === null) { this.#pending = buf === chunk ? Buffer.from(buf) : buf; return; }
+        if (head === null) {
+          this.#pending = buf === chunk ? Buffer.from(buf) : buf;
+          return;
+        }
         this.#pending = null;
         if (head.status === 101) throw new FramingError('the upstream switched protocols, which ollana does not relay');
         if (head.status < 200) {
@@ -310,7 +326,8 @@ export class Relay implements UpstreamUser {
     const out = this.#filter(head.raw, this.#o.dropHeaders);
     if (this.#o.extraHeaders !== null) out.push(...this.#o.extraHeaders);
     for (let i = 0; i < head.raw.length; i += 2) {
-      if (head.raw[i]!.length === 12 && head.raw[i]!.toLowerCase() === 'content-type') this.#contentType = head.raw[i + 1];
+      if (head.raw[i]!.length === 12 && head.raw[i]!.toLowerCase() === 'content-type')
+        this.#contentType = head.raw[i + 1];
     }
     this.#d.respond(head.status, out, head.framing);
     // From here on the status is out: a failure can only end or cut the stream.
@@ -329,7 +346,9 @@ export class Relay implements UpstreamUser {
    * body byte came with it, the head goes alone on the next turn so a waiting client sees it.
    */
   #flushSoon(): void {
-    setImmediate(() => { if (!this.#finished) this.#d.flushHead(); });
+    setImmediate(() => {
+      if (!this.#finished) this.#d.flushHead();
+    });
   }
 
   #write(bytes: Buffer): void {
@@ -339,7 +358,9 @@ export class Relay implements UpstreamUser {
     if (this.#d.holds()) this.#held = true;
     if (!ok && this.#socket !== null) {
       this.#socket.pause();
-      this.#onResDrain ??= () => { this.#socket?.resume(); };
+      this.#onResDrain ??= () => {
+        this.#socket?.resume();
+      };
       this.#d.onceDrain(this.#onResDrain);
     }
   }
@@ -370,8 +391,14 @@ export class Relay implements UpstreamUser {
     // and a request whose body is still at hand goes once more on a new connection.
     const body = this.#d.body;
     const replayable = body === null || Buffer.isBuffer(body);
-    if (this.#reused && !this.#retried && this.#received === 0 && replayable && !(err instanceof FramingError) &&
-      (err as { code?: string }).code !== 'OLN_UPSTREAM_HEADERS_TIMEOUT') {
+    if (
+      this.#reused &&
+      !this.#retried &&
+      this.#received === 0 &&
+      replayable &&
+      !(err instanceof FramingError) &&
+      (err as { code?: string }).code !== 'OLN_UPSTREAM_HEADERS_TIMEOUT'
+    ) {
       this.#retried = true;
       this.#reused = false;
       this.#requestSent = false;
@@ -380,13 +407,19 @@ export class Relay implements UpstreamUser {
       return;
     }
     const failed: FailedExchange = {
-      path: this.#d.url, sendError: (status, message, extra) => this.#d.sendError(status, message, extra), stats: this.#o.stats, log: this.#o.log,
-      upstream: this.#o.upstream, extraHeaders: this.#o.extraHeaders, outOfFiles: this.#o.outOfFiles,
+      path: this.#d.url,
+      sendError: (status, message, extra) => this.#d.sendError(status, message, extra),
+      stats: this.#o.stats,
+      log: this.#o.log,
+      upstream: this.#o.upstream,
+      extraHeaders: this.#o.extraHeaders,
+      outOfFiles: this.#o.outOfFiles,
     };
     const responded = this.#head !== null && !this.#d.retract();
     if (responded || !answerOutOfFiles(failed, err)) {
-      answerFailure(failed, err, responded, this.#contentType,
-        (tail) => this.#d.breakOff(tail, this.#atBoundary || (this.#bodyEnd?.atChunkStart ?? false), err));
+      answerFailure(failed, err, responded, this.#contentType, (tail) =>
+        this.#d.breakOff(tail, this.#atBoundary || (this.#bodyEnd?.atChunkStart ?? false), err),
+      );
     }
     this.#finish();
   }

@@ -142,7 +142,8 @@ export class UpstreamSockets {
       next.upstreamReady(null, socket, true);
       return;
     }
-    const idleMs = upstreamIdleMs === null ? this.#o.keepAliveMs : Math.min(this.#o.keepAliveMs, upstreamIdleMs - 1_000);
+    const idleMs =
+      upstreamIdleMs === null ? this.#o.keepAliveMs : Math.min(this.#o.keepAliveMs, upstreamIdleMs - 1_000);
     if (idleMs <= 0) {
       socket.destroy();
       return;
@@ -198,7 +199,10 @@ export class UpstreamSockets {
     this.#open += 1;
     const conn: Conn = { user, idleUntil: 0, buffer: Buffer.allocUnsafe(READ_BUFFER) };
     const socket = connect({
-      host: this.#o.host, port: this.#o.port, noDelay: true, keepAlive: true,
+      host: this.#o.host,
+      port: this.#o.port,
+      noDelay: true,
+      keepAlive: true,
       onread: {
         // Asked for the buffer of each next read, right after the callback below.
         buffer: () => conn.buffer,
@@ -220,7 +224,10 @@ export class UpstreamSockets {
     socket.on('timeout', () => conn.user?.upstreamTimeout());
     socket.on('drain', () => conn.user?.upstreamDrain());
     const timer = setTimeout(() => {
-      const err = new UpstreamError('OLN_UPSTREAM_CONNECT_TIMEOUT', `connect timeout after ${this.#o.connectTimeoutMs} ms`);
+      const err = new UpstreamError(
+        'OLN_UPSTREAM_CONNECT_TIMEOUT',
+        `connect timeout after ${this.#o.connectTimeoutMs} ms`,
+      );
       socket.destroy(err);
     }, this.#o.connectTimeoutMs);
     socket.once('connect', () => clearTimeout(timer));

@@ -10,9 +10,14 @@ import type { RouteClass } from './router.ts';
 const FAN_OUT_TIMEOUT_MS = 5_000;
 
 async function fetchJson(pool: Pool, u: Upstream, path: string): Promise<Record<string, unknown>> {
-  const res = await pool.request({ path: u.basePath + path, method: 'GET', headersTimeout: FAN_OUT_TIMEOUT_MS,
-    bodyTimeout: FAN_OUT_TIMEOUT_MS, signal: AbortSignal.timeout(FAN_OUT_TIMEOUT_MS) });
-  const body = await res.body.json() as Record<string, unknown>;
+  const res = await pool.request({
+    path: u.basePath + path,
+    method: 'GET',
+    headersTimeout: FAN_OUT_TIMEOUT_MS,
+    bodyTimeout: FAN_OUT_TIMEOUT_MS,
+    signal: AbortSignal.timeout(FAN_OUT_TIMEOUT_MS),
+  });
+  const body = (await res.body.json()) as Record<string, unknown>;
   if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
   return body;
 }
@@ -28,8 +33,11 @@ export interface Aggregated {
   readonly failures: string[];
 }
 
-export async function aggregate(cls: Extract<RouteClass, 'tags' | 'ps' | 'models'>, ups: readonly Upstream[],
-  pool: (u: Upstream) => Pool): Promise<Aggregated> {
+export async function aggregate(
+  cls: Extract<RouteClass, 'tags' | 'ps' | 'models'>,
+  ups: readonly Upstream[],
+  pool: (u: Upstream) => Pool,
+): Promise<Aggregated> {
   const path = cls === 'tags' ? '/api/tags' : cls === 'ps' ? '/api/ps' : '/v1/models';
   const results = await Promise.allSettled(ups.map((u) => fetchJson(pool(u), u, path)));
   const failures: string[] = [];
@@ -40,12 +48,14 @@ export async function aggregate(cls: Extract<RouteClass, 'tags' | 'ps' | 'models
   });
   if (cls === 'models') {
     const seen = new Set<string>();
-    const data = bodies.flatMap((b) => listOf(b, 'data')).filter((m) => {
-      const id = String(m.id);
-      if (seen.has(id)) return false;
-      seen.add(id);
-      return true;
-    });
+    const data = bodies
+      .flatMap((b) => listOf(b, 'data'))
+      .filter((m) => {
+        const id = String(m.id);
+        if (seen.has(id)) return false;
+        seen.add(id);
+        return true;
+      });
     return { body: { object: 'list', data }, answered: bodies.length, failures };
   }
   const all = bodies.flatMap((b) => listOf(b, 'models'));

@@ -18,7 +18,14 @@ import { downstreamResponseHeaders } from '../http/headers.ts';
 import { REFUSED_HEADER } from '../listen/refusal.ts';
 import type { StatsCollector } from '../stats.ts';
 import { relayed } from '../relay/read-buffers.ts';
-import { CONNECT_CODES, answerFailure, answerOutOfFiles, codeOf, responseErrorSender, type FailedExchange } from './upstream-failure.ts';
+import {
+  CONNECT_CODES,
+  answerFailure,
+  answerOutOfFiles,
+  codeOf,
+  responseErrorSender,
+  type FailedExchange,
+} from './upstream-failure.ts';
 import { UpstreamError, type UpstreamFailureCode } from '../../errors.ts';
 
 const CLIENT_GONE = new Error('client went away');
@@ -43,7 +50,8 @@ export function fromUndici(err: Error): Error {
   const code = (err as { code?: unknown }).code;
   if (typeof code !== 'string' || !code.startsWith('UND_ERR_')) return err;
   const cause = (err as { cause?: unknown }).cause;
-  if (code === 'UND_ERR_SOCKET' && cause instanceof Error && typeof (cause as { code?: unknown }).code === 'string') return cause;
+  if (code === 'UND_ERR_SOCKET' && cause instanceof Error && typeof (cause as { code?: unknown }).code === 'string')
+    return cause;
   return new UpstreamError(UNDICI_CODES[code] ?? 'OLN_UPSTREAM_FAILED', err.message, { cause: err });
 }
 
@@ -123,7 +131,10 @@ export class Forward implements Dispatcher.DispatchHandler {
   /** Moves to the next candidate if there is one and nothing reached the client; true if it did. */
   #tryNext(controller: Dispatcher.DispatchController | null, why: string): boolean {
     if (this.#responded || this.#clientGone || this.#index + 1 >= this.#opts.candidates.length) return false;
-    this.#opts.log.info({ from: this.upstream.id, why }, `retrying on another server node: ${this.#opts.describe(this.upstream)} ${why}`);
+    this.#opts.log.info(
+      { from: this.upstream.id, why },
+      `retrying on another server node: ${this.#opts.describe(this.upstream)} ${why}`,
+    );
     if (controller !== null && !controller.aborted) {
       this.#abandoned = new Error('moved to another server');
       controller.abort(this.#abandoned);
@@ -148,7 +159,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     // Bytes the parser refused after this request's head (bad chunked framing in its body, a
     // smuggled request behind it): undici calls this before it writes the first byte upstream, so
     // such a request never reaches Ollama when its bad bytes came in the same read as its head.
-    if (!this.#clientGone && this.#opts.clientBroken(this.#req.socket)) { this.#onClientClose(); return; }
+    if (!this.#clientGone && this.#opts.clientBroken(this.#req.socket)) {
+      this.#onClientClose();
+      return;
+    }
     if (this.#clientGone) controller.abort(CLIENT_GONE);
   }
 
@@ -157,7 +171,11 @@ export class Forward implements Dispatcher.DispatchHandler {
     relayed(chunk.length);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
     if (controller !== this.#controller || this.#clientGone) return;
     if (statusCode < 200) return; // 1xx: Node answers the client's 100-continue itself
     if (statusCode === 403 && headers[REFUSED_HEADER] !== undefined) {
@@ -210,8 +228,13 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.#controller !== null && controller !== this.#controller) return;
     const err = fromUndici(undiciErr);
     const failed: FailedExchange = {
-      path: this.#req.url ?? '/', sendError: responseErrorSender(this.#res, this.#req.url ?? '/'), stats: this.#opts.stats, log: this.#opts.log,
-      upstream: this.#opts.describe(this.upstream), extraHeaders: this.#opts.extraHeaders, outOfFiles: this.#opts.outOfFiles,
+      path: this.#req.url ?? '/',
+      sendError: responseErrorSender(this.#res, this.#req.url ?? '/'),
+      stats: this.#opts.stats,
+      log: this.#opts.log,
+      upstream: this.#opts.describe(this.upstream),
+      extraHeaders: this.#opts.extraHeaders,
+      outOfFiles: this.#opts.outOfFiles,
     };
     if (!this.#responded && answerOutOfFiles(failed, err)) {
       this.#finish();
@@ -221,8 +244,12 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (!this.#responded && CONNECT_CODES.has(code)) {
       this.#opts.unreachable(this.upstream);
       if (this.#tryNext(null, `failed: ${err.message} (${code})`)) return;
-    } else if (!this.#responded && this.#opts.retryable?.(502) === true && !code.includes('TIMEOUT') &&
-      this.#tryNext(null, `answered with no valid HTTP response: ${err.message}`)) {
+    } else if (
+      !this.#responded &&
+      this.#opts.retryable?.(502) === true &&
+      !code.includes('TIMEOUT') &&
+      this.#tryNext(null, `answered with no valid HTTP response: ${err.message}`)
+    ) {
       // An answer that is not HTTP (a broken or hostile server) is a 502 of the server's own making:
       // a request that may move on a 502 moves on this too.
       return;

@@ -71,7 +71,9 @@ export class ModelScan {
       if (this.#depth > 0) {
         if (c === 0x22) this.#inString = true;
         else if (c === 0x7b || c === 0x5b) this.#depth += 1;
-        else if (c === 0x7d || c === 0x5d) { if (--this.#depth === 0) this.#expect = Expect.Comma; }
+        else if (c === 0x7d || c === 0x5d) {
+          if (--this.#depth === 0) this.#expect = Expect.Comma;
+        }
         continue;
       }
       switch (this.#expect) {
@@ -80,8 +82,10 @@ export class ModelScan {
           this.#expect = Expect.Key;
           break;
         case Expect.Key:
-          if (c === 0x22) { this.#inString = true; this.#text = []; }
-          else if (c !== 0x7d) return this.#done();
+          if (c === 0x22) {
+            this.#inString = true;
+            this.#text = [];
+          } else if (c !== 0x7d) return this.#done();
           else this.#expect = Expect.Done;
           break;
         case Expect.Colon:

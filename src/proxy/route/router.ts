@@ -7,16 +7,24 @@
 import type { Upstream } from '../../protocol/messages.ts';
 
 export type RouteClass =
-  | 'tags'        // GET/HEAD /api/tags: the union over all servers
-  | 'ps'          // GET /api/ps: the union
-  | 'models'      // GET /v1/models: the union, OpenAI shape
-  | 'by-model'    // JSON POST naming a model: a server that has it; retry elsewhere before the first byte
-  | 'affine'      // tied to one server: the leader
-  | 'any';        // anything else: the least busy server
+  | 'tags' // GET/HEAD /api/tags: the union over all servers
+  | 'ps' // GET /api/ps: the union
+  | 'models' // GET /v1/models: the union, OpenAI shape
+  | 'by-model' // JSON POST naming a model: a server that has it; retry elsewhere before the first byte
+  | 'affine' // tied to one server: the leader
+  | 'any'; // anything else: the least busy server
 
 const BY_MODEL = new Set([
-  '/api/generate', '/api/chat', '/api/embed', '/api/embeddings', '/api/show',
-  '/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/messages',
+  '/api/generate',
+  '/api/chat',
+  '/api/embed',
+  '/api/embeddings',
+  '/api/show',
+  '/v1/chat/completions',
+  '/v1/completions',
+  '/v1/embeddings',
+  '/v1/responses',
+  '/v1/messages',
 ]);
 const AFFINE = new Set(['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete']);
 
@@ -39,8 +47,12 @@ export function normalizeModel(name: string): string {
 export function modelOf(body: Buffer): string | null {
   try {
     const parsed = JSON.parse(body.toString('utf8')) as { model?: unknown; name?: unknown };
-    const m = typeof parsed.model === 'string' && parsed.model !== '' ? parsed.model
-      : typeof parsed.name === 'string' && parsed.name !== '' ? parsed.name : null;
+    const m =
+      typeof parsed.model === 'string' && parsed.model !== ''
+        ? parsed.model
+        : typeof parsed.name === 'string' && parsed.name !== ''
+          ? parsed.name
+          : null;
     return m;
   } catch {
     return null;
@@ -53,7 +65,12 @@ export function modelOf(body: Buffer): string | null {
  * model is named), every healthy server in the same order. `turn` rotates servers that are equally
  * idle (the caller counts up per request).
  */
-export function candidates(ups: readonly Upstream[], model: string | null, inFlight: ReadonlyMap<string, number>, turn = 0): Upstream[] {
+export function candidates(
+  ups: readonly Upstream[],
+  model: string | null,
+  inFlight: ReadonlyMap<string, number>,
+  turn = 0,
+): Upstream[] {
   const healthy = ups.filter((u) => u.healthy);
   // This worker's own in-flight count is exact; the load a server announced is up to a few seconds
   // old and includes our own recent requests, so it only counts in coarse steps (a server far busier

@@ -11,10 +11,21 @@ import type { StatsCollector } from '../stats.ts';
 import { outOfFiles } from '../../net/open-files.ts';
 
 /** Error codes that mean "the upstream never answered", as opposed to a broken answer. */
-export const CONNECT_CODES = new Set<string>(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'OLN_UPSTREAM_CONNECT_TIMEOUT', 'OLN_UPSTREAM_CLOSED', 'EPIPE', 'ETIMEDOUT', 'OLN_UPSTREAM_GONE',
+export const CONNECT_CODES = new Set<string>([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'OLN_UPSTREAM_CONNECT_TIMEOUT',
+  'OLN_UPSTREAM_CLOSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'OLN_UPSTREAM_GONE',
   // the server at that address is not the device discovery announced: nothing was sent to it
-  'OLN_PIN_MISMATCH']);
+  'OLN_PIN_MISMATCH',
+]);
 
 /**
  * The code of an upstream failure: ollana's own (UpstreamFailureCode, undici's already mapped onto
@@ -52,8 +63,12 @@ export function answerOutOfFiles(x: FailedExchange, err: Error): boolean {
   x.outOfFiles(x.upstream, err);
   x.stats.upstreamErrors += 1;
   x.stats.status(503);
-  x.sendError(503, `ollana: this node is out of file descriptors and cannot reach ${x.upstream} now; ` +
-    'retry shortly (its operator should raise the open-file limit, ulimit -n)', ['retry-after', '1', ...(x.extraHeaders ?? [])]);
+  x.sendError(
+    503,
+    `ollana: this node is out of file descriptors and cannot reach ${x.upstream} now; ` +
+      'retry shortly (its operator should raise the open-file limit, ulimit -n)',
+    ['retry-after', '1', ...(x.extraHeaders ?? [])],
+  );
   return true;
 }
 
@@ -62,8 +77,13 @@ export function answerOutOfFiles(x: FailedExchange, err: Error): boolean {
  * naming the upstream. After: `endWith(tail)` ends the stream with an error line in the response's
  * own format (null when it has none), and should cut the connection when it cannot.
  */
-export function answerFailure(x: FailedExchange, err: Error, responded: boolean, contentType: string | undefined,
-  endWith: (tail: string | null) => void): void {
+export function answerFailure(
+  x: FailedExchange,
+  err: Error,
+  responded: boolean,
+  contentType: string | undefined,
+  endWith: (tail: string | null) => void,
+): void {
   const code = codeOf(err);
   const path = x.path;
   x.stats.upstreamErrors += 1;

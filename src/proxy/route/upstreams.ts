@@ -66,7 +66,9 @@ export class Upstreams {
   readonly #warming = new Map<string, AbortController>();
   /** Upstreams that refused a connection lately, until when (ms): tried last, not skipped. */
   readonly #unreachableUntil = new Map<string, number>();
-  readonly onUnreachable = (u: Upstream): void => { this.#unreachableUntil.set(u.id, Date.now() + UNREACHABLE_MS); };
+  readonly onUnreachable = (u: Upstream): void => {
+    this.#unreachableUntil.set(u.id, Date.now() + UNREACHABLE_MS);
+  };
   readonly onRefusedBy: (u: Upstream) => void;
   /** This worker's in-flight requests per upstream id, for least-busy routing. */
   readonly inFlight = new Map<string, number>();
@@ -92,7 +94,8 @@ export class Upstreams {
   setRoutes(table: RouteTable): void {
     this.#table = table;
     const live = new Set(table.upstreams.map(poolKey));
-    for (const id of this.#unreachableUntil.keys()) if (!table.upstreams.some((u) => u.id === id)) this.#unreachableUntil.delete(id);
+    for (const id of this.#unreachableUntil.keys())
+      if (!table.upstreams.some((u) => u.id === id)) this.#unreachableUntil.delete(id);
     for (const [key, warming] of this.#warming) if (!live.has(key)) warming.abort();
     for (const [url, pool] of this.#pools) {
       if (!live.has(url)) {
@@ -101,7 +104,7 @@ export class Upstreams {
         // byte move to another server; streams end with an error line.
         this.#pools.delete(url);
         this.#connectors.delete(url);
-        const gone = new UpstreamError('OLN_UPSTREAM_GONE', `${url.split("#", 1)[0]} left the cluster`);
+        const gone = new UpstreamError('OLN_UPSTREAM_GONE', `${url.split('#', 1)[0]} left the cluster`);
         void pool.destroy(gone).catch(() => undefined);
       }
     }
@@ -123,7 +126,9 @@ export class Upstreams {
   #warm(u: Upstream): void {
     if (u.device === '' || this.#settings.tls === null || this.#draining()) return;
     if (undici === null) {
-      void loadUndici().then(() => { if (this.#table.upstreams.includes(u) && !this.#pools.has(poolKey(u))) this.#warm(u); });
+      void loadUndici().then(() => {
+        if (this.#table.upstreams.includes(u) && !this.#pools.has(poolKey(u))) this.#warm(u);
+      });
       return;
     }
     const key = poolKey(u);
@@ -133,10 +138,23 @@ export class Upstreams {
     const ac = new AbortController();
     this.#warming.set(key, ac);
     const t0 = performance.now();
-    connector.warm(u.url, ac.signal).then(
-      (ticket) => this.#log.debug({ server: u.id, ticket, ms: Math.round(performance.now() - t0) }, `connected ahead to server node ${u.id}`),
-      (err: Error & { code?: string }) => this.#log.debug({ server: u.id, err, code: err.code }, `no connection ahead to server node ${u.id}: ${err.message}`),
-    ).finally(() => { if (this.#warming.get(key) === ac) this.#warming.delete(key); });
+    connector
+      .warm(u.url, ac.signal)
+      .then(
+        (ticket) =>
+          this.#log.debug(
+            { server: u.id, ticket, ms: Math.round(performance.now() - t0) },
+            `connected ahead to server node ${u.id}`,
+          ),
+        (err: Error & { code?: string }) =>
+          this.#log.debug(
+            { server: u.id, err, code: err.code },
+            `no connection ahead to server node ${u.id}: ${err.message}`,
+          ),
+      )
+      .finally(() => {
+        if (this.#warming.get(key) === ac) this.#warming.delete(key);
+      });
   }
 
   /** The undici pool for `upstream`, made on first use; undici must be loaded (loadUndici). */
@@ -146,9 +164,10 @@ export class Upstreams {
     if (pool === undefined) {
       const s = this.#settings;
       // A server node: TLS with this node's certificate, pinned to the device id discovery announced.
-      const pinned = upstream.device !== '' && s.tls !== null
-        ? pinnedConnector({ self: s.tls, expectedId: upstream.device, timeoutMs: s.connectTimeoutMs })
-        : null;
+      const pinned =
+        upstream.device !== '' && s.tls !== null
+          ? pinnedConnector({ self: s.tls, expectedId: upstream.device, timeoutMs: s.connectTimeoutMs })
+          : null;
       if (pinned !== null) this.#connectors.set(key, pinned);
       if (undici === null) throw new Error('undici is not loaded yet (loadUndici)');
       pool = new undici.Pool(upstream.url, {
