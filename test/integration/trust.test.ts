@@ -380,7 +380,7 @@ test('smuggling over TLS, as an allowed device: 400, the connection closes, noth
 test('stalled handshakes and slow headers on the TLS port are cut; the node serves others meanwhile', async (t) => {
   const pid = server.proc.pid!;
   const before = rssMiB(pid);
-  // 100 TCP connections that never start TLS (cut by the 10 s handshake timeout), and 50 allowed
+  // 100 TCP connections that never start TLS (cut by the 5 s handshake timeout), and 50 allowed
   // devices that trickle their headers after the handshake (cut by the 10 s header timeout).
   const stalled = await slowloris(tcp(server.port), 100, { everyMs: 60_000, silent: 100 });
   const slow = await slowloris(tlsAs(server.port, client), 50, { everyMs: 500, maxPieces: 200 });
