@@ -62,7 +62,8 @@ export function tlsServerOptions(s: TlsServerSettings): TlsOptions {
 /**
  * The device id of the peer's certificate, or null when it sent none. Runs once per handshake on the
  * server (and per full handshake on the client): getPeerX509Certificate hands over the DER as it is,
- * where getPeerCertificate builds an object of every field first, 30-70 µs instead of 5-15.
+ * where getPeerCertificate builds an object of every field first (several times the cost; figures in
+ * bench/README.md, "Two hops (TLS)").
  */
 export function peerDeviceId(socket: TLSSocket): string | null {
   const cert = socket.getPeerX509Certificate();
@@ -101,14 +102,13 @@ export interface PinnedConnectorOptions {
 
 /**
  * TLS handshakes one connector (one server node, in one thread) runs at once; more connections wait
- * their turn. A cold burst of streams used to start all its handshakes together: they shared the CPU,
- * each took about as long as the whole burst, and on a busy machine some passed the connect timeout.
- * A handshake is ~1-3 ms of client CPU plus two round trips (TCP, then TLS 1.3): a few in flight keep
- * the thread busy across a LAN's round trips, more only make each one longer. Measured on loopback,
- * 2 cores with 3 busy processes, 800 resumed connects through one connector: with 4 the longest
- * handshake took 31-68 ms and the burst 1.6-2.0 s; with no cap 1.3-2.0 s and 1.4-2.4 s; 1 or 2 made
- * the burst slower (up to 3.9 and 2.7 s), 8 no faster. Each proxy worker has its own connector per
- * server node, so a client node with W workers runs at most 4 W handshakes per server.
+ * their turn. Handshakes started all together share the CPU, each takes about as long as the whole
+ * burst, and on a busy machine some pass the connect timeout. A handshake is a few ms of client CPU
+ * plus two round trips (TCP, then TLS 1.3): a few in flight keep the thread busy across a LAN's round
+ * trips, more only make each one longer; 4 was the fastest cap measured (bench/README.md, where it names
+ * HANDSHAKES_IN_FLIGHT).
+ * Each proxy worker has its own connector per server node, so a client node with W workers runs at
+ * most 4 W handshakes per server.
  */
 export const HANDSHAKES_IN_FLIGHT = 4;
 
@@ -118,9 +118,9 @@ const MAX_CLIENT_CONTEXTS = 8;
 
 /**
  * The client side's SecureContext for `self`, made once per thread. Passing the PEM certificate and
- * key to every tls.connect makes OpenSSL parse both and build a new context per connection: with one
- * context reused, a handshake cost the client 1.4 instead of 2.5-3.0 ms of CPU full, 1.1 instead of
- * 1.6-1.8 ms resumed (bench/two-hop/handshakes.ts; bench/README.md, "Two hops (TLS)"). Per-connection
+ * key to every tls.connect makes OpenSSL parse both and build a new context per connection, which
+ * costs each handshake about a millisecond of CPU more (bench/two-hop/handshakes.ts; bench/README.md,
+ * "Two hops (TLS)"). Per-connection
  * settings (session, ALPN, no chain check) stay on tls.connect; the TLS version floor lives here.
  */
 export function clientSecureContext(self: TlsIdentity): SecureContext {

@@ -44,8 +44,9 @@ export class StatsCollector {
 
   /**
    * @param board memory shared with the supervisor, one slot per worker, where this worker keeps its
-   *   in-flight count: the supervisor reads the node's load there every heartbeat instead of asking
-   *   each worker for its stats (that round trip was half of an idle node's CPU).
+   *   in-flight count: the supervisor reads the node's load there every heartbeat without asking
+   *   each worker for its stats (a round trip per worker per heartbeat costs an idle node most of its
+   *   CPU).
    */
   constructor(worker: number, board: Int32Array | null = null) {
     this.worker = worker;

@@ -4,12 +4,11 @@
  *
  * Every socket read is a new buffer (up to 64 KiB) outside the JavaScript heap, dead as soon as it
  * is written on. V8 frees dead buffers only when it collects their small heap objects, and it starts
- * a collection for the sake of outside memory only after some 64 MB more of it: a 1 GiB transfer
- * left RSS 70-85 MB up (bench/README.md, "Memory"), most of it read buffers waiting for a full
- * collection. Here a young-generation collection (a scavenge, well under a millisecond with few
- * survivors) runs after every SCAVENGE_EVERY bytes relayed, which frees them in small batches: RSS
- * growth 72 -> 4 MB and throughput up (~290 -> ~400 MiB/s), since V8 no longer runs a full
- * collection every ~40 MB.
+ * a collection for the sake of outside memory only after some 64 MB more of it, so a large transfer
+ * piles up read buffers waiting for a full collection. Here a young-generation collection (a
+ * scavenge, well under a millisecond with few survivors) runs after every SCAVENGE_EVERY bytes
+ * relayed, which frees them in small batches, and V8 no longer runs a full collection every few tens
+ * of MB (figures: bench/README.md, "Memory" and "Tuning").
  *
  * The collection is V8's `gc()` function, taken from a context of its own with --expose-gc set just
  * for that moment (the flag is put back at once; nothing else in the thread sees a `gc`). Where that

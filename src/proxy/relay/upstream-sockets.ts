@@ -56,10 +56,9 @@ const noop = (): void => undefined;
 const SWEEP_MS = 1_000;
 /**
  * Each connection reads into a buffer of its own (net's `onread`), reused from one read to the next,
- * instead of a new 64 KiB buffer per read: per streamed token that saves an allocation, a free and
- * Node's stream machinery (bench A/B: CPU per token 33.0 -> 28.5 µs, per small request 0.87-0.98x).
- * Each open connection holds its buffer, idle ones too (200 connections: 6.4 MB); a read larger than
- * this takes several (1 GiB download 371 -> 313 MiB/s at the same CPU per GiB).
+ * rather than a new 64 KiB buffer per read: per streamed token that saves an allocation, a free and
+ * Node's stream machinery. Each open connection holds its buffer, idle ones too; a read larger than
+ * this takes several (the A/B and its costs: bench/README.md, "Tuning").
  */
 export const READ_BUFFER = 32 * 1024;
 

@@ -1,7 +1,8 @@
 /**
  * Finds the model a JSON request body names while the body streams in, so that a client node can
  * route a request by its model without holding the whole body: an image-laden chat can be tens of
- * MiB, and sixteen unfinished ones held whole took a client node from 206 MB to 1.18 GB. Only the
+ * MiB, and an attacker can keep many unfinished ones open (issue #22's figures are in
+ * docs/lan.md). Only the
  * top level of the object is looked at, as modelOf (router.ts) does: `model`, else `name`. Nested
  * values and strings are skipped byte by byte without being kept.
  */

@@ -120,8 +120,7 @@ export class Upstreams {
   /**
    * A server node just entered the route table (client nodes only): one pinned connection ahead of
    * the first request, so this worker holds a session ticket and the connections the first requests
-   * open resume instead of each paying a full handshake (a cold burst of 200 streams opened 200 at
-   * once). No HTTP request is sent. Failing is harmless: the requests connect as they would have.
+   * open resume rather than each paying a full handshake. No HTTP request is sent. Failing is harmless: the requests connect as they would have.
    */
   #warm(u: Upstream): void {
     if (u.device === '' || this.#settings.tls === null || this.#draining()) return;
