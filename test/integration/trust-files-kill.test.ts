@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { after, test } from 'node:test';
+import { processRuns } from '../../src/daemon/process-info.ts';
 import { deviceIdFromDer } from '../../src/identity/device-id.ts';
 import { readDevices, readPendingChecked } from '../../src/identity/devices.ts';
 import { loadIdentity } from '../../src/identity/identity.ts';
@@ -34,17 +35,8 @@ const temps = (h: string): string[] =>
   readdirSync(h).filter((f) => {
     if (!f.endsWith('.tmp')) return false;
     const writer = /\.(\d+)\.(?:[0-9a-f]+\.)?tmp$/.exec(f);
-    return writer === null || !alive(Number(writer[1]));
+    return writer === null || !processRuns(Number(writer[1]));
   });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Every trust file in `h` reads back (or is absent); throws on anything a reader would refuse. */
 function allParse(h: string): void {

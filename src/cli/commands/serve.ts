@@ -56,28 +56,29 @@ export async function serveCommand(
   let pid: ReturnType<typeof takePidFile> | null = null;
   let supervisor: Supervisor;
 
-  // The handlers are in place before anything starts: a signal that arrives while the node starts
-  // (before or right after its "listening" line) is held and acted on once it has started, instead of
-  // meeting Node's default action (no drain, the pid file left behind).
-  let onStop: ((reason: string) => void) | null = null;
-  let held: string | null = null;
-  const request = (reason: string): void => {
-    if (onStop !== null) {
-      onStop(reason);
+  // The handlers are in place before anything starts: a stop asked for while the node starts (before
+  // or right after its "listening" line) is remembered and carried out once it has started, instead of
+  // meeting Node's default action (no drain, the pid file left behind). A second interrupt, started
+  // or not, exits at once.
+  let stopping: { readonly reason: string; readonly status: number } | null = null;
+  let carryOut: ((reason: string, status: number) => void) | null = null;
+  const requestStop = (reason: string, status: number): void => {
+    if (stopping !== null) {
+      if (reason === 'SIGINT') {
+        log.warn('second interrupt: exiting at once');
+        pid?.release();
+        process.exit(130);
+      }
       return;
     }
-    if (held === 'SIGINT' && reason === 'SIGINT') {
-      log.warn('second interrupt: exiting at once');
-      pid?.release();
-      process.exit(130);
-    }
-    held ??= reason;
+    stopping = { reason, status };
+    carryOut?.(reason, status);
   };
-  process.on('SIGTERM', () => request('SIGTERM'));
-  process.on('SIGINT', () => request('SIGINT'));
+  process.on('SIGTERM', () => requestStop('SIGTERM', 0));
+  process.on('SIGINT', () => requestStop('SIGINT', 0));
   // A daemon has no terminal; a hang-up must not kill it.
   process.on('SIGHUP', () => {
-    if (!child) request('SIGHUP');
+    if (!child) requestStop('SIGHUP', 0);
   });
 
   try {
@@ -118,17 +119,7 @@ export async function serveCommand(
   }
 
   return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (reason: string, status: number): void => {
-      if (stopping) {
-        if (reason === 'SIGINT') {
-          log.warn('second interrupt: exiting at once');
-          pid?.release();
-          process.exit(130);
-        }
-        return;
-      }
-      stopping = true;
+    carryOut = (reason, status) => {
       // A drain that had to cut requests leaves a report for `ollana stop`, before the pid file goes.
       void supervisor
         .stop(reason)
@@ -143,11 +134,10 @@ export async function serveCommand(
           resolve(status);
         });
     };
-    onStop = (reason) => stop(reason, 0);
     supervisor.on('fatal', (err: OllanaError) => {
       log.error({ err, code: err.code }, `giving up: ${err.message}`);
-      stop('fatal error', err.exitCode);
+      requestStop('fatal error', err.exitCode);
     });
-    if (held !== null) stop(held, 0);
+    if (stopping !== null) carryOut(stopping.reason, stopping.status);
   });
 }
