@@ -18,7 +18,8 @@ import {
 } from './listen/cors.ts';
 import { sendError, sendJson } from './http/errors-http.ts';
 import { aggregate } from './route/aggregate.ts';
-import { type ConnectionGuard, afterBody } from './listen/connection-guard.ts';
+import { afterBody } from './listen/body-watch.ts';
+import type { ConnectionGuard } from './listen/connection-guard.ts';
 import { Forward } from './route/forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './route/router.ts';
 import { ModelScan } from './route/model-scan.ts';

@@ -7,7 +7,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import type { RouteTable, WorkerStats } from '../protocol/messages.ts';
-import { ConnectionGuard, MAX_HEADER_BYTES } from './listen/connection-guard.ts';
+import { ConnectionGuard } from './listen/connection-guard.ts';
+import { MAX_HEADER_BYTES } from './listen/guard-settings.ts';
 import type { NodeStatus } from '../protocol/status.ts';
 import { StatsCollector } from './stats.ts';
 import type { TlsServerSettings } from '../net/tls.ts';
