@@ -25,7 +25,8 @@ import { affineTarget, candidates, classify, modelOf, retryableStatus } from './
 import { ModelScan } from './route/model-scan.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './http/headers.ts';
 import type { StatsCollector } from './stats.ts';
-import { Relay, type RelayOptions } from './relay/relay.ts';
+import { Relay } from './relay/relay.ts';
+import type { RelayOptions } from './relay/relay-contract.ts';
 import { NodeDownstream, relayable } from './relay/node-downstream.ts';
 import { type Upstreams, loadUndici, undiciLoaded } from './route/upstreams.ts';
 import { OwnEndpoints } from './own-endpoints.ts';

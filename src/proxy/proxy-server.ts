@@ -14,7 +14,7 @@ import { StatsCollector } from './stats.ts';
 import type { TlsServerSettings } from '../net/tls.ts';
 import type { Admission } from './listen/trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
-import type { RelayOptions } from './relay/relay.ts';
+import type { RelayOptions } from './relay/relay-contract.ts';
 import { FastFront } from './fast/front.ts';
 import { Listener } from './listen/listener.ts';
 import { NodeHandler, SMALL_BODY } from './handler.ts';

@@ -16,7 +16,8 @@ import type { Socket } from 'node:net';
 import { downstreamResponseHeaders } from '../http/headers.ts';
 import type { ConnectionGuard } from '../listen/connection-guard.ts';
 import type { StatsCollector } from '../stats.ts';
-import { Relay, type RelayOptions } from '../relay/relay.ts';
+import { Relay } from '../relay/relay.ts';
+import type { RelayOptions } from '../relay/relay-contract.ts';
 import { CRLF } from '../http/http1.ts';
 import {
   PARSED_ALL,

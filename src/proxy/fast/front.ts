@@ -12,7 +12,7 @@
  */
 import type { Socket } from 'node:net';
 import type { ConnectionGuard } from '../listen/connection-guard.ts';
-import type { RelayOptions } from '../relay/relay.ts';
+import type { RelayOptions } from '../relay/relay-contract.ts';
 import type { StatsCollector } from '../stats.ts';
 import { FastConnection, type FrontContext } from './connection.ts';
 

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { upstreamRequestHeaders } from '../http/headers.ts';
 import { responseErrorSender } from '../route/upstream-failure.ts';
 import type { BodyFraming } from './framing.ts';
-import type { BodyStream, Downstream } from './relay.ts';
+import type { BodyStream, Downstream } from './relay-contract.ts';
 import { lastChunkWith } from '../http/http1.ts';
 
 /** Whether the relay can carry this request: HTTP/1.1 (a 1.0 client cannot take chunked framing). */
