@@ -207,7 +207,8 @@ export class Relay implements UpstreamUser {
           return;
         }
         this.#pending = null;
-        if (head.status === 101) throw new FramingError('the upstream switched protocols, which ollana does not relay');
+        if (head.status === 101)
+          throw new FramingError('switched-protocols', 'the upstream switched protocols, which ollana does not relay');
         if (head.status < 200) {
           // 100 Continue and the like: the client's Expect was answered by ollana already.
           chunk = buf.subarray(head.end);
