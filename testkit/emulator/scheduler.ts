@@ -20,31 +20,25 @@
  * (Ollama skips it only when it reaches the head). A load whose requester leaves is cancelled, as
  * Ollama cancels llama.Load with the request's context; the next request for that model loads again.
  */
+import { type Clock, type TimerHandle, unrefTimer } from '../../src/clock.ts';
 import type { ModelEntry } from './models.ts';
-
-export interface Clock {
-  /** Wall-clock milliseconds since the epoch; expires_at is reported from it. */
-  now(): number;
-  /** Calls `fn` after `ms`; the returned function cancels it. */
-  setTimeout(fn: () => void, ms: number): () => void;
-}
 
 /** Node's setTimeout fires at once beyond 2^31-1 ms, so longer waits are chained. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout(fn, ms) {
-    let timer: NodeJS.Timeout;
-    const arm = (left: number): void => {
-      timer = setTimeout(() => (left > MAX_TIMER_MS ? arm(left - MAX_TIMER_MS) : fn()), Math.min(left, MAX_TIMER_MS));
-      // Keep-alive timers must not keep a finished process alive.
-      timer.unref();
-    };
-    arm(Math.max(0, ms));
-    return () => clearTimeout(timer);
-  },
-};
+/** Runs `fn` after `ms` on `clock` (unref'd); the returned function cancels it. */
+function later(clock: Clock, fn: () => void, ms: number): () => void {
+  let handle: TimerHandle;
+  const arm = (left: number): void => {
+    handle = clock.setTimeout(
+      () => (left > MAX_TIMER_MS ? arm(left - MAX_TIMER_MS) : fn()),
+      Math.min(left, MAX_TIMER_MS),
+    );
+    unrefTimer(handle);
+  };
+  arm(Math.max(0, ms));
+  return () => clock.clearTimeout(handle);
+}
 
 /** Go's time.Duration(math.MaxInt64) in ms: what a negative keep_alive means (~292 years). */
 export const FOREVER_MS = 9_223_372_036_854.775;
@@ -287,13 +281,17 @@ export class Scheduler {
         this.#finishLoad(req);
         continue;
       }
-      const cancel = this.#clock.setTimeout(() => {
-        if (this.#head?.req !== req) return;
-        this.#head = undefined;
-        this.#pending.shift();
-        this.#finishLoad(req);
-        this.#pump();
-      }, req.loadMs);
+      const cancel = later(
+        this.#clock,
+        () => {
+          if (this.#head?.req !== req) return;
+          this.#head = undefined;
+          this.#pending.shift();
+          this.#finishLoad(req);
+          this.#pump();
+        },
+        req.loadMs,
+      );
       this.#head = { req, kind: 'load', cancel };
       return;
     }
@@ -406,10 +404,14 @@ export class Scheduler {
     runner.expiresAt = this.#clock.now() + runner.sessionMs;
     this.#stopExpiry(runner);
     if (runner.sessionMs >= FOREVER_MS) return;
-    runner.cancelExpiry = this.#clock.setTimeout(() => {
-      runner.cancelExpiry = undefined;
-      if (runner.refs === 0) this.#unload(runner);
-    }, runner.sessionMs);
+    runner.cancelExpiry = later(
+      this.#clock,
+      () => {
+        runner.cancelExpiry = undefined;
+        if (runner.refs === 0) this.#unload(runner);
+      },
+      runner.sessionMs,
+    );
   }
 
   #stopExpiry(runner: Runner): void {
