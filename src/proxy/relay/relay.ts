@@ -16,6 +16,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
+import type { RequestMeter } from '../../metrics/worker-metrics.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../route/upstream-failure.ts';
 import { relayed } from './read-buffers.ts';
 import { writeHeadAndBody } from '../http/one-write.ts';
@@ -46,6 +47,8 @@ export interface Downstream {
   readonly headers: readonly string[];
   /** null: no body; a Buffer: the whole body, read already; else streamed. */
   readonly body: Buffer | BodyStream | null;
+  /** The allowed device the request came from (a server node's TLS peer), '' if none. */
+  readonly device: string;
   /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
   broken(): boolean;
   /**
@@ -113,6 +116,7 @@ export class Relay implements UpstreamUser {
   readonly #o: RelayOptions;
   readonly #filter: HeaderFilter;
   readonly #started = process.hrtime.bigint();
+  readonly #meter: RequestMeter;
   #socket: Socket | null = null;
   #reused = false;
   #retried = false;
@@ -143,6 +147,8 @@ export class Relay implements UpstreamUser {
     this.#filter = filter;
     options.stats.requests += 1;
     options.stats.inFlight += 1;
+    this.#meter = options.stats.metrics.begin(downstream.url, downstream.device, null);
+    if (Buffer.isBuffer(downstream.body)) this.#meter.requestBody(downstream.body);
   }
 
   /** Takes an upstream connection and sends the request (`fresh`: not a kept one). */
@@ -251,6 +257,7 @@ export class Relay implements UpstreamUser {
     const body = this.#d.body as BodyStream;
     if (socket === null || this.#finished) return;
     this.#o.stats.bytesIn += chunk.length;
+    this.#meter.requestBody(chunk);
     relayed(chunk.length);
     let ok: boolean;
     if (body.length !== undefined) {
@@ -339,6 +346,7 @@ export class Relay implements UpstreamUser {
     }
     this.#o.stats.status(head.status);
     this.#o.stats.firstByte(process.hrtime.bigint() - this.#started);
+    this.#meter.responded(head.status);
   }
 
   /**
@@ -353,6 +361,7 @@ export class Relay implements UpstreamUser {
 
   #write(bytes: Buffer): void {
     this.#o.stats.bytesOut += bytes.length;
+    this.#meter.responseBody(bytes);
     relayed(bytes.length);
     const ok = this.#d.write(bytes);
     if (this.#d.holds()) this.#held = true;
@@ -403,6 +412,7 @@ export class Relay implements UpstreamUser {
       this.#reused = false;
       this.#requestSent = false;
       this.#o.log.debug({ err }, 'kept upstream connection was closed; sending the request on a new one');
+      this.#meter.retry();
       this.start(true);
       return;
     }
@@ -415,6 +425,7 @@ export class Relay implements UpstreamUser {
       extraHeaders: this.#o.extraHeaders,
       outOfFiles: this.#o.outOfFiles,
     };
+    this.#meter.failed();
     const responded = this.#head !== null && !this.#d.retract();
     if (responded || !answerOutOfFiles(failed, err)) {
       answerFailure(failed, err, responded, this.#contentType, (tail) =>
@@ -428,6 +439,7 @@ export class Relay implements UpstreamUser {
   clientGone(): void {
     if (this.#finished) return;
     this.#o.stats.clientAborts += 1;
+    this.#meter.aborted();
     this.#cancel?.();
     this.#detach()?.destroy();
     this.#finish();
@@ -456,6 +468,7 @@ export class Relay implements UpstreamUser {
     this.#finished = true;
     this.#o.stats.inFlight -= 1;
     this.#o.stats.done(process.hrtime.bigint() - this.#started);
+    this.#meter.end();
     this.#d.finished();
     this.#o.onFinish();
   }
