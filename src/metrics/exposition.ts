@@ -1,6 +1,6 @@
 /** Serves a scrape: the Prometheus text format, version 0.0.4 (what prom-client writes). */
 import type { ServerResponse } from 'node:http';
-import { Registry } from 'prom-client';
+import { Registry } from './prom.ts';
 
 export function sendMetrics(res: ServerResponse, text: string, extra: string[]): void {
   res.writeHead(200, [

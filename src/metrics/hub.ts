@@ -9,7 +9,8 @@
  * keeps counting with its last values. What a thread counted after its last report is lost with it
  * (the node asks every worker before it drains them for a role switch, so only crashes lose any).
  */
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { mainThreadParts } from './prom.ts';
 import { MonotonicCounts, nodeMetrics, type NodeFacts } from './node-metrics.ts';
 
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
@@ -43,7 +44,7 @@ export class MetricsHub {
       this.#retired =
         this.#retired === null
           ? before.metrics
-          : await AggregatorRegistry.aggregate([this.#retired, before.metrics]).getMetricsAsJSON();
+          : await mainThreadParts().AggregatorRegistry.aggregate([this.#retired, before.metrics]).getMetricsAsJSON();
     }
     this.#live.set(report.worker, report);
   }
@@ -53,6 +54,6 @@ export class MetricsHub {
     const node = await nodeMetrics(facts, this.#counts);
     const all: MetricsJson[] = [...[...this.#live.values()].map((r) => r.metrics), node];
     if (this.#retired !== null) all.push(this.#retired);
-    return AggregatorRegistry.aggregate(all).metrics();
+    return mainThreadParts().AggregatorRegistry.aggregate(all).metrics();
   }
 }

@@ -3,7 +3,8 @@
  * in-flight requests and open connections (the workers' shared boards), worker restarts, the local
  * Ollama's health (server node) or each upstream's (client node), and discovery's counters.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import type { Gauge as PromGauge } from 'prom-client';
+import { Counter, mainThreadParts, Registry } from './prom.ts';
 import type { DiscoveryStats, Upstream } from '../protocol/messages.ts';
 import type { MetricsJson } from './hub.ts';
 
@@ -47,7 +48,14 @@ export class MonotonicCounts {
   }
 }
 
-function gauge(registry: Registry, name: string, help: string, value: number, labels?: Record<string, string>): Gauge {
+function gauge(
+  registry: Registry,
+  name: string,
+  help: string,
+  value: number,
+  labels?: Record<string, string>,
+): PromGauge {
+  const { Gauge } = mainThreadParts();
   const g = new Gauge({ name, help, labelNames: labels ? Object.keys(labels) : [], registers: [registry] });
   if (labels) g.set(labels, value);
   else g.set(value);
@@ -71,6 +79,7 @@ export async function nodeMetrics(f: NodeFacts, counts: MonotonicCounts): Promis
   }).inc(f.workerRestarts);
   if (f.ollamaUp !== null)
     gauge(r, 'ollana_ollama_up', "Whether this server node's Ollama answers", f.ollamaUp ? 1 : 0);
+  const { Gauge } = mainThreadParts();
   const up = new Gauge({
     name: 'ollana_upstream_up',
     help: 'Whether an upstream (a server node, or the local Ollama) is healthy in the route table',

@@ -4,7 +4,8 @@
  * worker does a few counter increments and two histogram observations (RequestMeter); nothing is
  * formatted until a scrape asks.
  */
-import { Counter, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { Counter, Histogram, Registry } from './prom.ts';
 import { tlsCounts } from '../net/tls.ts';
 import { LabelCap, routeFamily, statusClass, TOKEN_FAMILIES } from './labels.ts';
 import { ModelScan } from '../proxy/route/model-scan.ts';

@@ -58,3 +58,13 @@ test('token counts from the last usage of an OpenAI stream; none when the answer
   assert.equal(fed('{"models":[]}', 4).usage(), null);
   assert.equal(new UsageTail().usage(), null);
 });
+
+test("the prom-client parts ollana requires by path are prom-client's own classes", async () => {
+  const entry = await import('prom-client');
+  const parts = await import('../../src/metrics/prom.ts');
+  assert.equal(parts.Registry, entry.Registry);
+  assert.equal(parts.Counter, entry.Counter);
+  assert.equal(parts.Histogram, entry.Histogram);
+  assert.equal(parts.mainThreadParts().Gauge, entry.Gauge);
+  assert.equal(parts.mainThreadParts().AggregatorRegistry, entry.AggregatorRegistry);
+});
