@@ -203,8 +203,8 @@ export class NodeHandler {
           }
           // A body read whole can be sent again to the next server; one still streaming cannot.
           if (body === null || Buffer.isBuffer(body))
-            this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
-          else this.#forward(req, res, [list[0]!], body, null, cors);
+            this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors, model);
+          else this.#forward(req, res, [list[0]!], body, null, cors, model);
         });
         return;
       case 'any': {
@@ -243,12 +243,13 @@ export class NodeHandler {
     body: Readable | Buffer | null,
     retryable: ((status: number) => boolean) | null,
     cors: string[] | null,
+    model: string | null = null,
   ): void {
     if (!undiciLoaded()) {
       // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
       loadUndici().then(
         () => {
-          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors);
+          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors, model);
         },
         (err: Error) => {
           this.#stats.status(500);
@@ -263,6 +264,7 @@ export class NodeHandler {
     const handler = new Forward(req, res, {
       stats: this.#stats,
       log: this.#log,
+      model,
       candidates: this.#upstreams.reachableFirst(list),
       describe: (u) => (u.id === 'local' ? `Ollama at ${u.url}` : `server node ${u.id} at ${u.url}`),
       dispatch: (u, h) =>

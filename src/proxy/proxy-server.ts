@@ -55,6 +55,8 @@ export interface ProxySettings {
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
 export interface ProxyHost {
   status(): Promise<NodeStatus>;
+  /** The node's metrics in the Prometheus text format (the supervisor adds up all workers'). */
+  metrics(): Promise<string>;
   crash(): void;
   /** A device was refused after the handshake (the supervisor logs it and lists it as pending). */
   refused(a: Admission, addr: string): void;
