@@ -1,6 +1,7 @@
 /**
  * Run by `npm test` before the tests (pretest): the network-namespace tests need root, `ip`
- * (iproute2), `unshare` (util-linux) and `nft` (nftables). As root on a machine with apt-get, the
+ * (iproute2), `unshare` (util-linux) and `nft` (nftables); the Wireshark dissector's test needs `tshark`
+ * (with dumpcap, to capture inside a namespace). As root on a machine with apt-get, the
  * missing ones are installed; otherwise this says what is missing, and those tests are reported
  * skipped one by one with the reason (testkit/netns.ts netnsTest), never left out of the count.
  * OLLANA_TEST_NO_INSTALL=1 turns the installing off.
@@ -11,7 +12,14 @@ const TOOLS = [
   { command: 'ip', pkg: 'iproute2' },
   { command: 'unshare', pkg: 'util-linux' },
   { command: 'nft', pkg: 'nftables' },
+  { command: 'tshark', pkg: 'tshark' },
 ] as const;
+
+/**
+ * Answers tshark's install-time question (may non-root users capture?) so apt never waits on it: no,
+ * the tests capture as root.
+ */
+const DEBCONF_PRESEED = 'wireshark-common wireshark-common/install-setuid boolean false\n';
 
 function installed(command: string): boolean {
   try {
@@ -51,6 +59,13 @@ function main(): void {
   say(`installing ${pkgs.join(' ')}: the network-namespace tests need ${what}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
+    if (pkgs.includes('tshark') && installed('debconf-set-selections')) {
+      execFileSync('debconf-set-selections', [], {
+        input: DEBCONF_PRESEED,
+        stdio: ['pipe', 'ignore', 'inherit'],
+        timeout: 30_000,
+      });
+    }
     execFileSync('apt-get', ['update', '-qq'], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 300_000 });
     execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], {
       stdio: ['ignore', 'ignore', 'inherit'],
