@@ -11,12 +11,13 @@ export interface ClockSample {
   readonly offsetMs: number;
 }
 
-export function checkClock(samples: readonly ClockSample[]): CheckResult {
+export function checkClock(samples: readonly ClockSample[]): CheckResult<'clock'> {
   if (samples.length === 0) {
     return result(
       'clock',
       'skip',
       'clock: not checked (no server node answered with its time; it answers only devices it allows)',
+      { samples: [], worstOffsetMs: null },
     );
   }
   const worst = samples.reduce((a, b) => (Math.abs(b.offsetMs) > Math.abs(a.offsetMs) ? b : a));

@@ -18,11 +18,16 @@ export function parseLimits(text: string): FdLimit | null {
   return { soft: num(m[1]!), hard: num(m[2]!) };
 }
 
-export function checkFdLimit(limit: FdLimit | null): CheckResult {
-  if (limit === null) return result('fd-limit', 'skip', 'open-file limit: not checked on this platform');
+export function checkFdLimit(limit: FdLimit | null): CheckResult<'fd-limit'> {
+  if (limit === null)
+    return result('fd-limit', 'skip', 'open-file limit: not checked on this platform', {
+      checked: false,
+      soft: null,
+      hard: null,
+    });
   const { soft, hard } = limit;
   if (soft === null || soft >= FD_LIMIT_WANTED) {
-    return result('fd-limit', 'ok', `open-file limit ${soft ?? 'unlimited'}`, { soft, hard });
+    return result('fd-limit', 'ok', `open-file limit ${soft ?? 'unlimited'}`, { checked: true, soft, hard });
   }
   const raise =
     hard === null || hard >= FD_LIMIT_WANTED
@@ -32,6 +37,6 @@ export function checkFdLimit(limit: FdLimit | null): CheckResult {
     'fd-limit',
     'warn',
     `open-file limit ${soft}, under ${FD_LIMIT_WANTED}: a busy node can run out of descriptors; ${raise}`,
-    { soft, hard },
+    { checked: true, soft, hard },
   );
 }

@@ -103,7 +103,7 @@ export function ufwFindings(text: string, ports: OllanaPorts): FirewallFinding[]
     : [{ tool: 'ufw', rule: `default deny (incoming), no ALLOW for ${missing.join(', ')}`, ports: missing }];
 }
 
-export function checkFirewall(listings: FirewallListings, ports: OllanaPorts): CheckResult {
+export function checkFirewall(listings: FirewallListings, ports: OllanaPorts): CheckResult<'firewall'> {
   const findings: FirewallFinding[] = [];
   const checked: string[] = [];
   const notChecked: string[] = [];

@@ -27,8 +27,8 @@ export interface Hearing {
   readonly peers: readonly HeardPeer[];
 }
 
-export function checkHearing(h: Hearing, port: number): CheckResult {
-  const details = { ...h };
+export function checkHearing(h: Hearing, port: number): CheckResult<'hearing'> {
+  const details = { ...h, checked: true };
   if (h.bindError !== null) {
     return result('hearing', 'fail', `cannot listen on UDP ${port}: ${h.bindError}`, details);
   }

@@ -20,7 +20,7 @@ export interface IdentityFacts {
   readonly uid: number | null;
 }
 
-export function checkIdentity(f: IdentityFacts): CheckResult {
+export function checkIdentity(f: IdentityFacts): CheckResult<'identity'> {
   const details = { dataDir: f.dataDir, id: f.id, keyMode: f.key === null ? null : (f.key.mode & 0o777).toString(8) };
   if (f.dir === null || (f.cert === null && f.key === null)) {
     return result(

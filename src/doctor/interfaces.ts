@@ -25,7 +25,7 @@ export function isVpn(i: Pick<InterfaceFacts, 'name' | 'pointToPoint'>): boolean
   return VPN_NAME.test(i.name) || i.pointToPoint === true;
 }
 
-export function checkInterfaces(list: readonly InterfaceFacts[]): CheckResult {
+export function checkInterfaces(list: readonly InterfaceFacts[]): CheckResult<'interfaces'> {
   const usable = list.filter((i) => i.up !== false && !isVpn(i));
   const describe = (i: InterfaceFacts): string => {
     const can = [
@@ -86,16 +86,21 @@ export function checkMulticastRoute(
   group: string,
   route: string | null | undefined,
   list: readonly InterfaceFacts[],
-): CheckResult {
+): CheckResult<'multicast-route'> {
   if (route === undefined)
-    return result('multicast-route', 'skip', `multicast route to ${group}: not checked on this platform`);
+    return result('multicast-route', 'skip', `multicast route to ${group}: not checked on this platform`, {
+      checked: false,
+      group,
+      route: null,
+      vpn: false,
+    });
   const lan = list.find((i) => i.up !== false && !isVpn(i))?.name ?? 'eth0';
   if (route === null) {
     return result(
       'multicast-route',
       'warn',
       `no route to the discovery group ${group}: multicast discovery cannot send (broadcast still can); add one: \`ip route add 224.0.0.0/4 dev ${lan}\``,
-      { group, route },
+      { checked: true, group, route, vpn: false },
     );
   }
   const iface = list.find((i) => i.name === route);
@@ -104,8 +109,13 @@ export function checkMulticastRoute(
       'multicast-route',
       'warn',
       `the discovery group ${group} is routed through ${route}, a VPN: multicast never reaches the LAN (broadcast still does); route it to the LAN: \`ip route add 239.255.0.0/16 dev ${lan}\``,
-      { group, route, vpn: true },
+      { checked: true, group, route, vpn: true },
     );
   }
-  return result('multicast-route', 'ok', `multicast to ${group} goes out ${route}`, { group, route, vpn: false });
+  return result('multicast-route', 'ok', `multicast to ${group} goes out ${route}`, {
+    checked: true,
+    group,
+    route,
+    vpn: false,
+  });
 }

@@ -3,7 +3,7 @@ import type { ProbeResult } from '../net/probe.ts';
 import { type CheckResult, result } from './types.ts';
 
 /** `ollanaOnPort`: a client node of ollana holds the port of `url` (it relays to the LAN's servers). */
-export function checkOllama(url: string, probe: ProbeResult, ollanaOnPort: boolean): CheckResult {
+export function checkOllama(url: string, probe: ProbeResult, ollanaOnPort: boolean): CheckResult<'ollama'> {
   if (ollanaOnPort) {
     const relay = probe.ok
       ? `it answers as Ollama ${probe.version} through a server node`

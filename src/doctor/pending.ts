@@ -19,7 +19,7 @@ export interface PendingFacts {
   readonly refusedBy: readonly { readonly id: string; readonly addr: string }[];
 }
 
-export function checkPending(f: PendingFacts): CheckResult {
+export function checkPending(f: PendingFacts): CheckResult<'pending'> {
   const here = f.pending.map((p) => ({ id: p.id, addr: p.addr, kind: p.kind }));
   const unallowed = f.trustLan
     ? []

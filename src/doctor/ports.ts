@@ -1,5 +1,5 @@
 /** Check: are ports 11434, 11435 (TCP) and 11436 (UDP) free, or held by whom? */
-import { type CheckResult, type CheckStatus, type OllanaPorts, result } from './types.ts';
+import { type CheckResult, type CheckStatus, type OllanaPorts, type PortReport, result } from './types.ts';
 
 /** A socket bound to one of ollana's ports, and who holds it (when this user may see it). */
 export interface PortHolder {
@@ -52,16 +52,16 @@ export function checkPorts(
   ports: OllanaPorts,
   holders: readonly PortHolder[] | null,
   ollamaAnswers: boolean,
-): CheckResult {
+): CheckResult<'ports'> {
   if (holders === null) {
-    return result('ports', 'skip', 'ports: not checked (no /proc/net on this platform)');
+    return result('ports', 'skip', 'ports: not checked (no /proc/net on this platform)', { checked: false, ports: [] });
   }
   const lines: string[] = [];
   let status: CheckStatus = 'ok';
   const worse = (s: CheckStatus): void => {
     if (s === 'fail' || (s === 'warn' && status === 'ok')) status = s;
   };
-  const report: Record<string, unknown>[] = [];
+  const report: PortReport[] = [];
   const want: readonly { proto: 'tcp' | 'udp'; port: number; role: 'ollama' | 'proxy' | 'discovery' }[] = [
     { proto: 'tcp', port: ports.ollama, role: 'ollama' },
     { proto: 'tcp', port: ports.proxy, role: 'proxy' },
@@ -96,5 +96,5 @@ export function checkPorts(
       lines.push(`${label} HELD by ${foreign.map(who).join(', ')}: ${fix}`);
     }
   }
-  return result('ports', status, `ports: ${lines.join('; ')}`, { ports: report });
+  return result('ports', status, `ports: ${lines.join('; ')}`, { checked: true, ports: report });
 }

@@ -16,7 +16,7 @@ import type { AskedTime } from './net-probes.ts';
 import { checkOllama } from './ollama.ts';
 import { checkPending } from './pending.ts';
 import { checkPorts, type PortHolder } from './ports.ts';
-import { type CheckResult, type DoctorReport, type OllanaPorts, result } from './types.ts';
+import { type AnyCheckResult, type DoctorReport, type OllanaPorts, result } from './types.ts';
 
 export interface DoctorSettings {
   readonly ports: OllanaPorts;
@@ -84,14 +84,22 @@ export async function runDoctor(s: DoctorSettings, p: DoctorProbes): Promise<Doc
     pendingRead = { pending: [], problem: (err as Error).message };
   }
   const allowed = p.allowedIds(s.dataDir);
-  const checks: CheckResult[] = [
+  const checks: AnyCheckResult[] = [
     checkOllama(s.ollamaUrl, ollama, ollanaOnOllamaPort),
     checkPorts(s.ports, holders, ollama.ok && !ollanaOnOllamaPort && s.ollamaUrl.includes(`:${s.ports.ollama}`)),
     checkFirewall(firewall, s.ports),
     checkInterfaces(interfaces),
     checkMulticastRoute(s.group, p.multicastRoute(s.group), interfaces),
     hearing === null
-      ? result('hearing', 'skip', 'hearing the LAN: not checked (--discovery off: no LAN traffic)')
+      ? result('hearing', 'skip', 'hearing the LAN: not checked (--discovery off: no LAN traffic)', {
+          checked: false,
+          bindError: null,
+          listenedMs: 0,
+          selfMulticast: null,
+          selfBroadcast: null,
+          sendErrors: [],
+          peers: [],
+        })
       : checkHearing(hearing, s.ports.discovery),
     checkIdentity(identityFacts),
     checkPending({

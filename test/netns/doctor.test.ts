@@ -11,21 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'node:test';
 import { clearRules, createLan, dropRandomUdp, netnsTest as test, type Host, type Lan } from '../../testkit/netns.ts';
+import { findCheck, type CheckId, type CheckResult, type DoctorReport } from '../../src/doctor/types.ts';
 import { MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
 
 const { lans, homes } = madeByThisFile();
-
-interface Check {
-  id: string;
-  status: 'ok' | 'warn' | 'fail' | 'skip';
-  summary: string;
-  // biome-ignore lint/suspicious/noExplicitAny: each check has details of its own (docs/doctor.md)
-  details: any;
-}
-interface Report {
-  ok: boolean;
-  checks: Check[];
-}
 
 function home(): string {
   const h = mkdtempSync(join(tmpdir(), 'ollana-doctor-'));
@@ -38,19 +27,19 @@ async function doctor(
   host: Host,
   dataDir: string,
   ...args: string[]
-): Promise<{ report: Report; code: number | null }> {
+): Promise<{ report: DoctorReport; code: number | null }> {
   const r = await host.exec(NODE, [MAIN, 'doctor', '--json', '--wait', '2s', ...args], 30_000, {
     env: { OLLANA_HOME: dataDir, OLLANA_DISCOVERY: undefined },
   });
   try {
-    return { report: JSON.parse(r.stdout) as Report, code: r.code };
+    return { report: JSON.parse(r.stdout) as DoctorReport, code: r.code };
   } catch {
     throw new Error(`doctor on ${host.hostname} printed ${JSON.stringify(r.stdout)} ${r.stderr} (exit ${r.code})`);
   }
 }
 
-function check(r: Report, id: string): Check {
-  const c = r.checks.find((x) => x.id === id);
+function check<K extends CheckId>(r: DoctorReport, id: K): CheckResult<K> {
+  const c = findCheck(r, id);
   assert.ok(c, `no ${id} check in ${JSON.stringify(r.checks.map((x) => x.id))}`);
   return c;
 }
@@ -88,11 +77,11 @@ describe('ollana doctor in network namespaces', { concurrency: false }, () => {
 
     const s = await doctor(h1, server.home);
     assert.equal(check(s.report, 'ollama').status, 'ok');
-    assert.match(check(s.report, 'ollama').details.version, /\d/);
+    assert.match(check(s.report, 'ollama').details.version ?? '', /\d/);
     const ports = check(s.report, 'ports');
     assert.equal(ports.status, 'ok', ports.summary);
-    const p11435 = ports.details.ports.find((p: { port: number }) => p.port === 11435);
-    assert.equal(p11435.holders[0].owner, 'ollana');
+    const p11435 = ports.details.ports.find((p) => p.port === 11435);
+    assert.equal(p11435?.holders[0]?.owner, 'ollana');
 
     const c = await doctor(h2, clientHome);
     const hearing = check(c.report, 'hearing');
@@ -100,7 +89,7 @@ describe('ollana doctor in network namespaces', { concurrency: false }, () => {
     assert.equal(hearing.details.selfMulticast, true);
     assert.equal(hearing.details.selfBroadcast, true);
     assert.deepEqual(
-      hearing.details.peers.map((p: { id: string; addr: string; role: string }) => [p.id, p.addr, p.role]),
+      hearing.details.peers.map((p) => [p.id, p.addr, p.role]),
       [[server.id, h1.addr, 'server']],
     );
     // The client node holds Ollama's port: no Ollama here is expected, not a problem.
@@ -112,7 +101,7 @@ describe('ollana doctor in network namespaces', { concurrency: false }, () => {
     assert.equal(check(c.report, 'multicast-route').details.route, 'eth0');
     const clock = check(c.report, 'clock');
     assert.equal(clock.status, 'ok', clock.summary);
-    assert.equal(clock.details.samples[0].id, server.id);
+    assert.equal(clock.details.samples[0]?.id, server.id);
     assert.equal(c.report.ok, true, JSON.stringify(c.report.checks.filter((x) => x.status === 'fail')));
     assert.equal(c.code, 0);
   });
@@ -129,8 +118,8 @@ describe('ollana doctor in network namespaces', { concurrency: false }, () => {
     const dropped = await doctor(h2, home());
     const fw = check(dropped.report, 'firewall');
     assert.equal(fw.status, 'fail', fw.summary);
-    assert.deepEqual(fw.details.findings[0].ports, [11436]);
-    assert.equal(fw.details.findings[0].tool, 'nft');
+    assert.deepEqual(fw.details.findings[0]?.ports, [11436]);
+    assert.equal(fw.details.findings[0]?.tool, 'nft');
     assert.equal(check(dropped.report, 'hearing').status, 'fail');
     assert.equal(dropped.report.ok, false);
     assert.equal(dropped.code, 1);
@@ -145,8 +134,8 @@ describe('ollana doctor in network namespaces', { concurrency: false }, () => {
     const taken = await doctor(h2, home());
     const ports = check(taken.report, 'ports');
     assert.equal(ports.status, 'fail', ports.summary);
-    const p11435 = ports.details.ports.find((p: { port: number }) => p.port === 11435);
-    assert.deepEqual(p11435.holders, [{ pid: squatter.pid, name: 'node', owner: 'other' }]);
+    const p11435 = ports.details.ports.find((p) => p.port === 11435);
+    assert.deepEqual(p11435?.holders, [{ pid: squatter.pid, name: 'node', owner: 'other' }]);
     assert.equal(taken.code, 1);
     await squatter.stop();
 
@@ -160,12 +149,12 @@ describe('ollana doctor in network namespaces', { concurrency: false }, () => {
     const heard = check(noRoute.report, 'hearing');
     assert.equal(heard.details.selfMulticast, null, 'the multicast probe could not be sent');
     assert.ok(
-      heard.details.sendErrors.some((e: string) => e.includes('ENETUNREACH')),
+      heard.details.sendErrors.some((e) => e.includes('ENETUNREACH')),
       JSON.stringify(heard.details.sendErrors),
     );
     assert.equal(heard.details.selfBroadcast, true);
     assert.deepEqual(
-      heard.details.peers.map((p: { id: string }) => p.id),
+      heard.details.peers.map((p) => p.id),
       [server.id],
       'the server is still heard by broadcast',
     );
