@@ -1,6 +1,7 @@
 /**
  * Run by `npm test` before the tests (pretest): the network-namespace tests need root, `ip`
- * (iproute2), `unshare` (util-linux) and `nft` (nftables). As root on a machine with apt-get, the
+ * (iproute2), `unshare` (util-linux) and `nft` (nftables); the service test needs `systemd-analyze`
+ * (systemd, ~3 MB, present on most Debian systems already). As root on a machine with apt-get, the
  * missing ones are installed; otherwise this says what is missing, and those tests are reported
  * skipped one by one with the reason (testkit/netns.ts netnsTest), never left out of the count.
  * OLLANA_TEST_NO_INSTALL=1 turns the installing off.
@@ -11,6 +12,8 @@ const TOOLS = [
   { command: 'ip', pkg: 'iproute2' },
   { command: 'unshare', pkg: 'util-linux' },
   { command: 'nft', pkg: 'nftables' },
+  // test/integration/service-cli.test.ts checks the units `ollana service` writes with `systemd-analyze verify`.
+  { command: 'systemd-analyze', pkg: 'systemd' },
 ] as const;
 
 function installed(command: string): boolean {
