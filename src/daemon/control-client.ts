@@ -1,7 +1,7 @@
 /** `ollana stop`'s side of the control endpoint (daemon/control.ts), for OSes without signals. */
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { errorMessage, OllanaError, systemCode } from '../errors.ts';
+import { http } from '../net/node-http.ts';
 import { CONTROL_STOP_PATH, type ControlLine } from './control.ts';
 
 /** A node that is still starting has not opened its endpoint yet: connecting is retried this long. */
@@ -56,7 +56,7 @@ export async function askToStop(
 
 function exchange(address: string, token: string, timeoutMs: number): Promise<{ cut: number } | null> {
   return new Promise((resolve, reject) => {
-    const req = request({
+    const req = http.request({
       socketPath: address,
       path: CONTROL_STOP_PATH,
       method: 'POST',

@@ -1,11 +1,12 @@
 /** The node's side of the control endpoint (daemon/control.ts): answers stop requests that carry the token. */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { errorMessage, systemCode } from '../errors.ts';
 import { writeFileAtomic } from '../identity/atomic-file.ts';
 import type { Logger } from '../log.ts';
+import { http } from '../net/node-http.ts';
 import { addressFits, CONTROL_STOP_PATH, type ControlLine } from './control.ts';
 
 export interface ControlOptions {
@@ -26,7 +27,7 @@ export class ControlServer {
   private constructor(opts: ControlOptions, token: Buffer) {
     this.#opts = opts;
     this.#token = token;
-    this.#server = createServer((req, res) => this.#handle(req, res));
+    this.#server = http.createServer((req, res) => this.#handle(req, res));
   }
 
   /**
