@@ -22,6 +22,12 @@ export type CliCommand =
       readonly wait: string | null;
       readonly json: boolean;
     }
+  | {
+      readonly command: 'service';
+      readonly verb: 'install' | 'uninstall' | 'status';
+      readonly scope: 'user' | 'system' | null;
+      readonly root: string | null;
+    }
   | { readonly command: 'print'; readonly text: string };
 
 export type DeviceVerb = 'show' | 'list' | 'pending' | 'allow' | 'disable';
@@ -213,7 +219,40 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
       'same the other way round. `ollana device pending` lists the devices this machine met but does not allow.',
   );
 
-  for (const cmd of [program, serve, stop, status, doctor, device, ...deviceCmds]) {
+  const service = program
+    .command('service')
+    .description('start this node at boot or login: a systemd unit (Linux) or a launchd agent (macOS)');
+  const serviceCmds = (
+    [
+      ['install', 'write the service and have systemd or launchd enable and start it'],
+      ['uninstall', 'stop the service and remove it'],
+      ['status', 'whether the service is installed, enabled and running'],
+    ] as const
+  ).map(([verb, help]) => {
+    const sub = service.command(verb).description(help);
+    sub.addOption(
+      new Option('--user', "the current user's service (the default, except for root)").conflicts('system'),
+    );
+    sub.addOption(new Option('--system', 'a system service, started at boot (the default for root)'));
+    sub.addOption(
+      new Option(
+        '--root <dir>',
+        'write under this directory instead of /, and leave systemd/launchd alone; env OLLANA_SERVICE_ROOT',
+      ),
+    );
+    sub.action(() => {
+      const o = sub.opts() as { user?: boolean; system?: boolean; root?: string };
+      result = {
+        command: 'service',
+        verb,
+        scope: o.system === true ? 'system' : o.user === true ? 'user' : null,
+        root: o.root ?? null,
+      };
+    });
+    return sub;
+  });
+
+  for (const cmd of [program, serve, stop, status, doctor, device, ...deviceCmds, service, ...serviceCmds]) {
     cmd.exitOverride().configureOutput({
       writeOut: (s) => {
         printed += s;

@@ -47,6 +47,8 @@ export interface ProxySettings {
   readonly tls: TlsServerSettings | null;
   /** Whether the listener itself speaks TLS (the server node's LAN port). */
   readonly listenTls: boolean;
+  /** Whether the listening socket takes SO_REUSEPORT (true when left out; false where the OS has none: platform/workers.ts). */
+  readonly reusePort?: boolean;
   readonly trust: TrustSettings;
   /** Shared with the supervisor: slot `worker` holds this worker's in-flight requests (see StatsCollector). */
   readonly loadBoard?: Int32Array;
