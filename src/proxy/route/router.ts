@@ -111,6 +111,9 @@ export function candidates(
   return order([...healthy]);
 }
 
+/** The account requests, as `ollana status` names them next to the server they go to. */
+export const ACCOUNT_PATHS = '/api/me, /api/signout, /api/user/keys';
+
 export function affineTarget(ups: readonly Upstream[]): Upstream | null {
   const healthy = ups.filter((u) => u.healthy);
   return healthy.find((u) => u.leader) ?? healthy.sort((a, b) => a.id.localeCompare(b.id))[0] ?? null;
