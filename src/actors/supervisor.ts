@@ -420,7 +420,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** GET /ollana/v1/metrics: all workers' metrics added up, with the node's own (metrics/). */
   async metrics(): Promise<string> {
-    const [discovery] = await Promise.all([this.#discovery?.stats() ?? Promise.resolve(null), this.#metrics.refresh(this.#pool)]);
+    const [discovery] = await Promise.all([
+      this.#discovery?.stats() ?? Promise.resolve(null),
+      this.#metrics.refresh(this.#pool),
+    ]);
     return this.#metrics.render({
       version: this.#opts.version,
       role: this.#role,
