@@ -22,6 +22,8 @@ import { type ConnectionGuard, afterBody } from './listen/connection-guard.ts';
 import { Forward } from './route/forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './route/router.ts';
 import { ModelScan } from './route/model-scan.ts';
+import { ModelRoutes, isManaged } from './route/model-routes.ts';
+import { DEFAULTS } from '../config/defaults.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './http/headers.ts';
 import type { StatsCollector } from './stats.ts';
 import { Relay, type RelayOptions } from './relay/relay.ts';
@@ -115,6 +117,8 @@ export class NodeHandler {
   readonly #origins: OriginPolicy;
   readonly #hostCheck: boolean;
   readonly #onFinish: () => void;
+  /** Where each model lives, and the requests that go there (a client node). */
+  readonly #models: ModelRoutes;
   /** The routes now (ProxyServer.setRoutes). */
   table: RouteTable = { version: 0, role: 'server', upstreams: [] };
   /** Set when the worker drains: answers close their connections. */
@@ -144,6 +148,10 @@ export class NodeHandler {
     this.#origins = new OriginPolicy(settings.origins);
     this.#hostCheck = hostCheck;
     this.#onFinish = onFinish;
+    this.#models = new ModelRoutes(upstreams, stats, log, settings.spillAfter ?? DEFAULTS.spillAfter, {
+      forward: (...a) => this.#forward(...a),
+      noServer: (res, url, cors) => this.#noServer(res, url, cors),
+    });
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -236,6 +244,10 @@ export class NodeHandler {
         afterBody(req, () => this.#aggregate(cls, req, res, cors));
         return;
       case 'affine': {
+        if (isManaged(path) && hasBody && Number(req.headers['content-length'] ?? SMALL_BODY + 1) <= SMALL_BODY) {
+          readWhole(req, (body) => this.#models.manage(req, res, this.table.upstreams, body, cors));
+          return;
+        }
         const target = affineTarget(ups);
         if (target === null) {
           this.#noServer(res, url, cors);
@@ -245,18 +257,9 @@ export class NodeHandler {
         return;
       }
       case 'by-model':
-        this.#routeByModel(req, (model, body) => {
-          const list = candidates(this.table.upstreams, model, this.#upstreams.inFlight, this.#turn++);
-          if (list.length === 0) {
-            if (body instanceof Readable) body.destroy();
-            this.#noServer(res, url, cors);
-            return;
-          }
-          // A body read whole can be sent again to the next server; one still streaming cannot.
-          if (body === null || Buffer.isBuffer(body))
-            this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
-          else this.#forward(req, res, [list[0]!], body, null, cors);
-        });
+        this.#routeByModel(req, (model, body) =>
+          this.#models.byModel(req, res, this.table.upstreams, model, body, cors, this.#turn++),
+        );
         return;
       case 'any': {
         const list = candidates(ups, null, this.#upstreams.inFlight, this.#turn++);
@@ -294,12 +297,13 @@ export class NodeHandler {
     body: Readable | Buffer | null,
     retryable: ((status: number) => boolean) | null,
     cors: string[] | null,
+    onServed: ((u: Upstream, status: number) => void) | null = null,
   ): void {
     if (!undiciLoaded()) {
       // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
       loadUndici().then(
         () => {
-          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors);
+          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors, onServed);
         },
         (err: Error) => {
           this.#stats.status(500);
@@ -336,6 +340,7 @@ export class NodeHandler {
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       attempt: this.#upstreams.onAttempt,
       onFinish: this.#onFinish,
+      onServed,
       clientBroken: this.#guard.broken,
       outOfFiles: this.#guard.outOfFiles,
     });
