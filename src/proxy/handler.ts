@@ -6,7 +6,7 @@
  * the server nodes through their pools (route/).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream } from '../protocol/messages.ts';
 import {
@@ -18,15 +18,18 @@ import {
 } from './listen/cors.ts';
 import { sendError, sendJson } from './http/errors-http.ts';
 import { aggregate } from './route/aggregate.ts';
-import { type ConnectionGuard, afterBody } from './listen/connection-guard.ts';
+import { afterBody } from './listen/body-watch.ts';
+import type { ConnectionGuard } from './listen/connection-guard.ts';
 import { Forward } from './route/forward.ts';
 import { affineTarget, candidates, classify, modelOf, retryableStatus } from './route/router.ts';
 import { ModelScan } from './route/model-scan.ts';
 import { ModelRoutes, isManaged } from './route/model-routes.ts';
 import { DEFAULTS } from '../config/defaults.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './http/headers.ts';
+import { prepended, readWhole } from './http/request-body.ts';
 import type { StatsCollector } from './stats.ts';
-import { Relay, type RelayOptions } from './relay/relay.ts';
+import { Relay } from './relay/relay.ts';
+import type { RelayOptions } from './relay/relay-contract.ts';
 import { NodeDownstream, relayable } from './relay/node-downstream.ts';
 import { type Upstreams, loadUndici, undiciLoaded } from './route/upstreams.ts';
 import { OwnEndpoints } from './own-endpoints.ts';
@@ -52,60 +55,6 @@ const DROP_UPSTREAM_CORS = new Set([
   'access-control-expose-headers',
   'vary',
 ]);
-
-/**
- * Reads a request body of a declared small size whole. The HTTP parser enforces Content-Length, so
- * no size check is needed here; a client that goes away mid-body never gets its request forwarded.
- * One chunk (the usual case) is passed on without a copy.
- */
-function readWhole(req: IncomingMessage, then: (body: Buffer) => void): void {
-  let first: Buffer | null = null;
-  let rest: Buffer[] | null = null;
-  req.on('data', (chunk: Buffer) => {
-    if (first === null) first = chunk;
-    else {
-      rest ??= [first];
-      rest.push(chunk);
-    }
-  });
-  req.once('end', () => then(rest !== null ? Buffer.concat(rest) : (first ?? Buffer.alloc(0))));
-}
-
-/**
- * The body of `req` from its start again: the chunks already read, then the rest as it comes, with
- * backpressure (the request is read only as fast as the upstream takes it). An error or abort of the
- * request ends the stream with that error, which aborts the upstream request.
- */
-function prepended(head: Buffer[], req: IncomingMessage): Readable {
-  let queued: Buffer[] | null = head;
-  const out = new Readable({
-    read() {
-      if (queued !== null) {
-        const first = queued;
-        queued = null;
-        for (const chunk of first) out.push(chunk);
-      }
-      req.resume();
-    },
-    destroy(err, done) {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      done(err);
-    },
-  });
-  const onData = (chunk: Buffer): void => {
-    if (!out.push(chunk)) req.pause();
-  };
-  const onEnd = (): void => {
-    out.push(null);
-  };
-  req.on('data', onData);
-  req.once('end', onEnd);
-  req.once('close', () => {
-    if (!req.complete) out.destroy(new Error('the client went away during its request body'));
-  });
-  return out;
-}
 
 export class NodeHandler {
   readonly #settings: ProxySettings;
@@ -297,13 +246,14 @@ export class NodeHandler {
     body: Readable | Buffer | null,
     retryable: ((status: number) => boolean) | null,
     cors: string[] | null,
+    model: string | null = null,
     onServed: ((u: Upstream, status: number) => void) | null = null,
   ): void {
     if (!undiciLoaded()) {
       // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
       loadUndici().then(
         () => {
-          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors, onServed);
+          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors, model, onServed);
         },
         (err: Error) => {
           this.#stats.status(500);
@@ -318,6 +268,7 @@ export class NodeHandler {
     const handler = new Forward(req, res, {
       stats: this.#stats,
       log: this.#log,
+      model,
       candidates: this.#upstreams.reachableFirst(list),
       describe: (u) => (u.id === 'local' ? `Ollama at ${u.url}` : `server node ${u.id} at ${u.url}`),
       dispatch: (u, h) =>

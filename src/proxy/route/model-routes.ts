@@ -91,6 +91,7 @@ export interface Sender {
     body: Buffer | Readable | null,
     retryable: ((status: number) => boolean) | null,
     cors: string[] | null,
+    model: string | null,
     onServed: ((u: Upstream, status: number) => void) | null,
   ): void;
   noServer(res: ServerResponse, url: string, cors: string[] | null): void;
@@ -137,8 +138,8 @@ export class ModelRoutes {
     const served = this.served((req.url ?? '/').split('?', 1)[0]!, model, res);
     // A body read whole can be sent again to the next server; one still streaming cannot.
     if (body === null || Buffer.isBuffer(body))
-      this.#send.forward(req, res, list, body, (status) => retryableStatus(status, 'by-model'), cors, served);
-    else this.#send.forward(req, res, [list[0]!], body, null, cors, served);
+      this.#send.forward(req, res, list, body, (status) => retryableStatus(status, 'by-model'), cors, model, served);
+    else this.#send.forward(req, res, [list[0]!], body, null, cors, model, served);
   }
 
   /** Candidates for a request naming `model`, warm first. */
@@ -206,7 +207,7 @@ export class ModelRoutes {
     }
     // A server without the model answers 404 before any byte: the next one is tried.
     const retry = (status: number): boolean => status === 404 || status === 502 || status === 503;
-    this.#send.forward(req, res, list, body, retry, cors, null);
+    this.#send.forward(req, res, list, body, retry, cors, model, null);
   }
 
   /** Healthy servers that list `model`; every healthy one when none does (their lists may be stale). */
