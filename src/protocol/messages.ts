@@ -29,6 +29,10 @@ export const upstreamSchema = z.object({
   leader: z.boolean(),
   /** in-flight requests the server last reported, to balance before this worker has sent it any */
   load: z.number(),
+  /** models loaded on it (its /api/ps), when known: a client node routes to a warm server first */
+  loaded: z.array(z.string()).optional(),
+  /** when `loaded` was read (ms since the epoch): a worker's own newer reading wins (route/residency.ts) */
+  loadedAt: z.number().optional(),
 });
 export type Upstream = z.infer<typeof upstreamSchema>;
 

@@ -21,6 +21,8 @@ function upstream(v: unknown, path: Path): Upstream {
     models: array(o.models, [...path, 'models'], str),
     leader: bool(o.leader, [...path, 'leader']),
     load: num(o.load, [...path, 'load']),
+    ...(o.loaded === undefined ? {} : { loaded: array(o.loaded, [...path, 'loaded'], str) }),
+    ...(o.loadedAt === undefined ? {} : { loadedAt: num(o.loadedAt, [...path, 'loadedAt']) }),
   };
 }
 
