@@ -25,6 +25,9 @@ import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/wo
 import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RestartPolicy } from './restart-policy.ts';
+import { createBoard } from '../sched/board.ts';
+import { SchedOwner } from '../sched/owner.ts';
+import type { SchedStatus } from '../protocol/status.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
 const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
@@ -99,6 +102,8 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   #table: RouteTable;
   /** the newest allow list, when it changed since the workers' start data */
   #trust: TrustSettings | null = null;
+  /** A server node's fair-share scheduler: the model queues (sched/owner.ts); null on a client node. */
+  readonly #sched: SchedOwner | null;
   #stopping = false;
   #restarts = 0;
   #cut = 0;
@@ -112,6 +117,13 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     this.#table = table;
     this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
     this.#connectionBoard = connectionBoard(size);
+    const s = workerData.proxy.sched;
+    this.#sched =
+      s === null || s === undefined
+        ? null
+        : new SchedOwner(createBoard(size, s.slots), s, this.#clock, log, (w, msg) =>
+            this.#slots[w]?.endpoint?.send(msg),
+          );
     this.#pool = (deps.threads ?? piscinaThreads)(size, workerData);
     this.#pool.on('error', (err: Error) => {
       if (outOfFiles(err)) this.#takeBackStarts(err);
@@ -145,6 +157,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   }
 
   setTrust(trust: TrustSettings): void {
+    this.#sched?.setWeights(trust.weights ?? {});
     this.#trust = trust;
     for (const slot of this.#slots) if (slot.ready) slot.endpoint?.send({ type: 'trust.update', trust });
   }
@@ -189,6 +202,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         routes: this.#table,
         loadBoard: this.#loadBoard,
         connectionBoard: this.#connectionBoard,
+        ...(this.#sched === null ? {} : { schedBoard: this.#sched.board }),
       };
       const abort = new AbortController();
       s.abort = abort;
@@ -226,6 +240,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     port.close();
     Atomics.store(this.#loadBoard, slot.index, 0);
     clearSlot(this.#connectionBoard, slot.index);
+    this.#sched?.workerGone(slot.index);
   }
 
   #onDied(slot: Slot, error: OllanaError): void {
@@ -324,6 +339,15 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
       case 'trust.refused-by':
         this.emit('refused-by', msg.server);
         break;
+      case 'sched.wait':
+        this.#sched?.wait(slot.index, msg);
+        break;
+      case 'sched.cancel':
+        this.#sched?.cancel(slot.index, msg.ticket);
+        break;
+      case 'sched.kick':
+        this.#sched?.kick(msg.index);
+        break;
       default: {
         const never: never = msg;
         this.#log.error({ msg: never }, 'unhandled worker message');
@@ -336,6 +360,11 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     let n = 0;
     for (let i = 0; i < this.#size; i++) n += Atomics.load(this.#loadBoard, i);
     return n;
+  }
+
+  /** The scheduler's queues and slots now (a server node), or null. */
+  sched(): SchedStatus | null {
+    return this.#sched?.snapshot() ?? null;
   }
 
   /** Client connections open across the workers now (shared memory, like inFlight). */
@@ -379,6 +408,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
       0,
     );
     this.#stats.rejectAll(new Error('stopping'));
+    this.#sched?.stop();
     await this.#pool.destroy();
     return this.#cut;
   }

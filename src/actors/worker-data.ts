@@ -46,6 +46,10 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
       tls: { id: p.identity.id, certPem: p.identity.certPem, keyPem: p.identity.keyPem, ticketKeys: p.ticketKeys },
       listenTls: p.role === 'server' && !config.insecureHttp,
       trust: p.trust,
+      sched:
+        p.role === 'server'
+          ? { slots: config.slots, maxWaitMs: config.queueTimeoutMs, queueDepth: config.queueDepth }
+          : null,
     },
   };
 }

@@ -23,6 +23,7 @@ import { CRLF, LAST_CHUNK } from '../http/http1.ts';
 import { UpstreamError } from '../../errors.ts';
 import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
 import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
+import { admitted, type Pass, type SchedGate } from '../../sched/gate.ts';
 
 /** A request body that arrives while the request is relayed (too large to hold, or chunked). */
 export interface BodyStream {
@@ -80,6 +81,8 @@ export interface Downstream {
   breakOff(tail: string | null, atChunkStart: boolean, err: Error): void;
   /** Answers with ollana's own error before anything was sent. */
   sendError(status: number, message: string, extra: string[]): void;
+  /** The client's connection (its device, for the scheduler). */
+  peer(): Socket;
   /** Called once when the exchange is over, however it ended. */
   finished(): void;
 }
@@ -101,6 +104,8 @@ export interface RelayOptions {
   readonly dropHeaders: ReadonlySet<string> | null;
   readonly onFinish: () => void;
   readonly outOfFiles: (upstream: string, err: Error) => void;
+  /** Inference requests wait here for a slot of their model (sched/gate.ts); absent or null: none. */
+  readonly admission?: SchedGate | null;
 }
 
 /** Filters the upstream's response headers: hop-by-hop and the ones ollana sets, plus ollana's. */
@@ -136,6 +141,8 @@ export class Relay implements UpstreamUser {
   #timed = false;
   /** The downstream still references bytes of the current read (see upstreamData). */
   #held = false;
+  /** Its slot of the model at Ollama, or its place in the queue for one (undefined: not asked yet). */
+  #pass: Pass | null | undefined;
 
   constructor(downstream: Downstream, options: RelayOptions, filter: HeaderFilter) {
     this.#d = downstream;
@@ -148,6 +155,17 @@ export class Relay implements UpstreamUser {
   /** Takes an upstream connection and sends the request (`fresh`: not a kept one). */
   start(fresh = false): void {
     if (this.#finished) return;
+    if (this.#pass === undefined) {
+      this.#pass = this.#o.admission?.admit(this.#d) ?? null;
+      if (
+        !admitted(
+          this.#pass,
+          () => this.start(fresh),
+          (status, message, extra) => this.#refuse(status, message, extra),
+        )
+      )
+        return;
+    }
     this.#cancel = this.#o.sockets.acquire(this, fresh);
   }
 
@@ -325,6 +343,7 @@ export class Relay implements UpstreamUser {
   #respond(head: ResponseHead): void {
     const out = this.#filter(head.raw, this.#o.dropHeaders);
     if (this.#o.extraHeaders !== null) out.push(...this.#o.extraHeaders);
+    if (this.#pass && this.#pass.waitedMs >= 0) out.push('x-ollana-queue-wait-ms', String(this.#pass.waitedMs));
     for (let i = 0; i < head.raw.length; i += 2) {
       if (head.raw[i]!.length === 12 && head.raw[i]!.toLowerCase() === 'content-type')
         this.#contentType = head.raw[i + 1];
@@ -433,6 +452,13 @@ export class Relay implements UpstreamUser {
     this.#finish();
   }
 
+  /** The scheduler turned the request away before it went out (503, sched/gate.ts). */
+  #refuse(status: number, message: string, extra: string[]): void {
+    this.#o.stats.status(status);
+    this.#d.sendError(status, message, extra);
+    this.#finish();
+  }
+
   /** Whether the response has begun (its status went to the client or is on its way). */
   get responded(): boolean {
     return this.#head !== null;
@@ -454,6 +480,7 @@ export class Relay implements UpstreamUser {
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
+    this.#pass?.done();
     this.#o.stats.inFlight -= 1;
     this.#o.stats.done(process.hrtime.bigint() - this.#started);
     this.#d.finished();
