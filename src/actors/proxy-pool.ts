@@ -124,6 +124,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         : new SchedOwner(createBoard(size, s.slots), s, this.#clock, log, (w, msg) =>
             this.#slots[w]?.endpoint?.send(msg),
           );
+    this.#sched?.setWeights(workerData.proxy.trust.weights ?? {});
     this.#pool = (deps.threads ?? piscinaThreads)(size, workerData);
     this.#pool.on('error', (err: Error) => {
       if (outOfFiles(err)) this.#takeBackStarts(err);

@@ -9,6 +9,7 @@ import { OllanaError, errorMessage } from '../../errors.ts';
 import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { pinnedConnector, type TlsIdentity } from '../../net/tls.ts';
 import type { NodeStatus } from '../../protocol/status.ts';
+import { schedLines } from '../../sched/status-text.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -82,6 +83,7 @@ function human(s: NodeStatus): string {
   }
   lines.push(`upstreams: ${(s.upstreams ?? []).length === 0 ? 'none yet' : ''}`);
   for (const u of s.upstreams ?? []) lines.push(`  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}`);
+  lines.push(...schedLines(s.sched));
   const w = s.workers ?? {};
   lines.push(
     `workers: ${w.live}/${w.configured} live, ${w.restarts} restarts; requests ${w.totals?.requests}, in flight ${w.totals?.inFlight}`,
