@@ -1,6 +1,7 @@
 /**
- * ollana's own endpoints under /ollana/ (health, status, metrics, the debug crash hook), answered by every
- * proxy worker; the status itself comes from the supervisor, which sees all workers (ProxyHost).
+ * ollana's own endpoints under /ollana/ (health, status, metrics, the dashboard and its events, the
+ * debug crash hook), answered by every proxy worker; the status itself comes from the supervisor,
+ * which sees all workers (ProxyHost). The dashboard's logic is in dashboard/.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
@@ -8,17 +9,21 @@ import type { RouteTable } from '../protocol/messages.ts';
 import { sendError, sendJson } from './http/errors-http.ts';
 import type { ProxyHost } from './proxy-server.ts';
 import { sendMetrics } from '../metrics/exposition.ts';
+import { DashboardEvents } from '../dashboard/events.ts';
+import { isDashboardFile, sendDashboardFile } from '../dashboard/static.ts';
 
 export class OwnEndpoints {
   readonly #debugHooks: boolean;
   readonly #log: Logger;
   readonly #host: ProxyHost;
+  readonly #events: DashboardEvents;
 
   /** `debugHooks`: POST /ollana/v1/debug/crash is served (ProxySettings.debugHooks). */
   constructor(debugHooks: boolean, log: Logger, host: ProxyHost) {
     this.#debugHooks = debugHooks;
     this.#log = log;
     this.#host = host;
+    this.#events = new DashboardEvents(host);
   }
 
   /** Answers `req` for `url` under /ollana/ with the headers `cors`; `role` and `draining` are the worker's now. */
@@ -47,6 +52,14 @@ export class OwnEndpoints {
         (text) => sendMetrics(res, text, cors),
         (err: Error) => sendError(res, url, 503, `ollana: metrics unavailable: ${err.message}`, cors),
       );
+      return;
+    }
+    if (isDashboardFile(path) && (req.method === 'GET' || req.method === 'HEAD')) {
+      sendDashboardFile(res, path, req.method === 'HEAD');
+      return;
+    }
+    if (path === '/ollana/v1/events' && req.method === 'GET' && !draining) {
+      this.#events.listen(req, res, cors);
       return;
     }
     if (path === '/ollana/v1/debug/crash' && req.method === 'POST' && this.#debugHooks) {

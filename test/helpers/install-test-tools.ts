@@ -4,7 +4,8 @@
  * `promtool` (Debian's `prometheus` package: about 19 MB to download, 96 MB installed, 20-40 s; the
  * only Debian package that ships promtool); the Wireshark dissector's test needs `tshark` (with
  * dumpcap, to capture inside a namespace); the service test needs `systemd-analyze` (systemd, ~3 MB,
- * present on most Debian systems already). As root on a machine with apt-get, the
+ * present on most Debian systems already); the dashboard test needs `chromium` (Debian's, about 70 MB
+ * to download with its libraries, 30-60 s). As root on a machine with apt-get, the
  * missing ones are installed; otherwise this says what is missing, and those tests are reported
  * skipped one by one with the reason (testkit/netns.ts netnsTest), never left out of the count.
  * OLLANA_TEST_NO_INSTALL=1 turns the installing off.
@@ -19,6 +20,8 @@ const TOOLS = [
   { command: 'tshark', pkg: 'tshark' },
   // test/integration/service-cli.test.ts checks the units `ollana service` writes with `systemd-analyze verify`.
   { command: 'systemd-analyze', pkg: 'systemd' },
+  // test/integration/dashboard.test.ts drives Debian's chromium with playwright-core (no browser download).
+  { command: 'chromium', pkg: 'chromium' },
 ] as const;
 
 /**
