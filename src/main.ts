@@ -22,7 +22,7 @@ export async function main(
     case 'stop':
       return (await import('./cli/commands/stop.ts')).stopCommand(cmd.flags, cmd.timeoutMs, env);
     case 'status':
-      return (await import('./cli/commands/status.ts')).statusCommand(cmd.flags, cmd.url, cmd.json, env);
+      return (await import('./cli/commands/status.ts')).statusCommand(cmd.flags, cmd.url, cmd.json, env, cmd.watch);
     case 'doctor':
       return (await import('./cli/commands/doctor.ts')).doctorCommand(cmd.flags, cmd.wait, cmd.json, env);
     case 'device':

@@ -14,6 +14,8 @@ export type CliCommand =
       readonly flags: Partial<Record<ConfigKey, unknown>>;
       readonly url: string | null;
       readonly json: boolean;
+      /** --watch's interval as given ('2s' when given without one); null without --watch */
+      readonly watch: string | null;
     }
   | DeviceCommand
   | {
@@ -184,9 +186,16 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
     new Option('--url <url>', 'the node to ask (default: the local server node, else the local client node)'),
   );
   status.addOption(new Option('--json', 'print the raw JSON'));
+  status.addOption(new Option('--watch [interval]', 'redraw in place every interval (default: 2s) until Ctrl-C'));
   status.action(() => {
-    const o = status.opts() as { url?: string; json?: boolean };
-    result = { command: 'status', flags: collectFlags(status, statusKeys), url: o.url ?? null, json: o.json === true };
+    const o = status.opts() as { url?: string; json?: boolean; watch?: string | true };
+    result = {
+      command: 'status',
+      flags: collectFlags(status, statusKeys),
+      url: o.url ?? null,
+      json: o.json === true,
+      watch: o.watch === undefined ? null : o.watch === true ? '2s' : o.watch,
+    };
   });
 
   const doctorKeys: ConfigKey[] = ['dataDir', 'ollamaUrl', 'listen', 'discovery', 'discoveryPort', 'trustLan'];

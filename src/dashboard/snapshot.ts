@@ -128,7 +128,8 @@ export interface Snapshot {
   readonly rate: Rates | null;
 }
 
-function servers(s: NodeStatus): ServerView[] {
+/** The server nodes a node knows of: itself when it is one, those it routes to, those the election names. */
+export function serverViews(s: NodeStatus): ServerView[] {
   const out: ServerView[] = [];
   if (s.role === 'server') {
     out.push({
@@ -206,7 +207,7 @@ export function snapshot(s: NodeStatus, totals: Totals, rate: Rates | null): Sna
       uptimeS: s.ollana.uptimeS,
     },
     leader: s.cluster.leader,
-    servers: servers(s),
+    servers: serverViews(s),
     clients: s.peers.filter((p) => !('url' in p)).length,
     inFlight: s.workers.totals.inFlight,
     requests: totals.requests,

@@ -157,13 +157,22 @@ test('status --json --url http://x', () => {
     flags: {},
     url: 'http://x',
     json: true,
+    watch: null,
   });
   assert.deepEqual(parseCli(['status', '--listen', ':1', '--data-dir', '/d'], VERSION), {
     command: 'status',
     flags: { listen: ':1', dataDir: '/d' },
     url: null,
     json: false,
+    watch: null,
   });
+});
+
+test('status --watch takes an optional interval, 2s when none is given', () => {
+  const watch = (args: string[]): unknown => (parseCli(['status', ...args], VERSION) as { watch: unknown }).watch;
+  assert.equal(watch(['--watch']), '2s');
+  assert.equal(watch(['--watch', '500ms']), '500ms');
+  assert.equal(watch(['--watch', '--json']), '2s');
 });
 
 test('an unknown flag is OLN_USAGE naming it', () => {

@@ -1,4 +1,7 @@
-/** `ollana status`: asks the local node's /ollana/v1/status and prints it for people (or as JSON). */
+/**
+ * `ollana status`: asks the local node's /ollana/v1/status and prints it for people (aligned tables
+ * first, then the details) or as JSON; `--watch` asks again every interval and redraws in place.
+ */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, request } from '../../net/undici.ts';
@@ -11,6 +14,8 @@ import { pinnedConnector, type TlsIdentity } from '../../net/tls.ts';
 import type { NodeStatus } from '../../protocol/status.ts';
 import { ACCOUNT_PATHS, affineTarget } from '../../proxy/route/router.ts';
 import { schedLines } from '../../sched/status-text.ts';
+import { statusTables } from '../status-table.ts';
+import { watchInPlace } from '../watch.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -54,6 +59,8 @@ async function ownIdentity(dataDir: string): Promise<TlsIdentity | null> {
 /** The status for people; optional chaining stays where a node of another version may leave a part out. */
 function human(s: NodeStatus): string {
   const lines = [
+    ...statusTables(s),
+    '',
     `ollana ${s.ollana?.version} (pid ${s.ollana?.pid}), up ${s.ollana?.uptimeS} s, device id ${s.node?.id}`,
     `role: ${s.role} node (mode ${s.mode}), listening on ${s.listen?.host}:${s.listen?.port}` +
       (s.trust?.tls === true ? ' (TLS)' : s.trust?.tls === false ? ' (plain HTTP, --insecure-http)' : ''),
@@ -104,12 +111,27 @@ function human(s: NodeStatus): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** --watch's interval: 500ms to 1h, like 2s or 500ms. */
+function watchInterval(raw: string): number {
+  const m = /^(\d+)(ms|s)?$/.exec(raw.trim());
+  const ms = m === null ? Number.NaN : Number(m[1]) * (m[2] === 'ms' ? 1 : 1000);
+  if (!Number.isInteger(ms) || ms < 500 || ms > 3_600_000) {
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      `--watch (flag) takes an interval of 500ms to 3600s, like 2s or 500ms; got ${JSON.stringify(raw)}`,
+    );
+  }
+  return ms;
+}
+
 export async function statusCommand(
   flags: Partial<Record<ConfigKey, unknown>>,
   url: string | null,
   json: boolean,
   env: Env,
+  watch: string | null = null,
 ): Promise<number> {
+  const intervalMs = watch === null ? null : watchInterval(watch);
   const { config, dataDir } = loadConfig(flags, env);
   const candidates =
     url !== null
@@ -126,8 +148,12 @@ export async function statusCommand(
   for (const base of candidates) {
     try {
       const status = await fetchStatus(base, self);
-      process.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : human(status));
-      return 0;
+      const show = (st: NodeStatus): string => (json ? `${JSON.stringify(st, null, 2)}\n` : human(st));
+      if (intervalMs === null) {
+        process.stdout.write(show(status));
+        return 0;
+      }
+      return await watchInPlace(intervalMs, show(status), async () => show(await fetchStatus(base, self)));
     } catch (err) {
       failures.push(`${base}: ${errorMessage(err)}`);
     }
