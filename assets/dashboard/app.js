@@ -24,7 +24,11 @@ function makeCharts() {
         width: chartWidth(el),
         height: 180,
         legend: { show: false },
-        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1e-3, max ?? 1) * 1.1] } },
+        // The last five minutes, however few points there are yet.
+        scales: {
+          x: { time: true, range: (_u, _min, max) => [(max ?? Date.now() / 1000) - KEEP, max ?? Date.now() / 1000] },
+          y: { range: (_u, _min, max) => [0, Math.max(1e-3, max ?? 1) * 1.1] },
+        },
         series: [{}, { label: s.label, stroke: s.stroke, width: 2, spanGaps: false }],
         axes: [{}, { size: 56 }],
       },
