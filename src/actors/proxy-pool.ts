@@ -25,9 +25,9 @@ import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/wo
 import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RestartPolicy } from './restart-policy.ts';
-import { createBoard } from '../sched/board.ts';
-import { SchedOwner } from '../sched/owner.ts';
+import { schedOwnerFor, type SchedOwner } from '../sched/owner.ts';
 import type { SchedStatus } from '../protocol/status.ts';
+import type { MetricsJson, WorkerMetricsReport } from '../metrics/hub.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
 const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
@@ -79,6 +79,8 @@ interface Slot {
   starved: boolean;
   /** requests its worker cut at the drain deadline when it stopped */
   cut: number;
+  /** the thread id its worker reported when ready (tells a restarted worker's metrics from the old one's) */
+  thread: number;
 }
 
 export type { WorkerReport };
@@ -95,6 +97,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   readonly #pool: ProxyThreads;
   readonly #slots: Slot[] = [];
   readonly #stats: PendingReplies<WorkerStats>;
+  readonly #metrics: PendingReplies<MetricsJson>;
   /** Each worker's in-flight requests, written by the workers (StatsCollector), read by inFlight(). */
   readonly #loadBoard: Int32Array;
   /** Each worker's open connections, counted against the node-wide --max-connections by the workers. */
@@ -113,18 +116,12 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     this.#log = log;
     this.#clock = deps.clock ?? systemClock;
     this.#stats = new PendingReplies<WorkerStats>(this.#clock);
+    this.#metrics = new PendingReplies<MetricsJson>(this.#clock);
     this.#size = size;
     this.#table = table;
     this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
     this.#connectionBoard = connectionBoard(size);
-    const s = workerData.proxy.sched;
-    this.#sched =
-      s === null || s === undefined
-        ? null
-        : new SchedOwner(createBoard(size, s.slots), s, this.#clock, log, (w, msg) =>
-            this.#slots[w]?.endpoint?.send(msg),
-          );
-    this.#sched?.setWeights(workerData.proxy.trust.weights ?? {});
+    this.#sched = schedOwnerFor(workerData.proxy, size, this.#clock, log, (w, m) => this.#slots[w]?.endpoint?.send(m));
     this.#pool = (deps.threads ?? piscinaThreads)(size, workerData);
     this.#pool.on('error', (err: Error) => {
       if (outOfFiles(err)) this.#takeBackStarts(err);
@@ -181,6 +178,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         abort: null,
         starved: false,
         cut: 0,
+        thread: 0,
       };
       this.#slots[index] = slot;
     }
@@ -314,6 +312,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     switch (msg.type) {
       case 'proxy.ready':
         slot.ready = true;
+        slot.thread = msg.threadId;
         // Routes may have changed while this worker started.
         slot.endpoint?.send({ type: 'routes.update', table: this.#table });
         if (this.#trust !== null) slot.endpoint?.send({ type: 'trust.update', trust: this.#trust });
@@ -323,6 +322,19 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         break;
       case 'stats.report':
         this.#stats.settle(msg.id, msg.stats);
+        break;
+      case 'metrics.report':
+        this.#metrics.settle(msg.id, msg.metrics as unknown as MetricsJson);
+        break;
+      case 'metrics.request':
+        this.emit('metrics-request', (text, error) => {
+          slot.endpoint?.send({
+            type: 'metrics.reply',
+            id: msg.id,
+            text,
+            error: error === null ? null : { code: 'OLN_INTERNAL', message: error },
+          });
+        });
         break;
       case 'status.request':
         this.emit('status-request', (status: NodeStatus | null, error: string | null) => {
@@ -341,13 +353,9 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         this.emit('refused-by', msg.server);
         break;
       case 'sched.wait':
-        this.#sched?.wait(slot.index, msg);
-        break;
       case 'sched.cancel':
-        this.#sched?.cancel(slot.index, msg.ticket);
-        break;
       case 'sched.kick':
-        this.#sched?.kick(msg.index);
+        this.#sched?.receive(slot.index, msg);
         break;
       default: {
         const never: never = msg;
@@ -364,9 +372,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   }
 
   /** The scheduler's queues and slots now (a server node), or null. */
-  sched(): SchedStatus | null {
-    return this.#sched?.snapshot() ?? null;
-  }
+  sched = (): SchedStatus | null => this.#sched?.snapshot() ?? null;
 
   /** Client connections open across the workers now (shared memory, like inFlight). */
   openConnections(): number {
@@ -387,6 +393,23 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         }
       }),
     );
+  }
+
+  /** Each live worker's metrics (one that does not answer in time is left out: its last ones stay, hub.ts). */
+  async metrics(): Promise<WorkerMetricsReport[]> {
+    const reports = await Promise.all(
+      this.#slots.map(async (slot): Promise<WorkerMetricsReport | null> => {
+        if (!slot.ready || slot.endpoint === null) return null;
+        const { id, reply } = this.#metrics.open(STATS_DEADLINE_MS, `metrics of proxy worker ${slot.index}`);
+        slot.endpoint.send({ type: 'metrics.collect', id });
+        try {
+          return { worker: slot.index, thread: slot.thread, metrics: await reply };
+        } catch {
+          return null;
+        }
+      }),
+    );
+    return reports.filter((r) => r !== null);
   }
 
   /**
@@ -410,6 +433,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     );
     this.#stats.rejectAll(new Error('stopping'));
     this.#sched?.stop();
+    this.#metrics.rejectAll(new Error('stopping'));
     await this.#pool.destroy();
     return this.#cut;
   }

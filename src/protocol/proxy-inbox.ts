@@ -101,6 +101,15 @@ export function decodeForProxy(raw: unknown): SupervisorToProxy {
         code: oneOf(m.code, ['code'], ['OLN_QUEUE_FULL', 'OLN_QUEUE_TIMEOUT'] as const),
         retryAfterS: int(m.retryAfterS, ['retryAfterS']),
       };
+    case 'metrics.collect':
+      return { type, id: int(m.id, ['id']) };
+    case 'metrics.reply':
+      return {
+        type,
+        id: int(m.id, ['id']),
+        text: m.text === null ? null : str(m.text, ['text']),
+        error: m.error === null ? null : errorData(m.error, ['error']),
+      };
     default:
       if (typeof type === 'string') throw unexpectedType(type);
       return bad(['type'], 'expected a string');

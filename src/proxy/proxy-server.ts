@@ -7,13 +7,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import type { RouteTable, WorkerStats } from '../protocol/messages.ts';
-import { ConnectionGuard, MAX_HEADER_BYTES } from './listen/connection-guard.ts';
+import { ConnectionGuard } from './listen/connection-guard.ts';
+import { MAX_HEADER_BYTES } from './listen/guard-settings.ts';
 import type { NodeStatus } from '../protocol/status.ts';
 import { StatsCollector } from './stats.ts';
 import type { TlsServerSettings } from '../net/tls.ts';
 import type { Admission } from './listen/trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
-import type { RelayOptions } from './relay/relay.ts';
+import type { RelayOptions } from './relay/relay-contract.ts';
 import { FastFront } from './fast/front.ts';
 import { Listener } from './listen/listener.ts';
 import { NodeHandler, SMALL_BODY } from './handler.ts';
@@ -49,6 +50,8 @@ export interface ProxySettings {
   readonly tls: TlsServerSettings | null;
   /** Whether the listener itself speaks TLS (the server node's LAN port). */
   readonly listenTls: boolean;
+  /** Whether the listening socket takes SO_REUSEPORT (true when left out; false where the OS has none: platform/workers.ts). */
+  readonly reusePort?: boolean;
   readonly trust: TrustSettings;
   /** Shared with the supervisor: slot `worker` holds this worker's in-flight requests (see StatsCollector). */
   readonly loadBoard?: Int32Array;
@@ -60,6 +63,8 @@ export interface ProxySettings {
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
 export interface ProxyHost {
   status(): Promise<NodeStatus>;
+  /** The node's metrics in the Prometheus text format (the supervisor adds up all workers'). */
+  metrics(): Promise<string>;
   crash(): void;
   /** A device was refused after the handshake (the supervisor logs it and lists it as pending). */
   refused(a: Admission, addr: string): void;

@@ -10,6 +10,7 @@ import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { pinnedConnector, type TlsIdentity } from '../../net/tls.ts';
 import type { NodeStatus } from '../../protocol/status.ts';
 import { schedLines } from '../../sched/status-text.ts';
+import { ACCOUNT_PATHS, affineTarget } from '../../proxy/route/router.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -82,7 +83,12 @@ function human(s: NodeStatus): string {
     );
   }
   lines.push(`upstreams: ${(s.upstreams ?? []).length === 0 ? 'none yet' : ''}`);
-  for (const u of s.upstreams ?? []) lines.push(`  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}`);
+  // Account requests (sign-in state belongs to one server) and pulls, creates and blobs go to one.
+  const account = s.role === 'client' ? affineTarget(s.upstreams ?? []) : null;
+  for (const u of s.upstreams ?? [])
+    lines.push(
+      `  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}${u === account ? `  account (${ACCOUNT_PATHS}), pull, create` : ''}`,
+    );
   lines.push(...schedLines(s.sched));
   const w = s.workers ?? {};
   lines.push(
