@@ -48,6 +48,7 @@ export async function claimListen(config: ServeConfig, role: NodeRole, probe: Po
       `--insecure-http would serve plain HTTP on ${listen.host}:${listen.port}, ` +
         'where the LAN could read every prompt; it is allowed only with a loopback --listen (e.g. 127.0.0.1:11435). ' +
         'Leave it out to serve the LAN over TLS',
+      { details: { flag: '--insecure-http', host: listen.host, port: listen.port } },
     );
   }
   try {
@@ -64,7 +65,7 @@ export async function claimListen(config: ServeConfig, role: NodeRole, probe: Po
         'OLN_PORT_IN_USE',
         `another ollana already serves on ${listen.host}:${listen.port}; stop it (\`ollana stop\`, or Ctrl-C where it runs), ` +
           'or give this one its own --listen and --pid-file',
-        { details: { host: listen.host, port: listen.port } },
+        { details: { host: listen.host, port: listen.port, holder: 'ollana' } },
       );
     }
     if (role === 'client') {
@@ -74,6 +75,7 @@ export async function claimListen(config: ServeConfig, role: NodeRole, probe: Po
           'OLN_OLLAMA_ON_PORT',
           `an Ollama already listens on ${listen.host}:${listen.port}, so this machine should share it, not borrow one: ` +
             'run `ollana serve` (auto mode makes it a server node), or give the client node another --listen address',
+          { details: { host: listen.host, port: listen.port } },
         );
       }
     }
