@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, beforeEach, test } from 'node:test';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 import { raw } from '../helpers/http.ts';
 
 interface Seen {
@@ -89,17 +89,7 @@ before(async () => {
   upstreamPort = (upstream.address() as { port: number }).port;
   script = (_s, socket) => socket.write(ok('{}'));
   // One proxy worker, so "the same connection" means the same worker's pool.
-  node = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    `http://127.0.0.1:${upstreamPort}`,
-    '--workers',
-    '1',
-  ]);
+  node = await startServerNode(`http://127.0.0.1:${upstreamPort}`, { workers: 1 });
 });
 
 after(async () => {
