@@ -28,6 +28,7 @@ import { startElection, type ElectionLink } from './election-link.ts';
 import { claimListen, isOwnAddress, listenUrl, type Listen } from './listen-claim.ts';
 import { DiscoveryLink, type DiscoveryEvent } from './discovery-link.ts';
 import { nodeStatus } from './node-status.ts';
+import { MetricsHub } from '../metrics/hub.ts';
 import { HEALTH_INTERVAL_MS, OllamaWatch, modelsDigest } from './ollama-watch.ts';
 import { PeerBook } from './peer-book.ts';
 import { Periodic } from './periodic.ts';
@@ -90,6 +91,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly #periodic: Periodic;
   #stopping = false;
   #switching = false;
+  readonly #metrics = new MetricsHub();
+  /** worker restarts of the pools before this one (a role switch replaces the pool) */
+  #restartsBefore = 0;
 
   constructor(opts: SupervisorOptions, deps: Partial<SupervisorDeps> = {}) {
     super();
@@ -172,6 +176,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         (err: unknown) => reply(null, errorMessage(err)),
       );
     });
+    pool.on('metrics-request', (reply) => {
+      this.metrics().then(
+        (text) => reply(text, null),
+        (err: unknown) => reply(null, errorMessage(err)),
+      );
+    });
     pool.on('fatal', (err) => this.emit('fatal', err));
     this.#pool = pool;
     await pool.start();
@@ -203,6 +213,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.#log.info({ from, to, why }, `${why}: this node turns from ${from} into ${to}`);
       const old = this.#pool;
       this.#pool = null;
+      // The old workers' counts stay in the node's metrics (metrics/hub.ts).
+      await this.#metrics.refresh(old);
+      this.#restartsBefore += old?.restarts ?? 0;
       await old?.stop(SWITCH_DRAIN_MS);
       this.#role = to;
       this.#listen = listen;
@@ -402,6 +415,24 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       configuredWorkers: config.workers,
       restarts: this.#pool?.restarts ?? 0,
       rssBytes: rssBytes(),
+    });
+  }
+
+  /** GET /ollana/v1/metrics: all workers' metrics added up, with the node's own (metrics/). */
+  async metrics(): Promise<string> {
+    const [discovery] = await Promise.all([
+      this.#discovery?.stats() ?? Promise.resolve(null),
+      this.#metrics.refresh(this.#pool),
+    ]);
+    return this.#metrics.render({
+      version: this.#opts.version,
+      role: this.#role,
+      inFlight: this.#pool?.inFlight() ?? 0,
+      openConnections: this.#pool?.openConnections() ?? 0,
+      workerRestarts: this.#restartsBefore + (this.#pool?.restarts ?? 0),
+      ollamaUp: this.#role === 'server' ? this.#ollama.state.healthy : null,
+      upstreams: this.#table.upstreams,
+      discovery,
     });
   }
 

@@ -157,7 +157,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     flag: '--workers',
     kind: 'count',
     env: ['OLLANA_WORKERS'],
-    help: 'proxy worker threads sharing the port',
+    help: 'proxy worker threads sharing the port (1 on macOS and Windows, which lack SO_REUSEPORT)',
     defaultText: `${DEFAULT_WORKERS} (cores, at most 8)`,
     docDefault: 'cores, at most 8',
   },
@@ -176,7 +176,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     env: ['OLLANA_LOG_FILE'],
     help: 'write logs to this file',
     defaultText: 'stdout; with -d: <state dir>/ollana.log',
-    docDefault: 'stdout; with `-d`: `$XDG_STATE_HOME/ollana/ollana.log`',
+    docDefault:
+      'stdout; with `-d`: `$XDG_STATE_HOME/ollana/ollana.log` (Linux), `~/Library/Logs/ollana/ollana.log` (macOS), `%LOCALAPPDATA%\\ollana\\logs\\ollana.log` (Windows)',
   },
   {
     key: 'pidFile',
@@ -186,7 +187,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'pid file',
     defaultText: '<runtime dir>/ollana.pid',
     doc: 'first line the pid, then its start time, a token, the drain timeout and the listen address; written to a temporary file and renamed, so never seen half-written. A node whose drain timeout cut requests leaves `<pid file>.cut` for `ollana stop` to report',
-    docDefault: '`$XDG_RUNTIME_DIR/ollana/ollana.pid`, else in the data dir',
+    docDefault:
+      '`$XDG_RUNTIME_DIR/ollana/ollana.pid`, else in the data dir (Linux); in the data dir (macOS); `%LOCALAPPDATA%\\ollana\\ollana.pid` (Windows)',
   },
   {
     key: 'daemon',
@@ -202,9 +204,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     kind: 'path',
     env: ['OLLANA_HOME'],
     help: 'data directory (identity, config.json)',
-    defaultText: '$XDG_CONFIG_HOME/ollana or ~/.config/ollana',
-    doc: 'data directory (mode 0700): config file, identity (`cert.pem`, `key.pem` 0600), `devices.json`, `pending.json`, `trust.lock` (see [the trust files](lan.md#the-trust-files))',
-    docDefault: '`$XDG_CONFIG_HOME/ollana` or `~/.config/ollana`',
+    defaultText:
+      '$XDG_CONFIG_HOME/ollana or ~/.config/ollana; macOS ~/Library/Application Support/ollana; Windows %APPDATA%\\ollana',
+    doc: 'data directory (mode 0700): config file, identity (`cert.pem`, `key.pem` 0600), `devices.json`, `pending.json`, `trust.lock` (see [the trust files](lan.md#the-trust-files)), `control.token` (0600, while the node runs: `ollana stop` without signals)',
+    docDefault:
+      '`$XDG_CONFIG_HOME/ollana` or `~/.config/ollana` (Linux), `~/Library/Application Support/ollana` (macOS), `%APPDATA%\\ollana` (Windows)',
   },
   {
     key: 'drainTimeoutMs',

@@ -92,6 +92,15 @@ export function decodeForProxy(raw: unknown): SupervisorToProxy {
         status: m.status === null ? null : plainRecord(m.status, ['status']),
         error: m.error === null ? null : errorData(m.error, ['error']),
       };
+    case 'metrics.collect':
+      return { type, id: int(m.id, ['id']) };
+    case 'metrics.reply':
+      return {
+        type,
+        id: int(m.id, ['id']),
+        text: m.text === null ? null : str(m.text, ['text']),
+        error: m.error === null ? null : errorData(m.error, ['error']),
+      };
     default:
       if (typeof type === 'string') throw unexpectedType(type);
       return bad(['type'], 'expected a string');

@@ -21,10 +21,11 @@ import { aggregate } from './route/aggregate.ts';
 import { afterBody } from './listen/body-watch.ts';
 import type { ConnectionGuard } from './listen/connection-guard.ts';
 import { Forward } from './route/forward.ts';
-import { affineTarget, candidates, classify, modelOf, retryableStatus } from './route/router.ts';
-import { ModelScan } from './route/model-scan.ts';
+import { affineTarget, candidates, classify, retryableStatus } from './route/router.ts';
+import { routeByModel } from './route/body-model.ts';
+import { parseModel } from './route/model-name.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './http/headers.ts';
-import { prepended, readWhole } from './http/request-body.ts';
+import { readWhole } from './http/request-body.ts';
 import type { StatsCollector } from './stats.ts';
 import { Relay } from './relay/relay.ts';
 import type { RelayOptions } from './relay/relay-contract.ts';
@@ -32,13 +33,6 @@ import { NodeDownstream, relayable } from './relay/node-downstream.ts';
 import { type Upstreams, loadUndici, undiciLoaded } from './route/upstreams.ts';
 import { OwnEndpoints } from './own-endpoints.ts';
 import type { ProxyHost, ProxySettings } from './proxy-server.ts';
-
-/**
- * How much of a JSON body a client node reads, at most, to find the model it routes by (model-scan.ts);
- * clients send `model` first, but a chat may put megabytes of base64 images before it. Past this the
- * request goes to the least busy server, as one naming no model does.
- */
-const MODEL_SCAN_BYTES = 1024 * 1024;
 
 /**
  * Largest declared body a server node reads whole before forwarding. Handing undici a Buffer instead
@@ -194,7 +188,7 @@ export class NodeHandler {
         return;
       }
       case 'by-model':
-        this.#routeByModel(req, (model, body) => {
+        routeByModel(req, (model, body) => {
           const list = candidates(this.table.upstreams, model, this.#upstreams.inFlight, this.#turn++);
           if (list.length === 0) {
             if (body instanceof Readable) body.destroy();
@@ -202,9 +196,10 @@ export class NodeHandler {
             return;
           }
           // A body read whole can be sent again to the next server; one still streaming cannot.
+          const cloud = model !== null && parseModel(model).cloud;
           if (body === null || Buffer.isBuffer(body))
-            this.#forward(req, res, list, body, (status) => retryableStatus(status, cls), cors);
-          else this.#forward(req, res, [list[0]!], body, null, cors);
+            this.#forward(req, res, list, body, (status) => retryableStatus(status, cls, cloud), cors, model);
+          else this.#forward(req, res, [list[0]!], body, null, cors, model);
         });
         return;
       case 'any': {
@@ -243,12 +238,13 @@ export class NodeHandler {
     body: Readable | Buffer | null,
     retryable: ((status: number) => boolean) | null,
     cors: string[] | null,
+    model: string | null = null,
   ): void {
     if (!undiciLoaded()) {
       // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
       loadUndici().then(
         () => {
-          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors);
+          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors, model);
         },
         (err: Error) => {
           this.#stats.status(500);
@@ -263,6 +259,7 @@ export class NodeHandler {
     const handler = new Forward(req, res, {
       stats: this.#stats,
       log: this.#log,
+      model,
       candidates: this.#upstreams.reachableFirst(list),
       describe: (u) => (u.id === 'local' ? `Ollama at ${u.url}` : `server node ${u.id} at ${u.url}`),
       dispatch: (u, h) =>
@@ -327,42 +324,6 @@ export class NodeHandler {
       onFinish: this.#onFinish,
       outOfFiles: this.#guard.outOfFiles,
     };
-  }
-
-  /**
-   * Reads a JSON request body only until its model is known (model-scan.ts), then hands on the model
-   * and the body: whole (a Buffer, or null for none) if it ended meanwhile, else a stream of the bytes
-   * read so far followed by the rest, with backpressure. No body is held whole, however large.
-   */
-  #routeByModel(req: IncomingMessage, then: (model: string | null, body: Buffer | Readable | null) => void): void {
-    const declared = Number(req.headers['content-length'] ?? '-1');
-    if (declared >= 0 && declared <= MODEL_SCAN_BYTES) {
-      // Small enough to hold (nearly every request): read whole, so it can go to the next server too.
-      readWhole(req, (body) => then(body.length === 0 ? null : modelOf(body), body.length === 0 ? null : body));
-      return;
-    }
-    const scan = new ModelScan(MODEL_SCAN_BYTES);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let decided = false;
-    const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (scan.feed(chunk) === 'more') return;
-      decided = true;
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.pause();
-      then(scan.model, prepended(chunks, req));
-    };
-    const onEnd = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      if (decided) return;
-      then(scan.model, size === 0 ? null : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
   }
 
   #aggregate(cls: 'tags' | 'ps' | 'models', req: IncomingMessage, res: ServerResponse, cors: string[] | null): void {

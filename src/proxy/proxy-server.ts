@@ -47,6 +47,8 @@ export interface ProxySettings {
   readonly tls: TlsServerSettings | null;
   /** Whether the listener itself speaks TLS (the server node's LAN port). */
   readonly listenTls: boolean;
+  /** Whether the listening socket takes SO_REUSEPORT (true when left out; false where the OS has none: platform/workers.ts). */
+  readonly reusePort?: boolean;
   readonly trust: TrustSettings;
   /** Shared with the supervisor: slot `worker` holds this worker's in-flight requests (see StatsCollector). */
   readonly loadBoard?: Int32Array;
@@ -55,6 +57,8 @@ export interface ProxySettings {
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
 export interface ProxyHost {
   status(): Promise<NodeStatus>;
+  /** The node's metrics in the Prometheus text format (the supervisor adds up all workers'). */
+  metrics(): Promise<string>;
   crash(): void;
   /** A device was refused after the handshake (the supervisor logs it and lists it as pending). */
   refused(a: Admission, addr: string): void;

@@ -136,6 +136,19 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   'proxy.ready': [{ type: 'proxy.ready', worker: 0, threadId: 12 }],
   'stats.report': [{ type: 'stats.report', id: 9, stats }],
   'status.request': [{ type: 'status.request', id: 2 }],
+  'metrics.collect': [{ type: 'metrics.collect', id: 3 }],
+  'metrics.reply': [
+    { type: 'metrics.reply', id: 4, text: '# HELP x y\n', error: null },
+    { type: 'metrics.reply', id: 5, text: null, error: { code: 'OLN_INTERNAL', message: 'no metrics' } },
+  ],
+  'metrics.report': [
+    {
+      type: 'metrics.report',
+      id: 6,
+      metrics: [{ name: 'ollana_requests_total', help: 'h', type: 'counter', values: [] }],
+    },
+  ],
+  'metrics.request': [{ type: 'metrics.request', id: 7 }],
   'trust.update': [{ type: 'trust.update', trust: { trustLan: false, allowed: ['AAAAAAA-BBBBBBB'], disabled: [] } }],
   'trust.refused': [
     { type: 'trust.refused', id: 'AAAAAAA-BBBBBBB', name: 'lab-h2', addr: '10.0.0.2', verdict: 'unknown' },

@@ -30,6 +30,8 @@ export interface Downstream {
   readonly headers: readonly string[];
   /** null: no body; a Buffer: the whole body, read already; else streamed. */
   readonly body: Buffer | BodyStream | null;
+  /** The allowed device the request came from (a server node's TLS peer), '' if none. */
+  readonly device: string;
   /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
   broken(): boolean;
   /**

@@ -14,6 +14,7 @@
  * to stop generating. A connection is reused only after an exchange that ended cleanly.
  */
 import type { Socket } from 'node:net';
+import type { RequestMeter } from '../../metrics/worker-metrics.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../route/upstream-failure.ts';
 import { relayed } from './read-buffers.ts';
 import { writeHeadAndBody } from '../http/one-write.ts';
@@ -30,6 +31,7 @@ export class Relay implements UpstreamUser {
   readonly #o: RelayOptions;
   readonly #filter: HeaderFilter;
   readonly #started = process.hrtime.bigint();
+  readonly #meter: RequestMeter;
   #socket: Socket | null = null;
   #reused = false;
   #retried = false;
@@ -60,6 +62,8 @@ export class Relay implements UpstreamUser {
     this.#filter = filter;
     options.stats.requests += 1;
     options.stats.inFlight += 1;
+    this.#meter = options.stats.metrics.begin(downstream.url, downstream.device, null);
+    if (Buffer.isBuffer(downstream.body)) this.#meter.requestBody(downstream.body);
   }
 
   /** Takes an upstream connection and sends the request (`fresh`: not a kept one). */
@@ -168,6 +172,7 @@ export class Relay implements UpstreamUser {
     const body = this.#d.body as BodyStream;
     if (socket === null || this.#finished) return;
     this.#o.stats.bytesIn += chunk.length;
+    this.#meter.requestBody(chunk);
     relayed(chunk.length);
     let ok: boolean;
     if (body.length !== undefined) {
@@ -257,6 +262,7 @@ export class Relay implements UpstreamUser {
     }
     this.#o.stats.status(head.status);
     this.#o.stats.firstByte(process.hrtime.bigint() - this.#started);
+    this.#meter.responded(head.status);
   }
 
   /**
@@ -271,6 +277,7 @@ export class Relay implements UpstreamUser {
 
   #write(bytes: Buffer): void {
     this.#o.stats.bytesOut += bytes.length;
+    this.#meter.responseBody(bytes);
     relayed(bytes.length);
     const ok = this.#d.write(bytes);
     if (this.#d.holds()) this.#held = true;
@@ -321,6 +328,7 @@ export class Relay implements UpstreamUser {
       this.#reused = false;
       this.#requestSent = false;
       this.#o.log.debug({ err }, 'kept upstream connection was closed; sending the request on a new one');
+      this.#meter.retry();
       this.start(true);
       return;
     }
@@ -333,6 +341,7 @@ export class Relay implements UpstreamUser {
       extraHeaders: this.#o.extraHeaders,
       outOfFiles: this.#o.outOfFiles,
     };
+    this.#meter.failed();
     const responded = this.#head !== null && !this.#d.retract();
     if (responded || !answerOutOfFiles(failed, err)) {
       answerFailure(failed, err, responded, this.#contentType, (tail) =>
@@ -346,6 +355,7 @@ export class Relay implements UpstreamUser {
   clientGone(): void {
     if (this.#finished) return;
     this.#o.stats.clientAborts += 1;
+    this.#meter.aborted();
     this.#cancel?.();
     this.#detach()?.destroy();
     this.#finish();
@@ -374,6 +384,7 @@ export class Relay implements UpstreamUser {
     this.#finished = true;
     this.#o.stats.inFlight -= 1;
     this.#o.stats.done(process.hrtime.bigint() - this.#started);
+    this.#meter.end();
     this.#d.finished();
     this.#o.onFinish();
   }
