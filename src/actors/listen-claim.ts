@@ -7,6 +7,7 @@ import { CLIENT_LISTEN, SERVER_LISTEN, type ServeConfig } from '../config/defaul
 import type { OllamaTarget } from '../config/ollama-host.ts';
 import { parseListen } from '../config/schema.ts';
 import { OllanaError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 import { claimPort, probeOllama, probeOllana, probeOllanaTls, type ProbeResult } from '../net/probe.ts';
 import type { NodeRole } from '../protocol/lan.ts';
 
@@ -97,4 +98,30 @@ export function isOwnAddress(origin: string, listen: Listen): boolean {
 export function listenUrl(listen: Listen, tls: boolean): string {
   const { host, port } = listen;
   return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** What a started node listens on. */
+export interface Started {
+  readonly role: NodeRole;
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+}
+
+/** Logs the line that says the node listens (tests and `ollana serve -d` wait for it) and returns where. */
+export function announceListening(
+  listen: Listen,
+  role: NodeRole,
+  config: Pick<ServeConfig, 'workers' | 'insecureHttp'>,
+  deviceId: string,
+  log: Logger,
+): Started {
+  const { host, port } = listen;
+  const workers = config.workers;
+  const url = listenUrl(listen, role === 'server' && !config.insecureHttp);
+  log.info(
+    { role, url, host, port, workers, deviceId },
+    `ollana ${role} node listening on ${url} with ${workers} proxy worker${workers === 1 ? '' : 's'}`,
+  );
+  return { role, host, port, url };
 }
