@@ -340,9 +340,16 @@ for (const [path, extra] of PATHS) {
   test(`${path}: a response head ending in bare LF gets 502 at once, not a hang`, async () => {
     // The upstream keeps the connection open: without the check the relay waits for a CRLF CRLF.
     script = (_s, socket) => socket.write('HTTP/1.1 200 OK\ncontent-type: application/json\ncontent-length: 2\n\n{}');
+    const logged = node.lines.length;
     const r = await within(5_000, 'bare LF head', raw(`${node.url}/api/tags`, { headers: { ...extra } }));
     assert.equal(r.status, 502);
-    assert.match(r.body.toString(), /bare LF in the response head/);
+    assert.match(r.body.toString(), /\(OLN_BAD_UPSTREAM_FRAMING\)/);
+    await node.waitFor(
+      (l) =>
+        node.lines.indexOf(l) >= logged && (l.err as { reason?: unknown } | undefined)?.reason === 'bare-lf-in-head',
+      5_000,
+      'the framing failure with its reason',
+    );
   });
 
   test(`${path}: a 13-digit chunk size right behind the head gets 502, since nothing was sent yet`, async () => {
