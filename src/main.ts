@@ -23,8 +23,12 @@ export async function main(
       return (await import('./cli/commands/stop.ts')).stopCommand(cmd.flags, cmd.timeoutMs, env);
     case 'status':
       return (await import('./cli/commands/status.ts')).statusCommand(cmd.flags, cmd.url, cmd.json, env);
+    case 'doctor':
+      return (await import('./cli/commands/doctor.ts')).doctorCommand(cmd.flags, cmd.wait, cmd.json, env);
     case 'device':
       return (await import('./cli/commands/device.ts')).deviceCommand(cmd, env);
+    case 'service':
+      return (await import('./service/service.ts')).serviceCommand(cmd, env);
     default: {
       const never: never = cmd;
       throw new Error(`unknown command ${JSON.stringify(never)}`);

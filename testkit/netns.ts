@@ -696,7 +696,8 @@ export async function dropMulticast(host: Host): Promise<void> {
 
 /**
  * Inside the host: drops `percent`% of UDP datagrams (to destination port `port`, or all UDP),
- * incoming and outgoing, at random (`nft add rule inet oln input udp dport 11436 numgen random mod 100 < 30 drop`).
+ * incoming and outgoing, at random (`nft add rule inet oln input udp dport 11436 numgen random mod 100 < 30 drop`;
+ * 100 drops every one).
  * Stacks with earlier rules; use {@link clearRules} to reset.
  */
 export async function dropRandomUdp(host: Host, percent: number, port?: number): Promise<void> {
@@ -704,11 +705,11 @@ export async function dropRandomUdp(host: Host, percent: number, port?: number):
     throw new Error(`percent must be an integer 0..100, got ${percent}`);
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new Error(`bad port ${port}`);
   const match = port === undefined ? 'meta l4proto udp' : `udp dport ${port}`;
+  // nft's numgen comparison takes 0..99: 100% is a plain drop rule.
+  const random = percent === 100 ? '' : ` numgen random mod 100 < ${percent}`;
   await nft(
     host,
-    ['input', 'output'].map(
-      (chain) => `add rule ${NFT_TABLE} ${chain} ${match} numgen random mod 100 < ${percent} drop`,
-    ),
+    ['input', 'output'].map((chain) => `add rule ${NFT_TABLE} ${chain} ${match}${random} drop`),
   );
 }
 

@@ -1,7 +1,7 @@
 /**
  * The supervisor's side of the discovery thread: starts it with its worker data, waits until it
  * reports ready (or DISCOVERY_READY_MS: the node then serves without), keeps what it said when ready,
- * and hands every other message to the supervisor. A coded failure while it starts (the discovery
+ * asks it for its counters (stats()), and hands every other message to the supervisor. A coded failure while it starts (the discovery
  * port taken) fails the start with that error; later ones are the supervisor's to escalate.
  */
 import type { Clock } from '../clock.ts';
@@ -12,11 +12,13 @@ import type { Logger, LogSettings } from '../log.ts';
 import { ownModule } from '../module-file.ts';
 import {
   DISCOVERY_TO_SUPERVISOR,
+  type DiscoveryStats,
   type DiscoveryToSupervisor,
   type MessageOf,
   type SupervisorToDiscovery,
 } from '../protocol/messages.ts';
 import type { DiscoveryInfo } from './node-status.ts';
+import { PendingReplies } from './runtime.ts';
 import { unref } from './supervisor-deps.ts';
 import type { ActorHandle, ThreadFactory } from './thread-factory.ts';
 import { discoveryWorkerData } from './worker-data.ts';
@@ -25,7 +27,13 @@ const DISCOVERY_FILE = ownModule('../workers/discovery.worker.ts', import.meta.u
 /** How long start() waits for discovery to report ready before the node serves without. */
 export const DISCOVERY_READY_MS = 5_000;
 
-export type DiscoveryEvent = Exclude<DiscoveryToSupervisor, MessageOf<'discovery.ready'>>;
+/** How long stats() waits for discovery's counters. */
+const STATS_REPLY_MS = 1_000;
+
+export type DiscoveryEvent = Exclude<
+  DiscoveryToSupervisor,
+  MessageOf<'discovery.ready'> | MessageOf<'discovery.stats.report'>
+>;
 
 export interface DiscoveryLinkOptions {
   readonly config: ServeConfig;
@@ -45,6 +53,7 @@ export class DiscoveryLink {
   readonly #opts: DiscoveryLinkOptions;
   readonly #thread: ActorHandle<DiscoveryToSupervisor, SupervisorToDiscovery>;
   #info: DiscoveryInfo | null = null;
+  readonly #stats = new PendingReplies<DiscoveryStats>();
   #ready: (() => void) | null = null;
   #failed: ((err: OllanaError) => void) | null = null;
 
@@ -60,6 +69,10 @@ export class DiscoveryLink {
       onStart: opts.onStart,
     });
     this.#thread.on('message', (msg) => {
+      if (msg.type === 'discovery.stats.report') {
+        this.#stats.settle(msg.id, msg.stats);
+        return;
+      }
       if (msg.type !== 'discovery.ready') {
         opts.onMessage(msg);
         return;
@@ -116,7 +129,23 @@ export class DiscoveryLink {
     this.#thread.send(msg);
   }
 
+  /** Discovery's counters, or null if it does not answer within STATS_REPLY_MS. */
+  async stats(): Promise<DiscoveryStats | null> {
+    const { id, reply } = this.#stats.open(STATS_REPLY_MS, 'discovery stats');
+    this.#thread.send({ type: 'discovery.stats.request', id });
+    try {
+      return await reply;
+    } catch {
+      return null;
+    }
+  }
+
   stop(graceMs?: number, farewell?: () => Promise<void>): Promise<void> {
     return this.#thread.stop(graceMs, farewell);
+  }
+
+  /** Fails the stats requests still waiting (the node stops). */
+  closeRequests(): void {
+    this.#stats.rejectAll(new Error('stopping'));
   }
 }

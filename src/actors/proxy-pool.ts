@@ -25,6 +25,7 @@ import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/wo
 import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RestartPolicy } from './restart-policy.ts';
+import type { MetricsJson, WorkerMetricsReport } from '../metrics/hub.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
 const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
@@ -76,6 +77,8 @@ interface Slot {
   starved: boolean;
   /** requests its worker cut at the drain deadline when it stopped */
   cut: number;
+  /** the thread id its worker reported when ready (tells a restarted worker's metrics from the old one's) */
+  thread: number;
 }
 
 export type { WorkerReport };
@@ -92,6 +95,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   readonly #pool: ProxyThreads;
   readonly #slots: Slot[] = [];
   readonly #stats: PendingReplies<WorkerStats>;
+  readonly #metrics: PendingReplies<MetricsJson>;
   /** Each worker's in-flight requests, written by the workers (StatsCollector), read by inFlight(). */
   readonly #loadBoard: Int32Array;
   /** Each worker's open connections, counted against the node-wide --max-connections by the workers. */
@@ -108,6 +112,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     this.#log = log;
     this.#clock = deps.clock ?? systemClock;
     this.#stats = new PendingReplies<WorkerStats>(this.#clock);
+    this.#metrics = new PendingReplies<MetricsJson>(this.#clock);
     this.#size = size;
     this.#table = table;
     this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
@@ -167,6 +172,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         abort: null,
         starved: false,
         cut: 0,
+        thread: 0,
       };
       this.#slots[index] = slot;
     }
@@ -298,6 +304,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     switch (msg.type) {
       case 'proxy.ready':
         slot.ready = true;
+        slot.thread = msg.threadId;
         // Routes may have changed while this worker started.
         slot.endpoint?.send({ type: 'routes.update', table: this.#table });
         if (this.#trust !== null) slot.endpoint?.send({ type: 'trust.update', trust: this.#trust });
@@ -307,6 +314,19 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         break;
       case 'stats.report':
         this.#stats.settle(msg.id, msg.stats);
+        break;
+      case 'metrics.report':
+        this.#metrics.settle(msg.id, msg.metrics as unknown as MetricsJson);
+        break;
+      case 'metrics.request':
+        this.emit('metrics-request', (text, error) => {
+          slot.endpoint?.send({
+            type: 'metrics.reply',
+            id: msg.id,
+            text,
+            error: error === null ? null : { code: 'OLN_INTERNAL', message: error },
+          });
+        });
         break;
       case 'status.request':
         this.emit('status-request', (status: NodeStatus | null, error: string | null) => {
@@ -359,6 +379,23 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     );
   }
 
+  /** Each live worker's metrics (one that does not answer in time is left out: its last ones stay, hub.ts). */
+  async metrics(): Promise<WorkerMetricsReport[]> {
+    const reports = await Promise.all(
+      this.#slots.map(async (slot): Promise<WorkerMetricsReport | null> => {
+        if (!slot.ready || slot.endpoint === null) return null;
+        const { id, reply } = this.#metrics.open(STATS_DEADLINE_MS, `metrics of proxy worker ${slot.index}`);
+        slot.endpoint.send({ type: 'metrics.collect', id });
+        try {
+          return { worker: slot.index, thread: slot.thread, metrics: await reply };
+        } catch {
+          return null;
+        }
+      }),
+    );
+    return reports.filter((r) => r !== null);
+  }
+
   /**
    * Drains every worker (in-flight requests get `deadlineMs`), then ends the pool. Resolves with the
    * number of requests cut at the deadline: those the workers report, plus those of a worker that did
@@ -379,6 +416,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
       0,
     );
     this.#stats.rejectAll(new Error('stopping'));
+    this.#metrics.rejectAll(new Error('stopping'));
     await this.#pool.destroy();
     return this.#cut;
   }

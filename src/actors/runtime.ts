@@ -28,7 +28,7 @@ export class Endpoint<In extends Message, Out extends Message> {
       try {
         msg = decode(raw);
       } catch (err) {
-        onBad(err instanceof ProtocolError ? err : new ProtocolError(String(err)));
+        onBad(err instanceof ProtocolError ? err : new ProtocolError('malformed', String(err)));
         return;
       }
       onMessage(msg);

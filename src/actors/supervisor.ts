@@ -4,8 +4,10 @@
  * to the election and (on a client node) into the cluster view, whose route table goes to the proxy
  * workers; the local Ollama's health decides whether a server node announces itself.
  *
- * Its parts: listen-claim.ts (the exclusive bind and its diagnosis), ollama-watch.ts (the local
- * Ollama's health), peer-book.ts (peers and trust notices), node-status.ts (the status). Its threads,
+ * Its parts: listen-claim.ts (the exclusive bind and its diagnosis), role-decision.ts (the starting
+ * role), ollama-watch.ts (the local Ollama's health), peer-book.ts (peers and trust notices),
+ * route-table.ts (the table for the proxy workers), periodic.ts (its timed tasks), node-status.ts
+ * (the status). Its threads,
  * probes and clock are injected (SupervisorDeps), so unit tests run it in-process.
  */
 import { randomBytes } from 'node:crypto';
@@ -20,22 +22,19 @@ import type { Logger, LogSettings } from '../log.ts';
 import { FdWatch, rssBytes } from '../net/open-files.ts';
 import type { SupervisorEvents } from '../protocol/events.ts';
 import type { NodeRole } from '../protocol/lan.ts';
-import type { DiscoveryStats, ElectionView, RouteTable, SelfInfo } from '../protocol/messages.ts';
+import type { ElectionView, RouteTable, SelfInfo } from '../protocol/messages.ts';
 import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
 import { startElection, type ElectionLink } from './election-link.ts';
 import { claimListen, isOwnAddress, listenUrl, type Listen } from './listen-claim.ts';
 import { DiscoveryLink, type DiscoveryEvent } from './discovery-link.ts';
 import { nodeStatus } from './node-status.ts';
+import { MetricsHub } from '../metrics/hub.ts';
 import { HEALTH_INTERVAL_MS, OllamaWatch, modelsDigest } from './ollama-watch.ts';
 import { PeerBook } from './peer-book.ts';
-import { PendingReplies } from './runtime.ts';
-import {
-  realSupervisorDeps,
-  unref,
-  type ClusterHandle,
-  type SupervisorDeps,
-  type TrustHandle,
-} from './supervisor-deps.ts';
+import { Periodic } from './periodic.ts';
+import { initialRole } from './role-decision.ts';
+import { nextRouteTable, routesChanged } from './route-table.ts';
+import { realSupervisorDeps, type ClusterHandle, type SupervisorDeps, type TrustHandle } from './supervisor-deps.ts';
 import type { PoolHandle } from './thread-factory.ts';
 import { proxyWorkerData } from './worker-data.ts';
 
@@ -83,16 +82,18 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #discovery: DiscoveryLink | null = null;
   /** The election thread, or with discovery off the election's rule run here (#startSoloElection). */
   #election: ElectionLink | null = null;
-  readonly #discoveryStats = new PendingReplies<DiscoveryStats>();
   readonly #cluster: ClusterHandle;
   #view: ElectionView = { term: 0, leader: '', servers: [], conflicts: [] };
   #role: Role = 'client';
   #listen: Listen = { host: '', port: 0 };
   #table: RouteTable = { version: 0, role: 'client', upstreams: [] };
   #load = 0;
-  #timers: unknown[] = [];
+  readonly #periodic: Periodic;
   #stopping = false;
   #switching = false;
+  readonly #metrics = new MetricsHub();
+  /** worker restarts of the pools before this one (a role switch replaces the pool) */
+  #restartsBefore = 0;
 
   constructor(opts: SupervisorOptions, deps: Partial<SupervisorDeps> = {}) {
     super();
@@ -101,6 +102,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#clock = this.#deps.clock;
     this.#startedAt = this.#clock.now();
     this.#log = opts.log.child({ actor: 'supervisor' });
+    this.#periodic = new Periodic(this.#clock, this.#log);
     this.#target = parseOllamaHost(opts.config.ollamaUrl, '--ollama-url / OLLAMA_HOST');
     this.#id = opts.identity.id;
     this.#ollama = new OllamaWatch(this.#target, opts.config.probeTimeoutMs, this.#deps.ollama, this.#clock, this.#log);
@@ -122,27 +124,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   async start(): Promise<Started> {
     const { config } = this.#opts;
     const probe = await this.#ollama.first((p) => (config.mode === 'auto' ? p.ok : config.mode === 'server'));
-    if (config.mode === 'auto') {
-      this.#role = probe.ok ? 'server' : 'client';
-      if (probe.ok)
-        this.#log.info(
-          { ollama: this.#target.origin, ollamaVersion: probe.version },
-          `Ollama ${probe.version} answers at ${this.#target.origin}: this machine is a server node`,
-        );
-      else
-        this.#log.info(
-          { ollama: this.#target.origin, reason: probe.reason },
-          `no Ollama answers at ${this.#target.origin} (${probe.reason}): this machine is a client node`,
-        );
-    } else {
-      this.#role = config.mode;
-      if (config.mode === 'server' && !probe.ok) {
-        this.#log.warn(
-          { ollama: this.#target.origin, reason: probe.reason },
-          `server mode forced, but no Ollama answers at ${this.#target.origin} yet (${probe.reason}); requests get 502 until it does`,
-        );
-      }
-    }
+    this.#role = initialRole(config, probe, this.#target, this.#log);
 
     this.#listen = await claimListen(config, this.#role, this.#deps.ports);
     await this.#startPool();
@@ -153,10 +135,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.#log.info('discovery is off: this node sends nothing to the LAN and finds no peers');
     else await this.#startDiscovery();
     // Server nodes watch their Ollama; in auto mode a client node watches for one appearing too.
-    if (this.#role === 'server' || config.mode === 'auto') this.#every(HEALTH_INTERVAL_MS, () => this.#checkOllama());
-    this.#every(config.heartbeatMs, () => this.#refreshLoad());
+    if (this.#role === 'server' || config.mode === 'auto')
+      this.#periodic.every(HEALTH_INTERVAL_MS, () => this.#checkOllama());
+    this.#periodic.every(config.heartbeatMs, () => this.#refreshLoad());
     const fds = new FdWatch(this.#log);
-    this.#every(FD_CHECK_MS, () => fds.check());
+    this.#periodic.every(FD_CHECK_MS, () => fds.check());
     return this.#announceListening();
   }
 
@@ -193,6 +176,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         (err: unknown) => reply(null, errorMessage(err)),
       );
     });
+    pool.on('metrics-request', (reply) => {
+      this.metrics().then(
+        (text) => reply(text, null),
+        (err: unknown) => reply(null, errorMessage(err)),
+      );
+    });
     pool.on('fatal', (err) => this.emit('fatal', err));
     this.#pool = pool;
     await pool.start();
@@ -224,6 +213,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.#log.info({ from, to, why }, `${why}: this node turns from ${from} into ${to}`);
       const old = this.#pool;
       this.#pool = null;
+      // The old workers' counts stay in the node's metrics (metrics/hub.ts).
+      await this.#metrics.refresh(old);
+      this.#restartsBefore += old?.restarts ?? 0;
       await old?.stop(SWITCH_DRAIN_MS);
       this.#role = to;
       this.#listen = listen;
@@ -238,22 +230,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     } finally {
       this.#switching = false;
     }
-  }
-
-  #every(ms: number, fn: () => Promise<void> | void): void {
-    const loop = (): void => {
-      const t = this.#clock.setTimeout(() => {
-        void Promise.resolve(fn())
-          .catch((err: unknown) => this.#log.error({ err }, 'periodic task failed'))
-          .finally(() => {
-            if (!this.#stopping) loop();
-          });
-      }, ms);
-      unref(t);
-      this.#timers.push(t);
-      if (this.#timers.length > 16) this.#timers = this.#timers.slice(-8);
-    };
-    loop();
   }
 
   #startElection(): void {
@@ -325,9 +301,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       case 'peer.clone':
         this.#election?.send(msg);
         break;
-      case 'discovery.stats.report':
-        this.#discoveryStats.settle(msg.id, msg.stats);
-        break;
       case 'discovery.stopped':
         this.emit('discovery-stopped');
         break;
@@ -398,50 +371,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   #buildTable(): RouteTable {
-    if (this.#role === 'client') {
-      return { version: this.#table.version + 1, role: 'client', upstreams: this.#cluster.upstreams() };
-    }
-    const ollama = this.#ollama.state;
-    return {
-      version: this.#table.version + 1,
-      role: 'server',
-      upstreams: [
-        {
-          id: 'local',
-          url: this.#target.origin,
-          device: '',
-          basePath: this.#target.basePath,
-          healthy: ollama.healthy,
-          models: ollama.models,
-          leader: true,
-          load: 0,
-        },
-      ],
-    };
+    return nextRouteTable(this.#table, this.#role, this.#cluster, this.#ollama.state, this.#target);
   }
 
   #publishRoutes(): void {
     const next = this.#buildTable();
-    if (JSON.stringify(next.upstreams) === JSON.stringify(this.#table.upstreams)) return;
+    if (!routesChanged(this.#table, next)) return;
     this.#table = next;
     this.#pool?.setRoutes(next);
-  }
-
-  async #discoveryStatsNow(): Promise<DiscoveryStats | null> {
-    if (this.#discovery === null) return null;
-    const { id, reply } = this.#discoveryStats.open(1_000, 'discovery stats');
-    this.#discovery.send({ type: 'discovery.stats.request', id });
-    try {
-      return await reply;
-    } catch {
-      return null;
-    }
   }
 
   async status(): Promise<NodeStatus> {
     const [workers, discoveryStats] = await Promise.all([
       this.#pool?.stats() ?? Promise.resolve([] as WorkerReport[]),
-      this.#discoveryStatsNow(),
+      this.#discovery?.stats() ?? Promise.resolve(null),
     ]);
     const { config } = this.#opts;
     return nodeStatus({
@@ -475,6 +418,24 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
   }
 
+  /** GET /ollana/v1/metrics: all workers' metrics added up, with the node's own (metrics/). */
+  async metrics(): Promise<string> {
+    const [discovery] = await Promise.all([
+      this.#discovery?.stats() ?? Promise.resolve(null),
+      this.#metrics.refresh(this.#pool),
+    ]);
+    return this.#metrics.render({
+      version: this.#opts.version,
+      role: this.#role,
+      inFlight: this.#pool?.inFlight() ?? 0,
+      openConnections: this.#pool?.openConnections() ?? 0,
+      workerRestarts: this.#restartsBefore + (this.#pool?.restarts ?? 0),
+      ollamaUp: this.#role === 'server' ? this.#ollama.state.healthy : null,
+      upstreams: this.#table.upstreams,
+      discovery,
+    });
+  }
+
   /**
    * Announces draining on the LAN (a server node: client nodes send it no new requests but let the
    * running ones finish), drains the proxy workers, then says bye and ends every actor.
@@ -483,7 +444,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#ollama.stop();
-    for (const t of this.#timers) this.#clock.clearTimeout(t);
+    this.#periodic.stop();
     this.#trust.stop();
     this.#cluster.close();
     const deadline = this.#opts.config.drainTimeoutMs;
@@ -504,7 +465,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         }),
     );
     await this.#election?.stop();
-    this.#discoveryStats.rejectAll(new Error('stopping'));
+    this.#discovery?.closeRequests();
     this.#log.info('stopped');
   }
 }

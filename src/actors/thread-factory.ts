@@ -10,6 +10,7 @@ import type { WorkerReport } from '../protocol/status.ts';
 import type { ProxyWorkerData } from '../protocol/workers.ts';
 import { ActorThread, type ActorThreadOptions } from './actor-thread.ts';
 import { ProxyPool } from './proxy-pool.ts';
+import type { WorkerMetricsReport } from '../metrics/hub.ts';
 
 /** What the supervisor uses of an actor thread. */
 export interface ActorHandle<In extends Message, Out extends Message> {
@@ -31,6 +32,8 @@ export interface PoolHandle {
   inFlight(): number;
   openConnections(): number;
   stats(): Promise<WorkerReport[]>;
+  /** Each live worker's metrics (metrics/hub.ts). */
+  metrics(): Promise<WorkerMetricsReport[]>;
   /** Drains the workers (in-flight requests get `deadlineMs`), then ends them; resolves with the requests cut. */
   stop(deadlineMs: number): Promise<number>;
   /** requests the last stop cut at its deadline */

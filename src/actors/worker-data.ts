@@ -7,6 +7,7 @@ import type { Identity } from '../identity/identity.ts';
 import type { LogSettings } from '../log.ts';
 import type { NodeRole } from '../protocol/lan.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
+import { hasReusePort, hostPlatform } from '../platform/platform.ts';
 import type { DiscoveryWorkerData, ProxyWorkerData } from '../protocol/workers.ts';
 import { DISCOVERY_DEFAULTS } from './discovery/index.ts';
 
@@ -37,6 +38,7 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyTimeoutMs: config.bodyTimeoutMs,
       upstreamConnections: config.upstreamConnections,
+      spillAfter: config.spillAfter,
       upstreamKeepAliveMs: config.upstreamKeepAliveMs,
       requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -45,6 +47,7 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
       debugHooks: p.debugHooks,
       tls: { id: p.identity.id, certPem: p.identity.certPem, keyPem: p.identity.keyPem, ticketKeys: p.ticketKeys },
       listenTls: p.role === 'server' && !config.insecureHttp,
+      reusePort: hasReusePort(hostPlatform().os),
       trust: p.trust,
     },
   };

@@ -16,6 +16,18 @@ export type CliCommand =
       readonly json: boolean;
     }
   | DeviceCommand
+  | {
+      readonly command: 'doctor';
+      readonly flags: Partial<Record<ConfigKey, unknown>>;
+      readonly wait: string | null;
+      readonly json: boolean;
+    }
+  | {
+      readonly command: 'service';
+      readonly verb: 'install' | 'uninstall' | 'status';
+      readonly scope: 'user' | 'system' | null;
+      readonly root: string | null;
+    }
   | { readonly command: 'print'; readonly text: string };
 
 export type DeviceVerb = 'show' | 'list' | 'pending' | 'allow' | 'disable';
@@ -162,6 +174,25 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
     result = { command: 'status', flags: collectFlags(status, statusKeys), url: o.url ?? null, json: o.json === true };
   });
 
+  const doctorKeys: ConfigKey[] = ['dataDir', 'ollamaUrl', 'listen', 'discovery', 'discoveryPort', 'trustLan'];
+  const doctor = program
+    .command('doctor')
+    .description(
+      'check what discovery and pairing need here (Ollama, ports, firewall, interfaces, the LAN), one line each',
+    );
+  for (const key of doctorKeys) doctor.addOption(optionFor(key));
+  doctor.addOption(new Option('--wait <value>', 'how long to listen for this machine and other nodes (default: 3s)'));
+  doctor.addOption(new Option('--json', 'print the report as JSON (docs/doctor.md)'));
+  doctor.action(() => {
+    const o = doctor.opts() as { wait?: string; json?: boolean };
+    result = {
+      command: 'doctor',
+      flags: collectFlags(doctor, doctorKeys),
+      wait: o.wait ?? null,
+      json: o.json === true,
+    };
+  });
+
   const device = program.command('device').description("this machine's device id, and which devices it trusts");
   const deviceCmds = DEVICE_VERBS.map(({ verb, args, help }) => {
     const sub = device.command(`${verb}${args ? ` ${args}` : ''}`).description(help);
@@ -188,7 +219,40 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
       'same the other way round. `ollana device pending` lists the devices this machine met but does not allow.',
   );
 
-  for (const cmd of [program, serve, stop, status, device, ...deviceCmds]) {
+  const service = program
+    .command('service')
+    .description('start this node at boot or login: a systemd unit (Linux) or a launchd agent (macOS)');
+  const serviceCmds = (
+    [
+      ['install', 'write the service and have systemd or launchd enable and start it'],
+      ['uninstall', 'stop the service and remove it'],
+      ['status', 'whether the service is installed, enabled and running'],
+    ] as const
+  ).map(([verb, help]) => {
+    const sub = service.command(verb).description(help);
+    sub.addOption(
+      new Option('--user', "the current user's service (the default, except for root)").conflicts('system'),
+    );
+    sub.addOption(new Option('--system', 'a system service, started at boot (the default for root)'));
+    sub.addOption(
+      new Option(
+        '--root <dir>',
+        'write under this directory instead of /, and leave systemd/launchd alone; env OLLANA_SERVICE_ROOT',
+      ),
+    );
+    sub.action(() => {
+      const o = sub.opts() as { user?: boolean; system?: boolean; root?: string };
+      result = {
+        command: 'service',
+        verb,
+        scope: o.system === true ? 'system' : o.user === true ? 'user' : null,
+        root: o.root ?? null,
+      };
+    });
+    return sub;
+  });
+
+  for (const cmd of [program, serve, stop, status, doctor, device, ...deviceCmds, service, ...serviceCmds]) {
     cmd.exitOverride().configureOutput({
       writeOut: (s) => {
         printed += s;
@@ -199,8 +263,8 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
     });
   }
 
-  // Commander acts on --help before it looks up the command, so `ollana doctor --help` would print the
-  // overview and exit 0 where `ollana doctor` is an unknown command: check the command words first.
+  // Commander acts on --help before it looks up the command, so `ollana nosuch --help` would print the
+  // overview and exit 0 where `ollana nosuch` is an unknown command: check the command words first.
   const unknown = unknownCommand(program, argv);
   if (unknown !== null) throw new OllanaError('OLN_USAGE', `unknown command '${unknown}'; see \`ollana --help\``);
 

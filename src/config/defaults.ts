@@ -29,6 +29,8 @@ export interface ServeConfig {
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
+  /** A client node's in-flight requests on one server before the next request for its model spills elsewhere. */
+  readonly spillAfter: number;
   readonly upstreamKeepAliveMs: number;
   readonly requestHeadersTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
@@ -68,6 +70,9 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   headersTimeoutMs: 0,
   bodyTimeoutMs: 0,
   upstreamConnections: 512,
+  // Ollama runs up to 4 requests of a loaded model at once when memory allows (OLLAMA_NUM_PARALLEL);
+  // a fifth waits in its queue, and a cold load elsewhere costs seconds and the model's memory again.
+  spillAfter: 4,
   upstreamKeepAliveMs: 60_000,
   // Clients send their headers in one write; a connection that has not finished them in 10 s (from
   // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
@@ -157,7 +162,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     flag: '--workers',
     kind: 'count',
     env: ['OLLANA_WORKERS'],
-    help: 'proxy worker threads sharing the port',
+    help: 'proxy worker threads sharing the port (1 on macOS and Windows, which lack SO_REUSEPORT)',
     defaultText: `${DEFAULT_WORKERS} (cores, at most 8)`,
     docDefault: 'cores, at most 8',
   },
@@ -176,7 +181,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     env: ['OLLANA_LOG_FILE'],
     help: 'write logs to this file',
     defaultText: 'stdout; with -d: <state dir>/ollana.log',
-    docDefault: 'stdout; with `-d`: `$XDG_STATE_HOME/ollana/ollana.log`',
+    docDefault:
+      'stdout; with `-d`: `$XDG_STATE_HOME/ollana/ollana.log` (Linux), `~/Library/Logs/ollana/ollana.log` (macOS), `%LOCALAPPDATA%\\ollana\\logs\\ollana.log` (Windows)',
   },
   {
     key: 'pidFile',
@@ -186,7 +192,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'pid file',
     defaultText: '<runtime dir>/ollana.pid',
     doc: 'first line the pid, then its start time, a token, the drain timeout and the listen address; written to a temporary file and renamed, so never seen half-written. A node whose drain timeout cut requests leaves `<pid file>.cut` for `ollana stop` to report',
-    docDefault: '`$XDG_RUNTIME_DIR/ollana/ollana.pid`, else in the data dir',
+    docDefault:
+      '`$XDG_RUNTIME_DIR/ollana/ollana.pid`, else in the data dir (Linux); in the data dir (macOS); `%LOCALAPPDATA%\\ollana\\ollana.pid` (Windows)',
   },
   {
     key: 'daemon',
@@ -202,9 +209,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     kind: 'path',
     env: ['OLLANA_HOME'],
     help: 'data directory (identity, config.json)',
-    defaultText: '$XDG_CONFIG_HOME/ollana or ~/.config/ollana',
-    doc: 'data directory (mode 0700): config file, identity (`cert.pem`, `key.pem` 0600), `devices.json`, `pending.json`, `trust.lock` (see [the trust files](lan.md#the-trust-files))',
-    docDefault: '`$XDG_CONFIG_HOME/ollana` or `~/.config/ollana`',
+    defaultText:
+      '$XDG_CONFIG_HOME/ollana or ~/.config/ollana; macOS ~/Library/Application Support/ollana; Windows %APPDATA%\\ollana',
+    doc: 'data directory (mode 0700): config file, identity (`cert.pem`, `key.pem` 0600), `devices.json`, `pending.json`, `trust.lock` (see [the trust files](lan.md#the-trust-files)), `control.token` (0600, while the node runs: `ollana stop` without signals)',
+    docDefault:
+      '`$XDG_CONFIG_HOME/ollana` or `~/.config/ollana` (Linux), `~/Library/Application Support/ollana` (macOS), `%APPDATA%\\ollana` (Windows)',
   },
   {
     key: 'drainTimeoutMs',
@@ -253,6 +262,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     kind: 'count',
     env: ['OLLANA_UPSTREAM_CONNECTIONS'],
     help: 'keep-alive connections per worker per upstream',
+  },
+  {
+    key: 'spillAfter',
+    flag: '--spill-after',
+    kind: 'count',
+    env: ['OLLANA_SPILL_AFTER'],
+    help: "client node: a model's requests in flight on its server before the next goes to another server",
+    doc: 'A client node sends every request for a model to the one server that has it loaded (warm) while that server has fewer than this many requests of this worker in flight; past it, the request goes to another server that has the model loaded, or else is loaded on one (see docs/residency.md). Set it to the `OLLAMA_NUM_PARALLEL` of your servers.',
   },
   {
     key: 'upstreamKeepAliveMs',

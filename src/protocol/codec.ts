@@ -15,9 +15,8 @@ export function decodeMessage(bytes: unknown): Message {
   const result = messageSchema.safeParse(value);
   if (!result.success) {
     const first = result.error.issues[0];
-    throw new ProtocolError(
-      `malformed message: ${first ? `${first.path.join('.') || 'message'}: ${first.message}` : 'invalid'}`,
-    );
+    const path = first ? first.path.join('.') || 'message' : null;
+    throw new ProtocolError('malformed', `malformed message: ${first ? `${path}: ${first.message}` : 'invalid'}`, path);
   }
   return result.data;
 }

@@ -14,6 +14,8 @@ export type StatusReply = (status: NodeStatus | null, error: string | null) => v
 export interface ProxyPoolEvents {
   /** a worker needs GET /ollana/v1/status */
   'status-request': [reply: StatusReply];
+  /** a worker needs GET /ollana/v1/metrics: the text, or null and why not */
+  'metrics-request': [reply: (text: string | null, error: string | null) => void];
   /** a slot keeps failing at start-up: the pool gave up on it */
   fatal: [err: OllanaError];
   'worker-ready': [index: number];

@@ -11,7 +11,8 @@ import { ProtocolError } from './wire.ts';
 export type Path = readonly (string | number)[];
 
 export function bad(path: Path, what: string): never {
-  throw new ProtocolError(`malformed message: ${path.length === 0 ? 'message' : path.join('.')}: ${what}`);
+  const field = path.length === 0 ? 'message' : path.join('.');
+  throw new ProtocolError('malformed', `malformed message: ${field}: ${what}`, field);
 }
 
 /**

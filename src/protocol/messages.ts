@@ -29,6 +29,10 @@ export const upstreamSchema = z.object({
   leader: z.boolean(),
   /** in-flight requests the server last reported, to balance before this worker has sent it any */
   load: z.number(),
+  /** models loaded on it (its /api/ps), when known: a client node routes to a warm server first */
+  loaded: z.array(z.string()).optional(),
+  /** when `loaded` was read (ms since the epoch): a worker's own newer reading wins (route/residency.ts) */
+  loadedAt: z.number().optional(),
 });
 export type Upstream = z.infer<typeof upstreamSchema>;
 
@@ -202,10 +206,25 @@ const messageSchema = z.discriminatedUnion('type', [
     status: z.record(z.string(), z.unknown()).nullable(),
     error: errorData.nullable(),
   }),
+  z.object({ type: z.literal('metrics.collect'), id: z.number().int() }),
+  /** the node's metrics in the Prometheus text format, or why there are none */
+  z.object({
+    type: z.literal('metrics.reply'),
+    id: z.number().int(),
+    text: z.string().nullable(),
+    error: errorData.nullable(),
+  }),
   // proxy worker -> supervisor
   z.object({ type: z.literal('proxy.ready'), worker: z.number().int(), threadId: z.number().int() }),
   z.object({ type: z.literal('stats.report'), id: z.number().int(), stats: workerStatsSchema }),
   z.object({ type: z.literal('status.request'), id: z.number().int() }),
+  /** a worker's metrics as prom-client's getMetricsAsJSON() gives them (metrics/hub.ts adds them up) */
+  z.object({
+    type: z.literal('metrics.report'),
+    id: z.number().int(),
+    metrics: z.array(z.record(z.string(), z.unknown())),
+  }),
+  z.object({ type: z.literal('metrics.request'), id: z.number().int() }),
   /** a server node's worker refused a device after the handshake */
   z.object({
     type: z.literal('trust.refused'),
@@ -229,6 +248,8 @@ export const SUPERVISOR_TO_PROXY = [
   'proxy.drain',
   'status.reply',
   'trust.update',
+  'metrics.collect',
+  'metrics.reply',
 ] as const;
 export type SupervisorToProxy = MessageOf<(typeof SUPERVISOR_TO_PROXY)[number]>;
 export const PROXY_TO_SUPERVISOR = [
@@ -237,6 +258,8 @@ export const PROXY_TO_SUPERVISOR = [
   'status.request',
   'trust.refused',
   'trust.refused-by',
+  'metrics.report',
+  'metrics.request',
 ] as const;
 export type ProxyToSupervisor = MessageOf<(typeof PROXY_TO_SUPERVISOR)[number]>;
 

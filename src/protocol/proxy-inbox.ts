@@ -21,6 +21,8 @@ function upstream(v: unknown, path: Path): Upstream {
     models: array(o.models, [...path, 'models'], str),
     leader: bool(o.leader, [...path, 'leader']),
     load: num(o.load, [...path, 'load']),
+    ...(o.loaded === undefined ? {} : { loaded: array(o.loaded, [...path, 'loaded'], str) }),
+    ...(o.loadedAt === undefined ? {} : { loadedAt: num(o.loadedAt, [...path, 'loadedAt']) }),
   };
 }
 
@@ -90,6 +92,15 @@ export function decodeForProxy(raw: unknown): SupervisorToProxy {
         type,
         id: int(m.id, ['id']),
         status: m.status === null ? null : plainRecord(m.status, ['status']),
+        error: m.error === null ? null : errorData(m.error, ['error']),
+      };
+    case 'metrics.collect':
+      return { type, id: int(m.id, ['id']) };
+    case 'metrics.reply':
+      return {
+        type,
+        id: int(m.id, ['id']),
+        text: m.text === null ? null : str(m.text, ['text']),
         error: m.error === null ? null : errorData(m.error, ['error']),
       };
     default:

@@ -9,9 +9,24 @@ import { decode, encode } from '@msgpack/msgpack';
 import type { Message } from './messages.ts';
 import type { InputErrorCode } from '../errors.ts';
 
+/** Why a message was refused: stable, for logs and tests (the message says it in words). */
+export type ProtocolReason = 'not-bytes' | 'undecodable' | 'malformed' | 'unexpected-type';
+
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
   readonly code = 'OLN_BAD_MESSAGE' satisfies InputErrorCode;
+  readonly reason: ProtocolReason;
+  /**
+   * 'not-bytes': what arrived instead (its typeof); 'malformed': the field found wrong, dotted
+   * ('message': the whole); 'unexpected-type': the type; 'undecodable': null.
+   */
+  readonly detail: string | null;
+
+  constructor(reason: ProtocolReason, message: string, detail: string | null = null) {
+    super(message);
+    this.reason = reason;
+    this.detail = detail;
+  }
 }
 
 /** Turns what arrived on a port into a message this side takes, or throws a ProtocolError. */
@@ -24,16 +39,17 @@ export function encodeMessage(msg: Message): Uint8Array {
 /** msgpack bytes to a value of unknown shape; anything else, or bad bytes, is a ProtocolError. */
 export function unpack(bytes: unknown): unknown {
   if (!(bytes instanceof Uint8Array)) {
-    throw new ProtocolError(`expected a msgpack buffer, got ${typeof bytes}`);
+    throw new ProtocolError('not-bytes', `expected a msgpack buffer, got ${typeof bytes}`, typeof bytes);
   }
   try {
     return decode(bytes);
   } catch (err) {
-    throw new ProtocolError(`undecodable msgpack (${(err as Error).message})`);
+    throw new ProtocolError('undecodable', `undecodable msgpack (${(err as Error).message})`);
   }
 }
 
 /** The error for a well-formed message whose type this port does not take. */
 export function unexpectedType(type: string): ProtocolError {
-  return new ProtocolError(`unexpected message ${type.length > 64 ? `${type.slice(0, 64)}…` : type} on this port`);
+  const shown = type.length > 64 ? `${type.slice(0, 64)}…` : type;
+  return new ProtocolError('unexpected-type', `unexpected message ${shown} on this port`, shown);
 }

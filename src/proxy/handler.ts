@@ -6,7 +6,7 @@
  * the server nodes through their pools (route/).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream } from '../protocol/messages.ts';
 import {
@@ -18,14 +18,18 @@ import {
 } from './listen/cors.ts';
 import { sendError, sendJson } from './http/errors-http.ts';
 import { aggregate } from './route/aggregate.ts';
-import { type ConnectionGuard, afterBody } from './listen/connection-guard.ts';
+import { afterBody } from './listen/body-watch.ts';
+import type { ConnectionGuard } from './listen/connection-guard.ts';
 import { Forward } from './route/forward.ts';
 import { affineTarget, candidates, classify, retryableStatus } from './route/router.ts';
 import { routeByModel } from './route/body-model.ts';
-import { parseModel } from './route/model-name.ts';
+import { ModelRoutes, isManaged } from './route/model-routes.ts';
+import { DEFAULTS } from '../config/defaults.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './http/headers.ts';
+import { readWhole } from './http/request-body.ts';
 import type { StatsCollector } from './stats.ts';
-import { Relay, type RelayOptions } from './relay/relay.ts';
+import { Relay } from './relay/relay.ts';
+import type { RelayOptions } from './relay/relay-contract.ts';
 import { NodeDownstream, relayable } from './relay/node-downstream.ts';
 import { type Upstreams, loadUndici, undiciLoaded } from './route/upstreams.ts';
 import { OwnEndpoints } from './own-endpoints.ts';
@@ -45,24 +49,6 @@ const DROP_UPSTREAM_CORS = new Set([
   'vary',
 ]);
 
-/**
- * Reads a request body of a declared small size whole. The HTTP parser enforces Content-Length, so
- * no size check is needed here; a client that goes away mid-body never gets its request forwarded.
- * One chunk (the usual case) is passed on without a copy.
- */
-function readWhole(req: IncomingMessage, then: (body: Buffer) => void): void {
-  let first: Buffer | null = null;
-  let rest: Buffer[] | null = null;
-  req.on('data', (chunk: Buffer) => {
-    if (first === null) first = chunk;
-    else {
-      rest ??= [first];
-      rest.push(chunk);
-    }
-  });
-  req.once('end', () => then(rest !== null ? Buffer.concat(rest) : (first ?? Buffer.alloc(0))));
-}
-
 export class NodeHandler {
   readonly #settings: ProxySettings;
   readonly #log: Logger;
@@ -73,6 +59,8 @@ export class NodeHandler {
   readonly #origins: OriginPolicy;
   readonly #hostCheck: boolean;
   readonly #onFinish: () => void;
+  /** Where each model lives, and the requests that go there (a client node). */
+  readonly #models: ModelRoutes;
   /** The routes now (ProxyServer.setRoutes). */
   table: RouteTable = { version: 0, role: 'server', upstreams: [] };
   /** Set when the worker drains: answers close their connections. */
@@ -102,6 +90,10 @@ export class NodeHandler {
     this.#origins = new OriginPolicy(settings.origins);
     this.#hostCheck = hostCheck;
     this.#onFinish = onFinish;
+    this.#models = new ModelRoutes(upstreams, stats, log, settings.spillAfter ?? DEFAULTS.spillAfter, {
+      forward: (...a) => this.#forward(...a),
+      noServer: (res, url, cors) => this.#noServer(res, url, cors),
+    });
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -194,6 +186,10 @@ export class NodeHandler {
         afterBody(req, () => this.#aggregate(cls, req, res, cors));
         return;
       case 'affine': {
+        if (isManaged(path) && hasBody && Number(req.headers['content-length'] ?? SMALL_BODY + 1) <= SMALL_BODY) {
+          readWhole(req, (body) => this.#models.manage(req, res, this.table.upstreams, body, cors));
+          return;
+        }
         const target = affineTarget(ups);
         if (target === null) {
           this.#noServer(res, url, cors);
@@ -203,19 +199,9 @@ export class NodeHandler {
         return;
       }
       case 'by-model':
-        routeByModel(req, (model, body) => {
-          const list = candidates(this.table.upstreams, model, this.#upstreams.inFlight, this.#turn++);
-          if (list.length === 0) {
-            if (body instanceof Readable) body.destroy();
-            this.#noServer(res, url, cors);
-            return;
-          }
-          // A body read whole can be sent again to the next server; one still streaming cannot.
-          const cloud = model !== null && parseModel(model).cloud;
-          if (body === null || Buffer.isBuffer(body))
-            this.#forward(req, res, list, body, (status) => retryableStatus(status, cls, cloud), cors);
-          else this.#forward(req, res, [list[0]!], body, null, cors);
-        });
+        routeByModel(req, (model, body) =>
+          this.#models.byModel(req, res, this.table.upstreams, model, body, cors, this.#turn++),
+        );
         return;
       case 'any': {
         const list = candidates(ups, null, this.#upstreams.inFlight, this.#turn++);
@@ -253,12 +239,14 @@ export class NodeHandler {
     body: Readable | Buffer | null,
     retryable: ((status: number) => boolean) | null,
     cors: string[] | null,
+    model: string | null = null,
+    onServed: ((u: Upstream, status: number) => void) | null = null,
   ): void {
     if (!undiciLoaded()) {
       // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
       loadUndici().then(
         () => {
-          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors);
+          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors, model, onServed);
         },
         (err: Error) => {
           this.#stats.status(500);
@@ -273,6 +261,7 @@ export class NodeHandler {
     const handler = new Forward(req, res, {
       stats: this.#stats,
       log: this.#log,
+      model,
       candidates: this.#upstreams.reachableFirst(list),
       describe: (u) => (u.id === 'local' ? `Ollama at ${u.url}` : `server node ${u.id} at ${u.url}`),
       dispatch: (u, h) =>
@@ -295,6 +284,7 @@ export class NodeHandler {
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       attempt: this.#upstreams.onAttempt,
       onFinish: this.#onFinish,
+      onServed,
       clientBroken: this.#guard.broken,
       outOfFiles: this.#guard.outOfFiles,
     });

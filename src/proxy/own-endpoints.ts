@@ -1,5 +1,5 @@
 /**
- * ollana's own endpoints under /ollana/ (health, status, the debug crash hook), answered by every
+ * ollana's own endpoints under /ollana/ (health, status, metrics, the debug crash hook), answered by every
  * proxy worker; the status itself comes from the supervisor, which sees all workers (ProxyHost).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import type { RouteTable } from '../protocol/messages.ts';
 import { sendError, sendJson } from './http/errors-http.ts';
 import type { ProxyHost } from './proxy-server.ts';
+import { sendMetrics } from '../metrics/exposition.ts';
 
 export class OwnEndpoints {
   readonly #debugHooks: boolean;
@@ -38,6 +39,13 @@ export class OwnEndpoints {
       this.#host.status().then(
         (status) => sendJson(res, 200, status, cors),
         (err: Error) => sendError(res, url, 503, `ollana: status unavailable: ${err.message}`, cors),
+      );
+      return;
+    }
+    if (path === '/ollana/v1/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+      this.#host.metrics().then(
+        (text) => sendMetrics(res, text, cors),
+        (err: Error) => sendError(res, url, 503, `ollana: metrics unavailable: ${err.message}`, cors),
       );
       return;
     }

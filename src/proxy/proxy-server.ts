@@ -7,13 +7,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.ts';
 import type { RouteTable, WorkerStats } from '../protocol/messages.ts';
-import { ConnectionGuard, MAX_HEADER_BYTES } from './listen/connection-guard.ts';
+import { ConnectionGuard } from './listen/connection-guard.ts';
+import { MAX_HEADER_BYTES } from './listen/guard-settings.ts';
 import type { NodeStatus } from '../protocol/status.ts';
 import { StatsCollector } from './stats.ts';
 import type { TlsServerSettings } from '../net/tls.ts';
 import type { Admission } from './listen/trust-gate.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
-import type { RelayOptions } from './relay/relay.ts';
+import type { RelayOptions } from './relay/relay-contract.ts';
 import { FastFront } from './fast/front.ts';
 import { Listener } from './listen/listener.ts';
 import { NodeHandler, SMALL_BODY } from './handler.ts';
@@ -28,6 +29,8 @@ export interface ProxySettings {
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
+  /** Client node: in-flight requests on a server before a model's next request spills (route/placement.ts). */
+  readonly spillAfter?: number;
   readonly upstreamKeepAliveMs: number;
   /** Client side: time to send request headers, idle time between requests, open connections per node (connection-guard.ts). */
   readonly requestHeadersTimeoutMs: number;
@@ -46,6 +49,8 @@ export interface ProxySettings {
   readonly tls: TlsServerSettings | null;
   /** Whether the listener itself speaks TLS (the server node's LAN port). */
   readonly listenTls: boolean;
+  /** Whether the listening socket takes SO_REUSEPORT (true when left out; false where the OS has none: platform/workers.ts). */
+  readonly reusePort?: boolean;
   readonly trust: TrustSettings;
   /** Shared with the supervisor: slot `worker` holds this worker's in-flight requests (see StatsCollector). */
   readonly loadBoard?: Int32Array;
@@ -54,6 +59,8 @@ export interface ProxySettings {
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
 export interface ProxyHost {
   status(): Promise<NodeStatus>;
+  /** The node's metrics in the Prometheus text format (the supervisor adds up all workers'). */
+  metrics(): Promise<string>;
   crash(): void;
   /** A device was refused after the handshake (the supervisor logs it and lists it as pending). */
   refused(a: Admission, addr: string): void;

@@ -8,6 +8,7 @@ import { threadId } from 'node:worker_threads';
 import { rssBytes } from '../net/open-files.ts';
 import { tlsCounts } from '../net/tls.ts';
 import type { LatencySummary, WorkerStats } from '../protocol/messages.ts';
+import { WorkerMetrics } from '../metrics/worker-metrics.ts';
 
 function summary(h: RecordableHistogram): LatencySummary {
   // Recorded in microseconds; reported in milliseconds.
@@ -41,6 +42,8 @@ export class StatsCollector {
   readonly #duration = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
   #inFlight = 0;
   readonly #board: Int32Array | null;
+  /** The labelled request metrics served at /ollana/v1/metrics (metrics/). */
+  readonly metrics: WorkerMetrics = new WorkerMetrics(this);
 
   /**
    * @param board memory shared with the supervisor, one slot per worker, where this worker keeps its

@@ -32,6 +32,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   const data = workerData as ProxyWorkerData;
   const log = createLogger(data.log, { actor: 'proxy', worker: task.worker });
   const statusReplies = new PendingReplies<NodeStatus>();
+  const metricsReplies = new PendingReplies<{ text: string | null; error: string | null }>();
   let endpoint: Endpoint<SupervisorToProxy, ProxyToSupervisor> | null = null;
   const reported = new Map<string, number>();
   const refusals = new RefusalReports();
@@ -55,6 +56,14 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
         const { id, reply } = statusReplies.open(STATUS_DEADLINE_MS, 'status request to the supervisor');
         endpoint?.send({ type: 'status.request', id });
         return reply;
+      },
+      metrics: () => {
+        const { id, reply } = metricsReplies.open(STATUS_DEADLINE_MS, 'metrics request to the supervisor');
+        endpoint?.send({ type: 'metrics.request', id });
+        return reply.then((r) => {
+          if (r.text === null) throw new Error(r.error ?? 'no metrics');
+          return r.text;
+        });
       },
       crash: () => {
         setImmediate(() => {
@@ -102,6 +111,20 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
           // and this worker only serves it as JSON.
           if (msg.status !== null) statusReplies.settle(msg.id, msg.status as unknown as NodeStatus);
           break;
+        case 'metrics.collect':
+          server.stats.metrics.snapshot().then(
+            (metrics) =>
+              endpoint?.send({
+                type: 'metrics.report',
+                id: msg.id,
+                metrics: metrics as unknown as Record<string, unknown>[],
+              }),
+            (err: Error) => log.error({ err }, "cannot read this worker's metrics"),
+          );
+          break;
+        case 'metrics.reply':
+          metricsReplies.settle(msg.id, { text: msg.text, error: msg.error?.message ?? null });
+          break;
         default: {
           const never: never = msg;
           throw new Error(`unhandled message ${JSON.stringify(never)}`);
@@ -131,6 +154,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   const cut = await server.drain(deadlineMs);
   if (cut > 0) log.warn({ cut }, 'drain deadline reached; cut in-flight requests');
   statusReplies.rejectAll(new Error('worker stopping'));
+  metricsReplies.rejectAll(new Error('worker stopping'));
   task.port.close();
   return { worker: task.worker, cut };
 }

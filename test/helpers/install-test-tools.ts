@@ -1,6 +1,10 @@
 /**
  * Run by `npm test` before the tests (pretest): the network-namespace tests need root, `ip`
- * (iproute2), `unshare` (util-linux) and `nft` (nftables). As root on a machine with apt-get, the
+ * (iproute2), `unshare` (util-linux) and `nft` (nftables); the metrics test needs Prometheus'
+ * `promtool` (Debian's `prometheus` package: about 19 MB to download, 96 MB installed, 20-40 s; the
+ * only Debian package that ships promtool); the Wireshark dissector's test needs `tshark` (with
+ * dumpcap, to capture inside a namespace); the service test needs `systemd-analyze` (systemd, ~3 MB,
+ * present on most Debian systems already). As root on a machine with apt-get, the
  * missing ones are installed; otherwise this says what is missing, and those tests are reported
  * skipped one by one with the reason (testkit/netns.ts netnsTest), never left out of the count.
  * OLLANA_TEST_NO_INSTALL=1 turns the installing off.
@@ -11,7 +15,17 @@ const TOOLS = [
   { command: 'ip', pkg: 'iproute2' },
   { command: 'unshare', pkg: 'util-linux' },
   { command: 'nft', pkg: 'nftables' },
+  { command: 'promtool', pkg: 'prometheus' },
+  { command: 'tshark', pkg: 'tshark' },
+  // test/integration/service-cli.test.ts checks the units `ollana service` writes with `systemd-analyze verify`.
+  { command: 'systemd-analyze', pkg: 'systemd' },
 ] as const;
+
+/**
+ * Answers tshark's install-time question (may non-root users capture?) so apt never waits on it: no,
+ * the tests capture as root.
+ */
+const DEBCONF_PRESEED = 'wireshark-common wireshark-common/install-setuid boolean false\n';
 
 function installed(command: string): boolean {
   try {
@@ -43,14 +57,21 @@ function main(): void {
         ? 'OLLANA_TEST_NO_INSTALL=1'
         : 'there is no apt-get';
     say(
-      `the network-namespace tests need ${what}, which ${missing.length === 1 ? 'is' : 'are'} missing, and ${why}: ` +
-        `they will be reported as skipped. To run them: as root, \`apt-get install ${pkgs.join(' ')}\` (or your system's packages), then \`npm test\``,
+      `the network-namespace, metrics and dissector tests need ${what}, which ${missing.length === 1 ? 'is' : 'are'} missing, and ${why}: ` +
+        `the network-namespace tests will be reported as skipped, the metrics test fails without promtool. To run them: as root, \`apt-get install ${pkgs.join(' ')}\` (or your system's packages), then \`npm test\``,
     );
     return;
   }
-  say(`installing ${pkgs.join(' ')}: the network-namespace tests need ${what}`);
+  say(`installing ${pkgs.join(' ')}: the network-namespace, metrics and dissector tests need ${what}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   try {
+    if (pkgs.includes('tshark') && installed('debconf-set-selections')) {
+      execFileSync('debconf-set-selections', [], {
+        input: DEBCONF_PRESEED,
+        stdio: ['pipe', 'ignore', 'inherit'],
+        timeout: 30_000,
+      });
+    }
     execFileSync('apt-get', ['update', '-qq'], { stdio: ['ignore', 'ignore', 'inherit'], env, timeout: 300_000 });
     execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], {
       stdio: ['ignore', 'ignore', 'inherit'],

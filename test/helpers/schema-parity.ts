@@ -16,8 +16,7 @@ export function verdict<T>(decode: Decode<T>, bytes: unknown): Verdict<T> {
     return { ok: decode(bytes) };
   } catch (err) {
     assert.ok(err instanceof ProtocolError, `not a ProtocolError: ${String(err)}`);
-    const path = /^malformed message: ([^:]*):/.exec(err.message)?.[1];
-    return { path: path ?? err.message };
+    return { path: err.reason === 'malformed' ? (err.detail ?? err.reason) : `${err.reason} ${err.detail ?? ''}` };
   }
 }
 

@@ -240,6 +240,7 @@ test('in one proxy thread: 200 streams aborted in a loop leave no timer, socket 
     pino({ level: 'silent' }),
     {
       status: () => Promise.reject(new Error('no status in this test')),
+      metrics: () => Promise.reject(new Error('no metrics in this test')),
       crash: () => undefined,
       refused: () => undefined,
       refusedBy: () => undefined,

@@ -75,6 +75,7 @@ async function proxy(role: RouteTable['role']): Promise<{ url: string; logged: L
   };
   const server = new ProxyServer(settings, log, {
     status: () => Promise.reject(new Error('no status in this test')),
+    metrics: () => Promise.reject(new Error('no metrics in this test')),
     crash: () => undefined,
     refused: () => undefined,
     refusedBy: () => undefined,

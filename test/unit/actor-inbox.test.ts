@@ -143,11 +143,15 @@ test('malformed messages are refused naming the same field as the schema', () =>
 test('a message of another direction or an unknown type is refused as unexpected, garbage as undecodable', () => {
   assert.throws(() => decodeForDiscovery(encodeMessage({ type: 'peer.gone', id: 'x', reason: 'bye' })), {
     name: 'ProtocolError',
-    message: 'unexpected message peer.gone on this port',
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'unexpected-type',
+    detail: 'peer.gone',
   });
   assert.throws(() => decodeForElection(encodeMessage({ type: 'discovery.stop' })), {
     name: 'ProtocolError',
-    message: 'unexpected message discovery.stop on this port',
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'unexpected-type',
+    detail: 'discovery.stop',
   });
   assert.throws(
     () => decodeForElection(encode({ type: 'x'.repeat(1000) })),
@@ -155,15 +159,19 @@ test('a message of another direction or an unknown type is refused as unexpected
   );
   assert.throws(() => decodeForDiscovery(encode({ type: 7 })), {
     name: 'ProtocolError',
-    message: 'malformed message: type: expected a string',
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'malformed',
+    detail: 'type',
   });
   assert.throws(() => decodeForElection(new Uint8Array([0xc1])), {
     name: 'ProtocolError',
-    message: /^undecodable msgpack/,
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'undecodable',
   });
   assert.throws(() => decodeForDiscovery('hello'), {
     name: 'ProtocolError',
-    message: 'expected a msgpack buffer, got string',
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'not-bytes',
   });
 });
 

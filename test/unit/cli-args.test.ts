@@ -180,14 +180,14 @@ test('an unknown command is OLN_USAGE naming it', () => {
 
 test('issue #14: an unknown command is OLN_USAGE with --help too, at every level and through `help`', () => {
   for (const argv of [
-    ['doctor', '--help'],
-    ['doctor', '-h'],
-    ['--help', 'doctor'],
-    ['help', 'doctor'],
-    ['-v', 'doctor'],
+    ['frobnicate', '--help'],
+    ['frobnicate', '-h'],
+    ['--help', 'frobnicate'],
+    ['help', 'frobnicate'],
+    ['-v', 'frobnicate'],
   ]) {
     const err = usageError(argv, 'OLN_USAGE');
-    assert.equal(err.message, "unknown command 'doctor'; see `ollana --help`", argv.join(' '));
+    assert.equal(err.message, "unknown command 'frobnicate'; see `ollana --help`", argv.join(' '));
   }
   for (const argv of [
     ['device', 'forget', '--help'],
@@ -199,7 +199,7 @@ test('issue #14: an unknown command is OLN_USAGE with --help too, at every level
   // Known commands keep their help, whatever follows them.
   assert.equal(printed(['help', 'serve']), printed(['serve', '--help']));
   assert.equal(printed(['help', 'device']), printed(['device', '--help']));
-  assert.equal(printed(['serve', '--listen', 'doctor', '--help']), printed(['serve', '--help']));
+  assert.equal(printed(['serve', '--listen', 'frobnicate', '--help']), printed(['serve', '--help']));
   assert.equal(printed(['device', 'allow', 'SOMEID', '--help']), printed(['device', 'allow', '--help']));
   assert.equal(printed(['help']), printed(['--help']));
 });

@@ -136,6 +136,19 @@ const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: 
   'proxy.ready': [{ type: 'proxy.ready', worker: 0, threadId: 12 }],
   'stats.report': [{ type: 'stats.report', id: 9, stats }],
   'status.request': [{ type: 'status.request', id: 2 }],
+  'metrics.collect': [{ type: 'metrics.collect', id: 3 }],
+  'metrics.reply': [
+    { type: 'metrics.reply', id: 4, text: '# HELP x y\n', error: null },
+    { type: 'metrics.reply', id: 5, text: null, error: { code: 'OLN_INTERNAL', message: 'no metrics' } },
+  ],
+  'metrics.report': [
+    {
+      type: 'metrics.report',
+      id: 6,
+      metrics: [{ name: 'ollana_requests_total', help: 'h', type: 'counter', values: [] }],
+    },
+  ],
+  'metrics.request': [{ type: 'metrics.request', id: 7 }],
   'trust.update': [{ type: 'trust.update', trust: { trustLan: false, allowed: ['AAAAAAA-BBBBBBB'], disabled: [] } }],
   'trust.refused': [
     { type: 'trust.refused', id: 'AAAAAAA-BBBBBBB', name: 'lab-h2', addr: '10.0.0.2', verdict: 'unknown' },
@@ -214,6 +227,7 @@ test('decode drops unknown keys rather than passing them on', () => {
 });
 
 /** Asserts decodeMessage throws a ProtocolError (not any other exception) and returns its message. */
+/** The refusal's reason and detail (the field, the type or what arrived), as one string. */
 function protocolError(input: unknown): string {
   let caught: unknown;
   try {
@@ -223,53 +237,54 @@ function protocolError(input: unknown): string {
   }
   assert.ok(caught instanceof ProtocolError, `expected a ProtocolError, got ${String(caught)}`);
   assert.equal(caught.name, 'ProtocolError');
-  return caught.message;
+  assert.equal(caught.code, 'OLN_BAD_MESSAGE');
+  return caught.detail === null ? caught.reason : `${caught.reason} ${caught.detail}`;
 }
 
 test('a non-Uint8Array is a ProtocolError naming what arrived', () => {
-  assert.equal(protocolError('hello'), 'expected a msgpack buffer, got string');
-  assert.equal(protocolError(undefined), 'expected a msgpack buffer, got undefined');
-  assert.equal(protocolError(null), 'expected a msgpack buffer, got object');
-  assert.equal(protocolError(42), 'expected a msgpack buffer, got number');
-  assert.equal(protocolError({ type: 'stats.request', id: 1 }), 'expected a msgpack buffer, got object');
-  assert.equal(protocolError(new ArrayBuffer(4)), 'expected a msgpack buffer, got object');
-  assert.equal(protocolError([0x80]), 'expected a msgpack buffer, got object');
+  assert.equal(protocolError('hello'), 'not-bytes string');
+  assert.equal(protocolError(undefined), 'not-bytes undefined');
+  assert.equal(protocolError(null), 'not-bytes object');
+  assert.equal(protocolError(42), 'not-bytes number');
+  assert.equal(protocolError({ type: 'stats.request', id: 1 }), 'not-bytes object');
+  assert.equal(protocolError(new ArrayBuffer(4)), 'not-bytes object');
+  assert.equal(protocolError([0x80]), 'not-bytes object');
 });
 
 test('undecodable bytes are a ProtocolError', () => {
-  assert.match(protocolError(new Uint8Array([])), /^undecodable msgpack \(/);
-  assert.match(protocolError(new Uint8Array([0xc1])), /^undecodable msgpack \(/); // 0xc1 is never used
+  assert.match(protocolError(new Uint8Array([])), /^undecodable$/);
+  assert.match(protocolError(new Uint8Array([0xc1])), /^undecodable$/); // 0xc1 is never used
   const good = encodeMessage({ type: 'stats.report', id: 9, stats });
   for (const cut of [1, 2, 10, good.length - 1]) {
-    assert.match(protocolError(good.subarray(0, cut)), /^undecodable msgpack \(/, `truncated to ${cut}`);
+    assert.match(protocolError(good.subarray(0, cut)), /^undecodable$/, `truncated to ${cut}`);
   }
   const extra = new Uint8Array([...encodeMessage({ type: 'stats.request', id: 1 }), 0x01]);
-  assert.match(protocolError(extra), /^undecodable msgpack \(/);
+  assert.match(protocolError(extra), /^undecodable$/);
 });
 
 test('well-formed msgpack of the wrong shape is a ProtocolError naming the path', () => {
-  assert.match(protocolError(encode(42)), /^malformed message: /);
-  assert.match(protocolError(encode(null)), /^malformed message: /);
-  assert.match(protocolError(encode([1, 2])), /^malformed message: /);
-  assert.match(protocolError(encode({})), /^malformed message: type: /);
-  assert.match(protocolError(encode({ type: 'stats.request' })), /^malformed message: id: /);
-  assert.match(protocolError(encode({ type: 'stats.request', id: 1.5 })), /^malformed message: id: /);
-  assert.match(protocolError(encode({ type: 'stats.request', id: '1' })), /^malformed message: id: /);
-  assert.match(protocolError(encode({ type: 'log.level', level: 'loud' })), /^malformed message: level: /);
+  assert.match(protocolError(encode(42)), /^malformed /);
+  assert.match(protocolError(encode(null)), /^malformed /);
+  assert.match(protocolError(encode([1, 2])), /^malformed /);
+  assert.match(protocolError(encode({})), /^malformed type$/);
+  assert.match(protocolError(encode({ type: 'stats.request' })), /^malformed id$/);
+  assert.match(protocolError(encode({ type: 'stats.request', id: 1.5 })), /^malformed id$/);
+  assert.match(protocolError(encode({ type: 'stats.request', id: '1' })), /^malformed id$/);
+  assert.match(protocolError(encode({ type: 'log.level', level: 'loud' })), /^malformed level$/);
   assert.match(
     protocolError(encode({ type: 'routes.update', table: { version: 1, role: 'client', upstreams: [{ id: 'x' }] } })),
-    /^malformed message: table\.upstreams\.0\.url: /,
+    /^malformed table\.upstreams\.0\.url$/,
   );
   assert.match(
     protocolError(encode({ type: 'status.reply', id: 1, status: null, error: { code: 1, message: 'm' } })),
-    /^malformed message: error\.code: /,
+    /^malformed error\.code$/,
   );
-  assert.match(protocolError(encode(new Date(0))), /^malformed message: /); // msgpack timestamp extension
+  assert.match(protocolError(encode(new Date(0))), /^malformed /); // msgpack timestamp extension
 });
 
 test('an unknown message type is a ProtocolError', () => {
-  assert.match(protocolError(encode({ type: 'peer.joined', id: 1 })), /^malformed message: type: /);
-  assert.match(protocolError(encode({ type: '__proto__' })), /^malformed message: type: /);
+  assert.match(protocolError(encode({ type: 'peer.joined', id: 1 })), /^malformed type$/);
+  assert.match(protocolError(encode({ type: '__proto__' })), /^malformed type$/);
 });
 
 test('random bytes only ever give a message or a ProtocolError', () => {

@@ -176,7 +176,9 @@ test('malformed messages are refused naming the same field as the schema', () =>
 test('a message of another direction or an unknown type is refused as unexpected, garbage as undecodable', () => {
   assert.throws(() => decodeForProxy(encodeMessage({ type: 'proxy.ready', worker: 1, threadId: 2 })), {
     name: 'ProtocolError',
-    message: 'unexpected message proxy.ready on this port',
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'unexpected-type',
+    detail: 'proxy.ready',
   });
   assert.throws(
     () => decodeForProxy(encode({ type: 'x'.repeat(1000) })),
@@ -184,15 +186,19 @@ test('a message of another direction or an unknown type is refused as unexpected
   );
   assert.throws(() => decodeForProxy(encode({ type: 7 })), {
     name: 'ProtocolError',
-    message: 'malformed message: type: expected a string',
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'malformed',
+    detail: 'type',
   });
   assert.throws(() => decodeForProxy(new Uint8Array([0xc1])), {
     name: 'ProtocolError',
-    message: /^undecodable msgpack/,
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'undecodable',
   });
   assert.throws(() => decodeForProxy('hello'), {
     name: 'ProtocolError',
-    message: 'expected a msgpack buffer, got string',
+    code: 'OLN_BAD_MESSAGE',
+    reason: 'not-bytes',
   });
 });
 

@@ -4,6 +4,7 @@
  * tests yield to the event loop (flush) so that the supervisor's awaits run, and move time with the
  * clock, never by waiting.
  */
+import type { WorkerMetricsReport } from '../../src/metrics/hub.ts';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
@@ -68,6 +69,9 @@ class FakePool extends EventEmitter implements PoolHandle {
     return 0;
   }
   stats(): Promise<WorkerReport[]> {
+    return Promise.resolve([]);
+  }
+  metrics(): Promise<WorkerMetricsReport[]> {
     return Promise.resolve([]);
   }
   async stop(deadlineMs: number): Promise<number> {

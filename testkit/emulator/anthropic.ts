@@ -6,6 +6,7 @@
  * content_block_stop, message_delta, message_stop. An in-stream failure is an `event: error`.
  */
 import { randomBytes } from 'node:crypto';
+import { schedule } from './admission.ts';
 import { cloudModel } from './account.ts';
 import {
   readDecodedBody,
@@ -94,7 +95,11 @@ export async function messages(call: Call): Promise<void> {
   const entry = cloud ?? call.state.models.get(model);
   if (!entry) return anthropicError(call, 404, `model '${model}' not found`);
   if (!entry.capabilities.includes('completion')) return anthropicError(call, 400, `"${model}" does not support chat`);
-  call.state.models.load(entry, parseKeepAlive(body.keep_alive));
+  const run = await schedule(call, entry, parseKeepAlive(body.keep_alive), plan, (_res, status, message) =>
+    anthropicError(call, status, message),
+  );
+  if (!run) return;
+  await run.slot();
 
   const id = `msg_${randomBytes(12).toString('hex')}`;
   const input = countTokens(

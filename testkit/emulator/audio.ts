@@ -4,6 +4,7 @@
  * `file` (at most 25 MiB); the answer is `{"text": ...}`, or plain text with response_format=text.
  */
 import { openaiError, readBody, sendJson, sendText, sleepUntil, type Call } from './http.ts';
+import { enterOpenai } from './admission.ts';
 import { planFor, tokenText, tokensBeforeFailure, totalMs } from './tokens.ts';
 
 const MAX_FORM = 25 << 20;
@@ -27,8 +28,8 @@ export async function transcriptions(call: Call): Promise<void> {
   if (file.size === 0) return openaiError(call.res, 400, 'audio file is empty');
   const entry = call.state.models.get(model);
   if (!entry) return openaiError(call.res, 404, `model '${model}' not found`);
-  call.state.models.load(entry, undefined);
   const plan = planFor(call.state.settings, {});
+  if (!(await enterOpenai(call, entry, undefined, plan))) return;
   const count = tokensBeforeFailure(plan);
   await sleepUntil(performance.now() + totalMs(plan, count), call.signal);
   let text = '';

@@ -8,6 +8,7 @@
  * zstd bodies (Codex sends them) are decompressed first.
  */
 import { randomBytes } from 'node:crypto';
+import { enterOpenai } from './admission.ts';
 import { cloudModel } from './account.ts';
 import {
   openaiError,
@@ -58,7 +59,7 @@ export async function responses(call: Call): Promise<void> {
   const entry = cloud ?? call.state.models.get(model);
   if (!entry) return openaiError(call.res, 404, `model '${model}' not found`);
   if (!entry.capabilities.includes('completion')) return openaiError(call.res, 400, `"${model}" does not support chat`);
-  call.state.models.load(entry, parseKeepAlive(body.keep_alive));
+  if (!(await enterOpenai(call, entry, parseKeepAlive(body.keep_alive), plan))) return;
 
   const responseId = `resp_${randomBytes(12).toString('hex')}`;
   const itemId = `msg_${randomBytes(12).toString('hex')}`;

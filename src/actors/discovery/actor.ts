@@ -11,9 +11,9 @@ import { decodeDatagram, encodeDatagram, type DatagramSigner } from '../../net/d
 import { lanInterfaces, type LanInterface } from '../../net/lan-interfaces.ts';
 import { SourceRateLimiter } from '../../net/rate-limiter.ts';
 import type { Clock } from '../../clock.ts';
-import { OllanaError, errorMessage, systemCode } from '../../errors.ts';
+import { systemCode } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { LanDatagram, LanKind, PeerInfo } from '../../protocol/lan.ts';
+import type { LanKind, PeerInfo } from '../../protocol/lan.ts';
 import type {
   DiscoveryStats,
   DiscoveryToSupervisor,
@@ -22,7 +22,9 @@ import type {
 } from '../../protocol/messages.ts';
 import { LanSender, lanTargets, type DatagramSocketLike, type Target } from './lan-sender.ts';
 import { resolveOptions, type DiscoveryOptions, type ResolvedOptions } from './options.ts';
+import { bindError, LanMembership, trySocketOption } from './lan-membership.ts';
 import { PeerTable } from './peer-table.ts';
+import { selfChanged, selfDatagram } from './self-datagram.ts';
 
 export interface DiscoveryDeps {
   readonly socket: DatagramSocketLike;
@@ -56,6 +58,8 @@ export class DiscoveryActor {
   readonly #signer: DatagramSigner;
   readonly #peers: PeerTable;
   readonly #sender: LanSender;
+  /** the LAN interfaces this node sends on and its group memberships */
+  readonly #lan: LanMembership;
   /** the first seq this process sends: a datagram with our id, another boot and a seq above it is from a live clone */
   readonly #firstSeq: number;
 
@@ -63,9 +67,6 @@ export class DiscoveryActor {
   #startPromise: Promise<void> | null = null;
   #stopPromise: Promise<void> | null = null;
   #port = 0;
-  #interfaces: LanInterface[] = [];
-  /** joined the group without an interface address (there was no LAN interface) */
-  #joinedDefault = false;
   #self: SelfInfo | null = null;
   #announce = false;
   #seq: number;
@@ -113,6 +114,7 @@ export class DiscoveryActor {
       serversChanged: () => this.#updateQuerying(),
     });
     this.#sender = new LanSender(this.#socket, this.#log, this.#stats);
+    this.#lan = new LanMembership(this.#socket, this.#opts.group, this.#log);
     // Starting at the clock makes every boot (and a restarted discovery thread) continue above the
     // numbers an earlier one sent, so receivers never take its datagrams for old copies.
     this.#seq = Math.max(0, Math.floor(this.#clock.now()));
@@ -193,17 +195,18 @@ export class DiscoveryActor {
     this.#port = this.#socket.address().port;
     // Each option is best effort: a host without multicast routes still gets broadcast, and the
     // reverse. TTL 1 keeps datagrams on the link; loopback lets two nodes on one host hear each other.
-    this.#try('setBroadcast', () => this.#socket.setBroadcast(true));
-    this.#try('setMulticastTTL', () => this.#socket.setMulticastTTL(1));
-    this.#try('setMulticastLoopback', () => this.#socket.setMulticastLoopback(true));
-    this.#interfaces = [];
-    this.#adoptInterfaces(this.#opts.interfaces ?? this.#scan());
+    trySocketOption(this.#log, 'setBroadcast', () => this.#socket.setBroadcast(true));
+    trySocketOption(this.#log, 'setMulticastTTL', () => this.#socket.setMulticastTTL(1));
+    trySocketOption(this.#log, 'setMulticastLoopback', () => this.#socket.setMulticastLoopback(true));
+    this.#lan.adopt(this.#opts.interfaces ?? this.#scan(), false);
     this.#state = 'running';
     this.#stopSweep = this.#repeat(Math.max(10, Math.floor(this.#opts.deadAfterMs / 10)), () => this.#sweep());
     if (this.#opts.interfaces === null) {
-      this.#stopRescan = this.#repeat(this.#opts.rescanMs, () => this.#adoptInterfaces(this.#scan()));
+      this.#stopRescan = this.#repeat(this.#opts.rescanMs, () =>
+        this.#lan.adopt(this.#scan(), this.#state === 'running'),
+      );
     }
-    const interfaces = this.#interfaces.map((i) => i.address);
+    const interfaces = this.#lan.interfaces.map((i) => i.address);
     this.#log.info(
       {
         port: this.#port,
@@ -248,7 +251,7 @@ export class DiscoveryActor {
 
   #configure(self: SelfInfo, announce: boolean): void {
     try {
-      encodeDatagram(this.#datagram('announce', self), this.#signer);
+      encodeDatagram(selfDatagram('announce', self, this.#seq), this.#signer);
     } catch (err) {
       this.#log.error({ err }, 'discovery.configure with a self that cannot go on the wire; ignored');
       return;
@@ -362,59 +365,8 @@ export class DiscoveryActor {
     this.#updateQuerying();
   }
 
-  /** Joins the group on interfaces new to us; forgets vanished ones. */
-  #adoptInterfaces(next: readonly LanInterface[]): void {
-    const known = this.#interfaces;
-    const added = next.filter((n) => !known.some((k) => k.address === n.address));
-    const removed = known.filter((k) => !next.some((n) => n.address === k.address));
-    if (next.length === 0 && !this.#joinedDefault) {
-      // No LAN interface (yet): let the kernel pick one by route; rescans join real ones later.
-      this.#joinedDefault = true;
-      this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group));
-    }
-    if (added.length === 0 && removed.length === 0) return;
-    // An interface whose link is down drops out of os.networkInterfaces() while keeping its address,
-    // and the kernel keeps its group membership: leaving the group here would deafen this node to
-    // multicast after the cable is back, until a later rescan. So vanished interfaces only stop being
-    // sent to; the kernel drops the membership itself when the address really goes. Re-joining one
-    // that returns then answers EADDRINUSE, which means "already a member".
-    for (const iface of added)
-      this.#try('addMembership', () => this.#socket.addMembership(this.#opts.group, iface.address), 'EADDRINUSE');
-    if (this.#state === 'running')
-      this.#log.info({ interfaces: next.map((i) => i.address) }, 'discovery interfaces changed');
-    this.#interfaces = [...next];
-  }
-
-  #try(what: string, fn: () => unknown, harmless?: string): void {
-    try {
-      fn();
-    } catch (err) {
-      if (harmless !== undefined && systemCode(err) === harmless) return;
-      this.#log.warn(
-        { err, code: systemCode(err) },
-        `discovery ${what} failed (${systemCode(err) ?? errorMessage(err)})`,
-      );
-    }
-  }
-
-  #datagram(kind: LanKind, self: SelfInfo): LanDatagram {
-    return {
-      kind,
-      id: self.id,
-      boot: self.boot,
-      role: self.role,
-      port: self.port,
-      seq: this.#seq,
-      load: self.load,
-      models: self.models,
-      term: self.term,
-      leader: self.leader,
-      draining: self.draining,
-    };
-  }
-
   #sendLan(kind: LanKind): void {
-    this.#enqueue(kind, lanTargets(this.#opts, this.#interfaces, this.#port));
+    this.#enqueue(kind, lanTargets(this.#opts, this.#lan.interfaces, this.#port));
   }
 
   /** Builds the datagram now (its seq fixes its place), sends it after everything queued before. */
@@ -424,7 +376,7 @@ export class DiscoveryActor {
     this.#seq++;
     let buf: Buffer;
     try {
-      buf = encodeDatagram(this.#datagram(kind, self), this.#signer);
+      buf = encodeDatagram(selfDatagram(kind, self, this.#seq), this.#signer);
     } catch (err) {
       this.#log.error({ err }, `cannot encode a ${kind} datagram`);
       return;
@@ -447,34 +399,4 @@ export class DiscoveryActor {
       this.#clock.clearTimeout(handle);
     };
   }
-}
-
-/** Anything but load: what makes an announce worth sending before the next heartbeat. */
-function selfChanged(a: SelfInfo, b: SelfInfo): boolean {
-  return (
-    a.id !== b.id ||
-    a.boot !== b.boot ||
-    a.role !== b.role ||
-    a.port !== b.port ||
-    a.fp !== b.fp ||
-    a.models !== b.models ||
-    a.term !== b.term ||
-    a.leader !== b.leader ||
-    a.draining !== b.draining
-  );
-}
-
-function bindError(port: number, err: unknown): OllanaError {
-  const code = systemCode(err);
-  const what =
-    code === 'EADDRINUSE'
-      ? 'is in use by a program that does not share it'
-      : code === 'EACCES'
-        ? 'needs privileges this user lacks'
-        : `cannot be bound (${errorMessage(err)})`;
-  return new OllanaError(
-    code === 'EADDRINUSE' ? 'OLN_PORT_IN_USE' : code === 'EACCES' ? 'OLN_PORT_DENIED' : 'OLN_INTERNAL',
-    `discovery UDP port 0.0.0.0:${port} ${what}; choose another with --discovery-port (every node of the LAN must use the same one)`,
-    { cause: err, details: { port, code: code ?? null } },
-  );
 }

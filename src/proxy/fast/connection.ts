@@ -13,10 +13,12 @@
  * (checked by the front's sweep), and the connection guard's answers to malformed or slow requests.
  */
 import type { Socket } from 'node:net';
+import type { Clock } from '../../clock.ts';
 import { downstreamResponseHeaders } from '../http/headers.ts';
 import type { ConnectionGuard } from '../listen/connection-guard.ts';
 import type { StatsCollector } from '../stats.ts';
-import { Relay, type RelayOptions } from '../relay/relay.ts';
+import { Relay } from '../relay/relay.ts';
+import type { RelayOptions } from '../relay/relay-contract.ts';
 import { CRLF } from '../http/http1.ts';
 import {
   PARSED_ALL,
@@ -46,6 +48,8 @@ export interface FrontContext {
   readonly hostCheck: boolean;
   draining(): boolean;
   closed(c: FastConnection): void;
+  /** Where the header, keep-alive and body clocks read the time (the front's sweep runs on it too). */
+  readonly clock: Clock;
 }
 
 /** Node's keepAliveTimeoutBuffer: its socket timeout is keepAliveTimeout plus this. */
@@ -97,7 +101,7 @@ export class FastConnection implements ParserEvents {
     this.socket = socket;
     this.#ctx = ctx;
     this.#handOff = handOff;
-    this.#headersSince = Date.now();
+    this.#headersSince = this.#ctx.clock.now();
     this.#parser = RequestParser.take(ctx.maxHeaderBytes, this);
     (socket as Held)[CONNECTION] = this;
     socket.on('data', onData);
@@ -112,7 +116,7 @@ export class FastConnection implements ParserEvents {
 
   parserBegin(): void {
     // A later request's header time counts from its first byte (the first one's from the connection).
-    if (this.#current === null && this.#idleSince !== 0) this.#headersSince = Date.now();
+    if (this.#current === null && this.#idleSince !== 0) this.#headersSince = this.#ctx.clock.now();
   }
 
   /**
@@ -218,7 +222,7 @@ export class FastConnection implements ParserEvents {
     this.#current = request;
     if (request.mode === 'stream' && request.length !== undefined) this.#bodyLeft = Number(request.length);
     if (request.mode !== 'none') {
-      this.#bodySince = Date.now();
+      this.#bodySince = this.#ctx.clock.now();
       this.#bodyBytes = this.socket.bytesRead;
     }
     this.#ctx.stats.fastRequests += 1;
@@ -251,7 +255,7 @@ export class FastConnection implements ParserEvents {
       this.#end();
       return;
     }
-    this.#idleSince = Date.now();
+    this.#idleSince = this.#ctx.clock.now();
     this.#bytesAtIdle = this.socket.bytesRead;
     const waiting = this.#waiting;
     if (waiting === null) return;

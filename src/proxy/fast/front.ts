@@ -8,11 +8,13 @@
  * rule of the node:http path holds for it unchanged.
  *
  * The front also keeps node:http's clocks for its connections: one sweep a second (as node:http's
- * connectionsCheckingInterval) applies the header timeout and the keep-alive timeout.
+ * connectionsCheckingInterval) applies the header timeout and the keep-alive timeout, on the
+ * injected clock (tests drive it with a fake one).
  */
 import type { Socket } from 'node:net';
+import { type Clock, systemClock, type TimerHandle, unrefTimer } from '../../clock.ts';
 import type { ConnectionGuard } from '../listen/connection-guard.ts';
-import type { RelayOptions } from '../relay/relay.ts';
+import type { RelayOptions } from '../relay/relay-contract.ts';
 import type { StatsCollector } from '../stats.ts';
 import { FastConnection, type FrontContext } from './connection.ts';
 
@@ -29,7 +31,8 @@ export class FastFront {
   readonly #connections = new Set<FastConnection>();
   readonly #ctx: FrontContext;
   readonly #sweepMs: number;
-  #timer: NodeJS.Timeout | null = null;
+  readonly #clock: Clock;
+  #timer: TimerHandle | null = null;
 
   /**
    * @param target the relay to the local Ollama now, or null while this node is not a server node
@@ -41,13 +44,16 @@ export class FastFront {
     stats: StatsCollector,
     target: () => RelayOptions | null,
     draining: () => boolean,
+    clock: Clock = systemClock,
   ) {
+    this.#clock = clock;
     this.#ctx = {
       ...settings,
       guard,
       stats,
       target,
       draining,
+      clock,
       closed: (c) => {
         this.#connections.delete(c);
       },
@@ -62,16 +68,19 @@ export class FastFront {
       return;
     }
     this.#connections.add(new FastConnection(socket, this.#ctx, handOff));
-    this.#timer ??= setInterval(() => this.#sweep(), this.#sweepMs).unref();
+    if (this.#timer === null) {
+      this.#timer = this.#clock.setInterval(() => this.#sweep(), this.#sweepMs);
+      unrefTimer(this.#timer);
+    }
   }
 
   #sweep(): void {
     if (this.#connections.size === 0) {
-      clearInterval(this.#timer!);
+      this.#clock.clearInterval(this.#timer);
       this.#timer = null;
       return;
     }
-    const now = Date.now();
+    const now = this.#clock.now();
     for (const c of this.#connections) c.check(now);
   }
 
@@ -87,7 +96,7 @@ export class FastFront {
 
   /** Closes the connections whose request body has sent nothing for `minMs` (room at the connection limit). */
   closeStalled(minMs: number): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     for (const c of this.#connections) if (c.stalledFor(now, minMs)) c.close();
   }
 
@@ -97,7 +106,7 @@ export class FastFront {
   }
 
   stop(): void {
-    if (this.#timer !== null) clearInterval(this.#timer);
+    if (this.#timer !== null) this.#clock.clearInterval(this.#timer);
     this.#timer = null;
   }
 }

@@ -2,6 +2,7 @@
  * One request on a fast connection (connection.ts): the relay's downstream, its request body's
  * source, and its answer written straight to the socket.
  */
+import { deviceOf } from '../../metrics/device-label.ts';
 import { http } from '../../net/node-http.ts';
 import type { Socket } from 'node:net';
 import { errorBody } from '../http/errors-http.ts';
@@ -9,7 +10,8 @@ import { forwardedHeaders } from '../http/headers.ts';
 import { CRLF, LAST_CHUNK, httpDate, lastChunkWith } from '../http/http1.ts';
 import { writeHeadAndBody } from '../http/one-write.ts';
 import type { BodyFraming } from '../relay/framing.ts';
-import type { BodyStream, Downstream, Relay } from '../relay/relay.ts';
+import type { Relay } from '../relay/relay.ts';
+import type { BodyStream, Downstream } from '../relay/relay-contract.ts';
 import type { FastConnection } from './connection.ts';
 import type { Facts } from './head-facts.ts';
 import type { RequestHead } from './request-parser.ts';
@@ -27,6 +29,7 @@ export class FastRequest implements Downstream, BodyStream {
   /** 'none' | 'whole' (collected, sent with the head) | 'stream' */
   readonly mode: 'none' | 'whole' | 'stream';
   readonly keepAlive: boolean;
+  readonly device: string;
   relay: Relay | null = null;
   messageDone = false;
   responseDone = false;
@@ -51,6 +54,7 @@ export class FastRequest implements Downstream, BodyStream {
     this.method = head.method;
     this.url = head.url;
     this.keepAlive = head.keepAlive;
+    this.device = deviceOf(socket);
     this.headers = forwardedHeaders(head.headers, socket.remoteAddress, f.host, f.connection, 'http');
     this.length = f.chunked ? undefined : f.contentLength;
     if (!f.chunked && (f.contentLength === undefined || f.contentLength === '0')) {

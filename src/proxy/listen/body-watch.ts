@@ -92,3 +92,17 @@ export class BodyWatch {
     this.#timer = null;
   }
 }
+
+/**
+ * Runs `answer` once the request's body has been read (and dropped). ollana's own answers (503 with
+ * no server, 403, its endpoints) wait for it, so that a body the parser rejects is answered 400 by
+ * the clientError handler instead of both a 503 and a 400 on one request.
+ */
+export function afterBody(req: IncomingMessage, answer: () => void): void {
+  if (req.complete || !declaresBody(req)) {
+    answer();
+    return;
+  }
+  req.once('end', answer);
+  req.resume();
+}

@@ -12,7 +12,8 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../../log.ts';
 import type { TrustSettings } from '../../protocol/messages.ts';
 import { HANDSHAKE_TIMEOUT_MS, countHandshake, tlsServerOptions } from '../../net/tls.ts';
-import { type ConnectionGuard, guardedServerOptions } from './connection-guard.ts';
+import type { ConnectionGuard } from './connection-guard.ts';
+import { guardedServerOptions } from './guard-settings.ts';
 import { TrustGate } from './trust-gate.ts';
 import { refusalReply } from './refusal.ts';
 import type { FastFront } from '../fast/front.ts';
@@ -114,7 +115,8 @@ export class Listener {
   }
 
   async listen(): Promise<void> {
-    this.#server.listen({ host: this.#settings.host, port: this.#settings.port, reusePort: true, backlog: 4096 });
+    const reusePort = this.#settings.reusePort !== false;
+    this.#server.listen({ host: this.#settings.host, port: this.#settings.port, reusePort, backlog: 4096 });
     await once(this.#server, 'listening');
   }
 

@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { sendError } from '../http/errors-http.ts';
 import type { RefusalLog } from './refusal-log.ts';
 import { hostLines, parseTarget, validHostValue } from './request-target.ts';
-import type { Kind } from './connection-guard.ts';
+import type { Kind } from './guard-replies.ts';
 
 /** An Ollama or OpenAI API path is well under 1 KiB; the limit only stops abuse. */
 export const MAX_URL_BYTES = 8 * 1024;

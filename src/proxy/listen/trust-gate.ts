@@ -5,6 +5,7 @@
  */
 import type { TLSSocket } from 'node:tls';
 import { peerDeviceId, peerName } from '../../net/tls.ts';
+import { rememberDevice } from '../../metrics/device-label.ts';
 import type { TrustSettings } from '../../protocol/messages.ts';
 
 /** 'bad-handshake': no TLS session came about at all (plain HTTP on the TLS port, a scanner, a stall). */
@@ -47,6 +48,7 @@ export class TrustGate {
     const name = id === null || verdict === 'allowed' ? '' : peerName(socket);
     if (verdict === 'allowed' && id !== null) {
       this.#live.set(socket, id);
+      rememberDevice(socket, id);
       socket.once('close', () => this.#live.delete(socket));
     }
     return { verdict, id, name };

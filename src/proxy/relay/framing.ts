@@ -7,8 +7,39 @@
  */
 import type { InputErrorCode } from '../../errors.ts';
 
+/** What was wrong with the upstream's framing: stable, for logs and tests (the message says it in words). */
+export type FramingReason =
+  | 'head-too-large'
+  | 'bare-lf-in-head'
+  | 'bad-status-line'
+  | 'bad-header-line'
+  | 'bad-header-value'
+  | 'bad-content-length'
+  | 'te-with-cl'
+  | 'unsupported-te'
+  | 'chunk-extension-too-long'
+  | 'chunk-size-too-large'
+  | 'chunk-size-missing'
+  | 'bad-chunk-size'
+  | 'bad-chunk-extension'
+  | 'chunk-size-line-without-crlf'
+  | 'chunk-too-long'
+  | 'chunk-data-without-crlf'
+  | 'bare-lf-after-last-chunk'
+  | 'trailers-too-long'
+  | 'bare-lf-in-trailer'
+  | 'trailer-without-crlf'
+  | 'message-end-without-crlf'
+  | 'switched-protocols';
+
 export class FramingError extends Error {
   readonly code = 'OLN_BAD_UPSTREAM_FRAMING' satisfies InputErrorCode;
+  readonly reason: FramingReason;
+
+  constructor(reason: FramingReason, message: string) {
+    super(message);
+    this.reason = reason;
+  }
 }
 
 /** Largest response head (and trailer section) accepted from the upstream. */
@@ -50,18 +81,20 @@ function listHas(value: string, token: string): boolean {
 export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseHead | null {
   const at = buf.indexOf(HEAD_END);
   if (at < 0) {
-    if (buf.length > MAX_HEAD_BYTES) throw new FramingError(`response head over ${MAX_HEAD_BYTES} bytes`);
+    if (buf.length > MAX_HEAD_BYTES)
+      throw new FramingError('head-too-large', `response head over ${MAX_HEAD_BYTES} bytes`);
     // A head whose lines end in bare LF never shows the CRLF CRLF it would end with: refused now
     // instead of waiting for an end that never comes.
     for (let lf = buf.indexOf(10); lf >= 0; lf = buf.indexOf(10, lf + 1)) {
-      if (lf === 0 || buf[lf - 1] !== 13) throw new FramingError('bare LF in the response head');
+      if (lf === 0 || buf[lf - 1] !== 13) throw new FramingError('bare-lf-in-head', 'bare LF in the response head');
     }
     return null;
   }
-  if (at + 4 > MAX_HEAD_BYTES) throw new FramingError(`response head over ${MAX_HEAD_BYTES} bytes`);
+  if (at + 4 > MAX_HEAD_BYTES) throw new FramingError('head-too-large', `response head over ${MAX_HEAD_BYTES} bytes`);
   const lines = buf.toString('latin1', 0, at).split('\r\n');
   const status = STATUS_LINE.exec(lines[0]!);
-  if (status === null) throw new FramingError(`bad status line ${JSON.stringify(lines[0]!.slice(0, 80))}`);
+  if (status === null)
+    throw new FramingError('bad-status-line', `bad status line ${JSON.stringify(lines[0]!.slice(0, 80))}`);
   const http10 = status[1] === '0';
   const code = Number(status[2]);
   const raw: string[] = [];
@@ -73,16 +106,17 @@ export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseH
     const line = lines[i]!;
     const colon = line.indexOf(':');
     const name = colon > 0 ? line.slice(0, colon) : '';
-    if (!TOKEN.test(name)) throw new FramingError(`bad header line ${JSON.stringify(line.slice(0, 80))}`);
+    if (!TOKEN.test(name))
+      throw new FramingError('bad-header-line', `bad header line ${JSON.stringify(line.slice(0, 80))}`);
     const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
-    if (BAD_VALUE.test(value)) throw new FramingError(`bad value of header ${name}`);
+    if (BAD_VALUE.test(value)) throw new FramingError('bad-header-value', `bad value of header ${name}`);
     raw.push(name, value);
     switch (name.toLowerCase()) {
       case 'content-length':
         for (const part of value.split(',')) {
           const v = part.trim();
           if (!DIGITS.test(v) || (contentLength !== null && contentLength !== v)) {
-            throw new FramingError(`bad or conflicting Content-Length ${JSON.stringify(value)}`);
+            throw new FramingError('bad-content-length', `bad or conflicting Content-Length ${JSON.stringify(value)}`);
           }
           contentLength = v;
         }
@@ -107,14 +141,14 @@ export function parseResponseHead(buf: Buffer, requestMethod: string): ResponseH
     framing = 'none';
   } else if (te !== null && contentLength !== null) {
     // RFC 9112 §6.3: a sign of smuggling; the client behind ollana could read it either way.
-    throw new FramingError('both Transfer-Encoding and Content-Length');
+    throw new FramingError('te-with-cl', 'both Transfer-Encoding and Content-Length');
   } else if (te !== null) {
     const codings = te.split(',').map((c) => c.trim().toLowerCase());
     if (codings[codings.length - 1] !== 'chunked') {
       framing = 'close';
       keepAlive = false;
     } else if (codings.length > 1 || http10) {
-      throw new FramingError(`unsupported Transfer-Encoding ${JSON.stringify(te)}`);
+      throw new FramingError('unsupported-te', `unsupported Transfer-Encoding ${JSON.stringify(te)}`);
     } else {
       framing = 'chunked';
     }
@@ -182,7 +216,8 @@ export class BodyEnd {
   }
 
   #extByte(): void {
-    if (++this.#extBytes > MAX_HEAD_BYTES) throw new FramingError('chunk extension too long');
+    if (++this.#extBytes > MAX_HEAD_BYTES)
+      throw new FramingError('chunk-extension-too-long', 'chunk extension too long');
   }
 
   /**
@@ -225,10 +260,10 @@ export class BodyEnd {
         case S.SIZE: {
           const d = hexDigit(c);
           if (d >= 0) {
-            if (++this.#digits > 12) throw new FramingError('chunk size too large');
+            if (++this.#digits > 12) throw new FramingError('chunk-size-too-large', 'chunk size too large');
             this.#left = this.#left * 16 + d;
           } else if (this.#digits === 0) {
-            throw new FramingError('chunk size missing');
+            throw new FramingError('chunk-size-missing', 'chunk size missing');
           } else if (c === 13) {
             this.#state = S.SIZE_LF;
           } else if (c === 59) {
@@ -236,7 +271,7 @@ export class BodyEnd {
             this.#state = S.EXT_START;
           } else {
             // Whitespace after the size included: Node's parser (llhttp) refuses it, so must this.
-            throw new FramingError('bad character in chunk size');
+            throw new FramingError('bad-chunk-size', 'bad character in chunk size');
           }
           i++;
           break;
@@ -247,7 +282,7 @@ export class BodyEnd {
           // llhttp takes an empty name before `;` or `=` (`;;a`, `;=v`), but not before the line end.
           if (TCHAR[c] === 1) this.#state = S.EXT_NAME;
           else if (c === 61) this.#state = S.EXT_VALUE_START;
-          else if (c !== 59) throw new FramingError('bad chunk extension');
+          else if (c !== 59) throw new FramingError('bad-chunk-extension', 'bad chunk extension');
           this.#extByte();
           i++;
           break;
@@ -255,7 +290,7 @@ export class BodyEnd {
           if (c === 13) this.#state = S.SIZE_LF;
           else if (c === 59) this.#state = S.EXT_START;
           else if (c === 61) this.#state = S.EXT_VALUE_START;
-          else if (TCHAR[c] !== 1) throw new FramingError('bad chunk extension name');
+          else if (TCHAR[c] !== 1) throw new FramingError('bad-chunk-extension', 'bad chunk extension name');
           this.#extByte();
           i++;
           break;
@@ -265,19 +300,20 @@ export class BodyEnd {
           else if (c === 59) this.#state = S.EXT_START;
           else if (c === 34 && this.#state === S.EXT_VALUE_START) this.#state = S.EXT_QUOTED;
           else if (TCHAR[c] === 1) this.#state = S.EXT_VALUE;
-          else throw new FramingError('bad chunk extension value');
+          else throw new FramingError('bad-chunk-extension', 'bad chunk extension value');
           this.#extByte();
           i++;
           break;
         case S.EXT_QUOTED:
           if (c === 34) this.#state = S.EXT_QUOTED_END;
           else if (c === 92) this.#state = S.EXT_QUOTED_ESC;
-          else if (!qdtext(c)) throw new FramingError('bad chunk extension quoted value');
+          else if (!qdtext(c)) throw new FramingError('bad-chunk-extension', 'bad chunk extension quoted value');
           this.#extByte();
           i++;
           break;
         case S.EXT_QUOTED_ESC:
-          if (!qdtext(c) && c !== 34 && c !== 92) throw new FramingError('bad chunk extension quoted value');
+          if (!qdtext(c) && c !== 34 && c !== 92)
+            throw new FramingError('bad-chunk-extension', 'bad chunk extension quoted value');
           this.#state = S.EXT_QUOTED;
           this.#extByte();
           i++;
@@ -285,12 +321,12 @@ export class BodyEnd {
         case S.EXT_QUOTED_END:
           if (c === 13) this.#state = S.SIZE_LF;
           else if (c === 59) this.#state = S.EXT_START;
-          else throw new FramingError('bad chunk extension after a quoted value');
+          else throw new FramingError('bad-chunk-extension', 'bad chunk extension after a quoted value');
           this.#extByte();
           i++;
           break;
         case S.SIZE_LF:
-          if (c !== 10) throw new FramingError('chunk size line without CRLF');
+          if (c !== 10) throw new FramingError('chunk-size-line-without-crlf', 'chunk size line without CRLF');
           i++;
           this.#digits = 0;
           this.#state = this.#left === 0 ? S.TRAILER : S.DATA;
@@ -303,12 +339,12 @@ export class BodyEnd {
           break;
         }
         case S.DATA_CR:
-          if (c !== 13) throw new FramingError('chunk data longer than its size');
+          if (c !== 13) throw new FramingError('chunk-too-long', 'chunk data longer than its size');
           i++;
           this.#state = S.DATA_LF;
           break;
         case S.DATA_LF:
-          if (c !== 10) throw new FramingError('chunk data without CRLF');
+          if (c !== 10) throw new FramingError('chunk-data-without-crlf', 'chunk data without CRLF');
           i++;
           this.#state = S.SIZE;
           this.#boundary = i;
@@ -316,23 +352,23 @@ export class BodyEnd {
         case S.TRAILER:
           // After the last chunk: an empty line ends the message, anything else is a trailer field.
           if (c === 13) this.#state = S.FINAL_LF;
-          else if (c === 10) throw new FramingError('bare LF after the last chunk');
+          else if (c === 10) throw new FramingError('bare-lf-after-last-chunk', 'bare LF after the last chunk');
           else this.#state = S.TRAILER_LINE;
           i++;
           break;
         case S.TRAILER_LINE:
-          if (++this.#trailerBytes > MAX_HEAD_BYTES) throw new FramingError('trailers too long');
+          if (++this.#trailerBytes > MAX_HEAD_BYTES) throw new FramingError('trailers-too-long', 'trailers too long');
           if (c === 13) this.#state = S.TRAILER_LF;
-          else if (c === 10) throw new FramingError('bare LF in a trailer');
+          else if (c === 10) throw new FramingError('bare-lf-in-trailer', 'bare LF in a trailer');
           i++;
           break;
         case S.TRAILER_LF:
-          if (c !== 10) throw new FramingError('trailer line without CRLF');
+          if (c !== 10) throw new FramingError('trailer-without-crlf', 'trailer line without CRLF');
           i++;
           this.#state = S.TRAILER;
           break;
         case S.FINAL_LF:
-          if (c !== 10) throw new FramingError('message end without CRLF');
+          if (c !== 10) throw new FramingError('message-end-without-crlf', 'message end without CRLF');
           return i + 1;
       }
     }

@@ -3,11 +3,12 @@
  * ServerResponse): the requests the server node's front hands to node:http (fast/front.ts), such as
  * those of a browser (Origin) or with `Expect: 100-continue`, when they go to the local Ollama.
  */
+import { deviceOf } from '../../metrics/device-label.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { upstreamRequestHeaders } from '../http/headers.ts';
 import { responseErrorSender } from '../route/upstream-failure.ts';
 import type { BodyFraming } from './framing.ts';
-import type { BodyStream, Downstream } from './relay.ts';
+import type { BodyStream, Downstream } from './relay-contract.ts';
 import { lastChunkWith } from '../http/http1.ts';
 
 /** Whether the relay can carry this request: HTTP/1.1 (a 1.0 client cannot take chunked framing). */
@@ -57,6 +58,7 @@ export class NodeDownstream implements Downstream {
   readonly url: string;
   readonly headers: readonly string[];
   readonly body: Buffer | BodyStream | null;
+  readonly device: string;
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #broken: (socket: IncomingMessage['socket']) => boolean;
@@ -75,6 +77,7 @@ export class NodeDownstream implements Downstream {
     this.#broken = broken;
     this.method = req.method ?? 'GET';
     this.url = req.url ?? '/';
+    this.device = deviceOf(req.socket);
     this.headers = upstreamRequestHeaders(req, 'http');
     this.body = body === null || Buffer.isBuffer(body) ? body : new RequestBody(body);
   }

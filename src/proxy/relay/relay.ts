@@ -6,105 +6,23 @@
  * headers); the body is scanned just enough to know where it ends (framing.ts). Per streamed token
  * that is one read and one write, where undici + node:http decode the chunk and encode it again.
  *
- * The client's side is a Downstream: a request node:http parsed (node-downstream.ts, for requests
- * the server node's own front hands to node:http) or one the front parsed itself (fast/). The relay
- * neither knows nor cares which.
+ * The client's side is a Downstream (relay-contract.ts): a request node:http parsed
+ * (node-downstream.ts, for requests the server node's own front hands to node:http) or one the front
+ * parsed itself (fast/). The relay neither knows nor cares which.
  *
  * When the client goes away the upstream connection is closed at once, which is how Ollama learns
  * to stop generating. A connection is reused only after an exchange that ended cleanly.
  */
 import type { Socket } from 'node:net';
-import type { Logger } from '../../log.ts';
-import type { StatsCollector } from '../stats.ts';
+import type { RequestMeter } from '../../metrics/worker-metrics.ts';
 import { answerFailure, answerOutOfFiles, type FailedExchange } from '../route/upstream-failure.ts';
 import { relayed } from './read-buffers.ts';
 import { writeHeadAndBody } from '../http/one-write.ts';
 import { CRLF, LAST_CHUNK } from '../http/http1.ts';
 import { UpstreamError } from '../../errors.ts';
-import { BodyEnd, FramingError, parseResponseHead, type BodyFraming, type ResponseHead } from './framing.ts';
-import type { UpstreamSockets, UpstreamUser } from './upstream-sockets.ts';
-
-/** A request body that arrives while the request is relayed (too large to hold, or chunked). */
-export interface BodyStream {
-  /** The client's Content-Length, or undefined for a chunked body (relayed chunk-framed). */
-  readonly length: string | undefined;
-  /** Starts delivering the body: `data` for each piece, then `end` once. */
-  start(data: (chunk: Buffer) => void, end: () => void): void;
-  /** Stops reading the client while the upstream cannot take more; resume() goes on. */
-  pause(): void;
-  resume(): void;
-  /** The relay no longer wants the body (it ended or failed): no more calls. */
-  stop(): void;
-}
-
-/** The client's side of a relayed exchange: its request, and where the response goes. */
-export interface Downstream {
-  readonly method: string;
-  /** The request target in origin form, as the client sent it. */
-  readonly url: string;
-  /** The headers to send upstream (hop-by-hop taken out, forwarding headers added), flat. */
-  readonly headers: readonly string[];
-  /** null: no body; a Buffer: the whole body, read already; else streamed. */
-  readonly body: Buffer | BodyStream | null;
-  /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
-  broken(): boolean;
-  /**
-   * The response head, with the upstream's headers already filtered. `framing` says how the body
-   * bytes that follow are framed: 'chunked' bytes carry their chunk framing already, 'close' bytes
-   * are raw and end when the upstream closes (the downstream frames them its own way).
-   */
-  respond(status: number, headers: string[], framing: BodyFraming): void;
-  /** Sends the head now if no body byte came with it (a client waiting for a slow first token). */
-  flushHead(): void;
-  /**
-   * Takes back the head given to respond() if not one byte of the response went out yet (true), so
-   * that a failure found in the same read (bad framing right behind the head) is answered with an
-   * error status instead of a cut connection; false once anything was sent.
-   */
-  retract(): boolean;
-  /** Body bytes; false when the client should not get more until onDrain. */
-  write(bytes: Buffer): boolean;
-  /**
-   * Whether the bytes of the last write may still be referenced (queued, not yet handed to the
-   * kernel): the upstream connection then reads into another buffer (upstream-sockets.ts).
-   */
-  holds(): boolean;
-  onceDrain(resume: () => void): void;
-  offDrain(resume: () => void): void;
-  /** The response is complete. */
-  end(): void;
-  /**
-   * The response broke after it began: end it with `tail` (ollana's error line) where the framing
-   * allows one (`atChunkStart`: between two of the upstream's chunks), else cut the connection.
-   */
-  breakOff(tail: string | null, atChunkStart: boolean, err: Error): void;
-  /** Answers with ollana's own error before anything was sent. */
-  sendError(status: number, message: string, extra: string[]): void;
-  /** Called once when the exchange is over, however it ended. */
-  finished(): void;
-}
-
-export interface RelayOptions {
-  readonly stats: StatsCollector;
-  readonly log: Logger;
-  readonly sockets: UpstreamSockets;
-  /** A path prefix of the upstream's URL ('' for none). */
-  readonly basePath: string;
-  /** Human name of the upstream for error messages. */
-  readonly upstream: string;
-  /** Time for the response head after the request went out, and between body reads; 0 = none. */
-  readonly headersTimeoutMs: number;
-  readonly bodyTimeoutMs: number;
-  /** Headers to add to the response (CORS), or null. */
-  readonly extraHeaders: readonly string[] | null;
-  /** Response headers to drop from the upstream's because ollana sets them (lowercase), or null. */
-  readonly dropHeaders: ReadonlySet<string> | null;
-  readonly onFinish: () => void;
-  readonly outOfFiles: (upstream: string, err: Error) => void;
-}
-
-/** Filters the upstream's response headers: hop-by-hop and the ones ollana sets, plus ollana's. */
-export type HeaderFilter = (raw: readonly string[], drop: ReadonlySet<string> | null) => string[];
+import { BodyEnd, FramingError, parseResponseHead, type ResponseHead } from './framing.ts';
+import type { UpstreamUser } from './upstream-sockets.ts';
+import type { BodyStream, Downstream, HeaderFilter, RelayOptions } from './relay-contract.ts';
 
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
@@ -113,6 +31,7 @@ export class Relay implements UpstreamUser {
   readonly #o: RelayOptions;
   readonly #filter: HeaderFilter;
   readonly #started = process.hrtime.bigint();
+  readonly #meter: RequestMeter;
   #socket: Socket | null = null;
   #reused = false;
   #retried = false;
@@ -143,6 +62,8 @@ export class Relay implements UpstreamUser {
     this.#filter = filter;
     options.stats.requests += 1;
     options.stats.inFlight += 1;
+    this.#meter = options.stats.metrics.begin(downstream.url, downstream.device, null);
+    if (Buffer.isBuffer(downstream.body)) this.#meter.requestBody(downstream.body);
   }
 
   /** Takes an upstream connection and sends the request (`fresh`: not a kept one). */
@@ -251,6 +172,7 @@ export class Relay implements UpstreamUser {
     const body = this.#d.body as BodyStream;
     if (socket === null || this.#finished) return;
     this.#o.stats.bytesIn += chunk.length;
+    this.#meter.requestBody(chunk);
     relayed(chunk.length);
     let ok: boolean;
     if (body.length !== undefined) {
@@ -290,7 +212,8 @@ export class Relay implements UpstreamUser {
           return;
         }
         this.#pending = null;
-        if (head.status === 101) throw new FramingError('the upstream switched protocols, which ollana does not relay');
+        if (head.status === 101)
+          throw new FramingError('switched-protocols', 'the upstream switched protocols, which ollana does not relay');
         if (head.status < 200) {
           // 100 Continue and the like: the client's Expect was answered by ollana already.
           chunk = buf.subarray(head.end);
@@ -339,6 +262,7 @@ export class Relay implements UpstreamUser {
     }
     this.#o.stats.status(head.status);
     this.#o.stats.firstByte(process.hrtime.bigint() - this.#started);
+    this.#meter.responded(head.status);
   }
 
   /**
@@ -353,6 +277,7 @@ export class Relay implements UpstreamUser {
 
   #write(bytes: Buffer): void {
     this.#o.stats.bytesOut += bytes.length;
+    this.#meter.responseBody(bytes);
     relayed(bytes.length);
     const ok = this.#d.write(bytes);
     if (this.#d.holds()) this.#held = true;
@@ -403,6 +328,7 @@ export class Relay implements UpstreamUser {
       this.#reused = false;
       this.#requestSent = false;
       this.#o.log.debug({ err }, 'kept upstream connection was closed; sending the request on a new one');
+      this.#meter.retry();
       this.start(true);
       return;
     }
@@ -415,6 +341,7 @@ export class Relay implements UpstreamUser {
       extraHeaders: this.#o.extraHeaders,
       outOfFiles: this.#o.outOfFiles,
     };
+    this.#meter.failed();
     const responded = this.#head !== null && !this.#d.retract();
     if (responded || !answerOutOfFiles(failed, err)) {
       answerFailure(failed, err, responded, this.#contentType, (tail) =>
@@ -428,6 +355,7 @@ export class Relay implements UpstreamUser {
   clientGone(): void {
     if (this.#finished) return;
     this.#o.stats.clientAborts += 1;
+    this.#meter.aborted();
     this.#cancel?.();
     this.#detach()?.destroy();
     this.#finish();
@@ -456,6 +384,7 @@ export class Relay implements UpstreamUser {
     this.#finished = true;
     this.#o.stats.inFlight -= 1;
     this.#o.stats.done(process.hrtime.bigint() - this.#started);
+    this.#meter.end();
     this.#d.finished();
     this.#o.onFinish();
   }

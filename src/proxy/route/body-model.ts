@@ -11,9 +11,10 @@
  * up to SCAN_BYTES is read whole first, so it can be sent again to the next server.
  */
 import type { IncomingMessage } from 'node:http';
-import { Readable, type Transform } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate, createZstdDecompress } from 'node:zlib';
 import { ModelScan } from './model-scan.ts';
+import { prepended } from '../http/request-body.ts';
 
 /**
  * How much of a JSON body is read, at most, to find the model: clients send `model` first, but a
@@ -218,42 +219,6 @@ export function modelInPath(url: string): string | null {
   } catch {
     return null;
   }
-}
-
-/**
- * The body of `req` from its start again: the chunks already read, then the rest as it comes, with
- * backpressure (the request is read only as fast as the upstream takes it). An error or abort of the
- * request ends the stream with that error, which aborts the upstream request.
- */
-function prepended(head: Buffer[], req: IncomingMessage): Readable {
-  let queued: Buffer[] | null = head;
-  const out = new Readable({
-    read() {
-      if (queued !== null) {
-        const first = queued;
-        queued = null;
-        for (const chunk of first) out.push(chunk);
-      }
-      req.resume();
-    },
-    destroy(err, done) {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      done(err);
-    },
-  });
-  const onData = (chunk: Buffer): void => {
-    if (!out.push(chunk)) req.pause();
-  };
-  const onEnd = (): void => {
-    out.push(null);
-  };
-  req.on('data', onData);
-  req.once('end', onEnd);
-  req.once('close', () => {
-    if (!req.complete) out.destroy(new Error('the client went away during its request body'));
-  });
-  return out;
 }
 
 /**

@@ -17,6 +17,7 @@ import type { Upstream } from '../../protocol/messages.ts';
 import { downstreamResponseHeaders } from '../http/headers.ts';
 import { REFUSED_HEADER } from '../listen/refusal.ts';
 import type { StatsCollector } from '../stats.ts';
+import type { RequestMeter } from '../../metrics/worker-metrics.ts';
 import { relayed } from '../relay/read-buffers.ts';
 import {
   CONNECT_CODES,
@@ -58,6 +59,8 @@ export function fromUndici(err: Error): Error {
 export interface ForwardOptions {
   readonly stats: StatsCollector;
   readonly log: Logger;
+  /** The model the router read from the body, or null (then the metrics read it as the body goes out). */
+  readonly model?: string | null;
   /** Servers to try in order; one for a server node. */
   readonly candidates: readonly Upstream[];
   /** Human name of an upstream for error messages. */
@@ -77,6 +80,8 @@ export interface ForwardOptions {
   /** Per-upstream in-flight accounting for least-busy routing. */
   readonly attempt: (u: Upstream, delta: 1 | -1) => void;
   readonly onFinish: () => void;
+  /** Told which upstream answered, and how, once its response head goes to the client. */
+  readonly onServed?: ((u: Upstream, status: number) => void) | null;
   /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
   readonly clientBroken: (socket: Duplex) => boolean;
   /** Told when no connection to the upstream could be opened for lack of file descriptors (logged there, summarised). */
@@ -88,6 +93,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
   readonly #opts: ForwardOptions;
   readonly #started = process.hrtime.bigint();
+  readonly #meter: RequestMeter;
   #index = 0;
   #controller: Dispatcher.DispatchController | null = null;
   #abandoned: Error | null = null;
@@ -104,6 +110,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#opts = opts;
     opts.stats.requests += 1;
     opts.stats.inFlight += 1;
+    this.#meter = opts.stats.metrics.begin(req.url ?? '/', '', opts.model ?? null);
     res.once('close', () => this.#onClientClose());
   }
 
@@ -140,6 +147,7 @@ export class Forward implements Dispatcher.DispatchHandler {
       controller.abort(this.#abandoned);
     }
     this.#closeAttempt();
+    this.#meter.failover();
     this.#index += 1;
     this.#controller = null;
     this.start();
@@ -150,6 +158,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     if (this.#finished) return;
     this.#clientGone = true;
     this.#opts.stats.clientAborts += 1;
+    this.#meter.aborted();
     this.#controller?.abort(CLIENT_GONE);
     this.#finish();
   }
@@ -168,6 +177,7 @@ export class Forward implements Dispatcher.DispatchHandler {
 
   onBodySent(chunk: Buffer): void {
     this.#opts.stats.bytesIn += chunk.length;
+    this.#meter.requestBody(chunk);
     relayed(chunk.length);
   }
 
@@ -191,8 +201,10 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#contentType = Array.isArray(ct) ? ct[0] : ct;
     this.#res.writeHead(statusCode, out);
     this.#responded = true;
+    this.#opts.onServed?.(this.upstream, statusCode);
     this.#opts.stats.status(statusCode);
     this.#opts.stats.firstByte(process.hrtime.bigint() - this.#started);
+    this.#meter.responded(statusCode);
     // Ollama sends headers together with the first token, so the body chunk usually follows in the
     // same tick and carries the headers out with it. If it does not, flush the headers alone so that
     // a client waiting on them (SSE, a long upload reply) is not left hanging.
@@ -204,6 +216,7 @@ export class Forward implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (controller !== this.#controller || this.#clientGone) return;
     this.#opts.stats.bytesOut += chunk.length;
+    this.#meter.responseBody(chunk);
     relayed(chunk.length);
     if (!this.#res.write(chunk)) {
       controller.pause();
@@ -237,12 +250,14 @@ export class Forward implements Dispatcher.DispatchHandler {
       outOfFiles: this.#opts.outOfFiles,
     };
     if (!this.#responded && answerOutOfFiles(failed, err)) {
+      this.#meter.failed();
       this.#finish();
       return;
     }
     const code = codeOf(err);
     if (!this.#responded && CONNECT_CODES.has(code)) {
       this.#opts.unreachable(this.upstream);
+      this.#meter.unreachable(this.upstream.id);
       if (this.#tryNext(null, `failed: ${err.message} (${code})`)) return;
     } else if (
       !this.#responded &&
@@ -254,6 +269,7 @@ export class Forward implements Dispatcher.DispatchHandler {
       // a request that may move on a 502 moves on this too.
       return;
     }
+    this.#meter.failed();
     answerFailure(failed, err, this.#responded, this.#contentType, (tail) => {
       if (tail !== null && !this.#res.writableEnded) this.#res.end(tail);
       else this.#res.destroy(err);
@@ -267,6 +283,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#closeAttempt();
     this.#opts.stats.inFlight -= 1;
     this.#opts.stats.done(process.hrtime.bigint() - this.#started);
+    this.#meter.end();
     if (!this.#req.complete) this.#req.resume(); // let an unread request body drain instead of stalling the socket
     this.#opts.onFinish();
   }
