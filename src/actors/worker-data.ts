@@ -49,6 +49,10 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
       listenTls: p.role === 'server' && !config.insecureHttp,
       reusePort: hasReusePort(hostPlatform().os),
       trust: p.trust,
+      sched:
+        p.role === 'server'
+          ? { slots: config.slots, maxWaitMs: config.queueTimeoutMs, queueDepth: config.queueDepth }
+          : null,
     },
   };
 }

@@ -5,6 +5,7 @@
  * its local Ollama through the relay (relay/) or an undici pool, a client node's by route class to
  * the server nodes through their pools (route/).
  */
+import type { SchedGate } from '../sched/gate.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
@@ -65,6 +66,8 @@ export class NodeHandler {
   table: RouteTable = { version: 0, role: 'server', upstreams: [] };
   /** Set when the worker drains: answers close their connections. */
   draining = false;
+  /** Admission of the local Ollama's inference requests (sched/gate.ts), or null. */
+  admission: SchedGate | null = null;
   #turn = 0;
 
   /**
@@ -326,6 +329,7 @@ export class NodeHandler {
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       onFinish: this.#onFinish,
       outOfFiles: this.#guard.outOfFiles,
+      admission: this.admission,
     };
   }
 
