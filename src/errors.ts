@@ -78,6 +78,12 @@ export class UpstreamError extends Error {
  */
 export type InputErrorCode = 'OLN_BAD_UPSTREAM_FRAMING' | 'OLN_BAD_MESSAGE' | 'OLN_BAD_DATAGRAM_FIELD';
 
+/**
+ * Why the fair-share scheduler turned a request away (503 with Retry-After, src/sched/): its device
+ * had too many requests waiting for the model, or it waited longer than --queue-timeout.
+ */
+export type SchedErrorCode = 'OLN_QUEUE_FULL' | 'OLN_QUEUE_TIMEOUT';
+
 /** Plain-data form of an error, for crossing a thread or process boundary (msgpack keeps no classes). */
 export interface ErrorData {
   readonly code: OllanaErrorCode;

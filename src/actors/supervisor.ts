@@ -383,6 +383,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       discoveryStats,
       table: this.#table,
       connections: { open: this.#pool?.openConnections() ?? 0, max: config.maxConnections },
+      sched: this.#pool?.sched?.() ?? null,
       workers,
       configuredWorkers: config.workers,
       restarts: this.#pool?.restarts ?? 0,

@@ -38,6 +38,7 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyTimeoutMs: config.bodyTimeoutMs,
       upstreamConnections: config.upstreamConnections,
+      spillAfter: config.spillAfter,
       upstreamKeepAliveMs: config.upstreamKeepAliveMs,
       requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -48,6 +49,10 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
       listenTls: p.role === 'server' && !config.insecureHttp,
       reusePort: hasReusePort(hostPlatform().os),
       trust: p.trust,
+      sched:
+        p.role === 'server'
+          ? { slots: config.slots, maxWaitMs: config.queueTimeoutMs, queueDepth: config.queueDepth }
+          : null,
     },
   };
 }

@@ -39,6 +39,8 @@ export interface DeviceCommand {
   readonly flags: Partial<Record<ConfigKey, unknown>>;
   readonly id: string | null;
   readonly name: string | null;
+  /** --weight of allow: the device's share of a busy server node (docs/fairness.md) */
+  readonly weight: number | null;
   readonly json: boolean;
 }
 
@@ -73,6 +75,19 @@ function deviceName(raw: string | undefined): string | null {
     );
   }
   return name;
+}
+
+/** --weight: a device's share per round when devices wait for the same model, 1 to 100. */
+function deviceWeight(raw: string | undefined): number | null {
+  if (raw === undefined) return null;
+  const n = Number(raw);
+  if (!/^[0-9]+$/.test(raw.trim()) || n < 1 || n > 100) {
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      `--weight (flag) must be a whole number from 1 to 100; got ${JSON.stringify(raw)}`,
+    );
+  }
+  return n;
 }
 
 function defaultText(key: ConfigKey, override?: string): string {
@@ -197,17 +212,25 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
   const deviceCmds = DEVICE_VERBS.map(({ verb, args, help }) => {
     const sub = device.command(`${verb}${args ? ` ${args}` : ''}`).description(help);
     sub.addOption(optionFor('dataDir'));
-    if (verb === 'allow')
+    if (verb === 'allow') {
       sub.addOption(new Option('--name <name>', 'what to call it in lists and logs (default: the name it announces)'));
+      sub.addOption(
+        new Option(
+          '--weight <n>',
+          "its share of a busy server node's model slots against other devices, 1-100 (default: 1)",
+        ),
+      );
+    }
     sub.addOption(new Option('--json', 'print JSON'));
     sub.action((id?: string) => {
-      const o = sub.opts() as { name?: string; json?: boolean };
+      const o = sub.opts() as { name?: string; weight?: string; json?: boolean };
       result = {
         command: 'device',
         verb,
         flags: collectFlags(sub, ['dataDir']),
         id: typeof id === 'string' ? id : null,
         name: deviceName(o.name),
+        weight: deviceWeight(o.weight),
         json: o.json === true,
       };
     });

@@ -29,6 +29,8 @@ export interface ServeConfig {
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
+  /** A client node's in-flight requests on one server before the next request for its model spills elsewhere. */
+  readonly spillAfter: number;
   readonly upstreamKeepAliveMs: number;
   readonly requestHeadersTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
@@ -43,6 +45,12 @@ export interface ServeConfig {
   readonly trustLan: boolean;
   /** Plain HTTP instead of TLS on a server node's port; only with a loopback --listen (benchmarks). */
   readonly insecureHttp: boolean;
+  /** Server node: requests in flight at Ollama per model (its OLLAMA_NUM_PARALLEL); the rest wait fairly (src/sched/). */
+  readonly slots: number;
+  /** Server node: longest a request waits for a slot before it gets 503. */
+  readonly queueTimeoutMs: number;
+  /** Server node: requests one device may have waiting per model; 0 = no limit. */
+  readonly queueDepth: number;
 }
 
 export type ConfigKey = keyof ServeConfig;
@@ -68,6 +76,9 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   headersTimeoutMs: 0,
   bodyTimeoutMs: 0,
   upstreamConnections: 512,
+  // Ollama runs up to 4 requests of a loaded model at once when memory allows (OLLAMA_NUM_PARALLEL);
+  // a fifth waits in its queue, and a cold load elsewhere costs seconds and the model's memory again.
+  spillAfter: 4,
   upstreamKeepAliveMs: 60_000,
   // Clients send their headers in one write; a connection that has not finished them in 10 s (from
   // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
@@ -88,6 +99,12 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   roleSwitchAfterMs: 30_000,
   trustLan: false,
   insecureHttp: false,
+  // Ollama's own default for OLLAMA_NUM_PARALLEL since 0.11 (and what it forces for embedding models).
+  slots: 1,
+  // Long enough for a cold model load plus a few requests ahead; a client never waits unbounded.
+  queueTimeoutMs: 120_000,
+  // Four times the 16 requests the issue's greedy batch job keeps in flight.
+  queueDepth: 64,
 });
 
 export const SERVER_LISTEN = '0.0.0.0:11435';
@@ -259,6 +276,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'keep-alive connections per worker per upstream',
   },
   {
+    key: 'spillAfter',
+    flag: '--spill-after',
+    kind: 'count',
+    env: ['OLLANA_SPILL_AFTER'],
+    help: "client node: a model's requests in flight on its server before the next goes to another server",
+    doc: 'A client node sends every request for a model to the one server that has it loaded (warm) while that server has fewer than this many requests of this worker in flight; past it, the request goes to another server that has the model loaded, or else is loaded on one (see docs/residency.md). Set it to the `OLLAMA_NUM_PARALLEL` of your servers.',
+  },
+  {
     key: 'upstreamKeepAliveMs',
     flag: '--upstream-keep-alive',
     kind: 'duration',
@@ -352,5 +377,29 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     env: ['OLLANA_INSECURE_HTTP'],
     help: 'server node: plain HTTP instead of TLS, allowed only with a loopback --listen (benchmarks, local tests); never reachable from the LAN',
     doc: 'a server node serves plain HTTP instead of TLS; refused unless `--listen` is a loopback address (benchmarks, local tests)',
+  },
+  {
+    key: 'slots',
+    flag: '--slots',
+    kind: 'count',
+    env: ['OLLANA_SLOTS', 'OLLAMA_NUM_PARALLEL'],
+    help: "server node: requests in flight at the local Ollama per model; set it to Ollama's OLLAMA_NUM_PARALLEL; the rest wait, shared fairly between devices",
+    doc: "a server node keeps at most this many requests per model in flight at its Ollama and queues the rest per device, served in turn ([fairness](fairness.md)); set it to the Ollama's `OLLAMA_NUM_PARALLEL` (read from the environment when ollana's own is unset)",
+  },
+  {
+    key: 'queueTimeoutMs',
+    flag: '--queue-timeout',
+    kind: 'duration',
+    env: ['OLLANA_QUEUE_TIMEOUT'],
+    help: 'server node: a request that waits this long for a free slot gets 503 with Retry-After',
+    doc: 'a request that waits this long for a free slot of its model gets 503 with `Retry-After` ([fairness](fairness.md))',
+  },
+  {
+    key: 'queueDepth',
+    flag: '--queue-depth',
+    kind: 'limit',
+    env: ['OLLANA_QUEUE_DEPTH'],
+    help: 'server node: requests one device may have waiting per model; more get 503 with Retry-After at once; 0 = no limit',
+    doc: 'requests one device may have waiting per model; past it a request gets 503 with `Retry-After` at once ([fairness](fairness.md)); `0` = no limit',
   },
 ] satisfies OptionSpec[]);

@@ -19,6 +19,9 @@ import { FastFront } from './fast/front.ts';
 import { Listener } from './listen/listener.ts';
 import { NodeHandler, SMALL_BODY } from './handler.ts';
 import { Upstreams } from './route/upstreams.ts';
+import { SchedGate } from '../sched/gate.ts';
+import type { SchedSettings } from '../sched/owner.ts';
+import type { MessageOf } from '../protocol/messages.ts';
 
 export interface ProxySettings {
   readonly worker: number;
@@ -29,6 +32,8 @@ export interface ProxySettings {
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
+  /** Client node: in-flight requests on a server before a model's next request spills (route/placement.ts). */
+  readonly spillAfter?: number;
   readonly upstreamKeepAliveMs: number;
   /** Client side: time to send request headers, idle time between requests, open connections per node (connection-guard.ts). */
   readonly requestHeadersTimeoutMs: number;
@@ -52,6 +57,9 @@ export interface ProxySettings {
   readonly trust: TrustSettings;
   /** Shared with the supervisor: slot `worker` holds this worker's in-flight requests (see StatsCollector). */
   readonly loadBoard?: Int32Array;
+  /** A server node's fair-share scheduler: its settings, and its board shared by every worker (sched/). */
+  readonly sched?: SchedSettings | null;
+  readonly schedBoard?: Int32Array;
 }
 
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
@@ -64,6 +72,8 @@ export interface ProxyHost {
   refused(a: Admission, addr: string): void;
   /** A server node answered that it does not allow this device. */
   refusedBy(server: string): void;
+  /** A message to the scheduler's owner (sched/owner.ts). */
+  sched?(msg: MessageOf<'sched.wait'> | MessageOf<'sched.cancel'> | MessageOf<'sched.kick'>): void;
 }
 
 function isLoopbackHost(host: string): boolean {
@@ -80,6 +90,8 @@ export class ProxyServer {
   #fastTarget: RelayOptions | null = null;
   readonly #handler: NodeHandler;
   readonly #upstreams: Upstreams;
+  /** Admission of inference requests on a server node (sched/gate.ts); null on a client node. */
+  readonly sched: SchedGate | null;
   #draining = false;
   #drained: (() => void) | null = null;
 
@@ -96,6 +108,12 @@ export class ProxyServer {
     this.#handler = new NodeHandler(settings, log, host, this.stats, this.#guard, this.#upstreams, hostCheck, () =>
       this.#afterRequest(),
     );
+    const board = settings.schedBoard;
+    this.sched =
+      board === undefined || !settings.sched
+        ? null
+        : new SchedGate(board, settings.worker, settings.tls?.id ?? '', (msg) => host.sched?.(msg));
+    this.#handler.admission = this.sched;
     this.#front = new FastFront(
       {
         maxHeaderBytes: MAX_HEADER_BYTES,

@@ -8,6 +8,7 @@ import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   createLan,
   cut,
@@ -21,6 +22,15 @@ import {
 } from '../../testkit/netns.ts';
 import { threadNames } from '../helpers/threads.ts';
 import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
+
+const RESIDENCY_CLIENT = fileURLToPath(new URL('./fixtures/residency-client.ts', import.meta.url));
+
+/** residency-client.ts inside `host` (its emu-* commands ask that host's emulator directly). */
+// biome-ignore lint/suspicious/noExplicitAny: each command prints its own JSON shape
+async function residency(host: Host, ...args: string[]): Promise<any> {
+  const r = await host.exec(NODE, [RESIDENCY_CLIENT, ...args], 20_000);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+}
 
 /** Fast heartbeats keep the suite short: a node silent for 3.5 heartbeats (1050 ms) is gone. */
 const HEARTBEAT = '300ms';
@@ -138,7 +148,8 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
   }, async () => {
     const l = await lan(3);
     const [h1, h2, h3] = l.hosts as [Host, Host, Host];
-    await Promise.all([emulator(h1), emulator(h2)]);
+    // only1 lives on h1 alone: its requests succeed only when h1 is used.
+    await Promise.all([emulator(h1, 'llama3.2:latest,only1:latest'), emulator(h2)]);
     await Promise.all([node(h1), node(h2)]);
     await node(h3);
     await until(
@@ -163,10 +174,14 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
       (s) => upstreamCount(s) === 2,
       8_000,
     );
-    const before = (await client(h1, 'status', '11435')).workers.totals.requests as number;
     assert.deepEqual(await client(h3, 'generate', '10'), { ok: 10, failed: 0, errors: [] });
-    const afterCount = (await client(h1, 'status', '11435')).workers.totals.requests as number;
-    assert.ok(afterCount > before, `the healed server took requests (${before} -> ${afterCount})`);
+    await until(
+      "the healed server's models to be known again",
+      () => client(h3, 'status'),
+      (st) => st.upstreams.some((u: { models: string[] }) => u.models.includes('only1:latest')),
+      8_000,
+    );
+    assert.deepEqual(await client(h3, 'generate', '3', 'only1'), { ok: 3, failed: 0, errors: [] }, 'h1 is used again');
   });
 
   test('a server whose Ollama stops leaves the cluster; when it starts again, it returns', {
@@ -470,20 +485,27 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     );
     const tags = await client(h3, 'list');
     assert.deepEqual(tags.models.sort(), ['llama3.2:latest', 'qwen3:0.6b', 'shared:latest']);
-    const count = async (h: Host): Promise<number> =>
-      (await client(h, 'status', '11435')).workers.totals.requests as number;
-    const [a0, b0] = [await count(h1), await count(h2)];
     assert.deepEqual(await client(h3, 'generate', '4', 'qwen3:0.6b'), { ok: 4, failed: 0, errors: [] });
     assert.deepEqual(await client(h3, 'generate', '4', 'llama3.2'), { ok: 4, failed: 0, errors: [] });
-    const [a1, b1] = [await count(h1), await count(h2)];
-    assert.equal(a1 - a0, 4, 'the llama requests went to the server that has llama');
-    assert.equal(b1 - b0, 4, 'the qwen requests went to the server that has qwen');
-    // h1's Ollama dies; until h1's health check notices, h1 answers 502: those requests move to h2.
+    // Each server's Ollama lists what it loaded (the client node also polls the servers' /api/ps, so
+    // the server nodes' request counts say nothing about where the generations went).
+    assert.deepEqual(
+      await residency(h1, 'emu-ps'),
+      { models: ['llama3.2:latest'] },
+      'llama went to the server with llama',
+    );
+    assert.deepEqual(await residency(h2, 'emu-ps'), { models: ['qwen3:0.6b'] }, 'qwen went to the server with qwen');
+    // shared is loaded on h1 alone: its requests go there (warm first). h1's Ollama dies; until h1's
+    // health check notices, h1 answers 502: those requests move to h2.
+    assert.deepEqual(await residency(h1, 'emu-gen', 'shared'), { ok: true });
+    const count = async (h: Host): Promise<number> =>
+      (await client(h, 'status', '11435')).workers.totals.requests as number;
+    const a1 = await count(h1);
     const load = client(h3, 'generate', '150', 'shared');
     await until(
       'the shared-model requests to reach h1',
       () => count(h1),
-      (n) => n > a1,
+      (n) => n > a1 + 10,
       10_000,
     );
     await emu1.stop();

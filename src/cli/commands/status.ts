@@ -10,6 +10,7 @@ import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { pinnedConnector, type TlsIdentity } from '../../net/tls.ts';
 import type { NodeStatus } from '../../protocol/status.ts';
 import { ACCOUNT_PATHS, affineTarget } from '../../proxy/route/router.ts';
+import { schedLines } from '../../sched/status-text.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -88,6 +89,7 @@ function human(s: NodeStatus): string {
     lines.push(
       `  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}${u === account ? `  account (${ACCOUNT_PATHS}), pull, create` : ''}`,
     );
+  lines.push(...schedLines(s.sched));
   const w = s.workers ?? {};
   lines.push(
     `workers: ${w.live}/${w.configured} live, ${w.restarts} restarts; requests ${w.totals?.requests}, in flight ${w.totals?.inFlight}`,

@@ -80,6 +80,8 @@ export interface ForwardOptions {
   /** Per-upstream in-flight accounting for least-busy routing. */
   readonly attempt: (u: Upstream, delta: 1 | -1) => void;
   readonly onFinish: () => void;
+  /** Told which upstream answered, and how, once its response head goes to the client. */
+  readonly onServed?: ((u: Upstream, status: number) => void) | null;
   /** Whether the client's connection was refused after this request's head (connection-guard.ts). */
   readonly clientBroken: (socket: Duplex) => boolean;
   /** Told when no connection to the upstream could be opened for lack of file descriptors (logged there, summarised). */
@@ -199,6 +201,7 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#contentType = Array.isArray(ct) ? ct[0] : ct;
     this.#res.writeHead(statusCode, out);
     this.#responded = true;
+    this.#opts.onServed?.(this.upstream, statusCode);
     this.#opts.stats.status(statusCode);
     this.#opts.stats.firstByte(process.hrtime.bigint() - this.#started);
     this.#meter.responded(statusCode);
