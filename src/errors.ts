@@ -26,6 +26,14 @@ export const EXIT_CODES = {
   OLN_DATA_DIR_BUSY: 13,
   /** A server node presented another device id than discovery announced (net/tls.ts); never ends the process today. */
   OLN_PIN_MISMATCH: 15,
+  /** --workers above 1 where the OS has no SO_REUSEPORT (platform/workers.ts). */
+  OLN_WORKERS_UNSUPPORTED: 2,
+  /** The node's control endpoint refused `ollana stop` or cannot be reached (daemon/control.ts). */
+  OLN_CONTROL_REFUSED: 16,
+  /** `ollana service` has no service manager to use on this OS (Windows: see the docs). */
+  OLN_SERVICE_UNSUPPORTED: 17,
+  /** The service manager (systemctl, launchctl) failed. */
+  OLN_SERVICE_FAILED: 18,
   OLN_INTERNAL: 70,
 } as const;
 
@@ -69,6 +77,12 @@ export class UpstreamError extends Error {
  * (protocol/wire.ts ProtocolError), a discovery datagram field out of bounds (net/datagram.ts FieldError).
  */
 export type InputErrorCode = 'OLN_BAD_UPSTREAM_FRAMING' | 'OLN_BAD_MESSAGE' | 'OLN_BAD_DATAGRAM_FIELD';
+
+/**
+ * Why the fair-share scheduler turned a request away (503 with Retry-After, src/sched/): its device
+ * had too many requests waiting for the model, or it waited longer than --queue-timeout.
+ */
+export type SchedErrorCode = 'OLN_QUEUE_FULL' | 'OLN_QUEUE_TIMEOUT';
 
 /** Plain-data form of an error, for crossing a thread or process boundary (msgpack keeps no classes). */
 export interface ErrorData {

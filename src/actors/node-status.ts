@@ -6,7 +6,7 @@ import type { Mode } from '../config/defaults.ts';
 import type { Identity } from '../identity/identity.ts';
 import type { NodeRole, PeerInfo } from '../protocol/lan.ts';
 import type { DiscoveryStats, ElectionView, RouteTable, TrustSettings } from '../protocol/messages.ts';
-import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
+import type { NodeStatus, WorkerReport, SchedStatus } from '../protocol/status.ts';
 import { peerUrl } from './cluster.ts';
 import type { OllamaState } from './ollama-watch.ts';
 
@@ -44,6 +44,7 @@ export interface StatusParts {
   readonly discoveryStats: DiscoveryStats | null;
   readonly table: RouteTable;
   readonly connections: { readonly open: number; readonly max: number };
+  readonly sched: SchedStatus | null;
   readonly workers: readonly WorkerReport[];
   readonly configuredWorkers: number;
   readonly restarts: number;
@@ -109,6 +110,7 @@ export function nodeStatus(p: StatusParts): NodeStatus {
     discovery: p.discovery === null ? null : { ...p.discovery, stats: p.discoveryStats },
     upstreams: p.table.upstreams,
     connections: p.connections,
+    sched: p.sched,
     workers: {
       configured: p.configuredWorkers,
       live: live.length,

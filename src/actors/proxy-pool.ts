@@ -26,6 +26,9 @@ import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/con
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RestartPolicy } from './restart-policy.ts';
 import type { MetricsJson, WorkerMetricsReport } from '../metrics/hub.ts';
+import { createBoard } from '../sched/board.ts';
+import { SchedOwner } from '../sched/owner.ts';
+import type { SchedStatus } from '../protocol/status.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
 const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
@@ -103,6 +106,8 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   #table: RouteTable;
   /** the newest allow list, when it changed since the workers' start data */
   #trust: TrustSettings | null = null;
+  /** A server node's fair-share scheduler: the model queues (sched/owner.ts); null on a client node. */
+  readonly #sched: SchedOwner | null;
   #stopping = false;
   #restarts = 0;
   #cut = 0;
@@ -117,6 +122,14 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     this.#table = table;
     this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
     this.#connectionBoard = connectionBoard(size);
+    const s = workerData.proxy.sched;
+    this.#sched =
+      s === null || s === undefined
+        ? null
+        : new SchedOwner(createBoard(size, s.slots), s, this.#clock, log, (w, msg) =>
+            this.#slots[w]?.endpoint?.send(msg),
+          );
+    this.#sched?.setWeights(workerData.proxy.trust.weights ?? {});
     this.#pool = (deps.threads ?? piscinaThreads)(size, workerData);
     this.#pool.on('error', (err: Error) => {
       if (outOfFiles(err)) this.#takeBackStarts(err);
@@ -150,6 +163,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   }
 
   setTrust(trust: TrustSettings): void {
+    this.#sched?.setWeights(trust.weights ?? {});
     this.#trust = trust;
     for (const slot of this.#slots) if (slot.ready) slot.endpoint?.send({ type: 'trust.update', trust });
   }
@@ -195,6 +209,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         routes: this.#table,
         loadBoard: this.#loadBoard,
         connectionBoard: this.#connectionBoard,
+        ...(this.#sched === null ? {} : { schedBoard: this.#sched.board }),
       };
       const abort = new AbortController();
       s.abort = abort;
@@ -232,6 +247,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     port.close();
     Atomics.store(this.#loadBoard, slot.index, 0);
     clearSlot(this.#connectionBoard, slot.index);
+    this.#sched?.workerGone(slot.index);
   }
 
   #onDied(slot: Slot, error: OllanaError): void {
@@ -344,6 +360,15 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
       case 'trust.refused-by':
         this.emit('refused-by', msg.server);
         break;
+      case 'sched.wait':
+        this.#sched?.wait(slot.index, msg);
+        break;
+      case 'sched.cancel':
+        this.#sched?.cancel(slot.index, msg.ticket);
+        break;
+      case 'sched.kick':
+        this.#sched?.kick(msg.index);
+        break;
       default: {
         const never: never = msg;
         this.#log.error({ msg: never }, 'unhandled worker message');
@@ -356,6 +381,11 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     let n = 0;
     for (let i = 0; i < this.#size; i++) n += Atomics.load(this.#loadBoard, i);
     return n;
+  }
+
+  /** The scheduler's queues and slots now (a server node), or null. */
+  sched(): SchedStatus | null {
+    return this.#sched?.snapshot() ?? null;
   }
 
   /** Client connections open across the workers now (shared memory, like inFlight). */
@@ -417,6 +447,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     );
     this.#stats.rejectAll(new Error('stopping'));
     this.#metrics.rejectAll(new Error('stopping'));
+    this.#sched?.stop();
     await this.#pool.destroy();
     return this.#cut;
   }

@@ -411,6 +411,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       discoveryStats,
       table: this.#table,
       connections: { open: this.#pool?.openConnections() ?? 0, max: config.maxConnections },
+      sched: this.#pool?.sched?.() ?? null,
       workers,
       configuredWorkers: config.workers,
       restarts: this.#pool?.restarts ?? 0,
@@ -420,7 +421,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** GET /ollana/v1/metrics: all workers' metrics added up, with the node's own (metrics/). */
   async metrics(): Promise<string> {
-    const [discovery] = await Promise.all([this.#discovery?.stats() ?? Promise.resolve(null), this.#metrics.refresh(this.#pool)]);
+    const [discovery] = await Promise.all([
+      this.#discovery?.stats() ?? Promise.resolve(null),
+      this.#metrics.refresh(this.#pool),
+    ]);
     return this.#metrics.render({
       version: this.#opts.version,
       role: this.#role,

@@ -6,7 +6,7 @@
 import type { Logger } from '../log.ts';
 import type { ActorThreadEvents, ProxyPoolEvents } from '../protocol/events.ts';
 import type { Message, RouteTable, TrustSettings } from '../protocol/messages.ts';
-import type { WorkerReport } from '../protocol/status.ts';
+import type { SchedStatus, WorkerReport } from '../protocol/status.ts';
 import type { ProxyWorkerData } from '../protocol/workers.ts';
 import { ActorThread, type ActorThreadOptions } from './actor-thread.ts';
 import { ProxyPool } from './proxy-pool.ts';
@@ -34,6 +34,8 @@ export interface PoolHandle {
   stats(): Promise<WorkerReport[]>;
   /** Each live worker's metrics (metrics/hub.ts). */
   metrics(): Promise<WorkerMetricsReport[]>;
+  /** A server node's fair-share scheduler now (sched/owner.ts); absent or null: none. */
+  sched?(): SchedStatus | null;
   /** Drains the workers (in-flight requests get `deadlineMs`), then ends them; resolves with the requests cut. */
   stop(deadlineMs: number): Promise<number>;
   /** requests the last stop cut at its deadline */

@@ -166,6 +166,9 @@ export class TrustStore extends EventEmitter {
       trustLan: this.#trustLan,
       allowed: this.#devices.filter((d) => d.state === 'allowed').map((d) => d.id),
       disabled: this.#devices.filter((d) => d.state === 'disabled').map((d) => d.id),
+      weights: Object.fromEntries(
+        this.#devices.filter((d) => d.weight !== undefined && d.weight !== 1).map((d) => [d.id, d.weight!]),
+      ),
     };
   }
 

@@ -7,6 +7,7 @@ import type { Identity } from '../identity/identity.ts';
 import type { LogSettings } from '../log.ts';
 import type { NodeRole } from '../protocol/lan.ts';
 import type { TrustSettings } from '../protocol/messages.ts';
+import { hasReusePort, hostPlatform } from '../platform/platform.ts';
 import type { DiscoveryWorkerData, ProxyWorkerData } from '../protocol/workers.ts';
 import { DISCOVERY_DEFAULTS } from './discovery/index.ts';
 
@@ -46,7 +47,12 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
       debugHooks: p.debugHooks,
       tls: { id: p.identity.id, certPem: p.identity.certPem, keyPem: p.identity.keyPem, ticketKeys: p.ticketKeys },
       listenTls: p.role === 'server' && !config.insecureHttp,
+      reusePort: hasReusePort(hostPlatform().os),
       trust: p.trust,
+      sched:
+        p.role === 'server'
+          ? { slots: config.slots, maxWaitMs: config.queueTimeoutMs, queueDepth: config.queueDepth }
+          : null,
     },
   };
 }

@@ -22,6 +22,12 @@ export type CliCommand =
       readonly wait: string | null;
       readonly json: boolean;
     }
+  | {
+      readonly command: 'service';
+      readonly verb: 'install' | 'uninstall' | 'status';
+      readonly scope: 'user' | 'system' | null;
+      readonly root: string | null;
+    }
   | { readonly command: 'print'; readonly text: string };
 
 export type DeviceVerb = 'show' | 'list' | 'pending' | 'allow' | 'disable';
@@ -33,6 +39,8 @@ export interface DeviceCommand {
   readonly flags: Partial<Record<ConfigKey, unknown>>;
   readonly id: string | null;
   readonly name: string | null;
+  /** --weight of allow: the device's share of a busy server node (docs/fairness.md) */
+  readonly weight: number | null;
   readonly json: boolean;
 }
 
@@ -67,6 +75,19 @@ function deviceName(raw: string | undefined): string | null {
     );
   }
   return name;
+}
+
+/** --weight: a device's share per round when devices wait for the same model, 1 to 100. */
+function deviceWeight(raw: string | undefined): number | null {
+  if (raw === undefined) return null;
+  const n = Number(raw);
+  if (!/^[0-9]+$/.test(raw.trim()) || n < 1 || n > 100) {
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      `--weight (flag) must be a whole number from 1 to 100; got ${JSON.stringify(raw)}`,
+    );
+  }
+  return n;
 }
 
 function defaultText(key: ConfigKey, override?: string): string {
@@ -191,17 +212,25 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
   const deviceCmds = DEVICE_VERBS.map(({ verb, args, help }) => {
     const sub = device.command(`${verb}${args ? ` ${args}` : ''}`).description(help);
     sub.addOption(optionFor('dataDir'));
-    if (verb === 'allow')
+    if (verb === 'allow') {
       sub.addOption(new Option('--name <name>', 'what to call it in lists and logs (default: the name it announces)'));
+      sub.addOption(
+        new Option(
+          '--weight <n>',
+          "its share of a busy server node's model slots against other devices, 1-100 (default: 1)",
+        ),
+      );
+    }
     sub.addOption(new Option('--json', 'print JSON'));
     sub.action((id?: string) => {
-      const o = sub.opts() as { name?: string; json?: boolean };
+      const o = sub.opts() as { name?: string; weight?: string; json?: boolean };
       result = {
         command: 'device',
         verb,
         flags: collectFlags(sub, ['dataDir']),
         id: typeof id === 'string' ? id : null,
         name: deviceName(o.name),
+        weight: deviceWeight(o.weight),
         json: o.json === true,
       };
     });
@@ -213,7 +242,40 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
       'same the other way round. `ollana device pending` lists the devices this machine met but does not allow.',
   );
 
-  for (const cmd of [program, serve, stop, status, doctor, device, ...deviceCmds]) {
+  const service = program
+    .command('service')
+    .description('start this node at boot or login: a systemd unit (Linux) or a launchd agent (macOS)');
+  const serviceCmds = (
+    [
+      ['install', 'write the service and have systemd or launchd enable and start it'],
+      ['uninstall', 'stop the service and remove it'],
+      ['status', 'whether the service is installed, enabled and running'],
+    ] as const
+  ).map(([verb, help]) => {
+    const sub = service.command(verb).description(help);
+    sub.addOption(
+      new Option('--user', "the current user's service (the default, except for root)").conflicts('system'),
+    );
+    sub.addOption(new Option('--system', 'a system service, started at boot (the default for root)'));
+    sub.addOption(
+      new Option(
+        '--root <dir>',
+        'write under this directory instead of /, and leave systemd/launchd alone; env OLLANA_SERVICE_ROOT',
+      ),
+    );
+    sub.action(() => {
+      const o = sub.opts() as { user?: boolean; system?: boolean; root?: string };
+      result = {
+        command: 'service',
+        verb,
+        scope: o.system === true ? 'system' : o.user === true ? 'user' : null,
+        root: o.root ?? null,
+      };
+    });
+    return sub;
+  });
+
+  for (const cmd of [program, serve, stop, status, doctor, device, ...deviceCmds, service, ...serviceCmds]) {
     cmd.exitOverride().configureOutput({
       writeOut: (s) => {
         printed += s;

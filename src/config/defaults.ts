@@ -45,6 +45,12 @@ export interface ServeConfig {
   readonly trustLan: boolean;
   /** Plain HTTP instead of TLS on a server node's port; only with a loopback --listen (benchmarks). */
   readonly insecureHttp: boolean;
+  /** Server node: requests in flight at Ollama per model (its OLLAMA_NUM_PARALLEL); the rest wait fairly (src/sched/). */
+  readonly slots: number;
+  /** Server node: longest a request waits for a slot before it gets 503. */
+  readonly queueTimeoutMs: number;
+  /** Server node: requests one device may have waiting per model; 0 = no limit. */
+  readonly queueDepth: number;
 }
 
 export type ConfigKey = keyof ServeConfig;
@@ -93,6 +99,12 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   roleSwitchAfterMs: 30_000,
   trustLan: false,
   insecureHttp: false,
+  // Ollama's own default for OLLAMA_NUM_PARALLEL since 0.11 (and what it forces for embedding models).
+  slots: 1,
+  // Long enough for a cold model load plus a few requests ahead; a client never waits unbounded.
+  queueTimeoutMs: 120_000,
+  // Four times the 16 requests the issue's greedy batch job keeps in flight.
+  queueDepth: 64,
 });
 
 export const SERVER_LISTEN = '0.0.0.0:11435';
@@ -162,7 +174,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     flag: '--workers',
     kind: 'count',
     env: ['OLLANA_WORKERS'],
-    help: 'proxy worker threads sharing the port',
+    help: 'proxy worker threads sharing the port (1 on macOS and Windows, which lack SO_REUSEPORT)',
     defaultText: `${DEFAULT_WORKERS} (cores, at most 8)`,
     docDefault: 'cores, at most 8',
   },
@@ -181,7 +193,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     env: ['OLLANA_LOG_FILE'],
     help: 'write logs to this file',
     defaultText: 'stdout; with -d: <state dir>/ollana.log',
-    docDefault: 'stdout; with `-d`: `$XDG_STATE_HOME/ollana/ollana.log`',
+    docDefault:
+      'stdout; with `-d`: `$XDG_STATE_HOME/ollana/ollana.log` (Linux), `~/Library/Logs/ollana/ollana.log` (macOS), `%LOCALAPPDATA%\\ollana\\logs\\ollana.log` (Windows)',
   },
   {
     key: 'pidFile',
@@ -191,7 +204,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     help: 'pid file',
     defaultText: '<runtime dir>/ollana.pid',
     doc: 'first line the pid, then its start time, a token, the drain timeout and the listen address; written to a temporary file and renamed, so never seen half-written. A node whose drain timeout cut requests leaves `<pid file>.cut` for `ollana stop` to report',
-    docDefault: '`$XDG_RUNTIME_DIR/ollana/ollana.pid`, else in the data dir',
+    docDefault:
+      '`$XDG_RUNTIME_DIR/ollana/ollana.pid`, else in the data dir (Linux); in the data dir (macOS); `%LOCALAPPDATA%\\ollana\\ollana.pid` (Windows)',
   },
   {
     key: 'daemon',
@@ -207,9 +221,11 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     kind: 'path',
     env: ['OLLANA_HOME'],
     help: 'data directory (identity, config.json)',
-    defaultText: '$XDG_CONFIG_HOME/ollana or ~/.config/ollana',
-    doc: 'data directory (mode 0700): config file, identity (`cert.pem`, `key.pem` 0600), `devices.json`, `pending.json`, `trust.lock` (see [the trust files](lan.md#the-trust-files))',
-    docDefault: '`$XDG_CONFIG_HOME/ollana` or `~/.config/ollana`',
+    defaultText:
+      '$XDG_CONFIG_HOME/ollana or ~/.config/ollana; macOS ~/Library/Application Support/ollana; Windows %APPDATA%\\ollana',
+    doc: 'data directory (mode 0700): config file, identity (`cert.pem`, `key.pem` 0600), `devices.json`, `pending.json`, `trust.lock` (see [the trust files](lan.md#the-trust-files)), `control.token` (0600, while the node runs: `ollana stop` without signals)',
+    docDefault:
+      '`$XDG_CONFIG_HOME/ollana` or `~/.config/ollana` (Linux), `~/Library/Application Support/ollana` (macOS), `%APPDATA%\\ollana` (Windows)',
   },
   {
     key: 'drainTimeoutMs',
@@ -361,5 +377,29 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     env: ['OLLANA_INSECURE_HTTP'],
     help: 'server node: plain HTTP instead of TLS, allowed only with a loopback --listen (benchmarks, local tests); never reachable from the LAN',
     doc: 'a server node serves plain HTTP instead of TLS; refused unless `--listen` is a loopback address (benchmarks, local tests)',
+  },
+  {
+    key: 'slots',
+    flag: '--slots',
+    kind: 'count',
+    env: ['OLLANA_SLOTS', 'OLLAMA_NUM_PARALLEL'],
+    help: "server node: requests in flight at the local Ollama per model; set it to Ollama's OLLAMA_NUM_PARALLEL; the rest wait, shared fairly between devices",
+    doc: "a server node keeps at most this many requests per model in flight at its Ollama and queues the rest per device, served in turn ([fairness](fairness.md)); set it to the Ollama's `OLLAMA_NUM_PARALLEL` (read from the environment when ollana's own is unset)",
+  },
+  {
+    key: 'queueTimeoutMs',
+    flag: '--queue-timeout',
+    kind: 'duration',
+    env: ['OLLANA_QUEUE_TIMEOUT'],
+    help: 'server node: a request that waits this long for a free slot gets 503 with Retry-After',
+    doc: 'a request that waits this long for a free slot of its model gets 503 with `Retry-After` ([fairness](fairness.md))',
+  },
+  {
+    key: 'queueDepth',
+    flag: '--queue-depth',
+    kind: 'limit',
+    env: ['OLLANA_QUEUE_DEPTH'],
+    help: 'server node: requests one device may have waiting per model; more get 503 with Retry-After at once; 0 = no limit',
+    doc: 'requests one device may have waiting per model; past it a request gets 503 with `Retry-After` at once ([fairness](fairness.md)); `0` = no limit',
   },
 ] satisfies OptionSpec[]);

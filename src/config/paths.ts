@@ -1,23 +1,20 @@
-/** Where ollana keeps its files, following the XDG base directory conventions. */
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+/** Where ollana keeps its files: the data directory, pid file and log file of this OS (platform/dirs.ts). */
+import { platformDirs } from '../platform/dirs.ts';
+import { hostPlatform, type Platform } from '../platform/platform.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Data directory: $OLLANA_HOME, else $XDG_CONFIG_HOME/ollana, else ~/.config/ollana. */
-export function defaultDataDir(env: Env): string {
-  if (env.OLLANA_HOME) return env.OLLANA_HOME;
-  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'ollana');
+/** Data directory: $OLLANA_HOME, else the OS's place (XDG on Linux). */
+export function defaultDataDir(env: Env, platform: Platform = hostPlatform(env)): string {
+  return platformDirs(platform).data;
 }
 
-/** Pid file: in the data directory when OLLANA_HOME pins one, else $XDG_RUNTIME_DIR, else the data dir. */
-export function defaultPidFile(env: Env, dataDir: string): string {
-  if (!env.OLLANA_HOME && env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'ollana', 'ollana.pid');
-  return join(dataDir, 'ollana.pid');
+/** Pid file: in the data directory when OLLANA_HOME pins one, else the OS's runtime place. */
+export function defaultPidFile(env: Env, dataDir: string, platform: Platform = hostPlatform(env)): string {
+  return platformDirs(platform, dataDir).pidFile;
 }
 
-/** Daemon log file: in OLLANA_HOME when set, else $XDG_STATE_HOME/ollana, else ~/.local/state/ollana. */
-export function defaultLogFile(env: Env, dataDir: string): string {
-  if (env.OLLANA_HOME) return join(dataDir, 'ollana.log');
-  return join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'ollana', 'ollana.log');
+/** Daemon log file: in OLLANA_HOME when set, else the OS's place for logs. */
+export function defaultLogFile(env: Env, dataDir: string, platform: Platform = hostPlatform(env)): string {
+  return platformDirs(platform, dataDir).logFile;
 }

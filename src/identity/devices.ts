@@ -23,6 +23,8 @@ export interface DeviceEntry {
   readonly state: DeviceState;
   /** When the device got its current state (ISO 8601). */
   readonly since: string;
+  /** Its share per round when devices wait for the same model on a server node (absent: 1). */
+  readonly weight?: number;
 }
 
 export interface PendingEntry {
@@ -53,7 +55,15 @@ const uniqueIds = <T extends { id: string }>(list: T[]): boolean => new Set(list
 const devicesSchema = z.strictObject({
   version: z.literal(1),
   devices: z
-    .array(z.strictObject({ id: deviceId, name, state: z.enum(['allowed', 'disabled']), since: time }))
+    .array(
+      z.strictObject({
+        id: deviceId,
+        name,
+        state: z.enum(['allowed', 'disabled']),
+        since: time,
+        weight: z.number().int().min(1).max(100).optional(),
+      }),
+    )
     .refine(uniqueIds, 'lists a device twice'),
 });
 

@@ -85,6 +85,8 @@ export const trustSchema = z.object({
   trustLan: z.boolean(),
   allowed: z.array(z.string()),
   disabled: z.array(z.string()),
+  /** fair-share weights of devices that have one other than 1 (sched/); read by the supervisor only */
+  weights: z.record(z.string(), z.number()).optional(),
 });
 
 export type TrustSettings = z.infer<typeof trustSchema>;
@@ -214,7 +216,27 @@ const messageSchema = z.discriminatedUnion('type', [
     text: z.string().nullable(),
     error: errorData.nullable(),
   }),
+  /** the owner of the model queues (sched/owner.ts) gives a waiting request its slot, or refuses it */
+  z.object({ type: z.literal('sched.grant'), ticket: z.number().int(), index: z.number().int() }),
+  z.object({
+    type: z.literal('sched.refuse'),
+    ticket: z.number().int(),
+    code: z.enum(['OLN_QUEUE_FULL', 'OLN_QUEUE_TIMEOUT']),
+    retryAfterS: z.number().int(),
+  }),
   // proxy worker -> supervisor
+  /** a request for a full model (sched/gate.ts): queue it for its device */
+  z.object({
+    type: z.literal('sched.wait'),
+    ticket: z.number().int(),
+    index: z.number().int(),
+    model: z.string(),
+    device: z.string(),
+  }),
+  /** a queued request's client went away */
+  z.object({ type: z.literal('sched.cancel'), ticket: z.number().int() }),
+  /** a slot of model `index` came free while requests wait for it */
+  z.object({ type: z.literal('sched.kick'), index: z.number().int() }),
   z.object({ type: z.literal('proxy.ready'), worker: z.number().int(), threadId: z.number().int() }),
   z.object({ type: z.literal('stats.report'), id: z.number().int(), stats: workerStatsSchema }),
   z.object({ type: z.literal('status.request'), id: z.number().int() }),
@@ -250,6 +272,8 @@ export const SUPERVISOR_TO_PROXY = [
   'trust.update',
   'metrics.collect',
   'metrics.reply',
+  'sched.grant',
+  'sched.refuse',
 ] as const;
 export type SupervisorToProxy = MessageOf<(typeof SUPERVISOR_TO_PROXY)[number]>;
 export const PROXY_TO_SUPERVISOR = [
@@ -260,6 +284,9 @@ export const PROXY_TO_SUPERVISOR = [
   'trust.refused-by',
   'metrics.report',
   'metrics.request',
+  'sched.wait',
+  'sched.cancel',
+  'sched.kick',
 ] as const;
 export type ProxyToSupervisor = MessageOf<(typeof PROXY_TO_SUPERVISOR)[number]>;
 

@@ -1,6 +1,6 @@
 /**
  * The proxy worker's decoder for what the supervisor sends it: the same checks as the zod schemas in
- * messages.ts, written by hand (guards.ts) for these six message types. Every proxy worker is a V8
+ * messages.ts, written by hand (guards.ts) for these eight message types. Every proxy worker is a V8
  * isolate of its own, and loading zod there cost each one ~12 MB of memory for a handful of small
  * messages. Like the schema, it builds a fresh object with the known keys only.
  * test/unit/proxy-inbox.test.ts holds it to the schema's verdicts.
@@ -102,6 +102,15 @@ export function decodeForProxy(raw: unknown): SupervisorToProxy {
         id: int(m.id, ['id']),
         text: m.text === null ? null : str(m.text, ['text']),
         error: m.error === null ? null : errorData(m.error, ['error']),
+      };
+    case 'sched.grant':
+      return { type, ticket: int(m.ticket, ['ticket']), index: int(m.index, ['index']) };
+    case 'sched.refuse':
+      return {
+        type,
+        ticket: int(m.ticket, ['ticket']),
+        code: oneOf(m.code, ['code'], ['OLN_QUEUE_FULL', 'OLN_QUEUE_TIMEOUT'] as const),
+        retryAfterS: int(m.retryAfterS, ['retryAfterS']),
       };
     default:
       if (typeof type === 'string') throw unexpectedType(type);

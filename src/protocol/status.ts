@@ -46,6 +46,32 @@ export interface WorkerTotals {
   readonly handedToNode: number;
 }
 
+/** The fair-share scheduler of a server node (src/sched/owner.ts). */
+export type SchedStatus = {
+  /** slots per model at Ollama, and the bounds of waiting */
+  readonly slots: number;
+  readonly maxWaitMs: number;
+  readonly queueDepth: number;
+  readonly models: readonly {
+    readonly model: string;
+    readonly slots: number;
+    readonly inFlight: number;
+    /** requests waiting, per device */
+    readonly queued: Readonly<Record<string, number>>;
+    readonly longestWaitMs: number;
+  }[];
+  readonly devices: readonly {
+    readonly device: string;
+    readonly weight: number;
+    /** requests that waited and then got their slot (those that found one free are not counted here) */
+    readonly servedAfterWait: number;
+    readonly waiting: number;
+    /** 503s: queue full or waited too long */
+    readonly refused: number;
+    readonly throttled: boolean;
+  }[];
+};
+
 /** A type alias, not an interface, so that it is a plain record where the status.reply message wants one. */
 export type NodeStatus = {
   readonly ollana: { readonly version: string; readonly pid: number; readonly uptimeS: number };
@@ -90,6 +116,8 @@ export type NodeStatus = {
   } | null;
   readonly upstreams: readonly Upstream[];
   readonly connections: { readonly open: number; readonly max: number };
+  /** a server node's fair-share scheduler; null on a client node */
+  readonly sched: SchedStatus | null;
   readonly workers: {
     readonly configured: number;
     readonly live: number;

@@ -36,6 +36,8 @@ export interface ProxyTask {
   readonly loadBoard: Int32Array;
   /** Open connections per worker, shared by all of them (connection-cap.ts). */
   readonly connectionBoard: Int32Array;
+  /** A server node's model slots, shared by the workers and the scheduler's owner (sched/board.ts). */
+  readonly schedBoard?: Int32Array;
 }
 
 export interface ProxyTaskResult {

@@ -5,6 +5,7 @@
  * its local Ollama through the relay (relay/) or an undici pool, a client node's by route class to
  * the server nodes through their pools (route/).
  */
+import type { SchedGate } from '../sched/gate.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
@@ -21,12 +22,12 @@ import { aggregate } from './route/aggregate.ts';
 import { afterBody } from './listen/body-watch.ts';
 import type { ConnectionGuard } from './listen/connection-guard.ts';
 import { Forward } from './route/forward.ts';
-import { affineTarget, candidates, classify, modelOf, retryableStatus } from './route/router.ts';
-import { ModelScan } from './route/model-scan.ts';
+import { affineTarget, candidates, classify, retryableStatus } from './route/router.ts';
+import { routeByModel } from './route/body-model.ts';
 import { ModelRoutes, isManaged } from './route/model-routes.ts';
 import { DEFAULTS } from '../config/defaults.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './http/headers.ts';
-import { prepended, readWhole } from './http/request-body.ts';
+import { readWhole } from './http/request-body.ts';
 import type { StatsCollector } from './stats.ts';
 import { Relay } from './relay/relay.ts';
 import type { RelayOptions } from './relay/relay-contract.ts';
@@ -34,13 +35,6 @@ import { NodeDownstream, relayable } from './relay/node-downstream.ts';
 import { type Upstreams, loadUndici, undiciLoaded } from './route/upstreams.ts';
 import { OwnEndpoints } from './own-endpoints.ts';
 import type { ProxyHost, ProxySettings } from './proxy-server.ts';
-
-/**
- * How much of a JSON body a client node reads, at most, to find the model it routes by (model-scan.ts);
- * clients send `model` first, but a chat may put megabytes of base64 images before it. Past this the
- * request goes to the least busy server, as one naming no model does.
- */
-const MODEL_SCAN_BYTES = 1024 * 1024;
 
 /**
  * Largest declared body a server node reads whole before forwarding. Handing undici a Buffer instead
@@ -72,6 +66,8 @@ export class NodeHandler {
   table: RouteTable = { version: 0, role: 'server', upstreams: [] };
   /** Set when the worker drains: answers close their connections. */
   draining = false;
+  /** Admission of the local Ollama's inference requests (sched/gate.ts), or null. */
+  admission: SchedGate | null = null;
   #turn = 0;
 
   /**
@@ -206,7 +202,7 @@ export class NodeHandler {
         return;
       }
       case 'by-model':
-        this.#routeByModel(req, (model, body) =>
+        routeByModel(req, (model, body) =>
           this.#models.byModel(req, res, this.table.upstreams, model, body, cors, this.#turn++),
         );
         return;
@@ -333,43 +329,8 @@ export class NodeHandler {
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       onFinish: this.#onFinish,
       outOfFiles: this.#guard.outOfFiles,
+      admission: this.admission,
     };
-  }
-
-  /**
-   * Reads a JSON request body only until its model is known (model-scan.ts), then hands on the model
-   * and the body: whole (a Buffer, or null for none) if it ended meanwhile, else a stream of the bytes
-   * read so far followed by the rest, with backpressure. No body is held whole, however large.
-   */
-  #routeByModel(req: IncomingMessage, then: (model: string | null, body: Buffer | Readable | null) => void): void {
-    const declared = Number(req.headers['content-length'] ?? '-1');
-    if (declared >= 0 && declared <= MODEL_SCAN_BYTES) {
-      // Small enough to hold (nearly every request): read whole, so it can go to the next server too.
-      readWhole(req, (body) => then(body.length === 0 ? null : modelOf(body), body.length === 0 ? null : body));
-      return;
-    }
-    const scan = new ModelScan(MODEL_SCAN_BYTES);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let decided = false;
-    const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (scan.feed(chunk) === 'more') return;
-      decided = true;
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.pause();
-      then(scan.model, prepended(chunks, req));
-    };
-    const onEnd = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      if (decided) return;
-      then(scan.model, size === 0 ? null : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
   }
 
   #aggregate(cls: 'tags' | 'ps' | 'models', req: IncomingMessage, res: ServerResponse, cors: string[] | null): void {

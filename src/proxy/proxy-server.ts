@@ -19,6 +19,9 @@ import { FastFront } from './fast/front.ts';
 import { Listener } from './listen/listener.ts';
 import { NodeHandler, SMALL_BODY } from './handler.ts';
 import { Upstreams } from './route/upstreams.ts';
+import { SchedGate } from '../sched/gate.ts';
+import type { SchedSettings } from '../sched/owner.ts';
+import type { MessageOf } from '../protocol/messages.ts';
 
 export interface ProxySettings {
   readonly worker: number;
@@ -49,9 +52,14 @@ export interface ProxySettings {
   readonly tls: TlsServerSettings | null;
   /** Whether the listener itself speaks TLS (the server node's LAN port). */
   readonly listenTls: boolean;
+  /** Whether the listening socket takes SO_REUSEPORT (true when left out; false where the OS has none: platform/workers.ts). */
+  readonly reusePort?: boolean;
   readonly trust: TrustSettings;
   /** Shared with the supervisor: slot `worker` holds this worker's in-flight requests (see StatsCollector). */
   readonly loadBoard?: Int32Array;
+  /** A server node's fair-share scheduler: its settings, and its board shared by every worker (sched/). */
+  readonly sched?: SchedSettings | null;
+  readonly schedBoard?: Int32Array;
 }
 
 /** What the server needs from its thread: status comes from the supervisor, which sees all workers. */
@@ -64,6 +72,8 @@ export interface ProxyHost {
   refused(a: Admission, addr: string): void;
   /** A server node answered that it does not allow this device. */
   refusedBy(server: string): void;
+  /** A message to the scheduler's owner (sched/owner.ts). */
+  sched?(msg: MessageOf<'sched.wait'> | MessageOf<'sched.cancel'> | MessageOf<'sched.kick'>): void;
 }
 
 function isLoopbackHost(host: string): boolean {
@@ -80,6 +90,8 @@ export class ProxyServer {
   #fastTarget: RelayOptions | null = null;
   readonly #handler: NodeHandler;
   readonly #upstreams: Upstreams;
+  /** Admission of inference requests on a server node (sched/gate.ts); null on a client node. */
+  readonly sched: SchedGate | null;
   #draining = false;
   #drained: (() => void) | null = null;
 
@@ -96,6 +108,12 @@ export class ProxyServer {
     this.#handler = new NodeHandler(settings, log, host, this.stats, this.#guard, this.#upstreams, hostCheck, () =>
       this.#afterRequest(),
     );
+    const board = settings.schedBoard;
+    this.sched =
+      board === undefined || !settings.sched
+        ? null
+        : new SchedGate(board, settings.worker, settings.tls?.id ?? '', (msg) => host.sched?.(msg));
+    this.#handler.admission = this.sched;
     this.#front = new FastFront(
       {
         maxHeaderBytes: MAX_HEADER_BYTES,

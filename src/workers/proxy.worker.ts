@@ -49,7 +49,13 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
   const summaries = setInterval(summarize, REFUSAL_REPORTS.sourceWindowMs).unref();
 
   const server = new ProxyServer(
-    { ...data.proxy, worker: task.worker, loadBoard: task.loadBoard, connectionBoard: task.connectionBoard },
+    {
+      ...data.proxy,
+      worker: task.worker,
+      loadBoard: task.loadBoard,
+      connectionBoard: task.connectionBoard,
+      schedBoard: task.schedBoard,
+    },
     log,
     {
       status: () => {
@@ -74,6 +80,7 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
         if (a.verdict === 'allowed' || !refusals.due(a.id, addr)) return;
         endpoint?.send({ type: 'trust.refused', id: a.id ?? '', name: a.name, addr, verdict: a.verdict });
       },
+      sched: (msg) => endpoint?.send(msg),
       refusedBy: (server) => {
         if (dueFor(reported, `by ${server}`)) endpoint?.send({ type: 'trust.refused-by', server });
       },
@@ -105,6 +112,12 @@ export default async function serveProxy(task: ProxyTask): Promise<ProxyTaskResu
           break;
         case 'trust.update':
           server.setTrust(msg.trust);
+          break;
+        case 'sched.grant':
+          server.sched?.granted(msg.ticket, msg.index);
+          break;
+        case 'sched.refuse':
+          server.sched?.refused(msg.ticket, msg.code, msg.retryAfterS);
           break;
         case 'status.reply':
           // Checked as a plain record on arrival (proxy-inbox.ts); the supervisor built it as a NodeStatus,

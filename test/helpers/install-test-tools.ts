@@ -3,7 +3,8 @@
  * (iproute2), `unshare` (util-linux) and `nft` (nftables); the metrics test needs Prometheus'
  * `promtool` (Debian's `prometheus` package: about 19 MB to download, 96 MB installed, 20-40 s; the
  * only Debian package that ships promtool); the Wireshark dissector's test needs `tshark` (with
- * dumpcap, to capture inside a namespace). As root on a machine with apt-get, the
+ * dumpcap, to capture inside a namespace); the service test needs `systemd-analyze` (systemd, ~3 MB,
+ * present on most Debian systems already). As root on a machine with apt-get, the
  * missing ones are installed; otherwise this says what is missing, and those tests are reported
  * skipped one by one with the reason (testkit/netns.ts netnsTest), never left out of the count.
  * OLLANA_TEST_NO_INSTALL=1 turns the installing off.
@@ -16,6 +17,8 @@ const TOOLS = [
   { command: 'nft', pkg: 'nftables' },
   { command: 'promtool', pkg: 'prometheus' },
   { command: 'tshark', pkg: 'tshark' },
+  // test/integration/service-cli.test.ts checks the units `ollana service` writes with `systemd-analyze verify`.
+  { command: 'systemd-analyze', pkg: 'systemd' },
 ] as const;
 
 /**

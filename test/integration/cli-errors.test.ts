@@ -37,11 +37,11 @@ test('--help, serve --help and --version', async () => {
 });
 
 test('issue #14: an unknown command with --help is an unknown command (exit 2), as without it', async () => {
-  for (const args of [['doctor'], ['doctor', '--help']]) {
+  for (const args of [['frobnicate'], ['frobnicate', '--help']]) {
     const r = await runCli(args, { home: home() });
     assert.equal(r.code, 2, args.join(' '));
     assert.equal(r.stdout, '');
-    assert.equal(r.stderr, "ollana: unknown command 'doctor'; see `ollana --help` [OLN_USAGE]\n");
+    assert.equal(r.stderr, "ollana: unknown command 'frobnicate'; see `ollana --help` [OLN_USAGE]\n");
   }
 });
 

@@ -44,7 +44,7 @@ describe('ollama-js through a server node', () => {
     assert.equal(typeof show.modelfile, 'string');
     const emb = await ollama.embed({ model: 'nomic-embed-text', input: ['a', 'b'] });
     assert.equal(emb.embeddings.length, 2);
-    assert.equal(emb.embeddings[0]!.length, 8);
+    assert.equal(emb.embeddings[0]!.length, 768);
   });
 
   test('generate, streamed and not', async () => {

@@ -131,6 +131,8 @@ test('small and large bodies go to the server that has their model, byte for byt
     [3 * MIB, false],
     [3 * MIB, true],
     [20 * MIB, false],
+    // Over 64 MiB, chunked: the model is read from the head, the rest streams (never a 413).
+    [65 * MIB, true],
   ] as const) {
     for (const [model, sink] of [
       ['qwen2.5:7b', b],

@@ -29,7 +29,7 @@ export function madeByThisFile(): { readonly lans: Lan[]; readonly homes: string
 }
 
 /** The Ollama emulator on the host's loopback, where a server node probes for Ollama. */
-export async function emulator(host: Host, models?: string): Promise<HostProcess> {
+export async function emulator(host: Host, models?: string, extra: readonly string[] = []): Promise<HostProcess> {
   const p = host.spawn(NODE, [
     EMULATOR,
     '--port',
@@ -41,6 +41,7 @@ export async function emulator(host: Host, models?: string): Promise<HostProcess
     '--ttft-ms',
     '0',
     ...(models === undefined ? [] : ['--models', models]),
+    ...extra,
   ]);
   await p.waitForLine((t) => t.includes('"url"'), 10_000);
   return p;

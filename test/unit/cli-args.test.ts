@@ -228,6 +228,7 @@ test('device subcommands: verb, id, --name, --json and --data-dir', () => {
     flags: {},
     id: null,
     name: null,
+    weight: null,
     json: false,
   });
   assert.deepEqual(parseCli(['device', 'list', '--json', '--data-dir', '/tmp/d'], VERSION), {
@@ -236,6 +237,7 @@ test('device subcommands: verb, id, --name, --json and --data-dir', () => {
     flags: { dataDir: '/tmp/d' },
     id: null,
     name: null,
+    weight: null,
     json: true,
   });
   assert.deepEqual(parseCli(['device', 'allow', 'abcd-efg', '--name', ' gpu box '], VERSION), {
@@ -244,6 +246,7 @@ test('device subcommands: verb, id, --name, --json and --data-dir', () => {
     flags: {},
     id: 'abcd-efg',
     name: 'gpu box',
+    weight: null,
     json: false,
   });
   assert.deepEqual(parseCli(['device', 'disable', 'ABCD', '--json'], VERSION), {
@@ -252,9 +255,18 @@ test('device subcommands: verb, id, --name, --json and --data-dir', () => {
     flags: {},
     id: 'ABCD',
     name: null,
+    weight: null,
     json: true,
   });
   assert.equal((parseCli(['device', 'pending'], VERSION) as { verb: string }).verb, 'pending');
+  assert.equal((parseCli(['device', 'allow', 'ABCD', '--weight', '3'], VERSION) as { weight: number }).weight, 3);
+  for (const bad of ['0', '101', '1.5', 'two', '-1']) {
+    assert.throws(
+      () => parseCli(['device', 'allow', 'ABCD', '--weight', bad], VERSION),
+      (err: { code?: string }) => err.code === 'OLN_BAD_FLAG',
+      bad,
+    );
+  }
 });
 
 test('device --help lists every subcommand; a bare `device` prints the same', () => {

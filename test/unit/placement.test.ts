@@ -4,6 +4,7 @@
  * (actors/residency-poll.ts, on a FakeClock). The same behaviour end to end, with real nodes and
  * ollama-js: test/netns/residency.test.ts.
  */
+import { normalizeModel } from '../../src/proxy/route/model-name.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PS_INTERVAL_MS, ResidencyPoll } from '../../src/actors/residency-poll.ts';
@@ -29,7 +30,7 @@ function up(id: string, models: string[], loaded: string[] = [], over: Partial<U
 
 const inputs = (inFlight: Record<string, number> = {}, spillAfter = 2) => ({
   inFlight: new Map(Object.entries(inFlight)),
-  loaded: (u: Upstream) => new Set(u.loaded ?? []),
+  loaded: (u: Upstream) => new Set((u.loaded ?? []).map(normalizeModel)),
   spillAfter,
 });
 const ids = (list: Upstream[]): string[] => list.map((u) => u.id);

@@ -80,6 +80,14 @@ const discoveryStats: DiscoveryStats = {
 
 /** One sample of every message type; the record's type makes a new message type a compile error here. */
 const SAMPLES: { readonly [T in MessageType]: readonly Extract<Message, { type: T }>[] } = {
+  'sched.grant': [{ type: 'sched.grant', ticket: 1, index: 17 }],
+  'sched.refuse': [
+    { type: 'sched.refuse', ticket: 2, code: 'OLN_QUEUE_FULL', retryAfterS: 1 },
+    { type: 'sched.refuse', ticket: 3, code: 'OLN_QUEUE_TIMEOUT', retryAfterS: 120 },
+  ],
+  'sched.wait': [{ type: 'sched.wait', ticket: 4, index: 200, model: 'llama3:latest', device: 'local' }],
+  'sched.cancel': [{ type: 'sched.cancel', ticket: 4 }],
+  'sched.kick': [{ type: 'sched.kick', index: 0 }],
   'routes.update': [
     { type: 'routes.update', table: { version: 3, role: 'client', upstreams: [] } },
     {

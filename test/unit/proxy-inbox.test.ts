@@ -55,6 +55,9 @@ const VALID: SupervisorToProxy[] = [
     error: { code: 'OLN_INTERNAL', message: 'boom', details: { n: 1, ok: false, z: null, s: 'x' } },
   },
   { type: 'status.reply', id: 7, status: null, error: { code: 'OLN_INTERNAL', message: 'no details' } },
+  { type: 'sched.grant', ticket: 9, index: 255 },
+  { type: 'sched.refuse', ticket: 10, code: 'OLN_QUEUE_FULL', retryAfterS: 1 },
+  { type: 'sched.refuse', ticket: 11, code: 'OLN_QUEUE_TIMEOUT', retryAfterS: 30 },
 ];
 
 test('every valid supervisor-to-proxy message decodes as the schema decodes it', () => {

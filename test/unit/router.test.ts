@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Upstream } from '../../src/protocol/messages.ts';
-import {
-  affineTarget,
-  candidates,
-  classify,
-  modelOf,
-  normalizeModel,
-  retryableStatus,
-} from '../../src/proxy/route/router.ts';
+import { affineTarget, candidates, classify, modelOf, retryableStatus } from '../../src/proxy/route/router.ts';
+import { parseModel, sameModel } from '../../src/proxy/route/model-name.ts';
 
 function up(id: string, models: string[], over: Partial<Upstream> = {}): Upstream {
   return {
@@ -43,14 +37,41 @@ test("classify follows the API's retry-safety classes", () => {
   for (const p of ['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete', '/api/blobs/sha256:ab']) {
     assert.equal(classify(p === '/api/delete' ? 'DELETE' : 'POST', p), 'affine', p);
   }
+  for (const [m, p] of [
+    ['POST', '/api/me'],
+    ['POST', '/api/signout'],
+    ['DELETE', '/api/user/keys/c3NoLWVk'],
+  ] as const) {
+    assert.equal(classify(m, p), 'affine', `account request ${p} goes to one server`);
+  }
+  assert.equal(classify('GET', '/v1/models/llama3.2'), 'by-model', 'the model is in the path');
+  assert.equal(classify('POST', '/v1/audio/transcriptions'), 'by-model', 'the model is a form field');
   assert.equal(classify('GET', '/api/version'), 'any');
   assert.equal(classify('GET', '/api/generate'), 'any', 'a GET to a POST route is not routed by model');
 });
 
-test('model names default their tag to latest', () => {
-  assert.equal(normalizeModel('llama3.2'), 'llama3.2:latest');
-  assert.equal(normalizeModel('llama3.2:1b'), 'llama3.2:1b');
-  assert.equal(normalizeModel('registry:5000/ns/m'), 'registry:5000/ns/m:latest');
+test('model names match as Ollama matches them: defaults, case, source suffixes', () => {
+  assert.equal(parseModel('llama3.2').key, 'registry.ollama.ai/library/llama3.2:latest');
+  assert.equal(parseModel('registry:5000/ns/m').key, 'registry:5000/ns/m:latest');
+  for (const alias of [
+    'Qwen3:8b',
+    'library/qwen3:8b',
+    'registry.ollama.ai/library/qwen3:8b',
+    'https://registry.ollama.ai/library/QWEN3:8B',
+    'qwen3:8b:local',
+    ' qwen3:8b ',
+  ]) {
+    assert.ok(sameModel(alias, 'qwen3:8b'), alias);
+  }
+  assert.ok(sameModel('llama3.2', 'llama3.2:latest'));
+  assert.ok(!sameModel('qwen3:8b', 'qwen3:4b'));
+  assert.ok(!sameModel('other/qwen3:8b', 'qwen3:8b'), 'another namespace is another model');
+  // The cloud copy is another model than the local one; its installed name ends in -cloud.
+  assert.ok(sameModel('gpt-oss:120b:cloud', 'gpt-oss:120b-cloud'));
+  assert.ok(sameModel('gpt-oss:120b-CLOUD', 'gpt-oss:120b:cloud'));
+  assert.ok(!sameModel('gpt-oss:120b:cloud', 'gpt-oss:120b'));
+  assert.equal(parseModel('gpt-oss:cloud').cloud, true);
+  assert.equal(parseModel('gpt-oss:cloud').key, 'registry.ollama.ai/library/gpt-oss:latest');
   assert.equal(modelOf(Buffer.from('{"model":"a"}')), 'a');
   assert.equal(modelOf(Buffer.from('{"name":"b"}')), 'b');
   assert.equal(modelOf(Buffer.from('not json')), null);
@@ -101,4 +122,23 @@ test('retryable statuses', () => {
   assert.equal(retryableStatus(404, 'any'), false);
   assert.equal(retryableStatus(400, 'by-model'), false);
   assert.equal(retryableStatus(200, 'any'), false);
+  assert.equal(retryableStatus(401, 'by-model'), false);
+  assert.equal(retryableStatus(401, 'by-model', true), true, 'a cloud model moves past a server not signed in');
+  assert.equal(retryableStatus(403, 'by-model', true), true, 'or one with cloud disabled');
+});
+
+test('candidates: a name as Ollama accepts it matches; a cloud model no server lists tries the leader first', () => {
+  const ups = [up('a', ['qwen3:8b']), up('b', ['gpt-oss:20b-cloud']), up('c', [], { leader: true })];
+  assert.deepEqual(
+    candidates(ups, 'registry.ollama.ai/library/Qwen3:8b:local', new Map()).map((u) => u.id),
+    ['a'],
+  );
+  assert.deepEqual(
+    candidates(ups, 'gpt-oss:20b:cloud', new Map()).map((u) => u.id),
+    ['b'],
+  );
+  assert.deepEqual(
+    candidates(ups, 'kimi-k2:1t-cloud', new Map(), 1).map((u) => u.id),
+    ['c', 'b', 'a'],
+  );
 });

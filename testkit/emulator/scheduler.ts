@@ -22,6 +22,7 @@
  */
 import { type Clock, type TimerHandle, unrefTimer } from '../../src/clock.ts';
 import type { ModelEntry } from './models.ts';
+import { SlotLine, type SlotTicket } from './slots.ts';
 
 /** Node's setTimeout fires at once beyond 2^31-1 ms, so longer waits are chained. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -98,17 +99,10 @@ export interface SchedCounters {
   totals: { loads: number; evictions: number; rejected: number; aborted_queued: number; pending: number };
 }
 
-interface SlotWaiter {
-  grant: () => void;
-  cancel: () => void;
-}
-
 interface Runner {
   entry: ModelEntry;
-  slots: number;
+  slots: SlotLine;
   refs: number;
-  active: number;
-  waiters: SlotWaiter[];
   sessionMs: number;
   /** Unset until the runner first goes idle (Ollama's zero time); ps then estimates it. */
   expiresAt: number | undefined;
@@ -210,9 +204,9 @@ export class Scheduler {
       const r = this.#loaded.get(s.entry.digest);
       models[s.entry.name] = {
         loaded: r !== undefined,
-        slots: r ? (Number.isFinite(r.slots) ? r.slots : 0) : this.#slotsFor(s.entry),
-        inFlight: r?.active ?? 0,
-        queued: r?.waiters.length ?? 0,
+        slots: r ? (Number.isFinite(r.slots.limit) ? r.slots.limit : 0) : this.#slotsFor(s.entry),
+        inFlight: r?.slots.active ?? 0,
+        queued: r?.slots.waiting ?? 0,
         loads: s.loads,
         unloads: s.unloads,
       };
@@ -301,10 +295,8 @@ export class Scheduler {
     const slots = this.#slotsFor(req.entry);
     const runner: Runner = {
       entry: req.entry,
-      slots: slots > 0 ? slots : Number.POSITIVE_INFINITY,
+      slots: new SlotLine(slots > 0 ? slots : Number.POSITIVE_INFINITY),
       refs: 0,
-      active: 0,
-      waiters: [],
       sessionMs: sessionOf(req.keepAliveMs ?? this.#config().keepAliveMs),
       expiresAt: undefined,
       cancelExpiry: undefined,
@@ -344,53 +336,24 @@ export class Scheduler {
 
   #lease(runner: Runner, signal: AbortSignal): Lease {
     let released = false;
-    let holds = false;
-    let waiter: SlotWaiter | undefined;
+    let ticket: SlotTicket | undefined;
     const release = (): void => {
       if (released) return;
       released = true;
       signal.removeEventListener('abort', release);
-      if (waiter) {
-        // A client that leaves while waiting for a slot leaves the line at once.
-        if (signal.aborted) this.#totals.aborted_queued++;
-        runner.waiters.splice(runner.waiters.indexOf(waiter), 1);
-        waiter.cancel();
-        waiter = undefined;
-      }
-      if (holds) this.#freeSlot(runner);
+      // A client that leaves while waiting for a slot leaves the line at once.
+      if (ticket?.cancel(abortError()) && signal.aborted) this.#totals.aborted_queued++;
       this.#drop(runner);
     };
     signal.addEventListener('abort', release, { once: true });
     return {
       release,
-      slot: () =>
-        new Promise<void>((resolve, reject) => {
-          if (released || signal.aborted) return reject(abortError());
-          if (runner.active < runner.slots && runner.waiters.length === 0) {
-            runner.active++;
-            holds = true;
-            return resolve();
-          }
-          waiter = {
-            grant: () => {
-              waiter = undefined;
-              holds = true;
-              resolve();
-            },
-            cancel: () => reject(abortError()),
-          };
-          runner.waiters.push(waiter);
-        }),
+      slot: () => {
+        if (released || ticket) return Promise.reject(abortError());
+        ticket = runner.slots.take();
+        return ticket.ready;
+      },
     };
-  }
-
-  #freeSlot(runner: Runner): void {
-    runner.active--;
-    const next = runner.waiters.shift();
-    if (next) {
-      runner.active++;
-      next.grant();
-    }
   }
 
   /** The last reference gone: unload at once with keep_alive 0, else start the keep_alive timer. */

@@ -101,8 +101,15 @@ function pending(dataDir: string, json: boolean): number {
  * read-modify-write holds the data directory's trust lock: two commands at once (or a command and
  * the node writing pending.json) would otherwise each write the list it read, and one would be lost.
  */
-function setState(dataDir: string, input: string, state: DeviceState, nameGiven: string | null, json: boolean): number {
-  return withTrustLock(dataDir, CLI_LOCK_WAIT_MS, () => setStateLocked(dataDir, input, state, nameGiven, json));
+function setState(
+  dataDir: string,
+  input: string,
+  state: DeviceState,
+  nameGiven: string | null,
+  json: boolean,
+  weight: number | null,
+): number {
+  return withTrustLock(dataDir, CLI_LOCK_WAIT_MS, () => setStateLocked(dataDir, input, state, nameGiven, json, weight));
 }
 
 function setStateLocked(
@@ -111,6 +118,7 @@ function setStateLocked(
   state: DeviceState,
   nameGiven: string | null,
   json: boolean,
+  weightGiven: number | null,
 ): number {
   const devices = readDevices(dataDir);
   const waiting = readPendingWarn(dataDir);
@@ -139,18 +147,28 @@ function setStateLocked(
     );
   }
   const name = nameGiven ?? (seen?.name || prev?.name || '');
-  const changed = prev?.state !== state || prev.name !== name;
-  const entry: DeviceEntry = { id, name, state, since: prev?.state === state ? prev.since : new Date().toISOString() };
+  const weight = weightGiven ?? prev?.weight ?? 1;
+  const reweighted = (prev?.weight ?? 1) !== weight;
+  const changed = prev?.state !== state || prev.name !== name || reweighted;
+  const entry: DeviceEntry = {
+    id,
+    name,
+    state,
+    since: prev?.state === state ? prev.since : new Date().toISOString(),
+    ...(weight === 1 ? {} : { weight }),
+  };
   if (changed) writeDevices(dataDir, prev ? devices.map((d) => (d.id === id ? entry : d)) : [...devices, entry]);
 
   const label = `${id} (${printable(name)})`;
   const text = !changed
     ? `${label} is already ${state}; nothing changed\n`
-    : prev?.state === state
-      ? `renamed ${id} from ${printable(prev.name)} to ${printable(name)}\n`
-      : state === 'allowed'
-        ? `allowed ${label}${prev?.state === 'disabled' ? ', which was disabled' : ''}\n${APPLIES}\n`
-        : `disabled ${label}: it is refused from now on\n${APPLIES}\n`;
+    : prev?.state === state && reweighted
+      ? `${label} now has weight ${weight}: its share of a busy server node's slots against weight-1 devices\n${APPLIES}\n`
+      : prev?.state === state
+        ? `renamed ${id} from ${printable(prev.name)} to ${printable(name)}\n`
+        : state === 'allowed'
+          ? `allowed ${label}${prev?.state === 'disabled' ? ', which was disabled' : ''}\n${APPLIES}\n`
+          : `disabled ${label}: it is refused from now on\n${APPLIES}\n`;
   return out(json, { device: entry, previous: prev?.state ?? null, changed }, text);
 }
 
@@ -164,9 +182,9 @@ export async function deviceCommand(cmd: DeviceCommand, env: Env): Promise<numbe
     case 'pending':
       return pending(dataDir, cmd.json);
     case 'allow':
-      return setState(dataDir, cmd.id ?? '', 'allowed', cmd.name, cmd.json);
+      return setState(dataDir, cmd.id ?? '', 'allowed', cmd.name, cmd.json, cmd.weight);
     case 'disable':
-      return setState(dataDir, cmd.id ?? '', 'disabled', null, cmd.json);
+      return setState(dataDir, cmd.id ?? '', 'disabled', null, cmd.json, null);
     default: {
       const never: never = cmd.verb;
       throw new Error(`unknown device command ${String(never)}`);

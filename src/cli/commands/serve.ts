@@ -4,6 +4,8 @@ import { Supervisor } from '../../actors/supervisor.ts';
 import type { ConfigKey } from '../../config/defaults.ts';
 import { loadConfig } from '../../config/load.ts';
 import { defaultLogFile, defaultPidFile } from '../../config/paths.ts';
+import { controlAddress, controlTokenFile } from '../../daemon/control.ts';
+import { ControlServer } from '../../daemon/control-server.ts';
 import { daemonize, isDaemonChild, reportToParent } from '../../daemon/daemonize.ts';
 import { takePidFile } from '../../daemon/pid-file.ts';
 import { OllanaError, errorMessage, isOllanaError } from '../../errors.ts';
@@ -11,6 +13,8 @@ import { dirError } from '../../identity/data-dir.ts';
 import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { createLogger, type LogSettings } from '../../log.ts';
 import { ownModule } from '../../module-file.ts';
+import { hostPlatform } from '../../platform/platform.ts';
+import { planWorkers } from '../../platform/workers.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -31,13 +35,17 @@ export async function serveCommand(
   env: Env,
   version: string,
 ): Promise<number> {
-  const { config, dataDir } = loadConfig(flags, env);
+  const platform = hostPlatform(env);
+  const loaded = loadConfig(flags, env);
+  const { dataDir } = loaded;
+  const plan = planWorkers(loaded.config, loaded.origins.workers, platform.os);
+  const config = { ...loaded.config, workers: plan.workers };
   ensureDataDir(dataDir);
-  const pidFile = config.pidFile ?? defaultPidFile(env, dataDir);
+  const pidFile = config.pidFile ?? defaultPidFile(env, dataDir, platform);
   const child = isDaemonChild(env);
 
   if (config.daemon && !child) {
-    const logFile = config.logFile ?? defaultLogFile(env, dataDir);
+    const logFile = config.logFile ?? defaultLogFile(env, dataDir, platform);
     const ready = await daemonize(MAIN_SCRIPT, argv, logFile, pidFile);
     process.stdout.write(
       `ollana ${ready.role} node started in the background (pid ${ready.pid}), listening on ${ready.url}\n` +
@@ -53,7 +61,9 @@ export async function serveCommand(
     pretty: !child && config.logFile === null && process.stdout.isTTY === true,
   };
   const log = createLogger(logSettings);
+  if (plan.note !== null) log.info({ workers: plan.workers, os: platform.os }, plan.note);
   let pid: ReturnType<typeof takePidFile> | null = null;
+  let control: ControlServer | null = null;
   let supervisor: Supervisor;
 
   // The handlers are in place before anything starts: a stop asked for while the node starts (before
@@ -107,8 +117,16 @@ export async function serveCommand(
     const started = await supervisor.start();
     const url = new URL(started.url);
     pid.setListen(`${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`);
+    control = await ControlServer.start({
+      address: controlAddress(pidFile, platform.os),
+      tokenFile: controlTokenFile(dataDir, platform.os),
+      os: platform.os,
+      log,
+      onStop: () => requestStop('stop request', 0),
+    });
     if (child) await reportToParent({ type: 'daemon.ready', pid: process.pid, role: started.role, url: started.url });
   } catch (err) {
+    await control?.close(0);
     pid?.release();
     if (child) {
       const e = isOllanaError(err) ? err : new OllanaError('OLN_INTERNAL', errorMessage(err), { cause: err });
@@ -129,7 +147,8 @@ export async function serveCommand(
           },
           (err: unknown) => log.error({ err }, `stopping failed: ${errorMessage(err)}`),
         )
-        .finally(() => {
+        .finally(async () => {
+          await control?.close(supervisor.drainCut);
           pid?.release();
           resolve(status);
         });

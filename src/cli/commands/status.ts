@@ -9,6 +9,8 @@ import { OllanaError, errorMessage } from '../../errors.ts';
 import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { pinnedConnector, type TlsIdentity } from '../../net/tls.ts';
 import type { NodeStatus } from '../../protocol/status.ts';
+import { ACCOUNT_PATHS, affineTarget } from '../../proxy/route/router.ts';
+import { schedLines } from '../../sched/status-text.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -81,7 +83,13 @@ function human(s: NodeStatus): string {
     );
   }
   lines.push(`upstreams: ${(s.upstreams ?? []).length === 0 ? 'none yet' : ''}`);
-  for (const u of s.upstreams ?? []) lines.push(`  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}`);
+  // Account requests (sign-in state belongs to one server) and pulls, creates and blobs go to one.
+  const account = s.role === 'client' ? affineTarget(s.upstreams ?? []) : null;
+  for (const u of s.upstreams ?? [])
+    lines.push(
+      `  ${u.id}  ${u.url}  ${u.healthy ? 'healthy' : 'unhealthy'}${u === account ? `  account (${ACCOUNT_PATHS}), pull, create` : ''}`,
+    );
+  lines.push(...schedLines(s.sched));
   const w = s.workers ?? {};
   lines.push(
     `workers: ${w.live}/${w.configured} live, ${w.restarts} restarts; requests ${w.totals?.requests}, in flight ${w.totals?.inFlight}`,

@@ -1,6 +1,7 @@
 /**
- * `ollana stop`: SIGTERM the node named by the pid file, and return only once it has exited and its
- * port is free, so that whatever runs next (a script, a new `ollana serve`) finds it gone.
+ * `ollana stop`: SIGTERM the node named by the pid file (where there are no signals: a stop request to
+ * its control endpoint, daemon/control.ts), and return only once it has exited and its port is free,
+ * so that whatever runs next (a script, a new `ollana serve`) finds it gone.
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -8,9 +9,12 @@ import type { ConfigKey } from '../../config/defaults.ts';
 import { loadConfig } from '../../config/load.ts';
 import { defaultPidFile } from '../../config/paths.ts';
 import { parseValue } from '../../config/schema.ts';
+import { controlAddress, controlTokenFile } from '../../daemon/control.ts';
+import { askToStop } from '../../daemon/control-client.ts';
 import { inspectPidFile, parsePidRecord, takeDrainReport, writerState, type PidRecord } from '../../daemon/pid-file.ts';
 import { processStart } from '../../daemon/process-info.ts';
 import { OllanaError, systemCode } from '../../errors.ts';
+import { hasSignals, hostPlatform } from '../../platform/platform.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -68,8 +72,9 @@ export async function stopCommand(
   timeoutText: string | null,
   env: Env,
 ): Promise<number> {
+  const platform = hostPlatform(env);
   const { config, dataDir } = loadConfig(flags, env);
-  const pidFile = config.pidFile ?? defaultPidFile(env, dataDir);
+  const pidFile = config.pidFile ?? defaultPidFile(env, dataDir, platform);
   const timeoutFlag =
     timeoutText === null
       ? null
@@ -111,10 +116,16 @@ export async function stopCommand(
   // By default as long as the node's own drain timeout (from its pid file) and the rest of its shutdown.
   const timeoutMs = timeoutFlag ?? drainMs + EXIT_MARGIN_MS;
 
-  try {
-    process.kill(record.pid, 'SIGTERM');
-  } catch (err) {
-    if (systemCode(err) !== 'ESRCH') throw err; // it ended between the check and the signal: nothing to wait for
+  const bySignal = hasSignals(platform);
+  if (bySignal) {
+    try {
+      process.kill(record.pid, 'SIGTERM');
+    } catch (err) {
+      if (systemCode(err) !== 'ESRCH') throw err; // it ended between the check and the signal: nothing to wait for
+    }
+  } else {
+    // Answers once the node has drained, right before it exits; the wait below sees it go.
+    await askToStop(controlAddress(pidFile, platform.os), controlTokenFile(dataDir, platform.os), timeoutMs);
   }
   // Polled: Node has no pidfd to wait on a process that is not its child. The deadline bounds it.
   const deadline = Date.now() + timeoutMs;
@@ -122,8 +133,8 @@ export async function stopCommand(
     if (Date.now() >= deadline) {
       throw new OllanaError(
         'OLN_STOP_TIMEOUT',
-        `ollana (pid ${record.pid}) is still running ${Math.round(timeoutMs / 1000)} s after SIGTERM; ` +
-          `wait longer with --timeout, or end it with kill -9 ${record.pid}`,
+        `ollana (pid ${record.pid}) is still running ${Math.round(timeoutMs / 1000)} s after ${bySignal ? 'SIGTERM' : 'the stop request'}; ` +
+          `wait longer with --timeout, or end it with ${platform.os === 'win32' ? `taskkill /F /PID ${record.pid}` : `kill -9 ${record.pid}`}`,
       );
     }
     await pause(POLL_MS);

@@ -115,7 +115,8 @@ export class Listener {
   }
 
   async listen(): Promise<void> {
-    this.#server.listen({ host: this.#settings.host, port: this.#settings.port, reusePort: true, backlog: 4096 });
+    const reusePort = this.#settings.reusePort !== false;
+    this.#server.listen({ host: this.#settings.host, port: this.#settings.port, reusePort, backlog: 4096 });
     await once(this.#server, 'listening');
   }
 

@@ -86,6 +86,10 @@ export class NodeDownstream implements Downstream {
     responseErrorSender(this.#res, this.url)(status, message, extra);
   }
 
+  peer(): IncomingMessage['socket'] {
+    return this.#req.socket;
+  }
+
   broken(): boolean {
     return this.#broken(this.#req.socket);
   }

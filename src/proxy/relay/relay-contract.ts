@@ -3,9 +3,11 @@
  * node-downstream.ts and fast/request.ts), a body that streams in while it is relayed, the options
  * of one relayed request, and the response header filter.
  */
+import type { Socket } from 'node:net';
 import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
 import type { BodyFraming } from './framing.ts';
+import type { SchedGate } from '../../sched/gate.ts';
 import type { UpstreamSockets } from './upstream-sockets.ts';
 
 /** A request body that arrives while the request is relayed (too large to hold, or chunked). */
@@ -66,6 +68,8 @@ export interface Downstream {
   breakOff(tail: string | null, atChunkStart: boolean, err: Error): void;
   /** Answers with ollana's own error before anything was sent. */
   sendError(status: number, message: string, extra: string[]): void;
+  /** The client's connection (its device, for the scheduler). */
+  peer(): Socket;
   /** Called once when the exchange is over, however it ended. */
   finished(): void;
 }
@@ -87,6 +91,8 @@ export interface RelayOptions {
   readonly dropHeaders: ReadonlySet<string> | null;
   readonly onFinish: () => void;
   readonly outOfFiles: (upstream: string, err: Error) => void;
+  /** Inference requests wait here for a slot of their model (sched/gate.ts); absent or null: none. */
+  readonly admission?: SchedGate | null;
 }
 
 /** Filters the upstream's response headers: hop-by-hop and the ones ollana sets, plus ollana's. */

@@ -23,6 +23,7 @@ import { UpstreamError } from '../../errors.ts';
 import { BodyEnd, FramingError, parseResponseHead, type ResponseHead } from './framing.ts';
 import type { UpstreamUser } from './upstream-sockets.ts';
 import type { BodyStream, Downstream, HeaderFilter, RelayOptions } from './relay-contract.ts';
+import { admitted, type Pass } from '../../sched/gate.ts';
 
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
@@ -55,6 +56,8 @@ export class Relay implements UpstreamUser {
   #timed = false;
   /** The downstream still references bytes of the current read (see upstreamData). */
   #held = false;
+  /** Its slot of the model at Ollama, or its place in the queue for one (undefined: not asked yet). */
+  #pass: Pass | null | undefined;
 
   constructor(downstream: Downstream, options: RelayOptions, filter: HeaderFilter) {
     this.#d = downstream;
@@ -69,6 +72,17 @@ export class Relay implements UpstreamUser {
   /** Takes an upstream connection and sends the request (`fresh`: not a kept one). */
   start(fresh = false): void {
     if (this.#finished) return;
+    if (this.#pass === undefined) {
+      this.#pass = this.#o.admission?.admit(this.#d) ?? null;
+      if (
+        !admitted(
+          this.#pass,
+          () => this.start(fresh),
+          (status, message, extra) => this.#refuse(status, message, extra),
+        )
+      )
+        return;
+    }
     this.#cancel = this.#o.sockets.acquire(this, fresh);
   }
 
@@ -248,6 +262,7 @@ export class Relay implements UpstreamUser {
   #respond(head: ResponseHead): void {
     const out = this.#filter(head.raw, this.#o.dropHeaders);
     if (this.#o.extraHeaders !== null) out.push(...this.#o.extraHeaders);
+    if (this.#pass && this.#pass.waitedMs >= 0) out.push('x-ollana-queue-wait-ms', String(this.#pass.waitedMs));
     for (let i = 0; i < head.raw.length; i += 2) {
       if (head.raw[i]!.length === 12 && head.raw[i]!.toLowerCase() === 'content-type')
         this.#contentType = head.raw[i + 1];
@@ -361,6 +376,13 @@ export class Relay implements UpstreamUser {
     this.#finish();
   }
 
+  /** The scheduler turned the request away before it went out (503, sched/gate.ts). */
+  #refuse(status: number, message: string, extra: string[]): void {
+    this.#o.stats.status(status);
+    this.#d.sendError(status, message, extra);
+    this.#finish();
+  }
+
   /** Whether the response has begun (its status went to the client or is on its way). */
   get responded(): boolean {
     return this.#head !== null;
@@ -382,6 +404,7 @@ export class Relay implements UpstreamUser {
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
+    this.#pass?.done();
     this.#o.stats.inFlight -= 1;
     this.#o.stats.done(process.hrtime.bigint() - this.#started);
     this.#meter.end();

@@ -10,7 +10,7 @@
 import type { Pool } from 'undici';
 import type { Upstream } from '../../protocol/messages.ts';
 import { fetchJson } from './aggregate.ts';
-import { normalizeModel } from './router.ts';
+import { normalizeModel } from './model-name.ts';
 
 interface Reading {
   readonly models: Set<string>;

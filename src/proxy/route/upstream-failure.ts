@@ -104,7 +104,7 @@ export function answerFailure(
   }
   // Bytes already went out: the status cannot change.
   x.log.warn({ code, path, err }, 'upstream broke off a response');
-  endWith(streamErrorTail(contentType, `ollana: ${x.upstream} broke off the response: ${err.message}`));
+  endWith(streamErrorTail(path, contentType, `ollana: ${x.upstream} broke off the response: ${err.message}`));
 }
 
 /** FailedExchange.sendError for a node:http response. */
