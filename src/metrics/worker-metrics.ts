@@ -11,6 +11,7 @@ import { LabelCap, routeFamily, statusClass, TOKEN_FAMILIES } from './labels.ts'
 import { ModelScan } from '../proxy/route/model-scan.ts';
 import { UsageTail } from './usage-tail.ts';
 import { DURATION_BUCKETS, RequestSeries, TTFB_BUCKETS, type Cells } from './request-series.ts';
+
 /** Distinct model names per worker before the rest count as `other` (labels.ts). */
 export const MAX_MODELS = 32;
 /** Distinct devices per worker before the rest count as `other`: allowed devices are few and known. */
