@@ -25,7 +25,7 @@ import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/wo
 import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RestartPolicy } from './restart-policy.ts';
-import type { MetricsJson, WorkerMetricsReport } from '../metrics/hub.ts';
+import { metricsReply, type MetricsJson, type WorkerMetricsReport } from '../metrics/hub.ts';
 import { Endpoint, PendingReplies } from './runtime.ts';
 
 const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
@@ -319,14 +319,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         this.#metrics.settle(msg.id, msg.metrics as unknown as MetricsJson);
         break;
       case 'metrics.request':
-        this.emit('metrics-request', (text, error) => {
-          slot.endpoint?.send({
-            type: 'metrics.reply',
-            id: msg.id,
-            text,
-            error: error === null ? null : { code: 'OLN_INTERNAL', message: error },
-          });
-        });
+        this.emit('metrics-request', (text, error) => slot.endpoint?.send(metricsReply(msg.id, text, error)));
         break;
       case 'status.request':
         this.emit('status-request', (status: NodeStatus | null, error: string | null) => {
@@ -363,37 +356,29 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     return openConnections(this.#connectionBoard);
   }
 
-  /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */
-  async stats(): Promise<WorkerReport[]> {
+  /** Asks every live worker (`ask`) and waits for its answer in `replies`; null: not live, or no answer in time. */
+  #askEach<T>(replies: PendingReplies<T>, what: string, ask: (id: number) => SupervisorToProxy): Promise<(T | null)[]> {
     return Promise.all(
-      this.#slots.map(async (slot): Promise<WorkerReport> => {
-        if (!slot.ready || slot.endpoint === null) return { worker: slot.index, ready: false };
-        const { id, reply } = this.#stats.open(STATS_DEADLINE_MS, `stats of proxy worker ${slot.index}`);
-        slot.endpoint.send({ type: 'stats.request', id });
-        try {
-          return await reply;
-        } catch {
-          return { worker: slot.index, ready: false };
-        }
+      this.#slots.map(async (slot): Promise<T | null> => {
+        if (!slot.ready || slot.endpoint === null) return null;
+        const { id, reply } = replies.open(STATS_DEADLINE_MS, `${what} of proxy worker ${slot.index}`);
+        slot.endpoint.send(ask(id));
+        return reply.catch(() => null);
       }),
     );
   }
 
+  /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */
+  async stats(): Promise<WorkerReport[]> {
+    const stats = await this.#askEach(this.#stats, 'stats', (id) => ({ type: 'stats.request', id }));
+    return stats.map((s, i): WorkerReport => s ?? { worker: i, ready: false });
+  }
+
   /** Each live worker's metrics (one that does not answer in time is left out: its last ones stay, hub.ts). */
   async metrics(): Promise<WorkerMetricsReport[]> {
-    const reports = await Promise.all(
-      this.#slots.map(async (slot): Promise<WorkerMetricsReport | null> => {
-        if (!slot.ready || slot.endpoint === null) return null;
-        const { id, reply } = this.#metrics.open(STATS_DEADLINE_MS, `metrics of proxy worker ${slot.index}`);
-        slot.endpoint.send({ type: 'metrics.collect', id });
-        try {
-          return { worker: slot.index, thread: slot.thread, metrics: await reply };
-        } catch {
-          return null;
-        }
-      }),
-    );
-    return reports.filter((r) => r !== null);
+    const threads = this.#slots.map((slot) => slot.thread);
+    const metrics = await this.#askEach(this.#metrics, 'metrics', (id) => ({ type: 'metrics.collect', id }));
+    return metrics.flatMap((m, i) => (m === null ? [] : [{ worker: i, thread: threads[i]!, metrics: m }]));
   }
 
   /**

@@ -10,6 +10,7 @@
  * (the node asks every worker before it drains them for a role switch, so only crashes lose any).
  */
 import { mainThreadParts } from './prom.ts';
+import type { MessageOf } from '../protocol/messages.ts';
 import { MonotonicCounts, nodeMetrics, type NodeFacts } from './node-metrics.ts';
 
 /** One metric as prom-client's getMetricsAsJSON() gives it (and AggregatorRegistry.aggregate takes it). */
@@ -38,6 +39,11 @@ export interface WorkerMetricsReport {
 /** Where the workers' reports come from (ProxyPool.metrics). */
 export interface MetricsSource {
   metrics(): Promise<WorkerMetricsReport[]>;
+}
+
+/** The supervisor's answer to a worker's metrics.request: the text, or why there is none. */
+export function metricsReply(id: number, text: string | null, error: string | null): MessageOf<'metrics.reply'> {
+  return { type: 'metrics.reply', id, text, error: error === null ? null : { code: 'OLN_INTERNAL', message: error } };
 }
 
 export class MetricsHub {
