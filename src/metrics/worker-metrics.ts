@@ -105,7 +105,6 @@ export class RequestMeter {
   #model: string;
   #scan: ModelScan | null = null;
   #tail: UsageTail | null = null;
-  readonly #started = process.hrtime.bigint();
   /** Its series' cells, found once the model is known. */
   #cells: Cells | null = null;
   #status = 0;
@@ -131,9 +130,8 @@ export class RequestMeter {
     this.#model = this.#m.models.value(scan.model);
   }
 
-  /** The response began with `status`. */
-  responded(status: number): void {
-    const ns = process.hrtime.bigint() - this.#started;
+  /** The response began with `status`, `ns` nanoseconds after the request arrived (the caller's clock). */
+  responded(status: number, ns: bigint): void {
     this.#status = status;
     if (this.#scan !== null) {
       this.#model = this.#m.models.value(this.#scan.model);
@@ -174,11 +172,10 @@ export class RequestMeter {
     this.#aborted = true;
   }
 
-  /** The exchange is over, however it ended. */
-  end(): void {
+  /** The exchange is over, however it ended, `ns` nanoseconds after the request arrived. */
+  end(ns: bigint): void {
     if (this.#ended) return;
     this.#ended = true;
-    const ns = process.hrtime.bigint() - this.#started;
     const aborted = this.#aborted;
     if (this.#scan !== null) this.#model = this.#m.models.value(this.#scan.model);
     this.#cells ??= this.#m.series.cells(this.#family, this.#model, this.#device);

@@ -345,8 +345,9 @@ export class Relay implements UpstreamUser {
       this.#timed = this.#o.bodyTimeoutMs > 0;
     }
     this.#o.stats.status(head.status);
-    this.#o.stats.firstByte(process.hrtime.bigint() - this.#started);
-    this.#meter.responded(head.status);
+    const ns = process.hrtime.bigint() - this.#started;
+    this.#o.stats.firstByte(ns);
+    this.#meter.responded(head.status, ns);
   }
 
   /**
@@ -467,8 +468,9 @@ export class Relay implements UpstreamUser {
     if (this.#finished) return;
     this.#finished = true;
     this.#o.stats.inFlight -= 1;
-    this.#o.stats.done(process.hrtime.bigint() - this.#started);
-    this.#meter.end();
+    const ns = process.hrtime.bigint() - this.#started;
+    this.#o.stats.done(ns);
+    this.#meter.end(ns);
     this.#d.finished();
     this.#o.onFinish();
   }
