@@ -24,7 +24,7 @@ import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/wo
 import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RestartPolicy } from './restart-policy.ts';
-import type { WorkerMetricsReport } from '../metrics/hub.ts';
+import { metricsReply, type WorkerMetricsReport } from '../metrics/hub.ts';
 import { createBoard } from '../sched/board.ts';
 import { SchedOwner } from '../sched/owner.ts';
 import type { SchedStatus } from '../protocol/status.ts';
@@ -331,14 +331,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
       case 'metrics.report':
         break; // answers: taken by #queries above
       case 'metrics.request':
-        this.emit('metrics-request', (text, error) => {
-          slot.endpoint?.send({
-            type: 'metrics.reply',
-            id: msg.id,
-            text,
-            error: error === null ? null : { code: 'OLN_INTERNAL', message: error },
-          });
-        });
+        this.emit('metrics-request', (text, error) => slot.endpoint?.send(metricsReply(msg.id, text, error)));
         break;
       case 'status.request':
         this.emit('status-request', (status: NodeStatus | null, error: string | null) => {
