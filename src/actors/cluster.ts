@@ -9,6 +9,7 @@ import { systemClock, unrefTimer, type Clock, type TimerHandle } from '../clock.
 import type { Logger } from '../log.ts';
 import { directedBroadcast } from '../net/lan-interfaces.ts';
 import { LogBudget } from './log-budget.ts';
+import { ResidencyPoll } from './residency-poll.ts';
 import { pinnedConnector, type TlsIdentity } from '../net/tls.ts';
 import type { PeerInfo } from '../protocol/lan.ts';
 import type { ElectionView, Upstream } from '../protocol/messages.ts';
@@ -67,6 +68,8 @@ export function ownAddresses(): Set<string> {
 export interface TagsConnection {
   /** The model names its GET /api/tags lists; rejects (the message is logged) when it cannot. */
   tags(): Promise<string[]>;
+  /** The model names its GET /api/ps lists (loaded now); absent: residency is not followed. */
+  ps?(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -91,17 +94,19 @@ function undiciConnector(self: TlsIdentity): () => Promise<TagsConnector> {
       const client = new Client(origin, {
         connect: pinnedConnector({ self, expectedId, timeoutMs: TAGS_TIMEOUT_MS }),
       });
+      const names = async (path: string): Promise<string[]> => {
+        const res = await request(`${origin}${path}`, {
+          dispatcher: client,
+          headersTimeout: TAGS_TIMEOUT_MS,
+          bodyTimeout: TAGS_TIMEOUT_MS,
+        });
+        const body = (await res.body.json()) as { models?: { name?: unknown }[] };
+        if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+        return (body.models ?? []).map((m) => m.name).filter((n): n is string => typeof n === 'string');
+      };
       return {
-        async tags() {
-          const res = await request(`${origin}/api/tags`, {
-            dispatcher: client,
-            headersTimeout: TAGS_TIMEOUT_MS,
-            bodyTimeout: TAGS_TIMEOUT_MS,
-          });
-          const body = (await res.body.json()) as { models?: { name?: unknown }[] };
-          if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
-          return (body.models ?? []).map((m) => m.name).filter((n): n is string => typeof n === 'string');
-        },
+        tags: () => names('/api/tags'),
+        ps: () => names('/api/ps'),
         close: () => client.close(),
       };
     };
@@ -127,6 +132,8 @@ interface ServerEntry {
    * of paying a full handshake.
    */
   client: TagsConnection | null;
+  /** Reads its loaded models (/api/ps) while it is in the table. */
+  residency: ResidencyPoll | null;
 }
 
 /** Server nodes speak TLS on their LAN port. */
@@ -185,7 +192,7 @@ export class ClusterView {
         );
         return;
       }
-      this.#servers.set(peer.id, {
+      const entry: ServerEntry = {
         peer,
         models: [],
         modelsFor: null,
@@ -194,7 +201,10 @@ export class ClusterView {
         fetchedAt: -Infinity,
         failures: 0,
         deferred: null,
-      });
+        residency: null,
+      };
+      this.#servers.set(peer.id, entry);
+      entry.residency = new ResidencyPoll(this.#clock, () => this.#loadedOn(peer.id, entry), this.#onChange);
       this.#lines.line(
         'info',
         { peer: { id: peer.id, addr: peer.addr, port: peer.port } },
@@ -217,6 +227,7 @@ export class ClusterView {
     const known = this.#servers.get(id);
     if (known === undefined) return;
     this.#servers.delete(id);
+    known.residency?.stop();
     this.#closeClient(known);
     this.#lines.line(
       'warn',
@@ -255,6 +266,8 @@ export class ClusterView {
         models: s.models,
         leader: s.peer.id === this.#view.leader,
         load: s.peer.load.inFlight,
+        loaded: s.residency?.loaded ?? [],
+        loadedAt: s.residency?.at ?? 0,
       }))
       .sort((a, b) => a.id.localeCompare(b.id));
   }
@@ -266,7 +279,18 @@ export class ClusterView {
 
   /** Closes the connections the model lists were fetched on (the node stops). */
   close(): void {
-    for (const entry of this.#servers.values()) this.#closeClient(entry);
+    for (const entry of this.#servers.values()) {
+      entry.residency?.stop();
+      this.#closeClient(entry);
+    }
+  }
+
+  /** The models server `id` has loaded, over the connection its model lists are fetched on. */
+  async #loadedOn(id: string, entry: ServerEntry): Promise<string[]> {
+    const connect = await this.#connector();
+    if (this.#servers.get(id) !== entry) return [];
+    entry.client ??= connect(peerUrl(entry.peer), id);
+    return (await entry.client.ps?.()) ?? [];
   }
 
   /** Drops the entry's connection; a fetch still running on it ends first (within TAGS_TIMEOUT_MS). */

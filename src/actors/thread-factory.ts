@@ -32,10 +32,10 @@ export interface PoolHandle {
   inFlight(): number;
   openConnections(): number;
   stats(): Promise<WorkerReport[]>;
-  /** A server node's fair-share scheduler now (sched/owner.ts); absent or null: none. */
-  sched?(): SchedStatus | null;
   /** Each live worker's metrics (metrics/hub.ts). */
   metrics(): Promise<WorkerMetricsReport[]>;
+  /** A server node's fair-share scheduler now (sched/owner.ts); absent or null: none. */
+  sched?(): SchedStatus | null;
   /** Drains the workers (in-flight requests get `deadlineMs`), then ends them; resolves with the requests cut. */
   stop(deadlineMs: number): Promise<number>;
   /** requests the last stop cut at its deadline */

@@ -38,6 +38,7 @@ export function proxyWorkerData(p: ProxyDataParts): ProxyWorkerData {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyTimeoutMs: config.bodyTimeoutMs,
       upstreamConnections: config.upstreamConnections,
+      spillAfter: config.spillAfter,
       upstreamKeepAliveMs: config.upstreamKeepAliveMs,
       requestHeadersTimeoutMs: config.requestHeadersTimeoutMs,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,

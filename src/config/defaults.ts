@@ -29,6 +29,8 @@ export interface ServeConfig {
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
+  /** A client node's in-flight requests on one server before the next request for its model spills elsewhere. */
+  readonly spillAfter: number;
   readonly upstreamKeepAliveMs: number;
   readonly requestHeadersTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
@@ -74,6 +76,9 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   headersTimeoutMs: 0,
   bodyTimeoutMs: 0,
   upstreamConnections: 512,
+  // Ollama runs up to 4 requests of a loaded model at once when memory allows (OLLAMA_NUM_PARALLEL);
+  // a fifth waits in its queue, and a cold load elsewhere costs seconds and the model's memory again.
+  spillAfter: 4,
   upstreamKeepAliveMs: 60_000,
   // Clients send their headers in one write; a connection that has not finished them in 10 s (from
   // connect, or from the request's first byte) is a stalled or hostile one (slowloris).
@@ -269,6 +274,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = Object.freeze([
     kind: 'count',
     env: ['OLLANA_UPSTREAM_CONNECTIONS'],
     help: 'keep-alive connections per worker per upstream',
+  },
+  {
+    key: 'spillAfter',
+    flag: '--spill-after',
+    kind: 'count',
+    env: ['OLLANA_SPILL_AFTER'],
+    help: "client node: a model's requests in flight on its server before the next goes to another server",
+    doc: 'A client node sends every request for a model to the one server that has it loaded (warm) while that server has fewer than this many requests of this worker in flight; past it, the request goes to another server that has the model loaded, or else is loaded on one (see docs/residency.md). Set it to the `OLLAMA_NUM_PARALLEL` of your servers.',
   },
   {
     key: 'upstreamKeepAliveMs',

@@ -45,6 +45,7 @@ export function loadConfig(flags: Partial<Record<ConfigKey, unknown>>, env: Env)
         throw new OllanaError(
           'OLN_BAD_CONFIG',
           `${file}: unknown setting "${key}"; the settings are ${known.join(', ')}`,
+          { details: { key, origin: 'config file', known: known.join(',') } },
         );
       }
       values[key] = parseValue(spec, raw, 'config file');

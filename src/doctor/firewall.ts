@@ -7,7 +7,7 @@
  */
 import { type CheckResult, type CheckStatus, type OllanaPorts, result } from './types.ts';
 
-/** Each tool's listing, or null when the tool is missing or refused to list (then `why`). */
+/** Each tool's listing, or why there is none (not installed, or it refused: not root). */
 export interface FirewallListings {
   readonly nft: { readonly text: string } | { readonly missing: string };
   readonly iptables: { readonly text: string } | { readonly missing: string };
@@ -23,34 +23,26 @@ export interface FirewallFinding {
 
 const DROP = /\b(drop|reject)\b/i;
 
-/** Ports named by a `dport N`, `dport { a, b }`, `dport a-b`, `--dport N`, `--dports a,b` or `a:b` matcher. */
-function portsNamed(rule: string): number[] | null {
+/**
+ * Port ranges named by a `dport N`, `dport { a, b }`, `dport a-b`, `--dport N`, `--dports a,b` or
+ * `a:b` matcher, as [low, high] pairs; null when the rule names no destination port.
+ */
+function portsNamed(rule: string): [number, number][] | null {
   const m = /(?:--dports?|dport)\s+(\{[^}]*\}|\S+)/.exec(rule);
   if (m === null) return null;
-  const found: number[] = [];
+  const found: [number, number][] = [];
   for (const part of m[1]!.replace(/[{}]/g, ' ').split(/[\s,]+/)) {
     const range = /^(\d+)[-:](\d+)$/.exec(part);
-    if (range)
-      found.push(-Number(range[1]), -Number(range[2])); // a range: kept as bounds, see covers()
-    else if (/^\d+$/.test(part)) found.push(Number(part));
+    if (range) found.push([Number(range[1]), Number(range[2])]);
+    else if (/^\d+$/.test(part)) found.push([Number(part), Number(part)]);
   }
   return found;
-}
-
-function covers(named: readonly number[], port: number): boolean {
-  for (let i = 0; i < named.length; i++) {
-    const n = named[i]!;
-    if (n >= 0 && n === port) return true;
-    if (n < 0 && i + 1 < named.length && port >= -n && port <= -named[i + 1]!) return true;
-    if (n < 0) i++;
-  }
-  return false;
 }
 
 function ollanaPortsIn(rule: string, ports: OllanaPorts): number[] | null {
   const named = portsNamed(rule);
   if (named === null) return null;
-  return [ports.ollama, ports.proxy, ports.discovery].filter((p) => covers(named, p));
+  return [ports.ollama, ports.proxy, ports.discovery].filter((p) => named.some(([lo, hi]) => p >= lo && p <= hi));
 }
 
 /** A drop rule without ports that still catches discovery: all UDP, or the multicast range. */

@@ -29,6 +29,10 @@ export const upstreamSchema = z.object({
   leader: z.boolean(),
   /** in-flight requests the server last reported, to balance before this worker has sent it any */
   load: z.number(),
+  /** models loaded on it (its /api/ps), when known: a client node routes to a warm server first */
+  loaded: z.array(z.string()).optional(),
+  /** when `loaded` was read (ms since the epoch): a worker's own newer reading wins (route/residency.ts) */
+  loadedAt: z.number().optional(),
 });
 export type Upstream = z.infer<typeof upstreamSchema>;
 
@@ -204,14 +208,6 @@ const messageSchema = z.discriminatedUnion('type', [
     status: z.record(z.string(), z.unknown()).nullable(),
     error: errorData.nullable(),
   }),
-  /** the owner of the model queues (sched/owner.ts) gives a waiting request its slot, or refuses it */
-  z.object({ type: z.literal('sched.grant'), ticket: z.number().int(), index: z.number().int() }),
-  z.object({
-    type: z.literal('sched.refuse'),
-    ticket: z.number().int(),
-    code: z.enum(['OLN_QUEUE_FULL', 'OLN_QUEUE_TIMEOUT']),
-    retryAfterS: z.number().int(),
-  }),
   z.object({ type: z.literal('metrics.collect'), id: z.number().int() }),
   /** the node's metrics in the Prometheus text format, or why there are none */
   z.object({
@@ -219,6 +215,14 @@ const messageSchema = z.discriminatedUnion('type', [
     id: z.number().int(),
     text: z.string().nullable(),
     error: errorData.nullable(),
+  }),
+  /** the owner of the model queues (sched/owner.ts) gives a waiting request its slot, or refuses it */
+  z.object({ type: z.literal('sched.grant'), ticket: z.number().int(), index: z.number().int() }),
+  z.object({
+    type: z.literal('sched.refuse'),
+    ticket: z.number().int(),
+    code: z.enum(['OLN_QUEUE_FULL', 'OLN_QUEUE_TIMEOUT']),
+    retryAfterS: z.number().int(),
   }),
   // proxy worker -> supervisor
   /** a request for a full model (sched/gate.ts): queue it for its device */
@@ -266,10 +270,10 @@ export const SUPERVISOR_TO_PROXY = [
   'proxy.drain',
   'status.reply',
   'trust.update',
-  'sched.grant',
-  'sched.refuse',
   'metrics.collect',
   'metrics.reply',
+  'sched.grant',
+  'sched.refuse',
 ] as const;
 export type SupervisorToProxy = MessageOf<(typeof SUPERVISOR_TO_PROXY)[number]>;
 export const PROXY_TO_SUPERVISOR = [
@@ -278,11 +282,11 @@ export const PROXY_TO_SUPERVISOR = [
   'status.request',
   'trust.refused',
   'trust.refused-by',
+  'metrics.report',
+  'metrics.request',
   'sched.wait',
   'sched.cancel',
   'sched.kick',
-  'metrics.report',
-  'metrics.request',
 ] as const;
 export type ProxyToSupervisor = MessageOf<(typeof PROXY_TO_SUPERVISOR)[number]>;
 

@@ -21,6 +21,8 @@ function upstream(v: unknown, path: Path): Upstream {
     models: array(o.models, [...path, 'models'], str),
     leader: bool(o.leader, [...path, 'leader']),
     load: num(o.load, [...path, 'load']),
+    ...(o.loaded === undefined ? {} : { loaded: array(o.loaded, [...path, 'loaded'], str) }),
+    ...(o.loadedAt === undefined ? {} : { loadedAt: num(o.loadedAt, [...path, 'loadedAt']) }),
   };
 }
 
@@ -92,15 +94,6 @@ export function decodeForProxy(raw: unknown): SupervisorToProxy {
         status: m.status === null ? null : plainRecord(m.status, ['status']),
         error: m.error === null ? null : errorData(m.error, ['error']),
       };
-    case 'sched.grant':
-      return { type, ticket: int(m.ticket, ['ticket']), index: int(m.index, ['index']) };
-    case 'sched.refuse':
-      return {
-        type,
-        ticket: int(m.ticket, ['ticket']),
-        code: oneOf(m.code, ['code'], ['OLN_QUEUE_FULL', 'OLN_QUEUE_TIMEOUT'] as const),
-        retryAfterS: int(m.retryAfterS, ['retryAfterS']),
-      };
     case 'metrics.collect':
       return { type, id: int(m.id, ['id']) };
     case 'metrics.reply':
@@ -109,6 +102,15 @@ export function decodeForProxy(raw: unknown): SupervisorToProxy {
         id: int(m.id, ['id']),
         text: m.text === null ? null : str(m.text, ['text']),
         error: m.error === null ? null : errorData(m.error, ['error']),
+      };
+    case 'sched.grant':
+      return { type, ticket: int(m.ticket, ['ticket']), index: int(m.index, ['index']) };
+    case 'sched.refuse':
+      return {
+        type,
+        ticket: int(m.ticket, ['ticket']),
+        code: oneOf(m.code, ['code'], ['OLN_QUEUE_FULL', 'OLN_QUEUE_TIMEOUT'] as const),
+        retryAfterS: int(m.retryAfterS, ['retryAfterS']),
       };
     default:
       if (typeof type === 'string') throw unexpectedType(type);

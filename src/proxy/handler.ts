@@ -7,7 +7,7 @@
  */
 import type { SchedGate } from '../sched/gate.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
 import type { RouteTable, Upstream } from '../protocol/messages.ts';
 import {
@@ -24,7 +24,8 @@ import type { ConnectionGuard } from './listen/connection-guard.ts';
 import { Forward } from './route/forward.ts';
 import { affineTarget, candidates, classify, retryableStatus } from './route/router.ts';
 import { routeByModel } from './route/body-model.ts';
-import { parseModel } from './route/model-name.ts';
+import { ModelRoutes, isManaged } from './route/model-routes.ts';
+import { DEFAULTS } from '../config/defaults.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './http/headers.ts';
 import { readWhole } from './http/request-body.ts';
 import type { StatsCollector } from './stats.ts';
@@ -59,6 +60,8 @@ export class NodeHandler {
   readonly #origins: OriginPolicy;
   readonly #hostCheck: boolean;
   readonly #onFinish: () => void;
+  /** Where each model lives, and the requests that go there (a client node). */
+  readonly #models: ModelRoutes;
   /** The routes now (ProxyServer.setRoutes). */
   table: RouteTable = { version: 0, role: 'server', upstreams: [] };
   /** Set when the worker drains: answers close their connections. */
@@ -90,6 +93,10 @@ export class NodeHandler {
     this.#origins = new OriginPolicy(settings.origins);
     this.#hostCheck = hostCheck;
     this.#onFinish = onFinish;
+    this.#models = new ModelRoutes(upstreams, stats, log, settings.spillAfter ?? DEFAULTS.spillAfter, {
+      forward: (...a) => this.#forward(...a),
+      noServer: (res, url, cors) => this.#noServer(res, url, cors),
+    });
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -182,6 +189,10 @@ export class NodeHandler {
         afterBody(req, () => this.#aggregate(cls, req, res, cors));
         return;
       case 'affine': {
+        if (isManaged(path) && hasBody && Number(req.headers['content-length'] ?? SMALL_BODY + 1) <= SMALL_BODY) {
+          readWhole(req, (body) => this.#models.manage(req, res, this.table.upstreams, body, cors));
+          return;
+        }
         const target = affineTarget(ups);
         if (target === null) {
           this.#noServer(res, url, cors);
@@ -191,19 +202,9 @@ export class NodeHandler {
         return;
       }
       case 'by-model':
-        routeByModel(req, (model, body) => {
-          const list = candidates(this.table.upstreams, model, this.#upstreams.inFlight, this.#turn++);
-          if (list.length === 0) {
-            if (body instanceof Readable) body.destroy();
-            this.#noServer(res, url, cors);
-            return;
-          }
-          // A body read whole can be sent again to the next server; one still streaming cannot.
-          const cloud = model !== null && parseModel(model).cloud;
-          if (body === null || Buffer.isBuffer(body))
-            this.#forward(req, res, list, body, (status) => retryableStatus(status, cls, cloud), cors, model);
-          else this.#forward(req, res, [list[0]!], body, null, cors, model);
-        });
+        routeByModel(req, (model, body) =>
+          this.#models.byModel(req, res, this.table.upstreams, model, body, cors, this.#turn++),
+        );
         return;
       case 'any': {
         const list = candidates(ups, null, this.#upstreams.inFlight, this.#turn++);
@@ -242,12 +243,13 @@ export class NodeHandler {
     retryable: ((status: number) => boolean) | null,
     cors: string[] | null,
     model: string | null = null,
+    onServed: ((u: Upstream, status: number) => void) | null = null,
   ): void {
     if (!undiciLoaded()) {
       // The first request of this worker that needs a pool waits for undici to load (a few ms, once).
       loadUndici().then(
         () => {
-          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors, model);
+          if (!res.destroyed) this.#forward(req, res, list, body, retryable, cors, model, onServed);
         },
         (err: Error) => {
           this.#stats.status(500);
@@ -285,6 +287,7 @@ export class NodeHandler {
       dropHeaders: cors === null ? null : DROP_UPSTREAM_CORS,
       attempt: this.#upstreams.onAttempt,
       onFinish: this.#onFinish,
+      onServed,
       clientBroken: this.#guard.broken,
       outOfFiles: this.#guard.outOfFiles,
     });

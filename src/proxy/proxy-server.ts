@@ -32,6 +32,8 @@ export interface ProxySettings {
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
   readonly upstreamConnections: number;
+  /** Client node: in-flight requests on a server before a model's next request spills (route/placement.ts). */
+  readonly spillAfter?: number;
   readonly upstreamKeepAliveMs: number;
   /** Client side: time to send request headers, idle time between requests, open connections per node (connection-guard.ts). */
   readonly requestHeadersTimeoutMs: number;

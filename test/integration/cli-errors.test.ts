@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { OPTION_SPECS } from '../../src/config/defaults.ts';
 import { startEmulator } from '../../testkit/ollama-emulator.ts';
-import { freePort, removeHome, runCli, startOllana, tempHome } from '../helpers/ollana-process.ts';
+import { freePort, removeHome, runCli, tempHome, startServerNode } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
 after(() => {
@@ -37,11 +37,11 @@ test('--help, serve --help and --version', async () => {
 });
 
 test('issue #14: an unknown command with --help is an unknown command (exit 2), as without it', async () => {
-  for (const args of [['doctor'], ['doctor', '--help']]) {
+  for (const args of [['frobnicate'], ['frobnicate', '--help']]) {
     const r = await runCli(args, { home: home() });
     assert.equal(r.code, 2, args.join(' '));
     assert.equal(r.stdout, '');
-    assert.equal(r.stderr, "ollana: unknown command 'doctor'; see `ollana --help` [OLN_USAGE]\n");
+    assert.equal(r.stderr, "ollana: unknown command 'frobnicate'; see `ollana --help` [OLN_USAGE]\n");
   }
 });
 
@@ -74,17 +74,7 @@ test('port in use: exit 4, names the port and the flag', async () => {
 });
 
 test('two ollana processes on one port: the second says another ollana holds it', async () => {
-  const first = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    'http://127.0.0.1:1',
-    '--workers',
-    '1',
-  ]);
+  const first = await startServerNode('http://127.0.0.1:1', { workers: 1 });
   try {
     const r = await runCli(
       [

@@ -8,6 +8,7 @@ import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   createLan,
   cut,
@@ -21,6 +22,15 @@ import {
 } from '../../testkit/netns.ts';
 import { threadNames } from '../helpers/threads.ts';
 import { CLIENT, EMULATOR, MAIN, NODE, client, emulator, madeByThisFile, serve, until } from './lan-nodes.ts';
+
+const RESIDENCY_CLIENT = fileURLToPath(new URL('./fixtures/residency-client.ts', import.meta.url));
+
+/** residency-client.ts inside `host` (its emu-* commands ask that host's emulator directly). */
+// biome-ignore lint/suspicious/noExplicitAny: each command prints its own JSON shape
+async function residency(host: Host, ...args: string[]): Promise<any> {
+  const r = await host.exec(NODE, [RESIDENCY_CLIENT, ...args], 20_000);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+}
 
 /** Fast heartbeats keep the suite short: a node silent for 3.5 heartbeats (1050 ms) is gone. */
 const HEARTBEAT = '300ms';
@@ -57,6 +67,12 @@ function logTime(p: HostProcess, pred: (msg: string) => boolean): number | null 
   return null;
 }
 
+interface Sample {
+  readonly name: string;
+  readonly labels: Record<string, string>;
+  readonly value: number;
+}
+
 const upstreamCount = (s: { upstreams?: unknown[] }): number => s.upstreams?.length ?? -1;
 
 describe('LAN cluster in network namespaces', { concurrency: false }, () => {
@@ -90,6 +106,31 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     assert.equal(st.role, 'client');
     assert.equal(st.peers.filter((p: { role: string }) => p.role === 'server').length, 1);
     assert.equal(st.peers[0].addr, h1.addr);
+    // Metrics on both sides of the hop: each client node counted its 3 generations, the server node
+    // 6, by the device that sent them, and the tokens each client node counted add up to the server's.
+    const [m2, m3, m1] = await Promise.all([
+      client(h2, 'metrics'),
+      client(h3, 'metrics'),
+      client(h1, 'metrics', '11435'),
+    ]);
+    const generated = (m: { samples: Sample[] }, labels: Record<string, string>, name = 'ollana_requests_total') =>
+      m.samples
+        .filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))
+        .reduce((n, x) => n + x.value, 0);
+    for (const m of [m2, m3]) {
+      assert.equal(generated(m, { family: 'generate', model: 'llama3.2', outcome: '2xx', device: '' }), 3);
+      assert.ok(generated(m, {}, 'ollana_tls_handshakes_total') > 0, 'the client node reached the server over TLS');
+    }
+    assert.equal(generated(m1, { family: 'generate', outcome: '2xx' }), 6);
+    const devices = new Set(
+      m1.samples
+        .filter((x: Sample) => x.name === 'ollana_requests_total' && x.labels.family === 'generate')
+        .map((x: Sample) => x.labels.device),
+    );
+    assert.equal(devices.size, 2, `one device label per client node: ${[...devices].join(', ')}`);
+    const tokens = (m: { samples: Sample[] }) => generated(m, { family: 'generate' }, 'ollana_generated_tokens_total');
+    assert.ok(tokens(m1) > 0);
+    assert.equal(tokens(m2) + tokens(m3), tokens(m1));
   });
 
   test('3 servers elect one leader; the leader dies: a new one, and requests after detection all succeed', {
@@ -138,7 +179,8 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
   }, async () => {
     const l = await lan(3);
     const [h1, h2, h3] = l.hosts as [Host, Host, Host];
-    await Promise.all([emulator(h1), emulator(h2)]);
+    // only1 lives on h1 alone: its requests succeed only when h1 is used.
+    await Promise.all([emulator(h1, 'llama3.2:latest,only1:latest'), emulator(h2)]);
     await Promise.all([node(h1), node(h2)]);
     await node(h3);
     await until(
@@ -163,10 +205,14 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
       (s) => upstreamCount(s) === 2,
       8_000,
     );
-    const before = (await client(h1, 'status', '11435')).workers.totals.requests as number;
     assert.deepEqual(await client(h3, 'generate', '10'), { ok: 10, failed: 0, errors: [] });
-    const afterCount = (await client(h1, 'status', '11435')).workers.totals.requests as number;
-    assert.ok(afterCount > before, `the healed server took requests (${before} -> ${afterCount})`);
+    await until(
+      "the healed server's models to be known again",
+      () => client(h3, 'status'),
+      (st) => st.upstreams.some((u: { models: string[] }) => u.models.includes('only1:latest')),
+      8_000,
+    );
+    assert.deepEqual(await client(h3, 'generate', '3', 'only1'), { ok: 3, failed: 0, errors: [] }, 'h1 is used again');
   });
 
   test('a server whose Ollama stops leaves the cluster; when it starts again, it returns', {
@@ -470,20 +516,27 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     );
     const tags = await client(h3, 'list');
     assert.deepEqual(tags.models.sort(), ['llama3.2:latest', 'qwen3:0.6b', 'shared:latest']);
-    const count = async (h: Host): Promise<number> =>
-      (await client(h, 'status', '11435')).workers.totals.requests as number;
-    const [a0, b0] = [await count(h1), await count(h2)];
     assert.deepEqual(await client(h3, 'generate', '4', 'qwen3:0.6b'), { ok: 4, failed: 0, errors: [] });
     assert.deepEqual(await client(h3, 'generate', '4', 'llama3.2'), { ok: 4, failed: 0, errors: [] });
-    const [a1, b1] = [await count(h1), await count(h2)];
-    assert.equal(a1 - a0, 4, 'the llama requests went to the server that has llama');
-    assert.equal(b1 - b0, 4, 'the qwen requests went to the server that has qwen');
-    // h1's Ollama dies; until h1's health check notices, h1 answers 502: those requests move to h2.
+    // Each server's Ollama lists what it loaded (the client node also polls the servers' /api/ps, so
+    // the server nodes' request counts say nothing about where the generations went).
+    assert.deepEqual(
+      await residency(h1, 'emu-ps'),
+      { models: ['llama3.2:latest'] },
+      'llama went to the server with llama',
+    );
+    assert.deepEqual(await residency(h2, 'emu-ps'), { models: ['qwen3:0.6b'] }, 'qwen went to the server with qwen');
+    // shared is loaded on h1 alone: its requests go there (warm first). h1's Ollama dies; until h1's
+    // health check notices, h1 answers 502: those requests move to h2.
+    assert.deepEqual(await residency(h1, 'emu-gen', 'shared'), { ok: true });
+    const count = async (h: Host): Promise<number> =>
+      (await client(h, 'status', '11435')).workers.totals.requests as number;
+    const a1 = await count(h1);
     const load = client(h3, 'generate', '150', 'shared');
     await until(
       'the shared-model requests to reach h1',
       () => count(h1),
-      (n) => n > a1,
+      (n) => n > a1 + 10,
       10_000,
     );
     await emu1.stop();

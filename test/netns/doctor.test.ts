@@ -106,6 +106,43 @@ describe('ollana doctor in network namespaces', { concurrency: false }, () => {
     assert.equal(c.code, 0);
   });
 
+  test('devices pending on either side: an unpaired server is named, it refuses this device, and then lists it', {
+    timeout: 120_000,
+  }, async () => {
+    const l = await lan(2);
+    const [h1, h2] = l.hosts as [Host, Host];
+    await emulator(h1);
+    const serverHome = home();
+    await serve(h1, serverHome, []);
+    const server = await client(h1, 'status', '11435', serverHome);
+    const laptop = home();
+    const shown = await h2.exec(NODE, [MAIN, 'device', 'show', '--json'], 20_000, { env: { OLLANA_HOME: laptop } });
+    const laptopId = (JSON.parse(shown.stdout) as { id: string }).id;
+
+    const here = await doctor(h2, laptop);
+    const pending = check(here.report, 'pending');
+    assert.equal(pending.status, 'warn', pending.summary);
+    assert.deepEqual(
+      pending.details.serversNotAllowed.map((p) => p.id),
+      [server.node.id],
+    );
+    assert.deepEqual(
+      pending.details.refusedBy.map((r) => [r.id, r.addr]),
+      [[server.node.id, h1.addr]],
+    );
+    assert.equal(check(here.report, 'clock').status, 'skip', 'a refusal carries no time');
+
+    // The server recorded the refusal: its own doctor names the laptop, with the command to allow it.
+    const there = await until(
+      'the server to list the refused laptop',
+      async () => (await doctor(h1, serverHome)).report,
+      (r) => findCheck(r, 'pending')?.details.pendingHere.some((p) => p.id === laptopId) === true,
+      30_000,
+    );
+    const entry = findCheck(there.value, 'pending')?.details.pendingHere.find((p) => p.id === laptopId);
+    assert.deepEqual(entry, { id: laptopId, addr: h2.addr, kind: 'client-refused' });
+  });
+
   test('faults made for real: a drop rule, a taken port, no multicast route, client isolation', {
     timeout: 150_000,
   }, async () => {

@@ -46,6 +46,8 @@ async function sendMalformed(host: Host, target: string): Promise<void> {
       Buffer.concat([head(fields.length), fields, sig]),
       Buffer.concat([head(500), Buffer.from([0x80]), sig]),
       Buffer.from('not ollana at all'),
+      Buffer.concat([Buffer.from('OLNA'), Buffer.from([1]), Buffer.alloc(40)]),
+      Buffer.concat([head(1300 - 7 - 64), Buffer.alloc(1300 - 7 - 64, 0xc0), sig]),
     ];
     const s = dgram.createSocket('udp4');
     let left = datagrams.length;
@@ -99,7 +101,10 @@ describe('Wireshark dissector on a capture from network namespaces', { concurren
     await until(
       'the client node to count the malformed datagrams',
       () => client(h2, 'status'),
-      (s) => s.discovery?.stats?.dropped?.malformed >= 3 && s.discovery.stats.dropped.magic >= 1,
+      (s) => {
+        const d = s.discovery?.stats?.dropped;
+        return d?.malformed >= 3 && d.magic >= 1 && d.version >= 1 && d.oversize >= 1;
+      },
       15_000,
     );
     capture.kill('SIGINT');
@@ -149,6 +154,8 @@ describe('Wireshark dissector on a capture from network namespaces', { concurren
     assert.equal(has('ollana.bad_field'), 1, experts.join('\n'));
     assert.equal(has('ollana.bad_length'), 1, experts.join('\n'));
     assert.equal(has('ollana.bad_magic'), 1, experts.join('\n'));
+    assert.equal(has('ollana.bad_version'), 1, experts.join('\n'));
+    assert.equal(has('ollana.oversize'), 1, experts.join('\n'));
     for (const p of flagged) assert.equal(p.src, h1.addr, 'only the hostile datagrams are flagged');
     const fieldsFlag = flagged.find((p) => p.fields.has('ollana.bad_field'))!.fields;
     assert.equal(

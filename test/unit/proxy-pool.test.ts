@@ -100,7 +100,8 @@ class FakeThreads implements ProxyThreads {
   }
 }
 
-const WORKER_DATA = {} as ProxyWorkerData; // read only by the real worker thread
+// Read by the real worker thread; the pool itself reads only whether a scheduler runs (none: a client node's pool).
+const WORKER_DATA = { proxy: { sched: null, trust: { weights: {} } } } as unknown as ProxyWorkerData;
 const table = (version: number): RouteTable => ({ version, role: 'server', upstreams: [] });
 
 /** Lets promise reactions and MessageChannel deliveries (macrotasks) that are already due run. */

@@ -148,7 +148,7 @@ test('a change of devices.json seen by the watch emits change with the new allow
     { id: ids[3]!, name: 'd', state: 'disabled', since: '2026-01-01T00:00:00.000Z' },
   ]);
   h.touchDevices();
-  assert.deepEqual(changes, [{ trustLan: false, allowed: [ids[0]], disabled: [ids[3]] }]);
+  assert.deepEqual(changes, [{ trustLan: false, allowed: [ids[0]], disabled: [ids[3]], weights: {} }]);
   assert.equal(h.store.trusts(ids[0]!), true);
   assert.equal(h.store.isDisabled(ids[3]!), true);
   assert.equal(h.store.pendingCount, 1, 'the allowed device is no longer pending');

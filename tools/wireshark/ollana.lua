@@ -297,7 +297,8 @@ function p.dissector(tvb, pinfo, root)
     return n
   end
 
-  if n > MAX_DATAGRAM then tree:add_tvb_expert_info(e.oversize, tvb(), string.format("Datagram of %d bytes, over 1200", n)) end
+  -- In the order the node checks (datagram.ts decodeDatagram): size, magic, version, length, body.
+  if n > MAX_DATAGRAM then return bad(e.oversize, tvb(), string.format("Datagram of %d bytes, over 1200", n)) end
   if n < #MAGIC or tvb(0, #MAGIC):string() ~= MAGIC then
     return bad(e.magic, tvb(0, math.min(n, #MAGIC)), "Not an ollana datagram (magic is not OLNA)")
   end

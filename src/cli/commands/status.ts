@@ -9,8 +9,8 @@ import { OllanaError, errorMessage } from '../../errors.ts';
 import { loadOrCreateIdentity } from '../../identity/identity.ts';
 import { pinnedConnector, type TlsIdentity } from '../../net/tls.ts';
 import type { NodeStatus } from '../../protocol/status.ts';
-import { schedLines } from '../../sched/status-text.ts';
 import { ACCOUNT_PATHS, affineTarget } from '../../proxy/route/router.ts';
+import { schedLines } from '../../sched/status-text.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 

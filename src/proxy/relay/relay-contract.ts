@@ -3,10 +3,10 @@
  * node-downstream.ts and fast/request.ts), a body that streams in while it is relayed, the options
  * of one relayed request, and the response header filter.
  */
-import type { SchedGate } from '../../sched/gate.ts';
 import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
 import type { BodyFraming } from './framing.ts';
+import type { SchedGate } from '../../sched/gate.ts';
 import type { UpstreamSockets } from './upstream-sockets.ts';
 
 /** A request body that arrives while the request is relayed (too large to hold, or chunked). */

@@ -9,7 +9,7 @@ import type { RouteClass } from './router.ts';
 
 const FAN_OUT_TIMEOUT_MS = 5_000;
 
-async function fetchJson(pool: Pool, u: Upstream, path: string): Promise<Record<string, unknown>> {
+export async function fetchJson(pool: Pool, u: Upstream, path: string): Promise<Record<string, unknown>> {
   const res = await pool.request({
     path: u.basePath + path,
     method: 'GET',
@@ -25,6 +25,23 @@ async function fetchJson(pool: Pool, u: Upstream, path: string): Promise<Record<
 function listOf(body: Record<string, unknown>, key: string): Record<string, unknown>[] {
   const v = body[key];
   return Array.isArray(v) ? v.filter((x): x is Record<string, unknown> => typeof x === 'object' && x !== null) : [];
+}
+
+/** Each /api/ps entry says which server node holds it (`server`: its device id; clients ignore it). */
+function withServer(body: Record<string, unknown>, id: string): Record<string, unknown> {
+  return { models: listOf(body, 'models').map((m) => ({ ...m, server: id })) };
+}
+
+/** As Ollama's PsHandler sorts: the longest time left (expires_at) first, stable, by whole seconds. */
+function sortedAsOllama(models: Record<string, unknown>[]): Record<string, unknown>[] {
+  const secs = (m: Record<string, unknown>): number => {
+    const t = Date.parse(String(m.expires_at));
+    return Number.isNaN(t) ? 0 : Math.floor(t / 1000);
+  };
+  return models
+    .map((m, i) => ({ m, i, s: secs(m) }))
+    .sort((a, b) => b.s - a.s || a.i - b.i)
+    .map((x) => x.m);
 }
 
 export interface Aggregated {
@@ -43,7 +60,8 @@ export async function aggregate(
   const failures: string[] = [];
   const bodies: Record<string, unknown>[] = [];
   results.forEach((r, i) => {
-    if (r.status === 'fulfilled') bodies.push(r.value);
+    if (r.status === 'fulfilled' && cls === 'ps') bodies.push(withServer(r.value, ups[i]!.id));
+    else if (r.status === 'fulfilled') bodies.push(r.value);
     else failures.push(`${ups[i]!.url}: ${(r.reason as Error).message}`);
   });
   if (cls === 'models') {
@@ -59,7 +77,7 @@ export async function aggregate(
     return { body: { object: 'list', data }, answered: bodies.length, failures };
   }
   const all = bodies.flatMap((b) => listOf(b, 'models'));
-  if (cls === 'ps') return { body: { models: all }, answered: bodies.length, failures };
+  if (cls === 'ps') return { body: { models: sortedAsOllama(all) }, answered: bodies.length, failures };
   const seen = new Set<string>();
   const models = all.filter((m) => {
     const name = String(m.name);

@@ -69,3 +69,9 @@ export function sameModel(a: string, b: string): boolean {
   const y = parseModel(b);
   return x.key === y.key && x.cloud === y.cloud;
 }
+
+/** One string per model as Ollama tells models apart (parseModel's key, the cloud copy marked): a map key. */
+export function normalizeModel(raw: string): string {
+  const ref = parseModel(raw);
+  return ref.cloud ? `${ref.key} (cloud)` : ref.key;
+}
