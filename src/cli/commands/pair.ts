@@ -94,14 +94,23 @@ export async function pairCommand(cmd: PairCommand, env: Env): Promise<number> {
       .map(directedBroadcast)
       .filter((a): a is string => a !== null),
   ];
-  let stats = '';
+  // Sends still in the socket's queue: a refusal sent just before closing must leave first.
+  let sending = 0;
+  let flushed: (() => void) | null = null;
+  const sent = (): void => {
+    sending--;
+    if (sending === 0) flushed?.();
+  };
   const session = new PairSession({
     certDer,
     clock: systemClock,
     timeoutMs: cmd.timeoutMs,
     transport: {
       send: (bytes, addr) => {
-        for (const to of addr === null ? everyone() : [addr]) socket.send(bytes, cmd.port, to, () => {});
+        for (const to of addr === null ? everyone() : [addr]) {
+          sending++;
+          socket.send(bytes, cmd.port, to, sent);
+        }
       },
     },
     onCode: (code, peer) => {
@@ -125,9 +134,15 @@ export async function pairCommand(cmd: PairCommand, env: Env): Promise<number> {
     await new Promise((r) => setTimeout(r, LINGER_MS)); // the other side may still need this side's confirm
     return 0;
   } finally {
-    stats = `dropped ${session.stats.malformed} malformed and ${session.stats.stray} stray pairing datagrams`;
+    const stats = `dropped ${session.stats.malformed} malformed and ${session.stats.stray} stray pairing datagrams`;
     if (cmd.verbose) process.stderr.write(`ollana: ${stats} [OLN_BAD_PAIR_MESSAGE]\n`);
     session.stop();
+    if (sending > 0) {
+      await new Promise<void>((r) => {
+        flushed = r;
+        setTimeout(r, 1_000).unref();
+      });
+    }
     socket.close();
     process.stdin.destroy();
   }
