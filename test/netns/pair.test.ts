@@ -144,6 +144,21 @@ describe('pairing by code between hosts', () => {
     assert.deepEqual(await listed(b), []);
   });
 
+  test('alone on the LAN: OLN_PAIR_TIMEOUT once --timeout has passed, nothing allowed', {
+    timeout: 120_000,
+  }, async () => {
+    const l = await createLan({ hosts: 1 });
+    lans.push(l);
+    const [h1] = l.hosts as [Host];
+    const dataDir = home();
+    const r = await h1.exec(NODE, [MAIN, 'pair', '--yes', '--code', '123456', '--timeout', '2'], 60_000, {
+      env: { OLLANA_HOME: dataDir },
+    });
+    assert.equal(r.code, 19, r.stderr);
+    assert.match(r.stderr, /\[OLN_PAIR_TIMEOUT\]\n$/);
+    assert.deepEqual(await listed({ host: h1, home: dataDir }), []);
+  });
+
   test('a third host in the middle, with its own certificate toward each: the codes differ, both refuse, nobody is allowed', {
     timeout: 180_000,
   }, async () => {
