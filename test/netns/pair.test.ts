@@ -30,24 +30,28 @@ interface Pairing {
   host: Host;
 }
 
-/** `ollana pair --yes --code -` in `host`, its stdin a FIFO the test writes the expected code into. */
-function pair(host: Host, dataDir: string): Pairing {
+/**
+ * `ollana pair --yes --code -` in `host` (or, with `tty`, plain `ollana pair` on a pseudo-terminal made
+ * by util-linux's `script`, as a person runs it), its stdin a FIFO the test writes into.
+ */
+function pair(host: Host, dataDir: string, tty = false): Pairing {
   const fifo = join(dataDir, 'code.fifo');
   execFileSync('mkfifo', [fifo]);
+  const cmd = [NODE, MAIN, 'pair', ...(tty ? [] : ['--yes', '--code', '-']), '--timeout', '60'];
   // <> opens the FIFO read-write: the shell does not wait for a writer, and the test's writes never block.
-  const proc = host.spawn(
-    'sh',
-    ['-c', 'exec "$0" "$@" <>"$PAIR_FIFO"', NODE, MAIN, 'pair', '--yes', '--code', '-', '--timeout', '60'],
-    {
-      env: { OLLANA_HOME: dataDir, PAIR_FIFO: fifo },
-    },
-  );
+  const proc = tty
+    ? host.spawn('sh', ['-c', 'exec script -qfec "$PAIR_CMD" /dev/null <>"$PAIR_FIFO"'], {
+        env: { OLLANA_HOME: dataDir, PAIR_FIFO: fifo, PAIR_CMD: cmd.map((a) => `'${a}'`).join(' ') },
+      })
+    : host.spawn('sh', ['-c', 'exec "$0" "$@" <>"$PAIR_FIFO"', ...cmd], {
+        env: { OLLANA_HOME: dataDir, PAIR_FIFO: fifo },
+      });
   return { proc, fifo, home: dataDir, host };
 }
 
 async function shownCode(p: Pairing): Promise<string> {
-  const line = await p.proc.waitForLine((t) => /^code: [0-9]{6}$/.test(t), 60_000);
-  return line.slice('code: '.length);
+  const line = await p.proc.waitForLine((t) => /^code: [0-9]{6}\r?$/.test(t), 60_000);
+  return line.slice('code: '.length, 'code: '.length + 6);
 }
 
 async function listed(p: { host: Host; home: string }): Promise<string[]> {
@@ -122,6 +126,31 @@ describe('pairing by code between hosts', () => {
     );
     assert.ok(ok.value.models.length > 0);
     assert.deepEqual(await client(h2, 'generate', '1'), { ok: 1, failed: 0, errors: [] });
+  });
+
+  test('on a terminal the person is asked, and a y pairs; the other side is scripted', {
+    timeout: 180_000,
+  }, async () => {
+    const l = await createLan({ hosts: 2 });
+    lans.push(l);
+    const [h1, h2] = l.hosts as [Host, Host];
+    const a = pair(h1, home(), true);
+    const b = pair(h2, home());
+    const [ca, cb] = await Promise.all([shownCode(a), shownCode(b)]);
+    assert.equal(ca, cb);
+    appendFileSync(a.fifo, 'y\n');
+    appendFileSync(b.fifo, `${ca}\n`);
+    const [ea, eb] = await Promise.all([a.proc.exited, b.proc.exited]);
+    assert.equal(ea.code, 0, a.proc.lines.map((x) => x.text).join('\n'));
+    assert.equal(eb.code, 0, b.proc.lines.map((x) => x.text).join('\n'));
+    assert.ok(
+      a.proc.lines.some((x) => x.text.includes(`show ${ca}? Allow it? [y/N]`)),
+      'the person was asked, with the code',
+    );
+    const [la, lb] = await Promise.all([listed(a), listed(b)]);
+    assert.equal(la.length, 1);
+    assert.equal(lb.length, 1);
+    assert.notEqual(la[0], lb[0], 'each allows the other');
   });
 
   test('a wrong code on one side refuses on both, and nothing is allowed', { timeout: 180_000 }, async () => {
