@@ -224,4 +224,30 @@ describe('pairing by code between hosts', () => {
     );
     assert.deepEqual(results.value, ['OLN_PAIR_REFUSED', 'OLN_PAIR_REFUSED']);
   });
+
+  test('a third host in the middle that swaps in its own certificate after the commitments: both end with OLN_PAIR_MISMATCH, nobody is allowed', {
+    timeout: 180_000,
+  }, async () => {
+    const l = await createLan({ hosts: 3 });
+    lans.push(l);
+    const [h1, h2, h3] = l.hosts as [Host, Host, Host];
+    await deafen(h1, h2);
+    await deafen(h2, h1);
+    const m = h3.spawn(NODE, [MIDDLE, h1.addr, h2.addr, 'substitute']);
+    await m.waitForLine((t) => t.includes('listening'), 20_000);
+    const a = pair(h1, home());
+    const b = pair(h2, home());
+    const [ea, eb] = await Promise.all([a.proc.exited, b.proc.exited]);
+    assert.equal(ea.code, 22, a.proc.lines.map((x) => x.text).join('\n'));
+    assert.equal(lastCode(a.proc), 'OLN_PAIR_MISMATCH');
+    assert.equal(eb.code, 22, b.proc.lines.map((x) => x.text).join('\n'));
+    assert.equal(lastCode(b.proc), 'OLN_PAIR_MISMATCH');
+    assert.ok(
+      m.lines.some((x) => x.text.includes('"substituted"')),
+      'the middle host did swap a reveal',
+    );
+    assert.ok(!a.proc.lines.some((x) => /^code: /.test(x.text)), 'no code was shown');
+    assert.deepEqual(await listed(a), []);
+    assert.deepEqual(await listed(b), []);
+  });
 });
