@@ -183,6 +183,7 @@ export class PairSession {
     p.info = { id, certDer: m.cert, name: name.slice(0, 64), addr: p.addr };
     this.hash = transcript(this.me, side);
     this.state = 'comparing';
+    this.armDeadline('the code was not confirmed on both machines');
     this.tick();
     this.o.onCode(shortCode(this.hash), p.info);
   }
