@@ -34,6 +34,14 @@ export const EXIT_CODES = {
   OLN_SERVICE_UNSUPPORTED: 17,
   /** The service manager (systemctl, launchctl) failed. */
   OLN_SERVICE_FAILED: 18,
+  /** `ollana pair` found no other machine pairing, or it did not confirm, in time (pair/session.ts). */
+  OLN_PAIR_TIMEOUT: 19,
+  /** A person said no to the code, or --code did not match the code shown: nothing was allowed. */
+  OLN_PAIR_REFUSED: 20,
+  /** More than one other machine was pairing on the LAN at once. */
+  OLN_PAIR_CROWDED: 21,
+  /** The other machine's reveal did not open its commitment, or replayed this machine's certificate. */
+  OLN_PAIR_MISMATCH: 22,
   OLN_INTERNAL: 70,
 } as const;
 
@@ -76,7 +84,11 @@ export class UpstreamError extends Error {
  * relay cannot frame (relay/framing.ts FramingError), a message on an actor port that is not one
  * (protocol/wire.ts ProtocolError), a discovery datagram field out of bounds (net/datagram.ts FieldError).
  */
-export type InputErrorCode = 'OLN_BAD_UPSTREAM_FRAMING' | 'OLN_BAD_MESSAGE' | 'OLN_BAD_DATAGRAM_FIELD';
+export type InputErrorCode =
+  | 'OLN_BAD_UPSTREAM_FRAMING'
+  | 'OLN_BAD_MESSAGE'
+  | 'OLN_BAD_DATAGRAM_FIELD'
+  | 'OLN_BAD_PAIR_MESSAGE';
 
 /**
  * Why the fair-share scheduler turned a request away (503 with Retry-After, src/sched/): its device

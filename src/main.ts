@@ -27,6 +27,8 @@ export async function main(
       return (await import('./cli/commands/doctor.ts')).doctorCommand(cmd.flags, cmd.wait, cmd.json, env);
     case 'device':
       return (await import('./cli/commands/device.ts')).deviceCommand(cmd, env);
+    case 'pair':
+      return (await import('./cli/commands/pair.ts')).pairCommand(cmd, env);
     case 'service':
       return (await import('./service/service.ts')).serviceCommand(cmd, env);
     default: {

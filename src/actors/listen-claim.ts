@@ -7,6 +7,7 @@ import { CLIENT_LISTEN, SERVER_LISTEN, type ServeConfig } from '../config/defaul
 import type { OllamaTarget } from '../config/ollama-host.ts';
 import { parseListen } from '../config/schema.ts';
 import { OllanaError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 import { claimPort, probeOllama, probeOllana, probeOllanaTls, type ProbeResult } from '../net/probe.ts';
 import type { NodeRole } from '../protocol/lan.ts';
 
@@ -48,6 +49,7 @@ export async function claimListen(config: ServeConfig, role: NodeRole, probe: Po
       `--insecure-http would serve plain HTTP on ${listen.host}:${listen.port}, ` +
         'where the LAN could read every prompt; it is allowed only with a loopback --listen (e.g. 127.0.0.1:11435). ' +
         'Leave it out to serve the LAN over TLS',
+      { details: { flag: '--insecure-http', host: listen.host, port: listen.port } },
     );
   }
   try {
@@ -64,7 +66,7 @@ export async function claimListen(config: ServeConfig, role: NodeRole, probe: Po
         'OLN_PORT_IN_USE',
         `another ollana already serves on ${listen.host}:${listen.port}; stop it (\`ollana stop\`, or Ctrl-C where it runs), ` +
           'or give this one its own --listen and --pid-file',
-        { details: { host: listen.host, port: listen.port } },
+        { details: { host: listen.host, port: listen.port, holder: 'ollana' } },
       );
     }
     if (role === 'client') {
@@ -74,6 +76,7 @@ export async function claimListen(config: ServeConfig, role: NodeRole, probe: Po
           'OLN_OLLAMA_ON_PORT',
           `an Ollama already listens on ${listen.host}:${listen.port}, so this machine should share it, not borrow one: ` +
             'run `ollana serve` (auto mode makes it a server node), or give the client node another --listen address',
+          { details: { host: listen.host, port: listen.port } },
         );
       }
     }
@@ -95,4 +98,30 @@ export function isOwnAddress(origin: string, listen: Listen): boolean {
 export function listenUrl(listen: Listen, tls: boolean): string {
   const { host, port } = listen;
   return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** What a started node listens on. */
+export interface Started {
+  readonly role: NodeRole;
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+}
+
+/** Logs the line that says the node listens (tests and `ollana serve -d` wait for it) and returns where. */
+export function announceListening(
+  listen: Listen,
+  role: NodeRole,
+  config: Pick<ServeConfig, 'workers' | 'insecureHttp'>,
+  deviceId: string,
+  log: Logger,
+): Started {
+  const { host, port } = listen;
+  const workers = config.workers;
+  const url = listenUrl(listen, role === 'server' && !config.insecureHttp);
+  log.info(
+    { role, url, host, port, workers, deviceId },
+    `ollana ${role} node listening on ${url} with ${workers} proxy worker${workers === 1 ? '' : 's'}`,
+  );
+  return { role, host, port, url };
 }

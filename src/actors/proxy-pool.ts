@@ -17,7 +17,6 @@ import {
   type RouteTable,
   type SupervisorToProxy,
   type TrustSettings,
-  type WorkerStats,
 } from '../protocol/messages.ts';
 import type { ProxyPoolEvents } from '../protocol/events.ts';
 import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
@@ -25,14 +24,13 @@ import type { ProxyTask, ProxyTaskResult, ProxyWorkerData } from '../protocol/wo
 import { clearSlot, connectionBoard, openConnections } from '../proxy/listen/connection-cap.ts';
 import { outOfFiles, outOfFilesAdvice } from '../net/open-files.ts';
 import { RestartPolicy } from './restart-policy.ts';
-import type { MetricsJson, WorkerMetricsReport } from '../metrics/hub.ts';
-import { createBoard } from '../sched/board.ts';
-import { SchedOwner } from '../sched/owner.ts';
+import { metricsReply, type WorkerMetricsReport } from '../metrics/hub.ts';
+import { schedOwnerFor, type SchedOwner } from '../sched/owner.ts';
 import type { SchedStatus } from '../protocol/status.ts';
-import { Endpoint, PendingReplies } from './runtime.ts';
+import { Endpoint } from './runtime.ts';
+import { WorkerQueries } from './worker-queries.ts';
 
 const WORKER_FILE = ownModule('../workers/proxy.worker.ts', import.meta.url);
-const STATS_DEADLINE_MS = 1_000;
 
 /**
  * What the pool needs of piscina: run a task (a worker's whole life) on a thread of its own, say when
@@ -97,8 +95,8 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   readonly #clock: Clock;
   readonly #pool: ProxyThreads;
   readonly #slots: Slot[] = [];
-  readonly #stats: PendingReplies<WorkerStats>;
-  readonly #metrics: PendingReplies<MetricsJson>;
+  /** stats and metrics asked of the workers */
+  readonly #queries: WorkerQueries;
   /** Each worker's in-flight requests, written by the workers (StatsCollector), read by inFlight(). */
   readonly #loadBoard: Int32Array;
   /** Each worker's open connections, counted against the node-wide --max-connections by the workers. */
@@ -116,20 +114,12 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
     super();
     this.#log = log;
     this.#clock = deps.clock ?? systemClock;
-    this.#stats = new PendingReplies<WorkerStats>(this.#clock);
-    this.#metrics = new PendingReplies<MetricsJson>(this.#clock);
+    this.#queries = new WorkerQueries(this.#clock);
     this.#size = size;
     this.#table = table;
     this.#loadBoard = new Int32Array(new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT));
     this.#connectionBoard = connectionBoard(size);
-    const s = workerData.proxy.sched;
-    this.#sched =
-      s === null || s === undefined
-        ? null
-        : new SchedOwner(createBoard(size, s.slots), s, this.#clock, log, (w, msg) =>
-            this.#slots[w]?.endpoint?.send(msg),
-          );
-    this.#sched?.setWeights(workerData.proxy.trust.weights ?? {});
+    this.#sched = schedOwnerFor(workerData.proxy, size, this.#clock, log, (w, m) => this.#slots[w]?.endpoint?.send(m));
     this.#pool = (deps.threads ?? piscinaThreads)(size, workerData);
     this.#pool.on('error', (err: Error) => {
       if (outOfFiles(err)) this.#takeBackStarts(err);
@@ -317,6 +307,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   }
 
   #onMessage(slot: Slot, msg: ProxyToSupervisor): void {
+    if (this.#queries.settle(msg)) return;
     switch (msg.type) {
       case 'proxy.ready':
         slot.ready = true;
@@ -329,20 +320,10 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         this.emit('worker-ready', slot.index);
         break;
       case 'stats.report':
-        this.#stats.settle(msg.id, msg.stats);
-        break;
       case 'metrics.report':
-        this.#metrics.settle(msg.id, msg.metrics as unknown as MetricsJson);
-        break;
+        break; // answers: taken by #queries above
       case 'metrics.request':
-        this.emit('metrics-request', (text, error) => {
-          slot.endpoint?.send({
-            type: 'metrics.reply',
-            id: msg.id,
-            text,
-            error: error === null ? null : { code: 'OLN_INTERNAL', message: error },
-          });
-        });
+        this.emit('metrics-request', (text, error) => slot.endpoint?.send(metricsReply(msg.id, text, error)));
         break;
       case 'status.request':
         this.emit('status-request', (status: NodeStatus | null, error: string | null) => {
@@ -361,13 +342,9 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
         this.emit('refused-by', msg.server);
         break;
       case 'sched.wait':
-        this.#sched?.wait(slot.index, msg);
-        break;
       case 'sched.cancel':
-        this.#sched?.cancel(slot.index, msg.ticket);
-        break;
       case 'sched.kick':
-        this.#sched?.kick(msg.index);
+        this.#sched?.receive(slot.index, msg);
         break;
       default: {
         const never: never = msg;
@@ -384,9 +361,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   }
 
   /** The scheduler's queues and slots now (a server node), or null. */
-  sched(): SchedStatus | null {
-    return this.#sched?.snapshot() ?? null;
-  }
+  sched = (): SchedStatus | null => this.#sched?.snapshot() ?? null;
 
   /** Client connections open across the workers now (shared memory, like inFlight). */
   openConnections(): number {
@@ -394,36 +369,13 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
   }
 
   /** Fresh stats from every live worker (one that does not answer in time is listed as not ready). */
-  async stats(): Promise<WorkerReport[]> {
-    return Promise.all(
-      this.#slots.map(async (slot): Promise<WorkerReport> => {
-        if (!slot.ready || slot.endpoint === null) return { worker: slot.index, ready: false };
-        const { id, reply } = this.#stats.open(STATS_DEADLINE_MS, `stats of proxy worker ${slot.index}`);
-        slot.endpoint.send({ type: 'stats.request', id });
-        try {
-          return await reply;
-        } catch {
-          return { worker: slot.index, ready: false };
-        }
-      }),
-    );
+  stats(): Promise<WorkerReport[]> {
+    return this.#queries.stats(this.#slots);
   }
 
   /** Each live worker's metrics (one that does not answer in time is left out: its last ones stay, hub.ts). */
-  async metrics(): Promise<WorkerMetricsReport[]> {
-    const reports = await Promise.all(
-      this.#slots.map(async (slot): Promise<WorkerMetricsReport | null> => {
-        if (!slot.ready || slot.endpoint === null) return null;
-        const { id, reply } = this.#metrics.open(STATS_DEADLINE_MS, `metrics of proxy worker ${slot.index}`);
-        slot.endpoint.send({ type: 'metrics.collect', id });
-        try {
-          return { worker: slot.index, thread: slot.thread, metrics: await reply };
-        } catch {
-          return null;
-        }
-      }),
-    );
-    return reports.filter((r) => r !== null);
+  metrics(): Promise<WorkerMetricsReport[]> {
+    return this.#queries.metrics(this.#slots);
   }
 
   /**
@@ -445,8 +397,7 @@ export class ProxyPool extends EventEmitter<ProxyPoolEvents> {
       (n, s) => n + (s.ready ? Math.max(1, Atomics.load(this.#loadBoard, s.index)) : s.cut),
       0,
     );
-    this.#stats.rejectAll(new Error('stopping'));
-    this.#metrics.rejectAll(new Error('stopping'));
+    this.#queries.close();
     this.#sched?.stop();
     await this.#pool.destroy();
     return this.#cut;

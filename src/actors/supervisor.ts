@@ -4,11 +4,11 @@
  * to the election and (on a client node) into the cluster view, whose route table goes to the proxy
  * workers; the local Ollama's health decides whether a server node announces itself.
  *
- * Its parts: listen-claim.ts (the exclusive bind and its diagnosis), role-decision.ts (the starting
- * role), ollama-watch.ts (the local Ollama's health), peer-book.ts (peers and trust notices),
- * route-table.ts (the table for the proxy workers), periodic.ts (its timed tasks), node-status.ts
- * (the status). Its threads,
- * probes and clock are injected (SupervisorDeps), so unit tests run it in-process.
+ * Its parts: listen-claim.ts (the exclusive bind, its diagnosis, the listening line), role-decision.ts
+ * (the starting role), ollama-watch.ts (the local Ollama's health), peer-book.ts (peers and trust
+ * notices), route-table.ts (the table for the proxy workers), periodic.ts (its timed tasks),
+ * node-status.ts (the status), metrics-link.ts (the metrics). Its threads, probes and clock are
+ * injected (SupervisorDeps), so unit tests run it in-process.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -25,10 +25,10 @@ import type { NodeRole } from '../protocol/lan.ts';
 import type { ElectionView, RouteTable, SelfInfo } from '../protocol/messages.ts';
 import type { NodeStatus, WorkerReport } from '../protocol/status.ts';
 import { startElection, type ElectionLink } from './election-link.ts';
-import { claimListen, isOwnAddress, listenUrl, type Listen } from './listen-claim.ts';
+import { announceListening, claimListen, isOwnAddress, type Listen, type Started } from './listen-claim.ts';
 import { DiscoveryLink, type DiscoveryEvent } from './discovery-link.ts';
 import { nodeStatus } from './node-status.ts';
-import { MetricsHub } from '../metrics/hub.ts';
+import { MetricsLink } from './metrics-link.ts';
 import { HEALTH_INTERVAL_MS, OllamaWatch, modelsDigest } from './ollama-watch.ts';
 import { PeerBook } from './peer-book.ts';
 import { Periodic } from './periodic.ts';
@@ -55,13 +55,6 @@ export interface SupervisorOptions {
   readonly dataDir: string;
   /** Enables the worker crash hook used by supervision tests (OLLANA_DEBUG_HOOKS=1). */
   readonly debugHooks: boolean;
-}
-
-export interface Started {
-  readonly role: Role;
-  readonly host: string;
-  readonly port: number;
-  readonly url: string;
 }
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
@@ -91,9 +84,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly #periodic: Periodic;
   #stopping = false;
   #switching = false;
-  readonly #metrics = new MetricsHub();
-  /** worker restarts of the pools before this one (a role switch replaces the pool) */
-  #restartsBefore = 0;
+  readonly #metrics = new MetricsLink();
 
   constructor(opts: SupervisorOptions, deps: Partial<SupervisorDeps> = {}) {
     super();
@@ -144,14 +135,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   #announceListening(): Started {
-    const { host, port } = this.#listen;
-    const workers = this.#opts.config.workers;
-    const url = listenUrl(this.#listen, this.#role === 'server' && !this.#opts.config.insecureHttp);
-    this.#log.info(
-      { role: this.#role, url, host, port, workers, deviceId: this.#id },
-      `ollana ${this.#role} node listening on ${url} with ${workers} proxy worker${workers === 1 ? '' : 's'}`,
-    );
-    return { role: this.#role, host, port, url };
+    return announceListening(this.#listen, this.#role, this.#opts.config, this.#id, this.#log);
   }
 
   async #startPool(): Promise<void> {
@@ -170,18 +154,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const pool = this.#deps.threads.pool(config.workers, workerData, this.#table, this.#log);
     pool.on('refused', (m) => this.#peers.refused(m));
     pool.on('refused-by', (server) => this.#peers.refusedBy(server));
-    pool.on('status-request', (reply) => {
-      this.status().then(
-        (s) => reply(s, null),
-        (err: unknown) => reply(null, errorMessage(err)),
-      );
-    });
-    pool.on('metrics-request', (reply) => {
-      this.metrics().then(
-        (text) => reply(text, null),
-        (err: unknown) => reply(null, errorMessage(err)),
-      );
-    });
+    pool.on('status-request', (reply) => replyWith(this.status(), reply));
+    pool.on('metrics-request', (reply) => replyWith(this.metrics(), reply));
     pool.on('fatal', (err) => this.emit('fatal', err));
     this.#pool = pool;
     await pool.start();
@@ -213,9 +187,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.#log.info({ from, to, why }, `${why}: this node turns from ${from} into ${to}`);
       const old = this.#pool;
       this.#pool = null;
-      // The old workers' counts stay in the node's metrics (metrics/hub.ts).
-      await this.#metrics.refresh(old);
-      this.#restartsBefore += old?.restarts ?? 0;
+      await this.#metrics.retire(old);
       await old?.stop(SWITCH_DRAIN_MS);
       this.#role = to;
       this.#listen = listen;
@@ -420,20 +392,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /** GET /ollana/v1/metrics: all workers' metrics added up, with the node's own (metrics/). */
-  async metrics(): Promise<string> {
-    const [discovery] = await Promise.all([
-      this.#discovery?.stats() ?? Promise.resolve(null),
-      this.#metrics.refresh(this.#pool),
-    ]);
-    return this.#metrics.render({
+  metrics(): Promise<string> {
+    return this.#metrics.render(this.#pool, this.#discovery, {
       version: this.#opts.version,
       role: this.#role,
-      inFlight: this.#pool?.inFlight() ?? 0,
-      openConnections: this.#pool?.openConnections() ?? 0,
-      workerRestarts: this.#restartsBefore + (this.#pool?.restarts ?? 0),
       ollamaUp: this.#role === 'server' ? this.#ollama.state.healthy : null,
       upstreams: this.#table.upstreams,
-      discovery,
     });
   }
 
@@ -469,4 +433,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#discovery?.closeRequests();
     this.#log.info('stopped');
   }
+}
+
+/** Answers a worker's request with `work`'s value, or with its error's message. */
+function replyWith<T>(work: Promise<T>, reply: (value: T | null, error: string | null) => void): void {
+  work.then(
+    (value) => reply(value, null),
+    (err: unknown) => reply(null, errorMessage(err)),
+  );
 }

@@ -30,7 +30,56 @@ export type CliCommand =
       readonly scope: 'user' | 'system' | null;
       readonly root: string | null;
     }
+  | PairCommand
   | { readonly command: 'print'; readonly text: string };
+
+/** `ollana pair`: `code` is the expected code (6 digits, or `-` to read it from stdin once shown). */
+export interface PairCommand {
+  readonly command: 'pair';
+  readonly flags: Partial<Record<ConfigKey, unknown>>;
+  readonly code: string | null;
+  readonly yes: boolean;
+  readonly timeoutMs: number;
+  readonly port: number;
+  readonly verbose: boolean;
+}
+
+/** --code, --yes, --timeout and --port of `ollana pair`, checked. */
+function pairOptions(o: {
+  code?: string;
+  yes?: boolean;
+  timeout?: string;
+  port?: string;
+}): Omit<PairCommand, 'command' | 'flags' | 'verbose'> {
+  const code = o.code === undefined ? null : o.code.replace(/\s/g, '');
+  if (code !== null && code !== '-' && !/^[0-9]{6}$/.test(code)) {
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      `--code (flag) must be the 6 digits shown, or - to read them from stdin; got ${JSON.stringify(o.code)}`,
+    );
+  }
+  if (o.yes === true && code === null) {
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      '--yes (flag) allows without asking, so it needs --code with the code the other machine shows (or - to read it from stdin): a blind yes would pair with whichever machine answered',
+    );
+  }
+  const secs = o.timeout === undefined ? 120 : Number(o.timeout);
+  if (!/^[0-9]+$/.test(o.timeout?.trim() ?? '120') || secs < 1 || secs > 3600) {
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      `--timeout (flag) must be whole seconds from 1 to 3600; got ${JSON.stringify(o.timeout)}`,
+    );
+  }
+  const port = o.port === undefined ? 11437 : Number(o.port);
+  if (!/^[0-9]+$/.test(o.port?.trim() ?? '11437') || port < 1 || port > 65535) {
+    throw new OllanaError(
+      'OLN_BAD_FLAG',
+      `--port (flag) must be a UDP port from 1 to 65535; got ${JSON.stringify(o.port)}`,
+    );
+  }
+  return { code, yes: o.yes === true, timeoutMs: secs * 1000, port };
+}
 
 export type DeviceVerb = 'show' | 'list' | 'pending' | 'allow' | 'disable';
 
@@ -251,6 +300,27 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
       'same the other way round. `ollana device pending` lists the devices this machine met but does not allow.',
   );
 
+  const pair = program
+    .command('pair')
+    .description('pair with another machine by a six-digit code: run it on both at once, compare the code, confirm');
+  pair.addOption(optionFor('dataDir'));
+  pair.addOption(new Option('--code <code>', 'the code expected (from a script: - reads it from stdin once shown)'));
+  pair.addOption(new Option('--yes', 'allow without asking when the code is the one given with --code'));
+  pair.addOption(
+    new Option('--timeout <seconds>', 'how long to look for the other machine, and wait for it (default: 120)'),
+  );
+  pair.addOption(new Option('--port <port>', 'UDP port of the exchange, the same on both machines (default: 11437)'));
+  pair.addOption(new Option('--verbose', 'say how many pairing datagrams were dropped'));
+  pair.action(() => {
+    const o = pair.opts() as { code?: string; yes?: boolean; timeout?: string; port?: string; verbose?: boolean };
+    result = {
+      command: 'pair',
+      flags: collectFlags(pair, ['dataDir']),
+      ...pairOptions(o),
+      verbose: o.verbose === true,
+    };
+  });
+
   const service = program
     .command('service')
     .description('start this node at boot or login: a systemd unit (Linux) or a launchd agent (macOS)');
@@ -284,7 +354,7 @@ export function parseCli(argv: readonly string[], version: string): CliCommand {
     return sub;
   });
 
-  for (const cmd of [program, serve, stop, status, doctor, device, ...deviceCmds, service, ...serviceCmds]) {
+  for (const cmd of [program, serve, stop, status, doctor, device, ...deviceCmds, pair, service, ...serviceCmds]) {
     cmd.exitOverride().configureOutput({
       writeOut: (s) => {
         printed += s;

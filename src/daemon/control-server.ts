@@ -23,6 +23,7 @@ export class ControlServer {
   readonly #opts: ControlOptions;
   readonly #token: Buffer;
   readonly #waiting: ServerResponse[] = [];
+  #closed: Promise<void> | null = null;
 
   private constructor(opts: ControlOptions, token: Buffer) {
     this.#opts = opts;
@@ -95,10 +96,16 @@ export class ControlServer {
     this.#opts.onStop();
   }
 
-  /** The node has stopped: tell every waiting `ollana stop`, stop listening, remove the token. */
-  async close(cut: number): Promise<void> {
+  /** The node has stopped: tell every waiting `ollana stop`, stop listening, remove the token. Once. */
+  close(cut: number): Promise<void> {
+    this.#closed ??= this.#close(cut);
+    return this.#closed;
+  }
+
+  async #close(cut: number): Promise<void> {
     const line = `${JSON.stringify({ state: 'stopped', pid: process.pid, cut } satisfies ControlLine)}\n`;
-    await Promise.all(this.#waiting.map((res) => new Promise<void>((resolve) => res.end(line, () => resolve()))));
+    const waiting = this.#waiting.splice(0);
+    await Promise.all(waiting.map((res) => new Promise<void>((resolve) => res.end(line, () => resolve()))));
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();

@@ -9,11 +9,25 @@
  * keeps counting with its last values. What a thread counted after its last report is lost with it
  * (the node asks every worker before it drains them for a role switch, so only crashes lose any).
  */
-import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { mainThreadParts } from './prom.ts';
+import type { MessageOf } from '../protocol/messages.ts';
 import { MonotonicCounts, nodeMetrics, type NodeFacts } from './node-metrics.ts';
 
-export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+/** One metric as prom-client's getMetricsAsJSON() gives it (and AggregatorRegistry.aggregate takes it). */
+export interface MetricJson {
+  readonly name: string;
+  readonly help: string;
+  readonly type: string;
+  readonly aggregator: string;
+  readonly values: { labels: Record<string, string | number>; value: number; metricName?: string }[];
+}
+export type MetricsJson = MetricJson[];
+
+type Aggregate = ReturnType<typeof mainThreadParts>['AggregatorRegistry']['aggregate'];
+/** prom-client types the JSON more narrowly (an enum for the type); the data is the same. */
+function aggregate(all: MetricsJson[]): ReturnType<Aggregate> {
+  return mainThreadParts().AggregatorRegistry.aggregate(all as unknown as Parameters<Aggregate>[0]);
+}
 
 /** One worker's report: its slot, the thread that filled it, and its metrics. */
 export interface WorkerMetricsReport {
@@ -25,6 +39,11 @@ export interface WorkerMetricsReport {
 /** Where the workers' reports come from (ProxyPool.metrics). */
 export interface MetricsSource {
   metrics(): Promise<WorkerMetricsReport[]>;
+}
+
+/** The supervisor's answer to a worker's metrics.request: the text, or why there is none. */
+export function metricsReply(id: number, text: string | null, error: string | null): MessageOf<'metrics.reply'> {
+  return { type: 'metrics.reply', id, text, error: error === null ? null : { code: 'OLN_INTERNAL', message: error } };
 }
 
 export class MetricsHub {
@@ -44,7 +63,7 @@ export class MetricsHub {
       this.#retired =
         this.#retired === null
           ? before.metrics
-          : await mainThreadParts().AggregatorRegistry.aggregate([this.#retired, before.metrics]).getMetricsAsJSON();
+          : ((await aggregate([this.#retired, before.metrics]).getMetricsAsJSON()) as unknown as MetricsJson);
     }
     this.#live.set(report.worker, report);
   }
@@ -54,6 +73,6 @@ export class MetricsHub {
     const node = await nodeMetrics(facts, this.#counts);
     const all: MetricsJson[] = [...[...this.#live.values()].map((r) => r.metrics), node];
     if (this.#retired !== null) all.push(this.#retired);
-    return mainThreadParts().AggregatorRegistry.aggregate(all).metrics();
+    return aggregate(all).metrics();
   }
 }

@@ -105,5 +105,5 @@ export async function nodeMetrics(f: NodeFacts, counts: MonotonicCounts): Promis
     gauge(r, 'ollana_discovery_peers', 'Peers discovery knows now', d.peers);
   }
   queueMetrics?.(r);
-  return r.getMetricsAsJSON();
+  return (await r.getMetricsAsJSON()) as unknown as MetricsJson;
 }

@@ -25,8 +25,9 @@ export class UsageTail {
     if (n === 0) return;
     if (this.#buf === null) this.#buf = Buffer.allocUnsafe(TAIL_BYTES);
     const buf = this.#buf;
+    // TypedArray set and copyWithin: V8 builtins, cheaper per call than Buffer's copy.
     if (n >= TAIL_BYTES) {
-      bytes.copy(buf, 0, n - TAIL_BYTES, n);
+      buf.set(n === TAIL_BYTES ? bytes : bytes.subarray(n - TAIL_BYTES), 0);
       this.#len = TAIL_BYTES;
       return;
     }
@@ -35,7 +36,7 @@ export class UsageTail {
       buf.copyWithin(0, this.#len - keep, this.#len);
       this.#len = keep;
     }
-    bytes.copy(buf, this.#len);
+    buf.set(bytes, this.#len);
     this.#len += n;
   }
 

@@ -1,20 +1,17 @@
 /**
- * A proxy worker's request metrics, in a prom-client registry of its own (not the global one: each
- * worker thread has its own, and the supervisor adds them up at scrape time, hub.ts). Per request the
- * worker does a few counter increments and two histogram observations (RequestMeter); nothing is
- * formatted until a scrape asks.
+ * A proxy worker's metrics: the per-request series in plain cells (request-series.ts: per request one
+ * Map lookup, a few additions), the rare events (failovers, retries, unreachable marks) and the
+ * counts kept elsewhere (TLS, bytes) in a prom-client registry of its own. Each worker thread has its
+ * own; the supervisor adds them up at scrape time (hub.ts). Nothing is formatted until a scrape asks.
  */
-import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import { Counter, Histogram, Registry } from './prom.ts';
+import type { MetricsJson } from './hub.ts';
+import { Counter, Registry } from './prom.ts';
 import { tlsCounts } from '../net/tls.ts';
 import { LabelCap, routeFamily, statusClass, TOKEN_FAMILIES } from './labels.ts';
 import { ModelScan } from '../proxy/route/model-scan.ts';
 import { UsageTail } from './usage-tail.ts';
+import { DURATION_BUCKETS, RequestSeries, TTFB_BUCKETS, type Cells } from './request-series.ts';
 
-/** Time to first byte: a cached short answer in milliseconds up to a cold model load of a minute. */
-export const TTFB_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
-/** Whole request: a token or two up to a long generation or a model pull of 10 minutes. */
-export const DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
 /** Distinct model names per worker before the rest count as `other` (labels.ts). */
 export const MAX_MODELS = 32;
 /** Distinct devices per worker before the rest count as `other`: allowed devices are few and known. */
@@ -35,49 +32,13 @@ export class WorkerMetrics {
   readonly models = new LabelCap(MAX_MODELS);
   readonly devices = new LabelCap(MAX_DEVICES);
   readonly upstreams = new LabelCap(MAX_UPSTREAMS);
-  readonly requests: Counter<'family' | 'model' | 'outcome' | 'device'>;
-  readonly firstByte: Histogram<'family' | 'model'>;
-  readonly duration: Histogram<'family' | 'model'>;
-  readonly promptTokens: Counter<'family' | 'model' | 'device'>;
-  readonly generatedTokens: Counter<'family' | 'model' | 'device'>;
+  readonly series = new RequestSeries();
   readonly failovers: Counter<'family'>;
   readonly retries: Counter<string>;
   readonly unreachable: Counter<'upstream'>;
 
   constructor(bytes: ByteCounts) {
     const registers = [this.registry];
-    this.requests = new Counter({
-      name: 'ollana_requests_total',
-      help: 'Requests relayed, by route family, model, outcome (status class, or aborted) and device (server nodes)',
-      labelNames: ['family', 'model', 'outcome', 'device'],
-      registers,
-    });
-    this.firstByte = new Histogram({
-      name: 'ollana_request_first_byte_seconds',
-      help: 'Time from the request to the first response byte from the upstream (the first token of a stream)',
-      labelNames: ['family', 'model'],
-      buckets: TTFB_BUCKETS,
-      registers,
-    });
-    this.duration = new Histogram({
-      name: 'ollana_request_duration_seconds',
-      help: 'Time from the request to the end of its response',
-      labelNames: ['family', 'model'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.promptTokens = new Counter({
-      name: 'ollana_prompt_tokens_total',
-      help: 'Prompt tokens Ollama reported (prompt_eval_count, or usage.prompt_tokens of /v1 answers)',
-      labelNames: ['family', 'model', 'device'],
-      registers,
-    });
-    this.generatedTokens = new Counter({
-      name: 'ollana_generated_tokens_total',
-      help: 'Tokens Ollama generated (eval_count, or usage.completion_tokens of /v1 answers)',
-      labelNames: ['family', 'model', 'device'],
-      registers,
-    });
     this.failovers = new Counter({
       name: 'ollana_failovers_total',
       help: 'Requests a client node moved to another server node after a failure before the first byte',
@@ -131,8 +92,8 @@ export class WorkerMetrics {
   }
 
   /** The registry as plain data, for the supervisor (crosses the thread as msgpack). */
-  async snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
-    return this.registry.getMetricsAsJSON();
+  async snapshot(): Promise<MetricsJson> {
+    return [...this.series.json(), ...((await this.registry.getMetricsAsJSON()) as unknown as MetricsJson)];
   }
 }
 
@@ -144,7 +105,8 @@ export class RequestMeter {
   #model: string;
   #scan: ModelScan | null = null;
   #tail: UsageTail | null = null;
-  readonly #started = process.hrtime.bigint();
+  /** Its series' cells, found once the model is known. */
+  #cells: Cells | null = null;
   #status = 0;
   #failed = false;
   #aborted = false;
@@ -168,16 +130,16 @@ export class RequestMeter {
     this.#model = this.#m.models.value(scan.model);
   }
 
-  /** The response began with `status`. */
-  responded(status: number): void {
-    const ns = process.hrtime.bigint() - this.#started;
+  /** The response began with `status`, `ns` nanoseconds after the request arrived (the caller's clock). */
+  responded(status: number, ns: bigint): void {
     this.#status = status;
     if (this.#scan !== null) {
       this.#model = this.#m.models.value(this.#scan.model);
       this.#scan = null;
     }
     if (status >= 200 && status < 300 && TOKEN_FAMILIES.has(this.#family)) this.#tail = new UsageTail();
-    this.#m.firstByte.observe({ family: this.#family, model: this.#model }, Number(ns) / 1e9);
+    this.#cells ??= this.#m.series.cells(this.#family, this.#model, this.#device);
+    this.#cells.ttfb.observe(TTFB_BUCKETS, Number(ns) / 1e9);
   }
 
   /** Response body bytes on their way to the client (only the tail is kept). */
@@ -210,22 +172,20 @@ export class RequestMeter {
     this.#aborted = true;
   }
 
-  /** The exchange is over, however it ended. */
-  end(): void {
+  /** The exchange is over, however it ended, `ns` nanoseconds after the request arrived. */
+  end(ns: bigint): void {
     if (this.#ended) return;
     this.#ended = true;
-    const ns = process.hrtime.bigint() - this.#started;
     const aborted = this.#aborted;
-    const m = this.#m;
-    const model = this.#model;
-    const outcome = aborted ? 'aborted' : this.#failed ? 'failed' : statusClass(this.#status);
-    m.requests.inc({ family: this.#family, model, outcome, device: this.#device });
-    m.duration.observe({ family: this.#family, model }, Number(ns) / 1e9);
+    if (this.#scan !== null) this.#model = this.#m.models.value(this.#scan.model);
+    this.#cells ??= this.#m.series.cells(this.#family, this.#model, this.#device);
+    const c = this.#cells;
+    c.ended(aborted ? 'aborted' : this.#failed ? 'failed' : statusClass(this.#status));
+    c.duration.observe(DURATION_BUCKETS, Number(ns) / 1e9);
     const usage = aborted || this.#failed ? null : (this.#tail?.usage() ?? null);
     if (usage !== null) {
-      const labels = { family: this.#family, model, device: this.#device };
-      if (usage.prompt > 0) m.promptTokens.inc(labels, usage.prompt);
-      if (usage.generated > 0) m.generatedTokens.inc(labels, usage.generated);
+      c.promptTokens += usage.prompt;
+      c.generatedTokens += usage.generated;
     }
   }
 }

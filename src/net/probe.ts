@@ -127,7 +127,7 @@ export async function claimPort(host: string, port: number, flag: string): Promi
       throw new OllanaError(
         'OLN_PORT_IN_USE',
         `port ${port} on ${host} is already in use by another program; stop it, or choose another address with ${flag}`,
-        { details: { host, port } },
+        { details: { host, port, holder: 'program' } },
       );
     }
     if (code === 'EACCES') {

@@ -8,9 +8,6 @@
  * Devices: the peer certificate's device id; the node's own certificate and plain loopback clients
  * are one device, "local".
  */
-import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
-import { peerDeviceId } from '../net/tls.ts';
 import type { MessageOf } from '../protocol/messages.ts';
 import { ModelScan } from '../proxy/route/model-scan.ts';
 import { announce, give, modelIndex, normalizeModel, tryTake, type Board } from './board.ts';
@@ -37,7 +34,8 @@ export interface Admittable {
   readonly method: string;
   readonly url: string;
   readonly body: Buffer | object | null;
-  peer(): Socket;
+  /** the allowed device it came from (metrics/device-label.ts), '' if none */
+  readonly device: string;
 }
 
 type ToOwner = MessageOf<'sched.wait'> | MessageOf<'sched.cancel'> | MessageOf<'sched.kick'>;
@@ -141,7 +139,6 @@ export class SchedGate {
   readonly #send: (msg: ToOwner) => void;
   readonly #waiting = new Map<number, Pass>();
   readonly #indexes = new Map<string, number>();
-  readonly #devices = new WeakMap<Socket, string>();
   #ticket = 0;
 
   constructor(board: Board, worker: number, selfId: string, send: (msg: ToOwner) => void) {
@@ -170,7 +167,8 @@ export class SchedGate {
     }
     if (index < 0) return null;
     const held = tryTake(this.#board, index, this.#worker);
-    return new Pass(this, index, model, held ? '' : this.#deviceOf(r.peer()), held);
+    const device = r.device === '' || r.device === this.#selfId ? LOCAL_DEVICE : r.device;
+    return new Pass(this, index, model, device, held);
   }
 
   enqueue(pass: Pass): number {
@@ -202,16 +200,5 @@ export class SchedGate {
     const pass = this.#waiting.get(ticket);
     this.#waiting.delete(ticket);
     pass?.refused(code, retryAfterS);
-  }
-
-  #deviceOf(socket: Socket): string {
-    let id = this.#devices.get(socket);
-    if (id === undefined) {
-      const tls = socket as TLSSocket;
-      const peer = tls.encrypted === true ? peerDeviceId(tls) : null;
-      id = peer === null || peer === this.#selfId ? LOCAL_DEVICE : peer;
-      this.#devices.set(socket, id);
-    }
-    return id;
   }
 }

@@ -8,9 +8,19 @@
  */
 import { unrefTimer, type Clock, type TimerHandle } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { MessageOf } from '../protocol/messages.ts';
+import type { MessageOf, TrustSettings } from '../protocol/messages.ts';
 import type { SchedStatus } from '../protocol/status.ts';
-import { assign, inFlightOf, leftQueue, reclaim, received, reserveSlot, slotsOf, type Board } from './board.ts';
+import {
+  assign,
+  createBoard,
+  inFlightOf,
+  leftQueue,
+  reclaim,
+  received,
+  reserveSlot,
+  slotsOf,
+  type Board,
+} from './board.ts';
 import { DrrQueue, type Waiting } from './drr.ts';
 
 export interface SchedSettings {
@@ -48,6 +58,21 @@ interface DeviceState {
 }
 
 type ToWorker = MessageOf<'sched.grant'> | MessageOf<'sched.refuse'>;
+type FromWorker = MessageOf<'sched.wait'> | MessageOf<'sched.cancel'> | MessageOf<'sched.kick'>;
+
+/** The owner for a pool of `workers` proxy workers, with the weights they start with; null on a client node. */
+export function schedOwnerFor(
+  proxy: { readonly sched?: SchedSettings | null; readonly trust: TrustSettings } | undefined,
+  workers: number,
+  clock: Clock,
+  log: Logger,
+  send: (worker: number, msg: ToWorker) => void,
+): SchedOwner | null {
+  if (!proxy?.sched) return null;
+  const owner = new SchedOwner(createBoard(workers, proxy.sched.slots), proxy.sched, clock, log, send);
+  owner.setWeights(proxy.trust.weights ?? {});
+  return owner;
+}
 
 export class SchedOwner {
   readonly board: Board;
@@ -77,6 +102,13 @@ export class SchedOwner {
 
   setWeights(weights: Readonly<Record<string, number>>): void {
     this.#weights = weights;
+  }
+
+  /** A message from proxy worker `worker`. */
+  receive(worker: number, msg: FromWorker): void {
+    if (msg.type === 'sched.wait') this.wait(worker, msg);
+    else if (msg.type === 'sched.cancel') this.cancel(worker, msg.ticket);
+    else this.kick(msg.index);
   }
 
   wait(worker: number, msg: MessageOf<'sched.wait'>): void {

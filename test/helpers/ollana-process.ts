@@ -145,6 +145,42 @@ export async function startOllana(
   return Object.assign(p, { url: String(line.url), port: Number(line.port) });
 }
 
+export interface NodeOptions {
+  /** --workers; left out: the default. */
+  readonly workers?: number;
+  /** A server node: serve the LAN over TLS instead of --insecure-http (plain HTTP on loopback). */
+  readonly tls?: boolean;
+  /** More flags, after the usual ones (a repeated flag's last value wins). */
+  readonly args?: readonly string[];
+  readonly env?: Record<string, string>;
+  readonly home?: string;
+}
+
+function usual(mode: 'server' | 'client', o: NodeOptions): Promise<string[]> {
+  return freePort().then((port) => [
+    '--mode',
+    mode,
+    '--listen',
+    `127.0.0.1:${port}`,
+    ...(o.workers === undefined ? [] : ['--workers', String(o.workers)]),
+  ]);
+}
+
+/**
+ * Starts a server node on a free loopback port that forwards to the Ollama at `ollamaUrl`, with
+ * discovery off (runOllana's environment) and, unless `tls`, plain HTTP (--insecure-http).
+ */
+export async function startServerNode(ollamaUrl: string, o: NodeOptions = {}): Promise<Started> {
+  const args = [...(await usual('server', o)), '--ollama-url', ollamaUrl];
+  if (o.tls !== true) args.push('--insecure-http');
+  return startOllana([...args, ...(o.args ?? [])], { env: o.env, home: o.home });
+}
+
+/** Starts a client node on a free loopback port, with discovery off (runOllana's environment). */
+export async function startClientNode(o: NodeOptions = {}): Promise<Started> {
+  return startOllana([...(await usual('client', o)), ...(o.args ?? [])], { env: o.env, home: o.home });
+}
+
 /** Runs the CLI to completion (for commands that exit: stop, status, serve -d, bad flags). */
 export async function runCli(
   args: readonly string[],

@@ -10,25 +10,14 @@ import { after, before, describe, test } from 'node:test';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { exchange, tcp } from '../helpers/hostile-client.ts';
 import { raw } from '../helpers/http.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 const TIMEOUT_MS = 1_000;
 let emu: Emulator;
 const started: Started[] = [];
 
 async function serverNode(args: readonly string[]): Promise<Started> {
-  const n = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    emu.url,
-    '--workers',
-    '2',
-    ...args,
-  ]);
+  const n = await startServerNode(emu.url, { workers: 2, args });
   started.push(n);
   return n;
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { OPTION_SPECS } from '../../src/config/defaults.ts';
 import { startEmulator } from '../../testkit/ollama-emulator.ts';
-import { freePort, removeHome, runCli, startOllana, tempHome } from '../helpers/ollana-process.ts';
+import { freePort, removeHome, runCli, tempHome, startServerNode } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
 after(() => {
@@ -74,17 +74,7 @@ test('port in use: exit 4, names the port and the flag', async () => {
 });
 
 test('two ollana processes on one port: the second says another ollana holds it', async () => {
-  const first = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    'http://127.0.0.1:1',
-    '--workers',
-    '1',
-  ]);
+  const first = await startServerNode('http://127.0.0.1:1', { workers: 1 });
   try {
     const r = await runCli(
       [

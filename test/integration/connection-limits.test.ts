@@ -7,25 +7,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { keptAlive, tcp, type KeptAlive } from '../helpers/hostile-client.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;
 const started: Started[] = [];
 
 async function node(args: readonly string[], env: Record<string, string> = {}): Promise<Started> {
-  const n = await startOllana(
-    [
-      '--mode',
-      'server',
-      '--insecure-http',
-      '--ollama-url',
-      emu.url,
-      '--listen',
-      `127.0.0.1:${await freePort()}`,
-      ...args,
-    ],
-    { env },
-  );
+  const n = await startServerNode(emu.url, { args, env });
   started.push(n);
   return n;
 }

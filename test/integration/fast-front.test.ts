@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { patternByte } from '../../testkit/emulator/hooks.ts';
 import { exchange, tcp } from '../helpers/hostile-client.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 import { raw } from '../helpers/http.ts';
 
 const HOST = 'Host: 127.0.0.1';
@@ -25,17 +25,7 @@ let node: Started;
 
 before(async () => {
   emu = await startEmulator({ tokens: 3, tokenIntervalMs: 5, ttftMs: 1 });
-  node = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--ollama-url',
-    emu.url,
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--workers',
-    '1',
-  ]);
+  node = await startServerNode(emu.url, { workers: 1 });
 });
 
 after(async () => {

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { exchange, flood, openFileLimit, rssMiB, slowloris, tcp, type Exchange } from '../helpers/hostile-client.ts';
 import { raw } from '../helpers/http.ts';
-import { freePort, removeHome, startOllana, type LogLine, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type LogLine, type Started, startClientNode, startServerNode } from '../helpers/ollana-process.ts';
 
 const BODY = '{"model":"llama3.2","prompt":"hi","stream":false}';
 const HOST = 'Host: 127.0.0.1'; // the listeners are on loopback, which checks Host like Ollama does
@@ -18,8 +18,11 @@ const HOST = 'Host: 127.0.0.1'; // the listeners are on loopback, which checks H
 let emu: Emulator;
 const started: Started[] = [];
 
-async function node(args: readonly string[]): Promise<Started> {
-  const n = await startOllana(['--listen', `127.0.0.1:${await freePort()}`, '--workers', '2', ...args]);
+/** A server node (forwarding to the emulator) or a client node, two workers each, stopped in teardown. */
+async function node(role: 'server' | 'client', args: readonly string[] = []): Promise<Started> {
+  const n = await (role === 'server'
+    ? startServerNode(emu.url, { workers: 2, args })
+    : startClientNode({ workers: 2, args }));
   started.push(n);
   return n;
 }
@@ -201,8 +204,8 @@ describe('request smuggling and broken framing', () => {
   };
 
   before(async () => {
-    server = await node(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url]);
-    client = await node(['--mode', 'client']);
+    server = await node('server');
+    client = await node('client');
   });
 
   test('control: the same request well formed reaches Ollama, so the checks below can fail', async () => {
@@ -332,7 +335,7 @@ describe('request smuggling and broken framing', () => {
 describe('header and URL size limits', () => {
   let server: Started;
   before(async () => {
-    server = await node(['--mode', 'server', '--insecure-http', '--ollama-url', emu.url]);
+    server = await node('server');
   });
 
   test('a 100 KiB header block gets 431, and the node serves on', async () => {
@@ -434,15 +437,7 @@ describe('slow clients (slowloris)', () => {
   const TIMEOUT_MS = 2_000;
   let server: Started;
   before(async () => {
-    server = await node([
-      '--mode',
-      'server',
-      '--insecure-http',
-      '--ollama-url',
-      emu.url,
-      '--request-headers-timeout',
-      `${TIMEOUT_MS}ms`,
-    ]);
+    server = await node('server', ['--request-headers-timeout', `${TIMEOUT_MS}ms`]);
   });
 
   test('300 connections trickling headers: others are served meanwhile, each slow one is closed after the timeout, memory stays bounded', async (t) => {
@@ -536,17 +531,7 @@ describe('connection flood', () => {
   let server: Started;
   before(async () => {
     assert.ok(COUNT >= 600, `the flood needs an open-file limit of at least 1600 (ulimit -n), have ${openFileLimit()}`);
-    server = await node([
-      '--mode',
-      'server',
-      '--insecure-http',
-      '--ollama-url',
-      emu.url,
-      '--request-headers-timeout',
-      '2s',
-      '--max-connections',
-      String(LIMIT),
-    ]);
+    server = await node('server', ['--request-headers-timeout', '2s', '--max-connections', String(LIMIT)]);
   });
 
   test('thousands of connections, idle or asking: the node keeps serving, memory stays bounded, a few log lines', async (t) => {

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 const GIB = 1024 ** 3;
 const BLOCK = randomBytes(1024 * 1024);
@@ -44,17 +44,7 @@ function gibStream(): Readable {
 
 before(async () => {
   emu = await startEmulator();
-  node = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    emu.url,
-    '--workers',
-    '1',
-  ]);
+  node = await startServerNode(emu.url, { workers: 1 });
   // Warm up the path so start-up allocations are not counted as growth.
   await (await request(`${node.url}/api/tags`)).body.text();
 });

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { request } from 'undici';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import type { ResponseEvent } from '../../testkit/emulator/types.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 const N = 6;
 let emu: Emulator;
@@ -23,20 +23,7 @@ before(async () => {
     const path = e.url.split('?')[0]!;
     sent.set(path, (sent.get(path) ?? 0) + e.tokensSent);
   });
-  node = await startOllana(
-    [
-      '--mode',
-      'server',
-      '--insecure-http',
-      '--listen',
-      `127.0.0.1:${await freePort()}`,
-      '--ollama-url',
-      emu.url,
-      '--workers',
-      '2',
-    ],
-    { env: { OLLANA_DEBUG_HOOKS: '1' } },
-  );
+  node = await startServerNode(emu.url, { workers: 2, env: { OLLANA_DEBUG_HOOKS: '1' } });
 });
 
 after(async () => {

@@ -54,10 +54,21 @@ function home(): string {
   return h;
 }
 
-async function daemon(h: string, port: number, env: Record<string, string> = {}): Promise<number> {
+async function daemon(h: string, port: number, extra: string[] = []): Promise<number> {
   const r = await runCli(
-    ['serve', '-d', '--mode', 'server', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--ollama-url', emu.url],
-    { home: h, env },
+    [
+      'serve',
+      '-d',
+      '--mode',
+      'server',
+      '--insecure-http',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--ollama-url',
+      emu.url,
+      ...extra,
+    ],
+    { home: h },
   );
   assert.equal(r.code, 0, r.stderr);
   const pid = Number(/\(pid (\d+)\)/.exec(r.stdout)?.[1]);
@@ -103,6 +114,34 @@ test('a wrong control token is refused [OLN_CONTROL_REFUSED] and the node keeps 
   writeFileSync(token, right);
   const stop = await runCli(['stop'], { home: h, env: NO_SIGNALS });
   assert.equal(stop.code, 0, stop.stderr);
+  assert.equal(running(pid), false);
+});
+
+test('without signals, a stop whose drain cut a stream says so: exit 14 [OLN_DRAIN_CUT], as with SIGTERM', {
+  timeout: 90_000,
+}, async () => {
+  const h = home();
+  const port = await freePort();
+  const pid = await daemon(h, port, ['--drain-timeout', '300']);
+  const stream = await new Ollama({ host: `http://127.0.0.1:${port}` }).generate({
+    model: 'llama3.2',
+    prompt: 'x',
+    stream: true,
+    options: { emulator_tokens: 200, emulator_interval_ms: 50 } as Record<string, number>,
+  });
+  const it = stream[Symbol.asyncIterator]();
+  assert.equal((await it.next()).done, false, 'the stream has begun');
+  const consumed = (async () => {
+    try {
+      while (!(await it.next()).done);
+    } catch {
+      /* cut: expected */
+    }
+  })();
+  const stop = await runCli(['stop'], { home: h, env: NO_SIGNALS });
+  await consumed;
+  assert.equal(stop.code, 14, stop.stderr);
+  assert.match(stop.stderr, /1 in-flight request was cut.*\[OLN_DRAIN_CUT\]\n$/);
   assert.equal(running(pid), false);
 });
 

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { freePort, removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 import { json, raw } from '../helpers/http.ts';
 
 let emu: Emulator;
@@ -16,17 +16,7 @@ let node: Started;
 
 before(async () => {
   emu = await startEmulator({ tokens: 5, tokenIntervalMs: 5 });
-  node = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    emu.url,
-    '--workers',
-    '2',
-  ]);
+  node = await startServerNode(emu.url, { workers: 2 });
 });
 
 after(async () => {
@@ -44,7 +34,7 @@ describe('ollama-js through a server node', () => {
     assert.equal(typeof show.modelfile, 'string');
     const emb = await ollama.embed({ model: 'nomic-embed-text', input: ['a', 'b'] });
     assert.equal(emb.embeddings.length, 2);
-    assert.equal(emb.embeddings[0]!.length, 8);
+    assert.equal(emb.embeddings[0]!.length, 768);
   });
 
   test('generate, streamed and not', async () => {
@@ -356,17 +346,7 @@ describe('raw HTTP semantics', () => {
 describe('upstream trouble', () => {
   test('Ollama down: 502 with a JSON error naming it', async () => {
     const deadPort = await freePort();
-    const n = await startOllana([
-      '--mode',
-      'server',
-      '--insecure-http',
-      '--listen',
-      `127.0.0.1:${await freePort()}`,
-      '--ollama-url',
-      `http://127.0.0.1:${deadPort}`,
-      '--workers',
-      '1',
-    ]);
+    const n = await startServerNode(`http://127.0.0.1:${deadPort}`, { workers: 1 });
     try {
       const r = await raw(`${n.url}/api/tags`);
       assert.equal(r.status, 502);
@@ -399,19 +379,7 @@ describe('upstream trouble', () => {
   });
 
   test('--headers-timeout bounds the wait for the first byte: 504', async () => {
-    const n = await startOllana([
-      '--mode',
-      'server',
-      '--insecure-http',
-      '--listen',
-      `127.0.0.1:${await freePort()}`,
-      '--ollama-url',
-      emu.url,
-      '--workers',
-      '1',
-      '--headers-timeout',
-      '300ms',
-    ]);
+    const n = await startServerNode(emu.url, { workers: 1, args: ['--headers-timeout', '300ms'] });
     try {
       const r = await raw(`${n.url}/api/generate`, {
         method: 'POST',

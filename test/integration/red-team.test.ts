@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { openFileLimit, rssMiB } from '../helpers/hostile-client.ts';
 import { raw } from '../helpers/http.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { freePort, removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;
 let node: Started;
@@ -51,19 +51,7 @@ function open(port: number): Promise<Socket> {
 
 before(async () => {
   emu = await startEmulator({ tokens: 100_000, tokenIntervalMs: 5, ttftMs: 1 });
-  node = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    emu.url,
-    '--workers',
-    '2',
-    '--max-connections',
-    '6000',
-  ]);
+  node = await startServerNode(emu.url, { workers: 2, args: ['--max-connections', '6000'] });
   assert.equal((await raw(`${node.url}/api/tags`)).status, 200);
 });
 

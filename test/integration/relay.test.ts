@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, beforeEach, test } from 'node:test';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 import { raw } from '../helpers/http.ts';
 
 interface Seen {
@@ -89,17 +89,7 @@ before(async () => {
   upstreamPort = (upstream.address() as { port: number }).port;
   script = (_s, socket) => socket.write(ok('{}'));
   // One proxy worker, so "the same connection" means the same worker's pool.
-  node = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    `http://127.0.0.1:${upstreamPort}`,
-    '--workers',
-    '1',
-  ]);
+  node = await startServerNode(`http://127.0.0.1:${upstreamPort}`, { workers: 1 });
 });
 
 after(async () => {
@@ -350,9 +340,16 @@ for (const [path, extra] of PATHS) {
   test(`${path}: a response head ending in bare LF gets 502 at once, not a hang`, async () => {
     // The upstream keeps the connection open: without the check the relay waits for a CRLF CRLF.
     script = (_s, socket) => socket.write('HTTP/1.1 200 OK\ncontent-type: application/json\ncontent-length: 2\n\n{}');
+    const logged = node.lines.length;
     const r = await within(5_000, 'bare LF head', raw(`${node.url}/api/tags`, { headers: { ...extra } }));
     assert.equal(r.status, 502);
-    assert.match(r.body.toString(), /bare LF in the response head/);
+    assert.match(r.body.toString(), /\(OLN_BAD_UPSTREAM_FRAMING\)/);
+    await node.waitFor(
+      (l) =>
+        node.lines.indexOf(l) >= logged && (l.err as { reason?: unknown } | undefined)?.reason === 'bare-lf-in-head',
+      5_000,
+      'the framing failure with its reason',
+    );
   });
 
   test(`${path}: a 13-digit chunk size right behind the head gets 502, since nothing was sent yet`, async () => {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { exchange, tcp, type Exchange } from '../helpers/hostile-client.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;
 let server: Started;
@@ -17,17 +17,7 @@ let server: Started;
 before(async () => {
   emu = await startEmulator({ tokens: 2, tokenIntervalMs: 1, ttftMs: 1 });
   // A loopback listener, so the node checks Host the way Ollama does on a loopback bind.
-  server = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--ollama-url',
-    emu.url,
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--workers',
-    '2',
-  ]);
+  server = await startServerNode(emu.url, { workers: 2 });
 });
 
 after(async () => {

@@ -8,7 +8,14 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
-import { freePort, removeHome, runCli, startOllana, type Started } from '../helpers/ollana-process.ts';
+import {
+  freePort,
+  removeHome,
+  runCli,
+  type Started,
+  startServerNode,
+  startClientNode,
+} from '../helpers/ollana-process.ts';
 import { json, raw } from '../helpers/http.ts';
 import { threadNames } from '../helpers/threads.ts';
 
@@ -54,19 +61,7 @@ test('a server node with --discovery off runs no election thread and is its own 
   const emuPort = await freePort();
   let emu = await startEmulator({ port: emuPort });
   emulators.push(emu);
-  const node = await startOllana([
-    '--mode',
-    'server',
-    '--insecure-http',
-    '--discovery',
-    'off',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--ollama-url',
-    emu.url,
-    '--workers',
-    '2',
-  ]);
+  const node = await startServerNode(emu.url, { workers: 2, args: ['--discovery', 'off'] });
   nodes.push(node);
   const first = await statusUntil(
     node,
@@ -123,16 +118,7 @@ test('a server node with --discovery off runs no election thread and is its own 
 test('a client node with --discovery off runs no election thread and knows no leader', {
   timeout: 60_000,
 }, async () => {
-  const node = await startOllana([
-    '--mode',
-    'client',
-    '--discovery',
-    'off',
-    '--listen',
-    `127.0.0.1:${await freePort()}`,
-    '--workers',
-    '1',
-  ]);
+  const node = await startClientNode({ workers: 1, args: ['--discovery', 'off'] });
   nodes.push(node);
   const s = await statusUntil(node, 'one live worker', (x) => x.workers.live === 1);
   assert.equal(s.role, 'client');

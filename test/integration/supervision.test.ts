@@ -6,27 +6,14 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client, request } from 'undici';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
-import { freePort, removeHome, startOllana, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;
 let node: Started;
 
 before(async () => {
   emu = await startEmulator({ tokens: 1, tokenIntervalMs: 0, ttftMs: 0 });
-  node = await startOllana(
-    [
-      '--mode',
-      'server',
-      '--insecure-http',
-      '--listen',
-      `127.0.0.1:${await freePort()}`,
-      '--ollama-url',
-      emu.url,
-      '--workers',
-      '2',
-    ],
-    { env: { OLLANA_DEBUG_HOOKS: '1' } },
-  );
+  node = await startServerNode(emu.url, { workers: 2, env: { OLLANA_DEBUG_HOOKS: '1' } });
 });
 
 after(async () => {

@@ -18,7 +18,7 @@ import { createSelfSigned } from '../../src/identity/self-signed.ts';
 import { HANDSHAKE_TIMEOUT_MS, pinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { reopeningFlood } from '../helpers/hostile-client.ts';
-import { freePort, removeHome, runCli, startOllana, tempHome, type Started } from '../helpers/ollana-process.ts';
+import { removeHome, runCli, tempHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;
 const homes: string[] = [];
@@ -47,20 +47,7 @@ async function serverNode(
     const r = await runCli(['device', 'allow', allowed.id], { home });
     assert.equal(r.code, 0, r.stderr);
   }
-  const node = await startOllana(
-    [
-      '--mode',
-      'server',
-      '--listen',
-      `127.0.0.1:${await freePort()}`,
-      '--ollama-url',
-      emu.url,
-      '--workers',
-      '2',
-      ...args,
-    ],
-    { home },
-  );
+  const node = await startServerNode(emu.url, { workers: 2, tls: true, args, home });
   started.push(node);
   return { node, id, home };
 }

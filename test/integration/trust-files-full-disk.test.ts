@@ -13,13 +13,12 @@ import { Client, request } from 'undici';
 import { pinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
 import { startEmulator } from '../../testkit/ollama-emulator.ts';
 import {
-  freePort,
   removeHome,
   runCli,
-  startOllana,
   tempHome,
   type LogLine,
   type Started,
+  startServerNode,
 } from '../helpers/ollana-process.ts';
 
 const homes: string[] = [];
@@ -77,21 +76,12 @@ test('a full, then read-only data directory under a running node: it keeps servi
 
   const emu = await startEmulator({ port: 0, tokenIntervalMs: 0 });
   t.after(() => emu.close());
-  const node = await startOllana(
-    [
-      '--mode',
-      'server',
-      '--listen',
-      `127.0.0.1:${await freePort()}`,
-      '--ollama-url',
-      emu.url,
-      '--workers',
-      '1',
-      '--pid-file',
-      join(base, 'ollana.pid'),
-    ],
-    { home: data },
-  );
+  const node = await startServerNode(emu.url, {
+    workers: 1,
+    tls: true,
+    args: ['--pid-file', join(base, 'ollana.pid')],
+    home: data,
+  });
   t.after(() => node.stop());
   assert.equal(await asDevice(node, server.id, friend), 200);
 

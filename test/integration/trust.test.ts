@@ -15,7 +15,7 @@ import { Client, request } from 'undici';
 import { pinnedConnector, type TlsIdentity } from '../../src/net/tls.ts';
 import { startEmulator, type Emulator } from '../../testkit/ollama-emulator.ts';
 import { exchange as hostileExchange, rssMiB, slowloris, tcp, tlsAs } from '../helpers/hostile-client.ts';
-import { freePort, removeHome, runCli, startOllana, tempHome, type Started } from '../helpers/ollana-process.ts';
+import { freePort, removeHome, runCli, tempHome, type Started, startServerNode } from '../helpers/ollana-process.ts';
 
 let emu: Emulator;
 let server: Started;
@@ -127,10 +127,7 @@ before(async () => {
   homes.push(serverHome, clientHome);
   serverId = (await deviceShow(serverHome)).id;
   client = await deviceShow(clientHome);
-  server = await startOllana(
-    ['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--workers', '2'],
-    { home: serverHome },
-  );
+  server = await startServerNode(emu.url, { workers: 2, tls: true, home: serverHome });
 });
 
 after(async () => {

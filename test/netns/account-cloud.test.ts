@@ -22,7 +22,7 @@ async function node(host: Host): Promise<void> {
 }
 
 describe('account and cloud requests on a LAN', { concurrency: false }, () => {
-  test('account requests go to the leader, which status names; a cloud model moves past a server not signed in', {
+  test('/v1/models/{id} from the server with the model; account requests on the leader, which status names; a cloud model moves past a server not signed in', {
     timeout: 120_000,
   }, async () => {
     const lan = await createLan({ hosts: 3 });
@@ -30,7 +30,7 @@ describe('account and cloud requests on a LAN', { concurrency: false }, () => {
     const [h1, h2, h3] = lan.hosts as [Host, Host, Host];
     // Both servers are signed in, as different users, so the answers tell them apart.
     await Promise.all([
-      emulator(h1, 'llama3.2:latest', ['--account', 'alice']),
+      emulator(h1, 'llama3.2:latest,qwen3:8b', ['--account', 'alice']),
       emulator(h2, 'llama3.2:latest', ['--account', 'bob']),
     ]);
     await Promise.all([node(h1), node(h2)]);
@@ -38,9 +38,15 @@ describe('account and cloud requests on a LAN', { concurrency: false }, () => {
     const { value: st } = await until(
       'the client to see both servers and the leader',
       () => client(h3, 'status'),
-      (s) => s.upstreams?.length === 2 && s.upstreams.some((u: { leader: boolean }) => u.leader),
+      (s) =>
+        s.upstreams?.length === 2 &&
+        s.upstreams.some((u: { leader: boolean }) => u.leader) &&
+        s.upstreams.some((u: { models: string[] }) => u.models.length === 2),
       20_000,
     );
+
+    // The model in the path: every GET /v1/models/qwen3:8b reaches the one server that has it.
+    assert.deepEqual(await client(h3, 'retrieve', 'qwen3:8b', '6'), { ok: 6, failed: 0 });
     const leader = (st.upstreams as { id: string; url: string; leader: boolean }[]).find((u) => u.leader)!;
     const leaderUser = leader.url.includes(`//${h1.addr}:`) ? 'alice' : 'bob';
 

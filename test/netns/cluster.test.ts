@@ -67,6 +67,12 @@ function logTime(p: HostProcess, pred: (msg: string) => boolean): number | null 
   return null;
 }
 
+interface Sample {
+  readonly name: string;
+  readonly labels: Record<string, string>;
+  readonly value: number;
+}
+
 const upstreamCount = (s: { upstreams?: unknown[] }): number => s.upstreams?.length ?? -1;
 
 describe('LAN cluster in network namespaces', { concurrency: false }, () => {
@@ -100,6 +106,31 @@ describe('LAN cluster in network namespaces', { concurrency: false }, () => {
     assert.equal(st.role, 'client');
     assert.equal(st.peers.filter((p: { role: string }) => p.role === 'server').length, 1);
     assert.equal(st.peers[0].addr, h1.addr);
+    // Metrics on both sides of the hop: each client node counted its 3 generations, the server node
+    // 6, by the device that sent them, and the tokens each client node counted add up to the server's.
+    const [m2, m3, m1] = await Promise.all([
+      client(h2, 'metrics'),
+      client(h3, 'metrics'),
+      client(h1, 'metrics', '11435'),
+    ]);
+    const generated = (m: { samples: Sample[] }, labels: Record<string, string>, name = 'ollana_requests_total') =>
+      m.samples
+        .filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))
+        .reduce((n, x) => n + x.value, 0);
+    for (const m of [m2, m3]) {
+      assert.equal(generated(m, { family: 'generate', model: 'llama3.2', outcome: '2xx', device: '' }), 3);
+      assert.ok(generated(m, {}, 'ollana_tls_handshakes_total') > 0, 'the client node reached the server over TLS');
+    }
+    assert.equal(generated(m1, { family: 'generate', outcome: '2xx' }), 6);
+    const devices = new Set(
+      m1.samples
+        .filter((x: Sample) => x.name === 'ollana_requests_total' && x.labels.family === 'generate')
+        .map((x: Sample) => x.labels.device),
+    );
+    assert.equal(devices.size, 2, `one device label per client node: ${[...devices].join(', ')}`);
+    const tokens = (m: { samples: Sample[] }) => generated(m, { family: 'generate' }, 'ollana_generated_tokens_total');
+    assert.ok(tokens(m1) > 0);
+    assert.equal(tokens(m2) + tokens(m3), tokens(m1));
   });
 
   test('3 servers elect one leader; the leader dies: a new one, and requests after detection all succeed', {

@@ -85,6 +85,11 @@ async function fetchStatus(h: Host): Promise<unknown> {
   return JSON.parse(r.stdout);
 }
 
+/** How often each server's emulator loaded `model`: [server 1, server 2]. */
+async function loads(c: Cluster, model: string): Promise<number[]> {
+  return Promise.all(c.servers.map(async (h) => (await run(h, 'emu-loads', model)).loads as number));
+}
+
 /** Which server hosts' emulators list `model` as loaded (1, 2). */
 async function holders(c: Cluster, model: string): Promise<number[]> {
   const out: number[] = [];
@@ -100,6 +105,7 @@ describe('where each model lives: 2 server nodes, 1 client node', { concurrency:
     assert.deepEqual(await run(c.client, 'gen', 'llama3.2', '8'), { ok: 8 });
     const on = await holders(c, 'llama3.2:latest');
     assert.equal(on.length, 1, `llama3.2 loaded on servers ${on.join(', ')}`);
+    assert.deepEqual((await loads(c, 'llama3.2:latest')).sort(), [0, 1], 'one load, on one server');
     const ps = await run(c.client, 'ps');
     const listed = ps.models.filter((m: { name: string }) => m.name === 'llama3.2:latest');
     assert.deepEqual(listed, [{ name: 'llama3.2:latest', server: c.ids.get(on[0]!) }]);
@@ -109,9 +115,10 @@ describe('where each model lives: 2 server nodes, 1 client node', { concurrency:
     timeout: 120_000,
   }, async () => {
     const c = await cluster();
-    assert.deepEqual(await holders(c, 'llama3.2:latest').then((l) => l.length), 1);
+    assert.equal((await holders(c, 'llama3.2:latest')).length, 1);
     assert.deepEqual(await run(c.client, 'spill', 'llama3.2'), { ok: 2 });
     assert.deepEqual(await holders(c, 'llama3.2:latest'), [1, 2]);
+    assert.deepEqual(await loads(c, 'llama3.2:latest'), [1, 1], 'the spilled request loaded it on the other server');
     const ps = await run(c.client, 'ps');
     const servers = ps.models
       .filter((m: { name: string }) => m.name === 'llama3.2:latest')

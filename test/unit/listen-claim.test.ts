@@ -12,6 +12,7 @@ function taken(there: { ollana?: boolean; ollanaTls?: boolean; ollama?: boolean 
         new OllanaError(
           'OLN_PORT_IN_USE',
           `port ${port} on ${host} is already in use by another program; stop it, or choose another address with ${flag}`,
+          { details: { host, port, holder: 'program' } },
         ),
       ),
     ollana: () => Promise.resolve(there.ollana === true),
@@ -35,19 +36,19 @@ test('a free address is claimed as given, port 0 as the one the system picked', 
 test('a taken port names what holds it: another ollana (plain or TLS), an Ollama (client node), or another program', async () => {
   await assert.rejects(claimListen(config(), 'server', taken({ ollanaTls: true })), {
     code: 'OLN_PORT_IN_USE',
-    message: /^another ollana already serves on 0\.0\.0\.0:11435; stop it/,
+    details: { host: '0.0.0.0', port: 11435, holder: 'ollana' },
   });
   await assert.rejects(claimListen(config(), 'client', taken({ ollana: true })), {
     code: 'OLN_PORT_IN_USE',
-    message: /^another ollana already serves on 127\.0\.0\.1:11434/,
+    details: { host: '127.0.0.1', port: 11434, holder: 'ollana' },
   });
   await assert.rejects(claimListen(config(), 'client', taken({ ollama: true })), {
     code: 'OLN_OLLAMA_ON_PORT',
-    message: /^an Ollama already listens on 127\.0\.0\.1:11434, so this machine should share it/,
+    details: { host: '127.0.0.1', port: 11434 },
   });
   await assert.rejects(
     claimListen(config(), 'server', taken({ ollama: true })),
-    { code: 'OLN_PORT_IN_USE', message: /already in use by another program/ },
+    { code: 'OLN_PORT_IN_USE', details: { host: '0.0.0.0', port: 11435, holder: 'program' } },
     'a server node does not ask for an Ollama there',
   );
 });
@@ -55,7 +56,7 @@ test('a taken port names what holds it: another ollana (plain or TLS), an Ollama
 test('--insecure-http is refused on a non-loopback address, before any port is claimed', async () => {
   await assert.rejects(claimListen(config({ insecureHttp: true }), 'server', taken({})), {
     code: 'OLN_BAD_FLAG',
-    message: /^--insecure-http would serve plain HTTP on 0\.0\.0\.0:11435/,
+    details: { flag: '--insecure-http', host: '0.0.0.0', port: 11435 },
   });
   await assert.rejects(claimListen(config({ listen: 'nonsense' }), 'server', taken({})), { code: 'OLN_BAD_FLAG' });
 });

@@ -137,3 +137,31 @@ test("a server's loaded models are read every second; an unchanged list tells no
   assert.equal(reads.length, 4, 'stopped');
   assert.ok(pending <= 1);
 });
+
+test('/api/ps through a client node: the union, longest keep_alive left first as Ollama sorts, each entry with its server', async () => {
+  const { aggregate } = await import('../../src/proxy/route/aggregate.ts');
+  const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+  const bodies: Record<string, unknown> = {
+    a: {
+      models: [
+        { name: 'm1:latest', expires_at: at(10) },
+        { name: 'm2:latest', expires_at: at(30) },
+      ],
+    },
+    b: {
+      models: [
+        { name: 'm1:latest', expires_at: at(20) },
+        { name: 'm3:latest', expires_at: at(10) },
+      ],
+    },
+  };
+  const pool = (u: Upstream) =>
+    ({
+      request: async () => ({ statusCode: 200, body: { json: async () => bodies[u.id] } }),
+    }) as unknown as import('undici').Pool;
+  const r = await aggregate('ps', [up('a', []), up('b', [])], pool);
+  assert.deepEqual(
+    (r.body.models as { name: string; server: string }[]).map((m) => `${m.name}@${m.server}`),
+    ['m2:latest@a', 'm1:latest@b', 'm1:latest@a', 'm3:latest@b'],
+  );
+});

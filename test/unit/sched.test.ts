@@ -5,14 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Socket } from 'node:net';
 import { pino } from 'pino';
 import { DrrQueue, type Waiting } from '../../src/sched/drr.ts';
 import { createBoard, inFlightOf, modelIndex, normalizeModel } from '../../src/sched/board.ts';
 import { SchedGate, type Pass, type SchedRefusal } from '../../src/sched/gate.ts';
 import { SchedOwner } from '../../src/sched/owner.ts';
 import type { MessageOf } from '../../src/protocol/messages.ts';
-import { deviceIdFromDer } from '../../src/identity/device-id.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 
 let seq = 0;
@@ -124,16 +122,7 @@ function node(slots: number, opts: { maxWaitMs?: number; queueDepth?: number } =
   return { clock, board, owner, gates, flush, logs };
 }
 
-const sockets = new Map<string, Socket>();
-function peer(device: string): Socket {
-  let s = sockets.get(device);
-  if (s === undefined) {
-    s = { encrypted: true, getPeerX509Certificate: () => ({ raw: Buffer.from(device) }) } as unknown as Socket;
-    sockets.set(device, s);
-  }
-  return s;
-}
-const idOf = (device: string): string => deviceIdFromDer(Buffer.from(device));
+const idOf = (device: string): string => device;
 
 interface Req {
   readonly pass: Pass | null;
@@ -145,7 +134,7 @@ function request(gate: SchedGate, device: string, url = '/api/chat', model = 'm'
     method: 'POST',
     url,
     body: Buffer.from(JSON.stringify({ model, messages: [] })),
-    peer: () => peer(device),
+    device,
   });
   const r: Req = { pass, state: 'running' };
   if (pass !== null && !pass.held) {
@@ -166,12 +155,12 @@ test('gate: only inference requests with a model pass admission; the rest need n
   const { gates } = node(1);
   const g = gates[0]!;
   const body = Buffer.from('{"model":"m"}');
-  const p = () => peer('x');
-  assert.equal(g.admit({ method: 'GET', url: '/api/tags', body: null, peer: p }), null);
-  assert.equal(g.admit({ method: 'POST', url: '/api/show', body, peer: p }), null);
-  assert.equal(g.admit({ method: 'POST', url: '/api/chat', body: Buffer.from('{"messages":[]}'), peer: p }), null);
+  const p = 'x';
+  assert.equal(g.admit({ method: 'GET', url: '/api/tags', body: null, device: p }), null);
+  assert.equal(g.admit({ method: 'POST', url: '/api/show', body, device: p }), null);
+  assert.equal(g.admit({ method: 'POST', url: '/api/chat', body: Buffer.from('{"messages":[]}'), device: p }), null);
   for (const url of ['/api/generate', '/api/embed', '/v1/chat/completions?x=1', '/v1/responses', '/v1/messages']) {
-    const pass = g.admit({ method: 'POST', url, body, peer: p });
+    const pass = g.admit({ method: 'POST', url, body, device: p });
     assert.ok(pass?.held, url);
     pass.done();
   }
@@ -279,7 +268,7 @@ test('weights reach the owner: a weight-2 device gets two grants per round', () 
         method: 'POST',
         url: '/api/generate',
         body: Buffer.from('{"model":"m"}'),
-        peer: () => peer(device),
+        device,
       })!;
       passes.push(pass);
       pass.wait(

@@ -191,3 +191,11 @@ export async function deviceCommand(cmd: DeviceCommand, env: Env): Promise<numbe
     }
   }
 }
+
+/**
+ * Allows `id` as `ollana device allow` does (same lock, same checks, same message): `ollana pair`
+ * writes what it paired through here.
+ */
+export function allowDevice(dataDir: string, id: string, name: string): number {
+  return setState(dataDir, id, 'allowed', name.slice(0, 64), false, null);
+}

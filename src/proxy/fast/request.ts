@@ -133,10 +133,6 @@ export class FastRequest implements Downstream, BodyStream {
     return this.#c.gone;
   }
 
-  peer(): Socket {
-    return this.#socket;
-  }
-
   respond(status: number, headers: string[], framing: BodyFraming): void {
     this.responding = true;
     this.#framing = framing;

@@ -86,10 +86,6 @@ export class NodeDownstream implements Downstream {
     responseErrorSender(this.#res, this.url)(status, message, extra);
   }
 
-  peer(): IncomingMessage['socket'] {
-    return this.#req.socket;
-  }
-
   broken(): boolean {
     return this.#broken(this.#req.socket);
   }

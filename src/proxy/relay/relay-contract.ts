@@ -3,7 +3,6 @@
  * node-downstream.ts and fast/request.ts), a body that streams in while it is relayed, the options
  * of one relayed request, and the response header filter.
  */
-import type { Socket } from 'node:net';
 import type { Logger } from '../../log.ts';
 import type { StatsCollector } from '../stats.ts';
 import type { BodyFraming } from './framing.ts';
@@ -68,8 +67,6 @@ export interface Downstream {
   breakOff(tail: string | null, atChunkStart: boolean, err: Error): void;
   /** Answers with ollana's own error before anything was sent. */
   sendError(status: number, message: string, extra: string[]): void;
-  /** The client's connection (its device, for the scheduler). */
-  peer(): Socket;
   /** Called once when the exchange is over, however it ended. */
   finished(): void;
 }

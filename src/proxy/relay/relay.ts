@@ -276,8 +276,9 @@ export class Relay implements UpstreamUser {
       this.#timed = this.#o.bodyTimeoutMs > 0;
     }
     this.#o.stats.status(head.status);
-    this.#o.stats.firstByte(process.hrtime.bigint() - this.#started);
-    this.#meter.responded(head.status);
+    const ns = process.hrtime.bigint() - this.#started;
+    this.#o.stats.firstByte(ns);
+    this.#meter.responded(head.status, ns);
   }
 
   /**
@@ -379,6 +380,7 @@ export class Relay implements UpstreamUser {
   /** The scheduler turned the request away before it went out (503, sched/gate.ts). */
   #refuse(status: number, message: string, extra: string[]): void {
     this.#o.stats.status(status);
+    this.#meter.responded(status, process.hrtime.bigint() - this.#started);
     this.#d.sendError(status, message, extra);
     this.#finish();
   }
@@ -406,8 +408,9 @@ export class Relay implements UpstreamUser {
     this.#finished = true;
     this.#pass?.done();
     this.#o.stats.inFlight -= 1;
-    this.#o.stats.done(process.hrtime.bigint() - this.#started);
-    this.#meter.end();
+    const ns = process.hrtime.bigint() - this.#started;
+    this.#o.stats.done(ns);
+    this.#meter.end(ns);
     this.#d.finished();
     this.#o.onFinish();
   }

@@ -203,8 +203,9 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#responded = true;
     this.#opts.onServed?.(this.upstream, statusCode);
     this.#opts.stats.status(statusCode);
-    this.#opts.stats.firstByte(process.hrtime.bigint() - this.#started);
-    this.#meter.responded(statusCode);
+    const ns = process.hrtime.bigint() - this.#started;
+    this.#opts.stats.firstByte(ns);
+    this.#meter.responded(statusCode, ns);
     // Ollama sends headers together with the first token, so the body chunk usually follows in the
     // same tick and carries the headers out with it. If it does not, flush the headers alone so that
     // a client waiting on them (SSE, a long upload reply) is not left hanging.
@@ -282,8 +283,9 @@ export class Forward implements Dispatcher.DispatchHandler {
     this.#finished = true;
     this.#closeAttempt();
     this.#opts.stats.inFlight -= 1;
-    this.#opts.stats.done(process.hrtime.bigint() - this.#started);
-    this.#meter.end();
+    const ns = process.hrtime.bigint() - this.#started;
+    this.#opts.stats.done(ns);
+    this.#meter.end(ns);
     if (!this.#req.complete) this.#req.resume(); // let an unread request body drain instead of stalling the socket
     this.#opts.onFinish();
   }

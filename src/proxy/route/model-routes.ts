@@ -16,6 +16,7 @@ import type { StatsCollector } from '../stats.ts';
 import { lists, place } from './placement.ts';
 import { Residency } from './residency.ts';
 import { candidates, retryableStatus } from './router.ts';
+import { parseModel } from './model-name.ts';
 import { normalizeModel } from './model-name.ts';
 import type { Upstreams } from './upstreams.ts';
 
@@ -138,8 +139,18 @@ export class ModelRoutes {
     }
     const served = this.served((req.url ?? '/').split('?', 1)[0]!, model, res);
     // A body read whole can be sent again to the next server; one still streaming cannot.
+    const cloud = model !== null && parseModel(model).cloud;
     if (body === null || Buffer.isBuffer(body))
-      this.#send.forward(req, res, list, body, (status) => retryableStatus(status, 'by-model'), cors, model, served);
+      this.#send.forward(
+        req,
+        res,
+        list,
+        body,
+        (status) => retryableStatus(status, 'by-model', cloud),
+        cors,
+        model,
+        served,
+      );
     else this.#send.forward(req, res, [list[0]!], body, null, cors, model, served);
   }
 

@@ -8,7 +8,7 @@
  * the same hash. Servers that do not list the model come last only when none lists it.
  */
 import type { Upstream } from '../../protocol/messages.ts';
-import { normalizeModel } from './model-name.ts';
+import { normalizeModel, parseModel } from './model-name.ts';
 
 export interface PlacementInputs {
   /** This worker's in-flight requests per server id. */
@@ -48,5 +48,11 @@ export function place(ups: readonly Upstream[], model: string, p: PlacementInput
     .filter((u) => !p.loaded(u).has(want))
     .sort((a, b) => p.loaded(a).size - p.loaded(b).size || busy(a) - busy(b) || byRank(a, b));
   const full = (list: Upstream[]): Upstream[] => list.filter((u) => !room(u)).sort((a, b) => busy(a) - busy(b));
-  return [...warm.filter(room), ...cold.filter(room), ...full(warm), ...full(cold)];
+  const order = [...warm.filter(room), ...cold.filter(room), ...full(warm), ...full(cold)];
+  // A cloud model no server lists: the leader first, where account requests go (someone signed in there).
+  if (having.length === 0 && parseModel(model).cloud) {
+    const leader = order.findIndex((u) => u.leader);
+    if (leader > 0) return [order[leader]!, ...order.slice(0, leader), ...order.slice(leader + 1)];
+  }
+  return order;
 }

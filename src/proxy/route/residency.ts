@@ -20,6 +20,8 @@ interface Reading {
 
 export class Residency {
   readonly #own = new Map<string, Reading>();
+  /** The table's `loaded` of each upstream object, normalised (a new table brings new objects). */
+  readonly #fromTable = new WeakMap<Upstream, ReadonlySet<string>>();
   readonly #pool: (u: Upstream) => Pool;
 
   constructor(pool: (u: Upstream) => Pool) {
@@ -31,7 +33,12 @@ export class Residency {
     const own = this.#own.get(u.id);
     if (own !== undefined && own.at > (u.loadedAt ?? 0)) return own.models;
     if (own !== undefined) this.#own.delete(u.id); // the table caught up
-    return new Set((u.loaded ?? []).map(normalizeModel));
+    let table = this.#fromTable.get(u);
+    if (table === undefined) {
+      table = new Set((u.loaded ?? []).map(normalizeModel));
+      this.#fromTable.set(u, table);
+    }
+    return table;
   }
 
   /** A request of this worker just loaded (`loaded` true) or unloaded `model` on `u`. */
