@@ -98,7 +98,11 @@ function trustLanFlag(): readonly string[] {
   let flags = trustLanCache.get(ollanaMain);
   if (flags === undefined) {
     const help = spawnSync(NODE, [ollanaMain, 'serve', '--help'], { encoding: 'utf8', timeout: 20_000 });
-    flags = /--trust-lan/.test(help.stdout ?? '') ? ['--trust-lan'] : [];
+    flags = [
+      ...(/--trust-lan/.test(help.stdout ?? '') ? ['--trust-lan'] : []),
+      // The emulator runs every request at once (no slot limit): so does the fair-share scheduler here.
+      ...(/--slots/.test(help.stdout ?? '') ? ['--slots', '1024'] : []),
+    ];
     trustLanCache.set(ollanaMain, flags);
   }
   return flags;

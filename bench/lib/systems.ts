@@ -163,6 +163,9 @@ const discoveryFlag = new Map<string, readonly string[]>();
  * Benchmark traffic stays on loopback: LAN discovery (UDP multicast/broadcast on the machine's
  * interfaces) is turned off where this checkout of ollana knows the flag; older ones have none.
  */
+/** --slots for an emulator without a slot limit: more than any bench keeps in flight. */
+export const UNLIMITED_SLOTS = 1024;
+
 function noLanFlags(root: string): readonly string[] {
   let flags = discoveryFlag.get(root);
   if (flags === undefined) {
@@ -174,6 +177,9 @@ function noLanFlags(root: string): readonly string[] {
       ...(/--discovery <value>/.test(help.stdout ?? '') ? ['--discovery', 'off'] : []),
       // One hop is measured in plain HTTP against plain-HTTP nginx; TLS costs are the two-hop bench's.
       ...(/--insecure-http/.test(help.stdout ?? '') ? ['--insecure-http'] : []),
+      // The emulator runs every request at once (no slot limit): tell the fair-share scheduler so, and
+      // the bench measures its free-slot path (the fairness scenario sets slots of its own).
+      ...(/--slots/.test(help.stdout ?? '') ? ['--slots', String(UNLIMITED_SLOTS)] : []),
     ];
     discoveryFlag.set(root, flags);
   }

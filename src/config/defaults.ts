@@ -103,8 +103,9 @@ export const DEFAULTS: ServeConfig = Object.freeze({
   slots: 1,
   // Long enough for a cold model load plus a few requests ahead; a client never waits unbounded.
   queueTimeoutMs: 120_000,
-  // Four times the 16 requests the greedy batch job keeps in flight.
-  queueDepth: 64,
+  // Ollama's own OLLAMA_MAX_QUEUE: a device is refused no sooner than Ollama would refuse it. A deep
+  // queue costs the other devices nothing: they are served in turn beside it.
+  queueDepth: 512,
 });
 
 export const SERVER_LISTEN = '0.0.0.0:11435';

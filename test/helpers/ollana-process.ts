@@ -131,12 +131,20 @@ export function runOllana(
   return result;
 }
 
+/**
+ * The emulator runs every request at once unless started with --num-parallel: a server node in front
+ * of it is told so (--slots 1024) unless the test sets --slots itself (the fair-share tests do).
+ */
+export function withSlots(args: readonly string[]): readonly string[] {
+  return args.includes('--slots') ? args : [...args, '--slots', '1024'];
+}
+
 /** Starts `ollana serve ...args` and waits until it logs that it listens. */
 export async function startOllana(
   args: readonly string[],
   opts: { env?: Record<string, string>; home?: string } = {},
 ): Promise<Started> {
-  const p = runOllana(['serve', ...args], opts);
+  const p = runOllana(['serve', ...withSlots(args)], opts);
   const line = await p.waitFor(
     (l) => typeof l.msg === 'string' && l.msg.includes('listening on'),
     20_000,

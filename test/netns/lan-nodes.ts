@@ -2,6 +2,7 @@
  * What the multi-host test files share: the programs they run inside a host (ollana, the Ollama
  * emulator, lan-client), starting them, asking lan-client, and bounded polling.
  */
+import { withSlots } from '../helpers/ollana-process.ts';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,7 +54,7 @@ export async function serve(
   home: string,
   args: readonly string[],
 ): Promise<{ proc: HostProcess; line: string }> {
-  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', ...args], {
+  const proc = host.spawn(NODE, [MAIN, 'serve', '--workers', '1', ...withSlots(args)], {
     env: { OLLANA_HOME: home, OLLANA_LOG: 'info', OLLANA_DISCOVERY: undefined },
   });
   const line = await proc.waitForLine((t) => t.includes('listening on'), 20_000);
