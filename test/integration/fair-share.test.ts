@@ -44,7 +44,8 @@ async function serverNode(args: string[], weights: Record<number, number> = {}, 
     assert.equal(r.code, 0, r.stderr);
   }
   const server = await startOllana(
-    ['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, ...args],
+    // One slot per model, Ollama's default: the emulator has no limit of its own here, ollana's is tested.
+    ['--mode', 'server', '--listen', `127.0.0.1:${await freePort()}`, '--ollama-url', emu.url, '--slots', '1', ...args],
     { home, env },
   );
   servers.push(server);
