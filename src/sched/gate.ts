@@ -10,6 +10,7 @@
  */
 import type { MessageOf } from '../protocol/messages.ts';
 import { ModelScan } from '../proxy/route/model-scan.ts';
+import { normalizeModel as sameModelKey } from '../proxy/route/model-name.ts';
 import { announce, give, modelIndex, normalizeModel, tryTake, type Board } from './board.ts';
 
 /** The paths whose requests hold a slot of their model at Ollama while they run. */
@@ -160,10 +161,12 @@ export class SchedGate {
     const named = scan.model;
     if (named === null) return null;
     const model = normalizeModel(named);
-    let index = this.#indexes.get(model);
+    // Slots are Ollama's per model, and Ollama takes `Qwen3:8b` and `library/qwen3:8b` for one model.
+    const key = sameModelKey(named);
+    let index = this.#indexes.get(key);
     if (index === undefined) {
-      index = modelIndex(this.#board, model);
-      if (this.#indexes.size < 4096) this.#indexes.set(model, index);
+      index = modelIndex(this.#board, key);
+      if (this.#indexes.size < 4096) this.#indexes.set(key, index);
     }
     if (index < 0) return null;
     const held = tryTake(this.#board, index, this.#worker);

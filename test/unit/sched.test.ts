@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { DrrQueue, type Waiting } from '../../src/sched/drr.ts';
+import { normalizeModel as sameModelKey } from '../../src/proxy/route/model-name.ts';
 import { createBoard, inFlightOf, modelIndex, normalizeModel } from '../../src/sched/board.ts';
 import { SchedGate, type Pass, type SchedRefusal } from '../../src/sched/gate.ts';
 import { SchedOwner } from '../../src/sched/owner.ts';
@@ -166,6 +167,19 @@ test('gate: only inference requests with a model pass admission; the rest need n
   }
 });
 
+test('gate: names Ollama takes for one model share its slots (case, library/ and registry prefixes, :latest)', () => {
+  const { gates } = node(1);
+  const g = gates[0]!;
+  const ask = (model: string) =>
+    g.admit({ method: 'POST', url: '/api/chat', body: Buffer.from(JSON.stringify({ model })), device: 'x' });
+  const first = ask('Qwen3:8b');
+  assert.ok(first?.held);
+  for (const alias of ['qwen3:8b', 'library/qwen3:8b', 'registry.ollama.ai/library/QWEN3:8b'])
+    assert.equal(ask(alias)?.held, false, `${alias} waits for the one slot`);
+  assert.equal(ask('qwen3:4b')?.held, true, 'another model has a slot of its own');
+  first.done();
+});
+
 test('slots are shared by all workers; a full model queues per device and grants in turn as slots free', () => {
   const { gates, flush, board, owner } = node(1);
   const first = request(gates[0]!, 'greedy');
@@ -179,7 +193,7 @@ test('slots are shared by all workers; a full model queues per device and grants
     [...greedy, alice].map((r) => r.state),
     ['waiting', 'waiting', 'waiting', 'waiting'],
   );
-  assert.equal(inFlightOf(board, modelIndex(board, 'm:latest')), 1);
+  assert.equal(inFlightOf(board, modelIndex(board, sameModelKey('m'))), 1);
   const q = owner.snapshot().models[0]!;
   assert.deepEqual(q.queued, { [idOf('greedy')]: 3, [idOf('alice')]: 1 });
 
@@ -206,7 +220,7 @@ test('slots are shared by all workers; a full model queues per device and grants
     [...greedy].map((r) => r.state),
     ['running', 'running', 'waiting'],
   );
-  assert.equal(inFlightOf(board, modelIndex(board, 'm:latest')), 1);
+  assert.equal(inFlightOf(board, modelIndex(board, sameModelKey('m'))), 1);
 });
 
 test('a queued request whose client leaves is never granted; one past its depth or its wait bound is refused', () => {
@@ -245,7 +259,7 @@ test("a dead worker's slots and waiting requests are given back; the others' req
   owner.workerGone(0);
   flush();
   assert.equal(waiting.state, 'running');
-  assert.equal(inFlightOf(board, modelIndex(board, 'm:latest')), 1);
+  assert.equal(inFlightOf(board, modelIndex(board, sameModelKey('m'))), 1);
   assert.deepEqual(owner.snapshot().models[0]!.queued, {});
   assert.ok(logs.some((l) => l.includes(`device ${idOf('b')} is throttled`)));
   waiting.pass!.done();
