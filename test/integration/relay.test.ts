@@ -421,15 +421,19 @@ test('endless header lines from the upstream: 502 once the head passes 64 KiB, n
 
 test('a response that never ends: the client that leaves closes the upstream connection at once', async () => {
   let upstreamSocket: Socket | null = null;
-  let timer: NodeJS.Timeout | undefined;
+  // One interval per upstream connection the script serves (a retried request opens another): all are
+  // cleared at the end, and none keeps the test process alive.
+  const timers: NodeJS.Timeout[] = [];
   script = (_s, socket) => {
     upstreamSocket = socket;
     socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n');
     // A token every 10 ms for as long as the connection lasts (bounded by the test's own end).
     const token = '{"response":1}\n';
-    timer = setInterval(() => {
+    const timer = setInterval(() => {
       if (!socket.destroyed) socket.write(`${token.length.toString(16)}\r\n${token}\r\n`);
     }, 10);
+    timer.unref();
+    timers.push(timer);
   };
   try {
     const client = connect(Number(new URL(node.url).port), '127.0.0.1');
@@ -449,6 +453,6 @@ test('a response that never ends: the client that leaves closes the upstream con
     client.destroy();
     await within(3_000, 'the upstream connection to close', closed);
   } finally {
-    clearInterval(timer);
+    for (const timer of timers) clearInterval(timer);
   }
 });
